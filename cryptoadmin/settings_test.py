@@ -1,0 +1,18 @@
+"""Test settings: PostgreSQL as default (the suite starts its own cluster and points
+HOST/PORT at it), plus an SQLite alias so money-exactness runs on both engines."""
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-000000000000000")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cryptoadmin")
+os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+
+from .settings import *  # noqa: E402,F401,F403
+from .settings import DATABASES  # noqa: E402
+
+DATABASES["sqlite"] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": "cryptoadmin-sqlite",
+    "TEST": {"NAME": os.environ.get("SQLITE_TEST_FILE", "")},
+}
+SECURE_SSL_REDIRECT = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

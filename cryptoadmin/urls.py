@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import path
+
+admin.site.site_header = "cryptoadmin"
+admin.site.site_title = "cryptoadmin"
+admin.site.index_title = "Back office"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,103 @@
+"""Ledger admin: configuration (currencies, wallets) is editable; the books are read-only."""
+from django import forms
+from django.contrib import admin
+from django.utils.html import format_html
+
+from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Append-only rows: viewable by anyone with view permission, never edited here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Currency)
+class CurrencyAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "decimals", "enabled", "crediting_threshold", "polling_threshold", "network"]
+    list_filter = ["enabled", "network"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Changing decimals after amounts exist would rescale every stored amount.
+        return ["decimals"] if obj and obj.transactions.exists() else []
+
+
+class WalletForm(forms.ModelForm):
+    class Meta:
+        model = Wallet
+        fields = ["name", "currency", "backend", "backend_settings", "enabled"]
+        help_texts = {"backend_settings": "Secrets are stored as entered and shown masked."}
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    form = WalletForm
+    list_display = ["name", "currency", "backend", "enabled", "settings_masked"]
+    list_filter = ["backend", "currency", "enabled"]
+    list_select_related = ["currency"]
+
+    @admin.display(description="backend settings")
+    def settings_masked(self, obj):
+        return obj.backend_settings_masked()
+
+    def get_fields(self, request, obj=None):
+        # Existing wallets never render their secrets back into the page.
+        if obj is not None:
+            return ["name", "currency", "backend", "settings_masked", "enabled", "last_block_hash"]
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["settings_masked", "last_block_hash", "currency", "backend"] if obj is not None else []
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ["id", "currency", "code", "user_id", "wallet", "created_at"]
+    list_filter = ["currency", "code"]
+    search_fields = ["user_id"]
+    list_select_related = ["currency", "wallet__currency"]
+    show_full_result_count = False
+
+
+@admin.register(Address)
+class AddressAdmin(ReadOnlyAdmin):
+    list_display = ["address", "currency", "kind", "wallet", "account", "label", "created_at"]
+    list_filter = ["currency", "kind"]
+    search_fields = ["address", "label", "account__user_id"]
+    list_select_related = ["currency", "wallet__currency", "account__currency"]
+    show_full_result_count = False
+
+
+@admin.register(Transaction)
+class TransactionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "kind", "currency", "amount_units", "source", "destination", "txid", "label"]
+    list_filter = ["kind", "currency", "created_at"]
+    search_fields = ["network_transaction__txid", "source__user_id", "destination__user_id", "label"]
+    list_select_related = ["currency", "source__currency", "destination__currency", "network_transaction",
+                           "source__wallet", "destination__wallet"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_units(self, obj):
+        return format_html("<code>{} {}</code>", obj.currency.format(obj.amount), obj.currency.code)
+
+    @admin.display(description="txid")
+    def txid(self, obj):
+        return obj.network_transaction.txid[:16] + "…" if obj.network_transaction_id else ""
+
+
+@admin.register(NetworkTransaction)
+class NetworkTransactionAdmin(ReadOnlyAdmin):
+    list_display = ["txid", "currency", "type", "state", "confirmations", "opened_at", "last_checked_at", "flagged"]
+    list_filter = ["currency", "type", "state", "flagged"]
+    search_fields = ["txid"]
+    list_select_related = ["currency"]
+    show_full_result_count = False

@@ -1,0 +1,154 @@
+"""The backend interface every wallet backend implements, and the errors it raises.
+
+Amounts cross this interface as integer base units; each backend converts exactly at
+its own boundary (bitcoind speaks Decimal JSON numbers, block.io decimal strings).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+class BackendError(Exception):
+    """Base of every error a backend raises; carries the node's own message."""
+
+    def __init__(self, message, *, code=None):
+        super().__init__(message)
+        self.code = code
+
+
+class NodeUnreachable(BackendError):
+    """The node could not be reached or did not answer in time."""
+
+
+class NotSent(NodeUnreachable):
+    """The request provably never reached the node (connection refused): nothing happened."""
+
+
+class OutcomeUnknown(BackendError):
+    """A state-changing request may or may not have taken effect (timeout, connection lost mid-call)."""
+
+
+class TransactionNotFound(BackendError):
+    """The node's wallet does not know this txid."""
+
+
+class InsufficientFunds(BackendError):
+    """The wallet cannot pay this: nothing was sent."""
+
+
+class InvalidAddress(BackendError):
+    """The node rejects the address: nothing was sent."""
+
+
+class BadReply(BackendError):
+    """The node answered something we cannot trust (wrong shape, sub-unit precision)."""
+
+
+@dataclass(frozen=True)
+class TxOutput:
+    """One wallet-relevant entry of a transaction: `category` is receive/send/generate/immature/orphan."""
+
+    address: str
+    category: str
+    amount: int  # base units, always positive
+    vout: int | None = None
+
+
+@dataclass(frozen=True)
+class TxInfo:
+    txid: str
+    confirmations: int  # -1 or less: conflicted
+    fee: int | None  # base units paid by our wallet (positive), None if not ours
+    outputs: tuple[TxOutput, ...] = ()
+    blockhash: str | None = None
+    comment: str = ""
+
+    def received(self) -> dict[str, int]:
+        """address -> total base units received on it in this transaction."""
+        totals: dict[str, int] = {}
+        for out in self.outputs:
+            if out.category == "receive":
+                totals[out.address] = totals.get(out.address, 0) + out.amount
+        return totals
+
+    def sent(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for out in self.outputs:
+            if out.category == "send":
+                totals[out.address] = totals.get(out.address, 0) + out.amount
+        return totals
+
+
+@dataclass(frozen=True)
+class ReceivedByAddress:
+    address: str
+    amount: int
+    confirmations: int
+    txids: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class SinceBlock:
+    transactions: tuple[TxInfo, ...]
+    lastblock: str
+
+
+class Backend:
+    """What the ledger asks of a wallet backend. One instance per unit of work."""
+
+    def __init__(self, wallet):
+        self.wallet = wallet
+        self.decimals = wallet.currency.decimals
+
+    def new_address(self, label: str = "") -> str:
+        raise NotImplementedError
+
+    def validate_address(self, address: str) -> bool:
+        raise NotImplementedError
+
+    def get_balance(self, minconf: int = 0) -> int:
+        """The wallet's spendable-or-pending balance in base units."""
+        raise NotImplementedError
+
+    def get_transaction(self, txid: str) -> TxInfo:
+        raise NotImplementedError
+
+    def get_transactions(self, txids: list[str]) -> dict[str, TxInfo | BackendError]:
+        """Many at once; a per-txid failure is returned in place of that txid's TxInfo."""
+        result: dict[str, TxInfo | BackendError] = {}
+        for txid in txids:
+            try:
+                result[txid] = self.get_transaction(txid)
+            except (TransactionNotFound, BadReply) as exc:
+                result[txid] = exc
+        return result
+
+    def list_since_block(self, blockhash: str | None) -> SinceBlock:
+        raise NotImplementedError
+
+    def send_many(self, outputs: dict[str, int], comment: str) -> str:
+        """Pay every address its base units in one transaction; returns the txid.
+
+        Raises NotSent / InsufficientFunds / InvalidAddress when provably nothing was sent,
+        OutcomeUnknown when it may have been.
+        """
+        raise NotImplementedError
+
+    def find_by_comment(self, comment: str) -> list[str]:
+        """Txids of wallet transactions carrying this comment (to settle an interrupted broadcast)."""
+        raise NotImplementedError
+
+    def list_received_by_address(self, minconf: int = 0) -> list[ReceivedByAddress]:
+        raise NotImplementedError
+
+    def block_height(self) -> int:
+        raise NotImplementedError
+
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z]+://)(?P<cred>[^@/]+)@")
+
+
+def mask_url(url: str) -> str:
+    """http://user:pass@host:port -> http://•••@host:port"""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}•••@", url)

@@ -1,0 +1,279 @@
+"""bitcoind over JSON-RPC with python-bitcoinrpc.
+
+Traps of AuthServiceProxy this module works around:
+- it keeps one HTTP connection forever and never reconnects: after a node restart or
+  ~30 s idle every call fails (BrokenPipe, then CannotSendRequest). We reconnect once
+  on those errors for read-only calls, and use a fresh connection for every send;
+- it is not thread-safe: one backend instance per unit of work, never shared;
+- it encodes Decimal as float (EncodeDecimal): we send amounts as exact decimal strings,
+  which bitcoind accepts, and refuse floats and Decimals at this boundary;
+- `batch_` raises on the first failing item: our batch keeps per-item errors.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from decimal import Decimal
+
+from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
+from django.conf import settings
+
+from ..money import AmountError, format_units, to_units
+from .base import (
+    Backend,
+    BackendError,
+    BadReply,
+    InsufficientFunds,
+    InvalidAddress,
+    NodeUnreachable,
+    NotSent,
+    OutcomeUnknown,
+    ReceivedByAddress,
+    SinceBlock,
+    TransactionNotFound,
+    TxInfo,
+    TxOutput,
+    mask_url,
+)
+
+# A stale keep-alive connection: safe to reconnect and repeat a read-only call.
+_STALE = (BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest, http.client.RemoteDisconnected,
+          http.client.BadStatusLine, http.client.ResponseNotReady)
+_WALLET_TX_NOT_FOUND = "Invalid or non-wallet transaction id"
+
+
+class BitcoindBackend(Backend):
+    def __init__(self, wallet, timeout: int | None = None):
+        super().__init__(wallet)
+        url = (wallet.backend_settings or {}).get("url")
+        if not url:
+            raise BackendError(f"wallet {wallet.name} has no 'url' in its backend settings")
+        self.url = url
+        self.timeout = timeout or settings.NODE_RPC_TIMEOUT
+        self._proxy = None
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _new_proxy(self):
+        return AuthServiceProxy(self.url, timeout=self.timeout)
+
+    def _proxy_for_reads(self):
+        if self._proxy is None:
+            self._proxy = self._new_proxy()
+        return self._proxy
+
+    def _translate(self, exc: Exception, method: str, state_changing: bool) -> BackendError:
+        where = f"{method} on {mask_url(self.url)}"
+        if isinstance(exc, JSONRPCException):
+            err = exc.error if isinstance(exc.error, dict) else {"message": str(exc.error)}
+            code, message = err.get("code"), err.get("message", "")
+            if code == -5 and _WALLET_TX_NOT_FOUND in message:
+                return TransactionNotFound(f"{where}: {message}", code=code)
+            if code == -5:
+                return InvalidAddress(f"{where}: {message}", code=code)
+            if code == -6:
+                return InsufficientFunds(f"{where}: {message}", code=code)
+            if code == -28:  # warming up: it refused the call
+                return NotSent(f"{where}: node is starting: {message}", code=code)
+            if code == -342 and "401" in message:
+                return NotSent(f"{where}: authentication failed (check rpc user/password)", code=code)
+            if code in (-342, -343):
+                return BadReply(f"{where}: {message}", code=code)
+            return BackendError(f"{where}: node error {code}: {message}", code=code)
+        if isinstance(exc, ConnectionRefusedError) or (isinstance(exc, OSError) and exc.errno in (111, 113, 101)):
+            return NotSent(f"{where}: node unreachable ({exc})")
+        if isinstance(exc, socket.gaierror):
+            return NotSent(f"{where}: cannot resolve node host ({exc})")
+        if isinstance(exc, (ValueError, TypeError, KeyError)):
+            return BadReply(f"{where}: unreadable reply ({exc})")
+        if state_changing:
+            return OutcomeUnknown(f"{where}: connection lost after sending, outcome unknown ({exc!r})")
+        return NodeUnreachable(f"{where}: {exc!r}")
+
+    def call(self, method: str, *params):
+        """A read-only call: reconnects once if the kept connection went stale."""
+        _refuse_inexact(params)
+        for attempt in (1, 2):
+            try:
+                return getattr(self._proxy_for_reads(), method)(*params)
+            except _STALE as exc:
+                self._proxy = None
+                if attempt == 2:
+                    raise self._translate(exc, method, state_changing=False) from exc
+            except Exception as exc:
+                if not isinstance(exc, JSONRPCException):
+                    self._proxy = None
+                raise self._translate(exc, method, state_changing=False) from exc
+
+    def call_once(self, method: str, *params):
+        """A state-changing call: fresh connection, never repeated."""
+        _refuse_inexact(params)
+        proxy = self._new_proxy()
+        try:
+            return getattr(proxy, method)(*params)
+        except Exception as exc:
+            raise self._translate(exc, method, state_changing=True) from exc
+
+    def batch(self, calls: list[tuple]) -> list:
+        """Several read-only calls in one round trip; each result is a value or a BackendError."""
+        if not calls:
+            return []
+        for call in calls:
+            _refuse_inexact(call[1:])
+        body = json.dumps(
+            [{"jsonrpc": "1.0", "id": i, "method": c[0], "params": list(c[1:])} for i, c in enumerate(calls)]
+        )
+        for attempt in (1, 2):
+            proxy = self._proxy_for_reads()
+            try:
+                conn = proxy._AuthServiceProxy__conn
+                conn.request("POST", proxy._AuthServiceProxy__url.path or "/", body, {
+                    "Host": proxy._AuthServiceProxy__url.hostname,
+                    "Authorization": proxy._AuthServiceProxy__auth_header,
+                    "Content-type": "application/json",
+                })
+                replies = proxy._get_response()
+                break
+            except _STALE as exc:
+                self._proxy = None
+                if attempt == 2:
+                    raise self._translate(exc, "batch", state_changing=False) from exc
+            except Exception as exc:
+                self._proxy = None
+                raise self._translate(exc, "batch", state_changing=False) from exc
+        if not isinstance(replies, list) or len(replies) != len(calls):
+            raise BadReply(f"batch of {len(calls)} got {type(replies).__name__} reply")
+        out: list = [None] * len(calls)
+        for reply in replies:
+            try:
+                index = reply["id"]
+                if reply.get("error") is not None:
+                    out[index] = self._translate(JSONRPCException(reply["error"]), calls[index][0], False)
+                else:
+                    out[index] = reply["result"]
+            except (KeyError, TypeError, IndexError):
+                raise BadReply(f"batch reply item has no usable id: {str(reply)[:200]}") from None
+        return out
+
+    # -- conversions ---------------------------------------------------------------------
+
+    def units(self, value) -> int:
+        if not isinstance(value, (Decimal, int)) or isinstance(value, bool):
+            raise BadReply(f"amount {value!r} from node is not a JSON number")
+        try:
+            return to_units(value, self.decimals)
+        except AmountError as exc:
+            raise BadReply(f"amount from node: {exc}") from None
+
+    def amount_str(self, units: int) -> str:
+        if not isinstance(units, int) or isinstance(units, bool):
+            raise AmountError(f"refusing {type(units).__name__} amount {units!r}: base units must be int")
+        if units <= 0:
+            raise AmountError(f"amount must be positive, got {units}")
+        return format_units(units, self.decimals)
+
+    def parse_tx(self, raw: dict) -> TxInfo:
+        try:
+            outputs = []
+            for d in raw.get("details", []):
+                outputs.append(TxOutput(
+                    address=d.get("address", ""), category=d["category"],
+                    amount=abs(self.units(d["amount"])), vout=d.get("vout"),
+                ))
+            fee = raw.get("fee")
+            return TxInfo(
+                txid=raw["txid"],
+                confirmations=int(raw["confirmations"]),
+                fee=abs(self.units(fee)) if fee is not None else None,
+                outputs=tuple(outputs),
+                blockhash=raw.get("blockhash"),
+                comment=raw.get("comment", ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadReply(f"gettransaction reply lacks {exc}") from None
+
+    # -- the interface ---------------------------------------------------------------------
+
+    def new_address(self, label: str = "") -> str:
+        return self.call_once("getnewaddress", label)
+
+    def validate_address(self, address: str) -> bool:
+        reply = self.call("validateaddress", address)
+        return bool(reply.get("isvalid"))
+
+    def get_balance(self, minconf: int = 0) -> int:
+        return self.units(self.call("getbalance", "*", minconf))
+
+    def get_transaction(self, txid: str) -> TxInfo:
+        return self.parse_tx(self.call("gettransaction", txid))
+
+    def get_transactions(self, txids: list[str]) -> dict:
+        result = {}
+        chunk = 2000  # keeps one request body a few hundred KB
+        for start in range(0, len(txids), chunk):
+            part = txids[start:start + chunk]
+            for txid, reply in zip(part, self.batch([("gettransaction", t) for t in part])):
+                if isinstance(reply, BackendError):
+                    result[txid] = reply
+                    continue
+                try:
+                    result[txid] = self.parse_tx(reply)
+                except BadReply as exc:
+                    result[txid] = exc
+        return result
+
+    def list_since_block(self, blockhash: str | None) -> SinceBlock:
+        reply = self.call("listsinceblock", blockhash or "")
+        grouped: dict[str, dict] = {}
+        for entry in reply.get("transactions", []):
+            item = grouped.setdefault(entry["txid"], {
+                "txid": entry["txid"], "confirmations": entry["confirmations"],
+                "blockhash": entry.get("blockhash"), "details": [], "comment": entry.get("comment", ""),
+            })
+            if entry.get("fee") is not None:
+                item["fee"] = entry["fee"]
+            item["details"].append(entry)
+        return SinceBlock(tuple(self.parse_tx(raw) for raw in grouped.values()), reply["lastblock"])
+
+    def send_many(self, outputs: dict[str, int], comment: str) -> str:
+        if not outputs:
+            raise AmountError("send_many needs at least one output")
+        amounts = {address: self.amount_str(units) for address, units in outputs.items()}
+        txid = self.call_once("sendmany", "", amounts, 1, comment)
+        if not isinstance(txid, str) or len(txid) != 64:
+            raise OutcomeUnknown(f"sendmany returned {txid!r}, not a txid")
+        return txid
+
+    def list_transactions(self, count: int = 1000, skip: int = 0) -> list[dict]:
+        return self.call("listtransactions", "*", count, skip, True)
+
+    def find_by_comment(self, comment: str) -> list[str]:
+        found, skip, page = [], 0, 1000
+        while True:
+            entries = self.list_transactions(page, skip)
+            found.extend(e["txid"] for e in entries if e.get("comment") == comment and e["txid"] not in found)
+            if len(entries) < page:
+                return found
+            skip += page
+
+    def list_received_by_address(self, minconf: int = 0) -> list[ReceivedByAddress]:
+        rows = self.call("listreceivedbyaddress", minconf, False, True)
+        return [
+            ReceivedByAddress(r["address"], self.units(r["amount"]), int(r["confirmations"]), tuple(r.get("txids", ())))
+            for r in rows
+        ]
+
+    def block_height(self) -> int:
+        return int(self.call("getblockcount"))
+
+
+def _refuse_inexact(params):
+    """No float or Decimal may reach python-bitcoinrpc's float encoder."""
+    for p in params:
+        if isinstance(p, (float, Decimal)):
+            raise AmountError(f"refusing {type(p).__name__} {p!r} in an RPC call: amounts go as exact strings")
+        if isinstance(p, dict):
+            _refuse_inexact(p.values())
+        elif isinstance(p, (list, tuple)):
+            _refuse_inexact(p)

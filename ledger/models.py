@@ -1,0 +1,285 @@
+"""The books: currencies, wallets, accounts, addresses, double-entry transactions and
+network transactions. Amounts are integer base units (see ledger/money.py)."""
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .money import MAX_DECIMALS, format_units
+
+TXID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Currency(models.Model):
+    code = models.CharField(max_length=16, unique=True, help_text="Ticker, e.g. BTC")
+    name = models.CharField(max_length=64, blank=True)
+    decimals = models.PositiveSmallIntegerField(default=8)
+    enabled = models.BooleanField(default=True)
+    crediting_threshold = models.PositiveIntegerField(
+        default=3, help_text="Confirmations at which a deposit is credited to the user"
+    )
+    polling_threshold = models.PositiveIntegerField(
+        default=6, help_text="Confirmations at which a network transaction is closed and no longer polled"
+    )
+    network = models.CharField(
+        max_length=16, default="regtest", help_text="mainnet, testnet or regtest: used to validate addresses"
+    )
+
+    class Meta:
+        verbose_name_plural = "currencies"
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(decimals__lte=MAX_DECIMALS), name="currency_decimals_fit_int64"),
+            models.CheckConstraint(
+                condition=Q(polling_threshold__gte=models.F("crediting_threshold")),
+                name="currency_polling_after_crediting",
+            ),
+            models.CheckConstraint(condition=Q(crediting_threshold__gte=1), name="currency_crediting_at_least_1"),
+        ]
+
+    def __str__(self):
+        return self.code
+
+    def format(self, units: int) -> str:
+        return format_units(units, self.decimals)
+
+
+class Wallet(models.Model):
+    class Backend(models.TextChoices):
+        BITCOIND = "bitcoind", "bitcoind (JSON-RPC)"
+        BLOCKIO = "blockio", "block.io (HTTP API)"
+
+    name = models.CharField(max_length=64, unique=True)
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="wallets")
+    backend = models.CharField(max_length=16, choices=Backend.choices, default=Backend.BITCOIND)
+    # bitcoind: {"url": "http://user:pass@127.0.0.1:8332"}; block.io: {"api_key", "pin", "base_url"}.
+    # Secrets: never shown in the admin or logs (see backend_settings_masked).
+    backend_settings = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    last_block_hash = models.CharField(max_length=64, blank=True, help_text="Poller's listsinceblock cursor")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.currency.code}, {self.backend})"
+
+    SECRET_KEYS = ("password", "api_key", "pin", "secret", "url")
+
+    def backend_settings_masked(self) -> dict:
+        from .backends.base import mask_url
+
+        masked = {}
+        for key, value in (self.backend_settings or {}).items():
+            if key == "url":
+                masked[key] = mask_url(str(value))
+            elif any(s in key.lower() for s in ("password", "api_key", "pin", "secret", "token")):
+                masked[key] = "••••••" if value else ""
+            else:
+                masked[key] = value
+        return masked
+
+    def get_backend(self):
+        from .backends import backend_for
+
+        return backend_for(self)
+
+
+class Account(models.Model):
+    """A user's account (codes 201..206, 230) per currency, or a wallet's system account."""
+
+    class Code(models.IntegerChoices):
+        BALANCE = 201, "201 balance"
+        ADVANCED_TRADING = 202, "202 advanced trading"
+        LOCKED = 203, "203 locked"
+        WITHDRAW_LOCKED = 204, "204 withdraw locked"
+        STAKING_LOCKED = 205, "205 staking locked"
+        ACTIVE_STAKING = 206, "206 active staking"
+        ADVANCED_TRADING_LOCKED = 230, "230 advanced trading locked"
+        # System accounts, one each per wallet: the outside world seen from the books.
+        NETWORK = 900, "900 network"
+        IMPORT = 910, "910 import"
+        FEES = 920, "920 network fees"
+
+    USER_CODES = (201, 202, 203, 204, 205, 206, 230)
+    SYSTEM_CODES = (900, 910, 920)
+
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="accounts")
+    code = models.PositiveIntegerField(choices=Code.choices)
+    user_id = models.CharField(max_length=128, null=True, blank=True, db_index=True, help_text="External user id")
+    wallet = models.ForeignKey(Wallet, null=True, blank=True, on_delete=models.PROTECT, related_name="system_accounts")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "currency", "code"], condition=Q(user_id__isnull=False), name="account_one_per_user_currency_code"
+            ),
+            models.UniqueConstraint(
+                fields=["wallet", "code"], condition=Q(wallet__isnull=False), name="account_one_per_wallet_code"
+            ),
+            # Exactly one owner: a user (user codes) or a wallet (system codes).
+            models.CheckConstraint(
+                condition=(
+                    Q(user_id__isnull=False, wallet__isnull=True, code__in=[201, 202, 203, 204, 205, 206, 230])
+                    | Q(user_id__isnull=True, wallet__isnull=False, code__in=[900, 910, 920])
+                ),
+                name="account_owner_matches_code",
+            ),
+        ]
+
+    def __str__(self):
+        owner = f"user {self.user_id}" if self.user_id is not None else f"wallet {self.wallet_id}"
+        return f"{self.currency_id and self.currency.code} {self.code} {owner}"
+
+    @property
+    def is_system(self):
+        return self.wallet_id is not None
+
+
+class Address(models.Model):
+    class Kind(models.TextChoices):
+        RECEIVING = "receiving", "receiving (ours)"
+        EXTERNAL = "external", "external destination"
+
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="addresses")
+    wallet = models.ForeignKey(Wallet, null=True, blank=True, on_delete=models.PROTECT, related_name="addresses")
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.PROTECT, related_name="addresses")
+    address = models.CharField(max_length=128)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    label = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "addresses"
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "address"], name="address_unique_per_currency"),
+            models.CheckConstraint(
+                condition=Q(kind="external") | Q(account__isnull=False, wallet__isnull=False),
+                name="address_receiving_has_owner",
+            ),
+        ]
+
+    def __str__(self):
+        return self.address
+
+
+class NetworkTransaction(models.Model):
+    """A transaction on the chain that concerns us: a deposit to our addresses or our broadcast.
+
+    Open (polled) until its confirmations reach the currency's polling threshold.
+    """
+
+    class Type(models.TextChoices):
+        DEPOSIT = "deposit", "deposit"
+        BROADCAST = "broadcast", "broadcast"
+
+    class State(models.TextChoices):
+        OPEN = "open", "open"
+        CLOSED = "closed", "closed (confirmed)"
+        CONFLICTED = "conflicted", "conflicted"
+        VANISHED = "vanished", "vanished from node"
+        CLOSED_BY_HAND = "closed_by_hand", "closed by hand"
+
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="network_transactions")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="network_transactions")
+    txid = models.CharField(max_length=64)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN, db_index=True)
+    confirmations = models.IntegerField(default=0)
+    max_confirmations = models.IntegerField(default=0, help_text="Highest ever seen: a drop means a reorg")
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    credited_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    flagged = models.BooleanField(default=False, help_text="Needs an operator: e.g. a credited deposit lost confirmations")
+    flag_reason = models.TextField(blank=True)
+    closed_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    close_reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "txid", "type"], name="network_tx_unique_txid_per_currency_type"),
+            models.CheckConstraint(condition=Q(txid__regex=r"^[0-9a-f]{64}$"), name="network_tx_txid_is_hex64"),
+        ]
+        indexes = [
+            # The poller's working set: open rows of one currency.
+            models.Index(fields=["currency", "state", "opened_at"], name="network_tx_open_idx"),
+        ]
+        permissions = [("close_networktransaction_by_hand", "Can close network transactions by hand")]
+
+    def __str__(self):
+        return f"{self.type} {self.txid[:12]}…"
+
+    @property
+    def is_open(self):
+        return self.state == self.State.OPEN
+
+
+class Transaction(models.Model):
+    """One double-entry ledger row: `amount` moves from `source` to `destination`.
+
+    Append-only: corrections are new rows. The database refuses amount <= 0, a row whose
+    accounts are of different currencies, and edits of the money columns.
+    """
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "deposit"
+        INTERNAL = "internal", "internal"
+        PENDING_OUTGOING = "pending_outgoing", "pending outgoing (withdraw lock)"
+        BROADCASTED = "broadcasted", "broadcasted (left the wallet)"
+        RETURNED = "returned", "returned (failed outgoing)"
+        FEE = "fee", "network fee"
+        IMPORT = "import", "import"
+
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="transactions")
+    source = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="debits")
+    destination = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credits")
+    amount = models.BigIntegerField(help_text="Base units (satoshis)")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    network_transaction = models.ForeignKey(
+        NetworkTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
+    # For a deposit: which of our addresses was paid. One credit per (network tx, address).
+    address = models.ForeignKey(Address, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
+    label = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transaction_amount_positive"),
+            models.CheckConstraint(condition=~Q(source=models.F("destination")), name="transaction_distinct_accounts"),
+            # Exactly-once crediting of deposits, enforced by the database.
+            models.UniqueConstraint(
+                fields=["network_transaction", "address"],
+                condition=Q(kind="deposit"),
+                name="transaction_one_credit_per_deposit_output",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["source", "amount"], name="transaction_source_amount_idx"),
+            models.Index(fields=["destination", "amount"], name="transaction_dest_amount_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.amount} {self.source_id}->{self.destination_id}"
+
+    def clean(self):
+        if self.amount is not None and self.amount <= 0:
+            raise ValidationError({"amount": "The amount must be greater than zero."})
+        if self.source_id and self.destination_id:
+            if self.source.currency_id != self.destination.currency_id:
+                raise ValidationError("Both accounts must be of the same currency.")
+            if self.currency_id and self.source.currency_id != self.currency_id:
+                raise ValidationError("The accounts are not of the transaction's currency.")
+
+    @property
+    def amount_display(self):
+        return self.currency.format(self.amount)

@@ -1,0 +1,99 @@
+"""Bookkeeping operations. Each is atomic and takes ids or model instances."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db.models import Sum
+
+from .models import Account, Address, Currency, Transaction, Wallet
+
+
+class LedgerError(ValueError):
+    """A bookkeeping request that breaks a rule; nothing was written."""
+
+
+def user_accounts(user_id: str, currency: Currency) -> dict[int, Account]:
+    """All seven accounts of a user in a currency, created on first use."""
+    if not user_id or not str(user_id).strip():
+        raise LedgerError("a user id is required")
+    existing = {a.code: a for a in Account.objects.filter(user_id=user_id, currency=currency)}
+    missing = [c for c in Account.USER_CODES if c not in existing]
+    if missing:
+        Account.objects.bulk_create(
+            [Account(user_id=user_id, currency=currency, code=c) for c in missing], ignore_conflicts=True
+        )
+        existing = {a.code: a for a in Account.objects.filter(user_id=user_id, currency=currency)}
+    return existing
+
+
+def user_account(user_id: str, currency: Currency, code: int = Account.Code.BALANCE) -> Account:
+    return user_accounts(user_id, currency)[code]
+
+
+def system_accounts(wallet: Wallet) -> dict[int, Account]:
+    """The wallet's network, import and fees accounts, created on first use."""
+    existing = {a.code: a for a in Account.objects.filter(wallet=wallet)}
+    missing = [c for c in Account.SYSTEM_CODES if c not in existing]
+    if missing:
+        Account.objects.bulk_create(
+            [Account(wallet=wallet, currency_id=wallet.currency_id, code=c) for c in missing], ignore_conflicts=True
+        )
+        existing = {a.code: a for a in Account.objects.filter(wallet=wallet)}
+    return existing
+
+
+def system_account(wallet: Wallet, code: int) -> Account:
+    return system_accounts(wallet)[code]
+
+
+def post(source: Account, destination: Account, amount: int, kind: str, **fields) -> Transaction:
+    """Append one double-entry row. The database backs every check made here."""
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise LedgerError(f"amount must be integer base units, got {type(amount).__name__}")
+    if amount <= 0:
+        raise LedgerError("the amount must be greater than zero")
+    if source.pk == destination.pk:
+        raise LedgerError("source and destination are the same account")
+    if source.currency_id != destination.currency_id:
+        raise LedgerError("both accounts must be of the same currency")
+    return Transaction.objects.create(
+        currency_id=source.currency_id, source=source, destination=destination, amount=amount, kind=kind, **fields
+    )
+
+
+def balances(account_ids) -> dict[int, int]:
+    """account id -> balance in base units (credits minus debits), two grouped queries."""
+    ids = list(account_ids)
+    result = defaultdict(int, {i: 0 for i in ids})
+    for row in Transaction.objects.filter(destination_id__in=ids).values("destination_id").annotate(s=Sum("amount")):
+        result[row["destination_id"]] += row["s"]
+    for row in Transaction.objects.filter(source_id__in=ids).values("source_id").annotate(s=Sum("amount")):
+        result[row["source_id"]] -= row["s"]
+    return dict(result)
+
+
+def balance(account: Account) -> int:
+    return balances([account.pk])[account.pk]
+
+
+def wallet_books_balance(wallet: Wallet) -> int:
+    """What the books say the wallet holds on chain.
+
+    Coins enter the wallet only from the network and import accounts, and leave only to
+    the network, so holdings = -(network + import). Queued outgoing amounts sit on users'
+    204 accounts and so still count as held until broadcast.
+    """
+    accounts = system_accounts(wallet)
+    b = balances([accounts[Account.Code.NETWORK].pk, accounts[Account.Code.IMPORT].pk])
+    return -sum(b.values())
+
+
+def new_receiving_address(wallet: Wallet, user_id: str, label: str = "") -> Address:
+    """Ask the node for a fresh address and give it to the user's balance account (201)."""
+    account = user_account(user_id, wallet.currency, Account.Code.BALANCE)
+    # The node call stays outside any database transaction: an unused address costs nothing.
+    address = wallet.get_backend().new_address(label or f"user:{user_id}")
+    return Address.objects.create(
+        currency_id=wallet.currency_id, wallet=wallet, account=account, address=address,
+        kind=Address.Kind.RECEIVING, label=label or f"user:{user_id}",
+    )

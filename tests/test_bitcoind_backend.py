@@ -1,0 +1,113 @@
+"""The bitcoind backend against a real regtest node."""
+from decimal import Decimal
+
+import pytest
+
+from ledger.backends import InsufficientFunds, InvalidAddress, NodeUnreachable, NotSent, TransactionNotFound
+from ledger.backends.bitcoind import BitcoindBackend
+from ledger.money import AmountError
+from tests.conftest import make_currency, make_wallet
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_sends_many_with_a_comment_and_reads_it_back(wallet, node):
+    backend = wallet.get_backend()
+    a, b = backend.new_address("a"), backend.new_address("b")
+    txid = backend.send_many({a: 12345678, b: 1}, comment="broadcast:test-1")
+    info = backend.get_transaction(txid)
+    assert info.confirmations == 0
+    assert info.comment == "broadcast:test-1"
+    assert info.received() == {a: 12345678, b: 1}
+    assert info.fee and info.fee > 0
+    node.generate(1)
+    assert backend.get_transaction(txid).confirmations == 1
+    assert txid in backend.find_by_comment("broadcast:test-1")
+
+
+def test_it_lists_received_by_address_including_unconfirmed(wallet, node):
+    backend = wallet.get_backend()
+    address = backend.new_address()
+    txid = node.rpc("sendtoaddress", address, "0.5")
+    rows = {r.address: r for r in backend.list_received_by_address(minconf=0)}
+    assert rows[address].amount == 50_000_000
+    assert txid in rows[address].txids
+
+
+def test_it_batches_gettransaction_and_keeps_per_item_errors(wallet, node):
+    backend = wallet.get_backend()
+    address = backend.new_address()
+    txids = [node.rpc("sendtoaddress", address, "0.01") for _ in range(3)]
+    unknown = "00" * 32
+    result = backend.get_transactions(txids + [unknown])
+    assert all(result[t].txid == t for t in txids)
+    assert isinstance(result[unknown], TransactionNotFound)
+
+
+def test_it_lists_since_a_block(wallet, node):
+    backend = wallet.get_backend()
+    tip = node.rpc("getbestblockhash")
+    address = backend.new_address()
+    txid = node.rpc("sendtoaddress", address, "0.02")
+    since = backend.list_since_block(tip)
+    assert txid in {t.txid for t in since.transactions}
+    assert since.lastblock == node.rpc("getbestblockhash")
+
+
+def test_it_refuses_a_float_before_it_reaches_the_node(btc):
+    # Port 9 on loopback: nothing listens. A float must fail locally, not as unreachable.
+    from ledger.models import Wallet
+
+    dead = Wallet.objects.create(name="dead", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"})
+    backend = dead.get_backend()
+    with pytest.raises(AmountError, match="float"):
+        backend.send_many({"mz8882qW87DRKEn35P2eZaKoJ5PG8ysL1k": 0.1}, comment="x")
+    with pytest.raises(AmountError, match="Decimal"):
+        backend.call_once("sendtoaddress", "mz8882qW87DRKEn35P2eZaKoJ5PG8ysL1k", Decimal("0.1"))
+    with pytest.raises(AmountError, match="float"):
+        backend.call("estimatefee", 1.5)
+
+
+def test_it_maps_node_errors_to_our_exceptions(wallet):
+    backend = wallet.get_backend()
+    with pytest.raises(InvalidAddress, match="Invalid Bitcoin address"):
+        backend.send_many({"not-an-address": 1000}, comment="x")
+    with pytest.raises(InsufficientFunds, match="(?i)insufficient funds"):
+        backend.send_many({backend.new_address(): 21_000_000 * 10**8}, comment="x")
+    with pytest.raises(TransactionNotFound):
+        backend.get_transaction("11" * 32)
+
+
+def test_it_reports_a_stopped_node_as_unreachable_and_survives_a_restart(db, fresh_node):
+    server = fresh_node()
+    wallet = make_wallet(make_currency("BTC"), server)
+    backend = BitcoindBackend(wallet, timeout=5)
+    height = backend.block_height()
+    server.stop(remove=False)
+    with pytest.raises(NotSent, match="unreachable"):
+        backend.block_height()
+    with pytest.raises(NodeUnreachable):
+        backend.get_balance()
+    server.start()
+    # The same backend instance: its kept connection died with the node; it reconnects.
+    assert backend.block_height() == height
+    server.restart()
+    assert backend.block_height() == height
+    assert isinstance(backend.get_balance(), int)
+
+
+def test_it_reports_wrong_credentials_clearly(btc, node):
+    from ledger.models import Wallet
+
+    bad = Wallet.objects.create(
+        name="bad-auth", currency=btc, backend_settings={"url": f"http://nobody:wrong@127.0.0.1:{node.rpc_port}"}
+    )
+    with pytest.raises(NotSent, match="authentication failed") as info:
+        bad.get_backend().block_height()
+    assert "wrong" not in str(info.value)
+
+
+def test_it_masks_credentials_in_settings_shown_to_people(wallet):
+    masked = wallet.backend_settings_masked()
+    assert wallet.get_backend().url.split("@")[0].split(":")[-1] not in str(masked)
+    assert masked["url"].startswith("http://•••@127.0.0.1:")
