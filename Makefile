@@ -5,7 +5,7 @@ venv:
 	@scripts/bootstrap
 
 run: venv
-	.venv/bin/python manage.py demo
+	DEBUG=$${DEBUG:-1} .venv/bin/python manage.py demo
 
 test: venv
 	.venv/bin/python -m pytest

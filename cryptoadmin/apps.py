@@ -6,4 +6,4 @@ class CryptoadminConfig(AppConfig):
     verbose_name = "cryptoadmin"
 
     def ready(self):
-        from . import checks  # noqa: F401  registers the system checks
+        from . import checks, schedules  # noqa: F401  registers system checks and the post_migrate handler

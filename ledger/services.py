@@ -6,6 +6,7 @@ from collections import defaultdict
 from django.db.models import Sum
 
 from .models import Account, Address, Currency, Transaction, Wallet
+from .signals import accounts_changed
 
 
 class LedgerError(ValueError):
@@ -56,9 +57,27 @@ def post(source: Account, destination: Account, amount: int, kind: str, **fields
         raise LedgerError("source and destination are the same account")
     if source.currency_id != destination.currency_id:
         raise LedgerError("both accounts must be of the same currency")
-    return Transaction.objects.create(
+    row = Transaction.objects.create(
         currency_id=source.currency_id, source=source, destination=destination, amount=amount, kind=kind, **fields
     )
+    accounts_changed.send(sender=Transaction, account_ids={source.pk, destination.pk}, using="default")
+    return row
+
+
+def post_many(rows: list[Transaction]) -> list[Transaction]:
+    """Append many rows in one INSERT (unsaved Transaction instances with ids set).
+
+    Same rules as post(); the database refuses what slips through."""
+    for row in rows:
+        if not isinstance(row.amount, int) or isinstance(row.amount, bool) or row.amount <= 0:
+            raise LedgerError(f"amount must be positive integer base units, got {row.amount!r}")
+        if row.source_id == row.destination_id:
+            raise LedgerError("source and destination are the same account")
+    created = Transaction.objects.bulk_create(rows, batch_size=2000)
+    ids = {r.source_id for r in rows} | {r.destination_id for r in rows}
+    if ids:
+        accounts_changed.send(sender=Transaction, account_ids=ids, using="default")
+    return created
 
 
 def balances(account_ids) -> dict[int, int]:
