@@ -4,10 +4,12 @@
 venv:
 	@scripts/bootstrap
 
-run: venv
+run:
+	@scripts/bootstrap run
 	DEBUG=$${DEBUG:-1} .venv/bin/python manage.py demo
 
-test: venv
+test:
+	@scripts/bootstrap test
 	.venv/bin/python -m pytest
 
 check: venv

@@ -5,6 +5,7 @@ alerts without editing a shared file.
 - `<app>/dashboard.py`: `panels(request) -> list[dict(title, template, context)]` for the
   admin index, and `alerts(request) -> list[dict(level, message, url)]` for a banner on
   every admin page.
+- `<app>/health.py`: `checks() -> [{name: {"ok": bool, ...}}]` merged into /health.
 """
 from importlib import import_module
 from importlib.util import find_spec

@@ -148,8 +148,13 @@ Q_CLUSTER = {
     "poll": 1,
 }
 
+# Admin login throttle: this many failures per address or username within the window.
+LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900)
+
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
+HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,87 @@
+"""/health: JSON for monitors. 200 when all is well, 503 otherwise. No secrets in it.
+
+Apps add checks in `<app>/health.py` as `checks() -> {name: {"ok": bool, ...}}`.
+"""
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from .registry import collect
+
+
+def database():
+    started = time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True, "vendor": connection.vendor, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def node_status(wallet, timeout=None):
+    """Reachability, height and latency of one wallet's node; the error names no secret."""
+    from ledger.backends import BackendError
+
+    backend = wallet.get_backend()
+    if hasattr(backend, "timeout"):
+        backend.timeout = timeout or settings.HEALTH_NODE_TIMEOUT
+    started = time.monotonic()
+    try:
+        height = backend.block_height()
+    except BackendError as exc:
+        return {"ok": False, "wallet": wallet.name, "error": type(exc).__name__}
+    except Exception as exc:  # a health check reports, it never raises
+        return {"ok": False, "wallet": wallet.name, "error": type(exc).__name__}
+    return {"ok": True, "wallet": wallet.name, "block_height": height,
+            "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def nodes():
+    from ledger.models import Wallet
+
+    wallets = list(Wallet.objects.filter(enabled=True).select_related("currency"))
+    results = []
+    if wallets:
+        # In parallel: one slow node must not make the whole check slow.
+        with ThreadPoolExecutor(max_workers=min(8, len(wallets))) as pool:
+            results = list(pool.map(node_status, wallets))
+    return {"ok": all(r["ok"] for r in results), "wallets": {r["wallet"]: r for r in results}}
+
+
+def scheduler():
+    from django_q.models import Schedule, Task
+
+    schedules = list(Schedule.objects.all())
+    last = Task.objects.order_by("-stopped").values("stopped", "success", "name").first()
+    status = {"schedules": len(schedules), "last_task_at": last["stopped"].isoformat() if last else None}
+    if not schedules:
+        return {"ok": True, **status}
+    now = timezone.now()
+    overdue = [s.name for s in schedules
+               if s.next_run and s.minutes and now - s.next_run > timedelta(minutes=3 * s.minutes)]
+    shortest = min((s.minutes for s in schedules if s.minutes), default=60)
+    fresh = bool(last) and now - last["stopped"] <= timedelta(minutes=3 * shortest)
+    return {"ok": fresh and not overdue, "overdue": overdue, **status}
+
+
+@never_cache
+@require_GET
+def health(request):
+    body = {"database": database()}
+    if body["database"]["ok"]:
+        body["nodes"] = nodes()
+        body["scheduler"] = scheduler()
+        for extra in collect("health", "checks"):
+            body.update(extra)
+    ok = all(section["ok"] for section in body.values())
+    body["ok"] = ok
+    return JsonResponse(body, status=200 if ok else 503)

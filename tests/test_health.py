@@ -1,0 +1,71 @@
+import json
+
+import pytest
+from django.utils import timezone
+
+from tests.conftest import make_currency, make_wallet
+
+pytestmark = pytest.mark.django_db
+
+
+def _get(client):
+    response = client.get("/health")
+    return response.status_code, json.loads(response.content)
+
+
+def test_it_is_200_with_database_and_reachable_node(client, wallet, node):
+    status, body = _get(client)
+    assert status == 200, body
+    assert body["database"]["ok"] is True
+    assert body["nodes"]["wallets"][wallet.name]["block_height"] == node.rpc("getblockcount")
+    assert body["ok"] is True
+
+
+def test_it_is_503_when_a_node_is_unreachable_and_shows_no_secret(client, btc):
+    from ledger.models import Wallet
+
+    Wallet.objects.create(name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"})
+    status, body = _get(client)
+    assert status == 503
+    assert body["nodes"]["wallets"]["down"]["ok"] is False
+    raw = json.dumps(body)
+    assert "s3cret" not in raw and "rpcuser" not in raw
+
+
+def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
+    from django_q.models import Schedule
+
+    Schedule.objects.create(name="poll", func="ledger.tasks.poll", schedule_type="I", minutes=1,
+                            next_run=timezone.now() - timezone.timedelta(minutes=10))
+    status, body = _get(client)
+    assert status == 503
+    assert body["scheduler"]["ok"] is False
+    assert body["scheduler"]["overdue"] == ["poll"]
+
+
+def test_it_is_200_when_the_scheduler_ran_recently(client, db):
+    from django_q.models import Schedule, Task
+
+    Schedule.objects.create(name="poll", func="ledger.tasks.poll", schedule_type="I", minutes=1,
+                            next_run=timezone.now() + timezone.timedelta(seconds=30))
+    now = timezone.now()
+    Task.objects.create(id="t1", name="poll-run", func="ledger.tasks.poll", started=now, stopped=now, success=True)
+    status, body = _get(client)
+    assert status == 200, body
+    assert body["scheduler"]["last_task_at"] is not None
+
+
+def test_it_refuses_other_methods(client, db):
+    assert client.post("/health").status_code == 405
+
+
+def test_it_reports_each_wallet_separately(client, db, node):
+    btc = make_currency("BTC")
+    good = make_wallet(btc, node, name="good")
+    from ledger.models import Wallet
+
+    Wallet.objects.create(name="bad", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"})
+    status, body = _get(client)
+    assert status == 503
+    assert body["nodes"]["wallets"][good.name]["ok"] is True
+    assert body["nodes"]["wallets"]["bad"]["ok"] is False
