@@ -1,0 +1,64 @@
+"""The admin home's figures."""
+import pytest
+from django.utils import timezone
+
+from ledger import services
+from ledger.models import NetworkTransaction
+from cryptoadmin import overview
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_counts_open_and_stuck_transactions_per_currency(wallet, btc):
+    now = timezone.now()
+    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="a" * 64, type="deposit")
+    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="b" * 64, type="deposit",
+                                      opened_at=now - timezone.timedelta(hours=2))
+    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="c" * 64, type="deposit", state="closed")
+    row = overview.currency_rows()[0]
+    assert (row["open"], row["stuck"]) == (2, 1)
+
+
+def test_it_shows_node_and_books_difference_per_wallet(btc, fresh_node):
+    from tests.conftest import make_wallet
+
+    server = fresh_node()
+    server.generate(101)  # 50 BTC spendable, none of it in the books yet
+    wallet = make_wallet(btc, server)
+    target = services.user_account("alice", btc)
+    services.post(services.system_account(wallet, 910), target, 30 * 10**8, "import")
+    row = overview.wallet_rows()[0]
+    assert row["reachable"] is True
+    assert row["books"] == "30.00000000"
+    assert row["difference_units"] == 20 * 10**8
+
+
+def test_it_marks_a_schedule_red_after_three_missed_intervals(db):
+    from django_q.models import Schedule
+
+    Schedule.objects.create(name="late", func="x.y", schedule_type="I", minutes=1,
+                            next_run=timezone.now() - timezone.timedelta(minutes=5))
+    Schedule.objects.create(name="fine", func="x.z", schedule_type="I", minutes=1,
+                            next_run=timezone.now() + timezone.timedelta(seconds=20))
+    rows = {r["schedule"].name: r for r in overview.schedule_rows()}
+    assert rows["late"]["red"] is True
+    assert rows["fine"]["red"] is False
+
+
+def test_it_draws_deposits_per_hour(wallet, btc):
+    alice = services.user_account("alice", btc)
+    services.post(services.system_account(wallet, 900), alice, 5, "deposit")
+    series = overview.deposits_per_hour()
+    assert len(series) == 24 and series[-1][1] == 1
+    svg = overview.bar_chart_svg(series)
+    assert svg.startswith("<svg") and "peak 1 / hour" in svg
+
+
+def test_it_renders_the_admin_home_with_panels(client, superuser, wallet):
+    client.force_login(superuser)
+    response = client.get("/admin/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    for title in ("Currencies", "Wallets and nodes", "Deposits per hour", "Scheduler"):
+        assert title in body
+    assert wallet.name in body
