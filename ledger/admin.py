@@ -1,6 +1,7 @@
 """Ledger admin: configuration (currencies, wallets) is editable; the books are read-only."""
 from django import forms
 from django.contrib import admin
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
@@ -39,7 +40,8 @@ class WalletForm(forms.ModelForm):
 @admin.register(Wallet)
 class WalletAdmin(admin.ModelAdmin):
     form = WalletForm
-    list_display = ["name", "currency", "backend", "enabled", "settings_masked"]
+    list_display = ["name", "currency", "backend", "enabled", "settings_masked", "reconcile_link"]
+    change_list_template = "ledger/wallet_change_list.html"
     list_filter = ["backend", "currency", "enabled"]
     list_select_related = ["currency"]
 
@@ -55,6 +57,26 @@ class WalletAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["settings_masked", "last_block_hash", "currency", "backend"] if obj is not None else []
+
+    def get_urls(self):
+        from . import admin_views
+
+        wrap = self.admin_site.admin_view
+        return [
+            path("import/", wrap(lambda r: admin_views.import_wallet_balance_view(self, r)),
+                 name="ledger_wallet_import"),
+            path("<int:object_id>/reconcile/", wrap(lambda r, object_id: admin_views.reconcile_view(self, r, object_id)),
+                 name="ledger_wallet_reconcile"),
+        ] + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}),
+                         "can_import": request.user.has_perm("ledger.import_wallet_balance")}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="reconcile")
+    def reconcile_link(self, obj):
+        return format_html('<a href="{}">Reconcile</a>', reverse("admin:ledger_wallet_reconcile", args=[obj.pk]))
 
 
 @admin.register(Account)

@@ -60,9 +60,17 @@ class Wallet(models.Model):
     enabled = models.BooleanField(default=True)
     last_block_hash = models.CharField(max_length=64, blank=True, help_text="Poller's listsinceblock cursor")
     created_at = models.DateTimeField(default=timezone.now)
+    last_reconciled_at = models.DateTimeField(null=True, blank=True)
+    last_reconciliation = models.JSONField(default=dict, blank=True)
+    last_rescan_at = models.DateTimeField(null=True, blank=True)
+    last_rescan_result = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("import_wallet_balance", "Can import a wallet's unaccounted balance"),
+            ("rescan_wallet", "Can rescan a wallet's receiving addresses"),
+        ]
 
     def __str__(self):
         return f"{self.name} ({self.currency.code}, {self.backend})"

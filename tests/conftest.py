@@ -71,6 +71,50 @@ def child_env(postgres):
 PYTHON = sys.executable
 
 
+def wait_until(predicate, timeout=20.0, interval=0.1, what="condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def two_nodes(fresh_node):
+    """(ours, outside): our wallet's node and an outside-world node peered on loopback.
+
+    Outside mines and pays us, so coins really arrive from elsewhere and our node's
+    balance moves the way the books expect."""
+    outside = fresh_node()
+    ours = fresh_node(peer=outside)
+    outside.generate(101)
+    wait_until(lambda: ours.rpc("getblockcount") == 101, what="our node to sync")
+    return ours, outside
+
+
+def pay_from_outside(ours, outside, address, amount: str, mine: int = 0):
+    """Outside pays `address` on our node; waits until our wallet sees it."""
+    txid = outside.rpc("sendtoaddress", address, amount)
+    if mine:
+        outside.generate(mine)
+    height = outside.rpc("getblockcount")
+    wait_until(lambda: ours.rpc("getblockcount") == height, what="block relay")
+
+    def seen():
+        try:
+            return ours.rpc("gettransaction", txid)
+        except Exception:
+            return None
+
+    wait_until(seen, what=f"tx {txid} on our node")
+    return txid
+
+
 def make_currency(code="BTC", **kwargs):
     from ledger.models import Currency
 

@@ -1,0 +1,99 @@
+"""Custom admin pages on wallets: import unaccounted balance, reconciliation."""
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from . import imports
+from .backends import BackendError
+from .models import Account, Transaction, Wallet
+from .reconcile import reconcile
+
+
+class ImportForm(forms.Form):
+    wallet = forms.ModelChoiceField(queryset=Wallet.objects.select_related("currency"),
+                                    error_messages={"invalid_choice": "Unknown wallet."})
+    account = forms.ModelChoiceField(
+        queryset=Account.objects.select_related("currency"),
+        widget=ForeignKeyRawIdWidget(Transaction._meta.get_field("destination").remote_field, admin.site),
+        help_text="The account that receives the coins whose owner the books do not know.",
+        error_messages={"invalid_choice": "Unknown account."},
+    )
+    expected = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        wallet, account = data.get("wallet"), data.get("account")
+        if wallet and account:
+            try:
+                imports.check_target(wallet, account)
+            except imports.WalletImportError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return data
+
+
+def import_wallet_balance_view(model_admin, request):
+    if not request.user.has_perm("ledger.import_wallet_balance"):
+        raise PermissionDenied
+    context = {**model_admin.admin_site.each_context(request), "title": "Import wallet balance",
+               "opts": model_admin.model._meta}
+    form = ImportForm(request.POST or None, initial={"wallet": request.GET.get("wallet")})
+    if request.method == "POST" and form.is_valid():
+        wallet, account = form.cleaned_data["wallet"], form.cleaned_data["account"]
+        if "confirm" in request.POST and form.cleaned_data.get("expected") is not None:
+            try:
+                entry = imports.import_unaccounted_balance(wallet.pk, account.pk, form.cleaned_data["expected"],
+                                                           user=request.user)
+            except imports.AmountChanged as exc:
+                messages.warning(request, str(exc))
+            except imports.NothingToImport as exc:
+                messages.info(request, str(exc))
+                return redirect(request.path)
+            except imports.BooksExceedNode as exc:
+                messages.error(request, str(exc))
+                return redirect(request.path)
+            except BackendError as exc:
+                messages.error(request, f"The node could not be asked: {exc}")
+                return redirect(request.path)
+            else:
+                model_admin.log_change(request, wallet, f"Imported {wallet.currency.format(entry.amount)} "
+                                       f"{wallet.currency.code} to account {account.pk} ({entry.label}).")
+                messages.success(request, f"{entry.label}: {wallet.currency.format(entry.amount)} "
+                                 f"{wallet.currency.code} put on account {account}.")
+                return redirect(reverse("admin:ledger_wallet_change", args=[wallet.pk]))
+        # Preview (or preview again after the amount changed): nothing is written.
+        try:
+            preview = imports.preview(wallet)
+        except BackendError as exc:
+            messages.error(request, f"The node could not be asked: {exc}")
+        else:
+            data = form.data.copy()
+            data["expected"] = preview.unaccounted
+            form = ImportForm(data)
+            form.is_valid()
+            context.update(preview=preview, currency=wallet.currency, wallet=wallet, account=account,
+                           fmt={k: wallet.currency.format(getattr(preview, k))
+                                for k in ("node_balance", "books_balance", "uncredited", "unaccounted")})
+    context["form"] = form
+    return TemplateResponse(request, "ledger/import_wallet_balance.html", context)
+
+
+def reconcile_view(model_admin, request, object_id):
+    wallet = get_object_or_404(Wallet.objects.select_related("currency"), pk=object_id)
+    if not model_admin.has_view_permission(request, wallet):
+        raise PermissionDenied
+    context = {**model_admin.admin_site.each_context(request), "title": f"Reconciliation: {wallet.name}",
+               "opts": model_admin.model._meta, "original": wallet, "wallet": wallet}
+    try:
+        result = reconcile(wallet, save=True)
+    except BackendError as exc:
+        context["error"] = str(exc)
+    else:
+        c = wallet.currency
+        context.update(result=result, fmt={k: c.format(getattr(result, k)) for k in (
+            "node_balance", "books_balance", "users_balance", "pending_outgoing", "fees", "uncredited", "unaccounted")})
+    wallet.refresh_from_db(fields=["last_reconciled_at"])
+    return TemplateResponse(request, "ledger/reconcile.html", context)

@@ -1,0 +1,74 @@
+"""Import an existing wallet's unaccounted balance into the books.
+
+The reference design subtracted only the users' balances, so coins queued for withdrawal
+(still in the wallet, already debited from 201) were imported a second time. Here the
+unaccounted amount is node balance - books (which keep pending outgoing on 204) - deposits
+received but not yet credited (the tracker will credit those)."""
+from __future__ import annotations
+
+from django.db import transaction
+
+from . import services
+from .models import Account, Transaction, Wallet
+from .reconcile import Reconciliation, reconcile
+
+
+class WalletImportError(services.LedgerError):
+    pass
+
+
+class NothingToImport(WalletImportError):
+    pass
+
+
+class BooksExceedNode(WalletImportError):
+    def __init__(self, difference: int, currency):
+        self.difference = difference
+        super().__init__(
+            f"The books hold {currency.format(-difference)} {currency.code} more than the node: "
+            "that is a reconciliation problem, not an import."
+        )
+
+
+class AmountChanged(WalletImportError):
+    def __init__(self, previous: int, current: int, currency):
+        self.previous, self.current = previous, current
+        super().__init__(
+            f"The unaccounted amount changed from {currency.format(previous)} to {currency.format(current)} "
+            f"{currency.code} since it was shown: check it and confirm again."
+        )
+
+
+def check_target(wallet: Wallet, account: Account) -> None:
+    if account.currency_id != wallet.currency_id:
+        raise WalletImportError(f"Account {account.pk} is a {account.currency.code} account; the wallet holds "
+                           f"{wallet.currency.code}.")
+    if account.wallet_id is not None and account.code in (Account.Code.NETWORK, Account.Code.IMPORT):
+        raise WalletImportError("Coins cannot be imported onto the network or import system account itself.")
+
+
+def preview(wallet: Wallet) -> Reconciliation:
+    return reconcile(wallet, save=False)
+
+
+def import_unaccounted_balance(wallet_id: int, account_id: int, expected: int | None = None, user=None) -> Transaction:
+    """One import transaction for exactly the unaccounted amount, or an error that wrote nothing.
+
+    The wallet row is locked while the amount is computed and booked, so two admins
+    confirming at once import once: the second sees nothing left to import."""
+    with transaction.atomic():
+        wallet = Wallet.objects.select_for_update().select_related("currency").get(pk=wallet_id)
+        account = Account.objects.select_related("currency").get(pk=account_id)
+        check_target(wallet, account)
+        amount = reconcile(wallet, save=False).unaccounted
+        if amount == 0:
+            raise NothingToImport(f"Nothing to import: the node and the books agree for {wallet.name}.")
+        if amount < 0:
+            raise BooksExceedNode(amount, wallet.currency)
+        if expected is not None and expected != amount:
+            raise AmountChanged(expected, amount, wallet.currency)
+        number = Transaction.objects.filter(kind=Transaction.Kind.IMPORT, destination=account).count() + 1
+        return services.post(
+            services.system_account(wallet, Account.Code.IMPORT), account, amount, Transaction.Kind.IMPORT,
+            label=f"Import #{number} from wallet {wallet.name}", created_by=user,
+        )

@@ -1,0 +1,61 @@
+from django.core.management import BaseCommand, CommandError
+
+from ledger import imports
+from ledger.backends import BackendError
+from ledger.models import Account, Wallet
+
+
+class Command(BaseCommand):
+    help = "Put a wallet's unaccounted balance (node minus books) on one account."
+
+    def add_arguments(self, parser):
+        parser.add_argument("wallet", help="wallet name or id")
+        parser.add_argument("account", help="target account id (see the admin's Accounts list)")
+        parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    def handle(self, wallet, account, yes, **options):
+        wallet = _wallet(wallet)
+        try:
+            account = Account.objects.select_related("currency").get(pk=int(account))
+        except (ValueError, Account.DoesNotExist):
+            raise CommandError(f"Unknown account {account!r}: give an account id.") from None
+        c = wallet.currency
+        try:
+            imports.check_target(wallet, account)
+            preview = imports.preview(wallet)
+        except (imports.WalletImportError, BackendError) as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"node balance: {c.format(preview.node_balance)} {c.code}\n"
+                          f"books:        {c.format(preview.books_balance)} {c.code}\n"
+                          f"uncredited:   {c.format(preview.uncredited)} {c.code}\n"
+                          f"unaccounted:  {c.format(preview.unaccounted)} {c.code}")
+        if preview.unaccounted == 0:
+            self.stdout.write("Nothing to import.")
+            return
+        if preview.unaccounted < 0:
+            raise CommandError(str(imports.BooksExceedNode(preview.unaccounted, c)))
+        if not yes:
+            if not self.stdin_is_interactive():
+                raise CommandError("Not confirmed: run with --yes to import without a prompt.")
+            answer = input(f"Import {c.format(preview.unaccounted)} {c.code} to account {account.pk}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise CommandError("Not confirmed: nothing imported.")
+        try:
+            entry = imports.import_unaccounted_balance(wallet.pk, account.pk, expected=preview.unaccounted)
+        except (imports.WalletImportError, BackendError) as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(self.style.SUCCESS(f"{entry.label}: {c.format(entry.amount)} {c.code} to account {account.pk}"))
+
+    @staticmethod
+    def stdin_is_interactive():
+        import sys
+
+        return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _wallet(ref: str) -> Wallet:
+    wallets = Wallet.objects.select_related("currency")
+    found = wallets.filter(name=ref).first() or (wallets.filter(pk=int(ref)).first() if ref.isdigit() else None)
+    if found is None:
+        raise CommandError(f"Unknown wallet {ref!r}: give a wallet name or id.")
+    return found
