@@ -1,6 +1,6 @@
 """Ledger admin: configuration (currencies, wallets) is editable; the books are read-only."""
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -49,14 +49,31 @@ class WalletAdmin(admin.ModelAdmin):
     def settings_masked(self, obj):
         return obj.backend_settings_masked()
 
+    actions = ["rescan_now"]
+    STATUS_FIELDS = ["last_block_hash", "last_rescan_at", "last_rescan_result", "last_reconciled_at", "last_reconciliation"]
+
     def get_fields(self, request, obj=None):
         # Existing wallets never render their secrets back into the page.
         if obj is not None:
-            return ["name", "currency", "backend", "settings_masked", "enabled", "last_block_hash"]
+            return ["name", "currency", "backend", "settings_masked", "enabled", *self.STATUS_FIELDS]
         return super().get_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
-        return ["settings_masked", "last_block_hash", "currency", "backend"] if obj is not None else []
+        return ["settings_masked", "currency", "backend", *self.STATUS_FIELDS] if obj is not None else []
+
+    @admin.action(description="Rescan now (queued)", permissions=["rescan"])
+    def rescan_now(self, request, queryset):
+        from django_q.tasks import async_task
+
+        for wallet in queryset:
+            async_task("ledger.rescan.rescan_wallet_task", wallet.pk, task_name=f"rescan {wallet.name}",
+                       group="rescan")
+            self.log_change(request, wallet, "Rescan queued")
+        messages.info(request, f"Rescan queued for {queryset.count()} wallet(s): the result appears on each "
+                               "wallet's page when done.")
+
+    def has_rescan_permission(self, request):
+        return request.user.has_perm("ledger.rescan_wallet")
 
     def get_urls(self):
         from . import admin_views

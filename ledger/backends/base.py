@@ -89,6 +89,16 @@ class ReceivedByAddress:
 
 
 @dataclass(frozen=True)
+class ReceivedEntry:
+    """One receive in the wallet's history, as paged by iter_received."""
+
+    txid: str
+    address: str
+    amount: int
+    confirmations: int
+
+
+@dataclass(frozen=True)
 class SinceBlock:
     transactions: tuple[TxInfo, ...]
     lastblock: str
@@ -141,6 +151,17 @@ class Backend:
 
     def list_received_by_address(self, minconf: int = 0) -> list[ReceivedByAddress]:
         raise NotImplementedError
+
+    def iter_received(self, page_size: int = 1000, progress=None):
+        """Every receive in the wallet's history, page by page, unconfirmed included.
+
+        Must not stop at a page that happens to hold no receives (the reference design did).
+        `progress(n)` is called with the number of history entries read per page."""
+        raise NotImplementedError
+
+    def history_size(self) -> int | None:
+        """How many history entries iter_received will read, if the backend knows (for progress bars)."""
+        return None
 
     def block_height(self) -> int:
         raise NotImplementedError

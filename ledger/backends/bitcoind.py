@@ -30,6 +30,7 @@ from .base import (
     NotSent,
     OutcomeUnknown,
     ReceivedByAddress,
+    ReceivedEntry,
     SinceBlock,
     TransactionNotFound,
     TxInfo,
@@ -247,6 +248,26 @@ class BitcoindBackend(Backend):
 
     def list_transactions(self, count: int = 1000, skip: int = 0) -> list[dict]:
         return self.call("listtransactions", "*", count, skip, True)
+
+    def iter_received(self, page_size: int = 1000, progress=None):
+        # Pages overlap so a transaction arriving mid-scan (which shifts listtransactions'
+        # window) cannot push an entry past a page boundary unseen; duplicates are harmless.
+        overlap = max(1, page_size // 10)
+        skip = 0
+        while True:
+            entries = self.list_transactions(page_size, skip)
+            if progress:
+                progress(len(entries) if skip == 0 else len(entries) - overlap)
+            for e in entries:
+                if e.get("category") == "receive" and e.get("address"):
+                    yield ReceivedEntry(e["txid"], e["address"], self.units(e["amount"]), int(e.get("confirmations", 0)))
+            # Only a short page means the end: a page of sends alone does not.
+            if len(entries) < page_size:
+                return
+            skip += page_size - overlap
+
+    def history_size(self) -> int | None:
+        return int(self.call("getwalletinfo").get("txcount", 0)) or None
 
     def find_by_comment(self, comment: str) -> list[str]:
         found, skip, page = [], 0, 1000
