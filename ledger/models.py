@@ -75,8 +75,6 @@ class Wallet(models.Model):
     def __str__(self):
         return f"{self.name} ({self.currency.code}, {self.backend})"
 
-    SECRET_KEYS = ("password", "api_key", "pin", "secret", "url")
-
     def backend_settings_masked(self) -> dict:
         from .backends.base import mask_url
 
@@ -141,7 +139,7 @@ class Account(models.Model):
 
     def __str__(self):
         owner = f"user {self.user_id}" if self.user_id is not None else f"wallet {self.wallet_id}"
-        return f"{self.currency_id and self.currency.code} {self.code} {owner}"
+        return f"{self.currency.code} {self.code} {owner}"
 
     @property
     def is_system(self):
