@@ -1,10 +1,14 @@
 """`make run`: a living dashboard on this machine.
 
-Starts a regtest node (data kept in var/node), migrates, makes an `admin` superuser with
-a fresh printed password, binds a BTC wallet to the node, then runs the django-q2
-scheduler and the web server on 127.0.0.1 until Ctrl-C, which stops all three.
+Two regtest nodes peered on loopback: "outside" stands for the rest of the world (it mines
+and pays deposits), "ours" holds the service's wallet (it calls walletnotify). Migrates,
+makes an `admin` superuser with a fresh printed password, funds the wallet and imports
+that balance into the books, gives a few users deposit addresses, then runs the django-q2
+scheduler and the web server on 127.0.0.1 with a little traffic until Ctrl-C, which stops
+all of it. Data stays in var/ between runs.
 """
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -33,7 +37,15 @@ class Command(BaseCommand):
         # Explicit handlers: a shell that starts us in the background ignores SIGINT for us.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _interrupt)
-        node = LocalBitcoind(datadir=str(settings.BASE_DIR / "var" / "node")).start()
+        var = settings.BASE_DIR / "var"
+        outside = LocalBitcoind(datadir=str(var / "outside")).start()
+        notify = f"{sys.executable} {settings.BASE_DIR / 'manage.py'} walletnotify BTC %s"
+        try:
+            node = LocalBitcoind(datadir=str(var / "node"), peer=outside, walletnotify=notify).start()
+        except Exception:
+            outside.stop(remove=False)
+            raise
+        self.outside = outside
         children = []
         try:
             call_command("migrate", interactive=False, verbosity=0)
@@ -65,13 +77,14 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     child.kill()
             node.stop(remove=False)
-            self.stdout.write("stopped: web server, scheduler, node")
+            outside.stop(remove=False)
+            self.stdout.write("stopped: web server, scheduler, nodes")
 
     def setup_books(self, node):
         from ledger.models import Currency, Wallet
 
-        if node.rpc("getblockcount") < 101:
-            node.generate(101)
+        if self.outside.rpc("getblockcount") < 101:
+            self.outside.generate(101)
         btc, _ = Currency.objects.get_or_create(
             code="BTC", defaults={"name": "Bitcoin (regtest)", "crediting_threshold": 2, "polling_threshold": 6})
         wallet, _ = Wallet.objects.update_or_create(
@@ -86,8 +99,36 @@ class Command(BaseCommand):
         user.save()
         return password
 
+    USERS = ("alice", "bob", "carol", "dave")
+
     def after_setup(self, node, wallet):
-        """Hook for demo data (users, addresses, funded books)."""
+        """First run: fund our wallet from outside and import it; give users addresses."""
+        from ledger import imports, services
+        from ledger.models import Address
+
+        height = self.outside.rpc("getblockcount")
+        self._wait(lambda: node.rpc("getblockcount") >= height)
+        treasury = services.user_account("treasury", wallet.currency)
+        if node.rpc("getbalance", "*", 0) == 0:
+            self.outside.rpc("sendtoaddress", node.rpc("getnewaddress", "house"), "40")
+            self.outside.generate(1)
+            self._wait(lambda: node.rpc("getbalance", "*", 0) > 0)
+        try:
+            entry = imports.import_unaccounted_balance(wallet.pk, treasury.pk)
+            self.stdout.write(f"imported {wallet.currency.format(entry.amount)} BTC into the books (account {treasury.pk})")
+        except imports.WalletImportError as exc:
+            self.stdout.write(str(exc))
+        for user in self.USERS:
+            if not Address.objects.filter(wallet=wallet, account__user_id=user).exists():
+                services.new_receiving_address(wallet, user)
+
+    @staticmethod
+    def _wait(predicate, timeout=30):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the demo nodes did not sync")
+            time.sleep(0.2)
 
     def run_until_interrupted(self, node, wallet, children):
         try:
@@ -98,5 +139,32 @@ class Command(BaseCommand):
             pass
 
     def tick(self, node, wallet):
-        """Hook for demo traffic; by default a block every tick so confirmations move."""
-        node.generate(1)
+        """Some traffic: a block every tick so confirmations move, deposits, now and then a withdrawal."""
+        from ledger.models import Address
+
+        if random.random() < 0.5:
+            address = random.choice(list(Address.objects.filter(wallet=wallet, kind="receiving")))
+            amount = _random_amount()
+            self.outside.rpc("sendtoaddress", address.address, amount)
+        if random.random() < 0.2:
+            self.withdraw(wallet)
+        self.outside.generate(1)
+
+    def withdraw(self, wallet):
+        from ledger import services
+
+        try:
+            from broadcasts.services import send_external
+        except ImportError:
+            return
+        user = random.choice(self.USERS)
+        account = services.user_account(user, wallet.currency)
+        amount = random.randint(100_000, 5_000_000)
+        if services.balance(account) >= amount:
+            send_external(account, self.outside.rpc("getnewaddress"), amount)
+
+
+def _random_amount() -> str:
+    """A deposit between 0.01 and 1.5 BTC, as an exact decimal string (never a float)."""
+    units = random.randint(1_000_000, 150_000_000)
+    return f"{units // 10**8}.{units % 10**8:08d}"
