@@ -191,6 +191,11 @@ class Broadcaster:
                 return Result(refused=True, message=(
                     f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
                     f"{', '.join(f'#{i}' for i in interrupted)} must be closed by hand first"))
+            try:
+                # A cheap read first: when the node is down nothing is collected or marked.
+                self.backend.block_height()
+            except BackendError as exc:
+                return Result(fee=filled, message=f"{self.wallet.name}: node not answering, nothing collected: {exc}")
             broadcast = self.collect()
             if broadcast is None:
                 return Result(fee=filled, message=f"{self.wallet.name}: nothing to send")
