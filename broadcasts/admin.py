@@ -58,7 +58,7 @@ class CloseForm(forms.Form):
 
 @admin.register(Broadcast)
 class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["id", "wallet", "state", "output_count", "transaction_count", "total_display", "fee_display",
+    list_display = ["__str__", "wallet", "state", "output_count", "transaction_count", "total_display", "fee_display",
                     "txid_short", "opened_at", "broadcasted_at", "closed_at"]
     list_filter = ["state", "wallet", InterruptedFilter]
     search_fields = ["label", "txid"]
