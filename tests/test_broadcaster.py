@@ -31,9 +31,11 @@ def hold_balance(wallet, *users):
 
 def test_it_sends_the_wallets_queue_in_one_transaction_merging_addresses(btc, node, fresh_node):
     wallet, alice = funded_wallet(btc, fresh_node())
+    bob = ledger.user_account("bob", btc, Account.Code.BALANCE)
+    ledger.post(alice, bob, 10**8, "internal")
     a1, a2 = node.rpc("getnewaddress"), node.rpc("getnewaddress")
     send_external(alice, a1, 1_000_000)
-    send_external(alice, a1, 2_000_000)
+    send_external(bob, a1, 2_000_000)  # two users, one address: one output
     send_external(alice, a2, 500_000)
 
     sent, fee = Broadcaster(wallet).run()
@@ -47,7 +49,8 @@ def test_it_sends_the_wallets_queue_in_one_transaction_merging_addresses(btc, no
     assert info.comment == broadcast.label == f"cryptoadmin-broadcast-{broadcast.pk}"
     assert fee == broadcast.fee == info.fee > 0
     assert set(OutgoingTransaction.objects.values_list("state", "broadcast")) == {("broadcasted", broadcast.pk)}
-    assert hold_balance(wallet, "alice") == 0
+    assert hold_balance(wallet, "alice") == hold_balance(wallet, "bob") == 0
+    assert Transaction.objects.filter(kind="broadcasted").count() == 2  # one per user's 204
     network_tx = NetworkTransaction.objects.get(txid=broadcast.txid)
     assert (network_tx.type, network_tx.wallet, broadcast.network_transaction) == ("broadcast", wallet, network_tx)
     assert Transaction.objects.filter(kind="fee", amount=fee, network_transaction=network_tx).count() == 1
@@ -134,3 +137,16 @@ def test_it_uses_the_same_number_of_queries_for_5_and_60_outgoing(btc, node, wal
             assert Broadcaster(wallet).run().sent == 1
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+def test_it_sends_a_broadcast_left_collected_by_a_crash_before_it_was_opened(btc, node, wallet):
+    send_external(credit_user(wallet, "jo", 10**6), node.rpc("getnewaddress"), 20_000)
+    leftover = Broadcaster(wallet).collect()  # then the process died: nothing opened, nothing sent
+    send_external(credit_user(wallet, "kim", 10**6), node.rpc("getnewaddress"), 30_000)
+
+    assert Broadcaster(wallet).run().sent == 1
+
+    leftover.refresh_from_db()
+    assert leftover.state == Broadcast.State.BROADCASTED and leftover.transaction_count == 1
+    assert Broadcaster(wallet).run().sent == 1  # kim's, in a broadcast of its own
+    assert Broadcast.objects.count() == 2 and not OutgoingTransaction.objects.exclude(state="broadcasted").exists()
