@@ -8,7 +8,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ledger import services as ledger
 from ledger.backends import BackendError
 from ledger.models import Account, Wallet
 from ledger.money import AmountError, to_units
@@ -171,7 +170,11 @@ class QueueForm(forms.Form):
             data["units"] = to_units(data["amount"], wallet.currency.decimals)
         except AmountError as exc:
             raise forms.ValidationError({"amount": str(exc)}) from None
-        data["account"] = ledger.user_account(data["user_id"].strip(), wallet.currency, Account.Code.BALANCE)
+        # Only an existing user's account: a typo must not create a new user's books.
+        data["account"] = Account.objects.filter(user_id=data["user_id"].strip(), currency=wallet.currency,
+                                                 code=Account.Code.BALANCE).select_related("currency").first()
+        if data["account"] is None:
+            raise forms.ValidationError({"user_id": f"no {wallet.currency.code} account for this user"})
         try:
             services.check_external(data["account"], data["address"], data["units"], wallet)
         except services.OutgoingError as exc:

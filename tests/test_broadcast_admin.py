@@ -145,6 +145,7 @@ def test_it_queues_an_outgoing_transaction_from_the_admin_form(client, operator,
     client.force_login(operator)
     bad = client.post(url, dict(form, address="nope"))
     assert bad.status_code == 200 and "not a valid" in bad.content.decode()
+    assert "no BTC account for this user" in client.post(url, dict(form, user_id="frnak")).content.decode()
     too_precise = client.post(url, dict(form, amount="0.000000001"))
     assert "more than 8 decimals" in too_precise.content.decode()
 
