@@ -1,1 +1,128 @@
-from django.db import models  # noqa: F401
+"""Outgoing transactions and the broadcasts that carry them to the network.
+
+An outgoing transaction is queued by `services.send_external` (201 -> 204 in the books) and
+sent as part of one broadcast: a single `sendmany` per wallet. Amounts are int base units.
+"""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Broadcast(models.Model):
+    class State(models.TextChoices):
+        COLLECTED = "collected", "collected (not sent yet)"
+        OPENED = "opened", "opened (sending, or interrupted)"
+        BROADCASTED = "broadcasted", "broadcasted"
+        FAILED = "failed", "failed (nothing sent)"
+        CLOSED_BROADCASTED = "closed_broadcasted", "closed by hand: reached the network"
+        CLOSED_FAILED = "closed_failed", "closed by hand: never left"
+
+    # States in which the broadcast still owns its outgoing transactions.
+    ACTIVE_STATES = (State.COLLECTED, State.OPENED)
+    CLOSED_STATES = (State.BROADCASTED, State.FAILED, State.CLOSED_BROADCASTED, State.CLOSED_FAILED)
+
+    class CloseMethod(models.TextChoices):
+        REACHED_NETWORK = "reached_network", "It reached the network"
+        NEVER_LEFT = "never_left", "It never left"
+
+    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="broadcasts")
+    state = models.CharField(max_length=24, choices=State.choices, default=State.COLLECTED, db_index=True)
+    # The sendmany comment: how an interrupted broadcast is found in the node's wallet.
+    label = models.CharField(max_length=128, unique=True, null=True, blank=True)
+    # Snapshot of what is (to be) sent: {address: base units}. JSON ints, never floats.
+    outputs = models.JSONField(default=dict)
+    output_count = models.PositiveIntegerField(default=0)
+    transaction_count = models.PositiveIntegerField(default=0)
+    total = models.BigIntegerField(default=0, help_text="Base units")
+    txid = models.CharField(max_length=64, blank=True)
+    fee = models.BigIntegerField(null=True, blank=True, help_text="Base units; empty until looked up")
+    network_transaction = models.ForeignKey(
+        "ledger.NetworkTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="broadcasts"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    broadcasted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="+")
+    close_method = models.CharField(max_length=24, choices=CloseMethod.choices, blank=True)
+    close_reason = models.TextField(blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # At most one broadcast per wallet may hold outgoing transactions at a time: the
+            # database, not the code, stops a second attempt from being collected or opened.
+            models.UniqueConstraint(fields=["wallet"], condition=Q(state__in=["collected", "opened"]),
+                                    name="broadcast_one_active_per_wallet"),
+            models.UniqueConstraint(fields=["txid"], condition=~Q(txid=""), name="broadcast_txid_unique"),
+            models.CheckConstraint(condition=Q(total__gte=0), name="broadcast_total_not_negative"),
+            models.CheckConstraint(condition=Q(fee__isnull=True) | Q(fee__gte=0), name="broadcast_fee_not_negative"),
+            models.CheckConstraint(
+                condition=~Q(state__in=["opened", "broadcasted", "closed_broadcasted", "closed_failed"])
+                | Q(opened_at__isnull=False),
+                name="broadcast_opened_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state__in=["broadcasted", "closed_broadcasted"]) | ~Q(txid=""),
+                name="broadcast_sent_has_txid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state__in=["closed_broadcasted", "closed_failed"])
+                | (Q(closed_by__isnull=False) & ~Q(close_method="") & ~Q(close_reason="")),
+                name="broadcast_closed_by_hand_says_who_how_why",
+            ),
+        ]
+        permissions = [("close_broadcast_by_hand", "Can close interrupted broadcasts by hand")]
+
+    def __str__(self):
+        return self.label or f"broadcast #{self.pk}"
+
+    @property
+    def is_closed(self):
+        return self.state in self.CLOSED_STATES
+
+
+class OutgoingTransaction(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        BROADCASTING = "broadcasting", "in a broadcast"
+        BROADCASTED = "broadcasted", "broadcasted"
+
+    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="outgoing_transactions")
+    currency = models.ForeignKey("ledger.Currency", on_delete=models.PROTECT, related_name="+")
+    # The user's 201 (paid from) and 204 (where the amount waits until broadcast).
+    account = models.ForeignKey("ledger.Account", on_delete=models.PROTECT, related_name="outgoing_transactions")
+    hold_account = models.ForeignKey("ledger.Account", on_delete=models.PROTECT, related_name="+")
+    address = models.CharField(max_length=128)
+    amount = models.BigIntegerField(help_text="Base units")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    broadcast = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="outgoing_transactions")
+    lock_entry = models.OneToOneField("ledger.Transaction", on_delete=models.PROTECT, related_name="+",
+                                      help_text="The 201 -> 204 ledger entry")
+    attempts = models.PositiveIntegerField(default=0, help_text="Broadcasts that failed to send it")
+    label = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="outgoing_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(state="queued", broadcast__isnull=True) | Q(~Q(state="queued"), broadcast__isnull=False),
+                name="outgoing_queued_iff_no_broadcast",
+            ),
+        ]
+        indexes = [
+            # The broadcaster's working set: one wallet's queue.
+            models.Index(fields=["wallet", "state"], name="outgoing_wallet_state_idx"),
+        ]
+        permissions = [("queue_outgoingtransaction", "Can queue outgoing transactions from the admin")]
+
+    def __str__(self):
+        return f"{self.amount} to {self.address}"

@@ -173,3 +173,23 @@ def grant(user, *codenames):
     for attr in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
         user.__dict__.pop(attr, None)
     return user
+
+
+def credit_user(wallet, user_id, amount):
+    """Put `amount` base units on a user's 201 from the wallet's 910 import account: coins the
+    node already holds (mined to it) become the user's in the books."""
+    from ledger import services
+    from ledger.models import Account
+
+    account = services.user_account(user_id, wallet.currency, Account.Code.BALANCE)
+    services.post(services.system_account(wallet, Account.Code.IMPORT), account, amount, "import")
+    return account
+
+
+def funded_wallet(currency, server, user_id="alice", blocks=120):
+    """A wallet on `server` (a fresh node) whose whole mature balance is imported to a user's 201.
+    Nothing may mine on that node afterwards: maturing coinbases would change its balance."""
+    server.generate(blocks)
+    wallet = make_wallet(currency, server)
+    balance = wallet.get_backend().get_balance(0)
+    return wallet, credit_user(wallet, user_id, balance)

@@ -1,0 +1,30 @@
+"""Admin banner while any broadcast is interrupted, and a home-page panel."""
+from django.urls import reverse
+
+from .models import Broadcast, OutgoingTransaction
+from .services import interrupted_broadcasts
+
+
+def alerts(request):
+    count = interrupted_broadcasts().count()
+    if not count:
+        return []
+    return [dict(
+        level="error",
+        message=(f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet until an operator "
+                 "checks the chain and closes them by hand."),
+        url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
+    )]
+
+
+def panels(request):
+    if not request.user.has_perm("broadcasts.view_broadcast"):
+        return []
+    from django.db.models import Count
+
+    queued = OutgoingTransaction.objects.filter(state=OutgoingTransaction.State.QUEUED).aggregate(
+        n=Count("id"))
+    return [dict(title="Broadcasts", template="broadcasts/panel.html", context={
+        "queued": queued["n"], "interrupted": interrupted_broadcasts().count(),
+        "recent": Broadcast.objects.select_related("wallet__currency")[:5],
+    })]

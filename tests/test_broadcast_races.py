@@ -1,0 +1,182 @@
+"""Races and faults with real processes: concurrent broadcasters, a broadcaster killed
+mid-send (both close-by-hand paths), and an unreachable node."""
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+
+from broadcasts.models import Broadcast, OutgoingTransaction
+from broadcasts.services import (
+    Broadcaster,
+    CloseError,
+    busy_wallet_ids,
+    close_as_broadcasted,
+    close_as_never_left,
+    find_on_chain,
+    interrupted_broadcasts,
+    send_external,
+)
+from ledger import services as ledger
+from ledger.backends.bitcoind import BitcoindBackend
+from ledger.models import Account
+from ledger.money import to_units
+from tests.conftest import PYTHON, REPO, funded_wallet, grant
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def broadcaster_process(child_env, wallet, pause=None):
+    env = dict(child_env)
+    if pause:
+        env["CRYPTOADMIN_TEST_PAUSE"] = f"{pause}:120"
+    return subprocess.Popen([PYTHON, "manage.py", "broadcast", "--wallet", wallet.name], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_when_paused(proc, stage):
+    line = proc.stdout.readline()
+    assert line.strip() == f"paused {stage}", (line, proc.stderr.read() if proc.poll() is not None else "")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def wait_lock_released(wallet):
+    # PostgreSQL drops a dead client's advisory lock when it sees the socket close.
+    deadline = time.monotonic() + 10
+    while wallet.pk in busy_wallet_ids():
+        assert time.monotonic() < deadline, "the killed broadcaster's lock was never released"
+        time.sleep(0.05)
+
+
+def node_sends(wallet) -> list[dict]:
+    return [e for e in wallet.get_backend().list_transactions(1000) if e["category"] == "send"]
+
+
+def assert_paid_once(wallet, expected: dict):
+    """Every address of `expected` paid exactly once on chain, with exactly its amount."""
+    sends = [e for e in node_sends(wallet) if e["address"] in expected]
+    assert Counter(e["address"] for e in sends) == Counter(set(expected))
+    assert {e["address"]: to_units(-e["amount"], 8) for e in sends} == expected
+
+
+def assert_books_match_node(wallet, *users):
+    holds = [ledger.user_account(u, wallet.currency, Account.Code.WITHDRAW_LOCKED).pk for u in users]
+    assert sum(ledger.balances(holds).values()) == 0
+    assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
+
+
+@pytest.fixture
+def closer(operator):
+    return grant(operator, "broadcasts.close_broadcast_by_hand")
+
+
+def test_it_sends_every_outgoing_exactly_once_with_4_broadcaster_processes(btc, node, fresh_node, child_env):
+    wallet, alice = funded_wallet(btc, fresh_node())
+    expected, outputs = {}, []
+    for round_ in range(20):
+        for i in range(3):
+            address = node.rpc("getnewaddress")
+            expected[address] = 100_000 + round_ * 10 + i
+            send_external(alice, address, expected[address])
+        procs = [broadcaster_process(child_env, wallet) for _ in range(4)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            outputs.append(out)
+
+    broadcasts = list(Broadcast.objects.all())
+    assert len(broadcasts) == 20 and {b.state for b in broadcasts} == {Broadcast.State.BROADCASTED}
+    assert sum(out.count("broadcasts sent: 1") for out in outputs) == 20
+    assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {"broadcasted"}
+    assert_paid_once(wallet, expected)
+    assert {e["txid"] for e in node_sends(wallet)} == {b.txid for b in broadcasts}
+    assert_books_match_node(wallet, "alice")
+
+
+def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(btc, node, fresh_node, child_env, closer):
+    wallet, alice = funded_wallet(btc, fresh_node())
+    address = node.rpc("getnewaddress")
+    send_external(alice, address, 7_000_000)
+    kill_when_paused(broadcaster_process(child_env, wallet, pause="after_open"), "after_open")
+    wait_lock_released(wallet)
+
+    interrupted = Broadcast.objects.get()
+    assert interrupted.state == Broadcast.State.OPENED and list(interrupted_broadcasts()) == [interrupted]
+    refused = Broadcaster(wallet).run()
+    assert refused.refused and refused.sent == 0 and node_sends(wallet) == []
+    with pytest.raises(CloseError, match="do not match|does not confirm"):
+        close_as_broadcasted(interrupted, "ab" * 32, closer, "guessing")
+
+    close_as_never_left(interrupted, closer, "node wallet has no tx with the comment")
+
+    interrupted.refresh_from_db()
+    assert (interrupted.state, interrupted.closed_by, interrupted.close_method) == (
+        "closed_failed", closer, "never_left")
+    assert OutgoingTransaction.objects.get().state == "queued"
+    assert Broadcaster(wallet).run().sent == 1
+    assert_paid_once(wallet, {address: 7_000_000})
+    assert_books_match_node(wallet, "alice")
+
+
+def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(btc, node, fresh_node, child_env,
+                                                                              closer):
+    server = fresh_node()
+    wallet, alice = funded_wallet(btc, server)
+    address = node.rpc("getnewaddress")
+    send_external(alice, address, 9_000_000)
+    kill_when_paused(broadcaster_process(child_env, wallet, pause="after_send"), "after_send")
+    wait_lock_released(wallet)
+
+    interrupted = Broadcast.objects.get()
+    assert (interrupted.state, interrupted.txid) == (Broadcast.State.OPENED, "")
+    assert Broadcaster(wallet).run().refused
+    with pytest.raises(CloseError, match="it left"):
+        close_as_never_left(interrupted, closer, "wrong guess")
+    [txid] = find_on_chain(interrupted)
+    coinbase = server.rpc("getblock", server.rpc("getblockhash", 1))["tx"][0]
+    with pytest.raises(CloseError, match="do not match"):
+        close_as_broadcasted(interrupted, coinbase, closer, "wrong txid")
+
+    close_as_broadcasted(interrupted, txid, closer, "found by comment")
+
+    interrupted.refresh_from_db()
+    assert (interrupted.state, interrupted.txid, interrupted.close_method) == (
+        "closed_broadcasted", txid, "reached_network")
+    assert interrupted.fee == wallet.get_backend().get_transaction(txid).fee > 0
+    assert OutgoingTransaction.objects.get().state == "broadcasted"
+    assert tuple(Broadcaster(wallet).run()) == (0, 0)
+    assert_paid_once(wallet, {address: 9_000_000})
+    assert_books_match_node(wallet, "alice")
+
+
+class DiesBeforeSend(BitcoindBackend):
+    """The node answers the ping, then is gone when sendmany connects (refused: provably not sent)."""
+
+    def send_many(self, outputs, comment):
+        self.url = "http://u:p@127.0.0.1:9"
+        return super().send_many(outputs, comment)
+
+
+def test_it_marks_nothing_and_loses_nothing_when_the_node_is_unreachable(btc, node, fresh_node):
+    server = fresh_node()
+    wallet, alice = funded_wallet(btc, server)
+    address = node.rpc("getnewaddress")
+    out = send_external(alice, address, 3_000_000)
+    server.stop(remove=False)
+
+    result = Broadcaster(wallet).run()
+
+    assert result.sent == 0 and "not answering" in result.message
+    assert not Broadcast.objects.exists()
+    out.refresh_from_db()
+    assert out.state == "queued"
+    server.start()
+    failed = Broadcaster(wallet, backend=DiesBeforeSend(wallet)).run()
+    assert failed.sent == 0 and Broadcast.objects.get().state == Broadcast.State.FAILED
+    assert not interrupted_broadcasts().exists()
+    assert Broadcaster(wallet).run().sent == 1
+    assert_paid_once(wallet, {address: 3_000_000})
+    assert_books_match_node(wallet, "alice")

@@ -1,0 +1,152 @@
+"""The Broadcaster on a real regtest node and PostgreSQL."""
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from broadcasts.models import Broadcast, OutgoingTransaction
+from broadcasts.services import Broadcaster, interrupted_broadcasts, send_external
+from ledger import services as ledger
+from ledger.backends import NodeUnreachable, OutcomeUnknown
+from ledger.backends.bitcoind import BitcoindBackend
+from ledger.models import Account, NetworkTransaction, Transaction
+from tests.conftest import credit_user, funded_wallet, make_wallet
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class SendOutcomeUnknown(BitcoindBackend):
+    def send_many(self, outputs, comment):
+        raise OutcomeUnknown("timeout after sending (simulated)")
+
+
+class FeeLookupDown(BitcoindBackend):
+    def get_transaction(self, txid):
+        raise NodeUnreachable("gettransaction: node went away (simulated)")
+
+
+def hold_balance(wallet, *users):
+    ids = [ledger.user_account(u, wallet.currency, Account.Code.WITHDRAW_LOCKED).pk for u in users]
+    return sum(ledger.balances(ids).values())
+
+
+def test_it_sends_the_wallets_queue_in_one_transaction_merging_addresses(btc, node, fresh_node):
+    wallet, alice = funded_wallet(btc, fresh_node())
+    bob = ledger.user_account("bob", btc, Account.Code.BALANCE)
+    ledger.post(alice, bob, 10**8, "internal")
+    a1, a2 = node.rpc("getnewaddress"), node.rpc("getnewaddress")
+    send_external(alice, a1, 1_000_000)
+    send_external(bob, a1, 2_000_000)  # two users, one address: one output
+    send_external(alice, a2, 500_000)
+
+    sent, fee = Broadcaster(wallet).run()
+
+    broadcast = Broadcast.objects.get()
+    assert (sent, broadcast.state) == (1, Broadcast.State.BROADCASTED)
+    assert broadcast.outputs == {a1: 3_000_000, a2: 500_000}
+    assert (broadcast.output_count, broadcast.transaction_count, broadcast.total) == (2, 3, 3_500_000)
+    info = wallet.get_backend().get_transaction(broadcast.txid)
+    assert info.sent() == {a1: 3_000_000, a2: 500_000}
+    assert info.comment == broadcast.label == f"cryptoadmin-broadcast-{broadcast.pk}"
+    assert fee == broadcast.fee == info.fee > 0
+    assert set(OutgoingTransaction.objects.values_list("state", "broadcast")) == {("broadcasted", broadcast.pk)}
+    assert hold_balance(wallet, "alice") == hold_balance(wallet, "bob") == 0
+    assert Transaction.objects.filter(kind="broadcasted").count() == 2  # one per user's 204
+    network_tx = NetworkTransaction.objects.get(txid=broadcast.txid)
+    assert (network_tx.type, network_tx.wallet, broadcast.network_transaction) == ("broadcast", wallet, network_tx)
+    assert Transaction.objects.filter(kind="fee", amount=fee, network_transaction=network_tx).count() == 1
+    assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
+    # Nothing left: the next run sends nothing.
+    assert tuple(Broadcaster(wallet).run()) == (0, 0)
+
+
+def test_it_collects_only_its_own_wallets_queue(btc, node):
+    mine, other = make_wallet(btc, node, name="mine"), make_wallet(btc, node, name="other")
+    theirs = send_external(credit_user(other, "carol", 10**6), node.rpc("getnewaddress"), 10_000, wallet=other)
+
+    result = Broadcaster(mine).run()
+
+    assert (result.sent, Broadcast.objects.count()) == (0, 0)
+    theirs.refresh_from_db()
+    assert theirs.state == OutgoingTransaction.State.QUEUED
+    assert Broadcaster(other).run().sent == 1
+    assert Broadcast.objects.get().wallet == other
+
+
+def test_it_puts_outgoing_back_in_the_queue_when_the_node_proves_nothing_was_sent(btc, node, fresh_node):
+    server = fresh_node()
+    wallet, alice = funded_wallet(btc, server, blocks=101)  # 50 coins on the node
+    credit_user(wallet, "alice", 50 * 10**8)  # the books promise more than the node has
+    out = send_external(alice, node.rpc("getnewaddress"), 60 * 10**8)
+
+    result = Broadcaster(wallet).run()
+
+    failed = Broadcast.objects.get()
+    out.refresh_from_db()
+    assert (result.sent, failed.state) == (0, Broadcast.State.FAILED)
+    assert "nsufficient" in failed.last_error
+    assert (out.state, out.broadcast, out.attempts) == ("queued", None, 1)
+    assert hold_balance(wallet, "alice") == 60 * 10**8  # still locked, not lost
+    assert not Transaction.objects.filter(kind="broadcasted").exists()
+    server.generate(1)  # one more coinbase matures: now the node can pay
+    assert Broadcaster(wallet).run().sent == 1
+    out.refresh_from_db()
+    assert out.state == "broadcasted" and out.broadcast.state == Broadcast.State.BROADCASTED
+
+
+def test_it_leaves_an_unknown_outcome_opened_and_refuses_the_wallet_until_closed(btc, node, wallet):
+    out = send_external(credit_user(wallet, "dave", 10**6), node.rpc("getnewaddress"), 10_000)
+
+    result = Broadcaster(wallet, backend=SendOutcomeUnknown(wallet)).run()
+
+    broadcast = Broadcast.objects.get()
+    assert result.refused and "INTERRUPTED" in result.message
+    assert broadcast.state == Broadcast.State.OPENED and "timeout after sending" in broadcast.last_error
+    assert list(interrupted_broadcasts()) == [broadcast]
+    again = Broadcaster(wallet).run()
+    assert again.refused and f"#{broadcast.pk}" in again.message and again.sent == 0
+    out.refresh_from_db()
+    assert out.state == OutgoingTransaction.State.BROADCASTING
+    assert wallet.get_backend().find_by_comment(broadcast.label) == []
+
+
+def test_it_records_the_txid_when_the_fee_lookup_fails_and_fills_the_fee_in_later(btc, node, fresh_node):
+    wallet, alice = funded_wallet(btc, fresh_node())
+    send_external(alice, node.rpc("getnewaddress"), 1_000_000)
+
+    result = Broadcaster(wallet, backend=FeeLookupDown(wallet)).run()
+
+    broadcast = Broadcast.objects.get()
+    assert (result.sent, result.fee, broadcast.state, broadcast.fee) == (1, 0, "broadcasted", None)
+    assert len(broadcast.txid) == 64
+    assert not Transaction.objects.filter(kind="fee").exists()
+    later = Broadcaster(wallet).run()
+    broadcast.refresh_from_db()
+    assert later.fee == broadcast.fee == wallet.get_backend().get_transaction(broadcast.txid).fee > 0
+    assert Transaction.objects.get(kind="fee").amount == broadcast.fee
+    assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
+
+
+def test_it_uses_the_same_number_of_queries_for_5_and_60_outgoing(btc, node, wallet):
+    counts = []
+    for n in (5, 60):
+        addresses = [node.rpc("getnewaddress") for _ in range(n // 5)]
+        for i in range(n):
+            account = credit_user(wallet, f"user-{n}-{i % 7}", 10**6)
+            send_external(account, addresses[i % len(addresses)], 1000 + i)
+        with CaptureQueriesContext(connection) as queries:
+            assert Broadcaster(wallet).run().sent == 1
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+
+
+def test_it_sends_a_broadcast_left_collected_by_a_crash_before_it_was_opened(btc, node, wallet):
+    send_external(credit_user(wallet, "jo", 10**6), node.rpc("getnewaddress"), 20_000)
+    leftover = Broadcaster(wallet).collect()  # then the process died: nothing opened, nothing sent
+    send_external(credit_user(wallet, "kim", 10**6), node.rpc("getnewaddress"), 30_000)
+
+    assert Broadcaster(wallet).run().sent == 1
+
+    leftover.refresh_from_db()
+    assert leftover.state == Broadcast.State.BROADCASTED and leftover.transaction_count == 1
+    assert Broadcaster(wallet).run().sent == 1  # kim's, in a broadcast of its own
+    assert Broadcast.objects.count() == 2 and not OutgoingTransaction.objects.exclude(state="broadcasted").exists()
