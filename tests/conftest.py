@@ -8,6 +8,8 @@ import pytest
 
 from cryptoadmin.localservices import LocalBitcoind, LocalPostgres
 
+pytest_plugins = ["tests.browser"]  # browser/page fixtures, defined once for the session
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_DB_NAME = "test_cryptoadmin"
 

@@ -3,13 +3,13 @@ import pytest
 
 from ledger import services
 from ledger.models import Transaction
-from tests.browser import browser, login, page, screenshot  # noqa: F401  (fixtures)
+from tests.browser import login, screenshot
 from tests.conftest import grant, make_currency, make_wallet, pay_from_outside
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_it_previews_confirms_and_shows_the_result(page, live_server, operator, two_nodes):  # noqa: F811
+def test_it_previews_confirms_and_shows_the_result(page, live_server, operator, two_nodes):
     ours, outside = two_nodes
     pay_from_outside(ours, outside, ours.rpc("getnewaddress"), "5", mine=1)
     wallet = make_wallet(make_currency("BTC"), ours, name="hot wallet")

@@ -8,12 +8,20 @@ from tests.conftest import make_currency, make_wallet
 pytestmark = pytest.mark.django_db
 
 
+def _recent_task():
+    from django_q.models import Task
+
+    now = timezone.now()
+    Task.objects.create(id="recent", name="poll-run", func="x.y", started=now, stopped=now, success=True)
+
+
 def _get(client):
     response = client.get("/health")
     return response.status_code, json.loads(response.content)
 
 
 def test_it_is_200_with_database_and_reachable_node(client, wallet, node):
+    _recent_task()
     status, body = _get(client)
     assert status == 200, body
     assert body["database"]["ok"] is True
@@ -35,6 +43,7 @@ def test_it_is_503_when_a_node_is_unreachable_and_shows_no_secret(client, btc):
 def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
     from django_q.models import Schedule
 
+    Schedule.objects.all().delete()
     Schedule.objects.create(name="poll", func="ledger.tasks.poll", schedule_type="I", minutes=1,
                             next_run=timezone.now() - timezone.timedelta(minutes=10))
     status, body = _get(client)
@@ -46,10 +55,10 @@ def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
 def test_it_is_200_when_the_scheduler_ran_recently(client, db):
     from django_q.models import Schedule, Task
 
+    Schedule.objects.all().delete()
     Schedule.objects.create(name="poll", func="ledger.tasks.poll", schedule_type="I", minutes=1,
                             next_run=timezone.now() + timezone.timedelta(seconds=30))
-    now = timezone.now()
-    Task.objects.create(id="t1", name="poll-run", func="ledger.tasks.poll", started=now, stopped=now, success=True)
+    _recent_task()
     status, body = _get(client)
     assert status == 200, body
     assert body["scheduler"]["last_task_at"] is not None
@@ -69,3 +78,13 @@ def test_it_reports_each_wallet_separately(client, db, node):
     assert status == 503
     assert body["nodes"]["wallets"][good.name]["ok"] is True
     assert body["nodes"]["wallets"]["bad"]["ok"] is False
+
+
+def test_it_is_503_while_a_broadcast_is_interrupted(client, wallet):
+    from broadcasts.models import Broadcast
+
+    _recent_task()
+    broadcast = Broadcast.objects.create(wallet=wallet, state=Broadcast.State.OPENED, opened_at=timezone.now())
+    status, body = _get(client)
+    assert status == 503
+    assert body["broadcasts"] == {"ok": False, "interrupted": [broadcast.pk]}
