@@ -1,8 +1,15 @@
 """Ledger admin: configuration (currencies, wallets) is editable; the books are read-only."""
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 
@@ -66,7 +73,7 @@ class WalletAdmin(admin.ModelAdmin):
         from django_q.tasks import async_task
 
         for wallet in queryset:
-            async_task("ledger.rescan.rescan_wallet_task", wallet.pk, task_name=f"rescan {wallet.name}",
+            async_task("ledger.tasks.rescan_wallet_task", wallet.pk, task_name=f"rescan {wallet.name}",
                        group="rescan")
             self.log_change(request, wallet, "Rescan queued")
         messages.info(request, f"Rescan queued for {queryset.count()} wallet(s): the result appears on each "
@@ -133,10 +140,108 @@ class TransactionAdmin(ReadOnlyAdmin):
         return obj.network_transaction.txid[:16] + "…" if obj.network_transaction_id else ""
 
 
+class StuckFilter(admin.SimpleListFilter):
+    title = "stuck"
+    parameter_name = "stuck"
+
+    def lookups(self, request, model_admin):
+        return [("1h", "open longer than an hour")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "1h":
+            return queryset.filter(state="open", opened_at__lt=timezone.now() - timedelta(hours=1))
+        return queryset
+
+
+class CloseByHandForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=2000,
+                             help_text="What you checked on the chain and why this is closed by hand.")
+
+
 @admin.register(NetworkTransaction)
 class NetworkTransactionAdmin(ReadOnlyAdmin):
-    list_display = ["txid", "currency", "type", "state", "confirmations", "opened_at", "last_checked_at", "flagged"]
-    list_filter = ["currency", "type", "state", "flagged"]
-    search_fields = ["txid"]
-    list_select_related = ["currency"]
+    list_display = ["short_txid", "currency", "type", "state", "confirmations_of", "age", "last_checked_at",
+                    "error", "flagged"]
+    list_filter = ["currency", "type", "state", StuckFilter, "flagged"]
+    search_fields = ["=txid", "ledger_entries__address__address"]
+    list_select_related = ["currency", "wallet"]
+    ordering = ["-opened_at"]
     show_full_result_count = False
+    actions = ["check_now", "close_by_hand"]
+    change_form_template = "ledger/networktransaction_change_form.html"
+
+    @admin.display(description="txid", ordering="txid")
+    def short_txid(self, obj):
+        return format_html('<code title="{}">{}…</code>', obj.txid, obj.txid[:16])
+
+    @admin.display(description="confirmations", ordering="confirmations")
+    def confirmations_of(self, obj):
+        return f"{obj.confirmations} / {obj.currency.polling_threshold}"
+
+    @admin.display(description="age", ordering="opened_at")
+    def age(self, obj):
+        return timesince(obj.opened_at)
+
+    @admin.display(description="last error")
+    def error(self, obj):
+        return obj.last_error[:80]
+
+    def has_check_permission(self, request):
+        return request.user.has_perm("ledger.check_networktransaction")
+
+    def has_close_permission(self, request):
+        return request.user.has_perm("ledger.close_networktransaction_by_hand")
+
+    @admin.action(description="Check now against the node", permissions=["check"])
+    def check_now(self, request, queryset):
+        from .backends import BackendError
+        from .confirmations import check_rows
+
+        try:
+            summary = check_rows(list(queryset))
+        except BackendError as exc:
+            self.message_user(request, f"The node could not be asked: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"Checked: {summary}")
+
+    @admin.action(description="Close by hand…", permissions=["close"])
+    def close_by_hand(self, request, queryset):
+        return self._close_view(request, list(queryset.values_list("pk", flat=True)))
+
+    def close_view(self, request, object_id):
+        if not self.has_close_permission(request):
+            raise PermissionDenied
+        return self._close_view(request, [object_id])
+
+    def _close_view(self, request, ids):
+        from .confirmations import CloseRefused, close_by_hand
+
+        if not self.has_close_permission(request):
+            raise PermissionDenied
+        rows = list(NetworkTransaction.objects.filter(pk__in=ids).select_related("currency"))
+        form = CloseByHandForm(request.POST if "reason" in request.POST else None)
+        if form.is_valid():
+            try:
+                closed = close_by_hand([r.pk for r in rows], request.user, form.cleaned_data["reason"])
+            except CloseRefused as exc:
+                form.add_error("reason", str(exc))
+            else:
+                for row in closed:
+                    self.log_change(request, row, f"Closed by hand: {row.close_reason}")
+                self.message_user(request, f"Closed {len(closed)} network transaction(s) by hand.")
+                return redirect(reverse("admin:ledger_networktransaction_changelist"))
+        return TemplateResponse(request, "ledger/networktransaction_close.html", {
+            **self.admin_site.each_context(request), "title": "Close network transactions by hand",
+            "opts": self.model._meta, "rows": rows, "form": form, "ids": ids,
+        })
+
+    def get_urls(self):
+        return [
+            path("<int:object_id>/close/", self.admin_site.admin_view(self.close_view),
+                 name="ledger_networktransaction_close"),
+        ] + super().get_urls()
+
+    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+        context["can_close_by_hand"] = bool(obj and obj.state in ("open", "conflicted", "vanished")
+                                            and self.has_close_permission(request))
+        return super().render_change_form(request, context, *args, obj=obj, **kwargs)

@@ -218,7 +218,10 @@ class NetworkTransaction(models.Model):
             # The poller's working set: open rows of one currency.
             models.Index(fields=["currency", "state", "opened_at"], name="network_tx_open_idx"),
         ]
-        permissions = [("close_networktransaction_by_hand", "Can close network transactions by hand")]
+        permissions = [
+            ("close_networktransaction_by_hand", "Can close network transactions by hand"),
+            ("check_networktransaction", "Can check network transactions against the node now"),
+        ]
 
     def __str__(self):
         return f"{self.type} {self.txid[:12]}…"

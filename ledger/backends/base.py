@@ -134,7 +134,10 @@ class Backend:
                 result[txid] = exc
         return result
 
-    def list_since_block(self, blockhash: str | None) -> SinceBlock:
+    def list_since_block(self, blockhash: str | None, target_confirmations: int = 1) -> SinceBlock:
+        """Wallet transactions in blocks after `blockhash` (all if None) and unconfirmed ones;
+        `lastblock` is the main-chain block `target_confirmations` deep (1: the tip).
+        Backends without it raise NotImplementedError and the tracker polls by txid."""
         raise NotImplementedError
 
     def send_many(self, outputs: dict[str, int], comment: str) -> str:

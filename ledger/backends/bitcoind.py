@@ -224,8 +224,8 @@ class BitcoindBackend(Backend):
                     result[txid] = exc
         return result
 
-    def list_since_block(self, blockhash: str | None) -> SinceBlock:
-        reply = self.call("listsinceblock", blockhash or "")
+    def list_since_block(self, blockhash: str | None, target_confirmations: int = 1) -> SinceBlock:
+        reply = self.call("listsinceblock", blockhash or "", max(1, target_confirmations))
         grouped: dict[str, dict] = {}
         for entry in reply.get("transactions", []):
             item = grouped.setdefault(entry["txid"], {
