@@ -178,3 +178,35 @@ def test_it_asks_the_node_once_however_many_are_open(setup):
     wallet.refresh_from_db()
     again = poll_wallet(wallet)
     assert again.checked == 30 and again.round_trips == 1
+
+
+def test_it_writes_changes_in_bulk_on_sqlite_too(tmp_path):
+    """The demo runs on SQLite: the same write path there, checked through a fresh connection."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = """
+import django, os
+django.setup()
+from django.core.management import call_command
+from django.utils import timezone
+call_command("migrate", verbosity=0)
+from ledger.models import Currency, Wallet, NetworkTransaction as NT
+from ledger.confirmations import write_changes
+c = Currency.objects.create(code="BTC"); w = Wallet.objects.create(name="w", currency=c)
+rows = [NT.objects.create(currency=c, wallet=w, txid=f"{i:064x}", type="deposit") for i in range(3)]
+now = timezone.now()
+for r in rows:
+    r.confirmations, r.state, r.closed_at, r.flagged = 7, "closed", now, True
+write_changes(rows)
+got = set(NT.objects.values_list("confirmations", "state", "flagged"))
+assert got == {(7, "closed", True)}, got
+assert all(abs((r.closed_at - now).total_seconds()) < 1 for r in NT.objects.all())
+print("ok")
+"""
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings", "DEBUG": "1",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]

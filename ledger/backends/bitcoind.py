@@ -235,7 +235,9 @@ class BitcoindBackend(Backend):
             if entry.get("fee") is not None:
                 item["fee"] = entry["fee"]
             item["details"].append(entry)
-        return SinceBlock(tuple(self.parse_tx(raw) for raw in grouped.values()), reply["lastblock"])
+        lastblock = reply["lastblock"]
+        # A target deeper than the chain yields the null hash: "from the start" next time.
+        return SinceBlock(tuple(self.parse_tx(raw) for raw in grouped.values()), "" if not lastblock.strip("0") else lastblock)
 
     def send_many(self, outputs: dict[str, int], comment: str) -> str:
         if not outputs:
