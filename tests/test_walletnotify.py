@@ -48,3 +48,19 @@ def test_it_is_called_by_bitcoind_itself(fresh_node, child_env):
     row = wait_until(lambda: NetworkTransaction.objects.filter(txid=txid).first(), timeout=30,
                      what="walletnotify to record the deposit")
     assert row.type == "deposit" and row.wallet_id == wallet.pk
+
+
+def test_it_prints_the_poll_summary_through_update_confirmations(db, two_nodes, capsys):
+    ours, outside = two_nodes
+    wallet = make_wallet(make_currency("BTC"), ours)
+    address = services.new_receiving_address(wallet, "carol")
+    pay_from_outside(ours, outside, address.address, "0.1")
+    call_command("update_confirmations", "--currency", "btc")
+    assert "BTC: checked 1, changed 0, credited 0, closed 0, failed 0, discovered 1" in capsys.readouterr().out
+
+
+def test_it_refuses_an_unknown_currency_to_update_confirmations(db):
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="Unknown currency 'nope'"):
+        call_command("update_confirmations", "--currency", "nope")
