@@ -161,5 +161,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"BitcoinRPC": {"level": "WARNING"}},
+    # Both log request URLs at DEBUG, and block.io's API key is a query parameter.
+    "loggers": {"BitcoinRPC": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }

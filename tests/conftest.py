@@ -195,3 +195,22 @@ def funded_wallet(currency, server, user_id="alice", blocks=120):
     wallet = make_wallet(currency, server)
     balance = wallet.get_backend().get_balance(0)
     return wallet, credit_user(wallet, user_id, balance)
+
+
+@pytest.fixture
+def blockio():
+    """A loopback stand-in for block.io's v2 API (tests/blockio_server.py), stopped at the end."""
+    from tests.blockio_server import FakeBlockIo
+
+    server = FakeBlockIo().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def blockio_wallet(db, blockio):
+    from ledger.models import Wallet
+
+    currency = make_currency("BTC", crediting_threshold=2, polling_threshold=4, network="testnet")
+    return Wallet.objects.create(name="block.io BTC", currency=currency, backend="blockio", backend_settings={
+        "api_key": blockio.api_key, "pin": blockio.pin, "base_url": blockio.base_url, "network": "BTCTEST"})
