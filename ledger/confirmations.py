@@ -125,10 +125,10 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
     """Move each row forward from what the node said; write only what changed, in bulk."""
     summary = Summary(checked=len(rows))
     now = timezone.now()
-    changed, to_credit = [], []
+    changed, changed_fields, to_credit = [], set(), []
     for row in rows:
         info = infos.get(row.txid)
-        before = tuple(getattr(row, f) for f in UPDATED_FIELDS)
+        before = [getattr(row, f) for f in UPDATED_FIELDS]
         if info is None or isinstance(info, BackendError):
             _record_missing(row, info, now)
             summary.failed += 1
@@ -139,13 +139,19 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
                 to_credit.append((row, info))
             if row.state == NT.State.CLOSED and before[2] != NT.State.CLOSED:
                 summary.closed += 1
-        if tuple(getattr(row, f) for f in UPDATED_FIELDS) != before:
+        diff = {f for f, old in zip(UPDATED_FIELDS, before) if getattr(row, f) != old}
+        if diff:
             changed.append(row)
+            changed_fields |= diff
+        row.last_checked_at = now
+    changed_ids = {r.pk for r in changed}
+    unchanged = [r.pk for r in rows if r.pk not in changed_ids]
     with transaction.atomic():
         if changed:
-            write_changes(changed)
-        if rows:
-            NT.objects.filter(pk__in=[r.pk for r in rows]).update(last_checked_at=now)
+            # Only the columns that moved (usually confirmations), last_checked_at folded in.
+            write_changes(changed, [f for f in UPDATED_FIELDS if f in changed_fields] + ["last_checked_at"])
+        if unchanged:
+            NT.objects.filter(pk__in=unchanged).update(last_checked_at=now)
     summary.changed = len(changed)
     for row, info in to_credit:
         summary.credited += credit_deposit(row, info)
@@ -154,26 +160,26 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
 
 _CASTS = {"confirmations": "integer", "max_confirmations": "integer", "state": "text",
           "state_changed_at": "timestamptz", "closed_at": "timestamptz", "flagged": "boolean",
-          "flag_reason": "text", "last_error": "text", "last_error_at": "timestamptz"}
+          "flag_reason": "text", "last_error": "text", "last_error_at": "timestamptz", "last_checked_at": "timestamptz"}
 
 
-def write_changes(rows: list[NetworkTransaction]) -> None:
-    """Write UPDATED_FIELDS of many rows in one statement.
+def write_changes(rows: list[NetworkTransaction], columns: list[str] = UPDATED_FIELDS) -> None:
+    """Write `columns` of many rows in one statement.
 
     Django's bulk_update builds a CASE per field per row: 3.6 s for 1,000 rows here.
     One UPDATE ... FROM (VALUES ...) on PostgreSQL, executemany on SQLite, is milliseconds."""
     table = NT._meta.db_table
-    values = [(row.pk, *(getattr(row, f) for f in UPDATED_FIELDS)) for row in rows]
+    values = [(row.pk, *(getattr(row, f) for f in columns)) for row in rows]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             from psycopg2.extras import execute_values
 
-            sets = ", ".join(f"{f} = v.{f}::{_CASTS[f]}" for f in UPDATED_FIELDS)
+            sets = ", ".join(f"{f} = v.{f}::{_CASTS[f]}" for f in columns)
             execute_values(cursor.cursor, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) AS v(id, "
-                           f"{', '.join(UPDATED_FIELDS)}) WHERE t.id = v.id", values, page_size=2000)
+                           f"{', '.join(columns)}) WHERE t.id = v.id", values, page_size=5000)
         else:
-            prep = [NT._meta.get_field(f) for f in UPDATED_FIELDS]
-            sets = ", ".join(f"{f} = %s" for f in UPDATED_FIELDS)
+            prep = [NT._meta.get_field(f) for f in columns]
+            sets = ", ".join(f"{f} = %s" for f in columns)
             cursor.executemany(f"UPDATE {table} SET {sets} WHERE id = %s", [
                 (*(field.get_db_prep_save(value, connection) for field, value in zip(prep, v[1:])), v[0])
                 for v in values
