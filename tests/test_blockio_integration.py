@@ -58,7 +58,10 @@ def test_it_leaves_a_timed_out_withdraw_interrupted_then_settles_it_by_txid(bloc
     from tests.conftest import wait_until
 
     txid = wait_until(lambda: blockio.nonces.get(broadcast.label), what="block.io to finish the slow withdraw")
-    close_as_broadcasted(broadcast, txid, operator, "found in block.io's dashboard")
+    from tests.conftest import grant
+
+    close_as_broadcasted(broadcast, txid, grant(operator, "broadcasts.close_broadcast_by_hand"),
+                         "found in block.io's dashboard")
     broadcast.refresh_from_db()
     assert broadcast.state == "closed_broadcasted" and broadcast.txid == txid
     assert blockio.count("withdraw") == 1
