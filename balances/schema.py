@@ -95,6 +95,7 @@ class Query:
 
 schema = strawberry.Schema(
     query=Query,
-    extensions=[MaskErrors(should_mask_error=lambda error: not isinstance(error.original_error, BalanceQueryError)
-                           and error.original_error is not None)],
+    # Messages of our BalanceQueryError and of GraphQL validation reach the client; others are masked.
+    extensions=[lambda: MaskErrors(should_mask_error=lambda error: error.original_error is not None
+                                   and not isinstance(error.original_error, BalanceQueryError))],
 )

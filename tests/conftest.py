@@ -129,3 +129,14 @@ def grant(user, *codenames):
     for attr in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
         user.__dict__.pop(attr, None)
     return user
+
+
+@pytest.fixture
+def balance_cache():
+    """This process's balance cache, fresh for the test; reset after it, which also closes its
+    LISTEN connection (an open one would keep the test database from being dropped)."""
+    from balances.cache import get_cache, reset_cache
+
+    reset_cache()
+    yield get_cache()
+    reset_cache()
