@@ -197,11 +197,12 @@ class BalanceCache:
     def invalidate(self, user_ids) -> None:
         with self._lock:
             for user_id in user_ids:
-                self.invalidations += 1
-                self._entries.pop(user_id, None)
+                # Counted only when there was something to forget.
+                dropped = self._entries.pop(user_id, None) is not None
                 load = self._loading.pop(user_id, None)
                 if load is not None:
-                    load.stale = True
+                    load.stale = dropped = True
+                self.invalidations += dropped
 
     def clear(self) -> None:
         """Forget everything, including loads in flight (e.g. the NOTIFY connection dropped)."""
