@@ -5,6 +5,7 @@ query { user(id: "<userId>") { currencies { id enabled balance advancedTradingBa
 Amounts are decimal strings in the currency's units ("1.50000000")."""
 from __future__ import annotations
 
+import logging
 import re
 from typing import Optional
 
@@ -27,6 +28,8 @@ FIELD_ACCOUNTS = {
     "stakingLockedBalance": 205,
     "activeStakingBalance": 206,
 }
+
+log = logging.getLogger(__name__)
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")  # Account.user_id is at most 128 characters
 
@@ -84,8 +87,10 @@ class Query:
             snapshot = get_user_balances(user_id)
         except UnknownUser:
             raise BalanceQueryError(f"unknown user {user_id!r}") from None
-        except BalanceCacheError as exc:
-            raise BalanceQueryError(f"balances are unavailable right now: {exc}") from None
+        except BalanceCacheError:
+            # The cause (a database error) stays in the server's log, not in the reply.
+            log.exception("balances of user %r could not be loaded", user_id)
+            raise BalanceQueryError("balances are unavailable right now, try again") from None
         currencies = [
             _currency_balances(code, enabled, decimals, snapshot.get(code, {}))
             for code, enabled, decimals in Currency.objects.order_by("code").values_list("code", "enabled", "decimals")
