@@ -1,0 +1,204 @@
+"""Balance cache benchmark on PostgreSQL: 1,000,000 ledger entries, 10,000 users, 20 currencies.
+
+Run from the repository root: .venv/bin/python bench/balances.py
+Starts its own PostgreSQL (cryptoadmin.localservices.LocalPostgres) and removes it at the end.
+The last line is `hot_vs_uncached: <ratio>x`.
+"""
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cryptoadmin.localservices import LocalPostgres  # noqa: E402
+
+USERS, CURRENCIES, CODES = 10_000, 20, (201, 202, 203, 204, 205, 206, 230)
+ENTRIES = 1_000_000
+PAIRS = USERS * CURRENCIES  # each (user, currency) pair gets ENTRIES / PAIRS = 5 entries
+FIRST_USER_ACCOUNT = CURRENCIES + 1  # ids 1..20 are the wallets' 900 network accounts
+
+# account id of (user u, currency c, code index k)
+ACC = f"({FIRST_USER_ACCOUNT} + ((%(u)s) * {CURRENCIES} + (%(c)s)) * 7 + (%(k)s))"
+
+
+def acc(u, c, k):
+    return ACC % {"u": u, "c": c, "k": k}
+
+
+# Entry j of a pair: 0 deposit 900 -> 201, 1: 201 -> 202, 2: 202 -> 230, 3: 201 -> 203, 4: 201 -> 204.
+SOURCE_K = "CASE j WHEN 1 THEN 0 WHEN 2 THEN 1 WHEN 3 THEN 0 WHEN 4 THEN 0 END"
+DEST_K = "CASE j WHEN 0 THEN 0 WHEN 1 THEN 1 WHEN 2 THEN 6 WHEN 3 THEN 2 WHEN 4 THEN 3 END"
+
+BUILD_SQL = [
+    f"""INSERT INTO ledger_currency (id, code, name, decimals, enabled, crediting_threshold, polling_threshold, network)
+        SELECT c + 1, 'C' || lpad(c::text, 2, '0'), 'currency ' || c, 8, true, 3, 6, 'regtest'
+        FROM generate_series(0, {CURRENCIES - 1}) c""",
+    f"""INSERT INTO ledger_wallet (id, name, currency_id, backend, backend_settings, enabled, last_block_hash, created_at)
+        SELECT c + 1, 'wallet-' || c, c + 1, 'bitcoind', '{{}}'::jsonb, true, '', now()
+        FROM generate_series(0, {CURRENCIES - 1}) c""",
+    f"""INSERT INTO ledger_account (id, currency_id, code, user_id, wallet_id, created_at)
+        SELECT c + 1, c + 1, 900, NULL, c + 1, now() FROM generate_series(0, {CURRENCIES - 1}) c""",
+    f"""INSERT INTO ledger_account (id, currency_id, code, user_id, wallet_id, created_at)
+        SELECT {acc('u', 'c', 'k')}, c + 1, (ARRAY{list(CODES)})[k + 1], 'user-' || u, NULL, now()
+        FROM generate_series(0, {USERS - 1}) u, generate_series(0, {CURRENCIES - 1}) c, generate_series(0, 6) k""",
+    f"""INSERT INTO ledger_transaction (currency_id, source_id, destination_id, amount, kind, label, created_at)
+        SELECT c + 1,
+               CASE WHEN j = 0 THEN c + 1 ELSE {acc('u', 'c', SOURCE_K)} END,
+               {acc('u', 'c', DEST_K)},
+               CASE WHEN j = 0 THEN 100000000 + i ELSE 1000 * j + (i % 97) END,
+               CASE WHEN j = 0 THEN 'deposit' ELSE 'internal' END, '', now()
+        FROM (SELECT i, i % {USERS} AS u, (i / {USERS}) % {CURRENCIES} AS c, i / {PAIRS} AS j
+              FROM generate_series(0, {ENTRIES - 1}) i) g""",
+    "SELECT setval(pg_get_serial_sequence('ledger_currency', 'id'), (SELECT max(id) FROM ledger_currency))",
+    "SELECT setval(pg_get_serial_sequence('ledger_wallet', 'id'), (SELECT max(id) FROM ledger_wallet))",
+    "SELECT setval(pg_get_serial_sequence('ledger_account', 'id'), (SELECT max(id) FROM ledger_account))",
+]
+
+UNCACHED_SQL = """
+SELECT COALESCE((SELECT SUM(t.amount) FROM ledger_transaction t WHERE t.destination_id = a.id), 0)
+     - COALESCE((SELECT SUM(t.amount) FROM ledger_transaction t WHERE t.source_id = a.id), 0)
+FROM ledger_account a JOIN ledger_currency c ON c.id = a.currency_id
+WHERE a.user_id = %s AND c.code = %s AND a.code = %s
+"""
+
+
+def main():
+    pg = LocalPostgres().start()
+    try:
+        run(pg)
+    finally:
+        try:
+            from balances.cache import reset_cache
+            from django.db import connections
+
+            reset_cache()
+            connections.close_all()
+        except Exception:
+            pass
+        pg.stop()
+
+
+def run(pg):
+    import psycopg2
+
+    admin = psycopg2.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute("CREATE DATABASE bench")
+    admin.close()
+    os.environ.update(DATABASE_URL=pg.url_for("bench"), DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
+                      SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-secret-key-" + "x" * 40)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from balances import cache as cache_module
+
+    call_command("migrate", verbosity=0)
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        for sql in BUILD_SQL:
+            cursor.execute(sql)
+    built = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+        cursor.execute("SELECT count(*) FROM ledger_transaction")
+        entries = cursor.fetchone()[0]
+        cursor.execute("SELECT count(DISTINCT user_id) FROM ledger_account WHERE user_id IS NOT NULL")
+        users = cursor.fetchone()[0]
+    print(f"ledger: {entries:,} entries, {users:,} users, {CURRENCIES} currencies, "
+          f"{users * CURRENCIES * 7:,} user accounts; built in {built:.1f} s (+ VACUUM ANALYZE "
+          f"{time.perf_counter() - started - built:.1f} s)")
+    assert entries >= 1_000_000 and users == USERS
+
+    cache = cache_module.get_cache()
+    print(f"cache: cross-process mode {cache.mode}, max users {cache.max_users}")
+    cache.get_user("user-9999")  # opens the connection: not part of the cold-load figure
+
+    # Cold loads: one user with 20 currencies x 7 accounts each time, counting the queries.
+    times, queries = [], []
+    for u in range(100, 130):
+        user = f"user-{u}"
+        with CaptureQueriesContext(connection) as captured:
+            t0 = time.perf_counter()
+            loaded = cache.get_user(user)
+            times.append(time.perf_counter() - t0)
+        queries.append(len(captured))
+        assert len(loaded) == CURRENCIES and all(len(v) == 7 for v in loaded.values())
+    print(f"cold load of one user (20 currencies x 7 accounts): median {statistics.median(times) * 1000:.2f} ms, "
+          f"max {max(times) * 1000:.2f} ms over {len(times)} users; queries per load: {sorted(set(queries))}")
+
+    # Correctness spot check against the uncached query.
+    user, cur, code = "user-123", "C07", 201
+    with connection.cursor() as cursor:
+        for c in ("C00", "C07", "C19"):
+            for k in CODES:
+                cursor.execute(UNCACHED_SQL, [user, c, k])
+                assert cursor.fetchone()[0] == cache.get_balance(user, c, k), (c, k)
+
+    # Hot reads from one thread.
+    get_balance = cache.get_balance
+    n = 1_000_000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        get_balance(user, cur, code)
+    hot = n / (time.perf_counter() - t0)
+    stats = cache.stats()
+    print(f"hot get_balance, one thread: {hot:,.0f} reads/s ({1e6 / hot:.2f} us/read)")
+
+    # The same balance with the uncached query (one round trip, index-only sums).
+    m = 3000
+    with connection.cursor() as cursor:
+        t0 = time.perf_counter()
+        for _ in range(m):
+            cursor.execute(UNCACHED_SQL, [user, cur, code])
+            cursor.fetchone()
+        uncached = m / (time.perf_counter() - t0)
+    print(f"uncached query for the same balance: {uncached:,.0f} reads/s ({1e6 / uncached:.1f} us/read)")
+    assert stats["loads"] == 1 + len(times)  # the hot loop never loaded
+
+    # 200 threads ask for the same cold user at once.
+    from django.db import connections
+
+    loads_before = cache.stats()["loads"]
+    real_loader = cache.loader
+    calls = []
+
+    def counting_loader(user_id):
+        calls.append(user_id)
+        return real_loader(user_id)
+
+    cache.loader = counting_loader
+    barrier = threading.Barrier(200)
+    answers = []
+
+    def ask():
+        try:
+            barrier.wait(30)
+            answers.append(cache.get_balance("user-4242", "C03", 201))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=ask) for _ in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    db_loads = len(calls)
+    s = cache.stats()
+    print(f"200 threads, same cold user: {db_loads} database load(s) "
+          f"({s['loads'] - loads_before} counted by the cache, {s['waits']} waited), "
+          f"{len(answers)} answers, distinct values {len(set(answers))}")
+    assert db_loads == 1 and len(answers) == 200 and len(set(answers)) == 1
+    print(f"hot_vs_uncached: {hot / uncached:,.0f}x")
+
+
+if __name__ == "__main__":
+    main()
