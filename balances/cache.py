@@ -8,12 +8,16 @@ Better than the seed's sketch:
   each load is its own generation token, so a load that started before the invalidation can
   still answer its own callers but never writes its older result into memory;
 - at most `max_users` users are kept, least recently used dropped first;
-- whether memory may be served at all is decided by a freshness policy: with PostgreSQL a
-  LISTEN connection must have proved itself alive within the staleness bound (balances/notify.py),
-  with another database each user's entry expires after the bound (TTL).
+- memory is served only before `valid_until`, which the NOTIFY listener pushes forward with each
+  answered heartbeat (balances/notify.py), and, in TTL mode (no LISTEN/NOTIFY, e.g. SQLite),
+  before each entry's own expiry.
+The hot path (a loaded user) takes no lock: CPython's dict/OrderedDict operations and next() on
+an itertools.count are atomic under the GIL, and a read racing an invalidation is simply a read
+that happened just before it.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -22,6 +26,9 @@ from collections import OrderedDict
 from django.db import connections
 
 ACCOUNT_CODES = (201, 202, 203, 204, 205, 206, 230)
+_ACCOUNT_SET = frozenset(ACCOUNT_CODES)
+_monotonic = time.monotonic
+INF = float("inf")
 _CODES_SQL = ", ".join(str(c) for c in ACCOUNT_CODES)
 
 # One statement: the user's accounts, then credits and debits summed per account through the
@@ -84,11 +91,11 @@ def load_user_balances(user_id: str, using: str = "default") -> dict[str, dict[i
 
 
 class _Entry:
-    __slots__ = ("balances", "loaded_at")
+    __slots__ = ("balances", "expires_at")
 
-    def __init__(self, balances, loaded_at):
+    def __init__(self, balances, expires_at):
         self.balances = balances
-        self.loaded_at = loaded_at
+        self.expires_at = expires_at
 
 
 class _Load:
@@ -106,20 +113,23 @@ class _Load:
 
 class BalanceCache:
     def __init__(self, *, max_users: int = 10_000, wait_timeout: float = 10.0, loader=load_user_balances,
-                 freshness=None):
+                 ttl: float | None = None):
         if max_users < 1:
             raise ValueError("max_users must be at least 1")
         self.max_users = max_users
         self.wait_timeout = wait_timeout
         self.loader = loader
-        # freshness(entry, now) -> bool: may memory be served / stored? None: always (one process).
-        self.freshness = freshness
+        self.ttl = ttl  # seconds an entry may be served, counted from the start of its load
+        # Monotonic time until which memory may be served or stored at all (moved by the listener).
+        self.valid_until = INF
+        self.mode = "off"
+        self._hits = itertools.count()
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, _Load] = {}
         # Test hook: called by the loading thread between the query and the store.
         self.after_load_hook = None
-        self.hits = self.misses = self.loads = self.waits = 0
+        self.misses = self.loads = self.waits = 0
         self.invalidations = self.load_errors = self.evictions = self.discarded_loads = 0
         self.wait_timeouts = self.clears = 0
 
@@ -127,20 +137,47 @@ class BalanceCache:
     def get_balance(self, user_id: str, currency_id: str, account: int) -> int:
         """Balance in base units of the user's `account` in currency `currency_id` (a code like
         "BTC"). 0 for a currency in which the user has no account. UnknownUser if none at all."""
-        if account not in ACCOUNT_CODES:
+        entry = self._entries.get(user_id)
+        if entry is not None:
+            now = _monotonic()
+            if now <= self.valid_until and now <= entry.expires_at:
+                try:
+                    self._entries.move_to_end(user_id)
+                except KeyError:  # invalidated since the get: this read came just before it
+                    pass
+                next(self._hits)
+                balances = entry.balances
+            else:
+                balances = self._get_user_slow(user_id)
+        else:
+            balances = self._get_user_slow(user_id)
+        per_currency = balances.get(currency_id)
+        if account not in _ACCOUNT_SET:
             raise ValueError(f"account {account!r} is not one of {ACCOUNT_CODES}")
-        per_currency = self.get_user(user_id).get(currency_id)
         return 0 if per_currency is None else per_currency[account]
 
     def get_user(self, user_id: str) -> dict[str, dict[int, int]]:
         """Every balance of a user, one consistent snapshot (do not mutate it)."""
-        now = time.monotonic()
+        entry = self._entries.get(user_id)
+        if entry is not None:
+            now = _monotonic()
+            if now <= self.valid_until and now <= entry.expires_at:
+                try:
+                    self._entries.move_to_end(user_id)
+                except KeyError:
+                    pass
+                next(self._hits)
+                return entry.balances
+        return self._get_user_slow(user_id)
+
+    def _get_user_slow(self, user_id: str) -> dict[str, dict[int, int]]:
         with self._lock:
+            now = _monotonic()
             entry = self._entries.get(user_id)
             if entry is not None:
-                if self.freshness is None or self.freshness(entry, now):
+                if now <= self.valid_until and now <= entry.expires_at:
                     self._entries.move_to_end(user_id)
-                    self.hits += 1
+                    next(self._hits)
                     return entry.balances
                 del self._entries[user_id]
             self.misses += 1
@@ -164,6 +201,11 @@ class BalanceCache:
             raise BalanceLoadError(f"loading the balances of user {user_id!r} failed: {load.error}") from load.error
         return load.result
 
+    @property
+    def hits(self) -> int:
+        # Reading an itertools.count without advancing it: its repr is "count(N)".
+        return int(repr(self._hits)[6:-1])
+
     def _run_load(self, user_id: str, load: _Load) -> None:
         try:
             result = self.loader(user_id)
@@ -181,12 +223,12 @@ class BalanceCache:
                 if load.error is not None:
                     if not isinstance(load.error, UnknownUser):
                         self.load_errors += 1
-                elif load.stale or (self.freshness is not None and not self.freshness(_Entry(None, load.started_at),
-                                                                                      time.monotonic())):
+                elif load.stale or _monotonic() > self.valid_until:
                     # Invalidated (or cross-process sync lost) while loading: answer, don't store.
                     self.discarded_loads += 1
                 else:
-                    self._entries[user_id] = _Entry(load.result, load.started_at)
+                    expires = INF if self.ttl is None else load.started_at + self.ttl
+                    self._entries[user_id] = _Entry(load.result, expires)
                     self._entries.move_to_end(user_id)
                     while len(self._entries) > self.max_users:
                         self._entries.popitem(last=False)
@@ -266,10 +308,9 @@ def get_cache() -> BalanceCache:
                 from .notify import Listener
 
                 listener = Listener(cache, max_staleness=MAX_STALENESS)
-                cache.freshness = listener.freshness
                 listener.start()
             elif mode == "ttl":
-                cache.freshness = lambda entry, now: now - entry.loaded_at <= MAX_STALENESS
+                cache.ttl = MAX_STALENESS
             cache.mode = mode
             _singleton, _listener, _pid = cache, listener, os.getpid()
         return _singleton

@@ -64,17 +64,17 @@ class Listener:
         self.reconnect_delay = reconnect_delay
         self.conn = None
         self.alive_at = float("-inf")  # send time of the last answered heartbeat
-        self.synced_since = float("inf")  # when LISTEN was (re)established and memory cleared
+        cache.valid_until = float("-inf")  # nothing served from memory before LISTEN is up
         self.connects = self.disconnects = self.notifications = 0
         self.last_error = ""
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._thread = None
 
-    # The cache calls this for every read and store: memory is usable only if loaded after the
-    # current LISTEN session began and that session answered a heartbeat recently.
-    def freshness(self, entry, now) -> bool:
-        return now - self.alive_at <= self.max_staleness and entry.loaded_at >= self.synced_since
+    def _alive(self, sent: float) -> None:
+        # Everything committed before `sent` has been applied: memory may serve until sent + bound.
+        self.alive_at = sent
+        self.cache.valid_until = sent + self.max_staleness
 
     def start(self) -> None:
         # Connect in the caller's thread: the first reads of a process can already be cached.
@@ -108,10 +108,10 @@ class Listener:
             cursor.execute(f"LISTEN {CHANNEL}")
         self.conn = conn
         sent = time.monotonic()
-        # Anything loaded before LISTEN may have missed a notification: start from nothing.
+        # Anything loaded before LISTEN may have missed a notification (loads in flight too):
+        # start from nothing.
         self.cache.clear()
-        self.synced_since = sent
-        self.alive_at = sent
+        self._alive(sent)
         self.connects += 1
         self.connected.set()
 
@@ -126,7 +126,7 @@ class Listener:
     def _lost(self, exc) -> None:
         self.connected.clear()
         self.alive_at = float("-inf")
-        self.synced_since = float("inf")
+        self.cache.valid_until = float("-inf")  # serve and store nothing until LISTEN is back
         self.disconnects += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         self._close()
@@ -156,7 +156,7 @@ class Listener:
                         cursor.execute("SELECT 1")
                         cursor.fetchone()
                     self._drain()
-                    self.alive_at = sent
+                    self._alive(sent)
                     next_beat = sent + self.heartbeat
                 else:
                     self._drain()
