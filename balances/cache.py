@@ -152,9 +152,14 @@ class BalanceCache:
         else:
             balances = self._get_user_slow(user_id)
         per_currency = balances.get(currency_id)
-        if account not in _ACCOUNT_SET:
-            raise ValueError(f"account {account!r} is not one of {ACCOUNT_CODES}")
-        return 0 if per_currency is None else per_currency[account]
+        if per_currency is not None:
+            try:
+                return per_currency[account]  # each loaded currency holds exactly the seven codes
+            except KeyError:
+                pass
+        elif account in _ACCOUNT_SET:
+            return 0  # no account in that currency yet
+        raise ValueError(f"account {account!r} is not one of {ACCOUNT_CODES}")
 
     def get_user(self, user_id: str) -> dict[str, dict[int, int]]:
         """Every balance of a user, one consistent snapshot (do not mutate it)."""
