@@ -126,6 +126,10 @@ class BalanceCache:
         self._hits = itertools.count()
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Bound once: the hot path saves the attribute lookups (the dict is never replaced).
+        self._peek = self._entries.get
+        self._touch = self._entries.move_to_end
+        self._hit = self._hits.__next__
         self._loading: dict[str, _Load] = {}
         # Test hook: called by the loading thread between the query and the store.
         self.after_load_hook = None
@@ -137,15 +141,15 @@ class BalanceCache:
     def get_balance(self, user_id: str, currency_id: str, account: int) -> int:
         """Balance in base units of the user's `account` in currency `currency_id` (a code like
         "BTC"). 0 for a currency in which the user has no account. UnknownUser if none at all."""
-        entry = self._entries.get(user_id)
+        entry = self._peek(user_id)
         if entry is not None:
             now = _monotonic()
             if now <= self.valid_until and now <= entry.expires_at:
                 try:
-                    self._entries.move_to_end(user_id)
+                    self._touch(user_id)
                 except KeyError:  # invalidated since the get: this read came just before it
                     pass
-                next(self._hits)
+                self._hit()
                 balances = entry.balances
             else:
                 balances = self._get_user_slow(user_id)
@@ -163,15 +167,15 @@ class BalanceCache:
 
     def get_user(self, user_id: str) -> dict[str, dict[int, int]]:
         """Every balance of a user, one consistent snapshot (do not mutate it)."""
-        entry = self._entries.get(user_id)
+        entry = self._peek(user_id)
         if entry is not None:
             now = _monotonic()
             if now <= self.valid_until and now <= entry.expires_at:
                 try:
-                    self._entries.move_to_end(user_id)
+                    self._touch(user_id)
                 except KeyError:
                     pass
-                next(self._hits)
+                self._hit()
                 return entry.balances
         return self._get_user_slow(user_id)
 

@@ -199,25 +199,33 @@ def run(pg, reuse):
                 cursor.execute(UNCACHED_SQL, [user, c, k])
                 assert cursor.fetchone()[0] == cache.get_balance(user, c, k), (c, k)
 
-    # Hot reads from one thread.
+    # Hot reads from one thread; best of 5 rounds (the machine is shared), same for the query.
     get_balance = cache.get_balance
-    n = 1_000_000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        get_balance(user, cur, code)
-    hot = n / (time.perf_counter() - t0)
+    rates = []
+    for _ in range(5):
+        n = 300_000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            get_balance(user, cur, code)
+        rates.append(n / (time.perf_counter() - t0))
+    hot = max(rates)
     stats = cache.stats()
-    print(f"hot get_balance, one thread: {hot:,.0f} reads/s ({1e6 / hot:.2f} us/read)")
+    print(f"hot get_balance, one thread: {hot:,.0f} reads/s ({1e6 / hot:.2f} us/read; "
+          f"rounds {', '.join(f'{r / 1e6:.2f}M' for r in rates)})")
 
     # The same balance with the uncached query (one round trip, index-only sums).
-    m = 3000
+    rates = []
     with connection.cursor() as cursor:
-        t0 = time.perf_counter()
-        for _ in range(m):
-            cursor.execute(UNCACHED_SQL, [user, cur, code])
-            cursor.fetchone()
-        uncached = m / (time.perf_counter() - t0)
-    print(f"uncached query for the same balance: {uncached:,.0f} reads/s ({1e6 / uncached:.1f} us/read)")
+        for _ in range(5):
+            m = 1000
+            t0 = time.perf_counter()
+            for _ in range(m):
+                cursor.execute(UNCACHED_SQL, [user, cur, code])
+                cursor.fetchone()
+            rates.append(m / (time.perf_counter() - t0))
+    uncached = max(rates)
+    print(f"uncached query for the same balance: {uncached:,.0f} reads/s ({1e6 / uncached:.1f} us/read; "
+          f"rounds {', '.join(f'{r:,.0f}' for r in rates)})")
     assert stats["loads"] == 1 + len(times)  # the hot loop never loaded
 
     # 200 threads ask for the same cold user at once.
@@ -253,7 +261,7 @@ def run(pg, reuse):
           f"({s['loads'] - loads_before} counted by the cache, {s['waits']} waited), "
           f"{len(answers)} answers, distinct values {len(set(answers))}")
     assert db_loads == 1 and len(answers) == 200 and len(set(answers)) == 1
-    print(f"hot_vs_uncached: {hot / uncached:,.0f}x")
+    print(f"hot_vs_uncached: {hot / uncached:.0f}x")
 
 
 if __name__ == "__main__":
