@@ -3,6 +3,7 @@ from django.urls import path
 
 from .health import health
 from .throttle import throttled
+from balances.views import graphql_view
 
 admin.site.site_header = "cryptoadmin"
 admin.site.site_title = "cryptoadmin"
@@ -13,4 +14,5 @@ urlpatterns = [
     path("admin/login/", throttled(admin.site.login), name="admin-login-throttled"),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
+    path("graphql", graphql_view, name="graphql"),
 ]

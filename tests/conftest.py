@@ -214,3 +214,14 @@ def blockio_wallet(db, blockio):
     currency = make_currency("BTC", crediting_threshold=2, polling_threshold=4, network="testnet")
     return Wallet.objects.create(name="block.io BTC", currency=currency, backend="blockio", backend_settings={
         "api_key": blockio.api_key, "pin": blockio.pin, "base_url": blockio.base_url, "network": "BTCTEST"})
+
+
+@pytest.fixture
+def balance_cache():
+    """This process's balance cache, fresh for the test; reset after it, which also closes its
+    LISTEN connection (an open one would keep the test database from being dropped)."""
+    from balances.cache import get_cache, reset_cache
+
+    reset_cache()
+    yield get_cache()
+    reset_cache()

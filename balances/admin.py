@@ -1,0 +1,114 @@
+"""API tokens (created here, shown once, revocable) and the "User balances" lookup page."""
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+
+from ledger.models import Currency
+from ledger.money import format_units
+
+from .cache import BalanceCacheError, UnknownUser, get_user_balances
+from .models import ApiToken
+from .schema import FIELD_ACCOUNTS, USER_ID_RE
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["name"]
+
+
+class UserBalancesForm(forms.Form):
+    user_id = forms.CharField(max_length=128, label="User id")
+
+    def clean_user_id(self):
+        user_id = self.cleaned_data["user_id"].strip()
+        if not USER_ID_RE.match(user_id):
+            raise forms.ValidationError("Use 1 to 128 letters, digits and _ . : @ -")
+        return user_id
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    form = ApiTokenForm
+    list_display = ["name", "prefix", "status", "created_by", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at", "revoked_by"]
+    actions = ["revoke"]
+
+    @admin.display(description="status")
+    def status(self, obj):
+        return "revoked" if obj.is_revoked else "active"
+
+    def get_fields(self, request, obj=None):
+        return ["name"] if obj is None else ["name", *self.readonly_fields]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead: the row records who made and used the token
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("balances.revoke_apitoken")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        token, raw = ApiToken.issue(obj.name, created_by=request.user)
+        obj.pk, obj.token_hash, obj.prefix, obj.created_at = token.pk, token.token_hash, token.prefix, token.created_at
+        obj._state.adding = False
+        obj._raw_token = raw  # shown once by response_add, stored nowhere
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # Rendered directly (not through messages) so the raw token never lands in a cookie or session.
+        return TemplateResponse(request, "balances/token_created.html", {
+            **self.admin_site.each_context(request), "title": "API token created", "token": obj,
+            "raw_token": obj._raw_token, "opts": self.model._meta,
+            "list_url": reverse("admin:balances_apitoken_changelist"),
+        })
+
+    @admin.action(description="Revoke selected API tokens", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        now = timezone.now()
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            # Conditional UPDATE: two operators revoking at once record one revocation.
+            if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now,
+                                                                                   revoked_by=request.user):
+                self.log_change(request, token, "Revoked")
+                revoked += 1
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+
+    # -- the lookup page -----------------------------------------------------------------------
+    def get_urls(self):
+        return [
+            path("user-balances/", self.admin_site.admin_view(self.user_balances_view),
+                 name="balances_user_balances"),
+            *super().get_urls(),
+        ]
+
+    def user_balances_view(self, request):
+        if not request.user.has_perm("balances.view_user_balances"):
+            raise PermissionDenied
+        form = UserBalancesForm(request.GET or None)
+        rows = None
+        if form.is_valid():
+            user_id = form.cleaned_data["user_id"]
+            try:
+                snapshot = get_user_balances(user_id)  # same cache as /graphql
+            except UnknownUser:
+                form.add_error("user_id", f"No user with id {user_id!r}.")
+            except BalanceCacheError as exc:
+                form.add_error(None, f"Balances are unavailable right now: {exc}")
+            else:
+                rows = []
+                for code, enabled, decimals in Currency.objects.order_by("code").values_list("code", "enabled",
+                                                                                          "decimals"):
+                    per = snapshot.get(code, {})
+                    rows.append({"currency": code, "enabled": enabled,
+                                 "amounts": [format_units(per.get(acc, 0), decimals)
+                                             for acc in FIELD_ACCOUNTS.values()]})
+        return TemplateResponse(request, "balances/user_balances.html", {
+            **self.admin_site.each_context(request), "title": "User balances", "form": form, "rows": rows,
+            "columns": [(name, code) for name, code in FIELD_ACCOUNTS.items()], "opts": self.model._meta,
+        })

@@ -1,0 +1,50 @@
+"""Who may read balances over HTTP: a live API token (Authorization: Bearer) or a staff session
+with the balances.view_user_balances permission."""
+from datetime import timedelta
+
+from django.utils import timezone
+
+from .models import ApiToken, hash_token
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one UPDATE per token per minute
+
+
+class Denied(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def bearer_token(request):
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Denied(401, "malformed Authorization header: use 'Bearer <token>'")
+    return value.strip()
+
+
+def authenticate(request) -> str:
+    """'token' or 'session'; raises Denied(401|403) otherwise."""
+    raw = bearer_token(request)
+    if raw is not None:
+        if len(raw) > 200:
+            raise Denied(401, "invalid API token")
+        token = ApiToken.objects.filter(token_hash=hash_token(raw)).first()
+        if token is None:
+            raise Denied(401, "invalid API token")
+        if token.revoked_at is not None:
+            raise Denied(403, "this API token was revoked")
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        request.api_token = token
+        return "token"
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        raise Denied(401, "authentication required: an API token or a staff session")
+    if not (user.is_active and user.is_staff and user.has_perm("balances.view_user_balances")):
+        raise Denied(403, "not allowed to read balances")
+    return "session"

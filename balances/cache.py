@@ -1,0 +1,352 @@
+"""Per-process cache of users' balances: user -> currency code -> account code -> int units.
+
+Better than the seed's sketch:
+- the first caller for a cold user loads ALL that user's balances in ONE query; callers for the
+  same user meanwhile wait on that load's Event (no polling), with a timeout;
+- a failed load reaches every waiter, caches nothing, and the next call tries again;
+- invalidation (at commit, see balances/signals.py) detaches any load in flight for that user:
+  each load is its own generation token, so a load that started before the invalidation can
+  still answer its own callers but never writes its older result into memory;
+- at most `max_users` users are kept, least recently used dropped first;
+- memory is served only before `valid_until`, which the NOTIFY listener pushes forward with each
+  answered heartbeat (balances/notify.py), and, in TTL mode (no LISTEN/NOTIFY, e.g. SQLite),
+  before each entry's own expiry.
+The hot path (a loaded user) takes no lock: CPython's dict/OrderedDict operations and next() on
+an itertools.count are atomic under the GIL, and a read racing an invalidation is simply a read
+that happened just before it.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import OrderedDict
+
+from django.db import connections
+
+ACCOUNT_CODES = (201, 202, 203, 204, 205, 206, 230)
+_ACCOUNT_SET = frozenset(ACCOUNT_CODES)
+_monotonic = time.monotonic
+INF = float("inf")
+_CODES_SQL = ", ".join(str(c) for c in ACCOUNT_CODES)
+
+# One statement: the user's accounts, then credits and debits summed per account through the
+# (destination, amount) and (source, amount) indexes, so a load is one round trip.
+LOAD_SQL = f"""
+WITH acc AS (
+    SELECT a.id, a.code, c.code AS currency
+    FROM ledger_account a JOIN ledger_currency c ON c.id = a.currency_id
+    WHERE a.user_id = %s AND a.code IN ({_CODES_SQL})
+), moves AS (
+    SELECT t.destination_id AS account_id, SUM(t.amount) AS s
+    FROM ledger_transaction t WHERE t.destination_id IN (SELECT id FROM acc) GROUP BY t.destination_id
+    UNION ALL
+    SELECT t.source_id, -SUM(t.amount)
+    FROM ledger_transaction t WHERE t.source_id IN (SELECT id FROM acc) GROUP BY t.source_id
+)
+SELECT acc.currency, acc.code, CAST(COALESCE(SUM(moves.s), 0) AS BIGINT)
+FROM acc LEFT JOIN moves ON moves.account_id = acc.id
+GROUP BY acc.currency, acc.code
+"""
+
+
+class BalanceCacheError(RuntimeError):
+    """The cache could not produce a balance."""
+
+
+class BalanceLoadError(BalanceCacheError):
+    """Loading a user's balances failed; nothing was cached and the next call retries."""
+
+
+class LoadTimeout(BalanceCacheError):
+    """Waited too long for another caller's load of the same user."""
+
+
+class UnknownUser(LookupError):
+    """No ledger account belongs to this user id."""
+
+
+def env_number(name: str, default, cast=int):
+    raw = os.environ.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+def load_user_balances(user_id: str, using: str = "default") -> dict[str, dict[int, int]] | None:
+    """All balances of one user in one query, or None if the user has no account."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(LOAD_SQL, [user_id])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    out: dict[str, dict[int, int]] = {}
+    for currency, code, units in rows:
+        out.setdefault(currency, dict.fromkeys(ACCOUNT_CODES, 0))[code] = int(units)
+    return out
+
+
+class _Entry:
+    __slots__ = ("balances", "expires_at")
+
+    def __init__(self, balances, expires_at):
+        self.balances = balances
+        self.expires_at = expires_at
+
+
+class _Load:
+    """One load in flight; its identity is the generation the result belongs to."""
+
+    __slots__ = ("done", "result", "error", "stale", "started_at")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+        self.stale = False  # set by an invalidation: the result must not be stored
+        self.started_at = time.monotonic()
+
+
+class BalanceCache:
+    def __init__(self, *, max_users: int = 10_000, wait_timeout: float = 10.0, loader=load_user_balances,
+                 ttl: float | None = None):
+        if max_users < 1:
+            raise ValueError("max_users must be at least 1")
+        self.max_users = max_users
+        self.wait_timeout = wait_timeout
+        self.loader = loader
+        self.ttl = ttl  # seconds an entry may be served, counted from the start of its load
+        # Monotonic time until which memory may be served or stored at all (moved by the listener).
+        self.valid_until = INF
+        self.mode = "off"
+        self._hits = itertools.count()
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Bound once: the hot path saves the attribute lookups (the dict is never replaced).
+        self._peek = self._entries.get
+        self._touch = self._entries.move_to_end
+        self._hit = self._hits.__next__
+        self._loading: dict[str, _Load] = {}
+        # Test hook: called by the loading thread between the query and the store.
+        self.after_load_hook = None
+        self.misses = self.loads = self.waits = 0
+        self.invalidations = self.load_errors = self.evictions = self.discarded_loads = 0
+        self.wait_timeouts = self.clears = 0
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get_balance(self, user_id: str, currency_id: str, account: int) -> int:
+        """Balance in base units of the user's `account` in currency `currency_id` (a code like
+        "BTC"). 0 for a currency in which the user has no account. UnknownUser if none at all."""
+        entry = self._peek(user_id)
+        if entry is not None:
+            now = _monotonic()
+            if now <= self.valid_until and now <= entry.expires_at:
+                try:
+                    self._touch(user_id)
+                except KeyError:  # invalidated since the get: this read came just before it
+                    pass
+                self._hit()
+                balances = entry.balances
+            else:
+                balances = self._get_user_slow(user_id)
+        else:
+            balances = self._get_user_slow(user_id)
+        per_currency = balances.get(currency_id)
+        if per_currency is not None:
+            try:
+                return per_currency[account]  # each loaded currency holds exactly the seven codes
+            except KeyError:
+                pass
+        elif account in _ACCOUNT_SET:
+            return 0  # no account in that currency yet
+        raise ValueError(f"account {account!r} is not one of {ACCOUNT_CODES}")
+
+    def get_user(self, user_id: str) -> dict[str, dict[int, int]]:
+        """Every balance of a user, one consistent snapshot (do not mutate it)."""
+        entry = self._peek(user_id)
+        if entry is not None:
+            now = _monotonic()
+            if now <= self.valid_until and now <= entry.expires_at:
+                try:
+                    self._touch(user_id)
+                except KeyError:
+                    pass
+                self._hit()
+                return entry.balances
+        return self._get_user_slow(user_id)
+
+    def _get_user_slow(self, user_id: str) -> dict[str, dict[int, int]]:
+        with self._lock:
+            now = _monotonic()
+            entry = self._entries.get(user_id)
+            if entry is not None:
+                if now <= self.valid_until and now <= entry.expires_at:
+                    self._entries.move_to_end(user_id)
+                    next(self._hits)
+                    return entry.balances
+                del self._entries[user_id]
+            self.misses += 1
+            load = self._loading.get(user_id)
+            owner = load is None
+            if owner:
+                load = self._loading[user_id] = _Load()
+                self.loads += 1
+            else:
+                self.waits += 1
+        if owner:
+            self._run_load(user_id, load)
+        elif not load.done.wait(self.wait_timeout):
+            with self._lock:
+                self.wait_timeouts += 1
+            raise LoadTimeout(
+                f"gave up after {self.wait_timeout:g} s waiting for the balances of user {user_id!r} to load")
+        if load.error is not None:
+            if isinstance(load.error, UnknownUser):
+                raise UnknownUser(str(load.error))
+            raise BalanceLoadError(f"loading the balances of user {user_id!r} failed: {load.error}") from load.error
+        return load.result
+
+    @property
+    def hits(self) -> int:
+        # Reading an itertools.count without advancing it: its repr is "count(N)".
+        return int(repr(self._hits)[6:-1])
+
+    def _run_load(self, user_id: str, load: _Load) -> None:
+        try:
+            result = self.loader(user_id)
+            if result is None:
+                raise UnknownUser(f"no user with id {user_id!r}")
+            load.result = result
+            if self.after_load_hook is not None:
+                self.after_load_hook(user_id)
+        except BaseException as exc:  # every waiter must hear of it, whatever it is
+            load.error = exc
+        finally:
+            with self._lock:
+                if self._loading.get(user_id) is load:
+                    del self._loading[user_id]
+                if load.error is not None:
+                    if not isinstance(load.error, UnknownUser):
+                        self.load_errors += 1
+                elif load.stale or _monotonic() > self.valid_until:
+                    # Invalidated (or cross-process sync lost) while loading: answer, don't store.
+                    self.discarded_loads += 1
+                else:
+                    expires = INF if self.ttl is None else load.started_at + self.ttl
+                    self._entries[user_id] = _Entry(load.result, expires)
+                    self._entries.move_to_end(user_id)
+                    while len(self._entries) > self.max_users:
+                        self._entries.popitem(last=False)
+                        self.evictions += 1
+            load.done.set()
+
+    # -- invalidation --------------------------------------------------------------------------
+    def invalidate(self, user_ids) -> None:
+        with self._lock:
+            for user_id in user_ids:
+                # Counted only when there was something to forget.
+                dropped = self._entries.pop(user_id, None) is not None
+                load = self._loading.pop(user_id, None)
+                if load is not None:
+                    load.stale = dropped = True
+                self.invalidations += dropped
+
+    def clear(self) -> None:
+        """Forget everything, including loads in flight (e.g. the NOTIFY connection dropped)."""
+        with self._lock:
+            self.clears += 1
+            self._entries.clear()
+            for load in self._loading.values():
+                load.stale = True
+            self._loading.clear()
+
+    # -- figures -------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        with self._lock:
+            return {
+                "users_cached": len(self._entries), "max_users": self.max_users, "hits": self.hits,
+                "misses": self.misses, "loads": self.loads, "waits": self.waits,
+                "invalidations": self.invalidations, "load_errors": self.load_errors,
+                "evictions": self.evictions, "discarded_loads": self.discarded_loads,
+                "wait_timeouts": self.wait_timeouts, "clears": self.clears,
+                "loading_now": len(self._loading),
+            }
+
+    def cached_users(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+
+# -- the process-wide cache ------------------------------------------------------------------
+MAX_USERS = env_number("BALANCE_CACHE_MAX_USERS", 10_000)
+WAIT_TIMEOUT = env_number("BALANCE_CACHE_WAIT_TIMEOUT", 10.0, float)
+# Worst-case cross-process staleness, seconds (see README "Balances").
+MAX_STALENESS = env_number("BALANCE_CACHE_MAX_STALENESS", 2.0, float)
+# "notify" (PostgreSQL LISTEN/NOTIFY), "ttl" (entries expire after MAX_STALENESS), "off"
+# (single process only). Default: notify on PostgreSQL, ttl otherwise.
+CROSS_PROCESS = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()
+
+_singleton_lock = threading.Lock()
+_singleton: BalanceCache | None = None
+_listener = None
+_pid = None
+
+
+def cross_process_mode(using: str = "default") -> str:
+    if CROSS_PROCESS in ("notify", "ttl", "off"):
+        return CROSS_PROCESS
+    return "notify" if connections[using].vendor == "postgresql" else "ttl"
+
+
+def get_cache() -> BalanceCache:
+    """The process's cache; (re)created after a fork, with its cross-process policy."""
+    global _singleton, _listener, _pid
+    cache = _singleton
+    if cache is not None and _pid == os.getpid():
+        return cache
+    with _singleton_lock:
+        if _singleton is None or _pid != os.getpid():
+            mode = cross_process_mode()
+            cache = BalanceCache(max_users=MAX_USERS, wait_timeout=WAIT_TIMEOUT)
+            listener = None
+            if mode == "notify":
+                from .notify import Listener
+
+                listener = Listener(cache, max_staleness=MAX_STALENESS)
+                listener.start()
+            elif mode == "ttl":
+                cache.ttl = MAX_STALENESS
+            cache.mode = mode
+            _singleton, _listener, _pid = cache, listener, os.getpid()
+        return _singleton
+
+
+def existing_cache() -> BalanceCache | None:
+    return _singleton if _pid == os.getpid() else None
+
+
+def get_listener():
+    get_cache()
+    return _listener
+
+
+def reset_cache() -> None:
+    """Drop the process's cache and stop its listener (tests; a settings change)."""
+    global _singleton, _listener, _pid
+    with _singleton_lock:
+        if _listener is not None and _pid == os.getpid():
+            _listener.stop()
+        _singleton = _listener = _pid = None
+
+
+def get_balance(user_id: str, currency_id: str, account: int) -> int:
+    """The seed's getBalance: int base units, served from this process's memory when loaded."""
+    return get_cache().get_balance(user_id, currency_id, account)
+
+
+def get_user_balances(user_id: str) -> dict[str, dict[int, int]]:
+    return get_cache().get_user(user_id)

@@ -1,0 +1,106 @@
+"""The seed's query, exactly:
+query { user(id: "<userId>") { currencies { id enabled balance advancedTradingBalance
+  advancedTradingLockedBalance lockedBalance withdrawLockedBalance stakingLockedBalance
+  activeStakingBalance } } }
+Amounts are decimal strings in the currency's units ("1.50000000")."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Optional
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from ledger.models import Currency
+from ledger.money import format_units
+
+from .cache import BalanceCacheError, UnknownUser, get_user_balances
+
+# GraphQL field -> account code: the one table (DESIGN.md).
+FIELD_ACCOUNTS = {
+    "balance": 201,
+    "advancedTradingBalance": 202,
+    "advancedTradingLockedBalance": 230,
+    "lockedBalance": 203,
+    "withdrawLockedBalance": 204,
+    "stakingLockedBalance": 205,
+    "activeStakingBalance": 206,
+}
+
+log = logging.getLogger(__name__)
+
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")  # Account.user_id is at most 128 characters
+
+
+class BalanceQueryError(GraphQLError):
+    """An error meant for the client; anything else is masked."""
+
+
+def check_user_id(user_id) -> str:
+    user_id = str(user_id)
+    if not USER_ID_RE.match(user_id):
+        raise BalanceQueryError("malformed user id: 1 to 128 characters among letters, digits and _ . : @ -")
+    return user_id
+
+
+def _amount_field(code: int):
+    def resolve(root: "CurrencyBalances") -> str:
+        return format_units(root.balances.get(code, 0), root.decimals)
+
+    return strawberry.field(resolver=resolve)
+
+
+def _currency_type():
+    namespace = {"__annotations__": {"id": strawberry.ID, "enabled": bool}}
+    for field_name, code in FIELD_ACCOUNTS.items():
+        namespace[field_name] = _amount_field(code)
+    cls = type("CurrencyBalances", (), namespace)
+    return strawberry.type(cls, name="CurrencyBalances")
+
+
+CurrencyBalances = _currency_type()
+
+
+def _currency_balances(code, enabled, decimals, balances):
+    obj = CurrencyBalances(id=code, enabled=enabled)
+    # Not GraphQL fields: what the amount resolvers read.
+    obj.decimals = decimals
+    obj.balances = balances
+    return obj
+
+
+@strawberry.type
+class UserBalances:
+    id: strawberry.ID
+    currencies: list[CurrencyBalances]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def user(self, id: strawberry.ID) -> Optional[UserBalances]:
+        user_id = check_user_id(id)
+        try:
+            # One snapshot for the whole answer: every field of a reply comes from the same load.
+            snapshot = get_user_balances(user_id)
+        except UnknownUser:
+            raise BalanceQueryError(f"unknown user {user_id!r}") from None
+        except BalanceCacheError:
+            # The cause (a database error) stays in the server's log, not in the reply.
+            log.exception("balances of user %r could not be loaded", user_id)
+            raise BalanceQueryError("balances are unavailable right now, try again") from None
+        currencies = [
+            _currency_balances(code, enabled, decimals, snapshot.get(code, {}))
+            for code, enabled, decimals in Currency.objects.order_by("code").values_list("code", "enabled", "decimals")
+        ]
+        return UserBalances(id=user_id, currencies=currencies)
+
+
+schema = strawberry.Schema(
+    query=Query,
+    # Messages of our BalanceQueryError and of GraphQL validation reach the client; others are masked.
+    extensions=[lambda: MaskErrors(should_mask_error=lambda error: error.original_error is not None
+                                   and not isinstance(error.original_error, BalanceQueryError))],
+)

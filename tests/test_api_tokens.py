@@ -1,0 +1,91 @@
+"""API tokens: stored hashed, shown once, revocable; no data without valid credentials."""
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from balances.models import ApiToken, hash_token
+from tests.balances_helpers import currency, deposit, network_account
+from tests.conftest import grant
+from tests.test_graphql import ask, seed_query
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def funded(balance_cache):
+    deposit(network_account(currency("BTC")), "u-1", 42)
+
+
+def test_it_refuses_a_request_without_credentials(funded):
+    response = ask(seed_query("u-1"))
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert "data" not in response.json() and "0.00000042" not in response.content.decode()
+
+
+@pytest.mark.parametrize("header", ["Bearer cab_not-a-token", "Bearer ", "Basic dXNlcjpwdw==", "Bearer " + "x" * 500])
+def test_it_refuses_a_bad_token(funded, header):
+    response = Client().post("/graphql", {"query": seed_query("u-1")}, content_type="application/json",
+                             HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert "data" not in response.json()
+
+
+def test_it_refuses_a_revoked_token_with_403(funded):
+    token, raw = ApiToken.issue("old app")
+    assert ask(seed_query("u-1"), raw).status_code == 200
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    response = ask(seed_query("u-1"), raw)
+    assert response.status_code == 403
+    assert "data" not in response.json()
+
+
+def test_it_refuses_sessions_that_are_not_staff_or_lack_the_permission(funded, outsider, operator):
+    grant(outsider, "balances.view_user_balances")
+    for user in (outsider, operator):  # not staff; staff without the permission
+        client = Client()
+        client.force_login(user)
+        response = ask(seed_query("u-1"), client=client)
+        assert response.status_code == 403
+        assert "data" not in response.json()
+
+
+def test_it_stores_only_a_hash_and_records_last_use(funded):
+    token, raw = ApiToken.issue("wallets app")
+    assert raw.startswith("cab_") and len(raw) > 40
+    assert token.token_hash == hash_token(raw) and raw not in token.token_hash
+    assert not ApiToken.objects.filter(token_hash=raw).exists()
+    assert token.last_used_at is None
+    ask(seed_query("u-1"), raw)
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+
+
+def test_it_shows_the_raw_token_once_when_created_in_the_admin(superuser):
+    client = Client()
+    client.force_login(superuser)
+    response = client.post("/admin/balances/apitoken/add/", {"name": "mobile app"})
+    assert response.status_code == 200
+    token = ApiToken.objects.get(name="mobile app")
+    page = response.content.decode()
+    raw = page.split('<code id="raw-token" style="font-size: 1.2em">')[1].split("</code>")[0]
+    assert hash_token(raw) == token.token_hash and token.created_by == superuser
+    # Never again: the change page shows only the prefix.
+    change = client.get(f"/admin/balances/apitoken/{token.pk}/change/").content.decode()
+    assert raw not in change and token.prefix in change
+
+
+def test_it_lets_only_permitted_staff_revoke(funded, viewer):
+    token, raw = ApiToken.issue("partner")
+    grant(viewer, "balances.view_apitoken", "balances.change_apitoken")
+    client = Client()
+    client.force_login(viewer)
+    data = {"action": "revoke", "_selected_action": [token.pk]}
+    client.post("/admin/balances/apitoken/", data)
+    token.refresh_from_db()
+    assert token.revoked_at is None  # the action is not offered without the permission
+    grant(viewer, "balances.revoke_apitoken")
+    client.post("/admin/balances/apitoken/", data)
+    token.refresh_from_db()
+    assert token.revoked_at is not None and token.revoked_by == viewer
+    assert ask(seed_query("u-1"), raw).status_code == 403
