@@ -8,7 +8,8 @@ VIEW = [
     "django_q.view_schedule", "django_q.view_success", "django_q.view_failure", "django_q.view_ormq",
 ]
 OPERATE = [
-    "ledger.close_networktransaction_by_hand", "broadcasts.close_broadcast_by_hand", "ledger.rescan_wallet",
+    "ledger.check_networktransaction", "ledger.close_networktransaction_by_hand",
+    "broadcasts.close_broadcast_by_hand", "ledger.rescan_wallet",
 ]
 ADMINISTER = [
     "ledger.import_wallet_balance", "broadcasts.queue_outgoingtransaction",
@@ -22,3 +23,25 @@ ROLES = {
     "Operator": VIEW + OPERATE,
     "Admin": VIEW + OPERATE + ADMINISTER,
 }
+
+
+def sync_roles(apps) -> None:
+    """Create the groups and set their permissions (idempotent). `apps`: a migration's
+    historical registry, or django.apps.apps."""
+    from django.contrib.auth.management import create_permissions
+
+    # Permissions are normally created after migrate; the roles need them now.
+    for app_config in apps.get_app_configs():
+        had = getattr(app_config, "models_module", None)
+        app_config.models_module = had or True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = had
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for name, perms in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        wanted = []
+        for full in perms:
+            app_label, codename = full.split(".")
+            wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        group.permissions.set(wanted)

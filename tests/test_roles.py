@@ -1,0 +1,35 @@
+"""Viewer, Operator and Admin groups exist after migrate with the right permissions."""
+import pytest
+from django.contrib.auth.models import Group
+
+from cryptoadmin.roles import ADMINISTER, OPERATE, ROLES, VIEW
+
+pytestmark = pytest.mark.django_db
+
+
+def _perms(name):
+    return {f"{p.content_type.app_label}.{p.codename}" for p in Group.objects.get(name=name).permissions.all()}
+
+
+def test_it_creates_the_three_roles_with_their_permissions():
+    assert _perms("Viewer") == set(VIEW)
+    assert _perms("Operator") == set(VIEW + OPERATE)
+    assert _perms("Admin") == set(ROLES["Admin"])
+
+
+def test_it_gives_viewers_no_change_and_no_money_permission():
+    assert not [p for p in _perms("Viewer") if not p.split(".")[1].startswith("view_")]
+    assert not set(OPERATE + ADMINISTER) & _perms("Viewer")
+
+
+def test_it_keeps_imports_and_queueing_for_admins():
+    money = {"ledger.import_wallet_balance", "broadcasts.queue_outgoingtransaction"}
+    assert money <= _perms("Admin")
+    assert not money & _perms("Operator")
+
+
+def test_it_applies_role_permissions_to_members(django_user_model):
+    user = django_user_model.objects.create_user("op", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operator"))
+    assert user.has_perm("broadcasts.close_broadcast_by_hand")
+    assert not user.has_perm("ledger.import_wallet_balance")
