@@ -75,13 +75,14 @@ def _cached_node_figures(wallet):
 def _node_figures(wallet):
     from ledger.backends import BackendError
 
-    backend = wallet.get_backend()
-    if hasattr(backend, "timeout"):
-        backend.timeout = 3
+    # A misconfigured wallet is shown as unreachable with the reason, never a 500 page.
     try:
+        backend = wallet.get_backend()
+        if hasattr(backend, "timeout"):
+            backend.timeout = 3
         return {"reachable": True, "height": backend.block_height(), "balance_units": backend.get_balance(minconf=0)}
     except BackendError as exc:
-        return {"reachable": False, "error": type(exc).__name__, "balance_units": None}
+        return {"reachable": False, "error": f"{type(exc).__name__}: {exc}"[:200], "balance_units": None}
 
 
 def schedule_rows():

@@ -62,3 +62,14 @@ def test_it_renders_the_admin_home_with_panels(client, superuser, wallet):
     for title in ("Currencies", "Wallets and nodes", "Deposits per hour", "Scheduler"):
         assert title in body
     assert wallet.name in body
+
+
+def test_it_shows_a_misconfigured_wallet_as_unreachable_instead_of_failing(client, superuser, btc):
+    from ledger.models import Wallet
+
+    Wallet.objects.create(currency=btc, name="no-url", backend="bitcoind", backend_settings={})
+    row = overview.wallet_rows()[0]
+    assert row["reachable"] is False and "no 'url'" in row["error"]
+    client.force_login(superuser)
+    page = client.get("/admin/")
+    assert page.status_code == 200 and b"unreachable" in page.content
