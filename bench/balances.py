@@ -43,8 +43,9 @@ SETUP_SQL = [
     f"""INSERT INTO ledger_currency (id, code, name, decimals, enabled, crediting_threshold, polling_threshold, network)
         SELECT c + 1, 'C' || lpad(c::text, 2, '0'), 'currency ' || c, 8, true, 3, 6, 'regtest'
         FROM generate_series(0, {CURRENCIES - 1}) c""",
-    f"""INSERT INTO ledger_wallet (id, name, currency_id, backend, backend_settings, enabled, last_block_hash, created_at)
-        SELECT c + 1, 'wallet-' || c, c + 1, 'bitcoind', '{{}}'::jsonb, true, '', now()
+    f"""INSERT INTO ledger_wallet (id, name, currency_id, backend, backend_settings, enabled, last_block_hash, created_at,
+                                  last_reconciliation, last_rescan_result)
+        SELECT c + 1, 'wallet-' || c, c + 1, 'bitcoind', '{{}}'::jsonb, true, '', now(), '{{}}'::jsonb, '{{}}'::jsonb
         FROM generate_series(0, {CURRENCIES - 1}) c""",
     f"""INSERT INTO ledger_account (id, currency_id, code, user_id, wallet_id, created_at)
         SELECT c + 1, c + 1, 900, NULL, c + 1, now() FROM generate_series(0, {CURRENCIES - 1}) c""",

@@ -128,6 +128,11 @@ def test_it_stops_serving_memory_when_the_listener_misses_heartbeats(balance_cac
     listener.stop()  # a wedged listener: no heartbeat, no notification...
     later = time.monotonic() + cache_module.MAX_STALENESS + 1  # ...for longer than the bound
     monkeypatch.setattr(cache_module, "_monotonic", lambda: later)
+    # The hot path reads no clock: the watchdog lowers its flag within WATCH_PERIOD.
+    deadline = time.monotonic() + 20 * cache_module.WATCH_PERIOD
+    while balance_cache.fresh and time.monotonic() < deadline:
+        time.sleep(cache_module.WATCH_PERIOD / 5)
+    assert balance_cache.fresh is False
     assert balance_cache.get_balance("fay", "BTC", 201) == 4
     assert balance_cache.get_balance("fay", "BTC", 201) == 4
     stats = balance_cache.stats()
