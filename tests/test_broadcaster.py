@@ -150,3 +150,26 @@ def test_it_sends_a_broadcast_left_collected_by_a_crash_before_it_was_opened(btc
     assert leftover.state == Broadcast.State.BROADCASTED and leftover.transaction_count == 1
     assert Broadcaster(wallet).run().sent == 1  # kim's, in a broadcast of its own
     assert Broadcast.objects.count() == 2 and not OutgoingTransaction.objects.exclude(state="broadcasted").exists()
+
+
+def test_it_spends_coins_that_arrived_at_users_receiving_addresses(btc, two_nodes):
+    """A wallet whose only coins are users' deposits can pay them out. (Receiving addresses
+    once carried labels; on this node labels are accounts and sendmany "" spends only the
+    default account, so every withdrawal failed with 'Account has insufficient funds'.)"""
+    from ledger.confirmations import poll_wallet
+    from tests.conftest import pay_from_outside
+
+    ours, outside = two_nodes
+    wallet = make_wallet(btc, ours)
+    address = ledger.new_receiving_address(wallet, "alice")
+    pay_from_outside(ours, outside, address.address, "2", mine=btc.crediting_threshold)
+    poll_wallet(wallet)
+    alice = ledger.user_account("alice", btc, Account.Code.BALANCE)
+    assert ledger.balances([alice.pk])[alice.pk] == 2 * 10**8
+
+    send_external(alice, outside.rpc("getnewaddress"), 50_000_000)
+    sent, fee = Broadcaster(wallet).run()
+
+    broadcast = Broadcast.objects.get()
+    assert (sent, broadcast.state, broadcast.last_error) == (1, Broadcast.State.BROADCASTED, "")
+    assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)

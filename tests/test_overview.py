@@ -73,3 +73,14 @@ def test_it_shows_a_misconfigured_wallet_as_unreachable_instead_of_failing(clien
     client.force_login(superuser)
     page = client.get("/admin/")
     assert page.status_code == 200 and b"unreachable" in page.content
+
+
+def test_it_links_a_books_above_node_difference_in_red_to_the_reconcile_page(client, superuser, btc, fresh_node):
+    from tests.conftest import make_wallet
+
+    wallet = make_wallet(btc, fresh_node())  # an empty node
+    services.post(services.system_account(wallet, 910), services.user_account("alice", btc), 5, "import")
+    client.force_login(superuser)
+    page = client.get("/admin/").content.decode()
+    reconcile = f"/admin/ledger/wallet/{wallet.pk}/reconcile/"
+    assert f'href="{reconcile}" style="color:#ba2121' in page and "-0.00000005" in page

@@ -110,7 +110,7 @@ class Command(BaseCommand):
         self._wait(lambda: node.rpc("getblockcount") >= height)
         treasury = services.user_account("treasury", wallet.currency)
         if node.rpc("getbalance", "*", 0) == 0:
-            self.outside.rpc("sendtoaddress", node.rpc("getnewaddress", "house"), "40")
+            self.outside.rpc("sendtoaddress", node.rpc("getnewaddress"), "40")
             self.outside.generate(1)
             self._wait(lambda: node.rpc("getbalance", "*", 0) > 0)
         try:
