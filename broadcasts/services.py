@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
@@ -167,7 +168,10 @@ class Result:
 
 
 def _test_pause(stage: str):
-    """Test-only: CRYPTOADMIN_TEST_PAUSE=<stage>:<seconds> makes a test able to SIGKILL us there."""
+    """Test-only: CRYPTOADMIN_TEST_PAUSE=<stage>:<seconds> makes a test able to SIGKILL us there.
+    Honoured under the test settings only: in production nobody can park a broadcaster."""
+    if not getattr(settings, "TEST_HOOKS", False):
+        return
     spec = os.environ.get("CRYPTOADMIN_TEST_PAUSE", "")
     if spec.startswith(stage + ":"):
         print(f"paused {stage}", flush=True)
