@@ -55,6 +55,29 @@ def test_it_sends_the_wallets_queue_in_one_transaction_merging_addresses(btc, no
     assert (network_tx.type, network_tx.wallet, broadcast.network_transaction) == ("broadcast", wallet, network_tx)
     assert Transaction.objects.filter(kind="fee", amount=fee, network_transaction=network_tx).count() == 1
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
+
+
+def test_it_spends_an_imported_legacy_wallets_coins_held_on_labelled_addresses(btc, two_nodes):
+    """A wallet brought under management with its coins on a labelled address (an account on
+    this node) pays withdrawals: the node's accounts are gathered into the default one first."""
+    from ledger.imports import import_unaccounted_balance
+    from tests.conftest import pay_from_outside
+
+    ours, outside = two_nodes
+    pay_from_outside(ours, outside, ours.rpc("getnewaddress", "legacy"), "3", mine=1)
+    assert ours.rpc("getbalance", "", 1) == 0  # the default account holds nothing of it
+    wallet = make_wallet(btc, ours)
+    alice = ledger.user_account("alice", btc, Account.Code.BALANCE)
+    import_unaccounted_balance(wallet.pk, alice.pk)
+    assert ledger.balances([alice.pk])[alice.pk] == 3 * 10**8
+
+    send_external(alice, outside.rpc("getnewaddress"), 10**8)
+    sent, fee = Broadcaster(wallet).run()
+
+    broadcast = Broadcast.objects.get()
+    assert (sent, broadcast.state, broadcast.last_error) == (1, Broadcast.State.BROADCASTED, "")
+    assert fee > 0 and ours.rpc("getbalance", "legacy", 1) == 0
+    assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
     # Nothing left: the next run sends nothing.
     assert tuple(Broadcaster(wallet).run()) == (0, 0)
 

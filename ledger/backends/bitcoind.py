@@ -246,10 +246,30 @@ class BitcoindBackend(Backend):
         if not outputs:
             raise AmountError("send_many needs at least one output")
         amounts = {address: self.amount_str(units) for address, units in outputs.items()}
+        self._gather_accounts()
         txid = self.call_once("sendmany", "", amounts, 1, comment)
         if not isinstance(txid, str) or len(txid) != 64:
             raise OutcomeUnknown(f"sendmany returned {txid!r}, not a txid")
         return txid
+
+    def _gather_accounts(self):
+        """On nodes that still have accounts, sendmany "" may spend only the default account's
+        share, so coins that reached labelled addresses (an imported legacy wallet's) would be
+        booked on a user yet refused with 'Account has insufficient funds'. `move` is the node's
+        own bookkeeping: no coin moves and nothing is broadcast, so any failure here is NotSent."""
+        try:
+            accounts = self.call("listaccounts", 1)
+        except BackendError as exc:
+            if exc.code in (-32601, -32):  # no accounts on this node (removed, or deprecated)
+                return
+            raise NotSent(f"before sendmany: {exc}", code=exc.code) from exc
+        try:
+            for name, balance in accounts.items():
+                units = self.units(balance)
+                if name and units > 0:
+                    self.call_once("move", name, "", self.amount_str(units))
+        except BackendError as exc:
+            raise NotSent(f"before sendmany, moving accounts to the default one: {exc}", code=exc.code) from exc
 
     def list_transactions(self, count: int = 1000, skip: int = 0) -> list[dict]:
         return self.call("listtransactions", "*", count, skip, True)
