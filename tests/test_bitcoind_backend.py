@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.backends import InsufficientFunds, InvalidAddress, NodeUnreachable, NotSent, TransactionNotFound
+from ledger.backends import InsufficientFunds, InvalidAddress, NodeUnreachable, NotSent, OutcomeUnknown, TransactionNotFound
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.money import AmountError
 from tests.conftest import make_currency, make_wallet
@@ -111,3 +111,27 @@ def test_it_masks_credentials_in_settings_shown_to_people(wallet):
     masked = wallet.backend_settings_masked()
     assert wallet.get_backend().url.split("@")[0].split(":")[-1] not in str(masked)
     assert masked["url"].startswith("http://•••@127.0.0.1:")
+
+
+def test_it_reports_a_failed_account_gathering_as_not_sent_and_never_calls_sendmany(db, fresh_node):
+    """Gathering the node's accounts before sendmany is bookkeeping: if it fails, the broadcast
+    must come out as 'nothing sent' (back to the queue), never as an interrupted broadcast."""
+    server = fresh_node()
+    server.generate(101)
+    server.rpc("sendtoaddress", server.rpc("getnewaddress", "legacy"), "5")
+    server.generate(1)
+    called = []
+
+    class MoveTimesOut(BitcoindBackend):
+        def call_once(self, method, *params):
+            called.append(method)
+            if method == "move":
+                raise OutcomeUnknown("move: timeout (simulated)")
+            return super().call_once(method, *params)
+
+    backend = MoveTimesOut(make_wallet(make_currency("BTC"), server))
+    with pytest.raises(NotSent, match="before sendmany"):
+        backend.send_many({server.rpc("getnewaddress"): 10**8}, comment="gather-fails")
+    assert called == ["move"]
+    assert backend.find_by_comment("gather-fails") == []
+    assert server.rpc("getbalance", "legacy", 1) == 5
