@@ -263,6 +263,8 @@ class BitcoindBackend(Backend):
             if exc.code in (-32601, -32):  # no accounts on this node (removed, or deprecated)
                 return
             raise NotSent(f"before sendmany: {exc}", code=exc.code) from exc
+        if not isinstance(accounts, dict):
+            raise NotSent(f"before sendmany: listaccounts returned {type(accounts).__name__}, not an object")
         try:
             for name, balance in accounts.items():
                 units = self.units(balance)
