@@ -12,16 +12,14 @@ The node is never called inside a database transaction.
 from __future__ import annotations
 
 import logging
-import os
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
+from cryptoadmin import faults
 from ledger import services as ledger
 from ledger.backends import BackendError, InsufficientFunds, InvalidAddress, NotSent
 from ledger.models import Account, NetworkTransaction, Transaction, Wallet
@@ -167,17 +165,6 @@ class Result:
         return iter((self.sent, self.fee))
 
 
-def _test_pause(stage: str):
-    """Test-only: CRYPTOADMIN_TEST_PAUSE=<stage>:<seconds> makes a test able to SIGKILL us there.
-    Honoured under the test settings only: in production nobody can park a broadcaster."""
-    if not getattr(settings, "TEST_HOOKS", False):
-        return
-    spec = os.environ.get("CRYPTOADMIN_TEST_PAUSE", "")
-    if spec.startswith(stage + ":"):
-        print(f"paused {stage}", flush=True)
-        time.sleep(float(spec.split(":", 1)[1]))
-
-
 class Broadcaster:
     def __init__(self, wallet: Wallet, backend=None):
         self.wallet = wallet
@@ -241,7 +228,7 @@ class Broadcaster:
             state=Broadcast.State.OPENED, opened_at=now)
         if not claimed:
             return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} was claimed by another process")
-        _test_pause("after_open")
+        faults.point("broadcast.after_open")
         try:
             txid = self.backend.send_many(broadcast.outputs, broadcast.label)
         except (NotSent, InsufficientFunds, InvalidAddress) as exc:
@@ -256,7 +243,7 @@ class Broadcaster:
             return Result(refused=True, broadcasts=[broadcast.pk], message=(
                 f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED (outcome unknown: {exc}); "
                 "close it by hand after checking the chain"))
-        _test_pause("after_send")
+        faults.point("broadcast.after_send")
         # The txid first, alone: if booking fails below, the operator still finds it here.
         Broadcast.objects.filter(pk=broadcast.pk).update(txid=txid)
         settle_broadcasted(broadcast, txid)

@@ -31,14 +31,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def broadcaster_process(child_env, wallet, pause=None):
     env = dict(child_env)
     if pause:
-        env["CRYPTOADMIN_TEST_PAUSE"] = f"{pause}:120"
+        env["CRYPTOADMIN_FAULT"] = f"broadcast.{pause}=pause:120"
     return subprocess.Popen([PYTHON, "manage.py", "broadcast", "--wallet", wallet.name], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def kill_when_paused(proc, stage):
     line = proc.stdout.readline()
-    assert line.strip() == f"paused {stage}", (line, proc.stderr.read() if proc.poll() is not None else "")
+    assert line.strip() == f"paused broadcast.{stage}", (line, proc.stderr.read() if proc.poll() is not None else "")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
 
