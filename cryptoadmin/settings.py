@@ -155,6 +155,13 @@ LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900)
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
+# A broadcast's send is leased for 2 x NODE_RPC_TIMEOUT (the node calls' budget: the
+# state-changing call's own timeouts are cut to fit what is left of it) + this margin. While
+# the lease runs the send is in flight: nobody closes it by hand, on any database.
+BROADCAST_LEASE_MARGIN = env_int("BROADCAST_LEASE_MARGIN", 30)
+# block.io rejects a withdraw repeating a nonce used less than an hour before; after that it
+# would pay again. A lost withdraw is re-issued with its nonce only this long after it opened.
+BLOCKIO_NONCE_WINDOW = env_int("BLOCKIO_NONCE_WINDOW", 3000)
 
 LOGGING = {
     "version": 1,

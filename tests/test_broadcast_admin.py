@@ -15,7 +15,7 @@ CLOSE = "broadcasts.close_broadcast_by_hand"
 
 
 class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment):
+    def send_many(self, outputs, comment, **kwargs):
         raise OutcomeUnknown("connection lost (simulated)")
 
 

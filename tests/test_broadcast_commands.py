@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment):
+    def send_many(self, outputs, comment, **kwargs):
         raise OutcomeUnknown("read timeout (simulated)")
 
 

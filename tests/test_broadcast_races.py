@@ -155,9 +155,9 @@ def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(btc
 class DiesBeforeSend(BitcoindBackend):
     """The node answers the ping, then is gone when sendmany connects (refused: provably not sent)."""
 
-    def send_many(self, outputs, comment):
+    def send_many(self, outputs, comment, **kwargs):
         self.url = "http://u:p@127.0.0.1:9"
-        return super().send_many(outputs, comment)
+        return super().send_many(outputs, comment, **kwargs)
 
 
 def test_it_marks_nothing_and_loses_nothing_when_the_node_is_unreachable(btc, node, fresh_node):
