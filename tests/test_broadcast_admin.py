@@ -7,6 +7,7 @@ from broadcasts.models import Broadcast, OutgoingTransaction
 from broadcasts.services import Broadcaster, send_external
 from ledger.backends import OutcomeUnknown
 from ledger.backends.bitcoind import BitcoindBackend
+from tests.broadcast_helpers import end_lease
 from tests.conftest import credit_user, grant
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def interrupted(wallet, node):
     """An opened, never closed broadcast of one real outgoing transaction."""
     send_external(credit_user(wallet, "erin", 10**7), node.rpc("getnewaddress"), 1_234_567)
     Broadcaster(wallet, backend=SendOutcomeUnknown(wallet)).run()
-    return Broadcast.objects.get(state=Broadcast.State.OPENED)
+    return end_lease(Broadcast.objects.get(state=Broadcast.State.OPENED))
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from broadcasts.models import Broadcast
 from broadcasts.services import Broadcaster, send_external
 from ledger.backends import OutcomeUnknown
 from ledger.backends.bitcoind import BitcoindBackend
+from tests.broadcast_helpers import end_lease
 from tests.conftest import PYTHON, REPO, credit_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,6 +48,9 @@ def test_it_lists_interrupted_broadcasts_and_exits_1(wallet, node, child_env):
     send_external(credit_user(wallet, "hal", 10**6), node.rpc("getnewaddress"), 50_000)
     Broadcaster(wallet, backend=SendOutcomeUnknown(wallet)).run()
     broadcast = Broadcast.objects.get()
+    in_flight = subprocess.run(check, cwd=REPO, env=child_env, capture_output=True, text=True, timeout=60)
+    assert in_flight.returncode == 0  # its lease runs: still sending, not interrupted
+    end_lease(broadcast)
 
     dirty = subprocess.run(check, cwd=REPO, env=child_env, capture_output=True, text=True, timeout=60)
 

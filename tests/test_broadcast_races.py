@@ -23,6 +23,7 @@ from ledger import services as ledger
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account
 from ledger.money import to_units
+from tests.broadcast_helpers import end_lease
 from tests.conftest import PYTHON, REPO, funded_wallet, grant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,6 +103,11 @@ def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(btc, node, 
     send_external(alice, address, 7_000_000)
     kill_when_paused(broadcaster_process(child_env, wallet, pause="after_open"), "after_open")
     wait_lock_released(wallet)
+    killed = Broadcast.objects.get()
+    assert killed.in_flight and not interrupted_broadcasts().exists()  # nobody knows it died: its lease runs
+    with pytest.raises(CloseError, match="still sending"):
+        close_as_never_left(killed, closer, "too early")
+    end_lease(killed)
 
     interrupted = Broadcast.objects.get()
     assert interrupted.state == Broadcast.State.OPENED and list(interrupted_broadcasts()) == [interrupted]
@@ -129,6 +135,7 @@ def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(btc
     send_external(alice, address, 9_000_000)
     kill_when_paused(broadcaster_process(child_env, wallet, pause="after_send"), "after_send")
     wait_lock_released(wallet)
+    end_lease(Broadcast.objects.get())
 
     interrupted = Broadcast.objects.get()
     assert (interrupted.state, interrupted.txid) == (Broadcast.State.OPENED, "")

@@ -9,6 +9,7 @@ from ledger import services as ledger
 from ledger.backends import NodeUnreachable, OutcomeUnknown
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account, NetworkTransaction, Transaction
+from tests.broadcast_helpers import end_lease
 from tests.conftest import credit_user, funded_wallet, make_wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -124,6 +125,11 @@ def test_it_leaves_an_unknown_outcome_opened_and_refuses_the_wallet_until_closed
     broadcast = Broadcast.objects.get()
     assert result.refused and "INTERRUPTED" in result.message
     assert broadcast.state == Broadcast.State.OPENED and "timeout after sending" in broadcast.last_error
+    # Until its lease is over the node may still answer: in flight, not interrupted.
+    assert broadcast.in_flight and list(interrupted_broadcasts()) == []
+    meanwhile = Broadcaster(wallet).run()
+    assert not meanwhile.refused and "still sending" in meanwhile.message and meanwhile.sent == 0
+    end_lease(broadcast)
     assert list(interrupted_broadcasts()) == [broadcast]
     again = Broadcaster(wallet).run()
     assert again.refused and f"#{broadcast.pk}" in again.message and again.sent == 0
