@@ -328,7 +328,9 @@ class Broadcaster:
         if not getattr(self.backend, "supports_nonce", False):
             return 0
         settled = 0
-        for broadcast in interrupted_broadcasts().filter(wallet=self.wallet).exclude(nonce=""):
+        # Not interrupted_broadcasts(): this run holds the wallet's lock, so it counts as busy.
+        for broadcast in Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED,
+                                                  sending_until__lte=timezone.now()).exclude(nonce=""):
             if not nonce_retry_allowed(broadcast):
                 continue
             try:
@@ -503,6 +505,23 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
         faults.point("broadcast.before_late_reply_commit")
     log.error("broadcast #%s: %s", broadcast_id, note)
     return note
+
+
+def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
+    """A person has dealt with a flagged broadcast: the flag goes, the note stays."""
+    if not user.has_perm("broadcasts.close_broadcast_by_hand"):
+        raise CloseError("you do not have the permission to close broadcasts by hand")
+    if not (reason or "").strip():
+        raise CloseError("say what you did about it")
+    with transaction.atomic():
+        row = Broadcast.objects.select_for_update().get(pk=broadcast.pk)
+        if not row.needs_attention:
+            raise CloseError(f"broadcast #{broadcast.pk} does not need attention")
+        row.needs_attention = False
+        row.last_error = f"Acknowledged by {user} at {timezone.now():%Y-%m-%d %H:%M}: {reason.strip()}\n{row.last_error}"[:4000]
+        row.save(update_fields=["needs_attention", "last_error"])
+    broadcast.refresh_from_db()
+    return broadcast
 
 
 # -- closing by hand -------------------------------------------------------------------------

@@ -249,16 +249,21 @@ class BlockIoBackend(Backend):
 
     def spends_own_coins(self, txid: str) -> bool:
         _, raw = self._raw(txid)
-        inputs = _parse(raw)[0]
+        inputs, outputs, _ = _parse(raw)
         mine = self.my_addresses()
+        spent = 0
         for prev_txid, vout in inputs:
             try:
                 _, prev = self._raw(prev_txid)
             except TransactionNotFound:
                 return False
-            outputs = _decode_outputs(prev)
-            if vout >= len(outputs) or self._address(outputs[vout][1]) not in mine:
+            prev_outputs = _decode_outputs(prev)
+            if vout >= len(prev_outputs) or self._address(prev_outputs[vout][1]) not in mine:
                 return False
+            spent += prev_outputs[vout][0]
+        if inputs and txid not in self._fees and spent >= sum(value for value, _ in outputs):
+            # All inputs are ours, so we know what they held: the fee is what the outputs leave.
+            self._fees[txid] = spent - sum(value for value, _ in outputs)
         return bool(inputs)
 
     def find_sent(self, outputs: dict[str, int], since) -> list[str]:
