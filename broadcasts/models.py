@@ -40,7 +40,7 @@ class Broadcast(models.Model):
     # The send's lease: while it is in the future the send is in flight (a broadcaster holds it,
     # or may still be waiting for the node's reply) and nobody may settle the broadcast. Set in
     # the conditional UPDATE that opens it; the node call's deadline is below it. Interrupted =
-    # opened and the lease is over, on every database.
+    # opened and the lease is over (or absent: rows made before leases, or by hand), on every database.
     sending_until = models.DateTimeField(null=True, blank=True)
     # block.io's `nonce`: a repeated withdraw with it is refused within block.io's window, so
     # re-issuing it settles a lost reply safely. Committed before the call.
@@ -82,10 +82,6 @@ class Broadcast(models.Model):
                 name="broadcast_sent_has_txid",
             ),
             models.CheckConstraint(
-                condition=~Q(state="opened") | Q(sending_until__isnull=False),
-                name="broadcast_opened_has_lease",
-            ),
-            models.CheckConstraint(
                 condition=~Q(state__in=["closed_broadcasted", "closed_failed"])
                 | (Q(closed_by__isnull=False) & ~Q(close_method="") & ~Q(close_reason="")),
                 name="broadcast_closed_by_hand_says_who_how_why",
@@ -99,6 +95,11 @@ class Broadcast(models.Model):
     @property
     def is_closed(self):
         return self.state in self.CLOSED_STATES
+
+    @staticmethod
+    def lease_over(now):
+        """The rows whose send's lease is over (or that never had one)."""
+        return Q(sending_until__isnull=True) | Q(sending_until__lte=now)
 
     @property
     def in_flight(self):

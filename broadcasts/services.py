@@ -94,7 +94,7 @@ def busy_wallet_ids() -> set[int]:
 def interrupted_broadcasts():
     """Opened, never closed, their send's lease over, and (PostgreSQL) no live broadcaster
     holding their wallet."""
-    return (Broadcast.objects.filter(state=Broadcast.State.OPENED, sending_until__lte=timezone.now())
+    return (Broadcast.objects.filter(Broadcast.lease_over(timezone.now()), state=Broadcast.State.OPENED)
             .exclude(wallet_id__in=busy_wallet_ids()))
 
 
@@ -215,7 +215,7 @@ class Broadcaster:
                           .values_list("id", "sending_until"))
             if opened:
                 now = timezone.now()
-                in_flight = [i for i, until in opened if until > now]
+                in_flight = [i for i, until in opened if until is not None and until > now]
                 if in_flight and len(in_flight) == len(opened):
                     return Result(fee=filled, message=(
                         f"{self.wallet.name}: broadcast(s) {', '.join(f'#{i}' for i in in_flight)} still sending"))
@@ -329,8 +329,8 @@ class Broadcaster:
             return 0
         settled = 0
         # Not interrupted_broadcasts(): this run holds the wallet's lock, so it counts as busy.
-        for broadcast in Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED,
-                                                  sending_until__lte=timezone.now()).exclude(nonce=""):
+        for broadcast in Broadcast.objects.filter(Broadcast.lease_over(timezone.now()), wallet=self.wallet,
+                                                  state=Broadcast.State.OPENED).exclude(nonce=""):
             if not nonce_retry_allowed(broadcast):
                 continue
             try:
@@ -414,7 +414,7 @@ def _book_sent(broadcast: Broadcast, txid: str, now):
 def _opened(broadcast: Broadcast, by_hand: bool, now):
     """The rows a settle may change: opened, and for a close by hand its lease over."""
     rows = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED)
-    return rows.filter(sending_until__lte=now) if by_hand else rows
+    return rows.filter(Broadcast.lease_over(now)) if by_hand else rows
 
 
 def settle_broadcasted(broadcast: Broadcast, txid: str, *, state=Broadcast.State.BROADCASTED, by_hand=False,

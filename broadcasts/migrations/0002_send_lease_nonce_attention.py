@@ -5,12 +5,6 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-def lease_over_for_opened(apps, schema_editor):
-    # Broadcasts opened before leases existed were interrupted: their lease ended when they opened.
-    Broadcast = apps.get_model("broadcasts", "Broadcast")
-    Broadcast.objects.filter(state="opened", sending_until__isnull=True).update(sending_until=models.F("opened_at"))
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -43,10 +37,5 @@ class Migration(migrations.Migration):
             model_name='broadcast',
             name='close_method',
             field=models.CharField(blank=True, choices=[('reached_network', 'It reached the network'), ('never_left', 'It never left'), ('same_nonce', 'Retried with the same nonce')], max_length=24),
-        ),
-        migrations.RunPython(lease_over_for_opened, migrations.RunPython.noop),
-        migrations.AddConstraint(
-            model_name='broadcast',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('state', 'opened'), _negated=True), ('sending_until__isnull', False), _connector='OR'), name='broadcast_opened_has_lease'),
         ),
     ]
