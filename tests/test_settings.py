@@ -38,3 +38,9 @@ def test_it_refuses_empty_allowed_hosts_in_production():
     result = _manage("check", DEBUG="0", SECRET_KEY="x" * 60, DATABASE_URL="sqlite:////tmp/x.sqlite3")
     assert result.returncode != 0
     assert "cryptoadmin.E002" in result.stderr
+
+
+def test_it_refuses_a_send_lease_without_margin_or_a_nonce_window_past_the_hour():
+    result = _manage("check", DEBUG="1", BROADCAST_LEASE_MARGIN="0", BLOCKIO_NONCE_WINDOW="3600")
+    assert result.returncode != 0
+    assert "cryptoadmin.E004" in result.stderr and "cryptoadmin.E005" in result.stderr
