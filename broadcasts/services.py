@@ -210,6 +210,7 @@ class Broadcaster:
             if not got:
                 return Result(message=f"{self.wallet.name}: another broadcaster is working on it")
             filled = self.fill_missing_fees()
+            self.watch_never_left()
             settled = self.settle_by_nonce()
             opened = list(Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED)
                           .values_list("id", "sending_until"))
@@ -321,6 +322,30 @@ class Broadcaster:
         return Result(sent=1, fee=fee or 0, broadcasts=[broadcast.pk], message=(
             f"{self.wallet.name}: broadcast #{broadcast.pk} sent {broadcast.transaction_count} outgoing in "
             f"{broadcast.output_count} outputs, txid {txid}, fee {fee_text}"))
+
+    def watch_never_left(self) -> int:
+        """Broadcasts closed as 'never left' in the last day whose comment has since appeared
+        on a wallet send (the node finished a send its caller had given up on): handled as a
+        late reply, before this run collects the outgoing that close put back in the queue.
+        One node call, and only while such broadcasts exist."""
+        if not getattr(self.backend, "keeps_comments", True) or not hasattr(self.backend, "list_transactions"):
+            return 0
+        watched = dict(Broadcast.objects.filter(
+            wallet=self.wallet, state=Broadcast.State.CLOSED_FAILED, txid="",
+            closed_at__gte=timezone.now() - timedelta(days=1),
+        ).values_list("label", "id"))
+        if not watched:
+            return 0
+        try:
+            entries = self.backend.list_transactions(1000)
+        except BackendError as exc:
+            log.warning("cannot check broadcasts closed as never left: %s", exc)
+            return 0
+        found = {e.get("comment"): e["txid"] for e in entries
+                 if e.get("category") == "send" and e.get("comment") in watched}
+        for label, txid in found.items():
+            record_late_reply(watched[label], txid)
+        return len(found)
 
     def settle_by_nonce(self) -> int:
         """Interrupted broadcasts of a nonce backend, re-issued with their nonce while that is
@@ -467,8 +492,8 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
     the broadcast is flagged for a person with what happened. Returns that note."""
     now = timezone.now()
     with transaction.atomic():
-        broadcast = Broadcast.objects.select_for_update().select_related("wallet", "closed_by").get(pk=broadcast_id)
-        who = f"by {broadcast.closed_by} " if broadcast.closed_by_id else ""
+        broadcast = Broadcast.objects.select_for_update().select_related("wallet").get(pk=broadcast_id)
+        who = f"by {broadcast.closed_by} " if broadcast.closed_by_id else ""  # not joined: FOR UPDATE
         if broadcast.state in (Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED):
             if broadcast.txid == txid:
                 return f"already settled as {txid}"

@@ -202,3 +202,48 @@ def test_it_spends_coins_that_arrived_at_users_receiving_addresses(btc, two_node
     broadcast = Broadcast.objects.get()
     assert (sent, broadcast.state, broadcast.last_error) == (1, Broadcast.State.BROADCASTED, "")
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
+
+
+class PaysThenLosesTheReply(BitcoindBackend):
+    """sendmany reaches the node and pays; its answer never comes back."""
+
+    def send_many(self, outputs, comment, **kwargs):
+        super().send_many(outputs, comment, **kwargs)
+        raise OutcomeUnknown("connection lost after sending (simulated)")
+
+
+class NodeNotCaughtUp(BitcoindBackend):
+    """The operator's look at the node wallet before it recorded the send."""
+
+    def find_by_comment(self, comment):
+        return []
+
+
+def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_shows_up(btc, node, fresh_node,
+                                                                                    operator):
+    from broadcasts.services import close_as_never_left
+    from tests.conftest import grant
+
+    wallet, alice = funded_wallet(btc, fresh_node())
+    address = node.rpc("getnewaddress")
+    out = send_external(alice, address, 2_500_000)
+    Broadcaster(wallet, backend=PaysThenLosesTheReply(wallet)).run()
+    broadcast = end_lease(Broadcast.objects.get())
+    close_as_never_left(broadcast, grant(operator, "broadcasts.close_broadcast_by_hand"), "node showed nothing",
+                        backend=NodeNotCaughtUp(wallet))
+    out.refresh_from_db()
+    assert out.state == "queued"
+
+    result = Broadcaster(wallet).run()
+
+    broadcast.refresh_from_db()
+    out.refresh_from_db()
+    assert result.sent == 0 and Broadcast.objects.count() == 1  # nothing collected again
+    assert (broadcast.state, broadcast.needs_attention, out.state) == ("broadcasted", True, "broadcasted")
+    assert "LATE REPLY" in broadcast.last_error and broadcast.close_method == "never_left"
+    sends = [e for e in wallet.get_backend().list_transactions(1000) if e["category"] == "send"]
+    assert [e["txid"] for e in sends] == [broadcast.txid]
+    Broadcaster(wallet).run()
+    broadcast.refresh_from_db()
+    assert broadcast.fee == wallet.get_backend().get_transaction(broadcast.txid).fee > 0  # filled in
+    assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
