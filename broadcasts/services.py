@@ -292,7 +292,11 @@ class Broadcaster:
             try:
                 fail_broadcast(broadcast, str(exc))
             except CloseError:
-                flag_attention(broadcast.pk, f"the send was refused ({exc}) after the broadcast had been closed by hand")
+                # Closed by hand meanwhile (this process stalled past its lease): "never left"
+                # agrees with this answer; "reached the network" contradicts it.
+                if Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.CLOSED_BROADCASTED).exists():
+                    flag_attention(broadcast.pk, f"the node refused this broadcast's send ({exc}), yet it was "
+                                                 "closed by hand as reached the network: check its txid")
             return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
                           broadcasts=[broadcast.pk])
         except Exception as exc:
