@@ -247,3 +247,34 @@ def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_show
     broadcast.refresh_from_db()
     assert broadcast.fee == wallet.get_backend().get_transaction(broadcast.txid).fee > 0  # filled in
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
+
+
+class WalletListNotCaughtUp(BitcoindBackend):
+    def list_transactions(self, count=1000, skip=0):
+        return []
+
+
+def test_it_flags_a_late_payment_whose_outgoing_were_already_sent_again_and_books_nothing_twice(
+        btc, node, fresh_node, operator):
+    from broadcasts.services import close_as_never_left, record_late_reply
+    from tests.conftest import grant
+
+    wallet, alice = funded_wallet(btc, fresh_node())
+    out = send_external(alice, node.rpc("getnewaddress"), 1_500_000)
+    Broadcaster(wallet, backend=PaysThenLosesTheReply(wallet)).run()
+    first = end_lease(Broadcast.objects.get())
+    close_as_never_left(first, grant(operator, "broadcasts.close_broadcast_by_hand"), "node showed nothing",
+                        backend=NodeNotCaughtUp(wallet))
+    assert Broadcaster(wallet, backend=WalletListNotCaughtUp(wallet)).run().sent == 1  # paid a second time
+    [txid] = [e["txid"] for e in wallet.get_backend().list_transactions(1000)
+              if e.get("comment") == first.label and e["category"] == "send"]
+
+    note = record_late_reply(first.pk, txid)
+
+    first.refresh_from_db()
+    out.refresh_from_db()
+    assert "ALREADY SENT AGAIN" in note and f"#{out.pk}" in note
+    assert (first.state, first.txid, first.needs_attention) == ("closed_failed", txid, True)
+    assert out.state == "broadcasted" and out.broadcast_id != first.pk
+    assert Transaction.objects.filter(kind="broadcasted").count() == 1  # booked once, by the second broadcast
+    assert tuple(Broadcaster(wallet).run()) == (0, 0)  # the watch finds nothing more to do
