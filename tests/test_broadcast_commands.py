@@ -59,6 +59,16 @@ def test_it_lists_interrupted_broadcasts_and_exits_1(wallet, node, child_env):
     assert code == 2 and "refusing to broadcast" in out and f"#{broadcast.pk}" in out
 
 
+def test_it_lists_broadcasts_needing_attention_and_exits_1(wallet):
+    from django.utils import timezone
+
+    Broadcast.objects.create(wallet=wallet, state="broadcasted", label="late-9", txid="9a" * 32,
+                             opened_at=timezone.now(), needs_attention=True,
+                             last_error="LATE REPLY: closed as never left, but the node paid it\nearlier error")
+    code, out = run("check_interrupted_broadcasts")
+    assert code == 1 and "late-9" in out and "NEEDS ATTENTION: LATE REPLY" in out and "earlier error" not in out
+
+
 def test_it_registers_its_schedule_idempotently_and_the_task_runs_every_wallet(wallet, node):
     from django.apps import apps
     from django_q.models import Schedule
