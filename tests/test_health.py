@@ -88,3 +88,16 @@ def test_it_is_503_while_a_broadcast_is_interrupted(client, wallet):
     status, body = _get(client)
     assert status == 503
     assert body["broadcasts"] == {"ok": False, "interrupted": [broadcast.pk]}
+
+
+def test_it_is_503_while_a_late_reply_needs_attention(client, wallet):
+    from broadcasts.models import Broadcast
+
+    _recent_task()
+    status, body = _get(client)
+    assert body["broadcasts"] == {"ok": True, "interrupted": []}
+    flagged = Broadcast.objects.create(wallet=wallet, state="broadcasted", txid="7c" * 32, opened_at=timezone.now(),
+                                       needs_attention=True, last_error="LATE REPLY")
+    status, body = _get(client)
+    assert status == 503
+    assert body["broadcasts"] == {"ok": False, "interrupted": [], "attention": [flagged.pk]}
