@@ -80,7 +80,7 @@ class Wallet(models.Model):
 
         masked = {}
         for key, value in (self.backend_settings or {}).items():
-            if key == "url":
+            if "url" in key.lower():  # url, rpc_url, base_url: any may carry credentials
                 masked[key] = mask_url(str(value))
             elif any(s in key.lower() for s in ("password", "api_key", "pin", "secret", "token")):
                 masked[key] = "••••••" if value else ""
