@@ -70,6 +70,7 @@ class Wallet(models.Model):
         permissions = [
             ("import_wallet_balance", "Can import a wallet's unaccounted balance"),
             ("rescan_wallet", "Can rescan a wallet's receiving addresses"),
+            ("reconcile_wallet", "Can record a reconciliation of a wallet's node against the books"),
         ]
 
     def __str__(self):
