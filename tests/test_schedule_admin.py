@@ -122,3 +122,21 @@ def test_it_removes_unregistered_schedules_at_migrate():
     call_command("migrate", verbosity=0)
     assert not Schedule.objects.filter(func=SHELL).exists()
     assert _polling().func == "ledger.tasks.poll_all_currencies"
+
+
+def test_it_never_queues_a_row_that_bypassed_the_save_check(monkeypatch):
+    # bulk_create and update() skip save-time checks; the cluster saves every row it runs,
+    # so the check refuses it there and its queueing is rolled back with it.
+    from django_q import scheduler as q_scheduler
+    from django_q.brokers import get_broker
+    from django_q.models import OrmQ
+
+    # The cluster closes stale connections first; here that would be the test's own transaction.
+    monkeypatch.setattr(q_scheduler, "close_old_django_connections", lambda: None)
+    scheduler = q_scheduler.scheduler
+
+    past = timezone.now() - timezone.timedelta(minutes=1)
+    Schedule.objects.bulk_create([Schedule(name="legacy", func=SHELL, args="['id']", schedule_type="I", minutes=1,
+                                           next_run=past)])
+    scheduler(broker=get_broker())
+    assert SHELL not in [q.task()["func"] for q in OrmQ.objects.all()]
