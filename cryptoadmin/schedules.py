@@ -6,10 +6,13 @@ code, not data. The cluster imports and calls a schedule's `func` (and its `hook
 let whoever can save a schedule run any code as the service's user. Every save is checked
 here (pre_save: the admin, a shell, django_q.tasks.schedule(), superusers alike), and migrate
 removes rows that fail the check (written before it existed, or by a bulk write that skips
-save)."""
+save). The database refuses them too: migrate installs a trigger on django_q's schedule
+table built from the registry, so `QuerySet.update()`, `bulk_create` and raw SQL cannot
+write one either."""
 import logging
 
 from django.core.exceptions import ValidationError
+from django.db import connections
 from django.db.models.signals import post_migrate, pre_save
 from django.dispatch import receiver
 
@@ -77,6 +80,54 @@ def is_project_task(func) -> bool:
     return callable(target) and getattr(target, "__module__", "").startswith(f"{app}.")
 
 
+TRIGGER = "cryptoadmin_schedule_registered"
+
+
+def _literal(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _registered_condition(columns: dict[str, str]) -> str:
+    """SQL true when NEW's locked columns equal one registry entry's (NULL and '' both "not set")."""
+    clauses = [
+        "(" + " AND ".join(f"COALESCE(NEW.{columns[f]}, '') = {_literal(spec.get(f) or '')}" for f in LOCKED_FIELDS) + ")"
+        for spec in all_schedules()
+    ]
+    return " OR ".join(clauses) or "1 = 0"
+
+
+def install_schedule_check(using="default") -> None:
+    """(Re)create the trigger refusing unregistered schedule rows, from the registry as it is now."""
+    from django_q.models import Schedule
+
+    connection = connections[using]
+    table = connection.ops.quote_name(Schedule._meta.db_table)
+    condition = _registered_condition({f: connection.ops.quote_name(Schedule._meta.get_field(f).column)
+                                       for f in LOCKED_FIELDS})
+    message = "schedules run registered jobs only (cryptoadmin/schedules.py)"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"""
+                CREATE OR REPLACE FUNCTION {TRIGGER}() RETURNS trigger AS $guard$
+                BEGIN
+                  IF NOT ({condition}) THEN
+                    RAISE EXCEPTION '{message}: %', NEW.func USING ERRCODE = '23514';
+                  END IF;
+                  RETURN NEW;
+                END $guard$ LANGUAGE plpgsql""")
+            cursor.execute(f"DROP TRIGGER IF EXISTS {TRIGGER} ON {table}")
+            cursor.execute(f"CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE ON {table} "
+                           f"FOR EACH ROW EXECUTE FUNCTION {TRIGGER}()")
+        elif connection.vendor == "sqlite":
+            for event in ("INSERT", "UPDATE"):
+                name = f"{TRIGGER}_{event.lower()}"
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+                cursor.execute(f"CREATE TRIGGER {name} BEFORE {event} ON {table} WHEN NOT ({condition}) "
+                               f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+        else:  # the save-time check still applies
+            logger.warning("No database check for schedules on %s", connection.vendor)
+
+
 @receiver(post_migrate)
 def register_schedules(sender, using="default", **kwargs):
     if sender.name != "cryptoadmin":  # once per migrate, after our app's migrations
@@ -87,6 +138,7 @@ def register_schedules(sender, using="default", **kwargs):
         if not is_registered(schedule):
             logger.warning("Removing schedule %r (func %r): not a registered job", schedule.name, schedule.func)
             Schedule.objects.using(using).filter(pk=schedule.pk).delete()
+    install_schedule_check(using)
     for spec in all_schedules():
         spec = {**{name: None for name in LOCKED_FIELDS}, **spec}
         name = spec.pop("name")

@@ -116,12 +116,52 @@ def test_it_refuses_a_superusers_shell_schedule_through_the_admin(client, superu
     assert not Schedule.objects.filter(func=SHELL).exists()
 
 
+def _as_before_the_checks():
+    """The database as it was before this version: no trigger on the schedule table."""
+    from django.db import connection
+
+    from cryptoadmin.schedules import TRIGGER
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER IF EXISTS {TRIGGER} ON django_q_schedule")
+
+
+@pytest.mark.django_db(databases=["default", "sqlite"])
+@pytest.mark.parametrize("alias", ["default", "sqlite"])
+def test_it_refuses_unregistered_rows_at_the_database(alias):
+    # QuerySet.update(), bulk_create and raw SQL skip save-time checks; the trigger does not.
+    from django.db import DatabaseError, connections, transaction
+
+    rows = Schedule.objects.using(alias)
+    schedule = rows.get(name="ledger.update_confirmations")
+    attempts = [
+        lambda: rows.filter(pk=schedule.pk).update(func=SHELL),
+        lambda: rows.filter(pk=schedule.pk).update(hook="os.system"),
+        lambda: rows.bulk_create([Schedule(name="bulk", func=SHELL, schedule_type="I", minutes=1)]),
+        lambda: connections[alias].cursor().execute("UPDATE django_q_schedule SET kwargs = %s WHERE id = %s",
+                                                    ["q_options={'hook': 'os.system'}", schedule.pk]),
+    ]
+    for attempt in attempts:
+        with pytest.raises(DatabaseError), transaction.atomic(using=alias):
+            attempt()
+    schedule.refresh_from_db()
+    assert (schedule.func, schedule.hook, schedule.kwargs) == ("ledger.tasks.poll_all_currencies", None, None)
+    assert not rows.filter(name="bulk").exists()
+    rows.filter(pk=schedule.pk).update(minutes=3)  # timing is the role's to change
+    assert rows.get(pk=schedule.pk).minutes == 3
+
+
 def test_it_removes_unregistered_schedules_at_migrate():
-    # A row written before this check existed (bulk_create skips save-time checks).
+    # A row written before the checks existed.
+    _as_before_the_checks()
     Schedule.objects.bulk_create([Schedule(name="legacy", func=SHELL, schedule_type="I", minutes=1)])
     call_command("migrate", verbosity=0)
     assert not Schedule.objects.filter(func=SHELL).exists()
     assert _polling().func == "ledger.tasks.poll_all_currencies"
+    from django.db import DatabaseError, transaction
+
+    with pytest.raises(DatabaseError), transaction.atomic():  # and the database refuses it again
+        Schedule.objects.bulk_create([Schedule(name="legacy", func=SHELL, schedule_type="I", minutes=1)])
 
 
 def test_it_never_queues_a_row_that_bypassed_the_save_check(monkeypatch):
@@ -136,6 +176,7 @@ def test_it_never_queues_a_row_that_bypassed_the_save_check(monkeypatch):
     scheduler = q_scheduler.scheduler
 
     past = timezone.now() - timezone.timedelta(minutes=1)
+    _as_before_the_checks()  # a row from before the checks: only the save-time one is left to stop it
     Schedule.objects.bulk_create([Schedule(name="legacy", func=SHELL, args="['id']", schedule_type="I", minutes=1,
                                            next_run=past)])
     scheduler(broker=get_broker())
