@@ -23,4 +23,11 @@ def check_configuration(app_configs, **kwargs):
         errors.append(
             Error("NODE_RPC_TIMEOUT must be a positive number of seconds.", id="cryptoadmin.E003")
         )
+    if settings.HEALTH_TOKEN and len(settings.HEALTH_TOKEN) < 32:
+        errors.append(
+            Error("HEALTH_TOKEN is shorter than 32 characters: it opens /health's details to whoever guesses it.",
+                  hint="python -c 'import secrets; print(secrets.token_urlsafe(32))'", id="cryptoadmin.E020")
+        )
+    if settings.HEALTH_NODE_CACHE_SECONDS < 0:
+        errors.append(Error("HEALTH_NODE_CACHE_SECONDS must be 0 or more.", id="cryptoadmin.E021"))
     return errors

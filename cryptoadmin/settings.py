@@ -155,6 +155,11 @@ LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900)
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
+# /health gives details (nodes, scheduler, ...) to a staff session or `Authorization: Bearer
+# <HEALTH_TOKEN>`; anyone else gets the status only. Empty: no token opens the details.
+HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
+# Node probes are shared by every /health hit for this many seconds (block.io counts API calls).
+HEALTH_NODE_CACHE_SECONDS = env_int("HEALTH_NODE_CACHE_SECONDS", 5)
 
 LOGGING = {
     "version": 1,

@@ -70,6 +70,7 @@ class Wallet(models.Model):
         permissions = [
             ("import_wallet_balance", "Can import a wallet's unaccounted balance"),
             ("rescan_wallet", "Can rescan a wallet's receiving addresses"),
+            ("reconcile_wallet", "Can record a reconciliation of a wallet's node against the books"),
         ]
 
     def __str__(self):
@@ -80,7 +81,7 @@ class Wallet(models.Model):
 
         masked = {}
         for key, value in (self.backend_settings or {}).items():
-            if key == "url":
+            if "url" in key.lower():  # url, rpc_url, base_url: any may carry credentials
                 masked[key] = mask_url(str(value))
             elif any(s in key.lower() for s in ("password", "api_key", "pin", "secret", "token")):
                 masked[key] = "••••••" if value else ""

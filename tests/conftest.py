@@ -225,3 +225,25 @@ def balance_cache():
     reset_cache()
     yield get_cache()
     reset_cache()
+
+
+# Members of the real role groups (tests/support.py), for tests written as that role acts.
+@pytest.fixture
+def viewer_member(db):
+    from tests.support import member_of
+
+    return member_of("Viewer")
+
+
+@pytest.fixture
+def operator_member(db):
+    from tests.support import member_of
+
+    return member_of("Operator")
+
+
+@pytest.fixture
+def admin_member(db):
+    from tests.support import member_of
+
+    return member_of("Admin")

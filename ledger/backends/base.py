@@ -170,9 +170,12 @@ class Backend:
         raise NotImplementedError
 
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z]+://)(?P<cred>[^@/]+)@")
+# Credentials end at the LAST '@' (a password may contain '@' and '/'); the scheme is
+# matched in any case (HTTP:// too) and is optional. Masking a path that holds an '@' as
+# well hides more than needed, never less.
+_URL_CREDENTIALS = re.compile(r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL)
 
 
 def mask_url(url: str) -> str:
     """http://user:pass@host:port -> http://•••@host:port"""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}•••@", url)
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}•••@", url, count=1)
