@@ -152,6 +152,14 @@ Q_CLUSTER = {
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
 LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900)
 
+# --- GraphQL abuse limits (issue 13, point 4) -----------------------------------------------
+# Checked while parsing/validating, before any resolver or SQL query. The seed's query is 3
+# deep (2 as the depth limiter counts), has no alias and about 20 tokens.
+GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 4)
+GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)
+GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 1000)
+GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
+
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
