@@ -1,0 +1,1 @@
+"""Registered with django-auditlog in step 8."""
