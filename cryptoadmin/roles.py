@@ -6,6 +6,8 @@ VIEW = [
     "broadcasts.view_broadcast", "broadcasts.view_outgoingtransaction",
     "balances.view_apitoken", "balances.view_user_balances",
     "django_q.view_schedule", "django_q.view_success", "django_q.view_failure", "django_q.view_ormq",
+    # Who changed money settings, tokens and roles (django-auditlog; secrets are masked in it).
+    "auditlog.view_logentry",
 ]
 OPERATE = [
     "ledger.check_networktransaction", "ledger.close_networktransaction_by_hand",

@@ -96,7 +96,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a second factor
     "cryptoadmin.signin.middleware.SecondFactorRequiredMiddleware",
-    "auditlog.middleware.AuditlogMiddleware",  # the actor of every recorded change
+    "cryptoadmin.audit.AuditMiddleware",  # the actor and address of every recorded change (django-auditlog)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lock-out into its page
