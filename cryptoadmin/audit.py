@@ -84,3 +84,7 @@ def register():
     # Who was made staff, superuser or given a role; never the password hash.
     auditlog.register(get_user_model(), include_fields=["username", "is_active", "is_staff", "is_superuser"],
                       m2m_fields={"groups", "user_permissions"})
+    # Second-factor devices enrolled and removed (reset_second_factor); never their keys, and not
+    # the counters every sign-in moves.
+    for label in ("otp_totp.TOTPDevice", "otp_static.StaticDevice"):
+        auditlog.register(apps.get_model(label), include_fields=["user", "name", "confirmed"])

@@ -114,3 +114,23 @@ def test_it_shows_the_log_to_a_viewer_with_secrets_masked_and_nothing_to_change(
 def test_it_does_not_show_the_log_to_non_staff(client, outsider):
     client.force_login(outsider)
     assert client.get("/admin/auditlog/logentry/").status_code == 302
+
+
+def test_it_records_second_factor_enrolment_and_reset_without_keys(client, operator):
+    from django.core.management import call_command
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    client.post("/admin/login/", {"username": "operator", "password": "pw-operator", "next": "/admin/"})
+    client.get("/admin/second-factor/")
+    device = TOTPDevice.objects.get(user=operator)
+    code = f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
+    client.post("/admin/second-factor/", {"code": code})
+    entries = LogEntry.objects.filter(content_type__model="totpdevice", object_pk=str(device.pk)).order_by("pk")
+    assert [(e.action, e.actor) for e in entries] == [(LogEntry.Action.CREATE, operator),
+                                                      (LogEntry.Action.UPDATE, operator)]
+    assert entries[1].changes_dict == {"confirmed": ["False", "True"]}
+    assert device.key not in str([e.changes for e in entries])
+    call_command("reset_second_factor", "operator")
+    assert LogEntry.objects.filter(content_type__model="totpdevice", object_pk=str(device.pk),
+                                   action=LogEntry.Action.DELETE).count() == 1

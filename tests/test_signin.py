@@ -123,3 +123,18 @@ def test_it_resets_a_user_s_devices_from_the_command_line(client, operator, caps
 def test_it_lets_staff_in_with_a_password_when_otp_is_not_required(client, operator):
     assert _login(client, "operator", "pw-operator").status_code == 302
     assert client.get("/admin/").status_code == 200
+
+
+def test_it_replaces_all_recovery_codes_for_a_signed_in_user(client, operator):
+    from cryptoadmin.signin.services import issue_recovery_codes
+
+    device, code = totp_device(operator)
+    old = issue_recovery_codes(operator)
+    assert _login(client, "operator", "pw-operator", code()).status_code == 302
+    response = client.post("/admin/second-factor/", {"new_recovery_codes": "1"})
+    new = re.findall(r"<li><code>([^<]+)</code></li>", response.content.decode())
+    assert len(new) == 10 and not set(new) & set(old)
+    client.logout()
+    assert _login(client, "operator", "pw-operator", old[0]).status_code == 200  # old codes are gone
+    time.sleep(1.1)  # the wrong code throttles every device of the user for 1 s
+    assert _login(client, "operator", "pw-operator", new[0]).status_code == 302

@@ -35,6 +35,10 @@ def enrol(request):
             # Only a session that proved the current device may see or change anything here.
             logout(request)
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        if request.method == "POST" and "new_recovery_codes" in request.POST:
+            # The old codes stop working at once: for a user who used or exposed some.
+            codes = services.issue_recovery_codes(user)
+            return render(request, "cryptoadmin/recovery_codes.html", {**context, "codes": codes})
         return render(request, "cryptoadmin/second_factor_enrolled.html", context)
     device = services.pending_authenticator(user)
     form = CodeForm(request.POST or None)
