@@ -187,6 +187,9 @@ AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "cryptoadmin.signin.clientip.client_ip"
 AXES_LOCKOUT_CALLABLE = "cryptoadmin.signin.views.locked_out"
 AXES_VERBOSE = False
+# Failed attempts keep their POST data: never the password (always masked) nor the code field,
+# which may hold a still-valid recovery code typed with a mistyped password.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
 
 # django-auditlog: who changed money settings, tokens and group permissions (cryptoadmin/audit.py).
 AUDITLOG_INCLUDE_ALL_MODELS = False

@@ -106,3 +106,14 @@ def test_it_unlocks_with_the_axes_reset_commands(client, operator):
     response = _login(client, "operator", "pw-operator", ip="10.0.2.1")
     assert response.status_code == 302
     assert _logged_in_as(client, operator)
+
+
+def test_it_never_stores_the_password_or_the_code_of_a_failed_sign_in(client, operator):
+    from axes.models import AccessAttempt
+
+    client.post("/admin/login/", {"username": "operator", "password": "hunter2-secret", "otp_token": "rc-7h3k9x",
+                                  "next": "/admin/"}, REMOTE_ADDR="10.0.0.1")
+    attempt = AccessAttempt.objects.get()
+    assert attempt.failures_since_start == 1
+    assert "hunter2-secret" not in attempt.post_data
+    assert "rc-7h3k9x" not in attempt.post_data  # a recovery code typed with a mistyped password
