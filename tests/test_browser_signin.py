@@ -30,7 +30,7 @@ def test_it_refuses_the_password_alone_for_an_enrolled_user(page, live_server, o
 def test_it_enrols_a_new_staff_user_from_the_qr_page(page, live_server, operator):
     _password_page(page, live_server, "operator", "pw-operator")
     page.wait_for_url(f"{live_server.url}/admin/second-factor/**")
-    assert page.locator("#otp-qr svg").count() == 1
+    assert page.eval_on_selector("#otp-qr img", "img => img.complete && img.naturalWidth > 0")
     screenshot(page, "second-factor-enrol.png")
     # The phone: the key typed by hand from the page.
     secret = page.inner_text("#otp-secret").replace(" ", "")
@@ -41,3 +41,14 @@ def test_it_enrols_a_new_staff_user_from_the_qr_page(page, live_server, operator
     page.click("#continue")
     page.wait_for_url(f"{live_server.url}/admin/")
     assert page.locator("#dashboard").count() == 1
+
+
+def test_it_shows_the_lockout_page_after_repeated_failures(page, live_server, operator, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(3):
+        _password_page(page, live_server, "operator", "wrong")
+    assert "Too many failed sign-ins" in page.inner_text("#content-main")
+    assert "manage.py axes_reset_username operator" in page.inner_text("#content-main")
+    screenshot(page, "login-locked-out.png")
+    _password_page(page, live_server, "operator", "pw-operator", "000000")
+    assert "Too many failed sign-ins" in page.inner_text("#content-main")

@@ -2,6 +2,7 @@
 
 Written as the attacker acts: through the real login page with the test client, holding a
 staff user's password (phished, reused) but not their phone."""
+import base64
 import re
 import time
 
@@ -65,8 +66,10 @@ def test_it_holds_a_staff_user_without_a_device_on_the_enrolment_page(client, op
         assert response.status_code == 302, path
         assert response["Location"].startswith("/admin/second-factor/"), (path, response["Location"])
     page = client.get("/admin/second-factor/").content.decode()
-    assert "<svg" in page  # the QR code, drawn on the server
-    assert not re.search(r"""(src|href)=["']https?://""", page)  # nothing from a CDN
+    # The QR code, drawn on the server as SVG; nothing from a CDN.
+    qr = re.search(r'<img src="data:image/svg\+xml;base64,([^"]+)"', page)
+    assert qr and b"<svg" in base64.b64decode(qr.group(1))
+    assert not re.search(r"""(src|href)=["']https?://""", page)
 
 
 def test_it_enrols_an_authenticator_and_hands_out_recovery_codes_once(client, operator):

@@ -50,7 +50,7 @@ def enrol(request):
             device, codes = confirmed
             otp_login(request, device)
             return render(request, "cryptoadmin/recovery_codes.html", {**context, "codes": codes})
-    context.update(form=form, qr_svg=services.qr_svg(device), secret=_spaced(device.key))
+    context.update(form=form, qr=services.qr_data_url(device), secret=_spaced(device.key))
     return render(request, "cryptoadmin/second_factor_enrol.html", context)
 
 
