@@ -165,6 +165,7 @@ Q_CLUSTER = {
 OTP_REQUIRED = env_bool("OTP_REQUIRED", not DEBUG)
 OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "cryptoadmin")
 OTP_RECOVERY_CODES = 10
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # no TOTP key or QR code in the admin's device pages
 
 # Client address: REMOTE_ADDR, unless a trusted proxy is configured: then the entry that
 # proxy appended to X-Forwarded-For (counted from the right). Behind a TLS proxy

@@ -141,3 +141,12 @@ def test_it_replaces_all_recovery_codes_for_a_signed_in_user(client, operator):
     assert _login(client, "operator", "pw-operator", old[0]).status_code == 200  # old codes are gone
     time.sleep(1.1)  # the wrong code throttles every device of the user for 1 s
     assert _login(client, "operator", "pw-operator", new[0]).status_code == 302
+
+
+def test_it_never_shows_an_authenticator_key_in_the_admin(client, superuser, operator):
+    device, _ = totp_device(operator)
+    client.force_login(superuser)
+    page = client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/")
+    assert page.status_code == 200
+    assert device.key not in page.content.decode()
+    assert "otpauth://" not in page.content.decode()
