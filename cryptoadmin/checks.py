@@ -31,3 +31,16 @@ def check_configuration(app_configs, **kwargs):
     if settings.HEALTH_NODE_CACHE_SECONDS < 0:
         errors.append(Error("HEALTH_NODE_CACHE_SECONDS must be 0 or more.", id="cryptoadmin.E021"))
     return errors
+
+
+@register(Tags.security, deploy=True)
+def check_sign_in(app_configs, **kwargs):
+    """Issue 13, point 3: production staff sign in with a second factor."""
+    from django.core.checks import Warning
+
+    warnings = []
+    if not settings.DEBUG and not settings.OTP_REQUIRED:
+        warnings.append(Warning(
+            "OTP_REQUIRED is off with DEBUG off: staff sign in with a password alone.",
+            hint="Unset OTP_REQUIRED (it follows DEBUG) or set OTP_REQUIRED=1.", id="cryptoadmin.W010"))
+    return warnings

@@ -10,6 +10,8 @@ VIEW = [
     "broadcasts.view_broadcast", "broadcasts.view_outgoingtransaction",
     "balances.view_apitoken", "balances.view_user_balances",
     "django_q.view_schedule", "django_q.view_success", "django_q.view_failure", "django_q.view_ormq",
+    # Who changed money settings, tokens and roles (django-auditlog; secrets are masked in it).
+    "auditlog.view_logentry",
 ]
 OPERATE = [
     "ledger.check_networktransaction", "ledger.close_networktransaction_by_hand",
@@ -53,6 +55,14 @@ ROLES_0002 = {
     "Viewer": _VIEW_0002,
     "Operator": _VIEW_0002 + _OPERATE_0002,
     "Admin": _VIEW_0002 + _OPERATE_0002 + _ADMINISTER_0002,
+}
+
+
+# What cryptoadmin/migrations/0003_roles_reconcile_and_rerun.py applied, frozen likewise.
+ROLES_0003 = {
+    "Viewer": _VIEW_0002,
+    "Operator": _VIEW_0002 + _OPERATE_0002 + ["ledger.reconcile_wallet"],
+    "Admin": _VIEW_0002 + _OPERATE_0002 + ["ledger.reconcile_wallet"] + _ADMINISTER_0002 + ["django_q.add_ormq"],
 }
 
 

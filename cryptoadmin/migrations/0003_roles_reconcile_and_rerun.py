@@ -2,11 +2,11 @@
 and `django_q.add_ormq` (Admin: re-run a project task from the task pages)."""
 from django.db import migrations
 
-from cryptoadmin.roles import ROLES, ROLES_0002, sync_roles
+from cryptoadmin.roles import ROLES_0002, ROLES_0003, sync_roles
 
 
 def forwards(apps, schema_editor):
-    sync_roles(apps, ROLES)
+    sync_roles(apps, ROLES_0003)
 
 
 def backwards(apps, schema_editor):
