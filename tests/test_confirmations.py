@@ -196,14 +196,17 @@ call_command("migrate", verbosity=0)
 from ledger.models import Currency, Wallet, NetworkTransaction as NT
 from ledger.confirmations import write_changes
 c = Currency.objects.create(code="BTC"); w = Wallet.objects.create(name="w", currency=c)
-rows = [NT.objects.create(currency=c, wallet=w, txid=f"{i:064x}", type="deposit") for i in range(3)]
+rows = [NT.objects.create(currency=c, wallet=w, txid=f"{i:064x}", type="broadcast") for i in range(3)]
 now = timezone.now()
 for r in rows:
     r.confirmations, r.state, r.closed_at, r.flagged = 7, "closed", now, True
-write_changes(rows)
-got = set(NT.objects.values_list("confirmations", "state", "flagged"))
+hand = NT.objects.create(currency=c, wallet=w, txid="f" * 64, type="deposit", state="closed_by_hand")
+hand.confirmations, hand.state = 9, "open"  # a stale copy: the operator closed it after the read
+write_changes(rows + [hand], read_states={r.pk: "open" for r in rows + [hand]})
+assert NT.objects.filter(pk=hand.pk, state="closed_by_hand", confirmations=0).exists()
+got = set(NT.objects.exclude(pk=hand.pk).values_list("confirmations", "state", "flagged"))
 assert got == {(7, "closed", True)}, got
-assert all(abs((r.closed_at - now).total_seconds()) < 1 for r in NT.objects.all())
+assert all(abs((r.closed_at - now).total_seconds()) < 1 for r in NT.objects.exclude(pk=hand.pk))
 print("ok")
 """
     env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings", "DEBUG": "1",
