@@ -159,3 +159,48 @@ def test_it_shows_a_never_credited_conflicted_deposit_on_the_admin_home(deposit,
     body = client.get("/admin/").content.decode()
     assert "1 conflicted deposit" in body
     assert "state__exact=conflicted" in body
+
+
+def test_it_refuses_a_deposit_closed_without_its_credit_in_the_database(deposit):
+    from django.db import IntegrityError, transaction
+
+    wallet, row = deposit
+    with pytest.raises(IntegrityError, match="network_tx_deposit_closed_only_credited"), transaction.atomic():
+        NetworkTransaction.objects.filter(pk=row.pk).update(state="closed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_reopens_a_deposit_an_earlier_version_closed_uncredited_and_then_credits_it(currency):
+    """Migration 0005 on a database where the old code left a deposit closed and uncredited."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = ("ledger", "0004_network_transaction_check_permission"), \
+        ("ledger", "0005_deposits_per_wallet_closed_only_credited")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old = MigrationExecutor(connection).loader.project_state([before]).apps
+    wallet = old.get_model("ledger", "Wallet").objects.create(name="w-a", currency_id=currency.pk, backend="bitcoind",
+                                                              backend_settings={"url": "http://u:p@127.0.0.1:9"})
+    old.get_model("ledger", "NetworkTransaction").objects.create(
+        currency_id=currency.pk, wallet_id=wallet.pk, txid=TXID, type="deposit", state="closed", confirmations=9)
+    executor = MigrationExecutor(connection)
+    executor.migrate([after])
+    row = NetworkTransaction.objects.get(txid=TXID)
+    assert (row.state, row.closed_at, row.credited_at, row.flagged) == ("open", None, None, True)
+    assert "reopened by migration 0005" in row.flag_reason
+    wallet = Wallet.objects.get(pk=wallet.pk)
+    receiving(wallet, "alice", "addr-alice")
+    assert apply(polled(wallet), {TXID: paying(TXID, 9, **{"addr-alice": 4200})}, currency).credited == 1
+    row.refresh_from_db()
+    assert row.state == "closed" and credited("alice", currency) == 4200
+
+
+def test_it_flags_a_deposit_due_a_credit_that_pays_none_of_its_wallets_addresses_and_keeps_it_polled(
+        deposit, currency):
+    wallet, row = deposit
+    for _ in range(2):
+        summary = apply(polled(wallet), {TXID: paying(TXID, 6, **{"addr-elsewhere": 5000})}, currency)
+    row.refresh_from_db()
+    assert summary.credited == 0 and row.state == "open" and row.flagged
+    assert row.flag_reason.count("pays none of this wallet's receiving addresses") == 1
