@@ -204,3 +204,15 @@ def test_it_flags_a_deposit_due_a_credit_that_pays_none_of_its_wallets_addresses
     row.refresh_from_db()
     assert summary.credited == 0 and row.state == "open" and row.flagged
     assert row.flag_reason.count("pays none of this wallet's receiving addresses") == 1
+
+
+def test_it_shows_a_credited_conflicted_deposit_apart_and_drops_the_banner_once_closed_by_hand(
+        deposit, currency, client, superuser, operator):
+    wallet, row = deposit
+    apply(polled(wallet), {TXID: paying(TXID, 2, **{"addr-alice": 5000})}, currency)  # credited
+    apply(polled(wallet), {TXID: paying(TXID, -1, **{"addr-alice": 5000})}, currency)
+    client.force_login(superuser)
+    body = client.get("/admin/").content.decode()
+    assert "1 conflicted deposit(s) already credited" in body and "never credited" not in body
+    close_by_hand([row.pk], operator, "checked: double spend, user informed")
+    assert "conflicted deposit" not in client.get("/admin/").content.decode()
