@@ -203,6 +203,7 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
         row.last_checked_at = now
     changed_ids = {r.pk for r in changed}
     unchanged = [r.pk for r in rows if r.pk not in changed_ids]
+    faults.point("poll.before_write")
     with transaction.atomic():
         if changed:
             # Only the columns that moved (usually confirmations), last_checked_at folded in.

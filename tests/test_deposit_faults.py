@@ -133,3 +133,35 @@ def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_pol
     assert (row.state, row.credited_at, row.confirmations) == ("closed_by_hand", None, 0)
     assert services.balance(services.user_account("carol", wallet.currency)) == 0
     assert_credited_once(wallet, txids)
+
+
+@pytest.mark.parametrize("point", ["poll.before_write", "poll.after_write"])
+def test_it_never_credits_a_deposit_an_operator_closes_while_the_poller_holds_a_stale_copy(
+        deposits, child_env, operator, point):
+    """A real poller process parked after reading the rows (before its write, or before its
+    credit); the operator closes one deposit by hand; the poller goes on."""
+    from ledger.confirmations import close_by_hand, record_deposits
+
+    wallet, txids = deposits
+    record_deposits(wallet, wallet.get_backend().get_transactions(list(txids.values())).values())
+    env = dict(child_env, CRYPTOADMIN_FAULT=f"{point}=pause:3")
+    poller = subprocess.Popen([PYTHON, "manage.py", "update_confirmations", "--currency", "BTC"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert poller.stdout.readline().strip() == f"paused {point}"
+    row = NetworkTransaction.objects.get(wallet=wallet, txid=txids["bob"])
+    close_by_hand([row.pk], operator, "suspected double spend: do not credit")
+    row.refresh_from_db()
+    as_closed = [getattr(row, f) for f in ("state", "state_changed_at", "closed_at", "confirmations", "last_checked_at")]
+    out, err = poller.communicate(timeout=60)
+    assert poller.returncode == 0, err[-2000:]
+    assert "credited 1" in out
+    row.refresh_from_db()
+    assert (row.state, row.credited_at, row.close_reason) == ("closed_by_hand", None,
+                                                               "suspected double spend: do not credit")
+    # The poller never wrote on it.
+    assert [getattr(row, f) for f in ("state", "state_changed_at", "closed_at", "confirmations",
+                                      "last_checked_at")] == as_closed
+    assert services.balance(services.user_account("bob", wallet.currency)) == 0
+    update_confirmations(wallet.currency)
+    assert services.balance(services.user_account("bob", wallet.currency)) == 0
+    assert services.balance(services.user_account("alice", wallet.currency)) == AMOUNTS["alice"]
