@@ -111,7 +111,8 @@ def test_it_credits_once_after_a_rescan_is_killed(deposits, child_env):
     assert_credited_once(wallet, txids)
 
 
-def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_polls(deposits, child_env, operator):
+def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_polls(deposits, node, child_env,
+                                                                                    operator):
     from ledger.confirmations import close_by_hand, update_one
     from ledger.rescan import rescan_wallet
 
@@ -120,12 +121,11 @@ def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_pol
     update_confirmations(wallet.currency)
     # A third deposit, to carol, seen at 0 confirmations, then closed by hand.
     address = services.new_receiving_address(wallet, "carol")
-    node_rpc = wallet.get_backend().call
-    carol = node_rpc("sendtoaddress", address.address, "0.2")
+    carol = node.rpc("sendtoaddress", address.address, "0.2")
     update_one(wallet.currency, carol)
     row = NetworkTransaction.objects.get(wallet=wallet, txid=carol)
     close_by_hand([row.pk], operator, "suspected double spend: do not credit")
-    wallet.get_backend().call("generate", 5)
+    node.generate(5)
     assert run(child_env, "", "walletnotify", "BTC", carol).returncode == 0
     rescan_wallet(wallet)
     update_confirmations(wallet.currency)
