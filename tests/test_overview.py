@@ -14,7 +14,8 @@ def test_it_counts_open_and_stuck_transactions_per_currency(wallet, btc):
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="a" * 64, type="deposit")
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="b" * 64, type="deposit",
                                       opened_at=now - timezone.timedelta(hours=2))
-    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="c" * 64, type="deposit", state="closed")
+    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="c" * 64, type="deposit", state="closed",
+                                      credited_at=now)  # a deposit closes only with its credit
     row = overview.currency_rows()[0]
     assert (row["open"], row["stuck"]) == (2, 1)
 

@@ -102,6 +102,18 @@ class ReceivedEntry:
 class SinceBlock:
     transactions: tuple[TxInfo, ...]
     lastblock: str
+    # Entries the node answered in a shape we cannot trust: txid -> BadReply, in place.
+    errors: dict = field(default_factory=dict)
+
+
+TXID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_txid(value, what: str) -> str:
+    """A txid from a node reply must be 64 lowercase hex characters, or the reply is bad."""
+    if not isinstance(value, str) or not TXID_RE.match(value):
+        raise BadReply(f"{what}: {str(value)[:80]!r} is not a transaction id")
+    return value
 
 
 class Backend:
