@@ -171,12 +171,12 @@ def test_it_refuses_a_deposit_closed_without_its_credit_in_the_database(deposit)
 
 @pytest.mark.django_db(transaction=True)
 def test_it_reopens_a_deposit_an_earlier_version_closed_uncredited_and_then_credits_it(currency):
-    """Migration 0005 on a database where the old code left a deposit closed and uncredited."""
+    """Migration 0006 on a database where the old code left a deposit closed and uncredited."""
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    before, after = ("ledger", "0004_network_transaction_check_permission"), \
-        ("ledger", "0005_deposits_per_wallet_closed_only_credited")
+    before, after = ("ledger", "0005_wallet_reconcile_permission"), \
+        ("ledger", "0006_deposits_per_wallet_closed_only_credited")
     executor = MigrationExecutor(connection)
     executor.migrate([before])
     old = MigrationExecutor(connection).loader.project_state([before]).apps
@@ -186,9 +186,12 @@ def test_it_reopens_a_deposit_an_earlier_version_closed_uncredited_and_then_cred
         currency_id=currency.pk, wallet_id=wallet.pk, txid=TXID, type="deposit", state="closed", confirmations=9)
     executor = MigrationExecutor(connection)
     executor.migrate([after])
+    # Back to the latest schema of every app, whatever later migrations were unapplied above.
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
     row = NetworkTransaction.objects.get(txid=TXID)
     assert (row.state, row.closed_at, row.credited_at, row.flagged) == ("open", None, None, True)
-    assert "reopened by migration 0005" in row.flag_reason
+    assert "reopened by migration 0006" in row.flag_reason
     wallet = Wallet.objects.get(pk=wallet.pk)
     receiving(wallet, "alice", "addr-alice")
     assert apply(polled(wallet), {TXID: paying(TXID, 9, **{"addr-alice": 4200})}, currency).credited == 1

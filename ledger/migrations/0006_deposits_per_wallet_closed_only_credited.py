@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-REOPEN_REASON = ("reopened by migration 0005: an earlier version closed this deposit without crediting it; "
+REOPEN_REASON = ("reopened by migration 0006: an earlier version closed this deposit without crediting it; "
                  "the poller credits it on its next cycle")
 
 
@@ -26,7 +26,7 @@ def reopen_closed_uncredited_deposits(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ledger', '0004_network_transaction_check_permission'),
+        ('ledger', '0005_wallet_reconcile_permission'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
