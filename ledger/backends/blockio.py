@@ -53,6 +53,7 @@ from .base import (
     TxInfo,
     TxOutput,
     seconds_left,
+    check_txid,
 )
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,7 @@ class BlockIoBackend(Backend):
                 except (KeyError, TypeError, ValueError):
                     raise BadReply("block.io get_transactions: a sent transaction lacks txid, time or amounts") from None
                 if paid == outputs:
-                    found.append(tx["txid"])
+                    found.append(check_txid(tx.get("txid"), "block.io get_transactions type=sent"))
             if not txs:
                 return found
             before = txs[-1]["txid"]
@@ -295,12 +296,16 @@ class BlockIoBackend(Backend):
         # No block cursor in block.io's API: the newest page of received transactions serves
         # to discover deposits; open rows are polled by txid (the tracker's fallback).
         data = self.read("get_transactions", type="received")
-        return SinceBlock(tuple(self._received_info(tx) for tx in data.get("txs", [])), "")
+        txs = data.get("txs", []) if isinstance(data, dict) else None
+        if not isinstance(txs, list):
+            raise BadReply("block.io get_transactions: the reply holds no list of transactions")
+        return SinceBlock(tuple(self._received_info(tx) for tx in txs), "")
 
     def _received_info(self, tx: dict) -> TxInfo:
         try:
             outputs = tuple(TxOutput(a["recipient"], "receive", self.units(a["amount"])) for a in tx["amounts_received"])
-            return TxInfo(txid=tx["txid"], confirmations=int(tx["confirmations"]), fee=None, outputs=outputs)
+            return TxInfo(txid=check_txid(tx["txid"], "block.io get_transactions"), confirmations=int(tx["confirmations"]),
+                          fee=None, outputs=outputs)
         except (KeyError, TypeError, ValueError):
             raise BadReply("block.io get_transactions: a transaction lacks txid, confirmations or amounts") from None
 
