@@ -46,9 +46,17 @@ class ReadOnly:
 
 
 class CloseForm(forms.Form):
-    method = forms.ChoiceField(choices=Broadcast.CloseMethod.choices, widget=forms.RadioSelect)
+    method = forms.ChoiceField(choices=[], widget=forms.RadioSelect)
     txid = forms.CharField(required=False, max_length=64, help_text="For 'It reached the network'")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Stored with your name")
+
+    def __init__(self, *args, nonce=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [(Broadcast.CloseMethod.REACHED_NETWORK, "It reached the network"),
+                   (Broadcast.CloseMethod.NEVER_LEFT, "It never left")]
+        if nonce:  # only a backend with a nonce can repeat a send safely
+            choices.append((Broadcast.CloseMethod.SAME_NONCE, "Retry with the same nonce"))
+        self.fields["method"].choices = choices
 
     def clean(self):
         data = super().clean()
@@ -148,8 +156,9 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         if broadcast.state != Broadcast.State.OPENED:
             messages.error(request, f"Broadcast #{broadcast.pk} is {broadcast.get_state_display()}: nothing to close.")
             return redirect(change_url)
+        backend_has_nonce = broadcast.wallet.backend == "blockio"
         if request.method == "POST":
-            form = CloseForm(request.POST)
+            form = CloseForm(request.POST, nonce=backend_has_nonce)
             if form.is_valid():
                 data = form.cleaned_data
                 try:
@@ -173,8 +182,7 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
             initial = {"txid": request.GET.get("txid", "")}
             if initial["txid"]:
                 initial["method"] = Broadcast.CloseMethod.REACHED_NETWORK
-            form = CloseForm(initial=initial)
-        backend_has_nonce = broadcast.wallet.backend == "blockio"
+            form = CloseForm(initial=initial, nonce=backend_has_nonce)
         context = dict(
             self.admin_site.each_context(request), title=f"Close {broadcast} by hand", opts=self.model._meta,
             original=broadcast, broadcast=broadcast, form=form, backend_has_nonce=backend_has_nonce,
