@@ -388,6 +388,14 @@ class Broadcaster:
         ).values_list("txid", "id"))
         if not missing:
             return 0
+        if not getattr(self.backend, "keeps_comments", True):
+            # block.io tells a fee only in the withdraw's reply; otherwise it is what the
+            # wallet's inputs held less the outputs, learnt by checking them.
+            for txid in missing:
+                try:
+                    self.backend.spends_own_coins(txid)
+                except BackendError as exc:
+                    log.warning("cannot read the inputs of %s now: %s", txid, exc)
         try:
             infos = self.backend.get_transactions(list(missing))
         except BackendError as exc:

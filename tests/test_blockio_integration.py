@@ -244,3 +244,15 @@ def test_it_closes_as_never_left_past_the_nonce_window_when_nothing_was_sent(blo
     assert Broadcast.objects.get().state == "closed_failed"
     assert Broadcaster(blockio_wallet).run().sent == 1
     assert len(blockio.sent) == 1
+
+
+def test_it_fills_in_a_fee_block_io_never_replied_from_the_wallets_inputs(blockio_wallet, blockio, settings):
+    broadcast, destination = _interrupted(blockio_wallet, blockio, "timeout", settings)
+    txid = wait_until(lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw")
+    # Settled without block.io's reply (as a late reply or by hand would): the fee is unknown.
+    Broadcast.objects.filter(pk=broadcast.pk).update(state="broadcasted", txid=txid)
+
+    Broadcaster(blockio_wallet).run()
+
+    broadcast.refresh_from_db()
+    assert broadcast.fee == blockio.fee
