@@ -206,6 +206,13 @@ GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
+# A broadcast's send is leased for 2 x NODE_RPC_TIMEOUT (the node calls' budget: the
+# state-changing call's own timeouts are cut to fit what is left of it) + this margin. While
+# the lease runs the send is in flight: nobody closes it by hand, on any database.
+BROADCAST_LEASE_MARGIN = env_int("BROADCAST_LEASE_MARGIN", 30)
+# block.io rejects a withdraw repeating a nonce used less than an hour before; after that it
+# would pay again. A lost withdraw is re-issued with its nonce only this long after it opened.
+BLOCKIO_NONCE_WINDOW = env_int("BLOCKIO_NONCE_WINDOW", 3000)
 # /health gives details (nodes, scheduler, ...) to a staff session or `Authorization: Bearer
 # <HEALTH_TOKEN>`; anyone else gets the status only. Empty: no token opens the details.
 HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
