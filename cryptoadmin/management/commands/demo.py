@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -32,12 +33,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--no-serve", action="store_true", help="Set up and exit (for tests).")
+        parser.add_argument("--var", default=None,
+                            help="Directory for the nodes' data (default: var/ in the repository).")
 
-    def handle(self, *args, port, no_serve, **options):
+    def handle(self, *args, port, no_serve, var=None, **options):
         # Explicit handlers: a shell that starts us in the background ignores SIGINT for us.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _interrupt)
-        var = settings.BASE_DIR / "var"
+        var = Path(var) if var else settings.BASE_DIR / "var"
         outside = LocalBitcoind(datadir=str(var / "outside")).start()
         notify = f"{sys.executable} {settings.BASE_DIR / 'manage.py'} walletnotify BTC %s"
         try:
