@@ -11,7 +11,6 @@ import os
 import random
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, call_command
 
 from cryptoadmin.localservices import LocalBitcoind
+from ops.processes import ProcessTree
 
 
 def _interrupt(signum, frame):
@@ -49,7 +49,9 @@ class Command(BaseCommand):
             outside.stop(remove=False)
             raise
         self.outside = outside
-        children = []
+        # Children run in sessions of their own, so Ctrl-C reaches this process only and the
+        # scheduler gets exactly one SIGTERM from us (ops/processes.py says why).
+        children = ProcessTree()
         try:
             call_command("migrate", interactive=False, verbosity=0)
             wallet = self.setup_books(node)
@@ -60,8 +62,8 @@ class Command(BaseCommand):
                 return
             env = dict(os.environ)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-            children.append(subprocess.Popen(manage + ["qcluster"], env=env))
-            children.append(subprocess.Popen(manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], env=env))
+            children.start(manage + ["qcluster"], env=env)
+            children.start(manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], env=env)
             self.stdout.write(self.style.SUCCESS(
                 f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / {password}\n"
                 f"  Node: regtest bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n"
@@ -70,15 +72,10 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
+            # A second Ctrl-C while stopping must not cut the stop short.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
-            for child in children:
-                try:
-                    child.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            children.stop(timeout=20)
             node.stop(remove=False)
             outside.stop(remove=False)
             self.stdout.write("stopped: web server, scheduler, nodes")
@@ -135,7 +132,7 @@ class Command(BaseCommand):
 
     def run_until_interrupted(self, node, wallet, children):
         try:
-            while all(child.poll() is None for child in children):
+            while children.all_running():
                 self.tick(node, wallet)
                 time.sleep(5)
         except KeyboardInterrupt:
