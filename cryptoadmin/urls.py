@@ -4,6 +4,7 @@ from django.urls import path
 from .health import health
 from .throttle import throttled
 from balances.views import graphql_view
+from ops.metrics import metrics_view
 
 admin.site.site_header = "cryptoadmin"
 admin.site.site_title = "cryptoadmin"
@@ -15,4 +16,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("graphql", graphql_view, name="graphql"),
+    path("metrics", metrics_view, name="metrics"),
 ]
