@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import subprocess
 import time
 from html import unescape
@@ -98,5 +99,18 @@ class ProxiedBrowser:
 
 
 def stop(proc, timeout=40):
-    os.killpg(proc.pid, 15) if proc.poll() is None else None
-    proc.wait(timeout=timeout)
+    """SIGTERM to the leader only (serve and qcluster stop their own children gracefully; a
+    signal to the whole group would kill qcluster's workers under its feet), then SIGKILL
+    whatever is left in its group."""
+    from ops.processes import kill_group, wait_group_gone
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if not wait_group_gone(proc.pid, 5):
+            kill_group(proc.pid)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
