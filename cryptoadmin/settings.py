@@ -186,6 +186,14 @@ STORAGES = {
     # because collectstatic has not run yet (the test suite renders pages without it).
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Read by balances/cache.py when it is imported; parsed here first so a bad value is named.
+for _name, _cast in (("BALANCE_CACHE_MAX_USERS", int), ("BALANCE_CACHE_WAIT_TIMEOUT", float),
+                     ("BALANCE_CACHE_MAX_STALENESS", float)):
+    _raw = os.environ.get(_name, "").strip()
+    try:
+        _raw and _cast(_raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{_name}={_raw!r} is not a number.") from None
 PORT = env_int("PORT", 8000)
 WEB_WORKERS = env_int("WEB_WORKERS", 2)
 # /metrics answers a staff session, or `Authorization: Bearer <METRICS_TOKEN>` when it is set.

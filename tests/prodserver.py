@@ -2,7 +2,6 @@
 and talk to it over loopback HTTP, as the reverse proxy in front of it would."""
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import signal
