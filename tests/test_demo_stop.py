@@ -16,7 +16,7 @@ pytestmark = pytest.mark.node
 
 MARKER = "CRYPTOADMIN_DEMO_TEST_MARKER"
 # demo, its two nodes, runserver, and qcluster: the command, its sentinel, monitor, pusher and workers.
-Q_WORKERS = 2
+Q_WORKERS = 1  # the smallest cluster that still has every kind of process
 TREE_SIZE = 1 + 2 + 1 + (4 + Q_WORKERS)
 
 
@@ -64,13 +64,18 @@ def test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row(tmp_path):
                 demo = subprocess.Popen([PYTHON, "manage.py", "demo", "--var", str(tmp_path / "var"),
                                          "--port", str(free_port())], cwd=REPO, env=env, stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
+            t0 = time.monotonic()
             try:
                 wait_for(lambda: "Dashboard:" in log.read_text() or demo.poll() is not None, 180, "the demo to serve")
+                t1 = time.monotonic()
                 assert demo.poll() is None, log.read_text()[-3000:]
                 wait_for(lambda: len(marked_processes(marker)) >= TREE_SIZE, 30, "the whole process tree")
                 wait_for(lambda: "running." in log.read_text(), 60, "the scheduler cluster to run")
+                t2 = time.monotonic()
                 os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
                 demo.wait(timeout=60)
+                print(f"run {run}: set-up {t1 - t0:.1f} s, scheduler up {t2 - t1:.1f} s, "
+                      f"stop {time.monotonic() - t2:.1f} s")
             finally:
                 if demo.poll() is None:
                     demo.kill()

@@ -29,33 +29,46 @@ def test_it_accepts_a_lower_case_log_level():
     assert check(LOG_LEVEL="warning").returncode == 0
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"Q_WORKERS": "0"}, "Q_WORKERS=0 must be at least 1."),
-    ({"Q_TIMEOUT": "0"}, "Q_TIMEOUT=0 must be at least 1 second(s)."),
-    ({"Q_TIMEOUT": "700", "Q_RETRY": "600"}, "Q_RETRY=600 must be greater than Q_TIMEOUT=700"),
-    ({"LOGIN_MAX_FAILURES": "0"}, "LOGIN_MAX_FAILURES=0 must be at least 1."),
-    ({"LOGIN_FAILURE_WINDOW": "-5"}, "LOGIN_FAILURE_WINDOW=-5 must be at least 1 second(s)."),
-    ({"HEALTH_NODE_TIMEOUT": "0"}, "HEALTH_NODE_TIMEOUT=0 must be at least 1 second(s)."),
-    ({"WEB_WORKERS": "0"}, "WEB_WORKERS=0 must be at least 1."),
-    ({"PORT": "70000"}, "PORT=70000 is not a TCP port"),
-    ({"ALERT_REMINDER_MINUTES": "0"}, "ALERT_REMINDER_MINUTES=0 must be at least 1."),
-    ({"BALANCE_CACHE_MAX_STALENESS": "soon"}, "BALANCE_CACHE_MAX_STALENESS='soon' is not a number."),
-    ({"BALANCE_CACHE_CROSS_PROCESS": "carrier-pigeon"}, "BALANCE_CACHE_CROSS_PROCESS='carrier-pigeon' is not one of"),
-    ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN is shorter than 20 characters."),
-    ({"ALERT_URLS": "json://127.0.0.1:9/x, nosuchservice://token@host"},
-     "ALERT_URLS: URL #2 (nosuchservice://...) is not a notification URL apprise knows."),
+BAD_BUT_PARSEABLE = {
+    "Q_WORKERS": ("0", "Q_WORKERS=0 must be at least 1."),
+    "Q_TIMEOUT": ("700", "Q_RETRY=600 must be greater than Q_TIMEOUT=700"),
+    "Q_RETRY": ("600", None),
+    "LOGIN_MAX_FAILURES": ("0", "LOGIN_MAX_FAILURES=0 must be at least 1."),
+    "LOGIN_FAILURE_WINDOW": ("-5", "LOGIN_FAILURE_WINDOW=-5 must be at least 1 second(s)."),
+    "HEALTH_NODE_TIMEOUT": ("0", "HEALTH_NODE_TIMEOUT=0 must be at least 1 second(s)."),
+    "WEB_WORKERS": ("0", "WEB_WORKERS=0 must be at least 1."),
+    "PORT": ("70000", "PORT=70000 is not a TCP port"),
+    "ALERT_REMINDER_MINUTES": ("0", "ALERT_REMINDER_MINUTES=0 must be at least 1."),
+    "BALANCE_CACHE_MAX_STALENESS": ("0", "BALANCE_CACHE_MAX_STALENESS=0 must be greater than 0."),
+    "BALANCE_CACHE_CROSS_PROCESS": ("carrier-pigeon", "BALANCE_CACHE_CROSS_PROCESS='carrier-pigeon' is not one of"),
+    "METRICS_TOKEN": ("short", "METRICS_TOKEN is shorter than 20 characters."),
+    "ALERT_URLS": ("json://127.0.0.1:9/x, nosuchservice://token@host",
+                   "ALERT_URLS: URL #2 (nosuchservice://...) is not a notification URL apprise knows."),
+}
+
+
+def test_it_fails_check_for_values_that_parse_but_cannot_work_naming_each_at_once():
+    result = check(**{name: raw for name, (raw, _) in BAD_BUT_PARSEABLE.items()})
+    assert result.returncode != 0
+    for name, (_, message) in BAD_BUT_PARSEABLE.items():
+        assert message is None or message in result.stderr, (name, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr
+
+
+def test_it_passes_check_with_the_defaults():
+    result = check()
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name, raw, message", [
+    ("Q_WORKERS", "many", "Q_WORKERS='many' is not a whole number."),
+    ("BALANCE_CACHE_MAX_STALENESS", "soon", "BALANCE_CACHE_MAX_STALENESS='soon' is not a number."),
 ])
-def test_it_fails_check_for_values_that_parse_but_cannot_work(env, message):
-    result = check(**env)
+def test_it_names_a_number_that_does_not_parse(name, raw, message):
+    result = check(**{name: raw})
     assert result.returncode != 0
-    assert message in result.stderr, result.stderr[-2000:]
-
-
-@pytest.mark.parametrize("name", ["Q_WORKERS", "PORT", "WEB_WORKERS", "ALERT_REMINDER_MINUTES", "NODE_RPC_TIMEOUT"])
-def test_it_names_a_number_that_does_not_parse(name):
-    result = check(**{name: "many"})
-    assert result.returncode != 0
-    assert f"{name}='many' is not a whole number." in result.stderr
+    assert f"configuration error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_it_lists_every_variable_the_code_reads_in_the_readme_table():

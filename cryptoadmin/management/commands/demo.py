@@ -63,7 +63,7 @@ class Command(BaseCommand):
             env = dict(os.environ)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             children.start(manage + ["qcluster"], env=env)
-            children.start(manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], env=env)
+            children.start(manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env)
             self.stdout.write(self.style.SUCCESS(
                 f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / {password}\n"
                 f"  Node: regtest bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n"
@@ -76,6 +76,9 @@ class Command(BaseCommand):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             children.stop(timeout=20)
+            for server in (node, outside):  # both shut down at once; stop() then waits for each
+                if server.proc and server.proc.poll() is None:
+                    server.proc.send_signal(signal.SIGINT)
             node.stop(remove=False)
             outside.stop(remove=False)
             self.stdout.write("stopped: web server, scheduler, nodes")
