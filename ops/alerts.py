@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -140,10 +140,7 @@ def claim(event: Event, now) -> Alert | None:
 def run_alerts(now=None) -> dict:
     now = now or timezone.now()
     events = current_events()
-    try:
-        record(events, now)
-    except IntegrityError:  # another cluster created the same rows between our reads
-        record(events, now)
+    record(events, now)  # ON CONFLICT DO NOTHING: another cluster may record the same events
     sent = failed = 0
     urls = settings.ALERT_URLS
     if not urls:

@@ -31,12 +31,13 @@ class Command(BaseCommand):
     help = "Run the dashboard with a local regtest node and the scheduler (Ctrl-C stops everything)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
         parser.add_argument("--no-serve", action="store_true", help="Set up and exit (for tests).")
         parser.add_argument("--var", default=None,
                             help="Directory for the nodes' data (default: var/ in the repository).")
 
     def handle(self, *args, port, no_serve, var=None, **options):
+        port = port or settings.PORT
         # Explicit handlers: a shell that starts us in the background ignores SIGINT for us.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _interrupt)
