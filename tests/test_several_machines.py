@@ -6,6 +6,7 @@ made through the other within the cache's staleness bound."""
 import json
 import re
 import subprocess
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -46,6 +47,23 @@ def queue_through(browser, wallet, address, amount):
     assert response.status_code == 302, re.sub(r"\s+", " ", response.text)[:1500]
 
 
+def watch_for_running(logs) -> dict:
+    """Records, in a thread, when each cluster's log first says it is running: its first
+    scheduler pass comes SCHEDULER_PASS seconds later."""
+    seen = {}
+
+    def watch():
+        deadline = time.monotonic() + 120
+        while len(seen) < len(logs) and time.monotonic() < deadline:
+            for log in logs:
+                if log not in seen and "running." in log.read_text():
+                    seen[log] = time.monotonic()
+            time.sleep(0.1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen
+
+
 def seen_within(read, expected, bound):
     """Seconds until `read()` returned `expected`; fails after `bound`."""
     started = time.monotonic()
@@ -72,6 +90,7 @@ def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(btc, fres
     clusters = [subprocess.Popen([PYTHON, "manage.py", "qcluster"], cwd=REPO, env=env, start_new_session=True,
                                  stdout=open(tmp_path / f"cluster{i}.log", "w"), stderr=subprocess.STDOUT)
                 for i in (1, 2)]
+    running = watch_for_running([tmp_path / f"cluster{i}.log" for i in (1, 2)])
     webs = []
     try:
         webs = [start_serve(env, tmp_path / f"web{i}.log", "--no-scheduler", "--web-workers", "1") for i in (1, 2)]
@@ -107,7 +126,9 @@ def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(btc, fres
             return done == set(due)
 
         wait_until(all_ran, timeout=SCHEDULER_PASS + 60, interval=0.5, what="every due schedule to run")
-        time.sleep(5)  # the second cluster's pass, seconds later, must find nothing due
+        # Both clusters have made their first pass (the later one must have found nothing due).
+        wait_until(lambda: len(running) == 2, timeout=30, what="both clusters running")
+        time.sleep(max(0.0, max(running.values()) + SCHEDULER_PASS + 3 - time.monotonic()))
 
         runs = Counter(Task.objects.filter(group__in=due).values_list("group", flat=True))
         assert runs == Counter({name: 1 for name in due}), runs
