@@ -136,9 +136,11 @@ class Command(BaseCommand):
 
     def run_until_interrupted(self, node, wallet, children):
         try:
+            # Traffic starts after a first pause: the server and the scheduler start first,
+            # without walletnotify processes competing with them.
             while children.all_running():
-                self.tick(node, wallet)
                 time.sleep(5)
+                self.tick(node, wallet)
         except KeyboardInterrupt:
             pass
 
