@@ -41,11 +41,13 @@ def network_transaction_metrics(now):
                       ["currency", "type", "state"])
     stuck = _gauge("cryptoadmin_network_transactions_stuck",
                    f"Open network transactions opened more than {STUCK_AFTER} ago.", ["currency", "type"])
-    flagged = _gauge("cryptoadmin_network_transactions_flagged", "Network transactions flagged for an operator.",
+    flagged = _gauge("cryptoadmin_network_transactions_flagged",
+                     "Network transactions flagged for an operator and not closed by hand.",
                      ["currency", "type"])
     counts = {(r["currency_id"], r["type"], r["state"]): r for r in NT.objects.values("currency_id", "type", "state")
               .annotate(n=Count("id"), stuck=Count("id", filter=Q(state=NT.State.OPEN, opened_at__lt=now - STUCK_AFTER)),
-                        flagged=Count("id", filter=Q(flagged=True)))}
+                        # Closed by hand: a person has dealt with it, even if the flag stays.
+                        flagged=Count("id", filter=Q(flagged=True) & ~Q(state=NT.State.CLOSED_BY_HAND)))}
     # Every state of the model's choices, zero-filled: a state added later appears by itself.
     for currency_id, code in codes.items():
         for type_ in NT.Type.values:

@@ -42,6 +42,7 @@ def money(wallet, node):
     network_tx(wallet, 2, type="deposit", opened_at=now - timedelta(hours=2))  # stuck
     network_tx(wallet, 3, type="deposit", state="conflicted", flagged=True, flag_reason="conflicted")
     network_tx(wallet, 4, type="broadcast", state="closed")
+    network_tx(wallet, 5, type="deposit", state="closed_by_hand", flagged=True, flag_reason="settled by a person")
     alice = credit_user(wallet, "alice", 50_000_000)
     send_external(alice, node.rpc("getnewaddress"), 1_000_000)
     send_external(alice, node.rpc("getnewaddress"), 2_500_000)
