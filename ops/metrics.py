@@ -60,7 +60,7 @@ def network_transaction_metrics(now):
 
 
 def outgoing_metrics():
-    from broadcasts.models import Broadcast, OutgoingTransaction as OT
+    from broadcasts.models import OutgoingTransaction as OT
     from broadcasts.services import interrupted_broadcasts
     from ledger.models import Currency, Wallet
 

@@ -6,7 +6,6 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.test import override_settings
 from django.utils import timezone
 
 from broadcasts.models import Broadcast
