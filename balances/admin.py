@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from cryptoadmin.audit import record_change
 from ledger.models import Currency
 from ledger.money import format_units
 
@@ -76,6 +77,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now,
                                                                                    revoked_by=request.user):
                 self.log_change(request, token, "Revoked")
+                record_change(token, {"revoked_at": (None, now), "revoked_by": (None, request.user)})
                 revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
 

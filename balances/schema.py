@@ -10,8 +10,11 @@ import re
 from typing import Optional
 
 import strawberry
+from django.conf import settings
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import (
+    DisableIntrospection, MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter,
+)
 
 from ledger.models import Currency
 from ledger.money import format_units
@@ -98,9 +101,29 @@ class Query:
         return UserBalances(id=user_id, currencies=currencies)
 
 
-schema = strawberry.Schema(
-    query=Query,
-    # Messages of our BalanceQueryError and of GraphQL validation reach the client; others are masked.
-    extensions=[lambda: MaskErrors(should_mask_error=lambda error: error.original_error is not None
-                                   and not isinstance(error.original_error, BalanceQueryError))],
-)
+def _mask(error) -> bool:
+    # Messages of our BalanceQueryError and of GraphQL parsing/validation (the limits below)
+    # reach the client; others are masked.
+    return error.original_error is not None and not isinstance(error.original_error, BalanceQueryError)
+
+
+def build_schema(introspection=None):
+    """The schema with its abuse limits. Parsing (tokens) and validation (aliases, depth,
+    introspection) run before any resolver, so an over-limit document costs no SQL query and
+    never touches the balance cache. `introspection` defaults to settings.GRAPHQL_INTROSPECTION
+    (on only in DEBUG)."""
+    if introspection is None:
+        introspection = settings.GRAPHQL_INTROSPECTION
+    tokens, aliases, depth = settings.GRAPHQL_MAX_TOKENS, settings.GRAPHQL_MAX_ALIASES, settings.GRAPHQL_MAX_DEPTH
+    extensions = [
+        lambda: MaxTokensLimiter(max_token_count=tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=aliases),
+        lambda: QueryDepthLimiter(max_depth=depth),
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection)
+    extensions.append(lambda: MaskErrors(should_mask_error=_mask))
+    return strawberry.Schema(query=Query, extensions=extensions)
+
+
+schema = build_schema()

@@ -6,4 +6,6 @@ class CryptoadminConfig(AppConfig):
     verbose_name = "cryptoadmin"
 
     def ready(self):
-        from . import checks, schedules, throttle  # noqa: F401  registers checks, post_migrate and login signals
+        from . import audit, checks, schedules  # noqa: F401  registers checks and post_migrate
+
+        audit.register()

@@ -23,4 +23,24 @@ def check_configuration(app_configs, **kwargs):
         errors.append(
             Error("NODE_RPC_TIMEOUT must be a positive number of seconds.", id="cryptoadmin.E003")
         )
+    if settings.HEALTH_TOKEN and len(settings.HEALTH_TOKEN) < 32:
+        errors.append(
+            Error("HEALTH_TOKEN is shorter than 32 characters: it opens /health's details to whoever guesses it.",
+                  hint="python -c 'import secrets; print(secrets.token_urlsafe(32))'", id="cryptoadmin.E020")
+        )
+    if settings.HEALTH_NODE_CACHE_SECONDS < 0:
+        errors.append(Error("HEALTH_NODE_CACHE_SECONDS must be 0 or more.", id="cryptoadmin.E021"))
     return errors
+
+
+@register(Tags.security, deploy=True)
+def check_sign_in(app_configs, **kwargs):
+    """Issue 13, point 3: production staff sign in with a second factor."""
+    from django.core.checks import Warning
+
+    warnings = []
+    if not settings.DEBUG and not settings.OTP_REQUIRED:
+        warnings.append(Warning(
+            "OTP_REQUIRED is off with DEBUG off: staff sign in with a password alone.",
+            hint="Unset OTP_REQUIRED (it follows DEBUG) or set OTP_REQUIRED=1.", id="cryptoadmin.W010"))
+    return warnings

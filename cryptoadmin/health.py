@@ -1,12 +1,20 @@
 """/health: JSON for monitors. 200 when all is well, 503 otherwise. No secrets in it.
 
+Anyone gets `{"ok": bool}` and the status code; the sections (database, nodes, scheduler,
+what apps add) go to a staff session or a caller with `Authorization: Bearer <HEALTH_TOKEN>`.
+Node probes are cached for HEALTH_NODE_CACHE_SECONDS, so hits cost the nodes (and block.io's
+rate limit) at most one probe per wallet per period and web worker, however many arrive.
+
 Apps add checks in `<app>/health.py` as `checks() -> {name: {"ok": bool, ...}}`.
 """
+import hmac
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
@@ -45,7 +53,27 @@ def node_status(wallet, timeout=None):
             "latency_ms": round((time.monotonic() - started) * 1000, 1)}
 
 
+NODES_CACHE_KEY = "cryptoadmin:health:nodes"
+_probe_lock = threading.Lock()  # one probe at a time in this process; the others wait for its answer
+
+
 def nodes():
+    """The probe of every enabled wallet's node, shared for HEALTH_NODE_CACHE_SECONDS."""
+    seconds = settings.HEALTH_NODE_CACHE_SECONDS
+    if seconds <= 0:
+        return probe_nodes()
+    cached = cache.get(NODES_CACHE_KEY)
+    if cached is not None:
+        return cached
+    with _probe_lock:
+        cached = cache.get(NODES_CACHE_KEY)
+        if cached is None:
+            cached = probe_nodes()
+            cache.set(NODES_CACHE_KEY, cached, seconds)
+    return cached
+
+
+def probe_nodes():
     from ledger.models import Wallet
 
     wallets = list(Wallet.objects.filter(enabled=True).select_related("currency"))
@@ -73,6 +101,15 @@ def scheduler():
     return {"ok": fresh and not overdue, "overdue": overdue, **status}
 
 
+def may_see_details(request) -> bool:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_active and user.is_staff:
+        return True
+    token = settings.HEALTH_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 @never_cache
 @require_GET
 def health(request):
@@ -83,5 +120,8 @@ def health(request):
         for extra in collect("health", "checks"):
             body.update(extra)
     ok = all(section["ok"] for section in body.values())
+    status = 200 if ok else 503
+    if not may_see_details(request):
+        return JsonResponse({"ok": ok}, status=status)
     body["ok"] = ok
-    return JsonResponse(body, status=200 if ok else 503)
+    return JsonResponse(body, status=status)

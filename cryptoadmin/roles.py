@@ -1,4 +1,8 @@
-"""The three roles, as groups. One table, used by the data migration and by tests."""
+"""The three roles, as groups. One table (ROLES), used by the latest roles migration and by tests.
+
+A migration that applies a table keeps a frozen copy of it: on a fresh database an older
+migration runs before the permissions a newer table names exist. When ROLES changes, add a
+migration that applies it, and freeze the table the previous one applied (as ROLES_0002)."""
 
 VIEW = [
     "ledger.view_currency", "ledger.view_wallet", "ledger.view_account", "ledger.view_address",
@@ -6,16 +10,20 @@ VIEW = [
     "broadcasts.view_broadcast", "broadcasts.view_outgoingtransaction",
     "balances.view_apitoken", "balances.view_user_balances",
     "django_q.view_schedule", "django_q.view_success", "django_q.view_failure", "django_q.view_ormq",
+    # Who changed money settings, tokens and roles (django-auditlog; secrets are masked in it).
+    "auditlog.view_logentry",
 ]
 OPERATE = [
     "ledger.check_networktransaction", "ledger.close_networktransaction_by_hand",
     "broadcasts.close_broadcast_by_hand", "ledger.rescan_wallet",
+    "ledger.reconcile_wallet",  # record a reconciliation (a node read and a status write)
 ]
 ADMINISTER = [
     "ledger.import_wallet_balance", "broadcasts.queue_outgoingtransaction",
     "balances.add_apitoken", "balances.change_apitoken", "balances.revoke_apitoken",
     "django_q.add_schedule", "django_q.change_schedule", "django_q.delete_schedule",
     "ledger.add_currency", "ledger.change_currency", "ledger.add_wallet", "ledger.change_wallet",
+    "django_q.add_ormq",  # re-run a project task from the task pages: it queues the task again
 ]
 
 ROLES = {
@@ -25,9 +33,43 @@ ROLES = {
 }
 
 
-def sync_roles(apps) -> None:
-    """Create the groups and set their permissions (idempotent). `apps`: a migration's
-    historical registry, or django.apps.apps."""
+# What cryptoadmin/migrations/0002_roles.py applied, frozen (see the module's docstring).
+_VIEW_0002 = [
+    "ledger.view_currency", "ledger.view_wallet", "ledger.view_account", "ledger.view_address",
+    "ledger.view_transaction", "ledger.view_networktransaction",
+    "broadcasts.view_broadcast", "broadcasts.view_outgoingtransaction",
+    "balances.view_apitoken", "balances.view_user_balances",
+    "django_q.view_schedule", "django_q.view_success", "django_q.view_failure", "django_q.view_ormq",
+]
+_OPERATE_0002 = [
+    "ledger.check_networktransaction", "ledger.close_networktransaction_by_hand",
+    "broadcasts.close_broadcast_by_hand", "ledger.rescan_wallet",
+]
+_ADMINISTER_0002 = [
+    "ledger.import_wallet_balance", "broadcasts.queue_outgoingtransaction",
+    "balances.add_apitoken", "balances.change_apitoken", "balances.revoke_apitoken",
+    "django_q.add_schedule", "django_q.change_schedule", "django_q.delete_schedule",
+    "ledger.add_currency", "ledger.change_currency", "ledger.add_wallet", "ledger.change_wallet",
+]
+ROLES_0002 = {
+    "Viewer": _VIEW_0002,
+    "Operator": _VIEW_0002 + _OPERATE_0002,
+    "Admin": _VIEW_0002 + _OPERATE_0002 + _ADMINISTER_0002,
+}
+
+
+# What cryptoadmin/migrations/0003_roles_reconcile_and_rerun.py applied, frozen likewise.
+ROLES_0003 = {
+    "Viewer": _VIEW_0002,
+    "Operator": _VIEW_0002 + _OPERATE_0002 + ["ledger.reconcile_wallet"],
+    "Admin": _VIEW_0002 + _OPERATE_0002 + ["ledger.reconcile_wallet"] + _ADMINISTER_0002 + ["django_q.add_ormq"],
+}
+
+
+def sync_roles(apps, roles=None) -> None:
+    """Create the groups and set their permissions (idempotent) to `roles` (default: ROLES).
+    `apps`: a migration's historical registry, or django.apps.apps."""
+    roles = ROLES if roles is None else roles
     from django.contrib.auth.management import create_permissions
 
     # Permissions are normally created after migrate; the roles need them now.
@@ -38,7 +80,7 @@ def sync_roles(apps) -> None:
         app_config.models_module = had
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    for name, perms in ROLES.items():
+    for name, perms in roles.items():
         group, _ = Group.objects.get_or_create(name=name)
         wanted = []
         for full in perms:

@@ -5,6 +5,7 @@ Values that parse but make no sense together are reported by system checks
 (cryptoadmin/checks.py), so `manage.py check` explains them all at once.
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -75,6 +76,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    # Sign-in and audit (issue 13, points 3 and 8): see the block "Sign-in, lock-out, audit" below.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "auditlog",
     "cryptoadmin.apps.CryptoadminConfig",
     "ledger",
     "broadcasts",
@@ -87,8 +94,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a second factor
+    "cryptoadmin.signin.middleware.SecondFactorRequiredMiddleware",
+    "cryptoadmin.audit.AuditMiddleware",  # the actor and address of every recorded change (django-auditlog)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lock-out into its page
 ]
 
 ROOT_URLCONF = "cryptoadmin.urls"
@@ -148,13 +159,58 @@ Q_CLUSTER = {
     "poll": 1,
 }
 
-# Admin login throttle: this many failures per address or username within the window.
-LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
-LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900)
+# --- Sign-in, lock-out, audit (issue 13, points 3 and 8) -------------------------------------
+# Staff sign in with a password and a TOTP code (django-otp). Required for every staff user
+# unless OTP_REQUIRED is off; `make run` (DEBUG=1) leaves it off and says so.
+OTP_REQUIRED = env_bool("OTP_REQUIRED", not DEBUG)
+OTP_TOTP_ISSUER = os.environ.get("OTP_TOTP_ISSUER", "cryptoadmin")
+OTP_RECOVERY_CODES = 10
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # no TOTP key or QR code in the admin's device pages
+
+# Client address: REMOTE_ADDR, unless a trusted proxy is configured: then the entry that
+# proxy appended to X-Forwarded-For (counted from the right). Behind a TLS proxy
+# (BEHIND_TLS_PROXY) one proxy is assumed unless TRUSTED_PROXY_COUNT says otherwise.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0)
+
+# django-axes: failures counted per username and, separately, per address; either reaching
+# the limit locks. Attempts made while locked are not counted, so one address can spend at most
+# LOGIN_MAX_FAILURES failures in all: it cannot lock out every user, only itself (and at most
+# one username it hammered).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_MAX_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_FAILURE_WINDOW", 900))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "cryptoadmin.signin.clientip.client_ip"
+AXES_LOCKOUT_CALLABLE = "cryptoadmin.signin.views.locked_out"
+AXES_VERBOSE = False
+# Failed attempts keep their POST data: never the password (always masked) nor the code field,
+# which may hold a still-valid recovery code typed with a mistyped password.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
+
+# django-auditlog: who changed money settings, tokens and group permissions (cryptoadmin/audit.py).
+AUDITLOG_INCLUDE_ALL_MODELS = False
+
+# --- GraphQL abuse limits (issue 13, point 4) -----------------------------------------------
+# Checked while parsing/validating, before any resolver or SQL query. The seed's query is 3
+# deep (2 as the depth limiter counts), has no alias and about 20 tokens.
+GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 4)
+GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)
+GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 1000)
+GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
+# /health gives details (nodes, scheduler, ...) to a staff session or `Authorization: Bearer
+# <HEALTH_TOKEN>`; anyone else gets the status only. Empty: no token opens the details.
+HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
+# Node probes are shared by every /health hit for this many seconds (block.io counts API calls).
+HEALTH_NODE_CACHE_SECONDS = env_int("HEALTH_NODE_CACHE_SECONDS", 5)
 
 LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -169,7 +225,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Both log request URLs at DEBUG, and block.io's API key is a query parameter.
-    "loggers": {"BitcoinRPC": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {"BitcoinRPC": {"level": "WARNING"}, "urllib3": {"level": "WARNING"},
+                # django-axes logs every failure at WARNING and its own steps at INFO.
+                "axes": {"level": "WARNING"}},
 }
 
 # --- Production: web server, static files, metrics, alerts (issue 18) ----------------------

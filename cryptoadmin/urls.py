@@ -2,17 +2,19 @@ from django.contrib import admin
 from django.urls import path
 
 from .health import health
-from .throttle import throttled
+from .signin.forms import SecondFactorLoginForm
+from .signin.views import enrol
 from balances.views import graphql_view
 from ops.metrics import metrics_view
 
 admin.site.site_header = "cryptoadmin"
 admin.site.site_title = "cryptoadmin"
 admin.site.index_title = "Back office"
+# Password + TOTP code on the one login page; django-axes counts its failures.
+admin.site.login_form = SecondFactorLoginForm
 
 urlpatterns = [
-    # Before admin.site.urls so the throttle wraps the real login view.
-    path("admin/login/", throttled(admin.site.login), name="admin-login-throttled"),
+    path("admin/second-factor/", admin.site.admin_view(enrol), name="second-factor"),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("graphql", graphql_view, name="graphql"),

@@ -57,7 +57,7 @@ class WalletAdmin(admin.ModelAdmin):
         return obj.backend_settings_masked()
 
     actions = ["rescan_now"]
-    STATUS_FIELDS = ["last_block_hash", "last_rescan_at", "last_rescan_result", "last_reconciled_at", "last_reconciliation"]
+    STATUS_FIELDS = ["last_block_hash", "last_polled_at", "last_poll_error", "last_poll_error_at", "last_rescan_at", "last_rescan_result", "last_reconciled_at", "last_reconciliation"]
 
     def get_fields(self, request, obj=None):
         # Existing wallets never render their secrets back into the page.

@@ -10,7 +10,7 @@ from django.urls import reverse
 from . import imports
 from .backends import BackendError
 from .models import Account, Transaction, Wallet
-from .reconcile import reconcile
+from .reconcile import Reconciliation, reconcile
 
 
 class ImportForm(forms.Form):
@@ -81,19 +81,33 @@ def import_wallet_balance_view(model_admin, request):
     return TemplateResponse(request, "ledger/import_wallet_balance.html", context)
 
 
+RECONCILE_PERM = "ledger.reconcile_wallet"
+FIGURES = ("node_balance", "books_balance", "users_balance", "pending_outgoing", "fees", "uncredited", "unaccounted")
+
+
 def reconcile_view(model_admin, request, object_id):
+    """GET shows the last recorded reconciliation and calls no node; POST (with
+    `ledger.reconcile_wallet`) asks the node, records the result and comes back here."""
     wallet = get_object_or_404(Wallet.objects.select_related("currency"), pk=object_id)
     if not model_admin.has_view_permission(request, wallet):
         raise PermissionDenied
+    can_record = request.user.has_perm(RECONCILE_PERM)
+    if request.method == "POST":
+        if not can_record:
+            raise PermissionDenied
+        try:
+            result = reconcile(wallet, save=True)
+        except BackendError as exc:
+            messages.error(request, f"The node could not be asked: {exc}")
+        else:
+            c = wallet.currency
+            model_admin.log_change(request, wallet, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}")
+            messages.success(request, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}.")
+        return redirect(request.path)
     context = {**model_admin.admin_site.each_context(request), "title": f"Reconciliation: {wallet.name}",
-               "opts": model_admin.model._meta, "original": wallet, "wallet": wallet}
-    try:
-        result = reconcile(wallet, save=True)
-    except BackendError as exc:
-        context["error"] = str(exc)
-    else:
-        c = wallet.currency
-        context.update(result=result, fmt={k: c.format(getattr(result, k)) for k in (
-            "node_balance", "books_balance", "users_balance", "pending_outgoing", "fees", "uncredited", "unaccounted")})
-    wallet.refresh_from_db(fields=["last_reconciled_at"])
+               "opts": model_admin.model._meta, "original": wallet, "wallet": wallet, "can_record": can_record}
+    recorded = wallet.last_reconciliation or None
+    if recorded:
+        result, c = Reconciliation.from_dict(recorded), wallet.currency
+        context.update(result=result, fmt={k: c.format(getattr(result, k)) for k in FIGURES})
     return TemplateResponse(request, "ledger/reconcile.html", context)

@@ -11,8 +11,26 @@ transaction, in one database transaction each. Here one poll cycle of a wallet i
   did not hold: conflicted, vanished, or not polled for longer than the window);
 - changed rows written with one bulk UPDATE, and one UPDATE stamping last_checked_at.
 
-Crediting claims the row with a conditional UPDATE (credited_at IS NULL), so two workers
-never credit twice; the UNIQUE (network transaction, address) constraint backs it.
+THE RULE (issue 12), for everything that writes a network transaction row here, in
+walletnotify and in rescan:
+
+    A deposit row leaves the polled states (open, conflicted, vanished) only in the same
+    database transaction that credits it, or when an operator closes it by hand, and then
+    nothing credits it. Hand-closed rows are never touched by the poller, walletnotify or
+    rescan: every write is a conditional UPDATE on the state the row was read in, never a
+    write of a stale copy.
+
+So: the bulk write of what the node said is `WHERE id = .. AND state = <state read>`; it never
+closes an uncredited deposit. Crediting claims the row with one conditional UPDATE
+(`credited_at IS NULL AND state = 'open'`) that also closes it when it is at the polling
+threshold, and the ledger entries commit with that claim or not at all. Two workers never
+credit twice; the UNIQUE (network transaction, address) constraint backs that, and the CHECK
+network_tx_deposit_closed_only_credited backs the rule. A process killed anywhere leaves the
+row polled and uncredited, or closed (or still open) and credited: never closed and uncredited.
+
+A wallet whose node answers something malformed records the error on the wallet
+(last_poll_error) and the other wallets are polled as usual; a malformed answer about one
+transaction is recorded on that row (last_error).
 """
 from __future__ import annotations
 
@@ -22,8 +40,10 @@ from dataclasses import dataclass, fields
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from cryptoadmin import faults
+
 from . import services
-from .backends import BackendError
+from .backends import BackendError, BadReply
 from .backends.base import TxInfo
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 
@@ -55,15 +75,25 @@ class Summary:
 
 
 def update_confirmations(currency: Currency) -> Summary:
-    """Poll every enabled wallet of the currency. A failing wallet does not stop the others."""
+    """Poll every enabled wallet of the currency. A failing wallet is recorded on the wallet
+    (last_poll_error) and does not stop the others."""
     summary = Summary()
     for wallet in Wallet.objects.filter(currency=currency, enabled=True).select_related("currency"):
         try:
             summary += poll_wallet(wallet)
-        except BackendError as exc:
-            log.warning("polling %s failed: %s", wallet.name, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure of one wallet, recorded on it
+            if not isinstance(exc, BackendError):
+                log.exception("polling %s failed", wallet.name)
+            else:
+                log.warning("polling %s failed: %s", wallet.name, exc)
+            record_poll_error(wallet, exc)
             summary.failed += 1
     return summary
+
+
+def record_poll_error(wallet: Wallet, exc: Exception) -> None:
+    Wallet.objects.filter(pk=wallet.pk).update(last_poll_error=f"{type(exc).__name__}: {exc}"[:2000],
+                                               last_poll_error_at=timezone.now())
 
 
 def poll_wallet(wallet: Wallet, backend=None) -> Summary:
@@ -72,24 +102,44 @@ def poll_wallet(wallet: Wallet, backend=None) -> Summary:
     summary = Summary()
     infos: dict[str, TxInfo] = {}
     cursor = None
+    wallet_error = None
     try:
         since = backend.list_since_block(wallet.last_block_hash or None, currency.polling_threshold + 1)
         summary.round_trips += 1
         infos = {tx.txid: tx for tx in since.transactions}
         cursor = since.lastblock
+        if since.errors:
+            # A deposit inside a malformed entry must not be skipped: keep the cursor where it
+            # is so the next cycle reads that window again (its open rows are asked below).
+            wallet_error = BadReply(f"listsinceblock: {len(since.errors)} malformed entr(y/ies): "
+                                    + "; ".join(f"{t}: {e}" for t, e in list(since.errors.items())[:5]))
+            cursor = None
     except NotImplementedError:
         pass
+    except BadReply as exc:
+        # The node's window is unreadable: no new deposits from it this cycle (walletnotify
+        # and rescan still find them), but open rows are still polled by txid below.
+        wallet_error = exc
+    faults.point("poll.after_listsinceblock")
     # Without listsinceblock (block.io) new deposits come from walletnotify-like hooks and
     # the hourly rescan; open rows are still polled by txid below.
     summary.discovered += record_deposits(wallet, infos.values())
+    faults.point("poll.after_record")
     rows = list(NT.objects.filter(wallet=wallet, state__in=POLLED_STATES))
     leftovers = [row.txid for row in rows if row.txid not in infos]
     if leftovers:
         infos.update(backend.get_transactions(leftovers))
         summary.round_trips += -(-len(leftovers) // 2000)
     summary += apply(rows, infos, currency)
+    faults.point("poll.before_cursor")
+    done = {"last_polled_at": timezone.now(), "last_poll_error": "", "last_poll_error_at": None}
     if cursor:
-        Wallet.objects.filter(pk=wallet.pk).update(last_block_hash=cursor)
+        done["last_block_hash"] = cursor
+    if wallet_error is not None:
+        done.update(last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],
+                    last_poll_error_at=done["last_polled_at"])
+        summary.failed += 1
+    Wallet.objects.filter(pk=wallet.pk).update(**done)
     return summary
 
 
@@ -102,7 +152,9 @@ def our_addresses(wallet_id: int, candidates) -> dict[str, Address]:
 
 
 def record_deposits(wallet: Wallet, infos) -> int:
-    """Transactions paying our receiving addresses become deposit rows (once: UNIQUE txid)."""
+    """Transactions paying this wallet's receiving addresses become its deposit rows, once:
+    UNIQUE (wallet, txid, type). A transaction paying two of our wallets is a row of each.
+    Existing rows are left alone (ignore_conflicts), hand-closed ones included."""
     paying = {info.txid: info for info in infos if info.received()}
     if not paying:
         return 0
@@ -110,7 +162,7 @@ def record_deposits(wallet: Wallet, infos) -> int:
     new = [info for info in paying.values() if any(a in ours for a in info.received())]
     if not new:
         return 0
-    known = set(NT.objects.filter(wallet__currency_id=wallet.currency_id, type=NT.Type.DEPOSIT,
+    known = set(NT.objects.filter(wallet=wallet, type=NT.Type.DEPOSIT,
                                   txid__in=[i.txid for i in new]).values_list("txid", flat=True))
     now = timezone.now()
     created = NT.objects.bulk_create([
@@ -122,9 +174,14 @@ def record_deposits(wallet: Wallet, infos) -> int:
 
 
 def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Summary:
-    """Move each row forward from what the node said; write only what changed, in bulk."""
+    """Move each row forward from what the node said; write only what changed, in bulk.
+
+    Every write is conditional on the state the row was read in: a row an operator closed
+    by hand meanwhile (or another worker moved on) is skipped, never overwritten. Deposits
+    due a credit are credited, and closed if at the polling threshold, in one transaction each."""
     summary = Summary(checked=len(rows))
     now = timezone.now()
+    read_states = {row.pk: row.state for row in rows}
     changed, changed_fields, to_credit = [], set(), []
     for row in rows:
         info = infos.get(row.txid)
@@ -134,8 +191,8 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
             summary.failed += 1
         else:
             _record_state(row, info, currency, now)
-            if row.type == NT.Type.DEPOSIT and row.credited_at is None \
-                    and row.state in (NT.State.OPEN, NT.State.CLOSED) and info.confirmations >= currency.crediting_threshold:
+            if row.type == NT.Type.DEPOSIT and row.credited_at is None and row.state == NT.State.OPEN \
+                    and info.confirmations >= currency.crediting_threshold:
                 to_credit.append((row, info))
             if row.state == NT.State.CLOSED and before[2] != NT.State.CLOSED:
                 summary.closed += 1
@@ -146,15 +203,21 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
         row.last_checked_at = now
     changed_ids = {r.pk for r in changed}
     unchanged = [r.pk for r in rows if r.pk not in changed_ids]
+    faults.point("poll.before_write")
     with transaction.atomic():
         if changed:
             # Only the columns that moved (usually confirmations), last_checked_at folded in.
-            write_changes(changed, [f for f in UPDATED_FIELDS if f in changed_fields] + ["last_checked_at"])
+            write_changes(changed, [f for f in UPDATED_FIELDS if f in changed_fields] + ["last_checked_at"],
+                          read_states=read_states)
         if unchanged:
-            NT.objects.filter(pk__in=unchanged).update(last_checked_at=now)
+            NT.objects.filter(pk__in=unchanged, state__in=POLLED_STATES).update(last_checked_at=now)
     summary.changed = len(changed)
+    faults.point("poll.after_write")
     for row, info in to_credit:
-        summary.credited += credit_deposit(row, info)
+        if credit_deposit(row, info, currency):
+            summary.credited += 1
+            if row.state == NT.State.CLOSED:
+                summary.closed += 1
     return summary
 
 
@@ -163,25 +226,28 @@ _CASTS = {"confirmations": "integer", "max_confirmations": "integer", "state": "
           "flag_reason": "text", "last_error": "text", "last_error_at": "timestamptz", "last_checked_at": "timestamptz"}
 
 
-def write_changes(rows: list[NetworkTransaction], columns: list[str] = UPDATED_FIELDS) -> None:
-    """Write `columns` of many rows in one statement.
+def write_changes(rows: list[NetworkTransaction], columns: list[str] = UPDATED_FIELDS, *,
+                  read_states: dict[int, str]) -> None:
+    """Write `columns` of many rows in one statement, each only if its state is still the one
+    it was read in (`read_states`: id -> state): never a write of a stale copy.
 
     Django's bulk_update builds a CASE per field per row: 3.6 s for 1,000 rows here.
     One UPDATE ... FROM (VALUES ...) on PostgreSQL, executemany on SQLite, is milliseconds."""
     table = NT._meta.db_table
-    values = [(row.pk, *(getattr(row, f) for f in columns)) for row in rows]
+    values = [(row.pk, read_states[row.pk], *(getattr(row, f) for f in columns)) for row in rows]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             from psycopg2.extras import execute_values
 
             sets = ", ".join(f"{f} = v.{f}::{_CASTS[f]}" for f in columns)
-            execute_values(cursor.cursor, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) AS v(id, "
-                           f"{', '.join(columns)}) WHERE t.id = v.id", values, page_size=5000)
+            execute_values(cursor.cursor, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) AS v(id, read_state, "
+                           f"{', '.join(columns)}) WHERE t.id = v.id AND t.state = v.read_state", values,
+                           page_size=5000)
         else:
             prep = [NT._meta.get_field(f) for f in columns]
             sets = ", ".join(f"{f} = %s" for f in columns)
-            cursor.executemany(f"UPDATE {table} SET {sets} WHERE id = %s", [
-                (*(field.get_db_prep_save(value, connection) for field, value in zip(prep, v[1:])), v[0])
+            cursor.executemany(f"UPDATE {table} SET {sets} WHERE id = %s AND state = %s", [
+                (*(field.get_db_prep_save(value, connection) for field, value in zip(prep, v[2:])), v[0], v[1])
                 for v in values
             ])
 
@@ -192,7 +258,10 @@ def _record_state(row: NetworkTransaction, info: TxInfo, currency: Currency, now
     if confs < 0:
         if row.state != NT.State.CONFLICTED:
             row.state, row.state_changed_at = NT.State.CONFLICTED, now
-            _flag_if_it_matters(row, f"conflicted at {now:%Y-%m-%d %H:%M} (confirmations {confs})")
+            # Always a person's business: a credited deposit may be money the books no longer
+            # hold; an uncredited one is a payment the user will ask about (double spend?).
+            credit = "credited" if row.credited_at is not None else "never credited"
+            _flag(row, f"conflicted at {now:%Y-%m-%d %H:%M} (confirmations {confs}), {credit}")
         row.confirmations = confs
         return
     if row.state in (NT.State.CONFLICTED, NT.State.VANISHED):
@@ -202,7 +271,8 @@ def _record_state(row: NetworkTransaction, info: TxInfo, currency: Currency, now
     row.confirmations = confs
     row.max_confirmations = max(row.max_confirmations, confs)
     if confs >= currency.polling_threshold and row.state == NT.State.OPEN:
-        # An uncredited deposit closing here is credited right after, in this same cycle.
+        if row.type == NT.Type.DEPOSIT and row.credited_at is None:
+            return  # it closes only in the transaction that credits it (credit_deposit)
         row.state, row.state_changed_at, row.closed_at = NT.State.CLOSED, now, now
 
 
@@ -231,16 +301,25 @@ def _flag(row, reason):
     row.flag_reason = (row.flag_reason + "\n" if row.flag_reason else "") + reason
 
 
-def credit_deposit(row: NetworkTransaction, info: TxInfo) -> int:
-    """Credit each of our addresses the transaction pays, exactly once. Returns 1 if this call credited."""
+def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) -> int:
+    """Credit each of this wallet's addresses the transaction pays, exactly once, and close the
+    row if it is at the polling threshold, all in one transaction. Returns 1 if this call credited.
+
+    The claim requires the row still open and uncredited: a row closed by hand, or credited by
+    another worker, is 0 rows and nothing is written."""
     ours = our_addresses(row.wallet_id, info.received())
     if not ours:
+        _flag_unpayable(row)
         return 0
     network = services.system_account(Wallet.objects.get(pk=row.wallet_id), Account.Code.NETWORK)
+    now = timezone.now()
+    claim = {"credited_at": now}
+    if info.confirmations >= currency.polling_threshold:
+        claim.update(state=NT.State.CLOSED, state_changed_at=now, closed_at=now)
     try:
         with transaction.atomic():
             # The claim: whoever flips credited_at first credits; everyone else sees 0 rows.
-            claimed = NT.objects.filter(pk=row.pk, credited_at__isnull=True).update(credited_at=timezone.now())
+            claimed = NT.objects.filter(pk=row.pk, credited_at__isnull=True, state=NT.State.OPEN).update(**claim)
             if not claimed:
                 return 0
             for address, amount in info.received().items():
@@ -248,25 +327,51 @@ def credit_deposit(row: NetworkTransaction, info: TxInfo) -> int:
                     services.post(network, ours[address].account, amount, Transaction.Kind.DEPOSIT,
                                   network_transaction_id=row.pk, address=ours[address],
                                   label=f"deposit {row.txid[:16]}")
+            faults.point("credit.before_commit")
     except IntegrityError:
         # The UNIQUE (network transaction, address) backstop fired: someone else credited.
         return 0
-    row.credited_at = timezone.now()
+    faults.point("credit.after_commit")
+    for field, value in claim.items():
+        setattr(row, field, value)
     return 1
 
 
+def _flag_unpayable(row: NetworkTransaction) -> None:
+    """A deposit due a credit that pays none of its wallet's receiving addresses (one was
+    removed or changed kind): it stays polled and flagged until an operator closes it by hand."""
+    reason = "due a credit but pays none of this wallet's receiving addresses: close it by hand"
+    if row.flagged and reason in row.flag_reason:
+        return
+    _flag(row, reason)
+    NT.objects.filter(pk=row.pk, state__in=POLLED_STATES).update(flagged=True, flag_reason=row.flag_reason)
+
+
 def update_one(currency: Currency, txid: str) -> Summary:
-    """walletnotify's fast path: this txid on every enabled wallet of the currency, now."""
+    """walletnotify's fast path: this txid on every enabled wallet of the currency, now.
+
+    A wallet whose node fails does not stop the others; the error is raised at the end only
+    if no wallet could be asked (the scheduler's poll is the safety net)."""
     summary = Summary()
-    for wallet in Wallet.objects.filter(currency=currency, enabled=True).select_related("currency"):
-        backend = wallet.get_backend()
-        info = backend.get_transactions([txid]).get(txid)
+    failures: list[BackendError] = []
+    wallets = list(Wallet.objects.filter(currency=currency, enabled=True).select_related("currency"))
+    for wallet in wallets:
+        try:
+            info = wallet.get_backend().get_transactions([txid]).get(txid)
+        except BackendError as exc:
+            log.warning("walletnotify %s on %s failed: %s", txid, wallet.name, exc)
+            failures.append(exc)
+            summary.failed += 1
+            continue
         summary.round_trips += 1
         if isinstance(info, TxInfo):
             summary.discovered += record_deposits(wallet, [info])
+        faults.point("notify.after_record")
         rows = list(NT.objects.filter(wallet=wallet, txid=txid, state__in=POLLED_STATES))
         if rows:
             summary += apply(rows, {txid: info}, currency)
+    if failures and len(failures) == len(wallets):
+        raise failures[0]
     return summary
 
 
@@ -279,7 +384,7 @@ def check_rows(rows) -> Summary:
             continue  # closed rows (by the tracker or by hand) are settled
         by_wallet.setdefault(row.wallet_id, []).append(row)
     for wallet in Wallet.objects.filter(pk__in=by_wallet).select_related("currency"):
-        group = by_wallet[wallet.pk]
+        group = list(NT.objects.filter(pk__in=[r.pk for r in by_wallet[wallet.pk]], state__in=POLLED_STATES))
         infos = wallet.get_backend().get_transactions([r.txid for r in group])
         summary += apply(group, infos, wallet.currency)
     return summary

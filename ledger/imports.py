@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from cryptoadmin import faults
+
 from . import services
 from .models import Account, Transaction, Wallet
 from .reconcile import Reconciliation, reconcile
@@ -68,7 +70,9 @@ def import_unaccounted_balance(wallet_id: int, account_id: int, expected: int | 
         if expected is not None and expected != amount:
             raise AmountChanged(expected, amount, wallet.currency)
         number = Transaction.objects.filter(kind=Transaction.Kind.IMPORT, destination=account).count() + 1
-        return services.post(
+        booked = services.post(
             services.system_account(wallet, Account.Code.IMPORT), account, amount, Transaction.Kind.IMPORT,
             label=f"Import #{number} from wallet {wallet.name}", created_by=user,
         )
+        faults.point("import.before_commit")
+        return booked

@@ -64,12 +64,18 @@ class Wallet(models.Model):
     last_reconciliation = models.JSONField(default=dict, blank=True)
     last_rescan_at = models.DateTimeField(null=True, blank=True)
     last_rescan_result = models.JSONField(default=dict, blank=True)
+    # The poller's last cycle of this wallet: a failing wallet is recorded here and the
+    # others are polled as usual (ledger/confirmations.py).
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_poll_error = models.TextField(blank=True)
+    last_poll_error_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
         permissions = [
             ("import_wallet_balance", "Can import a wallet's unaccounted balance"),
             ("rescan_wallet", "Can rescan a wallet's receiving addresses"),
+            ("reconcile_wallet", "Can record a reconciliation of a wallet's node against the books"),
         ]
 
     def __str__(self):
@@ -80,7 +86,7 @@ class Wallet(models.Model):
 
         masked = {}
         for key, value in (self.backend_settings or {}).items():
-            if key == "url":
+            if "url" in key.lower():  # url, rpc_url, base_url: any may carry credentials
                 masked[key] = mask_url(str(value))
             elif any(s in key.lower() for s in ("password", "api_key", "pin", "secret", "token")):
                 masked[key] = "••••••" if value else ""
@@ -177,6 +183,11 @@ class NetworkTransaction(models.Model):
     """A transaction on the chain that concerns us: a deposit to our addresses or our broadcast.
 
     Open (polled) until its confirmations reach the currency's polling threshold.
+
+    The rule for deposits (ledger/confirmations.py applies it, the CHECK below backs it): a
+    deposit row leaves the polled states (open, conflicted, vanished) only in the database
+    transaction that credits it, or when an operator closes it by hand, and then nothing
+    credits it. One row per wallet: a transaction paying two of our wallets is a deposit of each.
     """
 
     class Type(models.TextChoices):
@@ -211,7 +222,15 @@ class NetworkTransaction(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["currency", "txid", "type"], name="network_tx_unique_txid_per_currency_type"),
+            models.UniqueConstraint(fields=["wallet", "txid", "type"], name="network_tx_unique_per_wallet_txid_type"),
+            # Our own broadcast is one row whatever wallet looks it up (broadcasts/services.py
+            # finds it by currency and txid).
+            models.UniqueConstraint(fields=["currency", "txid"], condition=Q(type="broadcast"),
+                                    name="network_tx_one_broadcast_per_currency_txid"),
+            # "Closed (confirmed)" is reached only by crediting: a deposit closed without its
+            # credit would never be polled or credited again (issue 12).
+            models.CheckConstraint(condition=~Q(type="deposit", state="closed", credited_at__isnull=True),
+                                   name="network_tx_deposit_closed_only_credited"),
             models.CheckConstraint(condition=Q(txid__regex=r"^[0-9a-f]{64}$"), name="network_tx_txid_is_hex64"),
         ]
         indexes = [

@@ -1,10 +1,12 @@
 """Node against books: what the wallet holds on chain versus what the books say it holds."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from django.db.models import Sum
 from django.utils import timezone
+
+from cryptoadmin import faults
 
 from . import services
 from .models import Account, Address, NetworkTransaction, Transaction, Wallet
@@ -29,6 +31,12 @@ class Reconciliation:
 
     def as_dict(self):
         return {**asdict(self), "unaccounted": self.unaccounted}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Reconciliation":
+        """The result recorded on the wallet (as_dict), to show without asking the node again."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def reconcile(wallet: Wallet, save: bool = True) -> Reconciliation:
@@ -65,6 +73,7 @@ def reconcile(wallet: Wallet, save: bool = True) -> Reconciliation:
         checked_at=timezone.now().isoformat(),
     )
     if save:
+        faults.point("reconcile.before_record")  # the node was asked; nothing recorded yet
         Wallet.objects.filter(pk=wallet.pk).update(last_reconciled_at=timezone.now(), last_reconciliation=result.as_dict())
     return result
 

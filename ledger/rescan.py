@@ -1,11 +1,15 @@
 """Rescan receiving addresses for deposits the books missed (node down, notify lost, ...).
 
-Found deposits are recorded as open deposit network transactions; the confirmation
-tracker takes over from there and credits each exactly once at the threshold."""
+Found deposits are recorded as open deposit network transactions of the wallet; the
+confirmation tracker takes over from there and credits each exactly once at the threshold.
+Rescan only inserts rows it does not know (ignore_conflicts): it never writes an existing
+row, so a deposit closed by hand stays closed and uncredited (see ledger/confirmations.py)."""
 from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
+
+from cryptoadmin import faults
 
 from .models import Address, Currency, NetworkTransaction, Wallet
 
@@ -31,6 +35,7 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
                                confirmations=max(confs, 0), max_confirmations=max(confs, 0), opened_at=now)
             for txid, confs in found.items()
         ], ignore_conflicts=True)
+    faults.point("rescan.after_record")
     result = {"found": len(found), "txids": sorted(found)[:100], "receives_on_our_addresses": receives,
               "addresses": len(ours), "finished_at": now.isoformat()}
     Wallet.objects.filter(pk=wallet.pk).update(last_rescan_at=now, last_rescan_result=result)

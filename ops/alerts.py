@@ -65,12 +65,12 @@ def flagged_deposit_events() -> list[Event]:
 
 
 def node_events() -> list[Event]:
-    from cryptoadmin.health import nodes
+    from cryptoadmin.health import probe_nodes
 
     delay = timedelta(minutes=settings.ALERT_NODE_DOWN_MINUTES)
     return [Event(f"node.unreachable:{name}", "node.unreachable", f"Node of wallet {name} is unreachable",
                   f"The node of wallet {name} did not answer ({status.get('error', 'no answer')}).", delay)
-            for name, status in nodes()["wallets"].items() if not status["ok"]]
+            for name, status in probe_nodes()["wallets"].items() if not status["ok"]]
 
 
 def outgoing_attention_events() -> list[Event]:

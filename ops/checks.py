@@ -39,8 +39,10 @@ def check_environment(app_configs, **kwargs):
         errors.append(Error(
             f"Q_RETRY={q['retry']} must be greater than Q_TIMEOUT={q['timeout']}: a task still running "
             "would be handed to a second worker.", id="ops.E003"))
-    _positive("LOGIN_MAX_FAILURES", settings.LOGIN_MAX_FAILURES, errors, "E004")
-    _positive("LOGIN_FAILURE_WINDOW", settings.LOGIN_FAILURE_WINDOW, errors, "E005", unit=" second(s)")
+    # LOGIN_MAX_FAILURES and LOGIN_FAILURE_WINDOW become django-axes' settings.
+    _positive("LOGIN_MAX_FAILURES", settings.AXES_FAILURE_LIMIT, errors, "E004")
+    _positive("LOGIN_FAILURE_WINDOW", int(settings.AXES_COOLOFF_TIME.total_seconds()), errors, "E005",
+              unit=" second(s)")
     _positive("HEALTH_NODE_TIMEOUT", settings.HEALTH_NODE_TIMEOUT, errors, "E006", unit=" second(s)")
     _positive("DB_CONN_MAX_AGE", settings.DATABASES["default"].get("CONN_MAX_AGE") or 0, errors, "E007", minimum=0)
     _positive("SECURE_HSTS_SECONDS", settings.SECURE_HSTS_SECONDS, errors, "E008", minimum=0)

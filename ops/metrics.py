@@ -87,13 +87,13 @@ def outgoing_metrics():
 
 
 def node_metrics():
-    from cryptoadmin.health import nodes
+    from cryptoadmin.health import probe_nodes
     from ledger.models import Wallet
 
     up = _gauge("cryptoadmin_node_up", "1 when the wallet's node answered this scrape.", ["currency", "wallet"])
     height = _gauge("cryptoadmin_node_block_height", "Block height the wallet's node reports.", ["currency", "wallet"])
     currencies = dict(Wallet.objects.filter(enabled=True).values_list("name", "currency__code"))
-    for name, status in nodes()["wallets"].items():
+    for name, status in probe_nodes()["wallets"].items():
         labels = [currencies.get(name, ""), name]
         up.add_metric(labels, 1 if status["ok"] else 0)
         if status["ok"]:

@@ -225,3 +225,62 @@ def balance_cache():
     reset_cache()
     yield get_cache()
     reset_cache()
+
+
+# Members of the real role groups (tests/support.py), for tests written as that role acts.
+@pytest.fixture
+def viewer_member(db):
+    from tests.support import member_of
+
+    return member_of("Viewer")
+
+
+@pytest.fixture
+def operator_member(db):
+    from tests.support import member_of
+
+    return member_of("Operator")
+
+
+@pytest.fixture
+def admin_member(db):
+    from tests.support import member_of
+
+    return member_of("Admin")
+
+
+@pytest.fixture(autouse=True)
+def _force_login_signs_in_with_a_second_factor(monkeypatch):
+    """`client.force_login(user)` stands for a full sign-in: password and second factor. The test
+    settings require a second factor for staff (OTP_REQUIRED follows DEBUG, which is off), so the
+    session is marked verified with a confirmed device of the user's own. Tests of the sign-in
+    itself go through the real login page, or pass `second_factor=False`."""
+    from django.test import Client
+
+    original = Client.force_login
+
+    def force_login(self, user, backend=None, second_factor=True):
+        original(self, user, backend)
+        if second_factor:
+            verify_session(self, user)
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
+def verify_session(client, user):
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_static.models import StaticDevice
+
+    device, _ = StaticDevice.objects.get_or_create(user=user, name="test sign-in", defaults={"confirmed": True})
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+
+
+def totp_device(user):
+    """A confirmed TOTP authenticator for `user`, and a function giving its current code."""
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+    return device, lambda: f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"

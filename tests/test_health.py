@@ -7,6 +7,23 @@ from tests.conftest import make_currency, make_wallet
 
 pytestmark = pytest.mark.django_db
 
+TOKEN = "health-token-for-the-tests-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def health_token(settings):
+    settings.HEALTH_TOKEN = TOKEN
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes():
+    # Node probes are cached for a few seconds; each test starts with none.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
 
 def _recent_task():
     from django_q.models import Task
@@ -15,8 +32,10 @@ def _recent_task():
     Task.objects.create(id="recent", name="poll-run", func="x.y", started=now, stopped=now, success=True)
 
 
-def _get(client):
-    response = client.get("/health")
+def _get(client, **headers):
+    # The detailed answer, as a monitor holding HEALTH_TOKEN asks for it.
+    headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {TOKEN}")
+    response = client.get("/health", **headers)
     return response.status_code, json.loads(response.content)
 
 
@@ -44,7 +63,7 @@ def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
     from django_q.models import Schedule
 
     Schedule.objects.all().delete()
-    Schedule.objects.create(name="poll", func="ledger.tasks.poll", schedule_type="I", minutes=1,
+    Schedule.objects.create(name="poll", func="ledger.tasks.poll_all_currencies", schedule_type="I", minutes=1,
                             next_run=timezone.now() - timezone.timedelta(minutes=10))
     status, body = _get(client)
     assert status == 503
@@ -56,7 +75,7 @@ def test_it_is_200_when_the_scheduler_ran_recently(client, db):
     from django_q.models import Schedule, Task
 
     Schedule.objects.all().delete()
-    Schedule.objects.create(name="poll", func="ledger.tasks.poll", schedule_type="I", minutes=1,
+    Schedule.objects.create(name="poll", func="ledger.tasks.poll_all_currencies", schedule_type="I", minutes=1,
                             next_run=timezone.now() + timezone.timedelta(seconds=30))
     _recent_task()
     status, body = _get(client)
@@ -88,3 +107,45 @@ def test_it_is_503_while_a_broadcast_is_interrupted(client, wallet):
     status, body = _get(client)
     assert status == 503
     assert body["broadcasts"] == {"ok": False, "interrupted": [broadcast.pk]}
+
+
+def test_it_tells_an_anonymous_caller_only_whether_all_is_well(client, btc):
+    from ledger.models import Wallet
+
+    Wallet.objects.create(name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"})
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert json.loads(response.content) == {"ok": False}
+
+
+def test_it_gives_details_to_a_wrong_token_never(client, wallet):
+    for header in ("Bearer wrong", f"Bearer {TOKEN}x", f"Token {TOKEN}", TOKEN, "Bearer "):
+        response = client.get("/health", HTTP_AUTHORIZATION=header)
+        assert set(json.loads(response.content)) == {"ok"}, header
+
+
+def test_it_gives_no_details_without_a_configured_token(client, wallet, settings):
+    settings.HEALTH_TOKEN = ""
+    response = client.get("/health", HTTP_AUTHORIZATION="Bearer ")
+    assert set(json.loads(response.content)) == {"ok"}
+
+
+def test_it_gives_details_to_a_staff_session(client, wallet, viewer_member):
+    client.force_login(viewer_member)
+    body = json.loads(client.get("/health").content)
+    assert body["nodes"]["wallets"][wallet.name]["ok"] is True
+    assert "database" in body and "scheduler" in body
+
+
+def test_it_gives_no_details_to_a_signed_in_non_staff_user(client, wallet, outsider):
+    client.force_login(outsider)
+    assert set(json.loads(client.get("/health").content)) == {"ok"}
+
+
+def test_it_calls_block_io_once_for_many_anonymous_hits(client, blockio_wallet, blockio):
+    assert client.get("/health").status_code in (200, 503)
+    first_probe = len(blockio.requests)
+    assert first_probe >= 1  # the first hit really asked the node
+    for _ in range(20):
+        assert client.get("/health").status_code in (200, 503)
+    assert len(blockio.requests) == first_probe  # later hits within seconds are served from the cache

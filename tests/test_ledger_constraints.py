@@ -104,3 +104,36 @@ def test_it_creates_a_users_seven_accounts_once():
     again = services.user_accounts("dave", btc)
     assert sorted(first) == [201, 202, 203, 204, 205, 206, 230]
     assert {k: v.pk for k, v in first.items()} == {k: v.pk for k, v in again.items()}
+
+
+@pytest.mark.parametrize("using", ENGINES)
+def test_it_keeps_one_deposit_per_wallet_and_one_broadcast_per_currency_for_a_txid(using):
+    btc, *_ = _setup(using)
+    a = Wallet.objects.using(using).create(name="a", currency=btc)
+    b = Wallet.objects.using(using).create(name="b", currency=btc)
+    # One transaction paying two of our wallets (a batched payout) is a deposit of each.
+    NetworkTransaction.objects.using(using).create(currency=btc, wallet=a, txid=TXID, type="deposit")
+    NetworkTransaction.objects.using(using).create(currency=btc, wallet=b, txid=TXID, type="deposit")
+    NetworkTransaction.objects.using(using).create(currency=btc, wallet=a, txid=TXID, type="broadcast")
+    for wallet, kind in ((a, "deposit"), (b, "broadcast")):
+        with pytest.raises(IntegrityError), transaction.atomic(using=using):
+            NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type=kind)
+    assert NetworkTransaction.objects.using(using).count() == 3
+
+
+@pytest.mark.parametrize("using", ENGINES)
+def test_it_rejects_a_deposit_closed_without_its_credit(using):
+    from django.utils import timezone
+
+    btc, *_ = _setup(using)
+    wallet = Wallet.objects.using(using).create(name="w", currency=btc)
+    row = NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type="deposit")
+    with pytest.raises(IntegrityError), transaction.atomic(using=using):
+        NetworkTransaction.objects.using(using).filter(pk=row.pk).update(state="closed")
+    # Closed with its credit, closed by hand, or a broadcast closed: all allowed.
+    NetworkTransaction.objects.using(using).filter(pk=row.pk).update(state="closed", credited_at=timezone.now())
+    NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid="cd" * 32, type="deposit",
+                                                   state="closed_by_hand")
+    NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type="broadcast",
+                                                   state="closed")
+    assert NetworkTransaction.objects.using(using).filter(state__startswith="closed").count() == 3

@@ -14,7 +14,8 @@ def test_it_counts_open_and_stuck_transactions_per_currency(wallet, btc):
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="a" * 64, type="deposit")
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="b" * 64, type="deposit",
                                       opened_at=now - timezone.timedelta(hours=2))
-    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="c" * 64, type="deposit", state="closed")
+    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="c" * 64, type="deposit", state="closed",
+                                      credited_at=now)  # a deposit closes only with its credit
     row = overview.currency_rows()[0]
     assert (row["open"], row["stuck"]) == (2, 1)
 
@@ -36,9 +37,10 @@ def test_it_shows_node_and_books_difference_per_wallet(btc, fresh_node):
 def test_it_marks_a_schedule_red_after_three_missed_intervals(db):
     from django_q.models import Schedule
 
-    Schedule.objects.create(name="late", func="x.y", schedule_type="I", minutes=1,
+    # Registered jobs: a schedule may run nothing else (cryptoadmin/schedules.py).
+    Schedule.objects.create(name="late", func="ledger.tasks.poll_all_currencies", schedule_type="I", minutes=1,
                             next_run=timezone.now() - timezone.timedelta(minutes=5))
-    Schedule.objects.create(name="fine", func="x.z", schedule_type="I", minutes=1,
+    Schedule.objects.create(name="fine", func="ledger.tasks.scheduled_rescan", schedule_type="I", minutes=1,
                             next_run=timezone.now() + timezone.timedelta(seconds=20))
     rows = {r["schedule"].name: r for r in overview.schedule_rows()}
     assert rows["late"]["red"] is True

@@ -38,3 +38,11 @@ def test_it_refuses_empty_allowed_hosts_in_production():
     result = _manage("check", DEBUG="0", SECRET_KEY="x" * 60, DATABASE_URL="sqlite:////tmp/x.sqlite3")
     assert result.returncode != 0
     assert "cryptoadmin.E002" in result.stderr
+
+
+def test_it_refuses_a_guessable_health_token():
+    result = _manage("check", DEBUG="1", DATABASE_URL="sqlite:////tmp/x.sqlite3", HEALTH_TOKEN="short")
+    assert result.returncode != 0
+    assert "cryptoadmin.E020" in result.stderr
+    ok = _manage("check", DEBUG="1", DATABASE_URL="sqlite:////tmp/x.sqlite3", HEALTH_TOKEN="t" * 40)
+    assert ok.returncode == 0, ok.stderr

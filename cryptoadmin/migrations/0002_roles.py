@@ -1,15 +1,16 @@
 """Viewer, Operator and Admin groups with their permissions (see cryptoadmin/roles.py)."""
 from django.db import migrations
 
-from cryptoadmin.roles import ROLES, sync_roles
+from cryptoadmin.roles import ROLES_0002, sync_roles
 
 
 def forwards(apps, schema_editor):
-    sync_roles(apps)
+    # The table as it was when this migration was written: later permissions do not exist yet here.
+    sync_roles(apps, ROLES_0002)
 
 
 def backwards(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=list(ROLES)).delete()
+    apps.get_model("auth", "Group").objects.filter(name__in=list(ROLES_0002)).delete()
 
 
 class Migration(migrations.Migration):

@@ -102,6 +102,18 @@ class ReceivedEntry:
 class SinceBlock:
     transactions: tuple[TxInfo, ...]
     lastblock: str
+    # Entries the node answered in a shape we cannot trust: txid -> BadReply, in place.
+    errors: dict = field(default_factory=dict)
+
+
+TXID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_txid(value, what: str) -> str:
+    """A txid from a node reply must be 64 lowercase hex characters, or the reply is bad."""
+    if not isinstance(value, str) or not TXID_RE.match(value):
+        raise BadReply(f"{what}: {str(value)[:80]!r} is not a transaction id")
+    return value
 
 
 class Backend:
@@ -170,9 +182,12 @@ class Backend:
         raise NotImplementedError
 
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z]+://)(?P<cred>[^@/]+)@")
+# Credentials end at the LAST '@' (a password may contain '@' and '/'); the scheme is
+# matched in any case (HTTP:// too) and is optional. Masking a path that holds an '@' as
+# well hides more than needed, never less.
+_URL_CREDENTIALS = re.compile(r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL)
 
 
 def mask_url(url: str) -> str:
     """http://user:pass@host:port -> http://•••@host:port"""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}•••@", url)
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}•••@", url, count=1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 from decimal import Decimal
 
@@ -35,6 +36,7 @@ from .base import (
     TransactionNotFound,
     TxInfo,
     TxOutput,
+    check_txid,
     mask_url,
 )
 
@@ -143,18 +145,31 @@ class BitcoindBackend(Backend):
             except Exception as exc:
                 self._proxy = None
                 raise self._translate(exc, "batch", state_changing=False) from exc
-        if not isinstance(replies, list) or len(replies) != len(calls):
+        if not isinstance(replies, list):
             raise BadReply(f"batch of {len(calls)} got {type(replies).__name__} reply")
-        out: list = [None] * len(calls)
+        # Each request must be answered exactly once under its own id. An answer under an
+        # unknown id is ignored; a request answered twice or never gets a BadReply in place,
+        # so one strange answer never lands on another request's result.
+        answered: dict[int, list] = {}
+        strays = 0
         for reply in replies:
-            try:
-                index = reply["id"]
-                if reply.get("error") is not None:
-                    out[index] = self._translate(JSONRPCException(reply["error"]), calls[index][0], False)
-                else:
-                    out[index] = reply["result"]
-            except (KeyError, TypeError, IndexError):
-                raise BadReply(f"batch reply item has no usable id: {str(reply)[:200]}") from None
+            index = reply.get("id") if isinstance(reply, dict) else None
+            if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(calls):
+                answered.setdefault(index, []).append(reply)
+            else:
+                strays += 1
+        out: list = [None] * len(calls)
+        for index, call in enumerate(calls):
+            got = answered.get(index, [])
+            if len(got) != 1:
+                out[index] = BadReply(f"batch: {call[0]} request {index} answered {len(got)} times "
+                                      f"({strays} answer(s) under unknown ids)")
+            elif got[0].get("error") is not None:
+                out[index] = self._translate(JSONRPCException(got[0]["error"]), call[0], False)
+            elif "result" not in got[0]:
+                out[index] = BadReply(f"batch: {call[0]} answer {index} has no result")
+            else:
+                out[index] = got[0]["result"]
         return out
 
     # -- conversions ---------------------------------------------------------------------
@@ -174,25 +189,37 @@ class BitcoindBackend(Backend):
             raise AmountError(f"amount must be positive, got {units}")
         return format_units(units, self.decimals)
 
-    def parse_tx(self, raw: dict) -> TxInfo:
+    def parse_tx(self, raw, txid: str | None = None) -> TxInfo:
+        """A gettransaction-shaped reply as TxInfo; `txid`, when given, is the one we asked for."""
+        if not isinstance(raw, dict):
+            raise BadReply(f"gettransaction {txid or ''} reply is {type(raw).__name__}, not an object")
+        got = check_txid(raw.get("txid"), "gettransaction reply")
+        if txid is not None and got != txid:
+            raise BadReply(f"gettransaction {txid} answered for another txid {got}")
         try:
+            confirmations = raw["confirmations"]
+            if not isinstance(confirmations, int) or isinstance(confirmations, bool):
+                raise TypeError(f"confirmations {confirmations!r} is not an integer")
+            details = raw.get("details", [])
+            if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+                raise TypeError("details is not a list of objects")
             outputs = []
-            for d in raw.get("details", []):
+            for d in details:
                 outputs.append(TxOutput(
-                    address=d.get("address", ""), category=d["category"],
+                    address=d.get("address", ""), category=str(d["category"]),
                     amount=abs(self.units(d["amount"])), vout=d.get("vout"),
                 ))
             fee = raw.get("fee")
             return TxInfo(
-                txid=raw["txid"],
-                confirmations=int(raw["confirmations"]),
+                txid=got,
+                confirmations=confirmations,
                 fee=abs(self.units(fee)) if fee is not None else None,
                 outputs=tuple(outputs),
                 blockhash=raw.get("blockhash"),
                 comment=raw.get("comment", ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise BadReply(f"gettransaction reply lacks {exc}") from None
+            raise BadReply(f"gettransaction {got} reply lacks {exc}") from None
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -210,7 +237,7 @@ class BitcoindBackend(Backend):
         return self.units(self.call("getbalance", "*", minconf))
 
     def get_transaction(self, txid: str) -> TxInfo:
-        return self.parse_tx(self.call("gettransaction", txid))
+        return self.parse_tx(self.call("gettransaction", txid), txid)
 
     def get_transactions(self, txids: list[str]) -> dict:
         result = {}
@@ -222,25 +249,41 @@ class BitcoindBackend(Backend):
                     result[txid] = reply
                     continue
                 try:
-                    result[txid] = self.parse_tx(reply)
+                    result[txid] = self.parse_tx(reply, txid)
                 except BadReply as exc:
                     result[txid] = exc
         return result
 
     def list_since_block(self, blockhash: str | None, target_confirmations: int = 1) -> SinceBlock:
+        """A reply we cannot read as a whole (not an object, no transactions list, an entry
+        with no txid, no lastblock) is BadReply for the wallet; an entry of a known txid that
+        is malformed is a BadReply in place for that txid (SinceBlock.errors)."""
         reply = self.call("listsinceblock", blockhash or "", max(1, target_confirmations))
+        if not isinstance(reply, dict) or not isinstance(reply.get("transactions"), list):
+            raise BadReply(f"listsinceblock reply is not an object with a transactions list: {str(reply)[:200]}")
+        lastblock = reply.get("lastblock")
+        if not isinstance(lastblock, str) or not re.fullmatch(r"[0-9a-f]{64}", lastblock):
+            raise BadReply(f"listsinceblock reply has no usable lastblock: {str(lastblock)[:80]!r}")
         grouped: dict[str, dict] = {}
-        for entry in reply.get("transactions", []):
-            item = grouped.setdefault(entry["txid"], {
-                "txid": entry["txid"], "confirmations": entry["confirmations"],
+        for entry in reply["transactions"]:
+            if not isinstance(entry, dict):
+                raise BadReply(f"listsinceblock entry is {type(entry).__name__}, not an object")
+            txid = check_txid(entry.get("txid"), "listsinceblock entry")
+            item = grouped.setdefault(txid, {
+                "txid": txid, "confirmations": entry.get("confirmations"),
                 "blockhash": entry.get("blockhash"), "details": [], "comment": entry.get("comment", ""),
             })
             if entry.get("fee") is not None:
                 item["fee"] = entry["fee"]
             item["details"].append(entry)
-        lastblock = reply["lastblock"]
+        transactions, errors = [], {}
+        for txid, raw in grouped.items():
+            try:
+                transactions.append(self.parse_tx(raw, txid))
+            except BadReply as exc:
+                errors[txid] = exc
         # A target deeper than the chain yields the null hash: "from the start" next time.
-        return SinceBlock(tuple(self.parse_tx(raw) for raw in grouped.values()), "" if not lastblock.strip("0") else lastblock)
+        return SinceBlock(tuple(transactions), "" if not lastblock.strip("0") else lastblock, errors)
 
     def send_many(self, outputs: dict[str, int], comment: str) -> str:
         if not outputs:
@@ -283,11 +326,16 @@ class BitcoindBackend(Backend):
         skip = 0
         while True:
             entries = self.list_transactions(page_size, skip)
+            if not isinstance(entries, list):
+                raise BadReply(f"listtransactions reply is {type(entries).__name__}, not a list")
             if progress:
                 progress(len(entries) if skip == 0 else len(entries) - overlap)
             for e in entries:
+                if not isinstance(e, dict):
+                    raise BadReply(f"listtransactions entry is {type(e).__name__}, not an object")
                 if e.get("category") == "receive" and e.get("address"):
-                    yield ReceivedEntry(e["txid"], e["address"], self.units(e["amount"]), int(e.get("confirmations", 0)))
+                    txid = check_txid(e.get("txid"), "listtransactions entry")
+                    yield ReceivedEntry(txid, e["address"], self.units(e.get("amount")), int(e.get("confirmations", 0)))
             # Only a short page means the end: a page of sends alone does not.
             if len(entries) < page_size:
                 return

@@ -45,6 +45,7 @@ from .base import (
     TransactionNotFound,
     TxInfo,
     TxOutput,
+    check_txid,
 )
 
 log = logging.getLogger(__name__)
@@ -223,12 +224,16 @@ class BlockIoBackend(Backend):
         # No block cursor in block.io's API: the newest page of received transactions serves
         # to discover deposits; open rows are polled by txid (the tracker's fallback).
         data = self.read("get_transactions", type="received")
-        return SinceBlock(tuple(self._received_info(tx) for tx in data.get("txs", [])), "")
+        txs = data.get("txs", []) if isinstance(data, dict) else None
+        if not isinstance(txs, list):
+            raise BadReply("block.io get_transactions: the reply holds no list of transactions")
+        return SinceBlock(tuple(self._received_info(tx) for tx in txs), "")
 
     def _received_info(self, tx: dict) -> TxInfo:
         try:
             outputs = tuple(TxOutput(a["recipient"], "receive", self.units(a["amount"])) for a in tx["amounts_received"])
-            return TxInfo(txid=tx["txid"], confirmations=int(tx["confirmations"]), fee=None, outputs=outputs)
+            return TxInfo(txid=check_txid(tx["txid"], "block.io get_transactions"), confirmations=int(tx["confirmations"]),
+                          fee=None, outputs=outputs)
         except (KeyError, TypeError, ValueError):
             raise BadReply("block.io get_transactions: a transaction lacks txid, confirmations or amounts") from None
 

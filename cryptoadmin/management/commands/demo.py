@@ -60,6 +60,7 @@ class Command(BaseCommand):
             self.after_setup(node, wallet)
             if no_serve:
                 self.stdout.write(f"admin password: {password}")
+                self.stdout.write(f"second factor: {self.second_factor_note()}")
                 return
             env = dict(os.environ)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
@@ -67,6 +68,7 @@ class Command(BaseCommand):
             children.start(manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env)
             self.stdout.write(self.style.SUCCESS(
                 f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / {password}\n"
+                f"  Second factor: {self.second_factor_note()}\n"
                 f"  Node: regtest bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n"
                 "  Ctrl-C stops the server, the scheduler and the node.\n"))
             self.run_until_interrupted(node, wallet, children)
@@ -94,6 +96,12 @@ class Command(BaseCommand):
         wallet, _ = Wallet.objects.update_or_create(
             name="BTC regtest", defaults={"currency": btc, "backend": "bitcoind", "backend_settings": {"url": node.url}})
         return wallet
+
+    def second_factor_note(self):
+        if settings.OTP_REQUIRED:
+            return "required (OTP_REQUIRED on): enrol an authenticator app right after the password"
+        return ("OFF in this demo (OTP_REQUIRED=0, the default with DEBUG=1); "
+                "production requires a TOTP code from every staff user")
 
     def setup_admin(self):
         password = secrets.token_urlsafe(12)

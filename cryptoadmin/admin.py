@@ -1,0 +1,149 @@
+"""django-q2's admin pages, re-registered so that no role can do more than its name says.
+
+- Scheduled tasks: a new schedule is one of the registered jobs (a choice, never a dotted
+  path); an existing one shows what it runs read-only, and only its interval, next run and
+  repeats can be changed (`django_q.change_schedule`: Admin). The save-time check in
+  cryptoadmin/schedules.py refuses anything else from anywhere, superusers included.
+- Successful / Failed tasks: read-only records. "Re-run" queues a project task again and
+  declares `django_q.add_ormq` (Admin); the record stays. Nobody deletes them here.
+- Queued tasks: read-only; deleting one is left to superusers (`django_q.delete_ormq`).
+"""
+import django_q.admin as q_admin  # registers django-q2's own admins first, so they can be replaced
+from django import forms
+from django.contrib import admin, messages
+from django.core.validators import MinValueValidator
+from django_q.models import Failure, OrmQ, Schedule, Success
+
+from .schedules import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
+
+RERUN_PERM = "django_q.add_ormq"
+
+
+class ScheduleTimingForm(forms.ModelForm):
+    """What a role may change on a schedule: the interval, the next run and repeats."""
+
+    class Meta:
+        model = Schedule
+        fields = ["minutes", "next_run", "repeats"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "minutes" in self.fields and self.instance.schedule_type in (None, "", Schedule.MINUTES):
+            self.fields["minutes"].required = True
+            self.fields["minutes"].validators.append(MinValueValidator(1))
+
+    def clean_repeats(self):
+        repeats = self.cleaned_data["repeats"]
+        if repeats < -1:
+            raise forms.ValidationError("-1 repeats forever, 0 turns the schedule off, n runs n more times.")
+        return repeats
+
+    def clean(self):
+        data = super().clean()
+        try:
+            check_schedule(self.instance)
+        except forms.ValidationError as exc:
+            self.add_error(None, exc)
+        return data
+
+
+class ScheduleAddForm(ScheduleTimingForm):
+    func = forms.ChoiceField(label="Job", help_text="Schedules run the project's registered jobs only.")
+
+    class Meta:
+        model = Schedule
+        fields = ["func", "name", "minutes", "next_run", "repeats"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        jobs = registered_jobs()
+        self.fields["func"].choices = [("", "---------")] + [(f, f"{s['name']} ({f})") for f, s in sorted(jobs.items())]
+
+    def clean(self):
+        spec = registered_jobs().get(self.cleaned_data.get("func"))
+        if spec is None:
+            return forms.ModelForm.clean(self)  # the choice field already said why
+        # What runs comes from the registry, never from the form.
+        self.instance.func = spec["func"]
+        self.instance.schedule_type = spec.get("schedule_type", Schedule.MINUTES)
+        for field in LOCKED_FIELDS:
+            setattr(self.instance, field, spec.get(field) or None)
+        return super().clean()
+
+
+class ScheduleAdmin(q_admin.ScheduleAdmin):
+    list_display = ("name", "func", "schedule_type", "minutes", "repeats", "next_run", "get_last_run", "get_success")
+    list_display_links = ("name",)
+    list_filter = ("schedule_type",)
+    readonly_fields = ()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = ScheduleTimingForm if obj is not None else ScheduleAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["func", "name", "minutes", "next_run", "repeats"]
+        return ["name", "func", "hook", "args", "kwargs", "cluster", "intended_date_kwarg", "schedule_type",
+                "minutes", "next_run", "repeats", "task"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["name", *LOCKED_FIELDS, "schedule_type", "task"]
+
+
+class RerunMixin:
+    """Task records are evidence: viewable with view permission, changed and deleted by nobody;
+    re-running one is an Admin's, and only for a task this project ships."""
+
+    actions = ["resubmit_task"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_rerun_permission(self, request):
+        return request.user.has_perm(RERUN_PERM)
+
+    @admin.action(description="Re-run the selected tasks (queued again)", permissions=["rerun"])
+    def resubmit_task(self, request, queryset):
+        from django_q.tasks import async_task
+
+        queued = 0
+        for task in queryset:
+            if not is_project_task(task.func) or (task.hook and not is_project_task(task.hook)):
+                messages.error(request, f"{task.name}: {task.func!r} is not a task this project ships; not re-run.")
+                continue
+            async_task(task.func, *(task.args or ()), hook=task.hook, group=task.group, **(task.kwargs or {}))
+            self.log_change(request, task, "Re-run queued")
+            queued += 1
+        if queued:
+            messages.info(request, f"{queued} task(s) queued again.")
+
+
+class SuccessAdmin(RerunMixin, q_admin.TaskAdmin):
+    pass
+
+
+class FailureAdmin(RerunMixin, q_admin.FailAdmin):
+    pass
+
+
+class QueueAdmin(q_admin.QueueAdmin):
+    readonly_fields = q_admin.QueueAdmin.fields
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+for model, model_admin in ((Schedule, ScheduleAdmin), (Success, SuccessAdmin), (Failure, FailureAdmin),
+                           (OrmQ, QueueAdmin)):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+    admin.site.register(model, model_admin)

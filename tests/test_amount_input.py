@@ -1,0 +1,27 @@
+"""Amounts typed into the admin are parsed exactly or refused as a form error, never a 500."""
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+URL = reverse("admin:broadcasts_outgoingtransaction_queue")
+
+
+@pytest.fixture
+def offline_wallet(btc):
+    from ledger.models import Wallet
+
+    # The amount is refused before any node call: no node needed.
+    return Wallet.objects.create(name="offline", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"})
+
+
+@pytest.mark.parametrize("amount", ["1e999999", "1.000000000000000000000000000001", "1_000", "9" * 400])
+def test_it_answers_a_hostile_amount_from_an_admin_with_a_form_error(client, admin_member, offline_wallet, amount):
+    from broadcasts.models import OutgoingTransaction
+
+    client.force_login(admin_member)
+    response = client.post(URL, {"user_id": "alice", "wallet": offline_wallet.pk,
+                                 "address": "mzBc4XEFSdzCDcTxAgf6EZXgsZWpztRhef", "amount": amount})
+    assert response.status_code == 200
+    assert response.context["form"].errors["amount"]
+    assert not OutgoingTransaction.objects.exists()
