@@ -7,7 +7,7 @@ it at scrape time in a bounded number of queries; django-prometheus's per-proces
 counters would need a multiprocess directory shared by gunicorn workers and say nothing about
 money. The balance cache figures are per process and are labelled with the process id.
 
-Allowed for a staff session, or `Authorization: Bearer <METRICS_TOKEN>` when it is set.
+Allowed for a staff session (signed in with its second factor when OTP_REQUIRED is on), or `Authorization: Bearer <METRICS_TOKEN>` when it is set.
 """
 from __future__ import annotations
 
@@ -160,10 +160,18 @@ def _token_ok(request) -> bool:
     return hmac.compare_digest(header[len("Bearer "):].strip().encode(), token.encode())
 
 
+def _staff_session_ok(request) -> bool:
+    user = request.user
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    # Signed in with the second factor when staff must have one, as the admin requires.
+    return not settings.OTP_REQUIRED or user.is_verified()
+
+
 @never_cache
 @require_GET
 def metrics_view(request):
-    if not (_token_ok(request) or (request.user.is_authenticated and request.user.is_staff)):
+    if not (_token_ok(request) or _staff_session_ok(request)):
         status = 403 if request.user.is_authenticated else 401
         response = HttpResponse("metrics need a staff session or the METRICS_TOKEN bearer token\n",
                                 status=status, content_type="text/plain")

@@ -83,16 +83,14 @@ class ProxiedBrowser:
     def csrf_token(self, html: str) -> str:
         return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
 
-    def log_in(self, username: str, password: str, second_factor=None) -> None:
-        """Through the real admin login form. `second_factor(browser, response)` completes a
-        TOTP step when sign-in has one (the security issue's django-otp)."""
+    def log_in(self, username: str, password: str, code=None) -> None:
+        """Through the real admin login form: the password, and `code()` (the current code of
+        the user's authenticator, see conftest's totp_device) in the second-factor field."""
         form = self.get("/admin/login/?next=/admin/")
         assert form.status_code == 200, form.status_code
         response = self.post("/admin/login/?next=/admin/", {
-            "username": username, "password": password, "next": "/admin/",
+            "username": username, "password": password, "otp_token": code() if code else "", "next": "/admin/",
             "csrfmiddlewaretoken": self.csrf_token(form.text)})
-        if second_factor is not None:
-            response = second_factor(self, response)
         assert response.status_code == 302 and response.headers["Location"] == "/admin/", (
             response.status_code, unescape(response.text)[:2000])
 

@@ -58,6 +58,13 @@ def test_it_refuses_anonymous_wrong_token_and_non_staff(client, outsider):
     assert client.get("/metrics").status_code == 403
 
 
+def test_it_refuses_a_staff_session_without_its_second_factor(client, viewer):
+    client.force_login(viewer, second_factor=False)
+    assert client.get("/metrics").status_code == 403
+    client.force_login(viewer)
+    assert client.get("/metrics").status_code == 200
+
+
 @override_settings(METRICS_TOKEN="")
 def test_it_refuses_any_bearer_when_no_token_is_set(client):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401

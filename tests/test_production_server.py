@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.conftest import totp_device
 from tests.prodserver import ProxiedBrowser, production_env, start_serve, stop
 from tests.test_demo_stop import MARKER, marked_processes
 
@@ -14,8 +15,10 @@ def test_it_serves_the_admin_with_its_css_and_debug_off(child_env, tmp_path, dja
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
     # Hashed as production hashes (the suite's settings use a fast hasher production does not accept).
-    django_user_model.objects.create(username="ops", is_staff=True, is_superuser=True, is_active=True,
-                                     password=PBKDF2PasswordHasher().encode("a long production password 42", "salt1234"))
+    user = django_user_model.objects.create(
+        username="ops", is_staff=True, is_superuser=True, is_active=True,
+        password=PBKDF2PasswordHasher().encode("a long production password 42", "salt1234"))
+    _, code = totp_device(user)
     env = production_env(child_env, tmp_path, **{MARKER: "serve-" + tmp_path.name})
     proc, base = start_serve(env, tmp_path / "serve.log", "--web-workers", "2")
     try:
@@ -24,9 +27,8 @@ def test_it_serves_the_admin_with_its_css_and_debug_off(child_env, tmp_path, dja
         plain = ProxiedBrowser(base).get("/admin/login/", headers={"X-Forwarded-Proto": "http"})
         assert plain.status_code == 301 and plain.headers["Location"].startswith("https://127.0.0.1:")
 
-        # Real admin login form. With the security issue's django-otp, pass
-        # second_factor=<a step posting the TOTP code> here (tests/prodserver.py, log_in).
-        browser.log_in("ops", "a long production password 42", second_factor=None)
+        # The real admin login form: password and the authenticator's current code.
+        browser.log_in("ops", "a long production password 42", code=code)
         home = browser.get("/admin/")
         assert home.status_code == 200 and "Back office" in home.text
         assert home.headers["Strict-Transport-Security"].startswith("max-age=31536000")

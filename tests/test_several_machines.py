@@ -19,7 +19,7 @@ from broadcasts.models import Broadcast, OutgoingTransaction
 from ledger import services as ledger
 from ledger.models import NetworkTransaction, Transaction
 from ledger.money import to_units
-from tests.conftest import PYTHON, REPO, funded_wallet, wait_until
+from tests.conftest import PYTHON, REPO, funded_wallet, totp_device, wait_until
 from tests.prodserver import ProxiedBrowser, production_env, start_serve, stop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.node]
@@ -80,8 +80,9 @@ def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(btc, fres
 
     server = fresh_node()
     wallet, alice = funded_wallet(btc, server)
-    django_user_model.objects.create(username="ops", is_staff=True, is_superuser=True,
-                                     password=PBKDF2PasswordHasher().encode(PASSWORD, "salt5678"))
+    ops = django_user_model.objects.create(username="ops", is_staff=True, is_superuser=True,
+                                           password=PBKDF2PasswordHasher().encode(PASSWORD, "salt5678"))
+    _, code = totp_device(ops)
     _, token = ApiToken.issue("several machines")
     addresses = {user: ledger.new_receiving_address(wallet, user).address for user in ("bob", "carol", "dave")}
 
@@ -95,7 +96,7 @@ def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(btc, fres
     try:
         webs = [start_serve(env, tmp_path / f"web{i}.log", "--no-scheduler", "--web-workers", "1") for i in (1, 2)]
         a, b = (ProxiedBrowser(base) for _, base in webs)
-        a.log_in("ops", PASSWORD)
+        a.log_in("ops", PASSWORD, code=code)
         b.cookies = dict(a.cookies)  # one session, stored in the shared database
 
         # Cross-worker reads: B's cache is warm, A writes, B sees it (and the other way round).
