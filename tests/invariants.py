@@ -176,6 +176,17 @@ def wait_synced(ours, outside, timeout=30.0):
         time.sleep(0.05)
 
 
+def wait_seen(node, txid, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return node.rpc("gettransaction", txid)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{txid} never reached the node") from None
+            time.sleep(0.05)
+
+
 def mine(ours, outside, n=1):
     """Mine on the outside node once our node's pending transactions reached it."""
     deadline = time.monotonic() + 10
