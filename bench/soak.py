@@ -315,9 +315,11 @@ def main(argv=None):
             print(f"step {i}: {describe(step)}")
         return 0
     started = time.monotonic()
-    soak = Soak(seed, args.steps, args.db, log=lambda line: print(line, flush=True))
+    soak = Soak(seed, args.steps, args.db, log=lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}",
+                                                                 flush=True))
     try:
         soak.start()
+        soak.log("set up: database migrated, two nodes, users funded")
         violations = soak.run()
     finally:
         soak.stop()

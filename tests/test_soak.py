@@ -14,6 +14,12 @@ SEED, STEPS = 104, 10
 INTERRUPTED = ("bug (broadcast branch): a broadcaster killed at broadcast.after_open leaves an interrupted "
                "broadcast the machine does not settle on its next run (outgoing stuck 'broadcasting')")
 LAST_LINE = re.compile(r"^soak: (\d+) steps, (\d+) faults, (\d+) violations$")
+# The violations that bug produces; any other one fails the test outright.
+INTERRUPTED_SIGNS = ("is stuck in broadcast", "is still opened at quiescence")
+
+
+class KnownBug(AssertionError):
+    pass
 
 
 def soak(*args, timeout=240):
@@ -29,17 +35,23 @@ def assert_clean(result, lines):
     assert match, (lines[-5:], result.stderr[-3000:])
     steps, faults, violations = map(int, match.groups())
     assert steps == STEPS and faults >= 3, lines
+    found = [line for line in lines if line.startswith("VIOLATION: ")]
+    assert len(found) == violations, lines
+    unknown = [line for line in found if not any(sign in line for sign in INTERRUPTED_SIGNS)]
+    assert not unknown, "\n".join(lines)
+    if found:
+        raise KnownBug("\n".join(found))
     assert violations == 0 and result.returncode == 0, "\n".join(lines)
 
 
 @pytest.mark.node
-@pytest.mark.xfail(strict=True, reason=INTERRUPTED)
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason=INTERRUPTED)
 def test_it_keeps_the_invariants_through_a_soak_on_postgresql():
     assert_clean(*soak("--seed", str(SEED), "--steps", str(STEPS), "--db", "postgres"))
 
 
 @pytest.mark.node
-@pytest.mark.xfail(strict=True, reason=INTERRUPTED)
+@pytest.mark.xfail(strict=True, raises=KnownBug, reason=INTERRUPTED)
 def test_it_keeps_the_invariants_through_a_soak_on_sqlite():
     assert_clean(*soak("--seed", str(SEED), "--steps", str(STEPS), "--db", "sqlite"))
 
