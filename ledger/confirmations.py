@@ -22,8 +22,6 @@ from dataclasses import dataclass, fields
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from cryptoadmin import faults
-
 from . import services
 from .backends import BackendError
 from .backends.base import TxInfo
@@ -155,7 +153,6 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
         if unchanged:
             NT.objects.filter(pk__in=unchanged).update(last_checked_at=now)
     summary.changed = len(changed)
-    faults.point("poll.before_credit")  # states written (a row may be closed), credits not yet
     for row, info in to_credit:
         summary.credited += credit_deposit(row, info)
     return summary

@@ -69,12 +69,10 @@ def import_unaccounted_balance(wallet_id: int, account_id: int, expected: int | 
             raise BooksExceedNode(amount, wallet.currency)
         if expected is not None and expected != amount:
             raise AmountChanged(expected, amount, wallet.currency)
-        faults.point("import.after_node")  # the node was read, nothing written yet
         number = Transaction.objects.filter(kind=Transaction.Kind.IMPORT, destination=account).count() + 1
-        entry = services.post(
+        booked = services.post(
             services.system_account(wallet, Account.Code.IMPORT), account, amount, Transaction.Kind.IMPORT,
             label=f"Import #{number} from wallet {wallet.name}", created_by=user,
         )
         faults.point("import.before_commit")
-    faults.point("import.after_commit")
-    return entry
+        return booked

@@ -27,7 +27,8 @@ SOURCE_DIRS = ("ledger", "broadcasts", "balances")
 # The first part of a point's name says which process reaches it.
 SCENARIOS = {
     "poll": "poll", "credit": "poll", "confirmations": "poll", "deposit": "poll",
-    "walletnotify": "walletnotify",
+    "walletnotify": "walletnotify", "notify": "walletnotify",
+    "rescan": "rescan",
     "broadcast": "broadcast", "fee": "broadcast", "send": "broadcast", "settle": "broadcast",
     "import": "import",
 }
@@ -36,10 +37,6 @@ SCENARIOS = {
 # once the fix is merged (strict: an unexpected pass fails the run, so none is forgotten).
 STUCK = ("is stuck in broadcast", "is still opened at quiescence")
 KNOWN_BUGS = {
-    "poll.before_credit": (
-        "bug (poller branch): a deposit closed at the polling threshold by a cycle that dies before crediting "
-        "is never polled again, so it is never credited",
-        ("credited 0 time(s)", "never credited", "books hold")),
     "broadcast.after_open": (
         "bug (broadcast branch): an interrupted broadcast is not settled by the machine on its next run; its "
         "outgoing stay 'broadcasting' until a person closes it", STUCK),
@@ -77,7 +74,7 @@ def _params():
 
 def test_it_finds_the_fault_points_in_the_source():
     points = source_points()
-    for expected in ("broadcast.after_open", "broadcast.after_send", "import.after_node", "poll.before_credit"):
+    for expected in ("broadcast.after_open", "broadcast.after_send", "import.before_commit"):
         assert expected in points
 
 
@@ -169,6 +166,10 @@ def prepare(kind, books, ours, outside) -> list[str]:
         pay(ours, outside, ours.rpc("getnewaddress"), "0.7")  # coins the books know no owner of
         invariants.mine(ours, outside, 1)
         return ["import_wallet_balance", wallet.name, str(books["treasury"].pk), "--yes"]
+    if kind == "rescan":
+        pay(ours, outside, books["address"].address, "0.4")  # a deposit no poll has seen yet
+        invariants.mine(ours, outside, 1)
+        return ["rescan_addresses", "--currency", currency.code]
     raise AssertionError(f"no scenario {kind!r}")
 
 

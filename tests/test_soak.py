@@ -8,14 +8,18 @@ import pytest
 from tests.conftest import PYTHON, REPO
 
 # Seed 104's first ten actions hold every kind of fault (a reorg, a broadcaster killed at a
-# fault point right after a withdrawal was queued, our node restarted, a poller and an import
-# killed at their points) besides deposits and withdrawals.
+# fault point right after a withdrawal was queued, our node restarted, an import killed at its
+# point, a poller armed at one when the source has any) besides deposits and withdrawals.
 SEED, STEPS = 104, 10
-INTERRUPTED = ("bug (broadcast branch): a broadcaster killed at broadcast.after_open leaves an interrupted "
-               "broadcast the machine does not settle on its next run (outgoing stuck 'broadcasting')")
+INTERRUPTED = ("bug (broadcast branch): a broadcaster killed between opening a broadcast and booking it leaves "
+               "an interrupted broadcast the machine does not settle on its next run (outgoing stuck "
+               "'broadcasting'; if it was sent, the books never learn it)")
 LAST_LINE = re.compile(r"^soak: (\d+) steps, (\d+) faults, (\d+) violations$")
 # The violations that bug produces; any other one fails the test outright.
-INTERRUPTED_SIGNS = ("is stuck in broadcast", "is still opened at quiescence")
+# (An unbooked payment also leaves the node short of the books, so the final import of what
+# outside paid to unowned addresses is refused: "imports booked".)
+INTERRUPTED_SIGNS = ("is stuck in broadcast", "is still opened at quiescence", "the node paid", "books hold",
+                     "imports booked")
 
 
 class KnownBug(AssertionError):
@@ -69,9 +73,9 @@ def test_it_replays_the_same_actions_for_the_same_seed():
 def test_it_plans_every_kind_of_action_and_fault():
     from bench.soak import plan
 
-    steps = plan(SEED, 200, ["broadcast.after_open", "poll.before_credit", "import.after_node"])
+    steps = plan(SEED, 200)
     assert {s["action"] for s in steps} == {"deposit", "withdraw", "mine", "poll", "broadcast", "restart", "reorg",
                                             "import"}
     assert {s.get("mode") for s in steps} >= {"clean", "kill_random", "kill_at"}
     assert any(s.get("processes") == 2 for s in steps)
-    assert plan(SEED, 200, ["broadcast.after_open"]) == plan(SEED, 200, ["broadcast.after_open"])
+    assert plan(SEED, 200) == plan(SEED, 200) != plan(SEED + 1, 200)
