@@ -123,6 +123,8 @@ class Soak:
         self.env = dict(os.environ, DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url,
                         PYTHONPATH=str(REPO))
         self.env.pop("CRYPTOADMIN_FAULT", None)
+        # Short node deadlines: a killed send's lease (when broadcasts have one) ends soon.
+        self.env.update(NODE_RPC_TIMEOUT="10", BROADCAST_LEASE_MARGIN="1")
         os.environ.update(DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url)
         import django
 

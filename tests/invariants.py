@@ -221,11 +221,31 @@ def cycle(wallet: Wallet) -> None:
     poll_wallet(wallet)
 
 
+def wait_sends_over(wallet: Wallet, limit=120.0) -> None:
+    """A send still in flight (its lease running, when broadcasts have one) is neither
+    settled nor interrupted yet: wait for its lease to end."""
+    from django.utils import timezone
+
+    from broadcasts.models import Broadcast
+
+    if not any(f.name == "sending_until" for f in Broadcast._meta.get_fields()):
+        return
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        until = (Broadcast.objects.filter(wallet=wallet, state=Broadcast.State.OPENED,
+                                          sending_until__gt=timezone.now())
+                 .order_by("-sending_until").values_list("sending_until", flat=True).first())
+        if until is None:
+            return
+        time.sleep(min(max((until - timezone.now()).total_seconds(), 0) + 0.2, 5))
+
+
 def quiesce(wallet: Wallet, ours, outside, run_cycle=cycle, max_rounds=12) -> int:
     """Mine and cycle until a round changes nothing and no transaction waits for a block."""
     threshold = wallet.currency.polling_threshold
     before = None
     for rounds in range(1, max_rounds + 1):
+        wait_sends_over(wallet)
         run_cycle(wallet)
         mine(ours, outside, threshold)
         run_cycle(wallet)
