@@ -250,7 +250,21 @@ def quiesce(wallet: Wallet, ours, outside, run_cycle=cycle, max_rounds=12) -> in
         mine(ours, outside, threshold)
         run_cycle(wallet)
         after = _signature(wallet, ours)
-        if after == before and not after[-1]:
+        if (after == before or _nothing_left(wallet)) and not after[-1]:
             return rounds
         before = after
     return max_rounds
+
+
+def _nothing_left(wallet: Wallet) -> bool:
+    """No transaction polled, no outgoing waiting or in a broadcast, no fee unknown."""
+    from broadcasts.models import Broadcast, OutgoingTransaction
+
+    from ledger.confirmations import POLLED_STATES
+
+    return not (NT.objects.filter(wallet=wallet, state__in=POLLED_STATES).exists()
+                or OutgoingTransaction.objects.filter(wallet=wallet).exclude(
+                    state=OutgoingTransaction.State.BROADCASTED).exists()
+                or Broadcast.objects.filter(wallet=wallet, state__in=[
+                    Broadcast.State.COLLECTED, Broadcast.State.OPENED]).exists()
+                or Broadcast.objects.filter(wallet=wallet, fee__isnull=True, txid__gt="").exists())
