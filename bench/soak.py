@@ -270,7 +270,27 @@ class Soak:
         for node in (self.ours, self.outside):
             node.rpc("reconsiderblock", first)
         self.inv.wait_synced(self.ours, self.outside)
-        return f"reorg of {depth} block(s) ({'replaced' if step['replace'] else 'restored'}); {outcome}"
+        resent = self.resubmit_disconnected()
+        return (f"reorg of {depth} block(s) ({'replaced' if step['replace'] else 'restored'}); {outcome}"
+                f"{f'; {resent} disconnected transaction(s) resent' if resent else ''}")
+
+    def resubmit_disconnected(self) -> int:
+        """This node build does not put the transactions of disconnected blocks back in its
+        mempool (a replaced branch leaves them unconfirmed and nowhere); on a real network peers
+        relay them again. Resend each one to the miner, as the network would."""
+        resent = 0
+        pool = set(self.outside.rpc("getrawmempool"))
+        for node in (self.outside, self.ours):
+            for entry in self.inv.node_entries(node):
+                txid = entry.get("txid")
+                if txid and int(entry.get("confirmations", 0)) == 0 and txid not in pool:
+                    try:
+                        self.outside.rpc("sendrawtransaction", node.rpc("gettransaction", txid)["hex"])
+                        resent += 1
+                    except Exception:
+                        pass  # already known, or spent by another branch: stays as the chain says
+                    pool.add(txid)
+        return resent
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -328,6 +348,9 @@ def main(argv=None):
         for i, step in enumerate(plan(seed, args.steps), 1):
             print(f"step {i}: {describe(step)}")
         return 0
+    # SIGTERM (and SIGINT, which background jobs ignore) stops the soak cleanly: its nodes and
+    # database are stopped by the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     soak = Soak(seed, args.steps, args.db, log=lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}",
                                                                  flush=True))

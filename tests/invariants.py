@@ -65,7 +65,10 @@ def deposits_credited_once(wallet: Wallet, entries) -> list[str]:
     for key, amount in sorted(chain.items()):
         txid, _ = key
         if confirmations[txid] < currency.crediting_threshold:
-            continue  # not due yet
+            # Not due yet; at quiescence that means the chain never took it.
+            out.append(f"deposit {txid} to address #{key[1]}: {amount} with only {confirmations[txid]} "
+                       "confirmation(s) at quiescence")
+            continue
         credited, n = books.get(key, (0, 0))
         if n != 1 or credited != amount:
             out.append(f"deposit {txid} to address #{key[1]}: {amount} on chain with {confirmations[txid]} "
