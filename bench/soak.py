@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,6 +164,7 @@ class Soak:
 
             connections.close_all()
             self.postgres.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- child processes ---------------------------------------------------------------------
 
