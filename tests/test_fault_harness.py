@@ -1,8 +1,9 @@
 """The fault harness: every `faults.point(...)` in the money paths, one process SIGKILLed there.
 
 For each point found in the source (ledger/, broadcasts/, balances/), a real child process
-(`manage.py update_confirmations`, `walletnotify`, `broadcast`, `import_wallet_balance`) runs
-with `CRYPTOADMIN_FAULT=<point>=kill` and must die there (-9: the point is on its path); the
+(`manage.py update_confirmations`, `walletnotify`, `broadcast`, `import_wallet_balance`,
+`rescan_addresses`, a reconcile) runs with `CRYPTOADMIN_FAULT=<point>=kill` and must die there
+(-9: the point is on its path); the
 next cycle then runs in a clean process, the chain is driven to quiescence, and the
 invariants (tests/invariants.py) must all hold. Points added later are picked up on their
 own; one whose area has no scenario here fails `test_it_has_a_scenario_for_every_fault_point`.
