@@ -82,8 +82,10 @@ def test_it_refuses_to_edit_a_ledger_row(using):
             Transaction.objects.using(using).filter(pk=row.pk).update(amount=11)
     row.refresh_from_db(using=using)
     assert row.amount == 10
-    # Non-money columns (a label) may still be annotated.
-    Transaction.objects.using(using).filter(pk=row.pk).update(label="note")
+    # Since ledger 0006 no column changes, not even a label (tests/test_ledger_append_only.py).
+    with pytest.raises(IntegrityError):
+        with transaction.atomic(using=using):
+            Transaction.objects.using(using).filter(pk=row.pk).update(label="note")
 
 
 def test_it_posts_through_the_service_with_clear_errors():

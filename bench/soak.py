@@ -1,0 +1,375 @@
+"""Randomized soak over real processes: deposits from an outside node, withdrawals, concurrent
+broadcasters, SIGKILLs at random moments and at armed fault points, our node stopped and
+restarted, reorganisations (invalidateblock / reconsiderblock) and imports; at the end the
+chain is driven to quiescence and every invariant of tests/invariants.py is checked.
+
+    .venv/bin/python bench/soak.py --seed 7 --steps 60 [--db postgres|sqlite]
+
+It starts its own PostgreSQL 15 cluster (or SQLite file) and two regtest nodes (ours and
+the outside world) on loopback, and stops them by process id. The seed fixes the sequence
+of actions (replay: the same command line); process timing still varies. Last line:
+`soak: <steps> steps, <faults> faults, <violations> violations` (exit 1 if any violation).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PYTHON = sys.executable
+USERS = ("u0", "u1", "u2", "u3")
+# Weights of the random actions (a step is one of them).
+ACTIONS = [("deposit", 5), ("withdraw", 5), ("mine", 4), ("poll", 5), ("broadcast", 5), ("restart", 1),
+           ("reorg", 1), ("import", 1)]
+CHILD_MODES = [("clean", 5), ("kill_random", 2), ("kill_at", 2)]
+
+
+AREAS = {"poll": ("poll", "credit", "confirmations", "deposit"), "broadcast": ("broadcast", "fee", "send", "settle"),
+         "import": ("import",)}
+
+
+def plan(seed: int, steps: int) -> list[dict]:
+    """The action sequence of a seed: a pure function of (seed, steps), so a seed replays
+    the same actions whatever happens while they run."""
+    rng = random.Random(seed)
+    names, weights = zip(*ACTIONS)
+    modes, mode_weights = zip(*CHILD_MODES)
+    out = []
+    for _ in range(steps):
+        action = rng.choices(names, weights)[0]
+        step = {"action": action}
+        if action in ("deposit", "withdraw"):
+            step["user"] = rng.choice(USERS)
+            low, high = (1_000_000, 60_000_000) if action == "deposit" else (100_000, 8_000_000)
+            step["amount"] = rng.randrange(low, high)
+        elif action == "mine":
+            step["blocks"] = rng.randint(1, 3)
+        elif action in ("poll", "broadcast", "import"):
+            step["mode"] = rng.choices(modes, mode_weights)[0]
+            step["delay"] = round(rng.uniform(0.3, 2.0), 2)
+            # Which armed point this picks depends on the points in the source; the draw
+            # itself does not, so a seed's actions stay the same when points are added.
+            step["point_draw"] = rng.randrange(10_000)
+            if action == "broadcast":
+                step["processes"] = rng.choice((1, 1, 2))
+            if action == "import":
+                step["amount"] = rng.randrange(1_000_000, 20_000_000)
+        elif action == "restart":
+            step["while_down"] = rng.choice(("poll", "broadcast"))
+        elif action == "reorg":
+            step["depth"] = rng.randint(1, 2)
+            step["replace"] = rng.random() < 0.5
+        out.append(step)
+    return out
+
+
+def armed_point(step: dict, points: list[str]) -> str | None:
+    """The fault point a `kill_at` step arms: one of its area's points in the source."""
+    candidates = [p for p in points if p.split(".", 1)[0] in AREAS[step["action"]]]
+    return candidates[step["point_draw"] % len(candidates)] if candidates else None
+
+
+def describe(step: dict) -> str:
+    return " ".join([step["action"]] + [f"{k}={v}" for k, v in step.items() if k != "action"])
+
+
+def source_points() -> list[str]:
+    from tests.test_fault_harness import source_points as scan
+
+    return scan()
+
+
+class Soak:
+    def __init__(self, seed: int, steps: int, db: str, log=print):
+        self.seed, self.steps, self.db, self.log = seed, steps, db, log
+        self.faults = {"killed": 0, "node_down": 0, "reorg": 0}
+        self.workdir = Path(tempfile.mkdtemp(prefix="cryptoadmin-soak-"))
+        self.postgres = None
+        self.nodes = []
+        self.addresses = {}
+        self.unowned = 0  # paid by outside to our node's addresses the books never gave out
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def start(self):
+        from cryptoadmin.localservices import LocalBitcoind, LocalPostgres
+
+        if self.db == "postgres":
+            self.postgres = LocalPostgres().start()
+            import psycopg2
+
+            conn = psycopg2.connect(self.postgres.url.replace("postgres://", "postgresql://"))
+            conn.autocommit = True
+            conn.cursor().execute("CREATE DATABASE soak")
+            conn.close()
+            self.database_url = self.postgres.url_for("soak")
+        else:
+            self.database_url = f"sqlite:///{self.workdir / 'soak.sqlite3'}"
+        self.outside = LocalBitcoind().start()
+        self.nodes.append(self.outside)
+        self.ours = LocalBitcoind(peer=self.outside).start()
+        self.nodes.append(self.ours)
+        self.env = dict(os.environ, DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url,
+                        PYTHONPATH=str(REPO))
+        self.env.pop("CRYPTOADMIN_FAULT", None)
+        # Short node deadlines: a killed send's lease (when broadcasts have one) ends soon.
+        self.env.update(NODE_RPC_TIMEOUT="10", BROADCAST_LEASE_MARGIN="1")
+        os.environ.update(DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from tests import invariants
+
+        self.inv = invariants
+        self.outside.generate(130)  # 30 mature coinbases to pay us with
+        invariants.wait_synced(self.ours, self.outside)
+        from ledger import services as ledger
+        from ledger.models import Currency, Wallet
+
+        self.currency = Currency.objects.create(code="BTC", name="BTC", crediting_threshold=2, polling_threshold=4)
+        self.wallet = Wallet.objects.create(name="soak", currency=self.currency, backend="bitcoind",
+                                            backend_settings={"url": self.ours.url})
+        for user in USERS:
+            self.addresses[user] = ledger.new_receiving_address(self.wallet, user).address
+        self.treasury = ledger.user_account("treasury", self.currency, 201)
+        self.points = source_points()
+        # Every user starts with a credited deposit, so withdrawals have something to spend.
+        for user in USERS:
+            self.outside.rpc("sendtoaddress", self.addresses[user], "1")
+        invariants.mine(self.ours, self.outside, self.currency.polling_threshold)
+        invariants.cycle(self.wallet)
+        assert ledger.balance(ledger.user_account(USERS[0], self.currency, 201)) == 10**8
+        return self
+
+    def stop(self):
+        for node in reversed(self.nodes):
+            node.stop()
+        if self.postgres:
+            from django.db import connections
+
+            connections.close_all()
+            self.postgres.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- child processes ---------------------------------------------------------------------
+
+    def command(self, kind: str) -> list[str]:
+        if kind == "poll":
+            return ["update_confirmations"]
+        if kind == "broadcast":
+            return ["broadcast", "--wallet", self.wallet.name]
+        if kind == "import":
+            return ["import_wallet_balance", self.wallet.name, str(self.treasury.pk), "--yes"]
+        raise ValueError(kind)
+
+    def spawn(self, kind: str, fault: str | None = None) -> subprocess.Popen:
+        env = dict(self.env)
+        if fault:
+            env["CRYPTOADMIN_FAULT"] = fault
+        return subprocess.Popen([PYTHON, "manage.py", *self.command(kind)], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run_children(self, kind: str, step: dict) -> str:
+        mode = step.get("mode", "clean")
+        point = armed_point(step, self.points) if mode == "kill_at" else None
+        if mode == "kill_at" and not point:
+            mode = "clean"
+        count = step.get("processes", 1)
+        procs = [self.spawn(kind, f"{point}=kill" if mode == "kill_at" and i == 0 else None) for i in range(count)]
+        if mode == "kill_random":
+            time.sleep(step["delay"])
+            if procs[0].poll() is None:
+                os.kill(procs[0].pid, signal.SIGKILL)
+        outcomes = []
+        for proc in procs:
+            try:
+                proc.communicate(timeout=180)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.communicate()
+            if proc.returncode == -signal.SIGKILL:
+                self.faults["killed"] += 1
+                outcomes.append("killed")
+            else:
+                outcomes.append(f"exit {proc.returncode}")
+        return f"{kind} ({mode}{' ' + point if mode == 'kill_at' else ''}): {', '.join(outcomes)}"
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def do(self, step: dict) -> str:
+        return getattr(self, f"do_{step['action']}")(step)
+
+    def do_deposit(self, step):
+        address = self.addresses[step["user"]]
+        txid = self.outside.rpc("sendtoaddress", address, str(Decimal(step["amount"]) / 10**8))
+        return f"outside paid {step['user']} {step['amount']} in {txid[:12]}"
+
+    def do_withdraw(self, step):
+        from broadcasts.services import OutgoingError, send_external
+        from ledger import services as ledger
+
+        account = ledger.user_account(step["user"], self.currency, 201)
+        try:
+            row = send_external(account, self.outside.rpc("getnewaddress"), step["amount"], wallet=self.wallet)
+        except OutgoingError as exc:
+            return f"withdrawal of {step['user']} refused: {exc}"
+        return f"withdrawal #{row.pk} of {step['user']} queued: {step['amount']}"
+
+    def do_mine(self, step):
+        self.inv.mine(self.ours, self.outside, step["blocks"])
+        return f"mined {step['blocks']}, height {self.outside.rpc('getblockcount')}"
+
+    def do_poll(self, step):
+        return self.run_children("poll", step)
+
+    def do_broadcast(self, step):
+        return self.run_children("broadcast", step)
+
+    def do_import(self, step):
+        address = self.ours.rpc("getnewaddress")  # coins whose owner the books do not know
+        txid = self.outside.rpc("sendtoaddress", address, str(Decimal(step["amount"]) / 10**8))
+        self.unowned += step["amount"]
+        self.inv.wait_seen(self.ours, txid)
+        return self.run_children("import", step)
+
+    def do_restart(self, step):
+        self.ours.stop(remove=False)
+        self.faults["node_down"] += 1
+        outcome = self.run_children(step["while_down"], {"mode": "clean"})
+        self.ours.start()
+        self.inv.wait_synced(self.ours, self.outside)
+        return f"our node stopped; {outcome}; started again"
+
+    def do_reorg(self, step):
+        self.inv.wait_synced(self.ours, self.outside)
+        height = self.outside.rpc("getblockcount")
+        depth = min(step["depth"], height - 120)
+        if depth < 1:
+            return "reorg skipped: chain too short"
+        first = self.outside.rpc("getblockhash", height - depth + 1)
+        for node in (self.ours, self.outside):
+            node.rpc("invalidateblock", first)
+        self.faults["reorg"] += 1
+        outcome = self.run_children("poll", {"mode": "clean"})
+        if step["replace"]:
+            # A longer branch wins: the old blocks stay behind, their transactions re-mined.
+            self.outside.generate(depth + 1)
+        for node in (self.ours, self.outside):
+            node.rpc("reconsiderblock", first)
+        self.inv.wait_synced(self.ours, self.outside)
+        resent = self.resubmit_disconnected()
+        return (f"reorg of {depth} block(s) ({'replaced' if step['replace'] else 'restored'}); {outcome}"
+                f"{f'; {resent} disconnected transaction(s) resent' if resent else ''}")
+
+    def resubmit_disconnected(self) -> int:
+        """This node build does not put the transactions of disconnected blocks back in its
+        mempool (a replaced branch leaves them unconfirmed and nowhere); on a real network peers
+        relay them again. Resend each one to the miner, as the network would."""
+        resent = 0
+        pool = set(self.outside.rpc("getrawmempool"))
+        for node in (self.outside, self.ours):
+            for entry in self.inv.node_entries(node):
+                txid = entry.get("txid")
+                if txid and int(entry.get("confirmations", 0)) == 0 and txid not in pool:
+                    try:
+                        self.outside.rpc("sendrawtransaction", node.rpc("gettransaction", txid)["hex"])
+                        resent += 1
+                    except Exception:
+                        pass  # already known, or spent by another branch: stays as the chain says
+                    pool.add(txid)
+        return resent
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self) -> list[str]:
+        from ledger.models import Wallet
+
+        steps = plan(self.seed, self.steps)
+        for i, step in enumerate(steps, 1):
+            try:
+                outcome = self.do(step)
+            except Exception as exc:  # a driver error is reported, the soak goes on
+                outcome = f"driver error {type(exc).__name__}: {exc}"
+            self.log(f"step {i}/{self.steps}: {describe(step)} -> {outcome}")
+        wallet = Wallet.objects.select_related("currency").get(pk=self.wallet.pk)
+        rounds = self.inv.quiesce(wallet, self.ours, self.outside)
+        self.log(f"quiescent after {rounds} round(s)")
+        return self.finish_imports(wallet) + self.inv.check(wallet, self.ours)
+
+    def finish_imports(self, wallet) -> list[str]:
+        """An import killed before its commit is done again by the admin: import what is left,
+        then the imports must add up to exactly what outside paid to unowned addresses
+        (an import that absorbed anything else would hide a books/node difference)."""
+        from django.db.models import Sum
+
+        from ledger import imports
+        from ledger.models import Transaction
+
+        def imported():
+            return Transaction.objects.filter(kind=Transaction.Kind.IMPORT).aggregate(s=Sum("amount"))["s"] or 0
+
+        left = self.unowned - imported()
+        if left > 0:
+            # `expected`: the admin confirms the amount they saw; anything else is refused.
+            try:
+                entry = imports.import_unaccounted_balance(wallet.pk, self.treasury.pk, expected=left)
+                self.log(f"final import: {entry.amount}")
+            except imports.WalletImportError as exc:
+                self.log(f"final import refused: {exc}")
+        imported = imported()
+        if imported != self.unowned:
+            return [f"imports booked {imported}, outside paid {self.unowned} to addresses the books never gave out"]
+        return []
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=None, help="default: a random one (printed)")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument("--plan", action="store_true", help="print the seed's actions and exit")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+    print(f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db {args.db})", flush=True)
+    if args.plan:
+        for i, step in enumerate(plan(seed, args.steps), 1):
+            print(f"step {i}: {describe(step)}")
+        return 0
+    # SIGTERM (and SIGINT, which background jobs ignore) stops the soak cleanly: its nodes and
+    # database are stopped by the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    soak = Soak(seed, args.steps, args.db, log=lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}",
+                                                                 flush=True))
+    try:
+        soak.start()
+        soak.log("set up: database migrated, two nodes, users funded")
+        violations = soak.run()
+    finally:
+        soak.stop()
+    for violation in violations:
+        print(f"VIOLATION: {violation}")
+    faults = sum(soak.faults.values())
+    print(f"soak: seed {seed} on {args.db}: {time.monotonic() - started:.1f} s; faults: "
+          + ", ".join(f"{k} {v}" for k, v in soak.faults.items()))
+    print(f"soak: {args.steps} steps, {faults} faults, {len(violations)} violations", flush=True)
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
