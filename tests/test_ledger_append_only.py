@@ -114,7 +114,7 @@ def test_it_lets_an_account_without_entries_change(using):
 
 @pytest.mark.parametrize("using", ENGINES)
 def test_it_leaves_existing_rows_intact_when_the_triggers_are_installed(using):
-    migration = importlib.import_module("ledger.migrations.0006_append_only")
+    migration = importlib.import_module("ledger.migrations.0007_append_only")
     b = _books(using)
     connection = connections[using]
     # The migration's own functions on this test's connection (SQLite's schema editor refuses

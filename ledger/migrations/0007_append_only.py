@@ -93,5 +93,5 @@ def _run(schema_editor, pg_sql, sqlite_statements):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ledger", "0004_network_transaction_check_permission")]
+    dependencies = [("ledger", "0006_deposits_per_wallet_closed_only_credited")]
     operations = [migrations.RunPython(forward, backward)]
