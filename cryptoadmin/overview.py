@@ -19,7 +19,7 @@ def currency_rows():
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     open_counts = {
         r["currency_id"]: r for r in NetworkTransaction.objects.filter(state="open").values("currency_id").annotate(
-            open=Count("id"), stuck=Count("id", filter=Q(opened_at__lt=now - timedelta(hours=1))),
+            open=Count("id"), stuck=Count("id", filter=NetworkTransaction.objects.stuck_q(now)),
         )
     }
     flagged = dict(NetworkTransaction.objects.filter(flagged=True).values_list("currency_id").annotate(n=Count("id")))

@@ -149,7 +149,7 @@ class StuckFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "1h":
-            return queryset.filter(state="open", opened_at__lt=timezone.now() - timedelta(hours=1))
+            return queryset.stuck()
         return queryset
 
 
@@ -174,9 +174,13 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
     def short_txid(self, obj):
         return format_html('<code title="{}">{}…</code>', obj.txid, obj.txid[:16])
 
-    @admin.display(description="confirmations", ordering="confirmations")
+    def get_queryset(self, request):
+        # An open mined row's confirmations follow from its wallet's tip (not rewritten per block).
+        return super().get_queryset(request).with_confirmations()
+
+    @admin.display(description="confirmations", ordering="confirmations_now")
     def confirmations_of(self, obj):
-        return f"{obj.confirmations} / {obj.currency.polling_threshold}"
+        return f"{obj.confirmations_now} / {obj.currency.polling_threshold}"
 
     @admin.display(description="age", ordering="opened_at")
     def age(self, obj):
@@ -242,6 +246,6 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
         ] + super().get_urls()
 
     def render_change_form(self, request, context, *args, obj=None, **kwargs):
-        context["can_close_by_hand"] = bool(obj and obj.state in ("open", "conflicted", "vanished")
+        context["can_close_by_hand"] = bool(obj and NetworkTransaction.objects.polled().filter(pk=obj.pk).exists()
                                             and self.has_close_permission(request))
         return super().render_change_form(request, context, *args, obj=obj, **kwargs)
