@@ -13,13 +13,13 @@ NODE_CACHE_SECONDS = 15
 
 def currency_rows():
     """Per currency: open / stuck network transactions, flagged, deposits credited today."""
-    from ledger.models import Currency, NetworkTransaction, Transaction
+    from ledger.models import Currency, NetworkTransaction, NetworkTransactionQuerySet, Transaction
 
     now = timezone.now()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     open_counts = {
         r["currency_id"]: r for r in NetworkTransaction.objects.filter(state="open").values("currency_id").annotate(
-            open=Count("id"), stuck=Count("id", filter=NetworkTransaction.objects.stuck_q(now)),
+            open=Count("id"), stuck=Count("id", filter=NetworkTransactionQuerySet.stuck_q(now)),
         )
     }
     flagged = dict(NetworkTransaction.objects.filter(flagged=True).values_list("currency_id").annotate(n=Count("id")))

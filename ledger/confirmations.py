@@ -153,7 +153,7 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
         tip = backend.chain_tip()
         summary.round_trips += 1
     except NotImplementedError:
-        return _poll_by_txid(wallet, backend, summary, None)
+        return _poll_by_txid(wallet, backend, summary, None, discover=True)
     except BadReply as exc:
         return _poll_by_txid(wallet, backend, summary, exc)
     old_hash, old_height = wallet.last_block_hash or "", wallet.last_block_height
@@ -293,13 +293,28 @@ def rows_to_ask(wallet: Wallet, currency: Currency, tip_height: int | None, gone
         yield row
 
 
-def _poll_by_txid(wallet: Wallet, backend, summary: Summary, wallet_error) -> None:
-    """Every polled row asked by txid, in batches: block.io, or a node whose tip or window
-    we could not read (the error is recorded on the wallet, the cursor stays)."""
+def _poll_by_txid(wallet: Wallet, backend, summary: Summary, wallet_error, discover: bool = False) -> None:
+    """Every polled row asked by txid, in batches: block.io (whose newest received page
+    serves to discover deposits, `discover`), or a node whose tip or window we could not
+    read (the error is recorded on the wallet, the cursor stays)."""
+    infos: dict = {}
+    if discover:
+        try:
+            infos = {tx.txid: tx for tx in backend.list_since_block(None).transactions}
+            summary.round_trips += 1
+        except NotImplementedError:
+            pass
+        except BadReply as exc:
+            wallet_error = exc
+    faults.point("poll.after_listsinceblock")
+    summary.discovered += record_deposits(wallet, infos.values())
+    faults.point("poll.after_record")
     rows = list(NT.objects.polled().filter(wallet=wallet))
+    leftovers = [row.txid for row in rows if row.txid not in infos]
+    if leftovers:
+        infos.update(backend.get_transactions(leftovers))
+        summary.round_trips += -(-len(leftovers) // 2000)
     if rows:
-        infos = backend.get_transactions([row.txid for row in rows])
-        summary.round_trips += -(-len(rows) // 2000)
         summary += apply(rows, infos, wallet.currency)
     faults.point("poll.before_cursor")
     done = {"last_polled_at": timezone.now(), "last_poll_error": "", "last_poll_error_at": None}
@@ -554,6 +569,26 @@ def update_one(currency: Currency, txid: str) -> Summary:
             summary += apply(rows, {txid: info}, currency)
     if failures and len(failures) == len(wallets):
         raise failures[0]
+    return summary
+
+
+def record_transactions(wallet: Wallet, txids: list[str], backend=None) -> Summary:
+    """The listener's fast path: transactions the node just announced, asked about in one
+    batch; those of this wallet are recorded (deposits) and their rows moved, the others
+    (not the wallet's) ignored."""
+    backend = backend or wallet.get_backend()
+    summary = Summary()
+    with counting_statements() as sql:
+        infos = backend.get_transactions(txids)
+        summary.round_trips += -(-len(txids) // 2000)
+        ours = {txid: info for txid, info in infos.items() if isinstance(info, TxInfo)}
+        if ours:
+            summary.discovered += record_deposits(wallet, ours.values())
+            faults.point("notify.after_record")
+            rows = list(NT.objects.polled().filter(wallet=wallet, txid__in=list(ours)))
+            if rows:
+                summary += apply(rows, ours, wallet.currency)
+    summary.statements += sql[0]
     return summary
 
 
