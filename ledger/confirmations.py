@@ -10,11 +10,12 @@ cycle of a bitcoind wallet is, whatever the number of open rows:
 - one `getblockchaininfo` (the tip). Unchanged tip: nothing else, except the rows with no
   block (unconfirmed, conflicted, vanished) asked by txid in one batch;
 - a new tip: ONE batch of `listsinceblock <last tip>` (only the wallet transactions mined
-  since, and the unconfirmed ones), a `getblockhash` per height of the last P + 2 blocks
-  (the blocks that can hold open rows: a row whose hash is no longer the main chain's at its
-  height was reorged out) and `getbestblockhash` (a block arriving mid-cycle is seen, and no
-  height is derived from a tip that moved). A reorg under the last tip costs one more
-  `listsinceblock` from the fork's side, P + 1 blocks deeper;
+  since, and the unconfirmed ones), `getblockhash <last tip's height>` (the last tip still
+  there means every block below it is: no open row was reorged out) and `getbestblockhash`
+  (a block arriving mid-cycle is seen, and no height is derived from a tip that moved). A
+  reorg costs two more round trips: a getblockhash per height holding open rows (a row whose
+  hash is no longer the main chain's there was reorged out), and `listsinceblock` again from
+  below the lowest of them;
 - a constant number of SQL statements: new deposits inserted, the window's rows placed in
   their blocks, rows past the polling threshold closed (range scan on block_height), then
   the few rows that need the node's word (no block, troubled, reorged, due a credit) read
@@ -158,20 +159,16 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
         return _poll_by_txid(wallet, backend, summary, exc)
     old_hash, old_height = wallet.last_block_hash or "", wallet.last_block_height
     window: dict[str, TxInfo] = {}
-    main: dict[int, str | None] = {}  # height -> the main chain's block hash there (None: past the tip)
-    trusted, wallet_error = True, None
-    if tip.hash != old_hash or tip.height != old_height:
-        # Heights of the blocks that can hold open rows: the last P + 2 below the last tip.
-        heights = (list(range(max(0, old_height - currency.polling_threshold - 1), old_height + 1))
-                   if old_height is not None else [])
+    gone = Q(block_height__gt=tip.height)  # open rows whose block is no longer on the main chain
+    trusted, wallet_error, moved = True, None, tip.hash != old_hash or tip.height != old_height
+    if moved:
         try:
-            since, main, after = backend.since_tip(old_hash, heights)
+            # The last tip still on the main chain at its height means every block below it
+            # is too: one getblockhash checks every open row's block.
+            since, main, after = backend.since_tip(old_hash, [old_height] if old_height is not None else [])
             summary.round_trips += 1
             if old_height is not None and main.get(old_height) != old_hash:
-                # The last tip itself was reorged out: the new branch's transactions at or below
-                # its height are not "since" it. Read again from P + 1 blocks below it.
-                deeper, _, after = backend.since_tip(main.get(heights[0]) or "", [])
-                summary.round_trips += 1
+                gone, deeper, after = _after_reorg(wallet, backend, old_height, summary)
                 since = SinceBlock(since.transactions + deeper.transactions, deeper.lastblock,
                                    {**since.errors, **deeper.errors})
         except BadReply as exc:
@@ -192,14 +189,13 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     summary.discovered += record_deposits(wallet, window.values())
     faults.point("poll.after_record")
     now = timezone.now()
-    gone = _gone(main, tip.height)
     # Read before placing the window: a row the window re-places after a reorg is still
     # among these, so apply() sees its confirmations drop.
     rows = list(rows_to_ask(wallet, currency, tip.height if trusted else None, gone))
     if trusted and window:
         listed = {row.txid for row in rows}
         summary.checked += place_in_blocks(wallet, [i for i in window.values() if i.txid not in listed], tip.height)
-    if trusted and main:  # the tip moved (an unchanged tip closes nothing new)
+    if trusted and moved:  # the tip moved (an unchanged tip closes nothing new)
         summary.closed += close_at_threshold(wallet, currency, tip.height, gone, now)
     infos = {row.txid: window[row.txid] for row in rows if row.txid in window}
     asked = [row.txid for row in rows if row.txid not in window]
@@ -223,16 +219,23 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     Wallet.objects.filter(pk=wallet.pk).update(**done)
 
 
-def _gone(main: dict, tip_height: int) -> Q:
-    """Open rows whose block is no longer the main chain's at its height (or past the tip)."""
-    q = Q(block_height__gt=tip_height)
-    for height, block in main.items():
-        if block is None:
-            q |= Q(block_height=height)
-        else:
-            # Two ranges, not "<>": both stay index range scans on (wallet, state, height, hash).
-            q |= Q(block_height=height, block_hash__lt=block) | Q(block_height=height, block_hash__gt=block)
-    return q
+def _after_reorg(wallet: Wallet, backend, old_height: int, summary: Summary):
+    """The last tip left the main chain. Check the block of every open row (one batch of
+    getblockhash, one per height holding rows; rare, so reading the rows' blocks is fine) and
+    read the window again from below the lowest of them, where the branches cannot differ
+    (P + 1 below the last tip at least). Returns (gone rows, that window, tip after it)."""
+    placed = set(NT.objects.polled().filter(wallet=wallet, block_height__isnull=False)
+                 .values_list("block_height", "block_hash").distinct())
+    base = max(0, min([old_height - wallet.currency.polling_threshold] + [h for h, _ in placed]) - 1)
+    main = backend.block_hashes(sorted({h for h, _ in placed} | {base}))
+    summary.round_trips += 1
+    gone = Q(pk__in=[])
+    for height, block in placed:
+        if main.get(height) != block:
+            gone |= Q(block_height=height, block_hash=block)
+    deeper, _, after = backend.since_tip(main.get(base) or "", [])
+    summary.round_trips += 1
+    return gone, deeper, after
 
 
 def place_in_blocks(wallet: Wallet, infos, tip_height: int) -> int:

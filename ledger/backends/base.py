@@ -170,6 +170,10 @@ class Backend:
         and the tip's hash after both (to see a block that arrived meanwhile)."""
         raise NotImplementedError
 
+    def block_hashes(self, heights: list[int]) -> dict:
+        """The main chain's block hash at each height (None past the tip), in one round trip."""
+        raise NotImplementedError
+
     def get_transactions_at_tip(self, txids: list[str]) -> tuple[dict, str | None]:
         """get_transactions, and the tip's hash read after them in the same round trip."""
         return self.get_transactions(txids), None

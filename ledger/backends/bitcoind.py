@@ -305,15 +305,21 @@ class BitcoindBackend(Backend):
         if isinstance(replies[0], BackendError):
             raise replies[0]
         since = self._parse_since(replies[0])
+        return since, self._hashes(heights, replies[1:-1]), _tip_after(replies[-1])
+
+    def block_hashes(self, heights: list[int]) -> dict:
+        return self._hashes(heights, self.batch([("getblockhash", h) for h in heights]))
+
+    def _hashes(self, heights, replies) -> dict:
         hashes = {}
-        for height, reply in zip(heights, replies[1:-1]):
+        for height, reply in zip(heights, replies):
             if isinstance(reply, BackendError):
                 if reply.code == -8:  # "Block height out of range": the chain got shorter
                     hashes[height] = None
                     continue
                 raise reply
             hashes[height] = _block_hash(reply, f"getblockhash {height}")
-        return since, hashes, _tip_after(replies[-1])
+        return hashes
 
     def get_transactions_at_tip(self, txids: list[str]) -> tuple[dict, str | None]:
         result, tip = {}, None
