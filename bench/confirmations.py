@@ -210,7 +210,8 @@ def notifications(node, wallet, env, count):
     child = subprocess.Popen([sys.executable, "manage.py", "listen_node", "--wallet", wallet.name, "--resync", "3600"],
                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert "listening" in child.stdout.readline()
+        first = child.stdout.readline()
+        assert "listening" in first, first + child.stdout.read()[-3000:]
         time.sleep(3)  # its start-up cycle
         delays, before = [], cpu_seconds(child.pid)
         deposits = 0
@@ -261,7 +262,7 @@ def main():
     node = LocalBitcoind(datadir=str(NODE_DIR), zmq=True).start()
     try:
         os.environ.update(DATABASE_URL=pg.url, SECRET_KEY="bench-secret-key-" + "x" * 40,
-                          DJANGO_SETTINGS_MODULE="cryptoadmin.settings", LOG_LEVEL="WARNING")
+                          DJANGO_SETTINGS_MODULE="cryptoadmin.settings", LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1")
         import django
 
         django.setup()
