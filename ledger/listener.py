@@ -70,6 +70,9 @@ class Listener:
         self.sequence: dict[tuple[str, bytes], int] = {}
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.handled = 0  # notifications handled (for the benchmark)
+        # One backend per wallet for the process's life: its kept-alive connection saves a TCP
+        # and HTTP handshake per wake-up (it reconnects by itself when the node restarts).
+        self.backends: dict[int, object] = {}
 
     def close(self) -> None:
         for sock in self.sockets:
@@ -139,10 +142,10 @@ class Listener:
         for wallet in Wallet.objects.filter(pk__in=self.groups[url], enabled=True).select_related("currency"):
             try:
                 if block or gap:
-                    summary = poll_wallet(wallet)  # a new tip's window holds the unconfirmed ones too
+                    summary = poll_wallet(wallet, self.backend(wallet))  # a new tip's window: the unconfirmed too
                     self.out(f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary}")
                 if txids:
-                    summary = record_transactions(wallet, txids)
+                    summary = record_transactions(wallet, txids, self.backend(wallet))
                     if summary.discovered or summary.changed:
                         self.out(f"{wallet.name}: {len(txids)} transaction(s): {summary}")
             except Exception as exc:  # noqa: BLE001 - one wallet's failure is recorded, the feed goes on
@@ -154,12 +157,19 @@ class Listener:
         while len(self.seen) > SEEN_LIMIT:
             self.seen.popitem(last=False)
 
+    def backend(self, wallet: Wallet):
+        cached = self.backends.get(wallet.pk)
+        if cached is None or cached.wallet.backend_settings != wallet.backend_settings:
+            cached = self.backends[wallet.pk] = wallet.get_backend()
+        cached.wallet = wallet
+        return cached
+
     def poll_all(self, reason: str, urls=None) -> None:
         close_old_connections()
         ids = [pk for url, group in self.groups.items() if urls is None or url in urls for pk in group]
         for wallet in Wallet.objects.filter(pk__in=ids, enabled=True).select_related("currency"):
             try:
-                self.out(f"{wallet.name}: {reason}: {poll_wallet(wallet)}")
+                self.out(f"{wallet.name}: {reason}: {poll_wallet(wallet, self.backend(wallet))}")
             except Exception as exc:  # noqa: BLE001
                 if not isinstance(exc, BackendError):
                     log.exception("listener: %s failed", wallet.name)
