@@ -124,6 +124,7 @@ class Listener:
 
     def handle(self, url: str, messages) -> None:
         """One wake-up: a block (or a gap in the feed) is a poll cycle; transactions a batch."""
+        started = time.perf_counter()
         block, gap, txids = False, False, []
         for topic, body, seq in messages:
             last = self.sequence.get((url, topic))
@@ -143,11 +144,13 @@ class Listener:
             try:
                 if block or gap:
                     summary = poll_wallet(wallet, self.backend(wallet))  # a new tip's window: the unconfirmed too
-                    self.out(f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary}")
+                    self.out(f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary} "
+                             f"({(time.perf_counter() - started) * 1000:.0f} ms)")
                 if txids:
                     summary = record_transactions(wallet, txids, self.backend(wallet))
                     if summary.discovered or summary.changed:
-                        self.out(f"{wallet.name}: {len(txids)} transaction(s): {summary}")
+                        self.out(f"{wallet.name}: {len(txids)} transaction(s): {summary} "
+                                 f"({(time.perf_counter() - started) * 1000:.0f} ms)")
             except Exception as exc:  # noqa: BLE001 - one wallet's failure is recorded, the feed goes on
                 if not isinstance(exc, BackendError):
                     log.exception("listener: %s failed", wallet.name)
