@@ -209,6 +209,9 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     if rows:
         summary += apply(rows, infos, currency, tip_height=height)
     faults.point("poll.before_cursor")
+    # Not a counted field: tells the listener this cycle read the window of a new tip, which
+    # holds every wallet transaction announced with the block (no need to ask about them).
+    summary.read_window = moved and trusted
     done = {"last_polled_at": now, "last_poll_error": "", "last_poll_error_at": None}
     if trusted and wallet_error is None:
         done.update(last_block_hash=tip.hash, last_block_height=tip.height)

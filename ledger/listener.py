@@ -142,11 +142,12 @@ class Listener:
         close_old_connections()
         for wallet in Wallet.objects.filter(pk__in=self.groups[url], enabled=True).select_related("currency"):
             try:
+                summary = None
                 if block or gap:
                     summary = poll_wallet(wallet, self.backend(wallet))  # a new tip's window: the unconfirmed too
                     self.out(f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary} "
                              f"({(time.perf_counter() - started) * 1000:.0f} ms)")
-                if txids:
+                if txids and not getattr(summary, "read_window", False):
                     summary = record_transactions(wallet, txids, self.backend(wallet))
                     if summary.discovered or summary.changed:
                         self.out(f"{wallet.name}: {len(txids)} transaction(s): {summary} "
