@@ -62,6 +62,9 @@ def child_env(postgres):
     from django.db import connection
 
     env = dict(os.environ)
+    # The browser fixture allows Django's async-unsafe calls in this process only: a child
+    # (a production server under check --deploy, a broadcaster) runs with Django's own guard.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(
         DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
         DATABASE_URL=f"postgres://postgres@127.0.0.1:{postgres.port}/{connection.settings_dict['NAME']}",
