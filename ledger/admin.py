@@ -1,5 +1,4 @@
 """Ledger admin: configuration (currencies, wallets) is editable; the books are read-only."""
-from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -7,7 +6,6 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
