@@ -197,6 +197,7 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
         summary.checked += place_in_blocks(wallet, [i for i in window.values() if i.txid not in listed], tip.height)
     if trusted and moved:  # the tip moved (an unchanged tip closes nothing new)
         summary.closed += close_at_threshold(wallet, currency, tip.height, reorged, now)
+    faults.point("poll.after_place")  # placed and closed (committed); the asking and crediting to come
     infos = {row.txid: window[row.txid] for row in rows if row.txid in window}
     asked = [row.txid for row in rows if row.txid not in window]
     height = tip.height if trusted else None

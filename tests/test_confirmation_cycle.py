@@ -110,3 +110,38 @@ def test_it_derives_no_height_from_a_tip_that_moved_during_the_cycle(single):
         assert row.block_height is None or row.block_height == node.rpc("getblock", row.block_hash)["height"]
     poll(wallet)
     assert our_confirmations(txids + more) == node_confirmations(node, txids + more)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fault", ["poll.after_place=kill", "poll.after_record=kill", "credit.before_commit=kill"])
+def test_it_credits_a_placed_deposit_once_after_the_poller_is_killed(fresh_node, child_env, fault):
+    """A deposit placed in its block by one cycle, credited by a later one from its height:
+    a poller killed in that later cycle leaves it uncredited and open, and the next credits it once."""
+    import signal
+    import subprocess
+
+    from ledger import services
+    from ledger.models import Transaction
+    from tests.conftest import PYTHON, REPO
+
+    node = fresh_node()
+    node.generate(101)
+    wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=3), node)
+    address = services.new_receiving_address(wallet, "alice")
+    txid = node.rpc("sendtoaddress", address.address, "0.3")
+    node.generate(1)
+    poll(wallet)
+    assert NetworkTransaction.objects.get(txid=txid).block_height is not None  # placed, 1 confirmation
+    node.generate(2)  # 3: due its credit and at the polling threshold
+    env = dict(child_env, CRYPTOADMIN_FAULT=fault)
+    killed = subprocess.run([PYTHON, "manage.py", "update_confirmations", "--currency", "BTC"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    row = NetworkTransaction.objects.get(txid=txid)
+    assert (row.state, row.credited_at) == ("open", None) or (row.credited_at is not None)
+    assert not NetworkTransaction.objects.filter(type="deposit", state="closed", credited_at__isnull=True).exists()
+    poll(wallet)
+    poll(wallet)
+    row = NetworkTransaction.objects.get(txid=txid)
+    assert row.state == "closed" and row.credited_at is not None
+    assert [e.amount for e in Transaction.objects.filter(kind="deposit", network_transaction=row)] == [30_000_000]
