@@ -1,19 +1,29 @@
-"""Benchmark: one poll cycle over N open network transactions, reference design vs ours,
-on PostgreSQL and a regtest bitcoind started here, each row backed by a real transaction.
+"""Benchmark: confirmation tracking, reference design vs ours, on PostgreSQL and a regtest
+bitcoind started here, each open row backed by a real wallet transaction.
 
-    .venv/bin/python bench/confirmations.py [--n 1000 10000]
+    .venv/bin/python bench/confirmations.py [--n 1000 10000 100000] [--notifications 20]
 
-The reference design asks the node once per open transaction (one gettransaction each)
-and writes each in its own database transaction. Ours: one listsinceblock for the whole
-window, leftovers batched, changes written in bulk (ledger/confirmations.py).
+The reference design asks the node once per open transaction (one gettransaction each) and
+writes each in its own database transaction. Ours (ledger/confirmations.py): the tip, and
+when it moved one batch (window since the last tip + block checks), then a constant number
+of SQL statements. Measured in the same run, for each N (the reference only up to 10,000):
+the reference cycle and ours after one new block, ours with no new block (median of 5).
+Then the node listener (manage.py listen_node, a child process on the node's ZMQ feed): its
+CPU per notification (deposits, then blocks) and how long a deposit takes to be recorded,
+against one `manage.py walletnotify` process.
 
-The node's data directory is kept in bench/.cache/ so later runs skip making transactions.
-Last line: `speedup: <ours vs reference at the largest N>x`.
+The node's data directory is kept in bench/.cache/ (the transactions are made once, about
+2,000 per round: one fan-out to our addresses, then one raw transaction spending each).
+Lines `idle_speedup: ...x` and, last, `speedup: <reference / ours at 10,000 after one new block>x`.
 """
 import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,29 +31,70 @@ sys.path.insert(0, str(REPO))
 
 from cryptoadmin.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 
-CACHE = REPO / "bench" / ".cache" / "confirmations-node"
+CACHE = REPO / "bench" / ".cache"
+NODE_DIR = CACHE / "confirmations-node"
+TXIDS = CACHE / "confirmations-txids.json"
+OUTSIDE = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn"  # not the wallet's: each spend is one wallet transaction
 
 
 def make_transactions(node, n):
-    """n distinct wallet transactions (sends to our own addresses), mined every few hundred."""
-    have = node.rpc("getwalletinfo")["txcount"]
-    if node.rpc("getblockcount") < 101:
-        node.generate(101)
-    made, batch = 0, 100
+    """At least n wallet transactions paying OUTSIDE, 2,000 per round: a fan-out to our own
+    addresses, mined, then one raw transaction spending each output (no coin selection over a
+    growing wallet: sendtoaddress is quadratic here)."""
     from bitcoinrpc.authproxy import AuthServiceProxy
 
-    proxy = AuthServiceProxy(node.url, timeout=120)
-    addresses = proxy.batch_([["getnewaddress"] for _ in range(200)])
+    rpc = AuthServiceProxy(node.url, timeout=600)
+    if rpc.getblockcount() < 101:
+        node.generate(101)
+    have = rpc.getwalletinfo()["txcount"]
+    if have >= n + 1000:
+        return
+    addresses = rpc.batch_([["getnewaddress"] for _ in range(2000)])
     started = time.perf_counter()
-    while have + made < n + 101:
-        calls = [["sendtoaddress", addresses[(made + i) % len(addresses)], "0.00100000"] for i in range(batch)]
-        proxy.batch_(calls)
-        made += batch
-        if made % 400 == 0:
-            node.generate(1)
-    node.generate(1)
-    if made:
-        print(f"made {made} transactions in {time.perf_counter() - started:.1f} s")
+    while rpc.getwalletinfo()["txcount"] < n + 1000:
+        coins = [u for u in rpc.listunspent(1) if u["amount"] >= Decimal("3")]
+        if not coins:
+            node.generate(101)
+            continue
+        coin = coins[0]
+        outputs = {a: "0.00100000" for a in addresses}
+        outputs[rpc.getnewaddress()] = str(coin["amount"] - Decimal("2.01"))
+        signed = rpc.signrawtransaction(rpc.createrawtransaction([{"txid": coin["txid"], "vout": coin["vout"]}],
+                                                                 outputs))["hex"]
+        fan = rpc.sendrawtransaction(signed)
+        node.generate(1)
+        vouts = [o["n"] for o in rpc.decoderawtransaction(signed)["vout"] if o["value"] == Decimal("0.001")]
+        for start in range(0, len(vouts), 500):
+            raws = rpc.batch_([["createrawtransaction", [{"txid": fan, "vout": v}], {OUTSIDE: "0.00099000"}]
+                               for v in vouts[start:start + 500]])
+            signed_all = rpc.batch_([["signrawtransaction", r] for r in raws])
+            rpc.batch_([["sendrawtransaction", s["hex"]] for s in signed_all])
+        node.generate(1)
+    TXIDS.unlink(missing_ok=True)
+    print(f"made transactions up to {rpc.getwalletinfo()['txcount']} in {time.perf_counter() - started:.0f} s")
+
+
+def newest_txids(node, n):
+    """The newest n transactions paying OUTSIDE (cached: listing 300,000 wallet entries takes a while)."""
+    if TXIDS.exists():
+        cached = json.loads(TXIDS.read_text())
+        if len(cached) >= n:
+            return cached[:n]
+    from bitcoinrpc.authproxy import AuthServiceProxy
+
+    rpc = AuthServiceProxy(node.url, timeout=600)
+    found, seen, skip, page = [], set(), 0, 20000
+    while len(found) < n:
+        entries = rpc.listtransactions("*", page, skip)
+        for e in reversed(entries):  # each page is oldest first
+            if e.get("category") == "send" and e.get("address") == OUTSIDE and e["txid"] not in seen:
+                seen.add(e["txid"])
+                found.append(e["txid"])
+        if len(entries) < page:
+            break
+        skip += page
+    TXIDS.write_text(json.dumps(found))
+    return found[:n]
 
 
 def open_rows(wallet, txids):
@@ -63,7 +114,7 @@ def reference_cycle(wallet):
     from ledger.models import NetworkTransaction
 
     backend = wallet.get_backend()
-    calls = 0
+    calls = statements = 0
     for pk, txid in NetworkTransaction.objects.filter(wallet=wallet, state="open").values_list("pk", "txid"):
         info = backend.get_transaction(txid)
         calls += 1
@@ -73,56 +124,159 @@ def reference_cycle(wallet):
                 row.confirmations = info.confirmations
             row.last_checked_at = timezone.now()
             row.save()
-    return calls
+        statements += 4  # BEGIN, SELECT ... FOR UPDATE, UPDATE, COMMIT
+    return calls, statements + 1
 
 
-def measure(node, wallet, n):
-    from ledger.confirmations import poll_wallet
+def timed(fn):
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def check(node, wallet, txids):
+    """Ours agrees with the node on a sample of rows."""
     from ledger.models import NetworkTransaction
 
-    entries = [t for t in node.rpc("listtransactions", "*", 3 * n, 0) if t["category"] == "send"]
-    newest = {}
-    for t in reversed(entries):  # listtransactions is oldest first: keep the newest n
-        newest.setdefault(t["txid"], t["confirmations"])
-    txids = list(newest)[:n]
-    assert len(txids) == n, f"only {len(txids)} transactions on the node"
-    # As a real currency: open means below a threshold just above the oldest open one's
-    # confirmations (+3 for the blocks this run mines), so the window holds what is open.
-    wallet.currency.polling_threshold = max(newest[t] for t in txids) + 4
-    wallet.currency.save()
-    wallet.last_block_hash = ""
-    wallet.save()
-    open_rows(wallet, txids)
-    # Warm-up: sets our cursor, as a running tracker has one.
-    poll_wallet(wallet)
-    node.generate(1)  # every open transaction gains a confirmation: every row changes
-    started = time.perf_counter()
-    reference_calls = reference_cycle(wallet)
-    reference = time.perf_counter() - started
+    sample = txids[:: max(1, len(txids) // 50)]
+    ours = {r.txid: r.confirmations_now for r in NetworkTransaction.objects.with_confirmations().filter(txid__in=sample)}
+    theirs = {t: node.rpc("gettransaction", t)["confirmations"] for t in sample}
+    assert ours == theirs, [(t, ours.get(t), theirs[t]) for t in sample if ours.get(t) != theirs[t]][:5]
 
+
+def measure(node, wallet, n, with_reference):
+    from ledger.confirmations import poll_wallet
+    from ledger.models import Wallet
+
+    txids = newest_txids(node, n)
+    if len(txids) < n:
+        print(f"N={n}: only {len(txids)} transactions on the node: skipped")
+        return None
+    deepest = max(node.rpc("gettransaction", t)["confirmations"] for t in txids[-20:])
+    # As a real currency: open means below a threshold just above the oldest open one's
+    # confirmations (+ the blocks this run mines), so every row stays open.
+    wallet.currency.polling_threshold = deepest + 40
+    wallet.currency.save()
+    open_rows(wallet, txids)
+    # A running tracker's state: the cursor at the tip, every row placed in its block (this
+    # first cycle asks them all by txid, as after the migration).
+    Wallet.objects.filter(pk=wallet.pk).update(last_block_hash=node.rpc("getbestblockhash"),
+                                               last_block_height=node.rpc("getblockcount"))
+    wallet.refresh_from_db()
+    warm, _ = timed(lambda: poll_wallet(wallet))
+    wallet.refresh_from_db()
+    poll_wallet(wallet)
+    # Planner statistics, as autovacuum keeps them on a running system (without them, right
+    # after 100,000 rows were written at once, PostgreSQL may read the whole table).
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE ledger_networktransaction")
+    result = {"n": n, "warm": warm}
+    if with_reference:
+        node.generate(1)
+        wallet.refresh_from_db()
+        result["reference"], (result["reference_calls"], result["reference_sql"]) = timed(lambda: reference_cycle(wallet))
     node.generate(1)
     wallet.refresh_from_db()
-    started = time.perf_counter()
-    summary = poll_wallet(wallet)
-    ours = time.perf_counter() - started
-    assert summary.checked == n and summary.changed == n, summary
-    confirmations = set(NetworkTransaction.objects.values_list("confirmations", flat=True))
-    print(f"N={n:>6}: reference {reference:7.3f} s ({reference_calls} node round trips, {n} DB transactions) | "
-          f"ours {ours:6.3f} s ({summary.round_trips} node round trip(s), bulk writes) | "
-          f"{reference / ours:5.1f}x | confirmations now {sorted(confirmations)[:3]}")
-    return reference / ours
+    result["ours"], summary = timed(lambda: poll_wallet(wallet))
+    result["ours_calls"], result["ours_sql"] = summary.round_trips, summary.statements
+    idle = []
+    for _ in range(5):
+        wallet.refresh_from_db()
+        took, idle_summary = timed(lambda: poll_wallet(wallet))
+        idle.append(took)
+    result["idle"], result["idle_calls"], result["idle_sql"] = statistics.median(idle), idle_summary.round_trips, idle_summary.statements
+    check(node, wallet, txids)
+    line = f"N={n:>6}: "
+    if with_reference:
+        line += (f"reference {result['reference']:7.3f} s ({result['reference_calls']} node round trips, "
+                 f"{result['reference_sql']} SQL statements) | ")
+    line += (f"ours after one new block {result['ours'] * 1000:7.1f} ms ({result['ours_calls']} node round trips, "
+             f"{result['ours_sql']} SQL statements) | ours with no new block {result['idle'] * 1000:6.2f} ms "
+             f"({result['idle_calls']} node round trip, {result['idle_sql']} SQL statements)")
+    if with_reference:
+        line += f" | {result['reference'] / result['ours']:.0f}x"
+    print(line, flush=True)
+    return result
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def notifications(node, wallet, env, count):
+    """The listener's CPU per notification and a deposit's delay, against walletnotify's process."""
+    from ledger import services
+    from ledger.models import NetworkTransaction, Wallet
+
+    Wallet.objects.filter(pk=wallet.pk).update(backend_settings={**wallet.backend_settings, "zmq": node.zmq_url})
+    address = services.new_receiving_address(wallet, "bench-user")
+    child = subprocess.Popen([sys.executable, "manage.py", "listen_node", "--wallet", wallet.name, "--resync", "3600"],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = child.stdout.readline()
+        assert "listening" in first, first + child.stdout.read()[-3000:]
+        time.sleep(3)  # its start-up cycle
+        delays, before = [], cpu_seconds(child.pid)
+        deposits = 0
+        for _ in range(count):
+            # The node's own wallet pays us: sendtoaddress takes about a second on this 100,000
+            # transaction wallet (coin selection), so the delay counts from its return.
+            txid = node.rpc("sendtoaddress", address.address, "0.01")
+            sent = time.perf_counter()
+            while not NetworkTransaction.objects.filter(txid=txid).exists():
+                time.sleep(0.002)
+            delays.append(time.perf_counter() - sent)
+            deposits += 1
+        time.sleep(0.5)
+        per_tx = (cpu_seconds(child.pid) - before) / deposits
+        def block():
+            height = node.rpc("getblockcount") + 1
+            node.generate(1)
+            while Wallet.objects.get(pk=wallet.pk).last_block_height != height:
+                time.sleep(0.005)
+            time.sleep(0.3)
+
+        before = cpu_seconds(child.pid)
+        block()  # mines and credits the deposits above
+        crediting_block = cpu_seconds(child.pid) - before
+        before = cpu_seconds(child.pid)
+        blocks = max(3, count // 4)
+        for _ in range(blocks):
+            block()
+        per_block = (cpu_seconds(child.pid) - before) / blocks
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+    runs = []
+    for _ in range(3):
+        usage = os.times()
+        subprocess.run([sys.executable, "manage.py", "walletnotify", "BTC", "00" * 32], cwd=REPO, env=env,
+                       capture_output=True)
+        after = os.times()
+        runs.append(after.children_user + after.children_system - usage.children_user - usage.children_system)
+    print(f"listener: {per_tx * 1000:.1f} ms CPU per wallet transaction notification ({deposits} deposits, the "
+          f"node announces each), {per_block * 1000:.1f} ms CPU per block notification (a poll cycle, {blocks} blocks; "
+          f"{crediting_block * 1000:.0f} ms for the block crediting the {deposits} deposits) "
+          f"| deposit recorded {statistics.median(delays) * 1000:.0f} ms after sendtoaddress returned (median, "
+          f"max {max(delays) * 1000:.0f} ms) | manage.py walletnotify: {statistics.median(runs) * 1000:.0f} ms CPU "
+          f"per call (median of 3)", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--reference-up-to", type=int, default=10000)
+    parser.add_argument("--notifications", type=int, default=20)
     args = parser.parse_args()
-    CACHE.mkdir(parents=True, exist_ok=True)
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
     pg = LocalPostgres().start()
-    node = LocalBitcoind(datadir=str(CACHE)).start()
+    node = LocalBitcoind(datadir=str(NODE_DIR), zmq=True).start()
     try:
         os.environ.update(DATABASE_URL=pg.url, SECRET_KEY="bench-secret-key-" + "x" * 40,
-                          DJANGO_SETTINGS_MODULE="cryptoadmin.settings", LOG_LEVEL="WARNING")
+                          DJANGO_SETTINGS_MODULE="cryptoadmin.settings", LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1")
         import django
 
         django.setup()
@@ -134,8 +288,14 @@ def main():
         make_transactions(node, max(args.n))
         btc = Currency.objects.create(code="BTC", crediting_threshold=1, polling_threshold=6)
         wallet = Wallet.objects.create(name="bench", currency=btc, backend_settings={"url": node.url})
-        speedups = [measure(node, wallet, n) for n in sorted(args.n)]
-        print(f"speedup: {speedups[-1]:.1f}x")
+        results = {n: measure(node, wallet, n, n <= args.reference_up_to) for n in sorted(args.n)}
+        if args.notifications:
+            notifications(node, wallet, dict(os.environ, PYTHONPATH=str(REPO)), args.notifications)
+        ten = results.get(10000) or results[max(n for n in results if results[n] and "reference" in results[n])]
+        if results.get(100000) and ten:
+            print(f"ours at 100,000 / ours at 10,000 after one new block: {results[100000]['ours'] / ten['ours']:.1f}x")
+        print(f"idle_speedup: {ten['reference'] / ten['idle']:.0f}x")
+        print(f"speedup: {ten['reference'] / ten['ours']:.0f}x")
     finally:
         node.stop(remove=False)
         pg.stop()

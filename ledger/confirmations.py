@@ -1,15 +1,28 @@
 """Confirmation tracking: poll open network transactions, credit deposits exactly once.
 
-Backends do not report confirmation progress, so every network transaction below its
-currency's polling threshold is polled. The reference design asked the node once per open
-transaction, in one database transaction each. Here one poll cycle of a wallet is:
+A mined transaction's confirmations are `tip height - its block's height + 1`: between two
+polls nothing changes for it but the tip, unless a reorg replaced its block. So each row
+keeps where it was mined (block_hash, block_height), the wallet keeps the tip it last saw
+(last_block_hash, last_block_height), and confirmations are derived from the two
+(NetworkTransaction.objects.with_confirmations()), never rewritten row by row. One poll
+cycle of a bitcoind wallet is, whatever the number of open rows:
 
-- ONE `listsinceblock(cursor, P + 1)` call. The cursor is the block P deep at the previous
-  poll, so the reply holds every wallet transaction with at most P confirmations (every
-  open one), every deposit that arrived since, and `lastblock`, the next cursor;
-- one batched `gettransaction` round trip per 2,000 leftovers only (open rows the window
-  did not hold: conflicted, vanished, or not polled for longer than the window);
-- changed rows written with one bulk UPDATE, and one UPDATE stamping last_checked_at.
+- one `getblockchaininfo` (the tip). Unchanged tip: nothing else, except the rows with no
+  block (unconfirmed, conflicted, vanished) asked by txid in one batch;
+- a new tip: ONE batch of `listsinceblock <last tip>` (only the wallet transactions mined
+  since, and the unconfirmed ones), `getblockhash <last tip's height>` (the last tip still
+  there means every block below it is: no open row was reorged out) and `getbestblockhash`
+  (a block arriving mid-cycle is seen, and no height is derived from a tip that moved). A
+  reorg costs two more round trips: a getblockhash per height holding open rows (a row whose
+  hash is no longer the main chain's there was reorged out), and `listsinceblock` again from
+  below the lowest of them;
+- a constant number of SQL statements: new deposits inserted, the window's rows placed in
+  their blocks, rows past the polling threshold closed (range scan on block_height), then
+  the few rows that need the node's word (no block, troubled, reorged, due a credit) read
+  and asked by txid in one batch; deposits due a credit are credited one transaction each.
+
+block.io has no blocks to follow (chain_tip raises NotImplementedError): its polled rows are
+asked by txid in batches, as are a bitcoind wallet's when its node answers something unreadable.
 
 THE RULE (issue 12), for everything that writes a network transaction row here, in
 walletnotify and in rescan:
@@ -34,25 +47,28 @@ transaction is recorded on that row (last_error).
 """
 from __future__ import annotations
 
+import contextvars
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from cryptoadmin import faults
 
 from . import services
 from .backends import BackendError, BadReply
-from .backends.base import TxInfo
-from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+from .backends.base import SinceBlock, TxInfo
+from .models import POLLED_STATES, Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 
 log = logging.getLogger(__name__)
 NT = NetworkTransaction
-# Rows that are still polled: open ones, and troubled ones that may come back.
-POLLED_STATES = (NT.State.OPEN, NT.State.CONFLICTED, NT.State.VANISHED)
 UPDATED_FIELDS = ["confirmations", "max_confirmations", "state", "state_changed_at", "closed_at", "flagged",
-                  "flag_reason", "last_error", "last_error_at"]
+                  "flag_reason", "last_error", "last_error_at", "block_hash", "block_height"]
+_statements: contextvars.ContextVar = contextvars.ContextVar("poll_statements", default=None)
 
 
 @dataclass
@@ -64,6 +80,7 @@ class Summary:
     failed: int = 0
     discovered: int = 0
     round_trips: int = 0
+    statements: int = 0
 
     def __iadd__(self, other: "Summary"):
         for f in fields(self):
@@ -96,51 +113,230 @@ def record_poll_error(wallet: Wallet, exc: Exception) -> None:
                                                last_poll_error_at=timezone.now())
 
 
+@contextmanager
+def counting_statements():
+    """Counts the SQL statements this thread sends meanwhile (bulk writes through the raw
+    cursor count themselves with _count)."""
+    box = [0]
+    token = _statements.set(box)
+
+    def wrapper(execute, sql, params, many, context):
+        box[0] += 1
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(wrapper):
+            yield box
+    finally:
+        _statements.reset(token)
+
+
+def _count(n: int = 1) -> None:
+    box = _statements.get()
+    if box is not None:
+        box[0] += n
+
+
 def poll_wallet(wallet: Wallet, backend=None) -> Summary:
     backend = backend or wallet.get_backend()
-    currency = wallet.currency
     summary = Summary()
-    infos: dict[str, TxInfo] = {}
-    cursor = None
-    wallet_error = None
+    with counting_statements() as sql:
+        try:
+            _poll(wallet, backend, summary)
+        finally:
+            summary.statements += sql[0]
+    return summary
+
+
+def _poll(wallet: Wallet, backend, summary: Summary) -> None:
+    currency = wallet.currency
     try:
-        since = backend.list_since_block(wallet.last_block_hash or None, currency.polling_threshold + 1)
+        tip = backend.chain_tip()
         summary.round_trips += 1
-        infos = {tx.txid: tx for tx in since.transactions}
-        cursor = since.lastblock
+    except NotImplementedError:
+        return _poll_by_txid(wallet, backend, summary, None, discover=True)
+    except BadReply as exc:
+        return _poll_by_txid(wallet, backend, summary, exc)
+    old_hash, old_height = wallet.last_block_hash or "", wallet.last_block_height
+    window: dict[str, TxInfo] = {}
+    trusted, wallet_error, moved = True, None, tip.hash != old_hash or tip.height != old_height
+    reorged = None  # rows whose block left the main chain (only looked for after a reorg)
+    if moved:
+        try:
+            # The last tip still on the main chain at its height means every block below it
+            # is too: one getblockhash checks every open row's block.
+            since, main, after = backend.since_tip(old_hash, [old_height] if old_height is not None else [])
+            summary.round_trips += 1
+            if old_height is not None and main.get(old_height) != old_hash:
+                reorged, deeper, after = _after_reorg(wallet, backend, old_height, summary)
+                since = SinceBlock(since.transactions + deeper.transactions, deeper.lastblock,
+                                   {**since.errors, **deeper.errors})
+        except BadReply as exc:
+            return _poll_by_txid(wallet, backend, summary, exc)
+        window = {tx.txid: tx for tx in since.transactions}
         if since.errors:
             # A deposit inside a malformed entry must not be skipped: keep the cursor where it
-            # is so the next cycle reads that window again (its open rows are asked below).
+            # is so the next cycle reads that window again (its rows are asked by txid below).
             wallet_error = BadReply(f"listsinceblock: {len(since.errors)} malformed entr(y/ies): "
                                     + "; ".join(f"{t}: {e}" for t, e in list(since.errors.items())[:5]))
-            cursor = None
-    except NotImplementedError:
-        pass
-    except BadReply as exc:
-        # The node's window is unreadable: no new deposits from it this cycle (walletnotify
-        # and rescan still find them), but open rows are still polled by txid below.
-        wallet_error = exc
+            for txid in since.errors:
+                window.pop(txid, None)
+        if after != tip.hash or since.lastblock != tip.hash:
+            # A block arrived during the cycle: a height derived from `tip` could be one off.
+            # Record what arrived, derive nothing; that block's own cycle does the rest.
+            trusted = False
     faults.point("poll.after_listsinceblock")
-    # Without listsinceblock (block.io) new deposits come from walletnotify-like hooks and
-    # the hourly rescan; open rows are still polled by txid below.
+    summary.discovered += record_deposits(wallet, window.values())
+    faults.point("poll.after_record")
+    now = timezone.now()
+    # Read before placing the window: a row the window re-places after a reorg is still
+    # among these, so apply() sees its confirmations drop.
+    rows = list(rows_to_ask(wallet, currency, tip.height if trusted else None, reorged))
+    if trusted and window:
+        listed = {row.txid for row in rows}
+        summary.checked += place_in_blocks(wallet, [i for i in window.values() if i.txid not in listed], tip.height)
+    if trusted and moved:  # the tip moved (an unchanged tip closes nothing new)
+        summary.closed += close_at_threshold(wallet, currency, tip.height, reorged, now)
+    faults.point("poll.after_place")  # placed and closed (committed); the asking and crediting to come
+    infos = {row.txid: window[row.txid] for row in rows if row.txid in window}
+    asked = [row.txid for row in rows if row.txid not in window]
+    height = tip.height if trusted else None
+    if asked:
+        answers, after = backend.get_transactions_at_tip(asked)
+        summary.round_trips += -(-len(asked) // 2000)
+        infos.update(answers)
+        if after != tip.hash:
+            height = None  # the tip moved while they were asked: place none of them
+    if rows:
+        summary += apply(rows, infos, currency, tip_height=height)
+    faults.point("poll.before_cursor")
+    # Not a counted field: tells the listener this cycle read the window of a new tip, which
+    # holds every wallet transaction announced with the block (no need to ask about them).
+    summary.read_window = moved and trusted
+    done = {"last_polled_at": now, "last_poll_error": "", "last_poll_error_at": None}
+    if trusted and wallet_error is None:
+        done.update(last_block_hash=tip.hash, last_block_height=tip.height)
+    if wallet_error is not None:
+        done.update(last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],
+                    last_poll_error_at=now)
+        summary.failed += 1
+    Wallet.objects.filter(pk=wallet.pk).update(**done)
+
+
+def _after_reorg(wallet: Wallet, backend, old_height: int, summary: Summary):
+    """The last tip left the main chain. Check the block of every open row (one batch of
+    getblockhash, one per height holding rows; rare, so reading the rows' blocks is fine) and
+    read the window again from below the lowest of them, where the branches cannot differ
+    (P + 1 below the last tip at least). Returns (gone rows, that window, tip after it)."""
+    placed = set(NT.objects.polled().filter(wallet=wallet, block_height__isnull=False)
+                 .values_list("block_height", "block_hash").distinct())
+    base = max(0, min([old_height - wallet.currency.polling_threshold] + [h for h, _ in placed]) - 1)
+    main = backend.block_hashes(sorted({h for h, _ in placed} | {base}))
+    summary.round_trips += 1
+    gone = Q(pk__in=[])
+    for height, block in placed:
+        if main.get(height) != block:
+            gone |= Q(block_height=height, block_hash=block)
+    deeper, _, after = backend.since_tip(main.get(base) or "", [])
+    summary.round_trips += 1
+    return gone, deeper, after
+
+
+def place_in_blocks(wallet: Wallet, infos, tip_height: int) -> int:
+    """The window's mined transactions: record on their polled rows where they were mined,
+    in one statement. Conditional on the row still being polled (hand-closed rows untouched)."""
+    mined = [(i.txid, i.blockhash, tip_height - i.confirmations + 1, i.confirmations)
+             for i in infos if i.confirmations > 0 and i.blockhash]
+    if not mined:
+        return 0
+    table = NT._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            from psycopg2.extras import execute_values
+
+            rows = execute_values(
+                cursor.cursor,
+                f"UPDATE {table} AS t SET block_hash = v.h, block_height = v.height::integer, "
+                f"confirmations = v.c::integer, max_confirmations = GREATEST(t.max_confirmations, v.c::integer) "
+                f"FROM (VALUES %s) AS v(txid, h, height, c) WHERE t.wallet_id = {int(wallet.pk)} "
+                f"AND t.txid = v.txid AND t.state IN ('open', 'conflicted', 'vanished') RETURNING t.id",
+                mined, page_size=len(mined), fetch=True)
+            _count()
+            return len(rows)
+        cursor.executemany(
+            f"UPDATE {table} SET block_hash = %s, block_height = %s, confirmations = %s, "
+            f"max_confirmations = MAX(max_confirmations, %s) WHERE wallet_id = %s AND txid = %s "
+            f"AND state IN ('open', 'conflicted', 'vanished')",
+            [(h, height, c, c, wallet.pk, txid) for txid, h, height, c in mined])
+        return cursor.rowcount if cursor.rowcount and cursor.rowcount > 0 else 0
+
+
+def close_at_threshold(wallet: Wallet, currency: Currency, tip_height: int, gone: Q | None, now) -> int:
+    """Open rows whose block is polling_threshold deep, in one statement. Never an uncredited
+    deposit (it closes only in the transaction that credits it), never a reorged row."""
+    confs = tip_height - F("block_height") + 1
+    return (NT.objects.filter(wallet=wallet, state=NT.State.OPEN, block_height__isnull=False,
+                              block_height__lte=tip_height - currency.polling_threshold + 1)
+            .exclude(type=NT.Type.DEPOSIT, credited_at__isnull=True).exclude(gone or Q(pk__in=[]))
+            .update(state=NT.State.CLOSED, state_changed_at=now, closed_at=now, confirmations=confs,
+                    max_confirmations=Greatest(F("max_confirmations"), confs), last_checked_at=now,
+                    last_error="", last_error_at=None))
+
+
+def rows_to_ask(wallet: Wallet, currency: Currency, tip_height: int | None, gone: Q | None):
+    """The polled rows that need the node's word: not placed in a block (unconfirmed, not
+    known yet), troubled (conflicted, vanished), reorged out, or deposits due a credit (whose
+    outputs the credit needs). Their confirmations as of the last tip are set in memory, so a
+    drop is seen by apply()."""
+    # One index range scan per reason, in one UNION: an OR over them lets the planner read
+    # every open row of the wallet (the cost would grow with N again).
+    mine = NT.objects.filter(wallet=wallet).with_confirmations()
+    arms = [mine.filter(state=NT.State.OPEN, block_height__isnull=True),
+            mine.filter(state__in=[NT.State.CONFLICTED, NT.State.VANISHED])]
+    if tip_height is not None:
+        arms += [mine.filter(state=NT.State.OPEN, block_height__gt=tip_height),
+                 mine.filter(state=NT.State.OPEN, type=NT.Type.DEPOSIT, credited_at__isnull=True,
+                             block_height__lte=tip_height - currency.crediting_threshold + 1)]
+        if gone is not None:
+            arms.append(mine.filter(gone, state=NT.State.OPEN))
+    rows = arms[0].union(*arms[1:])
+    for row in rows:
+        if row.confirmations_now != row.confirmations:
+            row.confirmations = row.confirmations_now
+            row.max_confirmations = max(row.max_confirmations, row.confirmations)
+        yield row
+
+
+def _poll_by_txid(wallet: Wallet, backend, summary: Summary, wallet_error, discover: bool = False) -> None:
+    """Every polled row asked by txid, in batches: block.io (whose newest received page
+    serves to discover deposits, `discover`), or a node whose tip or window we could not
+    read (the error is recorded on the wallet, the cursor stays)."""
+    infos: dict = {}
+    if discover:
+        try:
+            infos = {tx.txid: tx for tx in backend.list_since_block(None).transactions}
+            summary.round_trips += 1
+        except NotImplementedError:
+            pass
+        except BadReply as exc:
+            wallet_error = exc
+    faults.point("poll.after_listsinceblock")
     summary.discovered += record_deposits(wallet, infos.values())
     faults.point("poll.after_record")
-    rows = list(NT.objects.filter(wallet=wallet, state__in=POLLED_STATES))
+    rows = list(NT.objects.polled().filter(wallet=wallet))
     leftovers = [row.txid for row in rows if row.txid not in infos]
     if leftovers:
         infos.update(backend.get_transactions(leftovers))
         summary.round_trips += -(-len(leftovers) // 2000)
-    summary += apply(rows, infos, currency)
+    if rows:
+        summary += apply(rows, infos, wallet.currency)
     faults.point("poll.before_cursor")
     done = {"last_polled_at": timezone.now(), "last_poll_error": "", "last_poll_error_at": None}
-    if cursor:
-        done["last_block_hash"] = cursor
     if wallet_error is not None:
         done.update(last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],
                     last_poll_error_at=done["last_polled_at"])
         summary.failed += 1
     Wallet.objects.filter(pk=wallet.pk).update(**done)
-    return summary
 
 
 def our_addresses(wallet_id: int, candidates) -> dict[str, Address]:
@@ -173,7 +369,7 @@ def record_deposits(wallet: Wallet, infos) -> int:
     return len(created)
 
 
-def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Summary:
+def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency, tip_height: int | None = None) -> Summary:
     """Move each row forward from what the node said; write only what changed, in bulk.
 
     Every write is conditional on the state the row was read in: a row an operator closed
@@ -191,6 +387,7 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
             summary.failed += 1
         else:
             _record_state(row, info, currency, now)
+            _record_block(row, info, tip_height)
             if row.type == NT.Type.DEPOSIT and row.credited_at is None and row.state == NT.State.OPEN \
                     and info.confirmations >= currency.crediting_threshold:
                 to_credit.append((row, info))
@@ -210,7 +407,7 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
             write_changes(changed, [f for f in UPDATED_FIELDS if f in changed_fields] + ["last_checked_at"],
                           read_states=read_states)
         if unchanged:
-            NT.objects.filter(pk__in=unchanged, state__in=POLLED_STATES).update(last_checked_at=now)
+            NT.objects.polled().filter(pk__in=unchanged).update(last_checked_at=now)
     summary.changed = len(changed)
     faults.point("poll.after_write")
     for row, info in to_credit:
@@ -223,7 +420,8 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency) -> Su
 
 _CASTS = {"confirmations": "integer", "max_confirmations": "integer", "state": "text",
           "state_changed_at": "timestamptz", "closed_at": "timestamptz", "flagged": "boolean",
-          "flag_reason": "text", "last_error": "text", "last_error_at": "timestamptz", "last_checked_at": "timestamptz"}
+          "flag_reason": "text", "last_error": "text", "last_error_at": "timestamptz", "last_checked_at": "timestamptz",
+          "block_hash": "text", "block_height": "integer"}
 
 
 def write_changes(rows: list[NetworkTransaction], columns: list[str] = UPDATED_FIELDS, *,
@@ -243,6 +441,7 @@ def write_changes(rows: list[NetworkTransaction], columns: list[str] = UPDATED_F
             execute_values(cursor.cursor, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) AS v(id, read_state, "
                            f"{', '.join(columns)}) WHERE t.id = v.id AND t.state = v.read_state", values,
                            page_size=5000)
+            _count(-(-len(values) // 5000))
         else:
             prep = [NT._meta.get_field(f) for f in columns]
             sets = ", ".join(f"{f} = %s" for f in columns)
@@ -274,6 +473,18 @@ def _record_state(row: NetworkTransaction, info: TxInfo, currency: Currency, now
         if row.type == NT.Type.DEPOSIT and row.credited_at is None:
             return  # it closes only in the transaction that credits it (credit_deposit)
         row.state, row.state_changed_at, row.closed_at = NT.State.CLOSED, now, now
+
+
+def _record_block(row: NetworkTransaction, info: TxInfo, tip_height: int | None) -> None:
+    """Where the node says it is mined; the height only when derived from a tip read in the
+    same round trip (otherwise it stays unplaced and is asked again by txid)."""
+    if info.confirmations > 0 and info.blockhash:
+        if tip_height is not None:
+            row.block_hash, row.block_height = info.blockhash, tip_height - info.confirmations + 1
+        elif row.block_hash != info.blockhash:
+            row.block_hash, row.block_height = info.blockhash, None  # placed by the next poll
+    else:
+        row.block_hash, row.block_height = "", None
 
 
 def _record_missing(row: NetworkTransaction, error, now) -> None:
@@ -344,7 +555,7 @@ def _flag_unpayable(row: NetworkTransaction) -> None:
     if row.flagged and reason in row.flag_reason:
         return
     _flag(row, reason)
-    NT.objects.filter(pk=row.pk, state__in=POLLED_STATES).update(flagged=True, flag_reason=row.flag_reason)
+    NT.objects.polled().filter(pk=row.pk).update(flagged=True, flag_reason=row.flag_reason)
 
 
 def update_one(currency: Currency, txid: str) -> Summary:
@@ -367,11 +578,31 @@ def update_one(currency: Currency, txid: str) -> Summary:
         if isinstance(info, TxInfo):
             summary.discovered += record_deposits(wallet, [info])
         faults.point("notify.after_record")
-        rows = list(NT.objects.filter(wallet=wallet, txid=txid, state__in=POLLED_STATES))
+        rows = list(NT.objects.polled().filter(wallet=wallet, txid=txid))
         if rows:
             summary += apply(rows, {txid: info}, currency)
     if failures and len(failures) == len(wallets):
         raise failures[0]
+    return summary
+
+
+def record_transactions(wallet: Wallet, txids: list[str], backend=None) -> Summary:
+    """The listener's fast path: transactions the node just announced, asked about in one
+    batch; those of this wallet are recorded (deposits) and their rows moved, the others
+    (not the wallet's) ignored."""
+    backend = backend or wallet.get_backend()
+    summary = Summary()
+    with counting_statements() as sql:
+        infos = backend.get_transactions(txids)
+        summary.round_trips += -(-len(txids) // 2000)
+        ours = {txid: info for txid, info in infos.items() if isinstance(info, TxInfo)}
+        if ours:
+            summary.discovered += record_deposits(wallet, ours.values())
+            faults.point("notify.after_record")
+            rows = list(NT.objects.polled().filter(wallet=wallet, txid__in=list(ours)))
+            if rows:
+                summary += apply(rows, ours, wallet.currency)
+    summary.statements += sql[0]
     return summary
 
 
@@ -384,7 +615,7 @@ def check_rows(rows) -> Summary:
             continue  # closed rows (by the tracker or by hand) are settled
         by_wallet.setdefault(row.wallet_id, []).append(row)
     for wallet in Wallet.objects.filter(pk__in=by_wallet).select_related("currency"):
-        group = list(NT.objects.filter(pk__in=[r.pk for r in by_wallet[wallet.pk]], state__in=POLLED_STATES))
+        group = list(NT.objects.polled().filter(pk__in=[r.pk for r in by_wallet[wallet.pk]]))
         infos = wallet.get_backend().get_transactions([r.txid for r in group])
         summary += apply(group, infos, wallet.currency)
     return summary
@@ -406,7 +637,7 @@ def close_by_hand(row_ids, user, reason: str) -> list[NetworkTransaction]:
         raise CloseRefused("A reason is required to close a network transaction by hand.")
     now = timezone.now()
     with transaction.atomic():
-        rows = list(NT.objects.select_for_update().filter(pk__in=list(row_ids), state__in=POLLED_STATES))
+        rows = list(NT.objects.select_for_update().polled().filter(pk__in=list(row_ids)))
         for row in rows:
             row.state, row.state_changed_at, row.closed_at = NT.State.CLOSED_BY_HAND, now, now
             row.closed_by, row.close_reason = user, reason

@@ -1,10 +1,11 @@
 """The books: currencies, wallets, accounts, addresses, double-entry transactions and
 network transactions. Amounts are integer base units (see ledger/money.py)."""
 import re
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from .money import MAX_DECIMALS, format_units
@@ -58,7 +59,10 @@ class Wallet(models.Model):
     # Secrets: never shown in the admin or logs (see backend_settings_masked).
     backend_settings = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
-    last_block_hash = models.CharField(max_length=64, blank=True, help_text="Poller's listsinceblock cursor")
+    last_block_hash = models.CharField(max_length=64, blank=True,
+                                       help_text="The node's tip at the poller's last cycle (its listsinceblock cursor)")
+    # The height of that tip: a mined row's confirmations are this - its block_height + 1.
+    last_block_height = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     last_reconciliation = models.JSONField(default=dict, blank=True)
@@ -179,6 +183,33 @@ class Address(models.Model):
         return self.address
 
 
+class NetworkTransactionQuerySet(models.QuerySet):
+    # How long an open row may wait before operators see it as stuck (dashboard, admin filter).
+    STUCK_AFTER = timedelta(hours=1)
+
+    def polled(self):
+        """Rows the poller still asks about: open ones, and troubled ones that may come back."""
+        return self.filter(state__in=POLLED_STATES)
+
+    def stuck(self, now=None):
+        """Open for longer than STUCK_AFTER: a deposit or broadcast an operator should look at."""
+        return self.filter(self.stuck_q(now))
+
+    @classmethod
+    def stuck_q(cls, now=None) -> Q:
+        """The rule of stuck() as a condition, for counting (`Count(..., filter=...)`)."""
+        return Q(state=NetworkTransaction.State.OPEN, opened_at__lt=(now or timezone.now()) - cls.STUCK_AFTER)
+
+    def with_confirmations(self):
+        """`confirmations_now`: a mined open row's confirmations derived from its wallet's tip
+        (the poller does not rewrite every row per block); otherwise the stored value."""
+        derived = F("wallet__last_block_height") - F("block_height") + 1
+        return self.annotate(confirmations_now=Case(
+            When(state=NetworkTransaction.State.OPEN, block_height__isnull=False,
+                 wallet__last_block_height__isnull=False, then=derived),
+            default=F("confirmations"), output_field=models.IntegerField()))
+
+
 class NetworkTransaction(models.Model):
     """A transaction on the chain that concerns us: a deposit to our addresses or our broadcast.
 
@@ -219,6 +250,13 @@ class NetworkTransaction(models.Model):
     flag_reason = models.TextField(blank=True)
     closed_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     close_reason = models.TextField(blank=True)
+    # Where it was mined, as last seen on the node: confirmations follow from the wallet's tip,
+    # and a reorg shows as this hash no longer at this height. Empty / NULL: not mined (or not
+    # known yet): asked about by txid.
+    block_hash = models.CharField(max_length=64, blank=True)
+    block_height = models.IntegerField(null=True, blank=True)
+
+    objects = NetworkTransactionQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -236,6 +274,11 @@ class NetworkTransaction(models.Model):
         indexes = [
             # The poller's working set: open rows of one currency.
             models.Index(fields=["currency", "state", "opened_at"], name="network_tx_open_idx"),
+            # A poll cycle's range scans: rows reaching a threshold, rows in a block to check.
+            models.Index(fields=["wallet", "state", "block_height", "block_hash"], name="network_tx_block_idx"),
+            # Deposits still due a credit (few), found without reading every open row.
+            models.Index(fields=["wallet", "block_height"], name="network_tx_uncredited_idx",
+                         condition=Q(type="deposit", state="open", credited_at__isnull=True)),
         ]
         permissions = [
             ("close_networktransaction_by_hand", "Can close network transactions by hand"),
@@ -248,6 +291,26 @@ class NetworkTransaction(models.Model):
     @property
     def is_open(self):
         return self.state == self.State.OPEN
+
+    @property
+    def confirmations_now(self):
+        """The derived value (see NetworkTransactionQuerySet.with_confirmations) when annotated,
+        else computed from the wallet's tip (one more query unless the wallet is loaded)."""
+        if "confirmations_now" in self.__dict__:
+            return self.__dict__["confirmations_now"]
+        if self.state == self.State.OPEN and self.block_height is not None:
+            tip = self.wallet.last_block_height
+            if tip is not None:
+                return tip - self.block_height + 1
+        return self.confirmations
+
+    @confirmations_now.setter
+    def confirmations_now(self, value):
+        self.__dict__["confirmations_now"] = value
+
+
+# Rows that are still polled: open ones, and troubled ones that may come back.
+POLLED_STATES = (NetworkTransaction.State.OPEN, NetworkTransaction.State.CONFLICTED, NetworkTransaction.State.VANISHED)
 
 
 class Transaction(models.Model):

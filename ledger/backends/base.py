@@ -111,7 +111,14 @@ class SinceBlock:
     errors: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ChainTip:
+    height: int
+    hash: str
+
+
 TXID_RE = re.compile(r"^[0-9a-f]{64}$")
+HASH_RE = TXID_RE
 
 
 def check_txid(value, what: str) -> str:
@@ -156,6 +163,25 @@ class Backend:
         `lastblock` is the main-chain block `target_confirmations` deep (1: the tip).
         Backends without it raise NotImplementedError and the tracker polls by txid."""
         raise NotImplementedError
+
+    def chain_tip(self) -> ChainTip:
+        """The node's best block, height and hash read together. Backends without blocks to
+        follow (block.io) raise NotImplementedError and the tracker asks every open row by txid."""
+        raise NotImplementedError
+
+    def since_tip(self, blockhash: str, heights: list[int]) -> tuple[SinceBlock, dict, str | None]:
+        """In one round trip: the wallet transactions in blocks after `blockhash` and the
+        unconfirmed ones; the main chain's block hash at each of `heights` (None past the tip);
+        and the tip's hash after both (to see a block that arrived meanwhile)."""
+        raise NotImplementedError
+
+    def block_hashes(self, heights: list[int]) -> dict:
+        """The main chain's block hash at each height (None past the tip), in one round trip."""
+        raise NotImplementedError
+
+    def get_transactions_at_tip(self, txids: list[str]) -> tuple[dict, str | None]:
+        """get_transactions, and the tip's hash read after them in the same round trip."""
+        return self.get_transactions(txids), None
 
     # True when a repeated send with the same nonce cannot pay twice (within a window).
     supports_nonce = False

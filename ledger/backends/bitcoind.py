@@ -24,7 +24,9 @@ from ..money import AmountError, format_units, to_units
 from .base import (
     Backend,
     BackendError,
+    HASH_RE,
     BadReply,
+    ChainTip,
     InsufficientFunds,
     InvalidAddress,
     NodeUnreachable,
@@ -256,10 +258,12 @@ class BitcoindBackend(Backend):
         return result
 
     def list_since_block(self, blockhash: str | None, target_confirmations: int = 1) -> SinceBlock:
+        return self._parse_since(self.call("listsinceblock", blockhash or "", max(1, target_confirmations)))
+
+    def _parse_since(self, reply) -> SinceBlock:
         """A reply we cannot read as a whole (not an object, no transactions list, an entry
         with no txid, no lastblock) is BadReply for the wallet; an entry of a known txid that
         is malformed is a BadReply in place for that txid (SinceBlock.errors)."""
-        reply = self.call("listsinceblock", blockhash or "", max(1, target_confirmations))
         if not isinstance(reply, dict) or not isinstance(reply.get("transactions"), list):
             raise BadReply(f"listsinceblock reply is not an object with a transactions list: {str(reply)[:200]}")
         lastblock = reply.get("lastblock")
@@ -285,6 +289,60 @@ class BitcoindBackend(Backend):
                 errors[txid] = exc
         # A target deeper than the chain yields the null hash: "from the start" next time.
         return SinceBlock(tuple(transactions), "" if not lastblock.strip("0") else lastblock, errors)
+
+    def chain_tip(self) -> ChainTip:
+        # getblockchaininfo reads height and hash under one lock: never a mismatched pair.
+        reply = self.call("getblockchaininfo")
+        if not isinstance(reply, dict):
+            raise BadReply(f"getblockchaininfo reply is {type(reply).__name__}, not an object")
+        height, best = reply.get("blocks"), reply.get("bestblockhash")
+        if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+            raise BadReply(f"getblockchaininfo: blocks {str(height)[:40]!r} is not a height")
+        return ChainTip(height, _block_hash(best, "getblockchaininfo bestblockhash"))
+
+    def since_tip(self, blockhash: str, heights: list[int]) -> tuple[SinceBlock, dict, str | None]:
+        replies = self.batch([("listsinceblock", blockhash or "", 1)] + [("getblockhash", h) for h in heights]
+                             + [("getbestblockhash",)])
+        if isinstance(replies[0], BackendError):
+            raise replies[0]
+        since = self._parse_since(replies[0])
+        return since, self._hashes(heights, replies[1:-1]), _tip_after(replies[-1])
+
+    def block_hashes(self, heights: list[int]) -> dict:
+        return self._hashes(heights, self.batch([("getblockhash", h) for h in heights]))
+
+    def _hashes(self, heights, replies) -> dict:
+        hashes = {}
+        for height, reply in zip(heights, replies):
+            if isinstance(reply, BackendError):
+                if reply.code == -8:  # "Block height out of range": the chain got shorter
+                    hashes[height] = None
+                    continue
+                raise reply
+            hashes[height] = _block_hash(reply, f"getblockhash {height}")
+        return hashes
+
+    def get_transactions_at_tip(self, txids: list[str]) -> tuple[dict, str | None]:
+        result, tip = {}, None
+        chunk = 2000  # keeps one request body a few hundred KB
+        starts = list(range(0, len(txids), chunk)) or [0]
+        for start in starts:
+            part = txids[start:start + chunk]
+            calls = [("gettransaction", t) for t in part]
+            if start == starts[-1]:
+                calls.append(("getbestblockhash",))
+            replies = self.batch(calls)
+            for txid, reply in zip(part, replies):
+                if isinstance(reply, BackendError):
+                    result[txid] = reply
+                    continue
+                try:
+                    result[txid] = self.parse_tx(reply, txid)
+                except BadReply as exc:
+                    result[txid] = exc
+            if start == starts[-1]:
+                tip = _tip_after(replies[-1])
+        return result, tip
 
     def send_many(self, outputs: dict[str, int], comment: str, *, nonce: str = "",
                   deadline: float | None = None) -> str:
@@ -370,6 +428,20 @@ class BitcoindBackend(Backend):
 
     def block_height(self) -> int:
         return int(self.call("getblockcount"))
+
+
+def _block_hash(value, what: str) -> str:
+    if not isinstance(value, str) or not HASH_RE.match(value):
+        raise BadReply(f"{what}: {str(value)[:80]!r} is not a block hash")
+    return value
+
+
+def _tip_after(reply) -> str | None:
+    """The trailing getbestblockhash of a batch; None if unreadable (the caller then trusts
+    no height derived in that round trip)."""
+    if isinstance(reply, str) and HASH_RE.match(reply):
+        return reply
+    return None
 
 
 def _refuse_inexact(params):

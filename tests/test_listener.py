@@ -1,0 +1,89 @@
+"""The node listener (manage.py listen_node) against a real regtest node's ZMQ feed."""
+import subprocess
+import threading
+import time
+
+import pytest
+
+from ledger import services
+from ledger.models import NetworkTransaction, Transaction
+from tests.conftest import PYTHON, REPO, make_currency, make_wallet, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def zmq_nodes(fresh_node):
+    outside = fresh_node()
+    ours = fresh_node(peer=outside, zmq=True)
+    outside.generate(101)
+    wait_until(lambda: ours.rpc("getblockcount") == 101, what="our node to sync")
+    return ours, outside
+
+
+class Child:
+    """The listener as the process manager runs it, its output collected line by line."""
+
+    def __init__(self, env, *args):
+        self.proc = subprocess.Popen([PYTHON, "manage.py", "listen_node", "-v", "2", *args], cwd=REPO, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def saw(self, text):
+        return any(text in line for line in self.lines)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def deposit_row(txid):
+    return NetworkTransaction.objects.filter(txid=txid, type="deposit").first()
+
+
+def test_it_records_a_deposit_at_once_and_polls_on_a_block_even_across_a_node_restart(zmq_nodes, child_env):
+    ours, outside = zmq_nodes
+    wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=4), ours)
+    wallet.backend_settings["zmq"] = ours.zmq_url
+    wallet.save()
+    address = services.new_receiving_address(wallet, "alice")
+    # No resync poll during the test: whatever is recorded comes from the feed.
+    child = Child(child_env, "--resync", "3600")
+    try:
+        wait_until(lambda: child.saw(": start:"), what=f"the listener to start: {child.lines}")
+        sent = time.monotonic()
+        txid = outside.rpc("sendtoaddress", address.address, "0.7")
+        row = wait_until(lambda: deposit_row(txid), timeout=10, what="the deposit to be recorded from the feed")
+        latency = time.monotonic() - sent
+        assert row.credited_at is None and row.block_height is None
+        assert latency < 5, latency  # relay to our node + one batch; the benchmark measures it closely
+
+        outside.generate(2)  # two blocks: the crediting threshold, reached by the block's poll cycle
+        wait_until(lambda: Transaction.objects.filter(network_transaction__txid=txid).exists(), timeout=15,
+                   what=f"the credit from a block's poll cycle: {child.lines[-5:]}")
+        assert services.balance(services.user_account("alice", wallet.currency)) == 70_000_000
+        assert child.saw(": block:")
+
+        ours.restart()  # the node goes away and comes back on the same ports: ZMQ reconnects
+        wait_until(lambda: ours.rpc("getconnectioncount") > 0, what="our node to reconnect to its peer")
+        again = outside.rpc("sendtoaddress", address.address, "0.2")
+        wait_until(lambda: deposit_row(again), timeout=20, what=f"a deposit after the restart: {child.lines[-5:]}")
+        outside.generate(1)
+        wait_until(lambda: NetworkTransaction.objects.filter(txid=again, block_height__isnull=False).exists(),
+                   timeout=15, what="the block after the restart to place it")
+        assert deposit_row(txid).state == "open"  # credited, open until 4 confirmations
+    finally:
+        code = child.stop()
+    assert code == 0, child.lines[-20:]
+    assert Transaction.objects.filter(network_transaction__txid=txid).count() == 1
