@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ledger', '0006_deposits_per_wallet_closed_only_credited'),
+        ('ledger', '0007_append_only'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
