@@ -192,6 +192,10 @@ class OutgoingTransaction(models.Model):
     def __str__(self):
         return f"{self.amount} to {self.address}"
 
+    @property
+    def amount_display(self):
+        return f"{self.currency.format(self.amount)} {self.currency.code}"
+
 
 class WithdrawalRule(models.Model):
     """A currency's withdrawal rules, edited in the admin and audited (cryptoadmin/audit.py).
