@@ -744,11 +744,19 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
                     _book_sent(broadcast, txid, now)
                 note = (f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
                         f"{taken} outgoing still queued were taken back and booked as sent by it.")
-            resent = list(OutgoingTransaction.objects.filter(returned_by=broadcast).exclude(broadcast=broadcast)
-                          .values_list("id", "broadcast_id"))
+            resent = list(OutgoingTransaction.objects.filter(returned_by=broadcast, broadcast__isnull=False)
+                          .exclude(broadcast=broadcast).values_list("id", "broadcast_id"))
             if resent:
                 note += (" ALREADY SENT AGAIN: outgoing " + ", ".join(f"#{o} (broadcast #{b})" for o, b in resent)
                          + ": paid twice unless that broadcast never left; recover the difference by hand.")
+            # Rejected or cancelled after this broadcast failed: the amount went back to 201,
+            # and the node paid it too. Nothing is re-booked; a person recovers it.
+            given_back = list(OutgoingTransaction.objects.filter(
+                returned_by=broadcast, state__in=OutgoingTransaction.RETURNED_STATES).values_list("id", flat=True))
+            if given_back:
+                note += (" PAID AND GIVEN BACK: outgoing " + ", ".join(f"#{o}" for o in given_back)
+                         + " were returned to the user's 201 after this broadcast failed, yet it paid them: "
+                         "the user has them twice; recover by hand.")
         else:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(

@@ -313,3 +313,19 @@ def test_it_sends_what_the_balance_covers_oldest_first_and_says_so(btc, fresh_no
     assert old.state == Q.BROADCASTED
     assert (mid.state, mid.refusals, new.state, new.refusals) == (Q.QUEUED, 0, Q.QUEUED, 0)
     assert "balance cannot cover 2 outgoing" in result.message
+
+
+def test_it_names_a_cancelled_outgoing_its_failed_broadcast_paid_after_all(wallet, alice, node, approver):
+    out = send_external(alice, node.rpc("getnewaddress"), 5_000_000)
+    broadcast = Broadcaster(wallet).collect()
+    Broadcast.objects.filter(pk=broadcast.pk).update(state="opened", opened_at=broadcast.created_at)
+    services.fail_broadcast(broadcast, "node refused (simulated)")
+    out.refresh_from_db()
+    services.cancel(out, approver, "user asked")  # money back on 201
+
+    note = services.record_late_reply(broadcast.pk, "ab" * 32)  # ...yet the send went through
+
+    assert f"PAID AND GIVEN BACK: outgoing #{out.pk}" in note and "broadcast #None" not in note
+    out.refresh_from_db()
+    assert out.state == Q.CANCELLED  # nothing re-booked behind the operator's back
+    assert Broadcast.objects.get(pk=broadcast.pk).needs_attention
