@@ -76,3 +76,15 @@ def test_it_filters_by_state_and_counts_on_the_dashboard(client, awaiting, secon
     home = client.get(reverse("admin:index")).content.decode()
     assert "Awaiting approval" in home and "?state=awaiting_approval" in home
     assert "?state=needs_attention" in home and "1 outgoing transaction(s) need attention" in home
+
+
+def test_it_records_who_changed_a_withdrawal_rule_and_from_what(client, admin_user, btc):
+    from auditlog.models import LogEntry
+
+    rule = WithdrawalRule.objects.create(currency=btc, minimum_amount=546, approval_above=10**8)
+    client.force_login(admin_user)
+    response = client.post(f"/admin/broadcasts/withdrawalrule/{rule.pk}/change/", {
+        "currency": btc.pk, "minimum_amount": 546, "approval_above": 5 * 10**7, "daily_limit": ""})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    entry = LogEntry.objects.get_for_object(rule).order_by("timestamp").last()
+    assert (entry.actor, entry.changes_dict) == (admin_user, {"approval_above": ["100000000", "50000000"]})
