@@ -13,10 +13,12 @@ from ledger.models import Account, Wallet
 from ledger.money import AmountError, to_units
 
 from . import services
-from .models import Broadcast, OutgoingTransaction
+from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 
 CLOSE_PERM = "broadcasts.close_broadcast_by_hand"
 QUEUE_PERM = "broadcasts.queue_outgoingtransaction"
+APPROVE_PERM = "broadcasts.approve_outgoingtransaction"
+CANCEL_PERM = "broadcasts.cancel_outgoingtransaction"
 
 
 class InterruptedFilter(admin.SimpleListFilter):
@@ -220,13 +222,83 @@ class QueueForm(forms.Form):
         return data
 
 
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Stored with your name")
+
+
+def _decide(modeladmin, request, queryset, verb, decide, needs_reason):
+    """One decision per selected row, each its own conditional UPDATE: a row someone else
+    changed meanwhile is reported, the others still go through."""
+    form = ReasonForm(request.POST if "reason" in request.POST else None)
+    if needs_reason and not form.is_valid():
+        return TemplateResponse(request, "broadcasts/outgoing_reason.html", dict(
+            modeladmin.admin_site.each_context(request), title=f"{verb.capitalize()} outgoing transactions",
+            opts=modeladmin.model._meta, form=form, verb=verb, action=request.POST.get("action"),
+            rows=queryset.select_related("currency", "account"),
+            selected=request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)))
+    reason = form.cleaned_data["reason"] if needs_reason else ""
+    done = 0
+    for out in queryset.select_related("currency", "account"):
+        try:
+            decide(out, request.user, reason) if needs_reason else decide(out, request.user)
+        except services.DecisionError as exc:
+            messages.error(request, str(exc))
+        else:
+            done += 1
+            modeladmin.log_change(request, out, f"{verb.capitalize()}" + (f": {reason}" if reason else ""))
+    if done:
+        messages.success(request, f"{done} outgoing transaction(s) {verb}"
+                                  + ("; their amounts are back on the users' 201 balances." if needs_reason else "."))
+    return None
+
+
+@admin.action(description="Approve (four eyes: not ones you queued)", permissions=["approve"])
+def approve_outgoing(modeladmin, request, queryset):
+    return _decide(modeladmin, request, queryset, "approved", services.approve, needs_reason=False)
+
+
+@admin.action(description="Reject awaiting approval (money back to 201)", permissions=["cancel"])
+def reject_outgoing(modeladmin, request, queryset):
+    return _decide(modeladmin, request, queryset, "rejected", services.reject, needs_reason=True)
+
+
+@admin.action(description="Cancel (money back to 201)", permissions=["cancel"])
+def cancel_outgoing(modeladmin, request, queryset):
+    return _decide(modeladmin, request, queryset, "cancelled", services.cancel, needs_reason=True)
+
+
+@admin.register(WithdrawalRule)
+class WithdrawalRuleAdmin(admin.ModelAdmin):
+    """Edited here, recorded by django-auditlog (Log entries) with who and before/after."""
+    list_display = ["currency", "minimum_amount", "approval_above", "daily_limit"]
+
+
 @admin.register(OutgoingTransaction)
 class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["id", "created_at", "wallet", "user", "address", "amount_display", "state", "broadcast",
-                    "attempts"]
+                    "attempts", "refusals", "why"]
     list_filter = ["state", "wallet", "currency"]
+    actions = [approve_outgoing, reject_outgoing, cancel_outgoing]
+    readonly_fields = ["approval_reason", "approved_by", "approved_at", "closed_by", "closed_at", "close_reason",
+                       "return_entry", "refusals", "last_error"]
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm(APPROVE_PERM)
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm(CANCEL_PERM)
+
+    @admin.display(description="why")
+    def why(self, obj):
+        if obj.state in (OutgoingTransaction.State.REJECTED, OutgoingTransaction.State.CANCELLED):
+            return f"{obj.close_reason} ({obj.closed_by})"
+        if obj.state == OutgoingTransaction.State.NEEDS_ATTENTION:
+            return obj.last_error
+        if obj.state == OutgoingTransaction.State.AWAITING_APPROVAL:
+            return obj.approval_reason
+        return f"approved by {obj.approved_by}" if obj.approved_by_id else ""
     search_fields = ["address", "account__user_id", "broadcast__txid"]
-    list_select_related = ["wallet", "currency", "account", "broadcast"]
+    list_select_related = ["wallet", "currency", "account", "broadcast", "approved_by", "closed_by"]
     change_list_template = "broadcasts/outgoing_change_list.html"
     show_full_result_count = False
 

@@ -2,7 +2,7 @@
 from django.urls import reverse
 
 from .models import Broadcast, OutgoingTransaction
-from .services import interrupted_broadcasts, needing_attention
+from .services import awaiting_approval, interrupted_broadcasts, needing_attention, outgoing_needing_attention
 
 
 def alerts(request):
@@ -23,6 +23,15 @@ def alerts(request):
                      "(see their last error; a payment may have been made twice)."),
             url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=attention",
         ))
+    refused = outgoing_needing_attention().count()
+    if refused:
+        out.append(dict(
+            level="error",
+            message=(f"{refused} outgoing transaction(s) need attention: the node refused them "
+                     f"{OutgoingTransaction.MAX_REFUSALS} times and they left the queue (see their last error; "
+                     "cancel to give the money back)."),
+            url=reverse("admin:broadcasts_outgoingtransaction_changelist") + "?state=needs_attention",
+        ))
     return out
 
 
@@ -35,5 +44,6 @@ def panels(request):
         n=Count("id"))
     return [dict(title="Broadcasts", template="broadcasts/panel.html", context={
         "queued": queued["n"], "interrupted": interrupted_broadcasts().count(),
+        "awaiting_approval": awaiting_approval().count(), "outgoing_attention": outgoing_needing_attention().count(),
         "recent": Broadcast.objects.select_related("wallet__currency")[:5],
     })]

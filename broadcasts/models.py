@@ -108,9 +108,23 @@ class Broadcast(models.Model):
 
 class OutgoingTransaction(models.Model):
     class State(models.TextChoices):
+        AWAITING_APPROVAL = "awaiting_approval", "awaiting approval"
+        # Ready for the broadcaster: not needing approval, or approved (approved_by says which).
         QUEUED = "queued", "queued"
         BROADCASTING = "broadcasting", "in a broadcast"
-        BROADCASTED = "broadcasted", "broadcasted"
+        BROADCASTED = "broadcasted", "sent"
+        # The exits without a send: the amount went back 204 -> 201 in the same transaction.
+        REJECTED = "rejected", "rejected (returned)"
+        CANCELLED = "cancelled", "cancelled (returned)"
+        # Refused by the node too often: out of the queue, the amount still on 204 until a
+        # person cancels it (returned) or fixes the cause.
+        NEEDS_ATTENTION = "needs_attention", "needs attention"
+
+    # States from which a person may still stop it (nothing is being sent).
+    STOPPABLE_STATES = (State.AWAITING_APPROVAL, State.QUEUED, State.NEEDS_ATTENTION)
+    RETURNED_STATES = (State.REJECTED, State.CANCELLED)
+    # The node's provable refusals of this output alone after which it leaves the queue.
+    MAX_REFUSALS = 3
 
     wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="outgoing_transactions")
     currency = models.ForeignKey("ledger.Currency", on_delete=models.PROTECT, related_name="+")
@@ -119,7 +133,7 @@ class OutgoingTransaction(models.Model):
     hold_account = models.ForeignKey("ledger.Account", on_delete=models.PROTECT, related_name="+")
     address = models.CharField(max_length=128)
     amount = models.BigIntegerField(help_text="Base units")
-    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED)
     broadcast = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="outgoing_transactions")
     # The last broadcast that gave it back to the queue: if that broadcast's send turns out to
@@ -129,6 +143,20 @@ class OutgoingTransaction(models.Model):
     lock_entry = models.OneToOneField("ledger.Transaction", on_delete=models.PROTECT, related_name="+",
                                       help_text="The 201 -> 204 ledger entry")
     attempts = models.PositiveIntegerField(default=0, help_text="Broadcasts that failed to send it")
+    refusals = models.PositiveIntegerField(default=0, help_text="Times the node refused a send of this output alone")
+    last_error = models.TextField(blank=True, help_text="The node's last refusal of this output")
+    # Why it waits for approval (the rule it crossed, with the figures), empty if it did not.
+    approval_reason = models.CharField(max_length=255, blank=True)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    # Rejected or cancelled: who, when, why, and the 204 -> 201 entry that gave the money back.
+    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="+")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.TextField(blank=True)
+    return_entry = models.OneToOneField("ledger.Transaction", null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+", help_text="The 204 -> 201 ledger entry")
     label = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
@@ -139,15 +167,61 @@ class OutgoingTransaction(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="outgoing_amount_positive"),
             models.CheckConstraint(
-                condition=Q(state="queued", broadcast__isnull=True) | Q(~Q(state="queued"), broadcast__isnull=False),
-                name="outgoing_queued_iff_no_broadcast",
+                condition=Q(state__in=["broadcasting", "broadcasted"], broadcast__isnull=False)
+                | Q(~Q(state__in=["broadcasting", "broadcasted"]), broadcast__isnull=True),
+                name="outgoing_in_a_broadcast_iff_broadcast",
+            ),
+            # Money given back exactly when it left without being sent, with who and why.
+            models.CheckConstraint(
+                condition=Q(state__in=["rejected", "cancelled"], return_entry__isnull=False, closed_at__isnull=False)
+                & ~Q(close_reason="")
+                | Q(~Q(state__in=["rejected", "cancelled"]), return_entry__isnull=True),
+                name="outgoing_returned_iff_rejected_or_cancelled",
             ),
         ]
         indexes = [
             # The broadcaster's working set: one wallet's queue.
             models.Index(fields=["wallet", "state"], name="outgoing_wallet_state_idx"),
         ]
-        permissions = [("queue_outgoingtransaction", "Can queue outgoing transactions from the admin")]
+        permissions = [
+            ("queue_outgoingtransaction", "Can queue outgoing transactions from the admin"),
+            ("approve_outgoingtransaction", "Can approve outgoing transactions queued by someone else"),
+            ("cancel_outgoingtransaction", "Can reject or cancel outgoing transactions (the amount is returned)"),
+        ]
 
     def __str__(self):
         return f"{self.amount} to {self.address}"
+
+    @property
+    def amount_display(self):
+        return f"{self.currency.format(self.amount)} {self.currency.code}"
+
+
+class WithdrawalRule(models.Model):
+    """A currency's withdrawal rules, edited in the admin and audited (cryptoadmin/audit.py).
+
+    Kept here rather than on ledger.Currency: they are rules of queueing withdrawals, read
+    only by broadcasts/services.py, and a currency without a row has no limits."""
+
+    currency = models.OneToOneField("ledger.Currency", on_delete=models.PROTECT, related_name="withdrawal_rule")
+    minimum_amount = models.BigIntegerField(
+        default=0, help_text="Base units; smaller withdrawals are refused when queued (the node's dust limit, "
+                             "block.io's minimum)")
+    approval_above = models.BigIntegerField(
+        null=True, blank=True, help_text="Base units; a larger withdrawal waits for a second person's approval. "
+                                         "Empty: none waits for its amount")
+    daily_limit = models.BigIntegerField(
+        null=True, blank=True, help_text="Base units; once a user's withdrawals of the last 24 hours (this one "
+                                         "included) exceed it, the withdrawal waits for approval. Empty: no limit")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(minimum_amount__gte=0), name="withdrawal_rule_minimum_not_negative"),
+            models.CheckConstraint(condition=Q(approval_above__isnull=True) | Q(approval_above__gte=0),
+                                   name="withdrawal_rule_approval_above_not_negative"),
+            models.CheckConstraint(condition=Q(daily_limit__isnull=True) | Q(daily_limit__gte=0),
+                                   name="withdrawal_rule_daily_limit_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.currency.code} withdrawal rules"

@@ -33,7 +33,7 @@ from ledger import services as ledger
 from ledger.backends import AlreadySent, BackendError, InsufficientFunds, InvalidAddress, NotSent
 from ledger.models import Account, NetworkTransaction, Transaction, Wallet
 
-from .models import Broadcast, OutgoingTransaction
+from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ class OutgoingError(ValueError):
 
 class CloseError(ValueError):
     """A close by hand refused; nothing was written. The message says why."""
+
+
+class DecisionError(ValueError):
+    """An approval, rejection or cancellation refused (no permission, same person, no
+    reason, or someone else acted first); nothing was written. The message says why."""
 
 
 # -- the per-wallet lock ---------------------------------------------------------------------
@@ -166,9 +171,12 @@ def send_external(account: Account, address: str, amount: int, *, wallet: Wallet
     """Queue a withdrawal: 201 -> 204 and a queued OutgoingTransaction, in one transaction."""
     wallet = check_external(account, address, amount, wallet)  # node call: before any lock
     address = address.strip()
+    rule = WithdrawalRule.objects.filter(currency_id=account.currency_id).first()
+    check_minimum(rule, account.currency, amount)
     hold = ledger.user_account(account.user_id, account.currency, Account.Code.WITHDRAW_LOCKED)
     with transaction.atomic():
-        # Serialises withdrawals of one user so two cannot both spend the same balance.
+        # Serialises withdrawals of one user so two cannot both spend the same balance (nor
+        # both slip under the daily limit).
         Account.objects.select_for_update().get(pk=account.pk)
         available = ledger.balance(account)
         if available < amount:
@@ -176,12 +184,116 @@ def send_external(account: Account, address: str, amount: int, *, wallet: Wallet
                 f"too little balance: {account.currency.format(available)} available, "
                 f"{account.currency.format(amount)} requested"
             )
+        why = approval_needed(rule, account, amount)
         entry = ledger.post(account, hold, amount, Transaction.Kind.PENDING_OUTGOING,
                             label=label or f"withdrawal to {address}", created_by=created_by)
         return OutgoingTransaction.objects.create(
             wallet=wallet, currency_id=account.currency_id, account=account, hold_account=hold, address=address,
-            amount=amount, lock_entry=entry, label=label, created_by=created_by,
+            amount=amount, lock_entry=entry, label=label, created_by=created_by, approval_reason=why,
+            state=OutgoingTransaction.State.AWAITING_APPROVAL if why else OutgoingTransaction.State.QUEUED,
         )
+
+
+# -- the currency's rules, approval, rejection, cancellation ---------------------------------
+
+
+def check_minimum(rule: WithdrawalRule | None, currency, amount: int):
+    if rule is not None and amount < rule.minimum_amount:
+        raise OutgoingError(f"the minimum {currency.code} withdrawal is {currency.format(rule.minimum_amount)} "
+                            f"{currency.code}; {currency.format(amount)} requested")
+
+
+def approval_needed(rule: WithdrawalRule | None, account: Account, amount: int) -> str:
+    """Why this withdrawal must wait for a second person ('' if it need not). The daily total
+    is the user's withdrawals of the last 24 hours that were not given back, plus this one;
+    the caller holds the user's 201 row lock, so two withdrawals cannot both slip under it."""
+    if rule is None:
+        return ""
+    fmt, code = account.currency.format, account.currency.code
+    if rule.approval_above is not None and amount > rule.approval_above:
+        return f"amount {fmt(amount)} {code} is above {fmt(rule.approval_above)} {code}"
+    if rule.daily_limit is not None:
+        earlier = (OutgoingTransaction.objects.filter(account=account, created_at__gte=timezone.now() - timedelta(days=1))
+                   .exclude(state__in=OutgoingTransaction.RETURNED_STATES).aggregate(t=Sum("amount"))["t"] or 0)
+        if earlier + amount > rule.daily_limit:
+            return (f"the user's withdrawals of the last 24 hours would reach {fmt(earlier + amount)} {code}, "
+                    f"above the daily {fmt(rule.daily_limit)} {code}")
+    return ""
+
+
+def _lost_race(outgoing_id: int, verb: str) -> DecisionError:
+    row = OutgoingTransaction.objects.filter(pk=outgoing_id).values_list("state", flat=True).first()
+    label = OutgoingTransaction.State(row).label if row else "gone"
+    return DecisionError(f"outgoing #{outgoing_id} cannot be {verb}: it is {label} now (someone acted first)")
+
+
+def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
+    """Four eyes: a person other than the one who queued it (the superuser included) lets an
+    awaiting withdrawal into the queue. A conditional UPDATE on 'awaiting approval'."""
+    if not user.has_perm("broadcasts.approve_outgoingtransaction"):
+        raise DecisionError("you do not have the permission to approve outgoing transactions")
+    if outgoing.created_by_id is not None and outgoing.created_by_id == user.pk:
+        raise DecisionError(f"outgoing #{outgoing.pk} was queued by you: another person must approve it")
+    updated = OutgoingTransaction.objects.filter(
+        pk=outgoing.pk, state=OutgoingTransaction.State.AWAITING_APPROVAL,
+    ).exclude(created_by=user).update(state=OutgoingTransaction.State.QUEUED, approved_by=user,
+                                      approved_at=timezone.now())
+    if not updated:
+        raise _lost_race(outgoing.pk, "approved")
+    outgoing.refresh_from_db()
+    return outgoing
+
+
+def _give_back(outgoing: OutgoingTransaction, user, reason: str, state, from_states, verb) -> OutgoingTransaction:
+    if not user.has_perm("broadcasts.cancel_outgoingtransaction"):
+        raise DecisionError(f"you do not have the permission to {verb.rstrip('ed')} outgoing transactions")
+    reason = (reason or "").strip()
+    if not reason:
+        raise DecisionError("give a reason")
+    now = timezone.now()
+    # The old state is the one the person saw (the instance they acted on): if anyone changed
+    # it since (an approval, the broadcaster), they decided on something else, and are told.
+    seen = outgoing.state
+    if seen not in from_states:
+        raise DecisionError(f"outgoing #{outgoing.pk} is {OutgoingTransaction.State(seen).label}: "
+                            f"it cannot be {verb}")
+    row = OutgoingTransaction.objects.select_related("account", "hold_account").get(pk=outgoing.pk)
+    with transaction.atomic():
+        entry = ledger.post(row.hold_account, row.account, row.amount, Transaction.Kind.RETURNED,
+                            label=f"outgoing #{row.pk} {verb}: {reason}"[:255], created_by=user, created_at=now)
+        faults.point("outgoing.before_return_update")
+        # The conditional UPDATE decides, with the entry (the CHECK wants both at once): against
+        # another person, an approval or a collecting broadcaster (on PostgreSQL it waits for a
+        # collector's row lock, then finds the row taken) exactly one wins; the loser's entry
+        # is rolled back with its transaction.
+        updated = OutgoingTransaction.objects.filter(pk=row.pk, state=seen).update(
+            state=state, closed_by=user, closed_at=now, close_reason=reason, return_entry=entry)
+        if not updated:
+            raise _lost_race(row.pk, verb)
+        faults.point("outgoing.before_return_commit")
+    outgoing.refresh_from_db()
+    return outgoing
+
+
+def reject(outgoing: OutgoingTransaction, user, reason: str) -> OutgoingTransaction:
+    """An awaiting withdrawal refused: its amount goes back 204 -> 201 in the same transaction."""
+    return _give_back(outgoing, user, reason, OutgoingTransaction.State.REJECTED,
+                      [OutgoingTransaction.State.AWAITING_APPROVAL], "rejected")
+
+
+def cancel(outgoing: OutgoingTransaction, user, reason: str) -> OutgoingTransaction:
+    """A withdrawal not in a broadcast (awaiting, queued or needing attention) stopped: its
+    amount goes back 204 -> 201 in the same transaction. One in a broadcast cannot be."""
+    return _give_back(outgoing, user, reason, OutgoingTransaction.State.CANCELLED,
+                      list(OutgoingTransaction.STOPPABLE_STATES), "cancelled")
+
+
+def awaiting_approval():
+    return OutgoingTransaction.objects.filter(state=OutgoingTransaction.State.AWAITING_APPROVAL)
+
+
+def outgoing_needing_attention():
+    return OutgoingTransaction.objects.filter(state=OutgoingTransaction.State.NEEDS_ATTENTION)
 
 
 # -- the broadcaster -------------------------------------------------------------------------
@@ -194,6 +306,8 @@ class Result:
     message: str = ""
     refused: bool = False
     broadcasts: list = field(default_factory=list)
+    # The node's provable refusal of the send (nothing left): the outputs to look into.
+    refusal: Exception | None = None
 
     def __iter__(self):  # (broadcasts sent, total fee), as the reference design returned
         return iter((self.sent, self.fee))
@@ -234,22 +348,27 @@ class Broadcaster:
             else:
                 faults.point("broadcast.after_collect")
                 result = self.send(broadcast)
+                if result.refusal is not None:
+                    result = self.isolate(broadcast, result)
                 result.fee += filled
             if settled:
                 result.sent += settled
                 result.message = f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by nonce; " + result.message
             return result
 
-    def collect(self) -> Broadcast | None:
-        """A collected broadcast of this wallet: one left by a crash before opening, or a new one."""
+    def collect(self, ids=None) -> Broadcast | None:
+        """A collected broadcast of this wallet: one left by a crash before opening, or a new one
+        (of the queued rows among `ids` when given: the isolation of a refused output).
+        Only queued rows: approved, or never needing approval."""
         with transaction.atomic():
             leftover = Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.COLLECTED).first()
             if leftover is not None:
                 return leftover
+            queued = OutgoingTransaction.objects.filter(wallet=self.wallet, state=OutgoingTransaction.State.QUEUED)
+            if ids is not None:
+                queued = queued.filter(id__in=ids)
             rows = list(
-                OutgoingTransaction.objects.select_for_update(skip_locked=True)
-                .filter(wallet=self.wallet, state=OutgoingTransaction.State.QUEUED)
-                .values_list("id", "address", "amount")
+                queued.select_for_update(skip_locked=True).order_by("id").values_list("id", "address", "amount")
             )
             if not rows:
                 return None
@@ -297,8 +416,12 @@ class Broadcaster:
                 if Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.CLOSED_BROADCASTED).exists():
                     flag_attention(broadcast.pk, f"the node refused this broadcast's send ({exc}), yet it was "
                                                  "closed by hand as reached the network: check its txid")
+                return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
+                              broadcasts=[broadcast.pk])
+            # NotSent is the node (down, starting, refusing us), not an output: nothing to isolate.
+            refusal = None if isinstance(exc, NotSent) else exc
             return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
-                          broadcasts=[broadcast.pk])
+                          broadcasts=[broadcast.pk], refusal=refusal)
         except Exception as exc:
             # Outcome unknown (AlreadySent included: an earlier request with this nonce went
             # through): leave it opened; interrupted once its lease is over.
@@ -309,6 +432,97 @@ class Broadcaster:
                 "close it by hand after checking the chain"))
         faults.point("broadcast.after_send")
         return self.settle_reply(broadcast, txid)
+
+    def isolate(self, refused: Broadcast, first: Result) -> Result:
+        """The node provably refused a broadcast (an invalid address, dust, a backend's minimum,
+        or too little balance): its outgoing are back in the queue. Send the rest without the
+        refused outputs, found by halving (oldest half first; a half the node accepts is sent
+        as a broadcast of its own, a refused half is halved again), in this run. An output
+        refused alone counts a refusal, and leaves the queue for 'needs attention' at the
+        third; one refused for too little balance while the wallet cannot cover it does not
+        count: it waits for the wallet, and the message says so. Bounded node calls per run;
+        stops at the first send whose outcome is not a provable answer."""
+        ids = list(OutgoingTransaction.objects.filter(returned_by=refused, state=OutgoingTransaction.State.QUEUED)
+                   .order_by("id").values_list("id", flat=True))
+        budget = [min(64, 2 * len(ids).bit_length() + 2)]
+        total = Result(broadcasts=list(first.broadcasts))
+        notes, unfunded, stopped = [], [], []
+
+        def send_ids(group):
+            broadcast = self.collect(group)
+            if broadcast is None:
+                return None
+            faults.point("broadcast.isolation_after_collect")
+            result = self.send(broadcast)
+            total.broadcasts += result.broadcasts
+            total.sent += result.sent
+            total.fee += result.fee
+            return result
+
+        def search(group, exc):
+            if stopped:
+                return
+            if len(group) == 1:
+                outcome = self._refused_alone(group[0], exc)
+                if outcome is None:
+                    unfunded.append(group[0])
+                else:
+                    notes.append(outcome)
+                return
+            mid = len(group) // 2
+            for half in (group[:mid], group[mid:]):
+                if stopped:
+                    return
+                if budget[0] <= 0:
+                    stopped.append("isolation stopped after its sends for this run; the rest wait for the next")
+                    return
+                budget[0] -= 1
+                result = send_ids(half)
+                if result is None:
+                    stopped.append("nothing left to collect")
+                elif result.refusal is not None:
+                    search(half, result.refusal)
+                elif not result.sent:
+                    stopped.append(result.message)  # outcome unknown, node down, claimed elsewhere
+                    total.refused = total.refused or result.refused
+
+        search(ids, first.refusal)
+        parts = [f"{self.wallet.name}: broadcast #{refused.pk} refused ({first.refusal}); "
+                 f"{total.sent} broadcast(s) sent without the refused outputs"]
+        parts += [n for n in notes if n]
+        if unfunded:
+            parts.append(f"the wallet's balance cannot cover {len(unfunded)} outgoing "
+                         f"({', '.join(f'#{i}' for i in unfunded)}): they wait, oldest first, until it can")
+        parts += stopped
+        total.message = "; ".join(parts)
+        return total
+
+    def _refused_alone(self, outgoing_id: int, exc: Exception):
+        """An outgoing the node refused on its own: its refusal counted (and at the third it
+        leaves the queue for 'needs attention'), unless the refusal is the wallet's balance
+        being short of it. Returns a note, or None for the latter."""
+        row = OutgoingTransaction.objects.filter(pk=outgoing_id).values_list("amount", flat=True).first()
+        if isinstance(exc, InsufficientFunds) and row is not None:
+            try:
+                balance = self.backend.get_balance(0)
+            except BackendError as error:
+                return f"outgoing #{outgoing_id} refused ({exc}); the balance cannot be read to tell why ({error})"
+            if row >= balance:
+                return None
+        with transaction.atomic():
+            # Conditional on still queued: a person may have cancelled it meanwhile.
+            OutgoingTransaction.objects.filter(pk=outgoing_id, state=OutgoingTransaction.State.QUEUED).update(
+                refusals=F("refusals") + 1, last_error=str(exc)[:4000])
+            moved = OutgoingTransaction.objects.filter(
+                pk=outgoing_id, state=OutgoingTransaction.State.QUEUED,
+                refusals__gte=OutgoingTransaction.MAX_REFUSALS,
+            ).update(state=OutgoingTransaction.State.NEEDS_ATTENTION)
+            faults.point("broadcast.before_refusal_commit")
+        if moved:
+            log.error("outgoing #%s refused %s times, needs attention: %s", outgoing_id,
+                      OutgoingTransaction.MAX_REFUSALS, exc)
+            return f"outgoing #{outgoing_id} NEEDS ATTENTION (refused {OutgoingTransaction.MAX_REFUSALS} times: {exc})"
+        return f"outgoing #{outgoing_id} refused by the node: {exc}"
 
     def settle_reply(self, broadcast: Broadcast, txid: str, **close_fields) -> Result:
         """The node's txid for an opened broadcast: booked once, or, if someone closed it by
@@ -530,11 +744,19 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
                     _book_sent(broadcast, txid, now)
                 note = (f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
                         f"{taken} outgoing still queued were taken back and booked as sent by it.")
-            resent = list(OutgoingTransaction.objects.filter(returned_by=broadcast).exclude(broadcast=broadcast)
-                          .values_list("id", "broadcast_id"))
+            resent = list(OutgoingTransaction.objects.filter(returned_by=broadcast, broadcast__isnull=False)
+                          .exclude(broadcast=broadcast).values_list("id", "broadcast_id"))
             if resent:
                 note += (" ALREADY SENT AGAIN: outgoing " + ", ".join(f"#{o} (broadcast #{b})" for o, b in resent)
                          + ": paid twice unless that broadcast never left; recover the difference by hand.")
+            # Rejected or cancelled after this broadcast failed: the amount went back to 201,
+            # and the node paid it too. Nothing is re-booked; a person recovers it.
+            given_back = list(OutgoingTransaction.objects.filter(
+                returned_by=broadcast, state__in=OutgoingTransaction.RETURNED_STATES).values_list("id", flat=True))
+            if given_back:
+                note += (" PAID AND GIVEN BACK: outgoing " + ", ".join(f"#{o}" for o in given_back)
+                         + " were returned to the user's 201 after this broadcast failed, yet it paid them: "
+                         "the user has them twice; recover by hand.")
         else:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(

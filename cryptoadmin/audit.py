@@ -73,6 +73,8 @@ def register():
     Wallet = apps.get_model("ledger", "Wallet")
     ApiToken = apps.get_model("balances", "ApiToken")
     auditlog.register(Currency)
+    # A currency's withdrawal rules (minimum, approval threshold, daily total): money settings.
+    auditlog.register(apps.get_model("broadcasts", "WithdrawalRule"))
     # The machine's own bookkeeping on a wallet (cursor, last rescan and reconciliation) is not a setting.
     auditlog.register(Wallet, include_fields=["name", "currency", "backend", "backend_settings", "enabled"],
                       mask_fields=["backend_settings"], mask_callable="cryptoadmin.audit.mask_backend_settings")
