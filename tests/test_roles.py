@@ -33,3 +33,14 @@ def test_it_applies_role_permissions_to_members(django_user_model):
     user.groups.add(Group.objects.get(name="Operator"))
     assert user.has_perm("broadcasts.close_broadcast_by_hand")
     assert not user.has_perm("ledger.import_wallet_balance")
+
+
+def test_it_lets_operators_decide_withdrawals_and_only_admins_set_their_rules(operator_member, viewer_member,
+                                                                             admin_member):
+    decide = ("broadcasts.approve_outgoingtransaction", "broadcasts.cancel_outgoingtransaction")
+    rules = ("broadcasts.change_withdrawalrule",)
+    assert all(operator_member.has_perm(p) for p in decide)
+    assert not any(viewer_member.has_perm(p) for p in decide + rules)
+    assert not any(operator_member.has_perm(p) for p in rules)
+    assert all(admin_member.has_perm(p) for p in decide + rules)
+    assert viewer_member.has_perm("broadcasts.view_withdrawalrule") and viewer_member.has_perm("ops.view_alert")

@@ -2,11 +2,11 @@
 table goes; every role may read the audit log (django-auditlog), so the roles are synced again."""
 from django.db import migrations
 
-from cryptoadmin.roles import ROLES_0003, sync_roles
+from cryptoadmin.roles import ROLES_0003, ROLES_0004, sync_roles
 
 
 def forwards(apps, schema_editor):
-    sync_roles(apps)
+    sync_roles(apps, ROLES_0004)
 
 
 def backwards(apps, schema_editor):
