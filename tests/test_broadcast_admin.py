@@ -180,3 +180,20 @@ def test_it_shows_a_late_reply_in_red_until_someone_acknowledges_it(client, clos
     assert not flagged.needs_attention and "asked the user" in flagged.last_error and "LATE REPLY" in flagged.last_error
     assert "need attention" not in client.get(reverse("admin:index")).content.decode()
     assert "Acknowledged" in LogEntry.objects.get(object_id=str(flagged.pk)).change_message
+
+
+def test_it_closes_by_hand_through_one_service_that_checks_the_permission(viewer, operator, interrupted):
+    from django.core.exceptions import PermissionDenied
+
+    from broadcasts.services import close_by_hand
+    from ledger.actors import SYSTEM
+
+    with pytest.raises(PermissionDenied):
+        close_by_hand(interrupted, "never_left", by=viewer, reason="not mine to close")
+    interrupted.refresh_from_db()
+    assert interrupted.state == Broadcast.State.OPENED and not LogEntry.objects.exists()
+    done = close_by_hand(interrupted, "never_left", by=SYSTEM, reason="closed from a script")
+    interrupted.refresh_from_db()
+    assert "never left" in done
+    assert (interrupted.state, interrupted.closed_by, interrupted.close_reason) == (
+        "closed_failed", None, "closed from a script")
