@@ -599,6 +599,8 @@ def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
 
 def _check_closable(broadcast: Broadcast, user, reason: str):
     actors.require(user, CLOSE_PERM)
+    if actors.person(user) is None:
+        raise CloseError("a close by hand names the person who checked: the system cannot close one")
     if not (reason or "").strip():
         raise CloseError("give a reason")
     broadcast.refresh_from_db()
