@@ -195,8 +195,9 @@ def send_external(account: Account, address: str, amount: int, *, wallet: Wallet
         )
 
 
-def queue_withdrawal(user_id: str, currency, address: str, amount_text: str, *, by, wallet: Wallet | None = None,
-                     label: str = "") -> OutgoingTransaction:
+def queue_withdrawal(
+    user_id: str, currency, address: str, amount_text: str, *, by, wallet: Wallet | None = None, label: str = ""
+) -> OutgoingTransaction:
     """The operator's "queue an outgoing transaction": an existing user's 201 account only (a
     typo must not open a new user's books), the amount as typed in currency units, the
     address checked by the node once (in send_external), then queued. Raises OutgoingError
@@ -208,11 +209,16 @@ def queue_withdrawal(user_id: str, currency, address: str, amount_text: str, *, 
         amount = to_units(amount_text, currency.decimals)
     except AmountError as exc:
         raise OutgoingError(str(exc), field="amount") from None
-    account = (Account.objects.filter(user_id=(user_id or "").strip(), currency=currency, code=Account.Code.BALANCE)
-               .select_related("currency").first())
+    account = (
+        Account.objects.filter(user_id=(user_id or "").strip(), currency=currency, code=Account.Code.BALANCE)
+        .select_related("currency")
+        .first()
+    )
     if account is None:
         raise OutgoingError(f"no {currency.code} account for this user", field="user_id")
-    out = send_external(account, address, amount, wallet=wallet, created_by=actors.person(by), label=label)
+    out = send_external(
+        account, address, amount, wallet=wallet, created_by=actors.person(by), label=label
+    )
     actors.log_action(by, out, "Queued", added=True)
     return out
 
@@ -600,7 +606,8 @@ def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
 def _check_closable(broadcast: Broadcast, user, reason: str):
     actors.require(user, CLOSE_PERM)
     if actors.person(user) is None:
-        raise CloseError("a close by hand names the person who checked: the system cannot close one")
+        raise CloseError("a close by hand names the person who checked: "
+                         "the system cannot close one")
     if not (reason or "").strip():
         raise CloseError("give a reason")
     broadcast.refresh_from_db()

@@ -49,5 +49,7 @@ def log_action(by, obj, message: str, *, added: bool = False) -> None:
     who = person(by)
     if who is None:
         return
-    LogEntry.objects.log_actions(user_id=who.pk, queryset=[obj], action_flag=ADDITION if added else CHANGE,
-                                 change_message=message, single_object=True)
+    flag = ADDITION if added else CHANGE
+    LogEntry.objects.log_actions(
+        user_id=who.pk, queryset=[obj], action_flag=flag, change_message=message, single_object=True
+    )

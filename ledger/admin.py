@@ -215,7 +215,8 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
         from .confirmations import CloseRefused
 
         if not self.has_close_permission(request):
-            raise PermissionDenied  # the page is the close flow's; operator.close_by_hand checks again
+            # The page is the close flow's; operator.close_by_hand checks again.
+            raise PermissionDenied
         rows = list(NetworkTransaction.objects.filter(pk__in=ids).select_related("currency"))
         form = CloseByHandForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():

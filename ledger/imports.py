@@ -57,7 +57,8 @@ def preview(wallet: Wallet) -> Reconciliation:
 
 
 def check_importable(wallet: Wallet, amount: int) -> None:
-    """The unaccounted amount can be imported: more than nothing, and not the books over the node."""
+    """The unaccounted amount can be imported: more than nothing, and the books not over
+    the node."""
     if amount == 0:
         raise NothingToImport(f"Nothing to import: the node and the books agree for {wallet.name}.")
     if amount < 0:
@@ -78,7 +79,9 @@ def confirm_import(wallet: Wallet, account: Account, expected: int, *, by) -> Tr
     actors.require(by, IMPORT_PERM)
     entry = import_unaccounted_balance(wallet.pk, account.pk, expected, user=actors.person(by))
     c = wallet.currency
-    actors.log_action(by, wallet, f"Imported {c.format(entry.amount)} {c.code} to account {account.pk} ({entry.label}).")
+    actors.log_action(
+        by, wallet, f"Imported {c.format(entry.amount)} {c.code} to account {account.pk} ({entry.label})."
+    )
     return entry
 
 

@@ -85,7 +85,9 @@ def record_reconciliation(wallet: Wallet, *, by) -> Reconciliation:
     actors.require(by, RECONCILE_PERM)
     result = reconcile(wallet)
     faults.point("reconcile.before_record")  # the node was asked; nothing recorded yet
-    Wallet.objects.filter(pk=wallet.pk).update(last_reconciled_at=timezone.now(), last_reconciliation=result.as_dict())
+    Wallet.objects.filter(pk=wallet.pk).update(
+        last_reconciled_at=timezone.now(), last_reconciliation=result.as_dict()
+    )
     c = wallet.currency
     actors.log_action(by, wallet, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}")
     return result

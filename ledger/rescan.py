@@ -71,7 +71,8 @@ def queue_rescan(wallets, *, by) -> int:
     actors.require(by, RESCAN_PERM)
     wallets = list(wallets)
     for wallet in wallets:
-        async_task("ledger.tasks.rescan_wallet_task", wallet.pk, task_name=f"rescan {wallet.name}", group="rescan")
+        async_task("ledger.tasks.rescan_wallet_task", wallet.pk, task_name=f"rescan {wallet.name}",
+                   group="rescan")
         actors.log_action(by, wallet, "Rescan queued")
     return len(wallets)
 
