@@ -8,17 +8,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from ledger import actors
 from ledger.backends import BackendError
-from ledger.models import Account, Wallet
-from ledger.money import AmountError, to_units
+from ledger.models import Wallet
 
 from . import services
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 
-CLOSE_PERM = "broadcasts.close_broadcast_by_hand"
-QUEUE_PERM = "broadcasts.queue_outgoingtransaction"
-APPROVE_PERM = "broadcasts.approve_outgoingtransaction"
-CANCEL_PERM = "broadcasts.cancel_outgoingtransaction"
 
 
 class InterruptedFilter(admin.SimpleListFilter):
@@ -96,7 +92,7 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         return obj.txid[:16] + "…" if obj.txid else ""
 
     def can_close(self, request, obj):
-        return (request.user.has_perm(CLOSE_PERM) and obj is not None and obj.state == Broadcast.State.OPENED
+        return (services.may_close(request.user) and obj is not None and obj.state == Broadcast.State.OPENED
                 and obj.pk in set(services.interrupted_broadcasts().values_list("pk", flat=True)))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -104,7 +100,7 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         extra_context = dict(extra_context or {}, can_close=self.can_close(request, obj),
                              interrupted=obj is not None and obj.state == Broadcast.State.OPENED,
                              in_flight=obj is not None and obj.in_flight,
-                             can_acknowledge=request.user.has_perm(CLOSE_PERM))
+                             can_acknowledge=services.may_close(request.user))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
@@ -116,7 +112,8 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         ] + super().get_urls()
 
     def _closable(self, request, object_id):
-        if not request.user.has_perm(CLOSE_PERM):
+        # The page itself is the close flow's: its services check again on every action.
+        if not services.may_close(request.user):
             raise PermissionDenied
         return get_object_or_404(Broadcast.objects.select_related("wallet__currency"), pk=object_id)
 
@@ -124,7 +121,7 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         broadcast = self._closable(request, object_id)
         url = reverse("admin:broadcasts_broadcast_close", args=[broadcast.pk])
         try:
-            found = services.find_on_chain(broadcast)
+            found = services.search_on_chain(broadcast, by=request.user)
         except BackendError as exc:
             messages.error(request, f"Cannot search the node's wallet: {exc}")
             return redirect(url)
@@ -148,7 +145,6 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         except services.CloseError as exc:
             messages.error(request, str(exc))
         else:
-            self.log_change(request, broadcast, f"Acknowledged: {reason.strip()}")
             messages.success(request, f"Broadcast #{broadcast.pk} acknowledged.")
         return redirect(change_url)
 
@@ -164,20 +160,11 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
             if form.is_valid():
                 data = form.cleaned_data
                 try:
-                    if data["method"] == Broadcast.CloseMethod.REACHED_NETWORK:
-                        services.close_as_broadcasted(broadcast, data["txid"], request.user, data["reason"])
-                        how = f"reached the network as {broadcast.txid or data['txid'].strip().lower()}"
-                    elif data["method"] == Broadcast.CloseMethod.SAME_NONCE:
-                        services.retry_same_nonce(broadcast, request.user, data["reason"])
-                        broadcast.refresh_from_db()
-                        how = f"retried with the same nonce: reached the network as {broadcast.txid}"
-                    else:
-                        services.close_as_never_left(broadcast, request.user, data["reason"])
-                        how = "never left; its outgoing transactions are back in the queue"
+                    how = services.close_by_hand(broadcast, data["method"], by=request.user, reason=data["reason"],
+                                                 txid=data["txid"])
                 except services.CloseError as exc:
                     form.add_error(None, str(exc))
                 else:
-                    self.log_change(request, broadcast, f"Closed by hand: {how}. Reason: {data['reason'].strip()}")
                     messages.success(request, f"Broadcast #{broadcast.pk} closed by hand: {how}.")
                     return redirect(change_url)
         else:
@@ -195,31 +182,12 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
 
 
 class QueueForm(forms.Form):
+    """Only the inputs; services.queue_withdrawal applies every rule."""
     user_id = forms.CharField(max_length=128, help_text="External user id (paid from their 201 balance)")
     wallet = forms.ModelChoiceField(Wallet.objects.filter(enabled=True).select_related("currency"))
     address = forms.CharField(max_length=128)
     amount = forms.CharField(help_text="In currency units, e.g. 0.015 (exact; no more decimals than the currency)")
     label = forms.CharField(max_length=255, required=False)
-
-    def clean(self):
-        data = super().clean()
-        wallet = data.get("wallet")
-        if wallet is None or "amount" not in data or "address" not in data or "user_id" not in data:
-            return data
-        try:
-            data["units"] = to_units(data["amount"], wallet.currency.decimals)
-        except AmountError as exc:
-            raise forms.ValidationError({"amount": str(exc)}) from None
-        # Only an existing user's account: a typo must not create a new user's books.
-        data["account"] = Account.objects.filter(user_id=data["user_id"].strip(), currency=wallet.currency,
-                                                 code=Account.Code.BALANCE).select_related("currency").first()
-        if data["account"] is None:
-            raise forms.ValidationError({"user_id": f"no {wallet.currency.code} account for this user"})
-        try:
-            services.check_external(data["account"], data["address"], data["units"], wallet)
-        except services.OutgoingError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return data
 
 
 class ReasonForm(forms.Form):
@@ -283,10 +251,10 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
                        "return_entry", "refusals", "last_error"]
 
     def has_approve_permission(self, request):
-        return request.user.has_perm(APPROVE_PERM)
+        return actors.allowed(request.user, services.APPROVE_PERM)
 
     def has_cancel_permission(self, request):
-        return request.user.has_perm(CANCEL_PERM)
+        return actors.allowed(request.user, services.CANCEL_PERM)
 
     @admin.display(description="why")
     def why(self, obj):
@@ -311,7 +279,7 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
         return format_html("<code>{} {}</code>", obj.currency.format(obj.amount), obj.currency.code)
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = dict(extra_context or {}, can_queue=request.user.has_perm(QUEUE_PERM))
+        extra_context = dict(extra_context or {}, can_queue=actors.allowed(request.user, services.QUEUE_PERM))
         return super().changelist_view(request, extra_context)
 
     def get_urls(self):
@@ -320,18 +288,18 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
         ] + super().get_urls()
 
     def queue_view(self, request):
-        if not request.user.has_perm(QUEUE_PERM):
-            raise PermissionDenied
+        if not actors.allowed(request.user, services.QUEUE_PERM):
+            raise PermissionDenied  # the page is the queue flow's; queue_withdrawal checks again
         form = QueueForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                out = services.send_external(data["account"], data["address"], data["units"], wallet=data["wallet"],
-                                             created_by=request.user, label=data["label"])
+                out = services.queue_withdrawal(data["user_id"], data["wallet"].currency, data["address"],
+                                                data["amount"], by=request.user, wallet=data["wallet"],
+                                                label=data["label"])
             except services.OutgoingError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(exc.field, str(exc))
             else:
-                self.log_addition(request, out, "Queued from the admin")
                 messages.success(request, f"Queued {out.currency.format(out.amount)} {out.currency.code} "
                                           f"to {out.address} for user {out.account.user_id}.")
                 return redirect("admin:broadcasts_outgoingtransaction_changelist")

@@ -29,9 +29,11 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from cryptoadmin import faults
+from ledger import actors
 from ledger import services as ledger
 from ledger.backends import AlreadySent, BackendError, InsufficientFunds, InvalidAddress, NotSent
 from ledger.models import Account, NetworkTransaction, Transaction, Wallet
+from ledger.money import AmountError, to_units
 
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 
@@ -40,9 +42,20 @@ log = logging.getLogger(__name__)
 # First key of the two-int advisory lock; the second is the wallet id.
 LOCK_CLASS = 0x4341_4231  # "CAB1"
 
+# The permissions of the operator flows below (checked here, through ledger.actors).
+CLOSE_PERM = "broadcasts.close_broadcast_by_hand"
+QUEUE_PERM = "broadcasts.queue_outgoingtransaction"
+APPROVE_PERM = "broadcasts.approve_outgoingtransaction"
+CANCEL_PERM = "broadcasts.cancel_outgoingtransaction"
+
 
 class OutgoingError(ValueError):
-    """A withdrawal that cannot be queued; nothing was written."""
+    """A withdrawal that cannot be queued; nothing was written. `field` names the input at
+    fault (user_id, amount, address) when there is one, so a form can show it there."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class CloseError(ValueError):
@@ -230,7 +243,7 @@ def _lost_race(outgoing_id: int, verb: str) -> DecisionError:
 def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
     """Four eyes: a person other than the one who queued it (the superuser included) lets an
     awaiting withdrawal into the queue. A conditional UPDATE on 'awaiting approval'."""
-    if not user.has_perm("broadcasts.approve_outgoingtransaction"):
+    if not actors.allowed(user, APPROVE_PERM):
         raise DecisionError("you do not have the permission to approve outgoing transactions")
     if outgoing.created_by_id is not None and outgoing.created_by_id == user.pk:
         raise DecisionError(f"outgoing #{outgoing.pk} was queued by you: another person must approve it")
@@ -245,7 +258,7 @@ def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
 
 
 def _give_back(outgoing: OutgoingTransaction, user, reason: str, state, from_states, verb) -> OutgoingTransaction:
-    if not user.has_perm("broadcasts.cancel_outgoingtransaction"):
+    if not actors.allowed(user, CANCEL_PERM):
         raise DecisionError(f"you do not have the permission to {verb.rstrip('ed')} outgoing transactions")
     reason = (reason or "").strip()
     if not reason:
@@ -294,6 +307,33 @@ def awaiting_approval():
 
 def outgoing_needing_attention():
     return OutgoingTransaction.objects.filter(state=OutgoingTransaction.State.NEEDS_ATTENTION)
+
+def queue_withdrawal(
+    user_id: str, currency, address: str, amount_text: str, *, by, wallet: Wallet | None = None, label: str = ""
+) -> OutgoingTransaction:
+    """The operator's "queue an outgoing transaction": an existing user's 201 account only (a
+    typo must not open a new user's books), the amount as typed in currency units, the
+    address checked by the node once (in send_external), then queued. Raises OutgoingError
+    (nothing written; `field` says which input) or PermissionDenied."""
+    actors.require(by, QUEUE_PERM)
+    if wallet is not None and currency is None:
+        currency = wallet.currency
+    try:
+        amount = to_units(amount_text, currency.decimals)
+    except AmountError as exc:
+        raise OutgoingError(str(exc), field="amount") from None
+    account = (
+        Account.objects.filter(user_id=(user_id or "").strip(), currency=currency, code=Account.Code.BALANCE)
+        .select_related("currency")
+        .first()
+    )
+    if account is None:
+        raise OutgoingError(f"no {currency.code} account for this user", field="user_id")
+    out = send_external(
+        account, address, amount, wallet=wallet, created_by=actors.person(by), label=label
+    )
+    actors.log_action(by, out, "Queued", added=True)
+    return out
 
 
 # -- the broadcaster -------------------------------------------------------------------------
@@ -768,8 +808,7 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
 
 def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
     """A person has dealt with a flagged broadcast: the flag goes, the note stays."""
-    if not user.has_perm("broadcasts.close_broadcast_by_hand"):
-        raise CloseError("you do not have the permission to close broadcasts by hand")
+    actors.require(user, CLOSE_PERM)
     if not (reason or "").strip():
         raise CloseError("say what you did about it")
     with transaction.atomic():
@@ -780,6 +819,7 @@ def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
         row.last_error = f"Acknowledged by {user} at {timezone.now():%Y-%m-%d %H:%M}: {reason.strip()}\n{row.last_error}"[:4000]
         row.save(update_fields=["needs_attention", "last_error"])
     broadcast.refresh_from_db()
+    actors.log_action(user, broadcast, f"Acknowledged: {reason.strip()}")
     return broadcast
 
 
@@ -787,8 +827,10 @@ def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
 
 
 def _check_closable(broadcast: Broadcast, user, reason: str):
-    if not user.has_perm("broadcasts.close_broadcast_by_hand"):
-        raise CloseError("you do not have the permission to close broadcasts by hand")
+    actors.require(user, CLOSE_PERM)
+    if actors.person(user) is None:
+        raise CloseError("a close by hand names the person who checked: "
+                         "the system cannot close one")
     if not (reason or "").strip():
         raise CloseError("give a reason")
     broadcast.refresh_from_db()
@@ -850,7 +892,7 @@ def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, bac
         with transaction.atomic():
             settle_broadcasted(
                 broadcast, txid, state=Broadcast.State.CLOSED_BROADCASTED, by_hand=True, closed_at=timezone.now(),
-                closed_by=user, close_method=Broadcast.CloseMethod.REACHED_NETWORK, close_reason=reason.strip())
+                closed_by=actors.person(user), close_method=Broadcast.CloseMethod.REACHED_NETWORK, close_reason=reason.strip())
             if info.fee is not None:
                 book_fee(broadcast.pk, info.fee)
     broadcast.refresh_from_db()
@@ -884,7 +926,7 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
             raise CloseError(f"the node's wallet has {', '.join(found)} for {broadcast.label}: "
                              "it left; close it as 'It reached the network'")
         fail_broadcast(broadcast, broadcast.last_error or "closed by hand: never left",
-                       state=Broadcast.State.CLOSED_FAILED, by_hand=True, closed_by=user,
+                       state=Broadcast.State.CLOSED_FAILED, by_hand=True, closed_by=actors.person(user),
                        close_method=Broadcast.CloseMethod.NEVER_LEFT, close_reason=reason.strip())
     broadcast.refresh_from_db()
     return broadcast
@@ -916,7 +958,8 @@ def retry_same_nonce(broadcast: Broadcast, user=None, reason: str = "", backend=
             raise CloseError(f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight")
         faults.point("broadcast.after_retry_claim")
         close_fields = {} if user is None else dict(
-            state=Broadcast.State.CLOSED_BROADCASTED, closed_by=user, close_method=Broadcast.CloseMethod.SAME_NONCE,
+            state=Broadcast.State.CLOSED_BROADCASTED, closed_by=actors.person(user),
+            close_method=Broadcast.CloseMethod.SAME_NONCE,
             close_reason=reason.strip())
         try:
             txid = backend.send_many(broadcast.outputs, broadcast.label, nonce=broadcast.nonce, deadline=deadline)
@@ -934,6 +977,37 @@ def retry_same_nonce(broadcast: Broadcast, user=None, reason: str = "", backend=
         Broadcaster(broadcast.wallet, backend).settle_reply(broadcast, txid, **close_fields)
     broadcast.refresh_from_db()
     return broadcast
+
+
+def may_close(user) -> bool:
+    """Whether to offer the close-by-hand pages and buttons; the services check again."""
+    return actors.allowed(user, CLOSE_PERM)
+
+
+def search_on_chain(broadcast: Broadcast, *, by) -> list[str]:
+    """The operator's 'Find on chain' on the close page (see find_on_chain)."""
+    actors.require(by, CLOSE_PERM)
+    return find_on_chain(broadcast)
+
+
+def close_by_hand(broadcast: Broadcast, how: str, *, by, reason: str, txid: str = "") -> str:
+    """The operator's close of an interrupted broadcast, `how` a Broadcast.CloseMethod.
+    Checks the permission, takes the path, writes the admin history entry and returns what
+    happened in words. Raises CloseError (nothing written) or PermissionDenied."""
+    actors.require(by, CLOSE_PERM)
+    if how == Broadcast.CloseMethod.REACHED_NETWORK:
+        close_as_broadcasted(broadcast, txid, by, reason)
+        done = f"reached the network as {broadcast.txid}"
+    elif how == Broadcast.CloseMethod.SAME_NONCE:
+        retry_same_nonce(broadcast, by, reason)
+        done = f"retried with the same nonce: reached the network as {broadcast.txid}"
+    elif how == Broadcast.CloseMethod.NEVER_LEFT:
+        close_as_never_left(broadcast, by, reason)
+        done = "never left; its outgoing transactions are back in the queue"
+    else:
+        raise CloseError(f"unknown way to close: {how!r}")
+    actors.log_action(by, broadcast, f"Closed by hand: {done}. Reason: {reason.strip()}")
+    return done
 
 
 def _end_lease(broadcast: Broadcast, error: str):

@@ -9,6 +9,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from . import actors, operator
+from .imports import IMPORT_PERM
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 
 
@@ -68,17 +70,16 @@ class WalletAdmin(admin.ModelAdmin):
 
     @admin.action(description="Rescan now (queued)", permissions=["rescan"])
     def rescan_now(self, request, queryset):
-        from django_q.tasks import async_task
+        from .rescan import queue_rescan
 
-        for wallet in queryset:
-            async_task("ledger.tasks.rescan_wallet_task", wallet.pk, task_name=f"rescan {wallet.name}",
-                       group="rescan")
-            self.log_change(request, wallet, "Rescan queued")
-        messages.info(request, f"Rescan queued for {queryset.count()} wallet(s): the result appears on each "
+        count = queue_rescan(queryset, by=request.user)
+        messages.info(request, f"Rescan queued for {count} wallet(s): the result appears on each "
                                "wallet's page when done.")
 
     def has_rescan_permission(self, request):
-        return request.user.has_perm("ledger.rescan_wallet")
+        from .rescan import RESCAN_PERM
+
+        return actors.allowed(request.user, RESCAN_PERM)
 
     def get_urls(self):
         from . import admin_views
@@ -93,7 +94,7 @@ class WalletAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}),
-                         "can_import": request.user.has_perm("ledger.import_wallet_balance")}
+                         "can_import": actors.allowed(request.user, IMPORT_PERM)}
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="reconcile")
@@ -189,18 +190,17 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
         return obj.last_error[:80]
 
     def has_check_permission(self, request):
-        return request.user.has_perm("ledger.check_networktransaction")
+        return actors.allowed(request.user, operator.CHECK_PERM)
 
     def has_close_permission(self, request):
-        return request.user.has_perm("ledger.close_networktransaction_by_hand")
+        return actors.allowed(request.user, operator.CLOSE_PERM)
 
     @admin.action(description="Check now against the node", permissions=["check"])
     def check_now(self, request, queryset):
         from .backends import BackendError
-        from .confirmations import check_rows
 
         try:
-            summary = check_rows(list(queryset))
+            summary = operator.check_now(queryset, by=request.user)
         except BackendError as exc:
             self.message_user(request, f"The node could not be asked: {exc}", messages.ERROR)
             return
@@ -211,25 +211,23 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
         return self._close_view(request, list(queryset.values_list("pk", flat=True)))
 
     def close_view(self, request, object_id):
-        if not self.has_close_permission(request):
-            raise PermissionDenied
         return self._close_view(request, [object_id])
 
     def _close_view(self, request, ids):
-        from .confirmations import CloseRefused, close_by_hand
+        from .confirmations import CloseRefused
 
         if not self.has_close_permission(request):
+            # The page is the close flow's; operator.close_by_hand checks again.
             raise PermissionDenied
         rows = list(NetworkTransaction.objects.filter(pk__in=ids).select_related("currency"))
         form = CloseByHandForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
             try:
-                closed = close_by_hand([r.pk for r in rows], request.user, form.cleaned_data["reason"])
+                closed = operator.close_by_hand([r.pk for r in rows], by=request.user,
+                                                reason=form.cleaned_data["reason"])
             except CloseRefused as exc:
                 form.add_error("reason", str(exc))
             else:
-                for row in closed:
-                    self.log_change(request, row, f"Closed by hand: {row.close_reason}")
                 self.message_user(request, f"Closed {len(closed)} network transaction(s) by hand.")
                 return redirect(reverse("admin:ledger_networktransaction_changelist"))
         return TemplateResponse(request, "ledger/networktransaction_close.html", {

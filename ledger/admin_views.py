@@ -7,13 +7,14 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from . import imports
+from . import actors, imports
 from .backends import BackendError
 from .models import Account, Transaction, Wallet
-from .reconcile import Reconciliation, reconcile
+from .reconcile import RECONCILE_PERM, Reconciliation, record_reconciliation
 
 
 class ImportForm(forms.Form):
+    """Only the inputs; ledger.imports checks the target and the amount."""
     wallet = forms.ModelChoiceField(queryset=Wallet.objects.select_related("currency"),
                                     error_messages={"invalid_choice": "Unknown wallet."})
     account = forms.ModelChoiceField(
@@ -24,20 +25,10 @@ class ImportForm(forms.Form):
     )
     expected = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
-    def clean(self):
-        data = super().clean()
-        wallet, account = data.get("wallet"), data.get("account")
-        if wallet and account:
-            try:
-                imports.check_target(wallet, account)
-            except imports.WalletImportError as exc:
-                raise forms.ValidationError(str(exc)) from None
-        return data
-
 
 def import_wallet_balance_view(model_admin, request):
-    if not request.user.has_perm("ledger.import_wallet_balance"):
-        raise PermissionDenied
+    if not actors.allowed(request.user, imports.IMPORT_PERM):
+        raise PermissionDenied  # the page is the import flow's; its services check again
     context = {**model_admin.admin_site.each_context(request), "title": "Import wallet balance",
                "opts": model_admin.model._meta}
     form = ImportForm(request.POST or None, initial={"wallet": request.GET.get("wallet")})
@@ -45,8 +36,7 @@ def import_wallet_balance_view(model_admin, request):
         wallet, account = form.cleaned_data["wallet"], form.cleaned_data["account"]
         if "confirm" in request.POST and form.cleaned_data.get("expected") is not None:
             try:
-                entry = imports.import_unaccounted_balance(wallet.pk, account.pk, form.cleaned_data["expected"],
-                                                           user=request.user)
+                entry = imports.confirm_import(wallet, account, form.cleaned_data["expected"], by=request.user)
             except imports.AmountChanged as exc:
                 messages.warning(request, str(exc))
             except imports.NothingToImport as exc:
@@ -58,15 +48,19 @@ def import_wallet_balance_view(model_admin, request):
             except BackendError as exc:
                 messages.error(request, f"The node could not be asked: {exc}")
                 return redirect(request.path)
+            except imports.WalletImportError as exc:
+                form.add_error(None, str(exc))
+                context["form"] = form
+                return TemplateResponse(request, "ledger/import_wallet_balance.html", context)
             else:
-                model_admin.log_change(request, wallet, f"Imported {wallet.currency.format(entry.amount)} "
-                                       f"{wallet.currency.code} to account {account.pk} ({entry.label}).")
                 messages.success(request, f"{entry.label}: {wallet.currency.format(entry.amount)} "
                                  f"{wallet.currency.code} put on account {account}.")
                 return redirect(reverse("admin:ledger_wallet_change", args=[wallet.pk]))
         # Preview (or preview again after the amount changed): nothing is written.
         try:
-            preview = imports.preview(wallet)
+            preview = imports.preview_import(wallet, account, by=request.user)
+        except imports.WalletImportError as exc:
+            form.add_error(None, str(exc))
         except BackendError as exc:
             messages.error(request, f"The node could not be asked: {exc}")
         else:
@@ -81,7 +75,6 @@ def import_wallet_balance_view(model_admin, request):
     return TemplateResponse(request, "ledger/import_wallet_balance.html", context)
 
 
-RECONCILE_PERM = "ledger.reconcile_wallet"
 FIGURES = ("node_balance", "books_balance", "users_balance", "pending_outgoing", "fees", "uncredited", "unaccounted")
 
 
@@ -91,17 +84,14 @@ def reconcile_view(model_admin, request, object_id):
     wallet = get_object_or_404(Wallet.objects.select_related("currency"), pk=object_id)
     if not model_admin.has_view_permission(request, wallet):
         raise PermissionDenied
-    can_record = request.user.has_perm(RECONCILE_PERM)
+    can_record = actors.allowed(request.user, RECONCILE_PERM)
     if request.method == "POST":
-        if not can_record:
-            raise PermissionDenied
         try:
-            result = reconcile(wallet, save=True)
+            result = record_reconciliation(wallet, by=request.user)
         except BackendError as exc:
             messages.error(request, f"The node could not be asked: {exc}")
         else:
             c = wallet.currency
-            model_admin.log_change(request, wallet, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}")
             messages.success(request, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}.")
         return redirect(request.path)
     context = {**model_admin.admin_site.each_context(request), "title": f"Reconciliation: {wallet.name}",

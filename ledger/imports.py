@@ -10,7 +10,7 @@ from django.db import transaction
 
 from cryptoadmin import faults
 
-from . import services
+from . import actors, services
 from .models import Account, Transaction, Wallet
 from .reconcile import Reconciliation, reconcile
 
@@ -49,8 +49,40 @@ def check_target(wallet: Wallet, account: Account) -> None:
         raise WalletImportError("Coins cannot be imported onto the network or import system account itself.")
 
 
+IMPORT_PERM = "ledger.import_wallet_balance"
+
+
 def preview(wallet: Wallet) -> Reconciliation:
-    return reconcile(wallet, save=False)
+    return reconcile(wallet)
+
+
+def check_importable(wallet: Wallet, amount: int) -> None:
+    """The unaccounted amount can be imported: more than nothing, and the books not over
+    the node."""
+    if amount == 0:
+        raise NothingToImport(f"Nothing to import: the node and the books agree for {wallet.name}.")
+    if amount < 0:
+        raise BooksExceedNode(amount, wallet.currency)
+
+
+# The operator's flow, for the admin page and the command alike: preview (nothing written),
+# then confirm with the amount the operator saw; a changed amount is shown again.
+
+
+def preview_import(wallet: Wallet, account: Account, *, by) -> Reconciliation:
+    actors.require(by, IMPORT_PERM)
+    check_target(wallet, account)
+    return preview(wallet)
+
+
+def confirm_import(wallet: Wallet, account: Account, expected: int, *, by) -> Transaction:
+    actors.require(by, IMPORT_PERM)
+    entry = import_unaccounted_balance(wallet.pk, account.pk, expected, user=actors.person(by))
+    c = wallet.currency
+    actors.log_action(
+        by, wallet, f"Imported {c.format(entry.amount)} {c.code} to account {account.pk} ({entry.label})."
+    )
+    return entry
 
 
 def import_unaccounted_balance(wallet_id: int, account_id: int, expected: int | None = None, user=None) -> Transaction:
@@ -62,11 +94,8 @@ def import_unaccounted_balance(wallet_id: int, account_id: int, expected: int | 
         wallet = Wallet.objects.select_for_update().select_related("currency").get(pk=wallet_id)
         account = Account.objects.select_related("currency").get(pk=account_id)
         check_target(wallet, account)
-        amount = reconcile(wallet, save=False).unaccounted
-        if amount == 0:
-            raise NothingToImport(f"Nothing to import: the node and the books agree for {wallet.name}.")
-        if amount < 0:
-            raise BooksExceedNode(amount, wallet.currency)
+        amount = reconcile(wallet).unaccounted
+        check_importable(wallet, amount)
         if expected is not None and expected != amount:
             raise AmountChanged(expected, amount, wallet.currency)
         number = Transaction.objects.filter(kind=Transaction.Kind.IMPORT, destination=account).count() + 1

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from cryptoadmin import faults
 
-from . import services
+from . import actors, services
 from .models import Account, Address, NetworkTransaction, Transaction, Wallet
 
 
@@ -39,7 +39,11 @@ class Reconciliation:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def reconcile(wallet: Wallet, save: bool = True) -> Reconciliation:
+RECONCILE_PERM = "ledger.reconcile_wallet"
+
+
+def reconcile(wallet: Wallet) -> Reconciliation:
+    """Ask the node and compare with the books; writes nothing (see record_reconciliation)."""
     backend = wallet.get_backend()
     node_balance = backend.get_balance(minconf=0)
     received = backend.list_received_by_address(minconf=0)
@@ -72,9 +76,20 @@ def reconcile(wallet: Wallet, save: bool = True) -> Reconciliation:
         users_balance=books - fees, pending_outgoing=pending, fees=fees, missing_deposits=missing,
         checked_at=timezone.now().isoformat(),
     )
-    if save:
-        faults.point("reconcile.before_record")  # the node was asked; nothing recorded yet
-        Wallet.objects.filter(pk=wallet.pk).update(last_reconciled_at=timezone.now(), last_reconciliation=result.as_dict())
+    return result
+
+
+def record_reconciliation(wallet: Wallet, *, by) -> Reconciliation:
+    """The operator's "Reconcile now": reconcile, then record the result on the wallet (what
+    the reconciliation page shows without asking the node again)."""
+    actors.require(by, RECONCILE_PERM)
+    result = reconcile(wallet)
+    faults.point("reconcile.before_record")  # the node was asked; nothing recorded yet
+    Wallet.objects.filter(pk=wallet.pk).update(
+        last_reconciled_at=timezone.now(), last_reconciliation=result.as_dict()
+    )
+    c = wallet.currency
+    actors.log_action(by, wallet, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}")
     return result
 
 

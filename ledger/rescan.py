@@ -11,7 +11,10 @@ from django.utils import timezone
 
 from cryptoadmin import faults
 
+from . import actors
 from .models import Address, Currency, NetworkTransaction, Wallet
+
+RESCAN_PERM = "ledger.rescan_wallet"
 
 
 def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
@@ -42,8 +45,10 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
     return result
 
 
-def rescan_addresses(currency: Currency | None = None, page_size: int = 1000, progress_factory=None) -> dict:
+def rescan_addresses(currency: Currency | None = None, page_size: int = 1000, progress_factory=None, *,
+                     by) -> dict:
     """Rescan every enabled wallet (of one currency): {wallet name: result}."""
+    actors.require(by, RESCAN_PERM)
     wallets = Wallet.objects.filter(enabled=True, currency__enabled=True).select_related("currency")
     if currency is not None:
         wallets = wallets.filter(currency=currency)
@@ -58,10 +63,24 @@ def rescan_addresses(currency: Currency | None = None, page_size: int = 1000, pr
     return results
 
 
+def queue_rescan(wallets, *, by) -> int:
+    """The operator's "Rescan now": one background task per wallet; the result lands on the
+    wallet's page when done. Returns how many were queued."""
+    from django_q.tasks import async_task
+
+    actors.require(by, RESCAN_PERM)
+    wallets = list(wallets)
+    for wallet in wallets:
+        async_task("ledger.tasks.rescan_wallet_task", wallet.pk, task_name=f"rescan {wallet.name}",
+                   group="rescan")
+        actors.log_action(by, wallet, "Rescan queued")
+    return len(wallets)
+
+
 def rescan_wallet_task(wallet_id: int) -> dict:
     """django-q2 entry point for the admin's "Rescan now"."""
     return rescan_wallet(Wallet.objects.select_related("currency").get(pk=wallet_id))
 
 
 def scheduled_rescan() -> dict:
-    return rescan_addresses()
+    return rescan_addresses(by=actors.SYSTEM)

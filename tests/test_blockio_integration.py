@@ -53,7 +53,7 @@ def test_it_imports_then_broadcasts_and_the_books_match(blockio_wallet, blockio)
     broadcast = Broadcast.objects.get()
     assert (result.sent, broadcast.state, broadcast.fee) == (1, "broadcasted", blockio.fee)
     assert broadcast.nonce and blockio.nonces == {broadcast.nonce: broadcast.txid}
-    assert reconcile(blockio_wallet, save=False).unaccounted == 0  # node and books agree to the satoshi
+    assert reconcile(blockio_wallet).unaccounted == 0  # node and books agree to the satoshi
 
 
 def test_it_leaves_a_timed_out_withdraw_interrupted_then_settles_it_by_txid(blockio_wallet, blockio, settings,
@@ -167,7 +167,7 @@ def test_it_settles_a_timed_out_withdraw_by_repeating_its_nonce_and_pays_once(bl
     assert (broadcast.state, broadcast.txid, broadcast.closed_by) == ("broadcasted", txid, None)
     assert result.sent == 1 and blockio.count("withdraw") == 2 and len(blockio.sent) == 1
     assert broadcast.fee == blockio.fee
-    assert reconcile(blockio_wallet, save=False).unaccounted == 0
+    assert reconcile(blockio_wallet).unaccounted == 0
 
 
 def test_it_pays_once_by_repeating_the_nonce_when_the_first_withdraw_never_arrived(blockio_wallet, blockio,
@@ -182,7 +182,7 @@ def test_it_pays_once_by_repeating_the_nonce_when_the_first_withdraw_never_arriv
     assert broadcast.state == "broadcasted" and blockio.nonces == {broadcast.nonce: broadcast.txid}
     assert [s["amounts"] for s in blockio.sent] == [[(destination, 10_000_000)]]
     assert Broadcaster(blockio_wallet).run().sent == 0
-    assert reconcile(blockio_wallet, save=False).unaccounted == 0
+    assert reconcile(blockio_wallet).unaccounted == 0
 
 
 def test_it_lets_an_operator_retry_with_the_same_nonce_from_the_close_page(blockio_wallet, blockio, settings,

@@ -104,3 +104,23 @@ def test_it_checks_now_against_the_node(client, operator, wallet, node):
     assert "Checked: checked 1" in response.content.decode()
     row.refresh_from_db()
     assert row.confirmations == 1 and row.last_checked_at is not None
+
+
+def test_it_checks_and_closes_through_services_that_check_the_permission(operator, viewer, wallet):
+    from django.core.exceptions import PermissionDenied
+
+    from ledger import operator as flows
+    from ledger.actors import SYSTEM
+
+    (row,) = _rows(wallet, 1)
+    with pytest.raises(PermissionDenied):
+        flows.check_now([row], by=viewer)
+    with pytest.raises(PermissionDenied):
+        flows.close_by_hand([row.pk], by=viewer, reason="not mine")
+    row.refresh_from_db()
+    assert row.state == "open" and not LogEntry.objects.exists()
+    grant(operator, "ledger.close_networktransaction_by_hand")
+    (closed,) = flows.close_by_hand([row.pk], by=operator, reason="checked on the explorer")
+    assert (closed.state, closed.closed_by) == ("closed_by_hand", operator)
+    assert LogEntry.objects.get(object_id=str(row.pk)).user == operator
+    assert flows.check_now([row], by=SYSTEM) is not None  # the system may; nothing polled is left

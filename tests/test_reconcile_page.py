@@ -60,3 +60,18 @@ def test_it_records_a_reconciliation_on_an_operators_post(client, operator_membe
     assert LogEntry.objects.filter(object_id=str(wallet.pk), user=operator_member).exists()
     page = client.get(_url(wallet)).content.decode()
     assert 'id="difference"' in page
+
+
+def test_it_reads_without_recording_and_records_only_with_the_permission(viewer, operator_member, wallet):
+    from django.core.exceptions import PermissionDenied
+
+    from ledger.reconcile import reconcile, record_reconciliation
+
+    assert reconcile(wallet).wallet_id == wallet.pk
+    with pytest.raises(PermissionDenied):
+        record_reconciliation(wallet, by=viewer)
+    wallet.refresh_from_db()
+    assert wallet.last_reconciled_at is None
+    recorded = record_reconciliation(wallet, by=operator_member)
+    wallet.refresh_from_db()
+    assert wallet.last_reconciliation["unaccounted"] == recorded.unaccounted

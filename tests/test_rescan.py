@@ -4,6 +4,7 @@ from django.core.management import CommandError, call_command
 
 from ledger import services
 from ledger.models import NetworkTransaction
+from ledger.actors import SYSTEM
 from ledger.rescan import rescan_addresses, rescan_wallet
 from tests.conftest import make_currency, make_wallet, pay_from_outside
 
@@ -79,7 +80,7 @@ def test_it_refuses_an_unknown_currency(db):
 
 def test_it_rescans_every_enabled_wallet(setup):
     wallet, *_ = setup
-    assert list(rescan_addresses()) == [wallet.name]
+    assert list(rescan_addresses(by=SYSTEM)) == [wallet.name]
 
 
 def test_it_queues_a_rescan_from_the_admin_for_permitted_users_only(client, operator, viewer, setup):
@@ -102,3 +103,18 @@ def test_it_queues_a_rescan_from_the_admin_for_permitted_users_only(client, oper
                            follow=True)
     assert "Rescan queued for 1 wallet(s)" in response.content.decode()
     assert OrmQ.objects.count() == 1
+
+
+def test_it_rescans_and_queues_only_for_permitted_actors(viewer, wallet):
+    from django.core.exceptions import PermissionDenied
+    from django_q.models import OrmQ
+
+    from ledger.rescan import queue_rescan
+
+    with pytest.raises(PermissionDenied):
+        queue_rescan([wallet], by=viewer)
+    with pytest.raises(PermissionDenied):
+        rescan_addresses(by=viewer)
+    assert not OrmQ.objects.exists()
+    wallet.refresh_from_db()
+    assert wallet.last_rescan_at is None

@@ -78,3 +78,66 @@ def test_it_pays_only_from_a_201_account(wallet, alice, node):
     hold = ledger.user_account("alice", wallet.currency, Account.Code.WITHDRAW_LOCKED)
     with pytest.raises(OutgoingError, match="201"):
         send_external(hold, node.rpc("getnewaddress"), 1000)
+
+
+# -- queue_withdrawal: the operator's flow, for the admin form and any command -----------------
+
+
+def test_it_queues_for_an_existing_user_from_the_amount_as_typed(wallet, alice, operator, node):
+    from django.contrib.admin.models import LogEntry
+
+    from broadcasts.services import queue_withdrawal
+    from tests.conftest import grant
+
+    grant(operator, "broadcasts.queue_outgoingtransaction")
+    address = node.rpc("getnewaddress")
+    out = queue_withdrawal(" alice ", wallet.currency, address, "0.25", by=operator, label="ops")
+    assert (out.account, out.amount, out.address, out.created_by, out.label) == (alice, 25_000_000, address,
+                                                                                  operator, "ops")
+    assert LogEntry.objects.get(object_id=str(out.pk)).user == operator
+
+
+def test_it_queues_only_for_existing_users_and_exact_amounts(wallet, alice, operator, node):
+    from broadcasts.services import queue_withdrawal
+    from tests.conftest import grant
+
+    grant(operator, "broadcasts.queue_outgoingtransaction")
+    address = node.rpc("getnewaddress")
+    with pytest.raises(OutgoingError, match="no BTC account for this user") as typo:
+        queue_withdrawal("alcie", wallet.currency, address, "0.25", by=operator)
+    assert typo.value.field == "user_id"
+    assert not Account.objects.filter(user_id="alcie").exists()  # a typo opens no books
+    with pytest.raises(OutgoingError, match="more than 8 decimals") as precise:
+        queue_withdrawal("alice", wallet.currency, address, "0.000000001", by=operator)
+    assert precise.value.field == "amount"
+    assert not OutgoingTransaction.objects.exists() and ledger.balance(alice) == 10**8
+
+
+def test_it_refuses_to_queue_without_the_permission_and_lets_the_system_queue(wallet, alice, viewer, node):
+    from django.core.exceptions import PermissionDenied
+
+    from broadcasts.services import queue_withdrawal
+    from ledger.actors import SYSTEM
+
+    with pytest.raises(PermissionDenied):
+        queue_withdrawal("alice", wallet.currency, node.rpc("getnewaddress"), "0.25", by=viewer)
+    assert not OutgoingTransaction.objects.exists()
+    out = queue_withdrawal("alice", wallet.currency, node.rpc("getnewaddress"), "0.25", by=SYSTEM)
+    assert out.amount == 25_000_000 and out.created_by is None
+
+
+def test_it_asks_the_node_about_the_address_once_per_queueing(client, wallet, alice, operator, node, monkeypatch):
+    from django.urls import reverse
+
+    from ledger.backends.bitcoind import BitcoindBackend
+    from tests.conftest import grant
+
+    calls = []
+    real = BitcoindBackend.validate_address
+    monkeypatch.setattr(BitcoindBackend, "validate_address", lambda self, a: calls.append(a) or real(self, a))
+    grant(operator, "broadcasts.view_outgoingtransaction", "broadcasts.queue_outgoingtransaction")
+    client.force_login(operator)
+    address = node.rpc("getnewaddress")
+    form = {"user_id": "alice", "wallet": wallet.pk, "address": address, "amount": "0.25", "label": ""}
+    assert client.post(reverse("admin:broadcasts_outgoingtransaction_queue"), form).status_code == 302
+    assert calls == [address]

@@ -134,3 +134,21 @@ def test_it_refuses_bad_command_input_and_writes_nothing(managed):
     with pytest.raises(CommandError, match="--yes"):
         call_command("import_wallet_balance", wallet.name, str(services.user_account("t", wallet.currency).pk))
     assert _imports() == []
+
+
+def test_it_previews_and_confirms_only_with_the_import_permission(managed, viewer, operator):
+    from django.core.exceptions import PermissionDenied
+
+    from tests.conftest import grant
+
+    wallet, *_ = managed
+    target = services.user_account("treasury", wallet.currency)
+    with pytest.raises(PermissionDenied):
+        imports.preview_import(wallet, target, by=viewer)
+    with pytest.raises(PermissionDenied):
+        imports.confirm_import(wallet, target, 5 * BTC, by=viewer)
+    assert _imports() == []
+    grant(operator, "ledger.import_wallet_balance")
+    shown = imports.preview_import(wallet, target, by=operator).unaccounted
+    assert imports.confirm_import(wallet, target, shown, by=operator).created_by == operator
+    assert _imports() == [5 * BTC]

@@ -1,6 +1,7 @@
 from django.core.management import BaseCommand, CommandError
 
 from ledger import imports
+from ledger.actors import SYSTEM
 from ledger.backends import BackendError
 from ledger.models import Account, Wallet
 
@@ -21,19 +22,20 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown account {account!r}: give an account id.") from None
         c = wallet.currency
         try:
-            imports.check_target(wallet, account)
-            preview = imports.preview(wallet)
+            preview = imports.preview_import(wallet, account, by=SYSTEM)
         except (imports.WalletImportError, BackendError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"node balance: {c.format(preview.node_balance)} {c.code}\n"
                           f"books:        {c.format(preview.books_balance)} {c.code}\n"
                           f"uncredited:   {c.format(preview.uncredited)} {c.code}\n"
                           f"unaccounted:  {c.format(preview.unaccounted)} {c.code}")
-        if preview.unaccounted == 0:
+        try:
+            imports.check_importable(wallet, preview.unaccounted)
+        except imports.NothingToImport:
             self.stdout.write("Nothing to import.")
             return
-        if preview.unaccounted < 0:
-            raise CommandError(str(imports.BooksExceedNode(preview.unaccounted, c)))
+        except imports.BooksExceedNode as exc:
+            raise CommandError(str(exc)) from None
         if not yes:
             if not self.stdin_is_interactive():
                 raise CommandError("Not confirmed: run with --yes to import without a prompt.")
@@ -41,7 +43,7 @@ class Command(BaseCommand):
             if answer.strip().lower() not in ("y", "yes"):
                 raise CommandError("Not confirmed: nothing imported.")
         try:
-            entry = imports.import_unaccounted_balance(wallet.pk, account.pk, expected=preview.unaccounted)
+            entry = imports.confirm_import(wallet, account, preview.unaccounted, by=SYSTEM)
         except (imports.WalletImportError, BackendError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.SUCCESS(f"{entry.label}: {c.format(entry.amount)} {c.code} to account {account.pk}"))

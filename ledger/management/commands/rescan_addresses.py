@@ -1,6 +1,7 @@
 from django.core.management import BaseCommand, CommandError
 from tqdm import tqdm
 
+from ledger.actors import SYSTEM
 from ledger.backends import BackendError
 from ledger.models import Currency
 from ledger.rescan import rescan_addresses
@@ -27,7 +28,7 @@ class Command(BaseCommand):
                         file=self.stderr._out, disable=None)
 
         try:
-            results = rescan_addresses(selected, page_size, progress_factory=bar)
+            results = rescan_addresses(selected, page_size, progress_factory=bar, by=SYSTEM)
         except BackendError as exc:
             raise CommandError(f"The node could not be asked: {exc}") from None
         for name, result in results.items():
