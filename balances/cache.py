@@ -27,7 +27,9 @@ from collections import OrderedDict
 
 from django.db import connections
 
-ACCOUNT_CODES = (201, 202, 203, 204, 205, 206, 230)
+from ledger.models import Account
+
+ACCOUNT_CODES = Account.USER_CODES
 _ACCOUNT_SET = frozenset(ACCOUNT_CODES)
 _monotonic = time.monotonic
 INF = float("inf")

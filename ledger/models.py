@@ -100,6 +100,13 @@ class Wallet(models.Model):
         return backend_for(self)
 
 
+# The one list of each kind of account code: the Account constraint, the balance cache's query
+# (balances/cache.py) and the services (ledger/services.py) all read these. Module level because
+# the constraint in Account.Meta cannot see Account's class attributes.
+USER_CODES = (201, 202, 203, 204, 205, 206, 230)
+SYSTEM_CODES = (900, 910, 920)
+
+
 class Account(models.Model):
     """A user's account (codes 201..206, 230) per currency, or a wallet's system account."""
 
@@ -116,8 +123,8 @@ class Account(models.Model):
         IMPORT = 910, "910 import"
         FEES = 920, "920 network fees"
 
-    USER_CODES = (201, 202, 203, 204, 205, 206, 230)
-    SYSTEM_CODES = (900, 910, 920)
+    USER_CODES = USER_CODES
+    SYSTEM_CODES = SYSTEM_CODES
 
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="accounts")
     code = models.PositiveIntegerField(choices=Code.choices)
@@ -136,8 +143,8 @@ class Account(models.Model):
             # Exactly one owner: a user (user codes) or a wallet (system codes).
             models.CheckConstraint(
                 condition=(
-                    Q(user_id__isnull=False, wallet__isnull=True, code__in=[201, 202, 203, 204, 205, 206, 230])
-                    | Q(user_id__isnull=True, wallet__isnull=False, code__in=[900, 910, 920])
+                    Q(user_id__isnull=False, wallet__isnull=True, code__in=list(USER_CODES))
+                    | Q(user_id__isnull=True, wallet__isnull=False, code__in=list(SYSTEM_CODES))
                 ),
                 name="account_owner_matches_code",
             ),
