@@ -1,15 +1,12 @@
 """The books: currencies, wallets, accounts, addresses, double-entry transactions and
 network transactions. Amounts are integer base units (see ledger/money.py)."""
-import re
-
-from django.core.exceptions import ValidationError
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from .money import MAX_DECIMALS, format_units
-
-TXID_RE = re.compile(r"^[0-9a-f]{64}$")
+from .txids import TXID_PATTERN, TXID_RE  # noqa: F401  walletnotify imports TXID_RE from here
 
 
 class Currency(models.Model):
@@ -154,10 +151,6 @@ class Account(models.Model):
         owner = f"user {self.user_id}" if self.user_id is not None else f"wallet {self.wallet_id}"
         return f"{self.currency.code} {self.code} {owner}"
 
-    @property
-    def is_system(self):
-        return self.wallet_id is not None
-
 
 class Address(models.Model):
     class Kind(models.TextChoices):
@@ -224,7 +217,9 @@ class NetworkTransaction(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     flagged = models.BooleanField(default=False, help_text="Needs an operator: e.g. a credited deposit lost confirmations")
     flag_reason = models.TextField(blank=True)
-    closed_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     close_reason = models.TextField(blank=True)
 
     class Meta:
@@ -238,7 +233,7 @@ class NetworkTransaction(models.Model):
             # credit would never be polled or credited again (issue 12).
             models.CheckConstraint(condition=~Q(type="deposit", state="closed", credited_at__isnull=True),
                                    name="network_tx_deposit_closed_only_credited"),
-            models.CheckConstraint(condition=Q(txid__regex=r"^[0-9a-f]{64}$"), name="network_tx_txid_is_hex64"),
+            models.CheckConstraint(condition=Q(txid__regex=TXID_PATTERN), name="network_tx_txid_is_hex64"),
         ]
         indexes = [
             # The poller's working set: open rows of one currency.
@@ -285,7 +280,9 @@ class Transaction(models.Model):
     address = models.ForeignKey(Address, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
     label = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         constraints = [
@@ -305,16 +302,3 @@ class Transaction(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.amount} {self.source_id}->{self.destination_id}"
-
-    def clean(self):
-        if self.amount is not None and self.amount <= 0:
-            raise ValidationError({"amount": "The amount must be greater than zero."})
-        if self.source_id and self.destination_id:
-            if self.source.currency_id != self.destination.currency_id:
-                raise ValidationError("Both accounts must be of the same currency.")
-            if self.currency_id and self.source.currency_id != self.currency_id:
-                raise ValidationError("The accounts are not of the transaction's currency.")
-
-    @property
-    def amount_display(self):
-        return self.currency.format(self.amount)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..txids import is_txid
+
 
 class BackendError(Exception):
     """Base of every error a backend raises; carries the node's own message."""
@@ -106,12 +108,9 @@ class SinceBlock:
     errors: dict = field(default_factory=dict)
 
 
-TXID_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
 def check_txid(value, what: str) -> str:
     """A txid from a node reply must be 64 lowercase hex characters, or the reply is bad."""
-    if not isinstance(value, str) or not TXID_RE.match(value):
+    if not is_txid(value):
         raise BadReply(f"{what}: {str(value)[:80]!r} is not a transaction id")
     return value
 

@@ -30,6 +30,7 @@ import requests
 from django.conf import settings
 
 from ..money import AmountError, format_units, to_units
+from ..txids import is_txid
 from .base import (
     Backend,
     BackendError,
@@ -246,7 +247,7 @@ class BlockIoBackend(Backend):
         data = self.write("withdraw", amounts=",".join(format_units(u, self.decimals) for u in outputs.values()),
                           to_addresses=",".join(outputs), nonce=comment)
         txid = data.get("txid")
-        if not isinstance(txid, str) or len(txid) != 64:
+        if not is_txid(txid):
             raise OutcomeUnknown("block.io withdraw: no txid in a success reply, outcome unknown")
         try:
             self._fees[txid] = self.units(data.get("network_fee"))

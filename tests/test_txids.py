@@ -1,0 +1,45 @@
+"""One definition of a transaction id (ledger/txids.py), read by the constraint, the backends and
+the hooks."""
+import pytest
+from django.db import IntegrityError, transaction
+
+from ledger import txids
+from ledger.backends.base import BadReply, check_txid
+from ledger.models import NetworkTransaction
+
+GOOD = "ab" * 32
+
+
+def test_it_accepts_64_lowercase_hex_only():
+    assert txids.is_txid(GOOD)
+    assert not txids.is_txid(GOOD.upper())
+    assert not txids.is_txid(GOOD[:-1])
+    assert not txids.is_txid(GOOD + "\n")
+    assert not txids.is_txid("zz" * 32)
+    assert not txids.is_txid(None)
+
+
+def test_it_parses_an_operators_txid():
+    assert txids.parse_txid(f"  {GOOD.upper()} ") == GOOD
+    assert txids.parse_txid("not a txid") is None
+    assert txids.parse_txid(None) is None
+
+
+def test_it_makes_the_backends_check_the_same_rule():
+    assert check_txid(GOOD, "test") == GOOD
+    with pytest.raises(BadReply):
+        check_txid("zz" * 32, "test")
+
+
+def test_it_is_the_pattern_of_the_constraint():
+    constraint = next(c for c in NetworkTransaction._meta.constraints if c.name == "network_tx_txid_is_hex64")
+    assert constraint.condition.children == [("txid__regex", txids.TXID_PATTERN)]
+
+
+@pytest.mark.django_db
+def test_it_makes_the_database_refuse_a_bad_txid(btc):
+    from ledger.models import Wallet
+
+    wallet = Wallet.objects.create(name="txid-w", currency=btc, backend_settings={"url": "http://127.0.0.1:1"})
+    with pytest.raises(IntegrityError), transaction.atomic():
+        NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid=GOOD.upper(), type="deposit")
