@@ -426,7 +426,7 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
 def broadcast_wallets(wallets=None) -> list[Result]:
     """One Broadcaster run per enabled wallet (the schedule and the command)."""
     if wallets is None:
-        wallets = Wallet.objects.filter(enabled=True, currency__enabled=True).select_related("currency")
+        wallets = Wallet.objects.active().select_related("currency")
     results = []
     for wallet in wallets:
         try:

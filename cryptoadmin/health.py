@@ -76,7 +76,7 @@ def nodes():
 def probe_nodes():
     from ledger.models import Wallet
 
-    wallets = list(Wallet.objects.filter(enabled=True).select_related("currency"))
+    wallets = list(Wallet.objects.active().select_related("currency"))
     results = []
     if wallets:
         # In parallel: one slow node must not make the whole check slow.

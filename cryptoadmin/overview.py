@@ -45,7 +45,7 @@ def wallet_rows():
     from ledger.models import Wallet
     from ledger.services import wallet_books_balance
 
-    wallets = list(Wallet.objects.filter(enabled=True).select_related("currency"))
+    wallets = list(Wallet.objects.active().select_related("currency"))
     if not wallets:
         return []
     with ThreadPoolExecutor(max_workers=min(8, len(wallets))) as pool:

@@ -43,6 +43,13 @@ class Currency(models.Model):
         return format_units(units, self.decimals)
 
 
+class WalletQuerySet(models.QuerySet):
+    def active(self):
+        """The wallets the project works with: the wallet AND its currency enabled. Polling,
+        broadcasting, rescans, health, the overview and the queue form all read this one rule."""
+        return self.filter(enabled=True, currency__enabled=True)
+
+
 class Wallet(models.Model):
     class Backend(models.TextChoices):
         BITCOIND = "bitcoind", "bitcoind (JSON-RPC)"
@@ -66,6 +73,8 @@ class Wallet(models.Model):
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_poll_error = models.TextField(blank=True)
     last_poll_error_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WalletQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -44,7 +44,7 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
 
 def rescan_addresses(currency: Currency | None = None, page_size: int = 1000, progress_factory=None) -> dict:
     """Rescan every enabled wallet (of one currency): {wallet name: result}."""
-    wallets = Wallet.objects.filter(enabled=True, currency__enabled=True).select_related("currency")
+    wallets = Wallet.objects.active().select_related("currency")
     if currency is not None:
         wallets = wallets.filter(currency=currency)
     results = {}
