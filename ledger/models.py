@@ -100,10 +100,10 @@ class Wallet(models.Model):
                 masked[key] = value
         return masked
 
-    def get_backend(self):
+    def get_backend(self, timeout=None):
         from .backends import backend_for
 
-        return backend_for(self)
+        return backend_for(self, timeout)
 
 
 # The one list of each kind of account code: the Account constraint, the balance cache's query

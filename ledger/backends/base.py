@@ -118,9 +118,13 @@ def check_txid(value, what: str) -> str:
 class Backend:
     """What the ledger asks of a wallet backend. One instance per unit of work."""
 
-    def __init__(self, wallet):
+    def __init__(self, wallet, timeout: float | None = None):
+        from django.conf import settings
+
         self.wallet = wallet
         self.decimals = wallet.currency.decimals
+        # Seconds any one node call may take; probes (health, overview) ask for a short one.
+        self.timeout = timeout or settings.NODE_RPC_TIMEOUT
 
     def new_address(self, label: str = "") -> str:
         raise NotImplementedError

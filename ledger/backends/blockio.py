@@ -27,7 +27,6 @@ import time
 from decimal import Decimal
 
 import requests
-from django.conf import settings
 
 from ..money import AmountError, format_units, to_units
 from ..txids import is_txid
@@ -65,7 +64,7 @@ class BlockIoBackend(Backend):
     max_retry_after = 5.0
 
     def __init__(self, wallet, timeout: float | None = None, session: requests.Session | None = None):
-        super().__init__(wallet)
+        super().__init__(wallet, timeout)
         cfg = wallet.backend_settings or {}
         self.api_key = cfg.get("api_key") or ""
         self.pin = cfg.get("pin") or ""
@@ -73,7 +72,6 @@ class BlockIoBackend(Backend):
             raise BackendError(f"wallet {wallet.name} has no 'api_key' in its backend settings")
         self.base_url = (cfg.get("base_url") or DEFAULT_BASE_URL).rstrip("/") + "/"
         self.network = cfg.get("network") or "BTCTEST"
-        self.timeout = timeout or settings.NODE_RPC_TIMEOUT
         self.session = session or requests.Session()
         self._mine: set[str] | None = None
         self._fees: dict[str, int] = {}
