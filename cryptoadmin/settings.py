@@ -36,6 +36,16 @@ def env_int(name, default):
         raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
 
 
+def env_float(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+
+
 def env_list(name, default=""):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -211,6 +221,16 @@ HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
 HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
 # Node probes are shared by every /health hit for this many seconds (block.io counts API calls).
 HEALTH_NODE_CACHE_SECONDS = env_int("HEALTH_NODE_CACHE_SECONDS", 5)
+
+# --- Per-process balance cache (balances/cache.py; README "Balances") -------------------------
+BALANCE_CACHE_MAX_USERS = env_int("BALANCE_CACHE_MAX_USERS", 10_000)
+# Seconds a caller waits for another caller's load of the same user.
+BALANCE_CACHE_WAIT_TIMEOUT = env_float("BALANCE_CACHE_WAIT_TIMEOUT", 10.0)
+# Worst-case cross-process staleness, seconds.
+BALANCE_CACHE_MAX_STALENESS = env_float("BALANCE_CACHE_MAX_STALENESS", 2.0)
+# "notify" (PostgreSQL LISTEN/NOTIFY), "ttl" (entries expire after MAX_STALENESS), "off" (single
+# process only); anything else: notify on PostgreSQL, ttl otherwise.
+BALANCE_CACHE_CROSS_PROCESS = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()
 
 LOGGING = {
     "version": 1,
