@@ -22,6 +22,7 @@ from django.utils import timezone
 from cryptoadmin import faults
 from ledger import services as ledger
 from ledger.backends import BackendError, InsufficientFunds, InvalidAddress, NotSent
+from ledger.errors import CryptoadminError
 from ledger.models import Account, NetworkTransaction, Transaction, Wallet
 
 from .models import Broadcast, OutgoingTransaction
@@ -32,11 +33,11 @@ log = logging.getLogger(__name__)
 LOCK_CLASS = 0x4341_4231  # "CAB1"
 
 
-class OutgoingError(ValueError):
+class OutgoingError(CryptoadminError, ValueError):
     """A withdrawal that cannot be queued; nothing was written."""
 
 
-class CloseError(ValueError):
+class CloseError(CryptoadminError, ValueError):
     """A close by hand refused; nothing was written. The message says why."""
 
 

@@ -45,6 +45,7 @@ from cryptoadmin import faults
 from . import services
 from .backends import BackendError, BadReply
 from .backends.base import TxInfo
+from .errors import CryptoadminError
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 
 log = logging.getLogger(__name__)
@@ -395,7 +396,7 @@ def poll_all_currencies() -> dict:
     return {c.code: str(update_confirmations(c)) for c in Currency.objects.filter(enabled=True)}
 
 
-class CloseRefused(ValueError):
+class CloseRefused(CryptoadminError, ValueError):
     pass
 
 
