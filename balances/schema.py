@@ -16,6 +16,8 @@ from strawberry.extensions import (
     DisableIntrospection, MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter,
 )
 
+from ledger.errors import CryptoadminError
+
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
 from .table import FIELD_ACCOUNTS, CurrencyRow, currency_rows
 
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")  # Account.user_id is at most 128 characters
 
 
-class BalanceQueryError(GraphQLError):
+class BalanceQueryError(GraphQLError, CryptoadminError):
     """An error meant for the client; anything else is masked."""
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..errors import CryptoadminError
 from ..txids import is_txid
 
 
-class BackendError(Exception):
+class BackendError(CryptoadminError):
     """Base of every error a backend raises; carries the node's own message."""
 
     def __init__(self, message, *, code=None):
