@@ -1,4 +1,4 @@
-"""The seed's query, exactly:
+"""The balances query, exactly as the wallets app sends it:
 query { user(id: "<userId>") { currencies { id enabled balance advancedTradingBalance
   advancedTradingLockedBalance lockedBalance withdrawLockedBalance stakingLockedBalance
   activeStakingBalance } } }

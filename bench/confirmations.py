@@ -1,10 +1,10 @@
-"""Benchmark: one poll cycle over N open network transactions, reference design vs ours,
+"""Benchmark: one poll cycle over N open network transactions, the first version vs ours,
 on PostgreSQL and a regtest bitcoind started here, each row backed by a real transaction.
 
     .venv/bin/python bench/confirmations.py [--n 1000 10000]
 
-The reference design asks the node once per open transaction (one gettransaction each)
-and writes each in its own database transaction. Ours: one listsinceblock for the whole
+The first version asked the node once per open transaction (one gettransaction each)
+and wrote each in its own database transaction. Ours: one listsinceblock for the whole
 window, leftovers batched, changes written in bulk (ledger/confirmations.py).
 
 The node's data directory is kept in bench/.cache/ so later runs skip making transactions.

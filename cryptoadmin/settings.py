@@ -206,7 +206,7 @@ AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
 AUDITLOG_INCLUDE_ALL_MODELS = False
 
 # --- GraphQL abuse limits (issue 13, point 4) -----------------------------------------------
-# Checked while parsing/validating, before any resolver or SQL query. The seed's query is 3
+# Checked while parsing/validating, before any resolver or SQL query. The balances query is 3
 # deep (2 as the depth limiter counts), has no alias and about 20 tokens.
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 4)
 GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)

@@ -1,4 +1,4 @@
-"""/graphql answers the balances seed's query exactly."""
+"""/graphql answers the balances query exactly."""
 import pytest
 from django.test import Client
 

@@ -174,7 +174,7 @@ class Backend:
     def iter_received(self, page_size: int = 1000, progress=None):
         """Every receive in the wallet's history, page by page, unconfirmed included.
 
-        Must not stop at a page that happens to hold no receives (the reference design did).
+        Must not stop at a page that happens to hold no receives (the first version did).
         `progress(n)` is called with the number of history entries read per page."""
         raise NotImplementedError
 
