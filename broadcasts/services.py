@@ -24,6 +24,7 @@ from ledger import services as ledger
 from ledger.backends import BackendError, InsufficientFunds, InvalidAddress, NotSent
 from ledger.errors import CryptoadminError
 from ledger.models import Account, NetworkTransaction, Transaction, Wallet
+from ledger.txids import parse_txid
 
 from .models import Broadcast, OutgoingTransaction
 
@@ -370,8 +371,8 @@ def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, bac
     """'It reached the network': the txid must be a wallet transaction sending exactly the
     broadcast's outputs. Booked as a normal success, with who/how/why."""
     _check_closable(broadcast, user, reason)
-    txid = (txid or "").strip().lower()
-    if len(txid) != 64 or any(c not in "0123456789abcdef" for c in txid):
+    txid = parse_txid(txid)
+    if txid is None:
         raise CloseError("a txid is 64 hexadecimal characters")
     backend = backend or broadcast.wallet.get_backend()
     with wallet_lock(broadcast.wallet_id) as got:

@@ -43,3 +43,34 @@ def test_it_makes_the_database_refuse_a_bad_txid(btc):
     wallet = Wallet.objects.create(name="txid-w", currency=btc, backend_settings={"url": "http://127.0.0.1:1"})
     with pytest.raises(IntegrityError), transaction.atomic():
         NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid=GOOD.upper(), type="deposit")
+
+
+@pytest.mark.django_db
+def test_it_checks_the_operators_txid_when_closing_a_broadcast(btc, superuser):
+    from django.utils import timezone
+
+    from broadcasts.models import Broadcast
+    from broadcasts.services import CloseError, close_as_broadcasted
+    from ledger.models import Wallet
+
+    wallet = Wallet.objects.create(name="txid-close", currency=btc, backend_settings={"url": "http://127.0.0.1:9"})
+    broadcast = Broadcast.objects.create(wallet=wallet, state="opened", label="txid-close-1",
+                                         opened_at=timezone.now())
+
+    class NoNode:
+        def get_transaction(self, txid):
+            raise AssertionError("a malformed txid must be refused before the node is asked")
+
+    for bad in ("zz" * 32, GOOD[:-1], GOOD + "00"):
+        with pytest.raises(CloseError, match="64 hexadecimal"):
+            close_as_broadcasted(broadcast, bad, superuser, "found it", backend=NoNode())
+    asked = []
+
+    class Records(NoNode):
+        def get_transaction(self, txid):
+            asked.append(txid)
+            raise CloseError("stop here")
+
+    with pytest.raises(CloseError, match="stop here"):
+        close_as_broadcasted(broadcast, f" {GOOD.upper()} ", superuser, "found it", backend=Records())
+    assert asked == [GOOD]
