@@ -40,5 +40,7 @@ def currency_rows(snapshot: dict) -> list[CurrencyRow]:
     account code -> units, as the balance cache returns it)."""
     return [
         CurrencyRow(code, enabled, decimals, snapshot.get(code, {}))
-        for code, enabled, decimals in Currency.objects.order_by("code").values_list("code", "enabled", "decimals")
+        for code, enabled, decimals in Currency.objects.order_by("code").values_list(
+            "code", "enabled", "decimals"
+        )
     ]

@@ -79,11 +79,13 @@ def _cached_node_figures(wallets):
 
 
 def _node_figures(wallet, backend):
-    return {"reachable": True, "height": backend.block_height(), "balance_units": backend.get_balance(minconf=0)}
+    return {"reachable": True, "height": backend.block_height(),
+            "balance_units": backend.get_balance(minconf=0)}
 
 
 def _unreachable(wallet, exc):
-    return {"reachable": False, "error": f"{type(exc).__name__}: {exc}"[:200], "balance_units": None}
+    error = f"{type(exc).__name__}: {exc}"[:200]
+    return {"reachable": False, "error": error, "balance_units": None}
 
 
 def schedule_rows():

@@ -242,7 +242,9 @@ class NetworkTransaction(models.Model):
             # credit would never be polled or credited again (issue 12).
             models.CheckConstraint(condition=~Q(type="deposit", state="closed", credited_at__isnull=True),
                                    name="network_tx_deposit_closed_only_credited"),
-            models.CheckConstraint(condition=Q(txid__regex=TXID_PATTERN), name="network_tx_txid_is_hex64"),
+            models.CheckConstraint(
+                condition=Q(txid__regex=TXID_PATTERN), name="network_tx_txid_is_hex64"
+            ),
         ]
         indexes = [
             # The poller's working set: open rows of one currency.

@@ -7,6 +7,8 @@ from django.utils import timezone
 from broadcasts.models import ACTIVE_STATES, Broadcast
 from ledger.models import Wallet
 
+DEAD = {"url": "http://127.0.0.1:9"}  # nothing listens there
+
 
 def test_it_builds_the_constraint_from_the_constant():
     constraint = next(c for c in Broadcast._meta.constraints if c.name == "broadcast_one_active_per_wallet")
@@ -18,7 +20,7 @@ def test_it_builds_the_constraint_from_the_constant():
 @pytest.mark.django_db
 @pytest.mark.parametrize("second", ACTIVE_STATES)
 def test_it_refuses_a_second_active_broadcast_of_a_wallet(btc, second):
-    wallet = Wallet.objects.create(name="states-w", currency=btc, backend_settings={"url": "http://127.0.0.1:9"})
+    wallet = Wallet.objects.create(name="states-w", currency=btc, backend_settings=DEAD)
     Broadcast.objects.create(wallet=wallet, state=Broadcast.State.COLLECTED)
     with pytest.raises(IntegrityError), transaction.atomic():
         Broadcast.objects.create(wallet=wallet, state=second, opened_at=timezone.now())

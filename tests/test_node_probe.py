@@ -11,6 +11,8 @@ from ledger.probe import probe_wallets
 
 pytestmark = pytest.mark.django_db
 
+DEAD = {"url": "http://127.0.0.1:9"}  # nothing listens there
+
 
 @pytest.fixture
 def hung_url():
@@ -23,7 +25,7 @@ def hung_url():
 
 
 def test_it_passes_the_timeout_to_every_backend(btc, settings):
-    bitcoind = Wallet.objects.create(name="probe-b", currency=btc, backend_settings={"url": "http://127.0.0.1:9"})
+    bitcoind = Wallet.objects.create(name="probe-b", currency=btc, backend_settings=DEAD)
     blockio = Wallet.objects.create(name="probe-io", currency=btc, backend="blockio",
                                     backend_settings={"api_key": "k", "base_url": "http://127.0.0.1:9"})
     for wallet in (bitcoind, blockio):
@@ -33,7 +35,7 @@ def test_it_passes_the_timeout_to_every_backend(btc, settings):
 
 
 def test_it_asks_each_wallet_in_order_with_the_given_timeout(btc):
-    wallets = [Wallet.objects.create(name=f"probe-{i}", currency=btc, backend_settings={"url": "http://127.0.0.1:9"})
+    wallets = [Wallet.objects.create(name=f"probe-{i}", currency=btc, backend_settings=DEAD)
                for i in range(3)]
     got = probe_wallets(wallets, lambda w, b: (w.name, b.timeout), timeout=0.7, on_error=None)
     assert got == [("probe-0", 0.7), ("probe-1", 0.7), ("probe-2", 0.7)]

@@ -9,6 +9,8 @@ from ledger.models import NetworkTransaction
 
 GOOD = "ab" * 32
 
+DEAD = {"url": "http://127.0.0.1:9"}  # nothing listens there
+
 
 def test_it_accepts_64_lowercase_hex_only():
     assert txids.is_txid(GOOD)
@@ -40,7 +42,7 @@ def test_it_is_the_pattern_of_the_constraint():
 def test_it_makes_the_database_refuse_a_bad_txid(btc):
     from ledger.models import Wallet
 
-    wallet = Wallet.objects.create(name="txid-w", currency=btc, backend_settings={"url": "http://127.0.0.1:1"})
+    wallet = Wallet.objects.create(name="txid-w", currency=btc, backend_settings=DEAD)
     with pytest.raises(IntegrityError), transaction.atomic():
         NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid=GOOD.upper(), type="deposit")
 
@@ -53,7 +55,7 @@ def test_it_checks_the_operators_txid_when_closing_a_broadcast(btc, superuser):
     from broadcasts.services import CloseError, close_as_broadcasted
     from ledger.models import Wallet
 
-    wallet = Wallet.objects.create(name="txid-close", currency=btc, backend_settings={"url": "http://127.0.0.1:9"})
+    wallet = Wallet.objects.create(name="txid-close", currency=btc, backend_settings=DEAD)
     broadcast = Broadcast.objects.create(wallet=wallet, state="opened", label="txid-close-1",
                                          opened_at=timezone.now())
 
