@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make run` (the dashboard) and `make test` (the suite).
-.PHONY: run test venv bench check
+.PHONY: run serve test venv bench check
 
 venv:
 	@scripts/bootstrap
@@ -7,6 +7,12 @@ venv:
 run:
 	@scripts/bootstrap run
 	DEBUG=$${DEBUG:-1} .venv/bin/python manage.py demo
+
+# Production processes from the environment (DATABASE_URL, SECRET_KEY, ALLOWED_HOSTS...; see README "Production").
+serve:
+	@scripts/bootstrap run
+	.venv/bin/python manage.py migrate --noinput
+	.venv/bin/python manage.py serve
 
 test:
 	@scripts/bootstrap test

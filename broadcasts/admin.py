@@ -24,11 +24,13 @@ class InterruptedFilter(admin.SimpleListFilter):
     parameter_name = "interrupted"
 
     def lookups(self, request, model_admin):
-        return [("yes", "interrupted")]
+        return [("yes", "interrupted"), ("attention", "needs attention")]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
             return queryset.filter(pk__in=services.interrupted_broadcasts().values("pk"))
+        if self.value() == "attention":
+            return queryset.filter(needs_attention=True)
         return queryset
 
 
@@ -44,9 +46,17 @@ class ReadOnly:
 
 
 class CloseForm(forms.Form):
-    method = forms.ChoiceField(choices=Broadcast.CloseMethod.choices, widget=forms.RadioSelect)
+    method = forms.ChoiceField(choices=[], widget=forms.RadioSelect)
     txid = forms.CharField(required=False, max_length=64, help_text="For 'It reached the network'")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Stored with your name")
+
+    def __init__(self, *args, nonce=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [(Broadcast.CloseMethod.REACHED_NETWORK, "It reached the network"),
+                   (Broadcast.CloseMethod.NEVER_LEFT, "It never left")]
+        if nonce:  # only a backend with a nonce can repeat a send safely
+            choices.append((Broadcast.CloseMethod.SAME_NONCE, "Retry with the same nonce"))
+        self.fields["method"].choices = choices
 
     def clean(self):
         data = super().clean()
@@ -57,19 +67,23 @@ class CloseForm(forms.Form):
 
 @admin.register(Broadcast)
 class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["__str__", "wallet", "state", "output_count", "transaction_count", "total_display", "fee_display",
+    list_display = ["__str__", "wallet", "state", "attention", "output_count", "transaction_count", "total_display", "fee_display",
                     "txid_short", "opened_at", "broadcasted_at", "closed_at"]
     list_filter = ["state", "wallet", InterruptedFilter]
     search_fields = ["label", "txid"]
     list_select_related = ["wallet__currency"]
     change_form_template = "broadcasts/broadcast_change_form.html"
-    fields = ["wallet", "state", "label", "txid", "fee", "total", "output_count", "transaction_count", "outputs",
+    fields = ["wallet", "state", "needs_attention", "sending_until", "nonce", "label", "txid", "fee", "total", "output_count", "transaction_count", "outputs",
               "network_transaction", "created_at", "opened_at", "broadcasted_at", "closed_at", "closed_by",
               "close_method", "close_reason", "last_error"]
 
     @admin.display(description="total", ordering="total")
     def total_display(self, obj):
         return format_html("<code>{} {}</code>", obj.wallet.currency.format(obj.total), obj.wallet.currency.code)
+
+    @admin.display(description="attention", boolean=True, ordering="needs_attention")
+    def attention(self, obj):
+        return obj.needs_attention
 
     @admin.display(description="fee", ordering="fee")
     def fee_display(self, obj):
@@ -86,7 +100,9 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)
         extra_context = dict(extra_context or {}, can_close=self.can_close(request, obj),
-                             interrupted=obj is not None and obj.state == Broadcast.State.OPENED)
+                             interrupted=obj is not None and obj.state == Broadcast.State.OPENED,
+                             in_flight=obj is not None and obj.in_flight,
+                             can_acknowledge=request.user.has_perm(CLOSE_PERM))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
@@ -94,6 +110,7 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         return [
             path("<int:object_id>/close/", view(self.close_view), name="broadcasts_broadcast_close"),
             path("<int:object_id>/find-on-chain/", view(self.find_view), name="broadcasts_broadcast_find"),
+            path("<int:object_id>/acknowledge/", view(self.acknowledge_view), name="broadcasts_broadcast_acknowledge"),
         ] + super().get_urls()
 
     def _closable(self, request, object_id):
@@ -118,20 +135,40 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
             messages.success(request, f"Found {found[0]} with comment {broadcast.label}.")
         return redirect(f"{url}?txid={found[0]}")
 
+    def acknowledge_view(self, request, object_id):
+        broadcast = self._closable(request, object_id)
+        change_url = reverse("admin:broadcasts_broadcast_change", args=[broadcast.pk])
+        if request.method != "POST":
+            return redirect(change_url)
+        reason = request.POST.get("reason", "")
+        try:
+            services.acknowledge_attention(broadcast, request.user, reason)
+        except services.CloseError as exc:
+            messages.error(request, str(exc))
+        else:
+            self.log_change(request, broadcast, f"Acknowledged: {reason.strip()}")
+            messages.success(request, f"Broadcast #{broadcast.pk} acknowledged.")
+        return redirect(change_url)
+
     def close_view(self, request, object_id):
         broadcast = self._closable(request, object_id)
         change_url = reverse("admin:broadcasts_broadcast_change", args=[broadcast.pk])
         if broadcast.state != Broadcast.State.OPENED:
             messages.error(request, f"Broadcast #{broadcast.pk} is {broadcast.get_state_display()}: nothing to close.")
             return redirect(change_url)
+        backend_has_nonce = broadcast.wallet.backend == "blockio"
         if request.method == "POST":
-            form = CloseForm(request.POST)
+            form = CloseForm(request.POST, nonce=backend_has_nonce)
             if form.is_valid():
                 data = form.cleaned_data
                 try:
                     if data["method"] == Broadcast.CloseMethod.REACHED_NETWORK:
                         services.close_as_broadcasted(broadcast, data["txid"], request.user, data["reason"])
                         how = f"reached the network as {broadcast.txid or data['txid'].strip().lower()}"
+                    elif data["method"] == Broadcast.CloseMethod.SAME_NONCE:
+                        services.retry_same_nonce(broadcast, request.user, data["reason"])
+                        broadcast.refresh_from_db()
+                        how = f"retried with the same nonce: reached the network as {broadcast.txid}"
                     else:
                         services.close_as_never_left(broadcast, request.user, data["reason"])
                         how = "never left; its outgoing transactions are back in the queue"
@@ -145,10 +182,11 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
             initial = {"txid": request.GET.get("txid", "")}
             if initial["txid"]:
                 initial["method"] = Broadcast.CloseMethod.REACHED_NETWORK
-            form = CloseForm(initial=initial)
+            form = CloseForm(initial=initial, nonce=backend_has_nonce)
         context = dict(
             self.admin_site.each_context(request), title=f"Close {broadcast} by hand", opts=self.model._meta,
-            original=broadcast, broadcast=broadcast, form=form,
+            original=broadcast, broadcast=broadcast, form=form, backend_has_nonce=backend_has_nonce,
+            nonce_retry_allowed=backend_has_nonce and services.nonce_retry_allowed(broadcast),
             outputs=sorted(broadcast.outputs.items()), currency=broadcast.wallet.currency,
         )
         return TemplateResponse(request, "broadcasts/close_broadcast.html", context)

@@ -2,19 +2,28 @@
 from django.urls import reverse
 
 from .models import Broadcast, OutgoingTransaction
-from .services import interrupted_broadcasts
+from .services import interrupted_broadcasts, needing_attention
 
 
 def alerts(request):
+    out = []
     count = interrupted_broadcasts().count()
-    if not count:
-        return []
-    return [dict(
-        level="error",
-        message=(f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet until an operator "
-                 "checks the chain and closes them by hand."),
-        url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
-    )]
+    if count:
+        out.append(dict(
+            level="error",
+            message=(f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet until an operator "
+                     "checks the chain and closes them by hand."),
+            url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
+        ))
+    late = needing_attention().count()
+    if late:
+        out.append(dict(
+            level="error",
+            message=(f"{late} broadcast(s) need attention: the node's reply came after a close by hand "
+                     "(see their last error; a payment may have been made twice)."),
+            url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=attention",
+        ))
+    return out
 
 
 def panels(request):

@@ -30,6 +30,7 @@ class Broadcast(models.Model):
     class CloseMethod(models.TextChoices):
         REACHED_NETWORK = "reached_network", "It reached the network"
         NEVER_LEFT = "never_left", "It never left"
+        SAME_NONCE = "same_nonce", "Retried with the same nonce"
 
     wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="broadcasts")
     state = models.CharField(max_length=24, choices=State.choices, default=State.COLLECTED, db_index=True)
@@ -41,6 +42,17 @@ class Broadcast(models.Model):
     transaction_count = models.PositiveIntegerField(default=0)
     total = models.BigIntegerField(default=0, help_text="Base units")
     txid = models.CharField(max_length=64, blank=True)
+    # The send's lease: while it is in the future the send is in flight (a broadcaster holds it,
+    # or may still be waiting for the node's reply) and nobody may settle the broadcast. Set in
+    # the conditional UPDATE that opens it; the node call's deadline is below it. Interrupted =
+    # opened and the lease is over (or absent: rows made before leases, or by hand), on every database.
+    sending_until = models.DateTimeField(null=True, blank=True)
+    # block.io's `nonce`: a repeated withdraw with it is refused within block.io's window, so
+    # re-issuing it settles a lost reply safely. Committed before the call.
+    nonce = models.CharField(max_length=64, blank=True)
+    # Something a person must look at although the broadcast is closed (a late reply after a
+    # close by hand): shown in red on every admin page until acknowledged.
+    needs_attention = models.BooleanField(default=False)
     fee = models.BigIntegerField(null=True, blank=True, help_text="Base units; empty until looked up")
     network_transaction = models.ForeignKey(
         "ledger.NetworkTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="broadcasts"
@@ -85,6 +97,14 @@ class Broadcast(models.Model):
     def __str__(self):
         return self.label or f"broadcast #{self.pk}"
 
+    @staticmethod
+    def lease_over(now):
+        """The rows whose send's lease is over (or that never had one)."""
+        return Q(sending_until__isnull=True) | Q(sending_until__lte=now)
+
+    @property
+    def in_flight(self):
+        return self.state == self.State.OPENED and self.sending_until is not None and self.sending_until > timezone.now()
 
 class OutgoingTransaction(models.Model):
     class State(models.TextChoices):
@@ -102,6 +122,10 @@ class OutgoingTransaction(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     broadcast = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="outgoing_transactions")
+    # The last broadcast that gave it back to the queue: if that broadcast's send turns out to
+    # have paid after all (a late reply), the outgoing still waiting are taken back from here.
+    returned_by = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="returned_outgoing")
     lock_entry = models.OneToOneField("ledger.Transaction", on_delete=models.PROTECT, related_name="+",
                                       help_text="The 201 -> 204 ledger entry")
     attempts = models.PositiveIntegerField(default=0, help_text="Broadcasts that failed to send it")

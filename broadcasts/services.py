@@ -1,27 +1,36 @@
 """Outgoing transactions and the Broadcaster.
 
-One attempt per broadcast, whatever number of processes run:
-- a per-wallet PostgreSQL session advisory lock (`wallet_lock`) lets one broadcaster work on
-  a wallet at a time; it is held by the database for the connection, so it spans machines
-  and a killed process loses it at once;
-- the database itself allows only one collected-or-opened broadcast per wallet (partial
-  unique index) and a broadcast is opened by a conditional UPDATE (collected -> opened), so
-  even without the lock (SQLite) no broadcast can be sent twice.
+One payment per broadcast, whatever number of processes run and whichever database:
+- the database allows only one collected-or-opened broadcast per wallet (partial unique
+  index) and a broadcast is opened by a conditional UPDATE (collected -> opened) that also
+  sets its lease (`sending_until`), so no broadcast is sent twice;
+- "in flight" is that lease, a database fact on SQLite and PostgreSQL alike: the node call's
+  timeouts are cut to end before it, and a broadcast is interrupted only once it is over.
+  Every close by hand is a conditional UPDATE requiring opened AND lease over; the
+  broadcaster's own settle requires opened. A reply that finds its broadcast closed by hand
+  re-queues and re-books nothing: it records the txid, takes back the outgoing the close had
+  put back in the queue if they are still waiting, and flags the broadcast for a person;
+- on PostgreSQL a per-wallet session advisory lock (`wallet_lock`) also keeps one
+  broadcaster per wallet across processes and machines (a killed process loses it at once).
 The node is never called inside a database transaction.
 """
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from cryptoadmin import faults
 from ledger import services as ledger
-from ledger.backends import BackendError, InsufficientFunds, InvalidAddress, NotSent
+from ledger.backends import AlreadySent, BackendError, InsufficientFunds, InvalidAddress, NotSent
 from ledger.errors import CryptoadminError
 from ledger.models import Account, NetworkTransaction, Transaction, Wallet
 from ledger.txids import parse_txid
@@ -85,8 +94,33 @@ def busy_wallet_ids() -> set[int]:
 
 
 def interrupted_broadcasts():
-    """Opened, never closed, and no live broadcaster is working on them."""
-    return Broadcast.objects.filter(state=Broadcast.State.OPENED).exclude(wallet_id__in=busy_wallet_ids())
+    """Opened, never closed, their send's lease over, and (PostgreSQL) no live broadcaster
+    holding their wallet."""
+    return (Broadcast.objects.filter(Broadcast.lease_over(timezone.now()), state=Broadcast.State.OPENED)
+            .exclude(wallet_id__in=busy_wallet_ids()))
+
+
+def needing_attention():
+    """Closed broadcasts a late reply contradicted: a person must look at them."""
+    return Broadcast.objects.filter(needs_attention=True)
+
+
+# -- the send's lease ------------------------------------------------------------------------
+
+
+def send_budget() -> float:
+    """Seconds the node calls of one send may take: the gathering reads, then the one
+    state-changing call, whose own timeouts are cut to what is left."""
+    return 2 * settings.NODE_RPC_TIMEOUT
+
+
+def lease_length() -> timedelta:
+    return timedelta(seconds=send_budget() + settings.BROADCAST_LEASE_MARGIN)
+
+
+def _lease_from(now):
+    """(sending_until for the database, deadline for the node call on this process's clock)."""
+    return now + lease_length(), time.monotonic() + send_budget()
 
 
 # -- queueing --------------------------------------------------------------------------------
@@ -178,12 +212,19 @@ class Broadcaster:
             if not got:
                 return Result(message=f"{self.wallet.name}: another broadcaster is working on it")
             filled = self.fill_missing_fees()
-            interrupted = list(Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED)
-                               .values_list("id", flat=True))
-            if interrupted:
-                return Result(refused=True, message=(
+            self.watch_never_left()
+            settled = self.settle_by_nonce()
+            opened = list(Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED)
+                          .values_list("id", "sending_until"))
+            if opened:
+                now = timezone.now()
+                in_flight = [i for i, until in opened if until is not None and until > now]
+                if in_flight and len(in_flight) == len(opened):
+                    return Result(fee=filled, message=(
+                        f"{self.wallet.name}: broadcast(s) {', '.join(f'#{i}' for i in in_flight)} still sending"))
+                return Result(refused=True, fee=filled, message=(
                     f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
-                    f"{', '.join(f'#{i}' for i in interrupted)} must be closed by hand first"))
+                    f"{', '.join(f'#{i}' for i, _ in opened)} must be closed by hand first"))
             try:
                 # A cheap read first: when the node is down nothing is collected or marked.
                 self.backend.block_height()
@@ -191,9 +232,14 @@ class Broadcaster:
                 return Result(fee=filled, message=f"{self.wallet.name}: node not answering, nothing collected: {exc}")
             broadcast = self.collect()
             if broadcast is None:
-                return Result(fee=filled, message=f"{self.wallet.name}: nothing to send")
-            result = self.send(broadcast)
-            result.fee += filled
+                result = Result(fee=filled, message=f"{self.wallet.name}: nothing to send")
+            else:
+                faults.point("broadcast.after_collect")
+                result = self.send(broadcast)
+                result.fee += filled
+            if settled:
+                result.sent += settled
+                result.message = f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by nonce; " + result.message
             return result
 
     def collect(self) -> Broadcast | None:
@@ -218,42 +264,113 @@ class Broadcaster:
             )
             broadcast.label = f"cryptoadmin-broadcast-{broadcast.pk}"
             Broadcast.objects.filter(pk=broadcast.pk).update(label=broadcast.label)
-            OutgoingTransaction.objects.filter(id__in=[r[0] for r in rows]).update(
-                state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
+            # Still queued: another collector may have taken a row between our read and now
+            # (SQLite has no row locks); it then stays with the broadcast that took it.
+            taken = OutgoingTransaction.objects.filter(
+                id__in=[r[0] for r in rows], state=OutgoingTransaction.State.QUEUED,
+            ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
+            if taken != len(rows):
+                transaction.set_rollback(True)
+                return None
             return broadcast
 
     def send(self, broadcast: Broadcast) -> Result:
         now = timezone.now()
-        # The claim, committed on its own before the node is called: from here on a crash
-        # leaves an opened broadcast that nobody sends again without a human.
+        sending_until, deadline = _lease_from(now)
+        nonce = uuid.uuid4().hex
+        # The claim, committed on its own before the node is called, with the send's lease and
+        # its nonce: from here on nobody settles it until the lease is over.
         claimed = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.COLLECTED).update(
-            state=Broadcast.State.OPENED, opened_at=now)
+            state=Broadcast.State.OPENED, opened_at=now, sending_until=sending_until, nonce=nonce)
         if not claimed:
             return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} was claimed by another process")
+        broadcast.state, broadcast.opened_at, broadcast.sending_until, broadcast.nonce = (
+            Broadcast.State.OPENED, now, sending_until, nonce)
         faults.point("broadcast.after_open")
         try:
-            txid = self.backend.send_many(broadcast.outputs, broadcast.label)
+            txid = self.backend.send_many(broadcast.outputs, broadcast.label, nonce=nonce, deadline=deadline)
         except (NotSent, InsufficientFunds, InvalidAddress) as exc:
             # The node's answer proves nothing was sent: the outgoing go back to the queue.
-            fail_broadcast(broadcast, str(exc))
+            try:
+                fail_broadcast(broadcast, str(exc))
+            except CloseError:
+                # Closed by hand meanwhile (this process stalled past its lease): "never left"
+                # agrees with this answer; "reached the network" contradicts it.
+                if Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.CLOSED_BROADCASTED).exists():
+                    flag_attention(broadcast.pk, f"the node refused this broadcast's send ({exc}), yet it was "
+                                                 "closed by hand as reached the network: check its txid")
             return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
                           broadcasts=[broadcast.pk])
         except Exception as exc:
-            # Outcome unknown: leave it opened (interrupted) for an operator to settle.
+            # Outcome unknown (AlreadySent included: an earlier request with this nonce went
+            # through): leave it opened; interrupted once its lease is over.
             Broadcast.objects.filter(pk=broadcast.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:4000])
             log.error("broadcast #%s interrupted: %r", broadcast.pk, exc)
             return Result(refused=True, broadcasts=[broadcast.pk], message=(
                 f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED (outcome unknown: {exc}); "
                 "close it by hand after checking the chain"))
         faults.point("broadcast.after_send")
-        # The txid first, alone: if booking fails below, the operator still finds it here.
-        Broadcast.objects.filter(pk=broadcast.pk).update(txid=txid)
-        settle_broadcasted(broadcast, txid)
+        return self.settle_reply(broadcast, txid)
+
+    def settle_reply(self, broadcast: Broadcast, txid: str, **close_fields) -> Result:
+        """The node's txid for an opened broadcast: booked once, or, if someone closed it by
+        hand meanwhile, recorded and flagged (never re-queued, never booked twice)."""
+        # The txid first, alone, while it is ours: if booking fails below, the operator still finds it.
+        Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(txid=txid)
+        try:
+            settle_broadcasted(broadcast, txid, **close_fields)
+        except CloseError:
+            note = record_late_reply(broadcast.pk, txid)
+            return Result(refused=True, broadcasts=[broadcast.pk],
+                          message=f"{self.wallet.name}: broadcast #{broadcast.pk} LATE REPLY: {note}")
         fee = self.record_fee(broadcast.pk, txid)
         fee_text = self.wallet.currency.format(fee) if fee is not None else "unknown yet"
         return Result(sent=1, fee=fee or 0, broadcasts=[broadcast.pk], message=(
             f"{self.wallet.name}: broadcast #{broadcast.pk} sent {broadcast.transaction_count} outgoing in "
             f"{broadcast.output_count} outputs, txid {txid}, fee {fee_text}"))
+
+    def watch_never_left(self) -> int:
+        """Broadcasts closed as 'never left' in the last day whose comment has since appeared
+        on a wallet send (the node finished a send its caller had given up on): handled as a
+        late reply, before this run collects the outgoing that close put back in the queue.
+        One node call, and only while such broadcasts exist."""
+        if not getattr(self.backend, "keeps_comments", True) or not hasattr(self.backend, "list_transactions"):
+            return 0
+        watched = dict(Broadcast.objects.filter(
+            wallet=self.wallet, state=Broadcast.State.CLOSED_FAILED, txid="",
+            closed_at__gte=timezone.now() - timedelta(days=1),
+        ).values_list("label", "id"))
+        if not watched:
+            return 0
+        try:
+            entries = self.backend.list_transactions(1000)
+        except BackendError as exc:
+            log.warning("cannot check broadcasts closed as never left: %s", exc)
+            return 0
+        found = {e.get("comment"): e["txid"] for e in entries
+                 if e.get("category") == "send" and e.get("comment") in watched}
+        for label, txid in found.items():
+            record_late_reply(watched[label], txid)
+        return len(found)
+
+    def settle_by_nonce(self) -> int:
+        """Interrupted broadcasts of a nonce backend, re-issued with their nonce while that is
+        safe: the repeat pays if the first request never did, and is refused if it did."""
+        if not getattr(self.backend, "supports_nonce", False):
+            return 0
+        settled = 0
+        # Not interrupted_broadcasts(): this run holds the wallet's lock, so it counts as busy.
+        for broadcast in Broadcast.objects.filter(Broadcast.lease_over(timezone.now()), wallet=self.wallet,
+                                                  state=Broadcast.State.OPENED).exclude(nonce=""):
+            if not nonce_retry_allowed(broadcast):
+                continue
+            try:
+                retry_same_nonce(broadcast, backend=self.backend)
+            except CloseError as exc:
+                log.warning("broadcast #%s not settled by nonce: %s", broadcast.pk, exc)
+                continue
+            settled += 1
+        return settled
 
     def record_fee(self, broadcast_id: int, txid: str) -> int | None:
         try:
@@ -273,6 +390,14 @@ class Broadcaster:
         ).values_list("txid", "id"))
         if not missing:
             return 0
+        if not getattr(self.backend, "keeps_comments", True):
+            # block.io tells a fee only in the withdraw's reply; otherwise it is what the
+            # wallet's inputs held less the outputs, learnt by checking them.
+            for txid in missing:
+                try:
+                    self.backend.spends_own_coins(txid)
+                except BackendError as exc:
+                    log.warning("cannot read the inputs of %s now: %s", txid, exc)
         try:
             infos = self.backend.get_transactions(list(missing))
         except BackendError as exc:
@@ -300,51 +425,140 @@ def book_fee(broadcast_id: int, fee: int) -> int | None:
         return fee
 
 
-def settle_broadcasted(broadcast: Broadcast, txid: str, *, state=Broadcast.State.BROADCASTED, **close_fields):
-    """Book a broadcast that left the wallet: 204 -> 900 per user account, and a network
-    transaction for the confirmation poller. A constant number of queries for any size."""
+def _book_sent(broadcast: Broadcast, txid: str, now):
+    """204 -> 900 per user account for the outgoing of this broadcast, and the network
+    transaction for the confirmation poller. A constant number of queries for any size.
+    Runs inside the caller's transaction, after its conditional UPDATE."""
     wallet = broadcast.wallet
+    network_tx, _ = NetworkTransaction.objects.get_or_create(
+        currency_id=wallet.currency_id, txid=txid, type=NetworkTransaction.Type.BROADCAST,
+        defaults={"wallet": wallet},
+    )
+    Broadcast.objects.filter(pk=broadcast.pk).update(network_transaction=network_tx)
+    network = ledger.system_account(wallet, Account.Code.NETWORK)
+    # One entry per user's 204 account (the sum of that user's outgoing in this broadcast):
+    # the outgoing rows link each withdrawal to the broadcast, the books stay compact.
+    per_account = (OutgoingTransaction.objects.filter(broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING)
+                   .values("hold_account_id").annotate(total=Sum("amount"), n=Count("id")))
+    ledger.post_many([
+        Transaction(currency_id=wallet.currency_id, source_id=row["hold_account_id"], destination_id=network.pk,
+                    amount=row["total"], kind=Transaction.Kind.BROADCASTED, network_transaction=network_tx,
+                    label=f"{broadcast.label}: {row['n']} outgoing", created_at=now)
+        for row in per_account
+    ])
+    OutgoingTransaction.objects.filter(broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING).update(
+        state=OutgoingTransaction.State.BROADCASTED)
+
+
+def _opened(broadcast: Broadcast, by_hand: bool, now):
+    """The rows a settle may change: opened, and for a close by hand its lease over."""
+    rows = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED)
+    return rows.filter(Broadcast.lease_over(now)) if by_hand else rows
+
+
+def settle_broadcasted(broadcast: Broadcast, txid: str, *, state=Broadcast.State.BROADCASTED, by_hand=False,
+                       **close_fields):
+    """Book a broadcast that left the wallet, conditional on it still being opened."""
     now = timezone.now()
     close_fields.setdefault("closed_at", now)
     with transaction.atomic():
-        updated = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
-            state=state, txid=txid, broadcasted_at=now, **close_fields)
+        updated = _opened(broadcast, by_hand, now).update(state=state, txid=txid, broadcasted_at=now, **close_fields)
         if not updated:
-            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened")
-        network_tx, _ = NetworkTransaction.objects.get_or_create(
-            currency_id=wallet.currency_id, txid=txid, type=NetworkTransaction.Type.BROADCAST,
-            defaults={"wallet": wallet},
-        )
-        Broadcast.objects.filter(pk=broadcast.pk).update(network_transaction=network_tx)
-        network = ledger.system_account(wallet, Account.Code.NETWORK)
-        # One entry per user's 204 account (the sum of that user's outgoing in this broadcast):
-        # the outgoing rows link each withdrawal to the broadcast, the books stay compact.
-        per_account = (OutgoingTransaction.objects.filter(broadcast=broadcast)
-                       .values("hold_account_id").annotate(total=Sum("amount"), n=Count("id")))
-        ledger.post_many([
-            Transaction(currency_id=wallet.currency_id, source_id=row["hold_account_id"], destination_id=network.pk,
-                        amount=row["total"], kind=Transaction.Kind.BROADCASTED, network_transaction=network_tx,
-                        label=f"{broadcast.label}: {row['n']} outgoing", created_at=now)
-            for row in per_account
-        ])
-        OutgoingTransaction.objects.filter(broadcast=broadcast).update(state=OutgoingTransaction.State.BROADCASTED)
+            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight")
+        _book_sent(broadcast, txid, now)
+        faults.point("broadcast.before_settle_commit")
     broadcast.refresh_from_db()
     return broadcast
 
 
-def fail_broadcast(broadcast: Broadcast, error: str, *, state=Broadcast.State.FAILED, **close_fields):
+def fail_broadcast(broadcast: Broadcast, error: str, *, state=Broadcast.State.FAILED, by_hand=False, **close_fields):
     """Nothing left the wallet: close the broadcast and put its outgoing back in the queue.
 
     The withdrawals stay locked on 204 and go out with the next broadcast; a user's money is
     never returned behind the operator's back because a node was down for a minute."""
-    close_fields.setdefault("closed_at", timezone.now())
+    now = timezone.now()
+    close_fields.setdefault("closed_at", now)
     with transaction.atomic():
-        updated = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
-            state=state, last_error=error[:4000], **close_fields)
+        updated = _opened(broadcast, by_hand, now).update(state=state, last_error=error[:4000], **close_fields)
         if not updated:
-            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened")
+            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight")
         OutgoingTransaction.objects.filter(broadcast=broadcast).update(
-            state=OutgoingTransaction.State.QUEUED, broadcast=None, attempts=F("attempts") + 1)
+            state=OutgoingTransaction.State.QUEUED, broadcast=None, returned_by=broadcast,
+            attempts=F("attempts") + 1)
+        faults.point("broadcast.before_fail_commit")
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+def flag_attention(broadcast_id: int, note: str):
+    log.error("broadcast #%s needs attention: %s", broadcast_id, note)
+    with transaction.atomic():
+        broadcast = Broadcast.objects.select_for_update().get(pk=broadcast_id)
+        broadcast.needs_attention = True
+        broadcast.last_error = (f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000]
+        broadcast.save(update_fields=["needs_attention", "last_error"])
+
+
+def record_late_reply(broadcast_id: int, txid: str) -> str:
+    """A send's txid arrived after its broadcast was closed by hand. Nothing is re-queued or
+    booked twice: the txid is recorded, the outgoing that a 'never left' close put back in
+    the queue and that are still waiting are taken back and booked as sent by this txid, and
+    the broadcast is flagged for a person with what happened. Returns that note."""
+    now = timezone.now()
+    with transaction.atomic():
+        broadcast = Broadcast.objects.select_for_update().select_related("wallet").get(pk=broadcast_id)
+        who = f"by {broadcast.closed_by} " if broadcast.closed_by_id else ""  # not joined: FOR UPDATE
+        if broadcast.state in (Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED):
+            if broadcast.txid == txid:
+                return f"already settled as {txid}"
+            note = (f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was settled {who}as "
+                    f"{broadcast.txid}: if both transactions confirm, the outputs were paid twice")
+        elif broadcast.state in (Broadcast.State.CLOSED_FAILED, Broadcast.State.FAILED):
+            if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
+                note = f"LATE REPLY: the node paid it as {txid}, which already settles another broadcast"
+                taken = 0
+            else:
+                # Taken back only while still queued: a conditional UPDATE on the queued state (on
+                # PostgreSQL it waits for a collector holding the rows, then skips what it took).
+                taken = OutgoingTransaction.objects.filter(
+                    returned_by=broadcast, state=OutgoingTransaction.State.QUEUED,
+                ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
+                # Closed as never left, yet it paid: booked as sent by the machine, the wrong
+                # close kept on the row (who, how, why) for the person who looks at it.
+                Broadcast.objects.filter(pk=broadcast.pk).update(
+                    txid=txid, **({"state": Broadcast.State.BROADCASTED, "broadcasted_at": now} if taken else {}))
+                if taken:
+                    broadcast.refresh_from_db()
+                    _book_sent(broadcast, txid, now)
+                note = (f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
+                        f"{taken} outgoing still queued were taken back and booked as sent by it.")
+            resent = list(OutgoingTransaction.objects.filter(returned_by=broadcast).exclude(broadcast=broadcast)
+                          .values_list("id", "broadcast_id"))
+            if resent:
+                note += (" ALREADY SENT AGAIN: outgoing " + ", ".join(f"#{o} (broadcast #{b})" for o, b in resent)
+                         + ": paid twice unless that broadcast never left; recover the difference by hand.")
+        else:
+            note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
+        Broadcast.objects.filter(pk=broadcast.pk).update(
+            needs_attention=True, last_error=(f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000])
+        faults.point("broadcast.before_late_reply_commit")
+    log.error("broadcast #%s: %s", broadcast_id, note)
+    return note
+
+
+def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
+    """A person has dealt with a flagged broadcast: the flag goes, the note stays."""
+    if not user.has_perm("broadcasts.close_broadcast_by_hand"):
+        raise CloseError("you do not have the permission to close broadcasts by hand")
+    if not (reason or "").strip():
+        raise CloseError("say what you did about it")
+    with transaction.atomic():
+        row = Broadcast.objects.select_for_update().get(pk=broadcast.pk)
+        if not row.needs_attention:
+            raise CloseError(f"broadcast #{broadcast.pk} does not need attention")
+        row.needs_attention = False
+        row.last_error = f"Acknowledged by {user} at {timezone.now():%Y-%m-%d %H:%M}: {reason.strip()}\n{row.last_error}"[:4000]
+        row.save(update_fields=["needs_attention", "last_error"])
     broadcast.refresh_from_db()
     return broadcast
 
@@ -357,19 +571,53 @@ def _check_closable(broadcast: Broadcast, user, reason: str):
         raise CloseError("you do not have the permission to close broadcasts by hand")
     if not (reason or "").strip():
         raise CloseError("give a reason")
+    broadcast.refresh_from_db()
     if broadcast.state != Broadcast.State.OPENED:
         raise CloseError(f"broadcast #{broadcast.pk} is {broadcast.get_state_display()}, not interrupted")
+    if broadcast.in_flight:
+        raise CloseError(f"broadcast #{broadcast.pk} is still sending (its lease runs until "
+                         f"{timezone.localtime(broadcast.sending_until):%H:%M:%S}): wait for the node's answer")
 
 
 def find_on_chain(broadcast: Broadcast, backend=None) -> list[str]:
-    """Txids of the node wallet's transactions carrying this broadcast's comment."""
+    """Txids of the node wallet's transactions carrying this broadcast's comment, or, where
+    the backend keeps no comments, its sends since the broadcast opened paying its outputs."""
     backend = backend or broadcast.wallet.get_backend()
-    return backend.find_by_comment(broadcast.label)
+    if getattr(backend, "keeps_comments", True):
+        return backend.find_by_comment(broadcast.label)
+    return backend.find_sent({a: int(v) for a, v in broadcast.outputs.items()}, broadcast.opened_at)
+
+
+def _verify_paid_by(broadcast: Broadcast, txid: str, backend):
+    """The txid is a transaction of this wallet paying exactly the broadcast's outputs."""
+    try:
+        info = backend.get_transaction(txid)
+    except BackendError as exc:
+        raise CloseError(f"the node does not confirm this transaction: {exc}") from exc
+    sent = info.sent()
+    expected = {a: int(v) for a, v in broadcast.outputs.items()}
+    if sent != expected:
+        missing = {a: v for a, v in expected.items() if sent.get(a) != v}
+        extra = {a: v for a, v in sent.items() if expected.get(a) != v}
+        raise CloseError(
+            f"the outputs of {txid} do not match the broadcast: expected but not paid {missing or '{}'}, "
+            f"paid but not expected {extra or '{}'}")
+    try:
+        ours = backend.spends_own_coins(txid)
+    except BackendError as exc:
+        raise CloseError(f"cannot check the inputs of {txid}: {exc}") from exc
+    if not ours:
+        raise CloseError(f"{txid} pays these outputs but does not spend this wallet's coins: someone else's payment")
+    if info.confirmations < 0:
+        raise CloseError(f"{txid} is conflicted ({info.confirmations} confirmations): it did not reach the network")
+    if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
+        raise CloseError(f"{txid} already settles another broadcast")
+    return info
 
 
 def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, backend=None) -> Broadcast:
-    """'It reached the network': the txid must be a wallet transaction sending exactly the
-    broadcast's outputs. Booked as a normal success, with who/how/why."""
+    """'It reached the network': the txid must be a wallet transaction spending this wallet's
+    coins and sending exactly the broadcast's outputs. Booked as a normal success, with who/how/why."""
     _check_closable(broadcast, user, reason)
     txid = parse_txid(txid)
     if txid is None:
@@ -378,25 +626,10 @@ def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, bac
     with wallet_lock(broadcast.wallet_id) as got:
         if not got:
             raise CloseError("a broadcaster is working on this wallet right now; try again in a moment")
-        try:
-            info = backend.get_transaction(txid)
-        except BackendError as exc:
-            raise CloseError(f"the node does not confirm this transaction: {exc}") from exc
-        sent = info.sent()
-        expected = {a: int(v) for a, v in broadcast.outputs.items()}
-        if sent != expected:
-            missing = {a: v for a, v in expected.items() if sent.get(a) != v}
-            extra = {a: v for a, v in sent.items() if expected.get(a) != v}
-            raise CloseError(
-                f"the outputs of {txid} do not match the broadcast: expected but not paid {missing or '{}'}, "
-                f"paid but not expected {extra or '{}'}")
-        if info.confirmations < 0:
-            raise CloseError(f"{txid} is conflicted ({info.confirmations} confirmations): it did not reach the network")
-        if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
-            raise CloseError(f"{txid} already settles another broadcast")
+        info = _verify_paid_by(broadcast, txid, backend)
         with transaction.atomic():
             settle_broadcasted(
-                broadcast, txid, state=Broadcast.State.CLOSED_BROADCASTED, closed_at=timezone.now(),
+                broadcast, txid, state=Broadcast.State.CLOSED_BROADCASTED, by_hand=True, closed_at=timezone.now(),
                 closed_by=user, close_method=Broadcast.CloseMethod.REACHED_NETWORK, close_reason=reason.strip())
             if info.fee is not None:
                 book_fee(broadcast.pk, info.fee)
@@ -404,23 +637,109 @@ def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, bac
     return broadcast
 
 
+def nonce_retry_allowed(broadcast: Broadcast, now=None) -> bool:
+    """Within block.io's window a repeated nonce is refused, so repeating cannot pay twice."""
+    now = now or timezone.now()
+    return bool(broadcast.nonce and broadcast.opened_at
+                and now < broadcast.opened_at + timedelta(seconds=settings.BLOCKIO_NONCE_WINDOW))
+
+
 def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -> Broadcast:
-    """'It never left': only when the node's wallet has no transaction with its comment."""
+    """'It never left': only when the node's wallet has no transaction with its comment (on a
+    backend without comments: no send paying its outputs since it opened, and only once a
+    retry with its nonce can no longer tell, since that retry is the safe way)."""
     _check_closable(broadcast, user, reason)
     backend = backend or broadcast.wallet.get_backend()
+    if not getattr(backend, "keeps_comments", True) and nonce_retry_allowed(broadcast):
+        raise CloseError("this wallet cannot prove that nothing left; use 'Retry with the same nonce': "
+                         "it pays once if the first request never did, and is refused if it did")
     with wallet_lock(broadcast.wallet_id) as got:
         if not got:
             raise CloseError("a broadcaster is working on this wallet right now; try again in a moment")
         try:
-            found = backend.find_by_comment(broadcast.label)
+            found = find_on_chain(broadcast, backend)
         except BackendError as exc:
             raise CloseError(f"cannot search the node's wallet: {exc}") from exc
         if found:
-            raise CloseError(f"the node's wallet has {', '.join(found)} with comment {broadcast.label}: "
+            raise CloseError(f"the node's wallet has {', '.join(found)} for {broadcast.label}: "
                              "it left; close it as 'It reached the network'")
         fail_broadcast(broadcast, broadcast.last_error or "closed by hand: never left",
-                       state=Broadcast.State.CLOSED_FAILED, closed_by=user,
+                       state=Broadcast.State.CLOSED_FAILED, by_hand=True, closed_by=user,
                        close_method=Broadcast.CloseMethod.NEVER_LEFT, close_reason=reason.strip())
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+def retry_same_nonce(broadcast: Broadcast, user=None, reason: str = "", backend=None) -> Broadcast:
+    """Re-issue an interrupted send with its nonce (block.io): within the nonce window the
+    backend refuses a repeat of a send that went through, so this pays at most once.
+    A txid settles it; a repeat refusal means the first went through, and it is settled by the
+    send found paying its outputs, or left for 'It reached the network'. By a person (user)
+    or by the broadcaster (user None)."""
+    if user is not None:
+        _check_closable(broadcast, user, reason)
+    broadcast.refresh_from_db()
+    backend = backend or broadcast.wallet.get_backend()
+    if not getattr(backend, "supports_nonce", False) or not broadcast.nonce:
+        raise CloseError("this wallet's backend has no nonce to repeat a send safely")
+    if not nonce_retry_allowed(broadcast):
+        raise CloseError(f"opened more than {settings.BLOCKIO_NONCE_WINDOW} s ago: the backend could accept the "
+                         "same nonce again and pay twice; check its sent transactions and close by hand")
+    now = timezone.now()
+    sending_until, deadline = _lease_from(now)
+    with wallet_lock(broadcast.wallet_id) as got:
+        if not got and user is not None:
+            raise CloseError("a broadcaster is working on this wallet right now; try again in a moment")
+        # The retry is a send in flight like the first: it takes the lease, if it is over.
+        claimed = _opened(broadcast, True, now).update(sending_until=sending_until)
+        if not claimed:
+            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight")
+        faults.point("broadcast.after_retry_claim")
+        close_fields = {} if user is None else dict(
+            state=Broadcast.State.CLOSED_BROADCASTED, closed_by=user, close_method=Broadcast.CloseMethod.SAME_NONCE,
+            close_reason=reason.strip())
+        try:
+            txid = backend.send_many(broadcast.outputs, broadcast.label, nonce=broadcast.nonce, deadline=deadline)
+        except AlreadySent as exc:
+            _end_lease(broadcast, f"retry with the same nonce: {exc}")
+            return _settle_found(broadcast, backend, close_fields, exc)
+        except (NotSent, InsufficientFunds, InvalidAddress) as exc:
+            _end_lease(broadcast, f"retry with the same nonce refused: {exc}")
+            raise CloseError(f"the retry was refused and sent nothing ({exc}); the first request's outcome is "
+                             "still unknown") from exc
+        except Exception as exc:
+            Broadcast.objects.filter(pk=broadcast.pk).update(last_error=f"retry: {type(exc).__name__}: {exc}"[:4000])
+            raise CloseError(f"the retry's outcome is unknown too ({exc}); try again once its lease is over") from exc
+        faults.point("broadcast.after_retry_send")
+        Broadcaster(broadcast.wallet, backend).settle_reply(broadcast, txid, **close_fields)
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+def _end_lease(broadcast: Broadcast, error: str):
+    Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
+        sending_until=timezone.now(), last_error=error[:4000])
+
+
+def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Broadcast:
+    """The first request went through: settle by the one wallet send paying the outputs."""
+    try:
+        found = find_on_chain(broadcast, backend)
+    except BackendError as error:
+        raise CloseError(f"{exc}: it left, but its transaction cannot be listed now ({error})") from error
+    if len(found) != 1:
+        raise CloseError(f"{exc}: it left; {len(found)} matching sends found, close it as 'It reached the network' "
+                         "with the txid from the backend's dashboard")
+    _verify_paid_by(broadcast, found[0], backend)
+    now = timezone.now()
+    with transaction.atomic():
+        updated = _opened(broadcast, True, now).update(
+            state=close_fields.get("state", Broadcast.State.BROADCASTED), txid=found[0], broadcasted_at=now,
+            closed_at=now, **{k: v for k, v in close_fields.items() if k != "state"})
+        if not updated:
+            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened")
+        _book_sent(broadcast, found[0], now)
+    Broadcaster(broadcast.wallet, backend).record_fee(broadcast.pk, found[0])
     broadcast.refresh_from_db()
     return broadcast
 

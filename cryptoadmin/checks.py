@@ -23,6 +23,14 @@ def check_configuration(app_configs, **kwargs):
         errors.append(
             Error("NODE_RPC_TIMEOUT must be a positive number of seconds.", id="cryptoadmin.E003")
         )
+    if settings.BROADCAST_LEASE_MARGIN < 1:
+        errors.append(Error(
+            "BROADCAST_LEASE_MARGIN must be at least 1 second: the node call must end before the send's lease does.",
+            id="cryptoadmin.E004"))
+    if not 0 < settings.BLOCKIO_NONCE_WINDOW < 3600:
+        errors.append(Error(
+            "BLOCKIO_NONCE_WINDOW must be between 1 and 3599 seconds: block.io accepts a repeated nonce after an hour.",
+            id="cryptoadmin.E005"))
     if settings.HEALTH_TOKEN and len(settings.HEALTH_TOKEN) < 32:
         errors.append(
             Error("HEALTH_TOKEN is shorter than 32 characters: it opens /health's details to whoever guesses it.",

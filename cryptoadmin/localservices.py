@@ -196,6 +196,12 @@ class LocalBitcoind:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            # -walletnotify commands run in the node's process group and may outlive it by a
+            # moment: let them finish, then stop any that hang, so nothing is left behind.
+            from ops.processes import kill_group, wait_group_gone
+
+            if not wait_group_gone(self.proc.pid, 10):
+                kill_group(self.proc.pid)
             self.proc = None
         if remove if remove is not None else not self.keep:
             shutil.rmtree(self.datadir, ignore_errors=True)

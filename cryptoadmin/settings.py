@@ -216,6 +216,13 @@ GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
+# A broadcast's send is leased for 2 x NODE_RPC_TIMEOUT (the node calls' budget: the
+# state-changing call's own timeouts are cut to fit what is left of it) + this margin. While
+# the lease runs the send is in flight: nobody closes it by hand, on any database.
+BROADCAST_LEASE_MARGIN = env_int("BROADCAST_LEASE_MARGIN", 30)
+# block.io rejects a withdraw repeating a nonce used less than an hour before; after that it
+# would pay again. A lost withdraw is re-issued with its nonce only this long after it opened.
+BLOCKIO_NONCE_WINDOW = env_int("BLOCKIO_NONCE_WINDOW", 3000)
 # /health gives details (nodes, scheduler, ...) to a staff session or `Authorization: Bearer
 # <HEALTH_TOKEN>`; anyone else gets the status only. Empty: no token opens the details.
 HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
@@ -232,13 +239,43 @@ BALANCE_CACHE_MAX_STALENESS = env_float("BALANCE_CACHE_MAX_STALENESS", 2.0)
 # process only); anything else: notify on PostgreSQL, ttl otherwise.
 BALANCE_CACHE_CROSS_PROCESS = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()
 
+LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    # logging.config would otherwise stop start-up with a traceback that names no variable.
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL={os.environ.get('LOG_LEVEL')!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Both log request URLs at DEBUG, and block.io's API key is a query parameter.
     "loggers": {"BitcoinRPC": {"level": "WARNING"}, "urllib3": {"level": "WARNING"},
                 # django-axes logs every failure at WARNING and its own steps at INFO.
                 "axes": {"level": "WARNING"}},
 }
+
+# --- Production: web server, static files, metrics, alerts (issue 18) ----------------------
+# Kept together so other settings changes merge around it. The ops app holds the metrics
+# endpoint, the alerts and the process handling of `serve` and `demo`.
+INSTALLED_APPS += ["ops"]
+# whitenoise serves collected static files from every web worker, right after SecurityMiddleware
+# so redirects and security headers still apply first; no separate web server is needed for CSS.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "whitenoise.middleware.WhiteNoiseMiddleware")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies are made by collectstatic; without a manifest, a page never fails
+    # because collectstatic has not run yet (the test suite renders pages without it).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+PORT = env_int("PORT", 8000)
+WEB_WORKERS = env_int("WEB_WORKERS", 2)
+# /metrics answers a staff session, or `Authorization: Bearer <METRICS_TOKEN>` when it is set.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# Alerts go to every apprise URL here (comma or space separated): mailtos://, slack://, tgram://, json://...
+ALERT_URLS = os.environ.get("ALERT_URLS", "")
+ALERT_REMINDER_MINUTES = env_int("ALERT_REMINDER_MINUTES", 60)
+ALERT_NODE_DOWN_MINUTES = env_int("ALERT_NODE_DOWN_MINUTES", 5)

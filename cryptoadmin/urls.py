@@ -5,6 +5,7 @@ from .health import health
 from .signin.forms import SecondFactorLoginForm
 from .signin.views import enrol
 from balances.views import graphql_view
+from ops.metrics import metrics_view
 
 admin.site.site_header = "cryptoadmin"
 admin.site.site_title = "cryptoadmin"
@@ -17,4 +18,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("graphql", graphql_view, name="graphql"),
+    path("metrics", metrics_view, name="metrics"),
 ]

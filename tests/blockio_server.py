@@ -1,7 +1,14 @@
 """A local stand-in for block.io's v2 API (which cannot be reached from here), speaking the
 documented protocol over real HTTP on 127.0.0.1: the JSON envelope, amounts as decimal
 strings, api_key checks, 25 transactions a page with before_tx, and raw transactions whose
-txids are their real double-SHA256. Tests inject failures per method."""
+txids are their real double-SHA256 (of the serialization without witness data).
+
+Withdrawals spend the wallet's own received outputs (their inputs point at them), and follow
+block.io's documented nonce rule: "Withdrawal requests that provide duplicate nonces less
+than 1 hour apart will be rejected" (the error text is ours: the docs do not give it); an
+hour later the same nonce pays again. `clock` stands for block.io's time so a test can move
+it. Sent transactions are listed by get_transactions type=sent. Tests inject failures per
+method; "timeout" answers late but does the work, "drop" closes the connection before it."""
 import hashlib
 import json
 import os
@@ -32,14 +39,38 @@ def _h160(address: str) -> bytes:
     return _b58check_decode(address)[1:]
 
 
-def raw_tx(outputs: list[tuple[str, int]]) -> bytes:
-    """A serialized transaction (one made-up input) paying P2PKH outputs."""
-    body = (1).to_bytes(4, "little") + b"\x01" + os.urandom(32) + b"\x00\x00\x00\x00" + b"\x00" + b"\xff" * 4
-    body += bytes([len(outputs)])
+def raw_tx(outputs: list[tuple[str, int]], inputs: list[tuple[str, int]] | None = None, segwit: bool = False) -> bytes:
+    """A serialized transaction paying P2PKH outputs, spending `inputs` [(txid, vout)] (one
+    made-up input if none). With `segwit`, in BIP 144 form: marker, flag and a witness per
+    input; its txid is still the hash of the form without them (see stripped_tx)."""
+    inputs = inputs or [(os.urandom(32)[::-1].hex(), 0)]
+    ins = bytes([len(inputs)])
+    for txid, vout in inputs:
+        ins += bytes.fromhex(txid)[::-1] + vout.to_bytes(4, "little") + b"\x00" + b"\xff" * 4
+    outs = bytes([len(outputs)])
     for address, units in outputs:
         script = b"\x76\xa9\x14" + _h160(address) + b"\x88\xac"
-        body += units.to_bytes(8, "little") + bytes([len(script)]) + script
-    return body + b"\x00\x00\x00\x00"
+        outs += units.to_bytes(8, "little") + bytes([len(script)]) + script
+    version, locktime = (2 if segwit else 1).to_bytes(4, "little"), b"\x00\x00\x00\x00"
+    if not segwit:
+        return version + ins + outs + locktime
+    # One witness stack per input: a 71-byte signature and a 33-byte public key (made up).
+    witness = b"".join(b"\x02" + b"\x47" + os.urandom(71) + b"\x21" + b"\x02" + os.urandom(32) for _ in inputs)
+    return version + b"\x00\x01" + ins + outs + witness + locktime
+
+
+def stripped_tx(raw: bytes, n_inputs: int = 1) -> bytes:
+    """The non-witness serialization of a raw_tx(..., segwit=True) with P2PKH outputs, cut out
+    by hand (so the test does not trust the code it checks): version, inputs, outputs, locktime."""
+    body = raw[6:]  # after version (4) + marker and flag (2)
+    ins_len = 1 + n_inputs * (32 + 4 + 1 + 4)
+    n_out = body[ins_len]
+    outs_len = 1 + n_out * (8 + 1 + 25)
+    return raw[:4] + body[:ins_len + outs_len] + raw[-4:]
+
+
+def txid_of(raw: bytes) -> str:
+    return sha256d(raw)[::-1].hex()
 
 
 class FakeBlockIo:
@@ -49,7 +80,11 @@ class FakeBlockIo:
         self.available = 0
         self.txs: dict[str, dict] = {}  # txid -> {hex, confirmations, received: [(addr, units)], sent: [...]}
         self.received_order: list[str] = []  # newest first
-        self.nonces: dict[str, str] = {}
+        self.nonces: dict[str, str] = {}  # nonce -> txid of the withdraw that used it
+        self.nonce_times: dict[str, float] = {}
+        self.clock = time.time  # block.io's time; tests replace it to move an hour on
+        self.sent: list[dict] = []  # newest first: {txid, time, amounts: [(addr, units)]}
+        self.utxos: list[tuple[str, int, int]] = []  # (txid, vout, units) of ours, unspent
         self.requests: list[str] = []
         self.failures: dict[str, list[str]] = {}
         self.lock = threading.Lock()
@@ -88,17 +123,26 @@ class FakeBlockIo:
         self.addresses[address] = label
         return address
 
-    def receive(self, address: str, amount: str, confirmations: int = 0) -> str:
+    def receive(self, address: str, amount: str, confirmations: int = 0, segwit: bool = False) -> str:
         """Someone outside pays `address` (ours or not) and something else."""
         units = to_units(amount, 8)
         stranger, _ = new_address()
-        raw = raw_tx([(address, units), (stranger, 12_345)])
-        txid = sha256d(raw)[::-1].hex()
+        raw = raw_tx([(address, units), (stranger, 12_345)], segwit=segwit)
+        txid = txid_of(stripped_tx(raw) if segwit else raw)
         with self.lock:
             self.txs[txid] = {"hex": raw.hex(), "confirmations": confirmations, "received": [(address, units)]}
             self.received_order.insert(0, txid)
             if address in self.addresses:
                 self.available += units
+                self.utxos.append((txid, 0, units))
+        return txid
+
+    def foreign_payment(self, outputs: dict[str, int]) -> str:
+        """Someone else's transaction paying exactly these outputs from coins not ours."""
+        raw = raw_tx(list(outputs.items()))
+        txid = txid_of(raw)
+        with self.lock:
+            self.txs[txid] = {"hex": raw.hex(), "confirmations": 1, "received": []}
         return txid
 
     def confirm(self, n=1):
@@ -205,8 +249,19 @@ class FakeBlockIo:
                 "blockhash": None, "tx_hex": tx["hex"]}
 
     def api_get_transactions(self, params):
+        if params.get("type") == "sent":
+            sent = self.sent
+            if params.get("before_tx"):
+                index = [t["txid"] for t in sent].index(params["before_tx"])
+                sent = sent[index + 1:]
+            return {"network": "BTCTEST", "txs": [
+                {"txid": t["txid"], "confirmations": self.txs[t["txid"]]["confirmations"], "time": int(t["time"]),
+                 "from_green_address": True, "total_amount_sent": format_units(sum(u for _, u in t["amounts"]), 8),
+                 "amounts_sent": [{"recipient": a, "amount": format_units(u, 8)} for a, u in t["amounts"]],
+                 "senders": sorted(self.addresses)[:1], "confidence": 1.0, "propagated_by_nodes": None}
+                for t in sent[:PAGE]]}
         if params.get("type") != "received":
-            raise ValueError("Only type=received is served here.")
+            raise ValueError("Only type=received or type=sent is served here.")
         order = self.received_order
         if params.get("before_tx"):
             order = order[order.index(params["before_tx"]) + 1:]
@@ -220,8 +275,11 @@ class FakeBlockIo:
     def api_withdraw(self, params):
         if params.get("pin") != self.pin:
             raise ValueError("Invalid Secret PIN provided.")
-        if params.get("nonce") in self.nonces:
-            raise ValueError("Nonce already used: this withdrawal was already processed.")
+        nonce = params.get("nonce")
+        with self.lock:
+            if nonce and nonce in self.nonce_times and self.clock() - self.nonce_times[nonce] < 3600:
+                raise ValueError("Duplicate nonce provided: withdrawal requests with the same nonce less than "
+                                 "1 hour apart are rejected.")
         amounts = [to_units(a, 8) for a in params["amounts"].split(",")]
         addresses = params["to_addresses"].split(",")
         from ledger.backends.blockio import _b58check_decode
@@ -229,15 +287,23 @@ class FakeBlockIo:
         for address in addresses:
             if not _b58check_decode(address):
                 raise ValueError(f"Invalid address provided: {address}.")
-        if sum(amounts) + self.fee > self.available:
-            raise ValueError("Cannot withdraw funds without Network Fee. Insufficient balance.")
-        change = self.own_address("change")
-        raw = raw_tx(list(zip(addresses, amounts)) + [(change, self.available - sum(amounts) - self.fee)])
-        txid = sha256d(raw)[::-1].hex()
         with self.lock:
+            if sum(amounts) + self.fee > self.available:
+                raise ValueError("Cannot withdraw funds without Network Fee. Insufficient balance.")
+            # Spends every unspent output of ours (coin selection does not matter here).
+            spent, self.utxos = self.utxos, []
+            change_units = sum(u for _, _, u in spent) - sum(amounts) - self.fee
+            change = self.own_address("change")
+            raw = raw_tx(list(zip(addresses, amounts)) + [(change, change_units)],
+                         inputs=[(t, v) for t, v, _ in spent] or None)
+            txid = txid_of(raw)
             self.txs[txid] = {"hex": raw.hex(), "confirmations": 0, "received": []}
+            self.utxos.append((txid, len(addresses), change_units))
             self.available -= sum(amounts) + self.fee
-            self.nonces[params.get("nonce")] = txid
+            if nonce:
+                self.nonces[nonce] = txid
+                self.nonce_times[nonce] = self.clock()
+            self.sent.insert(0, {"txid": txid, "time": self.clock(), "amounts": list(zip(addresses, amounts))})
         return {"network": "BTCTEST", "txid": txid, "amount_withdrawn": format_units(sum(amounts) + self.fee, 8),
                 "amount_sent": format_units(sum(amounts), 8), "network_fee": format_units(self.fee, 8),
                 "blockio_fee": "0.00000000"}

@@ -135,3 +135,16 @@ def test_it_reports_a_failed_account_gathering_as_not_sent_and_never_calls_sendm
     assert called == ["move"]
     assert backend.find_by_comment("gather-fails") == []
     assert server.rpc("getbalance", "legacy", 1) == 5
+
+
+def test_it_sends_nothing_without_time_left_in_the_lease_and_proves_its_own_spends(wallet, node):
+    import time
+
+    backend = wallet.get_backend()
+    with pytest.raises(NotSent, match="lease"):
+        backend.send_many({backend.new_address(): 1000}, comment="no-time-left", deadline=time.monotonic() + 0.5)
+    assert backend.find_by_comment("no-time-left") == []
+    txid = backend.send_many({node.rpc("getnewaddress"): 1000}, comment="in-time", deadline=time.monotonic() + 30)
+    assert backend.spends_own_coins(txid) is True
+    coinbase = node.rpc("getblock", node.rpc("getblockhash", 1))["tx"][0]
+    assert backend.spends_own_coins(coinbase) is False

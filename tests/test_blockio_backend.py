@@ -4,10 +4,12 @@ import logging
 import pytest
 
 from ledger.backends import (
+    AlreadySent,
     BadReply, InsufficientFunds, InvalidAddress, NodeUnreachable, NotSent, OutcomeUnknown, TransactionNotFound,
 )
 from ledger.backends.blockio import BlockIoBackend
 from ledger.money import AmountError
+from tests.blockio_server import new_address
 
 
 @pytest.fixture
@@ -53,11 +55,13 @@ def test_it_reports_unknown_transactions_per_txid(backend, blockio):
 def test_it_withdraws_once_with_the_fee_and_a_nonce(backend, blockio):
     blockio.receive(blockio.own_address(), "2", confirmations=6)
     dest = blockio.own_address()  # any valid testnet address
-    txid = backend.send_many({dest: 30_000_000}, comment="broadcast-7")
-    assert blockio.nonces == {"broadcast-7": txid}
+    txid = backend.send_many({dest: 30_000_000}, comment="broadcast-7", nonce="a1b2c3")
+    assert blockio.nonces == {"a1b2c3": txid}
     assert backend.get_transaction(txid).fee == blockio.fee
-    with pytest.raises(NotSent, match="Nonce already used"):  # block.io refuses a repeat: nothing sent
-        backend.send_many({dest: 30_000_000}, comment="broadcast-7")
+    # block.io refuses a repeat within the hour: it proves the first one went, not that nothing did.
+    with pytest.raises(AlreadySent, match="nonce"):
+        backend.send_many({dest: 30_000_000}, comment="broadcast-7", nonce="a1b2c3")
+    assert len(blockio.sent) == 1
 
 
 def test_it_maps_withdraw_refusals(backend, blockio):
@@ -154,3 +158,102 @@ def test_it_keeps_key_and_pin_out_of_errors_and_logs(blockio_wallet, blockio, ca
     assert blockio.api_key not in text and blockio.pin not in text
     masked = str(blockio_wallet.backend_settings_masked())
     assert blockio.api_key not in masked and blockio.pin not in masked
+
+
+@pytest.fixture
+def full_listener():
+    """A loopback port whose accept queue is full: a connect there never completes (what a
+    firewall dropping packets or a host that is down looks like)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    yield port
+    filler.close()
+    server.close()
+
+
+def test_it_calls_a_connect_timeout_nothing_sent_and_a_read_timeout_unknown(blockio_wallet, blockio, full_listener):
+    blockio.receive(blockio.own_address(), "1", confirmations=6)
+    blockio_wallet.backend_settings = dict(blockio_wallet.backend_settings,
+                                           base_url=f"http://127.0.0.1:{full_listener}/api/v2/")
+    with pytest.raises(NotSent, match="nothing sent"):
+        BlockIoBackend(blockio_wallet, timeout=1).send_many({blockio.own_address(): 1000}, comment="c", nonce="n1")
+    blockio.fail_next("withdraw", "timeout")
+    with pytest.raises(OutcomeUnknown):  # connected, request sent, no answer: it may have paid
+        BlockIoBackend(_wallet(blockio), timeout=1).send_many(
+            {blockio.own_address(): 1000}, comment="r", nonce="n2")
+
+
+def _wallet(blockio):
+    from ledger.models import Wallet
+
+    return Wallet.objects.get(backend="blockio")
+
+
+def test_it_cuts_the_withdraw_timeouts_to_the_lease_and_sends_nothing_without_time(backend, blockio):
+    import time
+
+    blockio.receive(blockio.own_address(), "1", confirmations=6)
+    with pytest.raises(NotSent, match="lease"):
+        backend.send_many({blockio.own_address(): 1000}, comment="late", nonce="n3", deadline=time.monotonic() + 0.5)
+    assert blockio.count("withdraw") == 0
+    blockio.fail_next("withdraw", "timeout")  # answers after 3 s
+    started = time.monotonic()
+    with pytest.raises(OutcomeUnknown):
+        backend.send_many({blockio.own_address(): 1000}, comment="x", nonce="n4", deadline=time.monotonic() + 2.5)
+    assert time.monotonic() - started < 2.5  # given up before the lease ends
+
+
+def test_it_gives_a_segwit_transaction_its_txid_without_witness_data(backend, blockio):
+    from tests.blockio_server import raw_tx, sha256d, stripped_tx
+
+    mine = blockio.own_address()
+    raw = raw_tx([(mine, 70_000_000)], segwit=True)
+    assert raw[4:6] == b"\x00\x01"  # BIP 144 marker and flag
+    stripped = stripped_tx(raw)
+    assert len(stripped) == len(raw) - 2 - (1 + 1 + 71 + 1 + 33)  # marker, flag and one witness gone
+    txid = sha256d(stripped)[::-1].hex()
+    assert txid != sha256d(raw)[::-1].hex()  # the wtxid
+    blockio.txs[txid] = {"hex": raw.hex(), "confirmations": 3, "received": [(mine, 70_000_000)]}
+
+    info = backend.get_transaction(txid)
+
+    assert (info.txid, info.confirmations, info.received()) == (txid, 3, {mine: 70_000_000})
+    deposit = blockio.receive(mine, "0.25", segwit=True)
+    assert backend.get_transaction(deposit).received() == {mine: 25_000_000}
+
+
+def test_it_tells_its_own_spend_from_someone_elses_payment_of_the_same_outputs(backend, blockio):
+    blockio.receive(blockio.own_address(), "1", confirmations=6)
+    dest = new_address()[0]
+    ours = backend.send_many({dest: 20_000_000}, comment="o", nonce="n5")
+    theirs = blockio.foreign_payment({dest: 20_000_000})
+    assert backend.get_transaction(theirs).sent() == {dest: 20_000_000}  # the outputs alone match
+    assert backend.spends_own_coins(ours) is True
+    assert backend.spends_own_coins(theirs) is False
+
+
+def test_it_finds_its_sends_since_a_time_by_their_outputs(backend, blockio):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    blockio.receive(blockio.own_address(), "1", confirmations=6)
+    dest = new_address()[0]
+    before = timezone.now() - timedelta(seconds=5)
+    txid = backend.send_many({dest: 10_000_000}, comment="f", nonce="n6")
+    backend.send_many({dest: 10_000_001}, comment="g", nonce="n7")
+    assert backend.find_sent({dest: 10_000_000}, before) == [txid]
+    assert backend.find_sent({dest: 10_000_000}, timezone.now() + timedelta(seconds=60)) == []
+
+
+def test_it_names_witness_v0_outputs_by_their_bech32_address():
+    from ledger.backends.blockio import _script_address
+
+    program = bytes.fromhex("751e76e8199196d454941c45d1b3a323f1433bd6")  # BIP 173's example
+    assert _script_address(b"\x00\x14" + program, (0, 5), "bc") == "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+    assert _script_address(b"\x00\x14" + program, (0, 5), None) is None

@@ -2,11 +2,13 @@
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
+from django.utils import timezone
 
 from broadcasts.models import Broadcast, OutgoingTransaction
 from broadcasts.services import Broadcaster, send_external
 from ledger.backends import OutcomeUnknown
 from ledger.backends.bitcoind import BitcoindBackend
+from tests.broadcast_helpers import end_lease
 from tests.conftest import credit_user, grant
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +17,7 @@ CLOSE = "broadcasts.close_broadcast_by_hand"
 
 
 class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment):
+    def send_many(self, outputs, comment, **kwargs):
         raise OutcomeUnknown("connection lost (simulated)")
 
 
@@ -24,7 +26,7 @@ def interrupted(wallet, node):
     """An opened, never closed broadcast of one real outgoing transaction."""
     send_external(credit_user(wallet, "erin", 10**7), node.rpc("getnewaddress"), 1_234_567)
     Broadcaster(wallet, backend=SendOutcomeUnknown(wallet)).run()
-    return Broadcast.objects.get(state=Broadcast.State.OPENED)
+    return end_lease(Broadcast.objects.get(state=Broadcast.State.OPENED))
 
 
 @pytest.fixture
@@ -153,3 +155,28 @@ def test_it_queues_an_outgoing_transaction_from_the_admin_form(client, operator,
 
     out = OutgoingTransaction.objects.get()
     assert (out.address, out.amount, out.created_by, out.account.user_id) == (address, 25_000_000, operator, "frank")
+
+
+def test_it_shows_a_late_reply_in_red_until_someone_acknowledges_it(client, closer, viewer, wallet):
+    flagged = Broadcast.objects.create(
+        wallet=wallet, state="closed_failed", label="late-1", opened_at=timezone.now(), closed_at=timezone.now(),
+        closed_by=closer, close_method="never_left", close_reason="looked empty", txid="ef" * 32,
+        needs_attention=True, last_error="LATE REPLY: closed as never left, but the node paid it")
+    page = client.get(reverse("admin:index")).content.decode()
+    assert "1 broadcast(s) need attention" in page and "?interrupted=attention" in page
+    change = client.get(urls(flagged)["change"]).content.decode()
+    assert "LATE REPLY" in change and "Acknowledge" in change
+    ack = reverse("admin:broadcasts_broadcast_acknowledge", args=[flagged.pk])
+    grant(viewer, "broadcasts.view_broadcast")
+    client.force_login(viewer)
+    assert client.post(ack, {"reason": "x"}).status_code == 403
+    client.force_login(closer)
+    client.post(ack, {"reason": ""})
+    assert Broadcast.objects.get(pk=flagged.pk).needs_attention
+
+    client.post(ack, {"reason": "asked the user to return the double payment"})
+
+    flagged.refresh_from_db()
+    assert not flagged.needs_attention and "asked the user" in flagged.last_error and "LATE REPLY" in flagged.last_error
+    assert "need attention" not in client.get(reverse("admin:index")).content.decode()
+    assert "Acknowledged" in LogEntry.objects.get(object_id=str(flagged.pk)).change_message

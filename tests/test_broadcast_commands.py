@@ -9,13 +9,14 @@ from broadcasts.models import Broadcast
 from broadcasts.services import Broadcaster, send_external
 from ledger.backends import OutcomeUnknown
 from ledger.backends.bitcoind import BitcoindBackend
+from tests.broadcast_helpers import end_lease
 from tests.conftest import PYTHON, REPO, credit_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment):
+    def send_many(self, outputs, comment, **kwargs):
         raise OutcomeUnknown("read timeout (simulated)")
 
 
@@ -47,12 +48,25 @@ def test_it_lists_interrupted_broadcasts_and_exits_1(wallet, node, child_env):
     send_external(credit_user(wallet, "hal", 10**6), node.rpc("getnewaddress"), 50_000)
     Broadcaster(wallet, backend=SendOutcomeUnknown(wallet)).run()
     broadcast = Broadcast.objects.get()
+    in_flight = subprocess.run(check, cwd=REPO, env=child_env, capture_output=True, text=True, timeout=60)
+    assert in_flight.returncode == 0  # its lease runs: still sending, not interrupted
+    end_lease(broadcast)
 
     dirty = subprocess.run(check, cwd=REPO, env=child_env, capture_output=True, text=True, timeout=60)
 
     assert dirty.returncode == 1 and broadcast.label in dirty.stdout and "read timeout" in dirty.stdout
     code, out = run("broadcast", "--wallet", wallet.name)
     assert code == 2 and "refusing to broadcast" in out and f"#{broadcast.pk}" in out
+
+
+def test_it_lists_broadcasts_needing_attention_and_exits_1(wallet):
+    from django.utils import timezone
+
+    Broadcast.objects.create(wallet=wallet, state="broadcasted", label="late-9", txid="9a" * 32,
+                             opened_at=timezone.now(), needs_attention=True,
+                             last_error="LATE REPLY: closed as never left, but the node paid it\nearlier error")
+    code, out = run("check_interrupted_broadcasts")
+    assert code == 1 and "late-9" in out and "NEEDS ATTENTION: LATE REPLY" in out and "earlier error" not in out
 
 
 def test_it_registers_its_schedule_idempotently_and_the_task_runs_every_wallet(wallet, node):

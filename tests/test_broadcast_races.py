@@ -23,6 +23,7 @@ from ledger import services as ledger
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account
 from ledger.money import to_units
+from tests.broadcast_helpers import end_lease
 from tests.conftest import PYTHON, REPO, funded_wallet, grant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,6 +103,11 @@ def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(btc, node, 
     send_external(alice, address, 7_000_000)
     kill_when_paused(broadcaster_process(child_env, wallet, pause="after_open"), "after_open")
     wait_lock_released(wallet)
+    killed = Broadcast.objects.get()
+    assert killed.in_flight and not interrupted_broadcasts().exists()  # nobody knows it died: its lease runs
+    with pytest.raises(CloseError, match="still sending"):
+        close_as_never_left(killed, closer, "too early")
+    end_lease(killed)
 
     interrupted = Broadcast.objects.get()
     assert interrupted.state == Broadcast.State.OPENED and list(interrupted_broadcasts()) == [interrupted]
@@ -129,6 +135,7 @@ def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(btc
     send_external(alice, address, 9_000_000)
     kill_when_paused(broadcaster_process(child_env, wallet, pause="after_send"), "after_send")
     wait_lock_released(wallet)
+    end_lease(Broadcast.objects.get())
 
     interrupted = Broadcast.objects.get()
     assert (interrupted.state, interrupted.txid) == (Broadcast.State.OPENED, "")
@@ -155,9 +162,9 @@ def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(btc
 class DiesBeforeSend(BitcoindBackend):
     """The node answers the ping, then is gone when sendmany connects (refused: provably not sent)."""
 
-    def send_many(self, outputs, comment):
+    def send_many(self, outputs, comment, **kwargs):
         self.url = "http://u:p@127.0.0.1:9"
-        return super().send_many(outputs, comment)
+        return super().send_many(outputs, comment, **kwargs)
 
 
 def test_it_marks_nothing_and_loses_nothing_when_the_node_is_unreachable(btc, node, fresh_node):
@@ -180,3 +187,111 @@ def test_it_marks_nothing_and_loses_nothing_when_the_node_is_unreachable(btc, no
     assert Broadcaster(wallet).run().sent == 1
     assert_paid_once(wallet, {address: 3_000_000})
     assert_books_match_node(wallet, "alice")
+
+
+def test_it_sends_a_broadcast_killed_after_collecting_once_on_the_next_run(btc, node, fresh_node, child_env):
+    wallet, alice = funded_wallet(btc, fresh_node())
+    address = node.rpc("getnewaddress")
+    send_external(alice, address, 4_000_000)
+    kill_when_paused(broadcaster_process(child_env, wallet, pause="after_collect"), "after_collect")
+    wait_lock_released(wallet)
+
+    collected = Broadcast.objects.get()
+    assert collected.state == Broadcast.State.COLLECTED and not interrupted_broadcasts().exists()
+    assert Broadcaster(wallet).run().sent == 1
+    assert Broadcast.objects.get().state == Broadcast.State.BROADCASTED  # the same one, not a second
+    assert_paid_once(wallet, {address: 4_000_000})
+    assert_books_match_node(wallet, "alice")
+
+
+def test_it_keeps_the_txid_of_a_broadcaster_killed_while_booking_and_settles_it_by_hand(btc, node, fresh_node,
+                                                                                          child_env, closer):
+    wallet, alice = funded_wallet(btc, fresh_node())
+    address = node.rpc("getnewaddress")
+    send_external(alice, address, 6_000_000)
+    kill_when_paused(broadcaster_process(child_env, wallet, pause="before_settle_commit"), "before_settle_commit")
+    wait_lock_released(wallet)
+
+    killed = Broadcast.objects.get()
+    assert (killed.state, len(killed.txid)) == (Broadcast.State.OPENED, 64)  # the booking rolled back, not the txid
+    assert OutgoingTransaction.objects.get().state == "broadcasting"
+    with pytest.raises(CloseError, match="still sending"):
+        close_as_broadcasted(killed, killed.txid, closer, "too early")
+    end_lease(killed)
+    assert find_on_chain(killed) == [killed.txid]
+
+    close_as_broadcasted(killed, killed.txid, closer, "txid recorded before the crash")
+
+    assert Broadcast.objects.get().state == "closed_broadcasted"
+    assert_paid_once(wallet, {address: 6_000_000})
+    assert_books_match_node(wallet, "alice")
+
+
+def test_it_leaves_a_refused_send_killed_before_its_commit_for_a_person_and_pays_nothing(btc, node, fresh_node,
+                                                                                           child_env, closer):
+    from tests.conftest import credit_user
+
+    wallet, alice = funded_wallet(btc, fresh_node(), blocks=101)
+    credit_user(wallet, "alice", 100 * 10**8)  # the books promise more than the node holds
+    address = node.rpc("getnewaddress")
+    send_external(alice, address, 120 * 10**8)
+    kill_when_paused(broadcaster_process(child_env, wallet, pause="before_fail_commit"), "before_fail_commit")
+    wait_lock_released(wallet)
+
+    killed = end_lease(Broadcast.objects.get())
+    assert killed.state == Broadcast.State.OPENED and list(interrupted_broadcasts()) == [killed]
+    close_as_never_left(killed, closer, "insufficient funds: nothing on the node")
+    out = OutgoingTransaction.objects.get()
+    assert (out.state, out.returned_by_id) == ("queued", killed.pk)
+    assert node_sends(wallet) == []
+
+
+def blockio_broadcaster(child_env, wallet, point):
+    env = dict(child_env, CRYPTOADMIN_FAULT=f"broadcast.{point}=pause:120")
+    return subprocess.Popen([PYTHON, "manage.py", "broadcast", "--wallet", wallet.name], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def lost_withdraw(blockio_wallet, blockio, settings):
+    """A block.io withdraw whose connection dropped before block.io did anything, lease over."""
+    from ledger import imports
+    from tests.blockio_server import new_address
+
+    settings.NODE_RPC_TIMEOUT = 1
+    blockio.receive(blockio.own_address("house"), "1", confirmations=6)
+    alice = ledger.user_account("alice", blockio_wallet.currency)
+    imports.import_unaccounted_balance(blockio_wallet.pk, alice.pk)
+    destination = new_address()[0]
+    send_external(alice, destination, 10_000_000)
+    blockio.fail_next("withdraw", "drop")
+    Broadcaster(blockio_wallet).run()
+    return end_lease(Broadcast.objects.get(state="opened")), destination
+
+
+def test_it_repeats_a_nonce_retry_killed_before_it_sent_and_pays_once(blockio_wallet, blockio, lost_withdraw,
+                                                                      child_env):
+    broadcast, destination = lost_withdraw
+    kill_when_paused(blockio_broadcaster(child_env, blockio_wallet, "after_retry_claim"), "after_retry_claim")
+    broadcast.refresh_from_db()
+    assert broadcast.in_flight and blockio.sent == []  # the retry holds the lease; nothing sent
+    end_lease(broadcast)
+
+    Broadcaster(blockio_wallet).run()
+
+    broadcast.refresh_from_db()
+    assert broadcast.state == "broadcasted" and [s["txid"] for s in blockio.sent] == [broadcast.txid]
+
+
+def test_it_settles_a_nonce_retry_killed_after_it_sent_by_the_send_it_made(blockio_wallet, blockio, lost_withdraw,
+                                                                         child_env):
+    broadcast, destination = lost_withdraw
+    kill_when_paused(blockio_broadcaster(child_env, blockio_wallet, "after_retry_send"), "after_retry_send")
+    assert len(blockio.sent) == 1  # the retry paid; its reply died with the process
+    end_lease(broadcast)
+
+    Broadcaster(blockio_wallet).run()  # repeats again: refused as a used nonce, settled by the send found
+
+    broadcast.refresh_from_db()
+    assert (broadcast.state, broadcast.txid) == ("broadcasted", blockio.sent[0]["txid"])
+    assert len(blockio.sent) == 1 and blockio.count("withdraw") == 3

@@ -9,13 +9,14 @@ from ledger import services as ledger
 from ledger.backends import NodeUnreachable, OutcomeUnknown
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account, NetworkTransaction, Transaction
+from tests.broadcast_helpers import end_lease
 from tests.conftest import credit_user, funded_wallet, make_wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment):
+    def send_many(self, outputs, comment, **kwargs):
         raise OutcomeUnknown("timeout after sending (simulated)")
 
 
@@ -124,6 +125,11 @@ def test_it_leaves_an_unknown_outcome_opened_and_refuses_the_wallet_until_closed
     broadcast = Broadcast.objects.get()
     assert result.refused and "INTERRUPTED" in result.message
     assert broadcast.state == Broadcast.State.OPENED and "timeout after sending" in broadcast.last_error
+    # Until its lease is over the node may still answer: in flight, not interrupted.
+    assert broadcast.in_flight and list(interrupted_broadcasts()) == []
+    meanwhile = Broadcaster(wallet).run()
+    assert not meanwhile.refused and "still sending" in meanwhile.message and meanwhile.sent == 0
+    end_lease(broadcast)
     assert list(interrupted_broadcasts()) == [broadcast]
     again = Broadcaster(wallet).run()
     assert again.refused and f"#{broadcast.pk}" in again.message and again.sent == 0
@@ -196,3 +202,79 @@ def test_it_spends_coins_that_arrived_at_users_receiving_addresses(btc, two_node
     broadcast = Broadcast.objects.get()
     assert (sent, broadcast.state, broadcast.last_error) == (1, Broadcast.State.BROADCASTED, "")
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
+
+
+class PaysThenLosesTheReply(BitcoindBackend):
+    """sendmany reaches the node and pays; its answer never comes back."""
+
+    def send_many(self, outputs, comment, **kwargs):
+        super().send_many(outputs, comment, **kwargs)
+        raise OutcomeUnknown("connection lost after sending (simulated)")
+
+
+class NodeNotCaughtUp(BitcoindBackend):
+    """The operator's look at the node wallet before it recorded the send."""
+
+    def find_by_comment(self, comment):
+        return []
+
+
+def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_shows_up(btc, node, fresh_node,
+                                                                                    operator):
+    from broadcasts.services import close_as_never_left
+    from tests.conftest import grant
+
+    wallet, alice = funded_wallet(btc, fresh_node())
+    address = node.rpc("getnewaddress")
+    out = send_external(alice, address, 2_500_000)
+    Broadcaster(wallet, backend=PaysThenLosesTheReply(wallet)).run()
+    broadcast = end_lease(Broadcast.objects.get())
+    close_as_never_left(broadcast, grant(operator, "broadcasts.close_broadcast_by_hand"), "node showed nothing",
+                        backend=NodeNotCaughtUp(wallet))
+    out.refresh_from_db()
+    assert out.state == "queued"
+
+    result = Broadcaster(wallet).run()
+
+    broadcast.refresh_from_db()
+    out.refresh_from_db()
+    assert result.sent == 0 and Broadcast.objects.count() == 1  # nothing collected again
+    assert (broadcast.state, broadcast.needs_attention, out.state) == ("broadcasted", True, "broadcasted")
+    assert "LATE REPLY" in broadcast.last_error and broadcast.close_method == "never_left"
+    sends = [e for e in wallet.get_backend().list_transactions(1000) if e["category"] == "send"]
+    assert [e["txid"] for e in sends] == [broadcast.txid]
+    Broadcaster(wallet).run()
+    broadcast.refresh_from_db()
+    assert broadcast.fee == wallet.get_backend().get_transaction(broadcast.txid).fee > 0  # filled in
+    assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
+
+
+class WalletListNotCaughtUp(BitcoindBackend):
+    def list_transactions(self, count=1000, skip=0):
+        return []
+
+
+def test_it_flags_a_late_payment_whose_outgoing_were_already_sent_again_and_books_nothing_twice(
+        btc, node, fresh_node, operator):
+    from broadcasts.services import close_as_never_left, record_late_reply
+    from tests.conftest import grant
+
+    wallet, alice = funded_wallet(btc, fresh_node())
+    out = send_external(alice, node.rpc("getnewaddress"), 1_500_000)
+    Broadcaster(wallet, backend=PaysThenLosesTheReply(wallet)).run()
+    first = end_lease(Broadcast.objects.get())
+    close_as_never_left(first, grant(operator, "broadcasts.close_broadcast_by_hand"), "node showed nothing",
+                        backend=NodeNotCaughtUp(wallet))
+    assert Broadcaster(wallet, backend=WalletListNotCaughtUp(wallet)).run().sent == 1  # paid a second time
+    [txid] = [e["txid"] for e in wallet.get_backend().list_transactions(1000)
+              if e.get("comment") == first.label and e["category"] == "send"]
+
+    note = record_late_reply(first.pk, txid)
+
+    first.refresh_from_db()
+    out.refresh_from_db()
+    assert "ALREADY SENT AGAIN" in note and f"#{out.pk}" in note
+    assert (first.state, first.txid, first.needs_attention) == ("closed_failed", txid, True)
+    assert out.state == "broadcasted" and out.broadcast_id != first.pk
+    assert Transaction.objects.filter(kind="broadcasted").count() == 1  # booked once, by the second broadcast
+    assert tuple(Broadcaster(wallet).run()) == (0, 0)  # the watch finds nothing more to do

@@ -149,3 +149,16 @@ def test_it_calls_block_io_once_for_many_anonymous_hits(client, blockio_wallet, 
     for _ in range(20):
         assert client.get("/health").status_code in (200, 503)
     assert len(blockio.requests) == first_probe  # later hits within seconds are served from the cache
+
+
+def test_it_is_503_while_a_late_reply_needs_attention(client, wallet):
+    from broadcasts.models import Broadcast
+
+    _recent_task()
+    status, body = _get(client)
+    assert body["broadcasts"] == {"ok": True, "interrupted": []}
+    flagged = Broadcast.objects.create(wallet=wallet, state="broadcasted", txid="7c" * 32, opened_at=timezone.now(),
+                                       needs_attention=True, last_error="LATE REPLY")
+    status, body = _get(client)
+    assert status == 503
+    assert body["broadcasts"] == {"ok": False, "interrupted": [], "attention": [flagged.pk]}

@@ -40,6 +40,12 @@ def test_it_refuses_empty_allowed_hosts_in_production():
     assert "cryptoadmin.E002" in result.stderr
 
 
+def test_it_refuses_a_send_lease_without_margin_or_a_nonce_window_past_the_hour():
+    result = _manage("check", DEBUG="1", BROADCAST_LEASE_MARGIN="0", BLOCKIO_NONCE_WINDOW="3600")
+    assert result.returncode != 0
+    assert "cryptoadmin.E004" in result.stderr and "cryptoadmin.E005" in result.stderr
+
+
 def test_it_refuses_a_guessable_health_token():
     result = _manage("check", DEBUG="1", DATABASE_URL="sqlite:////tmp/x.sqlite3", HEALTH_TOKEN="short")
     assert result.returncode != 0

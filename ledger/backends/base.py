@@ -32,6 +32,11 @@ class OutcomeUnknown(BackendError):
     """A state-changing request may or may not have taken effect (timeout, connection lost mid-call)."""
 
 
+class AlreadySent(BackendError):
+    """The backend refused a send because the same send (same nonce) was already made: it left
+    with the earlier request, whose txid this reply does not give."""
+
+
 class TransactionNotFound(BackendError):
     """The node's wallet does not know this txid."""
 
@@ -156,12 +161,31 @@ class Backend:
         Backends without it raise NotImplementedError and the tracker polls by txid."""
         raise NotImplementedError
 
-    def send_many(self, outputs: dict[str, int], comment: str) -> str:
+    # True when a repeated send with the same nonce cannot pay twice (within a window).
+    supports_nonce = False
+    # True when find_by_comment can prove a send never reached the wallet.
+    keeps_comments = True
+
+    def send_many(self, outputs: dict[str, int], comment: str, *, nonce: str = "",
+                  deadline: float | None = None) -> str:
         """Pay every address its base units in one transaction; returns the txid.
 
-        Raises NotSent / InsufficientFunds / InvalidAddress when provably nothing was sent,
-        OutcomeUnknown when it may have been.
+        `deadline` (time.monotonic()) is when the caller's lease on this send runs out: the
+        state-changing request is not started without time left, and its timeouts are cut so
+        the reply, or the giving up, comes before it. `nonce` is passed on where the backend
+        knows one (block.io). Raises NotSent / InsufficientFunds / InvalidAddress when
+        provably nothing was sent, AlreadySent when the nonce was used, OutcomeUnknown when
+        it may have been sent.
         """
+        raise NotImplementedError
+
+    def spends_own_coins(self, txid: str) -> bool:
+        """Whether every input of the transaction spends this wallet's coins."""
+        raise NotImplementedError
+
+    def find_sent(self, outputs: dict[str, int], since) -> list[str]:
+        """Txids of wallet sends since `since` (a datetime) paying exactly `outputs`, where the
+        backend cannot search by comment."""
         raise NotImplementedError
 
     def find_by_comment(self, comment: str) -> list[str]:
@@ -195,3 +219,16 @@ _URL_CREDENTIALS = re.compile(r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<
 def mask_url(url: str) -> str:
     """http://user:pass@host:port -> http://•••@host:port"""
     return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}•••@", url, count=1)
+
+
+def seconds_left(deadline: float | None, default: float) -> float:
+    """The timeout a state-changing call may use so that it ends before `deadline`: a call
+    is a connect and a reply wait, each bounded by the timeout, so half of what is left."""
+    if deadline is None:
+        return default
+    import time
+
+    left = deadline - time.monotonic()
+    if left < 1:
+        raise NotSent("the send's lease has too little time left for the node call; nothing was sent")
+    return min(default, left / 2)

@@ -38,6 +38,7 @@ from .base import (
     TxOutput,
     check_txid,
     mask_url,
+    seconds_left,
 )
 
 # A stale keep-alive connection: safe to reconnect and repeat a read-only call.
@@ -58,8 +59,8 @@ class BitcoindBackend(Backend):
 
     # -- transport ---------------------------------------------------------------------
 
-    def _new_proxy(self):
-        return AuthServiceProxy(self.url, timeout=self.timeout)
+    def _new_proxy(self, timeout: float | None = None):
+        return AuthServiceProxy(self.url, timeout=timeout or self.timeout)
 
     def _proxy_for_reads(self):
         if self._proxy is None:
@@ -109,10 +110,10 @@ class BitcoindBackend(Backend):
                     self._proxy = None
                 raise self._translate(exc, method, state_changing=False) from exc
 
-    def call_once(self, method: str, *params):
+    def call_once(self, method: str, *params, timeout: float | None = None):
         """A state-changing call: fresh connection, never repeated."""
         _refuse_inexact(params)
-        proxy = self._new_proxy()
+        proxy = self._new_proxy(timeout)
         try:
             return getattr(proxy, method)(*params)
         except Exception as exc:
@@ -285,12 +286,15 @@ class BitcoindBackend(Backend):
         # A target deeper than the chain yields the null hash: "from the start" next time.
         return SinceBlock(tuple(transactions), "" if not lastblock.strip("0") else lastblock, errors)
 
-    def send_many(self, outputs: dict[str, int], comment: str) -> str:
+    def send_many(self, outputs: dict[str, int], comment: str, *, nonce: str = "",
+                  deadline: float | None = None) -> str:
         if not outputs:
             raise AmountError("send_many needs at least one output")
         amounts = {address: self.amount_str(units) for address, units in outputs.items()}
         self._gather_accounts()
-        txid = self.call_once("sendmany", "", amounts, 1, comment)
+        # Measured after gathering: sendmany itself must answer, or be given up, within the lease.
+        timeout = seconds_left(deadline, self.timeout)
+        txid = self.call_once("sendmany", "", amounts, 1, comment, timeout=timeout)
         if not isinstance(txid, str) or len(txid) != 64:
             raise OutcomeUnknown(f"sendmany returned {txid!r}, not a txid")
         return txid
@@ -315,6 +319,10 @@ class BitcoindBackend(Backend):
                     self.call_once("move", name, "", self.amount_str(units))
         except BackendError as exc:
             raise NotSent(f"before sendmany, moving accounts to the default one: {exc}", code=exc.code) from exc
+
+    def spends_own_coins(self, txid: str) -> bool:
+        # bitcoind lists "send" details only for transactions whose inputs its wallet debited.
+        return any(out.category == "send" for out in self.get_transaction(txid).outputs)
 
     def list_transactions(self, count: int = 1000, skip: int = 0) -> list[dict]:
         return self.call("listtransactions", "*", count, skip, True)

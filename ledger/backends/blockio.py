@@ -6,16 +6,22 @@ decimal strings, HTTP 429 when rate-limited.
 
 Decisions:
 - withdraw is the one state-changing call: a single POST (the PIN goes in the body, never
-  in a URL), never retried, with the broadcast's comment as block.io's `nonce`, which makes
-  a repeat of the same withdrawal a no-op on their side. A "fail" envelope or a refused
-  connection proves nothing was sent; a timeout or a dropped connection is OutcomeUnknown,
-  which leaves the broadcast interrupted exactly as with bitcoind.
+  in a URL), never retried by this module, with the broadcast's `nonce` (random, committed on
+  the broadcast before the call). block.io rejects "withdrawal requests that provide duplicate
+  nonces less than 1 hour apart": that refusal is AlreadySent (the earlier request went
+  through), so re-issuing a lost withdraw within the hour pays at most once.
+- Connect-phase failures (connection refused, connect timeout) prove nothing was sent:
+  NotSent. Once connected, a read timeout or a dropped connection is OutcomeUnknown. The
+  withdraw's timeouts are cut to the caller's deadline (the send's lease).
 - Reads are retried with exponential backoff, and 429 honours Retry-After within a bound.
-- get_transaction: get_raw_transaction gives confirmations and the raw hex; the outputs are
-  decoded here (P2PKH/P2SH) and classified against the account's own addresses
-  (get_my_addresses), so deposits credit the same way as with bitcoind.
-- block.io has no transaction comments: find_by_comment raises, so an interrupted
-  broadcast can only be settled by an operator giving the txid ("It reached the network").
+- get_transaction: get_raw_transaction gives confirmations and the raw hex; the txid is
+  checked against the hash of the serialization without witness data (BIP 144), the
+  outputs are decoded here (P2PKH/P2SH, P2WPKH/P2WSH) and classified against the account's
+  own addresses (get_my_addresses), so deposits credit the same way as with bitcoind.
+- spends_own_coins: every input's previous output (get_raw_transaction of its txid) pays one
+  of the account's addresses: matching outputs alone could be anyone's payment.
+- block.io has no transaction comments: find_by_comment raises; find_sent lists the sent
+  transactions (get_transactions type=sent) since a time whose outputs match.
 - Addresses are validated locally: base58check with the network's version bytes.
 - The API key and PIN never appear in an exception, a log line or the admin.
 """
@@ -33,6 +39,7 @@ from ..txids import is_txid
 from .base import (
     Backend,
     BackendError,
+    AlreadySent,
     BadReply,
     InsufficientFunds,
     InvalidAddress,
@@ -45,12 +52,15 @@ from .base import (
     TransactionNotFound,
     TxInfo,
     TxOutput,
+    seconds_left,
     check_txid,
 )
 
 log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://block.io/api/v2/"
 # (p2pkh, p2sh) version bytes per block.io network name.
+# bech32 human-readable parts of segwit addresses per network (Dogecoin has none).
+SEGWIT_HRP = {"BTC": "bc", "BTCTEST": "tb", "LTC": "ltc", "LTCTEST": "tltc"}
 ADDRESS_VERSIONS = {
     "BTC": (0x00, 0x05), "BTCTEST": (0x6F, 0xC4), "LTC": (0x30, 0x32), "LTCTEST": (0x6F, 0x3A),
     "DOGE": (0x1E, 0x16), "DOGETEST": (0x71, 0xC4),
@@ -59,6 +69,8 @@ B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 class BlockIoBackend(Backend):
+    supports_nonce = True
+    keeps_comments = False
     max_attempts = 3
     backoff = 0.2  # seconds, doubled each retry
     max_retry_after = 5.0
@@ -94,6 +106,8 @@ class BlockIoBackend(Backend):
         if body["status"] == "fail":
             message = self._scrub(str(body["data"].get("error_message", "no error message")))
             lowered = message.lower()
+            if "nonce" in lowered and ("duplicate" in lowered or "already" in lowered):
+                raise AlreadySent(f"block.io {method}: {message}")
             if "insufficient" in lowered or "not enough" in lowered:
                 raise InsufficientFunds(f"block.io {method}: {message}")
             if "address" in lowered and "invalid" in lowered:
@@ -132,18 +146,22 @@ class BlockIoBackend(Backend):
             return self._envelope(method, response)
         raise AssertionError("unreachable")
 
-    def write(self, method: str, **params) -> dict:
+    def write(self, method: str, timeout: float | None = None, **params) -> dict:
         """A state-changing request: one attempt, outcome classified."""
         url = f"{self.base_url}{method}/"
+        timeout = timeout or self.timeout
         try:
             response = self.session.post(url, data={"api_key": self.api_key, "pin": self.pin, **params},
-                                         timeout=(min(5, self.timeout), self.timeout))
+                                         timeout=(min(5, timeout), timeout))
+        except requests.ConnectTimeout:
+            # Checked first: requests' ConnectTimeout is also a ConnectionError and a Timeout.
+            raise NotSent(f"block.io {method}: could not connect in time, nothing sent") from None
         except requests.ConnectionError as exc:
             if _refused(exc):
                 raise NotSent(f"block.io {method}: connection refused, nothing sent") from None
             raise OutcomeUnknown(f"block.io {method}: connection lost, outcome unknown ({type(exc).__name__})") from None
         except requests.Timeout:
-            raise OutcomeUnknown(f"block.io {method}: no answer in {self.timeout} s, outcome unknown") from None
+            raise OutcomeUnknown(f"block.io {method}: no answer in {timeout:g} s, outcome unknown") from None
         except requests.RequestException as exc:
             raise OutcomeUnknown(f"block.io {method}: {type(exc).__name__}, outcome unknown") from None
         if response.status_code == 429:
@@ -199,25 +217,79 @@ class BlockIoBackend(Backend):
         return {b["address"]: self.units(b["available_balance"]) + self.units(b.get("pending_received_balance", "0"))
                 for b in data.get("balances", [])}
 
-    def get_transaction(self, txid: str) -> TxInfo:
+    def _raw(self, txid: str) -> tuple[dict, bytes]:
         data = self.read("get_raw_transaction", txid=txid)
         try:
-            confirmations = int(data["confirmations"])
             raw = bytes.fromhex(data["tx_hex"])
         except (KeyError, TypeError, ValueError):
-            raise BadReply(f"block.io get_raw_transaction {txid}: no confirmations or tx_hex") from None
+            raise BadReply(f"block.io get_raw_transaction {txid}: no tx_hex") from None
         if _txid(raw) != txid:
             raise BadReply(f"block.io get_raw_transaction {txid}: tx_hex hashes to another txid")
+        return data, raw
+
+    def _address(self, script: bytes) -> str | None:
+        return _script_address(script, ADDRESS_VERSIONS.get(self.network, (0, 5)), SEGWIT_HRP.get(self.network))
+
+    def get_transaction(self, txid: str) -> TxInfo:
+        data, raw = self._raw(txid)
+        try:
+            confirmations = int(data["confirmations"])
+        except (KeyError, TypeError, ValueError):
+            raise BadReply(f"block.io get_raw_transaction {txid}: no confirmations") from None
         mine = self.my_addresses()
         outputs = []
         for vout, (value, script) in enumerate(_decode_outputs(raw)):
-            address = _script_address(script, ADDRESS_VERSIONS.get(self.network, (0, 5)))
+            address = self._address(script)
             if address is None:
                 continue
             outputs.append(TxOutput(address=address, category="receive" if address in mine else "send",
                                     amount=value, vout=vout))
         return TxInfo(txid=txid, confirmations=confirmations, fee=self._fees.get(txid), outputs=tuple(outputs),
                       blockhash=data.get("blockhash"))
+
+    def spends_own_coins(self, txid: str) -> bool:
+        _, raw = self._raw(txid)
+        inputs, outputs, _ = _parse(raw)
+        mine = self.my_addresses()
+        spent = 0
+        for prev_txid, vout in inputs:
+            try:
+                _, prev = self._raw(prev_txid)
+            except TransactionNotFound:
+                return False
+            prev_outputs = _decode_outputs(prev)
+            if vout >= len(prev_outputs) or self._address(prev_outputs[vout][1]) not in mine:
+                return False
+            spent += prev_outputs[vout][0]
+        if inputs and txid not in self._fees and spent >= sum(value for value, _ in outputs):
+            # All inputs are ours, so we know what they held: the fee is what the outputs leave.
+            self._fees[txid] = spent - sum(value for value, _ in outputs)
+        return bool(inputs)
+
+    def find_sent(self, outputs: dict[str, int], since) -> list[str]:
+        """Sent transactions since `since` (paged newest first) paying exactly `outputs`; change
+        back to our own addresses is not counted as paid."""
+        cutoff = since.timestamp() - 60  # block.io's clock and ours may differ a little
+        mine = self.my_addresses()
+        found, before = [], None
+        while True:
+            data = self.read("get_transactions", type="sent", **({"before_tx": before} if before else {}))
+            txs = data.get("txs", [])
+            for tx in txs:
+                try:
+                    if int(tx["time"]) < cutoff:
+                        return found
+                    paid: dict[str, int] = {}
+                    for a in tx["amounts_sent"]:
+                        if a["recipient"] not in mine:
+                            paid[a["recipient"]] = paid.get(a["recipient"], 0) + self.units(a["amount"])
+                except (KeyError, TypeError, ValueError):
+                    raise BadReply("block.io get_transactions: a sent transaction lacks txid, time or amounts") from None
+                if paid == outputs:
+                    found.append(check_txid(tx.get("txid"), "block.io get_transactions type=sent"))
+            if not txs:
+                return found
+            before = txs[-1]["txid"]
 
     def list_since_block(self, blockhash, target_confirmations=1) -> SinceBlock:
         # No block cursor in block.io's API: the newest page of received transactions serves
@@ -236,14 +308,17 @@ class BlockIoBackend(Backend):
         except (KeyError, TypeError, ValueError):
             raise BadReply("block.io get_transactions: a transaction lacks txid, confirmations or amounts") from None
 
-    def send_many(self, outputs: dict[str, int], comment: str) -> str:
+    def send_many(self, outputs: dict[str, int], comment: str, *, nonce: str = "",
+                  deadline: float | None = None) -> str:
         if not outputs:
             raise AmountError("send_many needs at least one output")
         for units in outputs.values():
             if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
                 raise AmountError(f"refusing amount {units!r}: base units must be a positive int")
-        data = self.write("withdraw", amounts=",".join(format_units(u, self.decimals) for u in outputs.values()),
-                          to_addresses=",".join(outputs), nonce=comment)
+        timeout = seconds_left(deadline, self.timeout)
+        data = self.write("withdraw", timeout=timeout,
+                          amounts=",".join(format_units(u, self.decimals) for u in outputs.values()),
+                          to_addresses=",".join(outputs), **({"nonce": nonce} if nonce else {}))
         txid = data.get("txid")
         if not is_txid(txid):
             raise OutcomeUnknown("block.io withdraw: no txid in a success reply, outcome unknown")
@@ -305,7 +380,9 @@ def _sha256d(data: bytes) -> bytes:
 
 
 def _txid(raw: bytes) -> str:
-    return _sha256d(raw)[::-1].hex()
+    """The txid: double SHA-256 of the serialization without witness data (BIP 144), so a
+    segwit transaction's is not the hash of the bytes block.io returns."""
+    return _sha256d(_parse(raw)[2])[::-1].hex()
 
 
 def _b58check_decode(address: str) -> bytes | None:
@@ -339,15 +416,19 @@ def _varint(raw: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(raw[pos + 1:pos + 1 + size], "little"), pos + 1 + size
 
 
-def _decode_outputs(raw: bytes) -> list[tuple[int, bytes]]:
-    """(value in base units, scriptPubKey) of each output of a serialized transaction."""
+def _parse(raw: bytes) -> tuple[list[tuple[str, int]], list[tuple[int, bytes]], bytes]:
+    """(inputs as (prev txid, vout), outputs as (base units, scriptPubKey), the serialization
+    without witness data) of a serialized transaction, legacy or BIP 144 segwit."""
     try:
         pos = 4
         segwit = raw[pos] == 0 and raw[pos + 1] == 1
         if segwit:
             pos += 2
+        body_start = pos
         n_in, pos = _varint(raw, pos)
+        inputs = []
         for _ in range(n_in):
+            inputs.append((raw[pos:pos + 32][::-1].hex(), int.from_bytes(raw[pos + 32:pos + 36], "little")))
             pos += 36
             length, pos = _varint(raw, pos)
             pos += length + 4
@@ -358,16 +439,63 @@ def _decode_outputs(raw: bytes) -> list[tuple[int, bytes]]:
             length, pos = _varint(raw, pos + 8)
             outputs.append((value, raw[pos:pos + length]))
             pos += length
-        if pos > len(raw):
+        body_end = pos
+        if segwit:
+            for _ in range(n_in):
+                items, pos = _varint(raw, pos)
+                for _ in range(items):
+                    length, pos = _varint(raw, pos)
+                    pos += length
+        if pos + 4 != len(raw):
             raise IndexError
-        return outputs
+        stripped = raw[:4] + raw[body_start:body_end] + raw[pos:pos + 4] if segwit else raw
+        return inputs, outputs, stripped
     except (IndexError, KeyError):
         raise BadReply("block.io tx_hex is not a serialized transaction") from None
 
 
-def _script_address(script: bytes, versions: tuple[int, int]) -> str | None:
+def _decode_outputs(raw: bytes) -> list[tuple[int, bytes]]:
+    """(value in base units, scriptPubKey) of each output of a serialized transaction."""
+    return _parse(raw)[1]
+
+
+def _script_address(script: bytes, versions: tuple[int, int], hrp: str | None = None) -> str | None:
     if len(script) == 25 and script[:3] == b"\x76\xa9\x14" and script[23:] == b"\x88\xac":
         return b58check_encode(bytes([versions[0]]) + script[3:23])
     if len(script) == 23 and script[:2] == b"\xa9\x14" and script[22:] == b"\x87":
         return b58check_encode(bytes([versions[1]]) + script[2:22])
+    # Witness v0: P2WPKH (20-byte program) and P2WSH (32), as bech32 (BIP 173).
+    if hrp and len(script) in (22, 34) and script[0] == 0 and script[1] == len(script) - 2:
+        return bech32_encode(hrp, 0, script[2:])
     return None
+
+
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _bech32_polymod(values) -> int:
+    generator = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
+    chk = 1
+    for value in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ value
+        for i in range(5):
+            chk ^= generator[i] if (top >> i) & 1 else 0
+    return chk
+
+
+def bech32_encode(hrp: str, version: int, program: bytes) -> str:
+    """A segwit v0 address (BIP 173)."""
+    acc, bits, data = 0, 0, [version]
+    for byte in program:
+        acc = (acc << 8) | byte
+        bits += 8
+        while bits >= 5:
+            bits -= 5
+            data.append((acc >> bits) & 31)
+    if bits:
+        data.append((acc << (5 - bits)) & 31)
+    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    polymod = _bech32_polymod(expanded + data + [0] * 6) ^ 1
+    checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(BECH32[d] for d in data + checksum)

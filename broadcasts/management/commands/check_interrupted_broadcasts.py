@@ -1,15 +1,18 @@
-"""`manage.py check_interrupted_broadcasts`: list interrupted broadcasts; exit 1 if any."""
+"""`manage.py check_interrupted_broadcasts`: list interrupted broadcasts, and closed ones a late
+reply flagged for attention; exit 1 if there are any."""
 from django.core.management import BaseCommand
 
-from ...services import interrupted_broadcasts
+from ...services import interrupted_broadcasts, needing_attention
 
 
 class Command(BaseCommand):
-    help = "List broadcasts opened but never closed (exit status 1 if there are any)."
+    help = ("List broadcasts opened but never closed, and those needing attention after a late reply "
+            "(exit status 1 if there are any).")
 
     def handle(self, *args, **options):
         rows = list(interrupted_broadcasts().select_related("wallet__currency").order_by("id"))
-        if not rows:
+        flagged = list(needing_attention().select_related("wallet__currency").order_by("id"))
+        if not rows and not flagged:
             self.stdout.write("no interrupted broadcasts")
             return
         for b in rows:
@@ -18,5 +21,12 @@ class Command(BaseCommand):
                 f"{b.transaction_count} outgoing, {b.wallet.currency.format(b.total)} {b.wallet.currency.code}"
                 + (f" last error: {b.last_error}" if b.last_error else "")
             )
-        self.stderr.write(f"{len(rows)} interrupted broadcast(s): close them by hand in the admin")
+        for b in flagged:
+            first_line = b.last_error.splitlines()[0] if b.last_error else ""
+            self.stdout.write(f"#{b.pk} {b.label} wallet {b.wallet.name} {b.get_state_display()}: "
+                              f"NEEDS ATTENTION: {first_line}")
+        if rows:
+            self.stderr.write(f"{len(rows)} interrupted broadcast(s): close them by hand in the admin")
+        if flagged:
+            self.stderr.write(f"{len(flagged)} broadcast(s) need attention: see their page in the admin")
         raise SystemExit(1)

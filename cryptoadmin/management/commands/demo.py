@@ -11,15 +11,16 @@ import os
 import random
 import secrets
 import signal
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, call_command
 
 from cryptoadmin.localservices import LocalBitcoind
+from ops.processes import ProcessTree
 
 
 def _interrupt(signum, frame):
@@ -30,14 +31,17 @@ class Command(BaseCommand):
     help = "Run the dashboard with a local regtest node and the scheduler (Ctrl-C stops everything)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
         parser.add_argument("--no-serve", action="store_true", help="Set up and exit (for tests).")
+        parser.add_argument("--var", default=None,
+                            help="Directory for the nodes' data (default: var/ in the repository).")
 
-    def handle(self, *args, port, no_serve, **options):
+    def handle(self, *args, port, no_serve, var=None, **options):
+        port = port or settings.PORT
         # Explicit handlers: a shell that starts us in the background ignores SIGINT for us.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _interrupt)
-        var = settings.BASE_DIR / "var"
+        var = Path(var) if var else settings.BASE_DIR / "var"
         outside = LocalBitcoind(datadir=str(var / "outside")).start()
         notify = f"{sys.executable} {settings.BASE_DIR / 'manage.py'} walletnotify BTC %s"
         try:
@@ -46,7 +50,9 @@ class Command(BaseCommand):
             outside.stop(remove=False)
             raise
         self.outside = outside
-        children = []
+        # Children run in sessions of their own, so Ctrl-C reaches this process only and the
+        # scheduler gets exactly one SIGTERM from us (ops/processes.py says why).
+        children = ProcessTree()
         try:
             call_command("migrate", interactive=False, verbosity=0)
             wallet = self.setup_books(node)
@@ -58,8 +64,8 @@ class Command(BaseCommand):
                 return
             env = dict(os.environ)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-            children.append(subprocess.Popen(manage + ["qcluster"], env=env))
-            children.append(subprocess.Popen(manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], env=env))
+            children.start(manage + ["qcluster"], env=env)
+            children.start(manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env)
             self.stdout.write(self.style.SUCCESS(
                 f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / {password}\n"
                 f"  Second factor: {self.second_factor_note()}\n"
@@ -69,15 +75,13 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
+            # A second Ctrl-C while stopping must not cut the stop short.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
-            for child in children:
-                try:
-                    child.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            children.stop(timeout=20)
+            for server in (node, outside):  # both shut down at once; stop() then waits for each
+                if server.proc and server.proc.poll() is None:
+                    server.proc.send_signal(signal.SIGINT)
             node.stop(remove=False)
             outside.stop(remove=False)
             self.stdout.write("stopped: web server, scheduler, nodes")
@@ -140,9 +144,11 @@ class Command(BaseCommand):
 
     def run_until_interrupted(self, node, wallet, children):
         try:
-            while all(child.poll() is None for child in children):
-                self.tick(node, wallet)
+            # Traffic starts after a first pause: the server and the scheduler start first,
+            # without walletnotify processes competing with them.
+            while children.all_running():
                 time.sleep(5)
+                self.tick(node, wallet)
         except KeyboardInterrupt:
             pass
 

@@ -1,0 +1,71 @@
+"""`make serve`: the production processes on this machine, from the environment.
+
+gunicorn serves the WSGI app (static files by whitenoise, after collectstatic) and a django-q2
+cluster runs the schedules. No demo data, no migration: run `manage.py migrate` first (and
+again on every upgrade, before restarting). Under systemd, run the two processes as separate
+units instead (deploy/); this command is for one machine or a first try of production settings.
+SIGINT or SIGTERM stops both; if either exits, the other is stopped and this exits 1.
+"""
+import signal
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import BaseCommand, CommandError, call_command
+from django.db import connection
+
+from ops.processes import ProcessTree
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(signum, frame):
+    raise _Stop
+
+
+class Command(BaseCommand):
+    help = "Run gunicorn and the django-q2 cluster (production settings from the environment)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=None, help="gunicorn address (default 127.0.0.1:$PORT)")
+        parser.add_argument("--web-workers", type=int, default=None, help="gunicorn workers (default $WEB_WORKERS)")
+        parser.add_argument("--no-scheduler", action="store_true", help="web server only")
+
+    def handle(self, *args, bind=None, web_workers=None, no_scheduler=False, **options):
+        if connection.vendor != "postgresql":
+            raise CommandError("serve runs on PostgreSQL: set DATABASE_URL=postgres://user:pass@host:port/name "
+                               "(SQLite is for `make run`).")
+        if settings.DEBUG:
+            self.stderr.write("warning: DEBUG is on; production runs with DEBUG off.")
+        call_command("check", deploy=True, fail_level="ERROR")
+        call_command("collectstatic", interactive=False, verbosity=0)
+        bind = bind or f"127.0.0.1:{settings.PORT}"
+        workers = web_workers or settings.WEB_WORKERS
+        python = sys.executable
+        tree = ProcessTree()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _stop)
+        code = 0
+        try:
+            tree.start([python, "-m", "gunicorn", "cryptoadmin.wsgi:application", "--bind", bind,
+                        "--workers", str(workers), "--access-logfile", "-", "--graceful-timeout", "20"])
+            if not no_scheduler:
+                tree.start([python, str(settings.BASE_DIR / "manage.py"), "qcluster"])
+            self.stdout.write(f"serving on http://{bind}/admin/ with {workers} web worker(s)"
+                              + ("" if no_scheduler else " and the scheduler"), ending="\n")
+            self.stdout.flush()
+            while tree.all_running():
+                time.sleep(0.5)
+            self.stderr.write("a process exited: stopping the others")
+            code = 1
+        except _Stop:
+            pass
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            tree.stop(timeout=30)
+            self.stdout.write("stopped: web server" + ("" if no_scheduler else ", scheduler"))
+        if code:
+            sys.exit(code)

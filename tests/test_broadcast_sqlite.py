@@ -1,0 +1,122 @@
+"""One payment per broadcast on SQLite (no advisory lock), with real processes: a broadcaster
+parked mid-send, an operator closing by hand from another process, the node paying for real."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import PYTHON, REPO
+
+
+@pytest.fixture
+def sqlite_env(tmp_path):
+    env = dict(os.environ)
+    env.update(DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", PYTHONPATH=str(REPO),
+               DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    env.pop("CRYPTOADMIN_FAULT", None)
+    done = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+def child(env, *args, timeout=60):
+    done = subprocess.run([PYTHON, "-m", "tests.broadcast_sqlite_child", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def state(env):
+    return json.loads(child(env, "state"))
+
+
+def broadcaster(env, fault=None, **extra):
+    env = dict(env, **extra)
+    if fault:
+        env["CRYPTOADMIN_FAULT"] = fault
+    return subprocess.Popen([PYTHON, "manage.py", "broadcast", "--wallet", "sqlite-btc"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_paused(proc, point):
+    line = proc.stdout.readline()
+    assert line.strip() == f"paused {point}", (line, proc.stderr.read() if proc.poll() is not None else "")
+
+
+def payments(server, address):
+    return [e for e in server.rpc("listtransactions", "*", 1000, 0, True)
+            if e["category"] == "send" and e["address"] == address]
+
+
+@pytest.fixture
+def paying(fresh_node, sqlite_env):
+    server = fresh_node()
+    server.generate(101)
+    address = server.rpc("getnewaddress")  # any address: the payment shows as a send either way
+    assert child(sqlite_env, "setup", server.url, address, "5000000").startswith("ready")
+    return server, address
+
+
+def test_it_refuses_to_close_a_send_in_flight_and_pays_once(sqlite_env, paying):
+    server, address = paying
+    proc = broadcaster(sqlite_env, "broadcast.after_open=pause:8")
+    wait_paused(proc, "broadcast.after_open")
+    assert state(sqlite_env)["vendor"] == "sqlite"
+
+    assert state(sqlite_env)["interrupted"] == []  # in flight, not interrupted
+    assert child(sqlite_env, "close", "never_left").startswith("refused:")
+    assert child(sqlite_env, "close", "reached_network", "ab" * 32).startswith("refused:")
+    second = broadcaster(sqlite_env)
+    out, err = second.communicate(timeout=60)
+    assert "broadcasts sent: 0" in out, (out, err)
+
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "broadcasts sent: 1" in out, (out, err)
+    now = state(sqlite_env)
+    assert [b["state"] for b in now["broadcasts"]] == ["broadcasted"]
+    assert [o["state"] for o in now["outgoing"]] == ["broadcasted"]
+    again = broadcaster(sqlite_env)
+    assert "broadcasts sent: 0" in again.communicate(timeout=60)[0]
+    assert len(payments(server, address)) == 1
+
+
+def test_it_lets_a_killed_send_be_closed_only_after_its_lease_and_pays_once(sqlite_env, paying):
+    server, address = paying
+    short = dict(NODE_RPC_TIMEOUT="1", BROADCAST_LEASE_MARGIN="2")  # a 4 s lease
+    proc = broadcaster(sqlite_env, "broadcast.after_open=pause:60", **short)
+    wait_paused(proc, "broadcast.after_open")
+    proc.kill()
+    proc.wait(timeout=10)
+
+    assert child(sqlite_env, "close", "never_left").startswith("refused:")  # the lease still runs
+    time.sleep(4.5)
+    assert state(sqlite_env)["interrupted"] != []
+    assert child(sqlite_env, "close", "never_left") == "closed"
+
+    out, err = broadcaster(sqlite_env).communicate(timeout=60)
+    assert "broadcasts sent: 1" in out, (out, err)
+    assert [b["state"] for b in state(sqlite_env)["broadcasts"]] == ["closed_failed", "broadcasted"]
+    assert len(payments(server, address)) == 1
+
+
+def test_it_takes_back_requeued_outgoing_when_a_send_closed_as_never_left_had_paid(sqlite_env, paying):
+    server, address = paying
+    short = dict(NODE_RPC_TIMEOUT="1", BROADCAST_LEASE_MARGIN="2")
+    proc = broadcaster(sqlite_env, "broadcast.after_send=pause:10", **short)
+    wait_paused(proc, "broadcast.after_send")  # the node has paid; the reply is not booked yet
+    time.sleep(4.5)  # the lease is over: to the operator it looks interrupted
+    # The operator's node view has not recorded the send: "It never left" goes through.
+    assert child(sqlite_env, "close", "never_left", "--blind") == "closed"
+    assert [o["state"] for o in state(sqlite_env)["outgoing"]] == ["queued"]
+
+    out, err = proc.communicate(timeout=60)  # the late reply
+    after = state(sqlite_env)
+    [broadcast] = after["broadcasts"]
+    assert broadcast["txid"] and broadcast["needs_attention"] and "LATE REPLY" in broadcast["last_error"]
+    assert [o["state"] for o in after["outgoing"]] == ["broadcasted"]
+    out, err = broadcaster(sqlite_env).communicate(timeout=60)
+    assert "broadcasts sent: 0" in out, (out, err)
+    assert len(payments(server, address)) == 1
