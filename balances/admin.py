@@ -7,12 +7,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from cryptoadmin.audit import record_change
-from ledger.models import Currency
-from ledger.money import format_units
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
 from .models import ApiToken
-from .schema import FIELD_ACCOUNTS, USER_ID_RE
+from .schema import USER_ID_RE
+from .table import FIELD_ACCOUNTS, currency_rows
 
 
 class ApiTokenForm(forms.ModelForm):
@@ -103,13 +102,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             except BalanceCacheError as exc:
                 form.add_error(None, f"Balances are unavailable right now: {exc}")
             else:
-                rows = []
-                for code, enabled, decimals in Currency.objects.order_by("code").values_list("code", "enabled",
-                                                                                          "decimals"):
-                    per = snapshot.get(code, {})
-                    rows.append({"currency": code, "enabled": enabled,
-                                 "amounts": [format_units(per.get(acc, 0), decimals)
-                                             for acc in FIELD_ACCOUNTS.values()]})
+                rows = currency_rows(snapshot)
         return TemplateResponse(request, "balances/user_balances.html", {
             **self.admin_site.each_context(request), "title": "User balances", "form": form, "rows": rows,
             "columns": [(name, code) for name, code in FIELD_ACCOUNTS.items()], "opts": self.model._meta,

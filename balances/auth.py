@@ -5,12 +5,14 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from ledger.errors import CryptoadminError
+
 from .models import ApiToken, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one UPDATE per token per minute
 
 
-class Denied(Exception):
+class Denied(CryptoadminError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status

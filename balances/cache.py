@@ -1,6 +1,6 @@
 """Per-process cache of users' balances: user -> currency code -> account code -> int units.
 
-Better than the seed's sketch:
+How it works:
 - the first caller for a cold user loads ALL that user's balances in ONE query; callers for the
   same user meanwhile wait on that load's Event (no polling), with a timeout;
 - a failed load reaches every waiter, caches nothing, and the next call tries again;
@@ -25,9 +25,13 @@ import threading
 import time
 from collections import OrderedDict
 
+from django.conf import settings
 from django.db import connections
 
-ACCOUNT_CODES = (201, 202, 203, 204, 205, 206, 230)
+from ledger.errors import CryptoadminError
+from ledger.models import Account
+
+ACCOUNT_CODES = Account.USER_CODES
 _ACCOUNT_SET = frozenset(ACCOUNT_CODES)
 _monotonic = time.monotonic
 INF = float("inf")
@@ -54,7 +58,7 @@ GROUP BY acc.currency, acc.code
 """
 
 
-class BalanceCacheError(RuntimeError):
+class BalanceCacheError(CryptoadminError, RuntimeError):
     """The cache could not produce a balance."""
 
 
@@ -66,18 +70,8 @@ class LoadTimeout(BalanceCacheError):
     """Waited too long for another caller's load of the same user."""
 
 
-class UnknownUser(LookupError):
+class UnknownUser(CryptoadminError, LookupError):
     """No ledger account belongs to this user id."""
-
-
-def env_number(name: str, default, cast=int):
-    raw = os.environ.get(name, "")
-    if raw.strip() == "":
-        return default
-    try:
-        return cast(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
 def load_user_balances(user_id: str, using: str = "default") -> dict[str, dict[int, int]] | None:
@@ -314,14 +308,8 @@ class BalanceCache:
 
 
 # -- the process-wide cache ------------------------------------------------------------------
-MAX_USERS = env_number("BALANCE_CACHE_MAX_USERS", 10_000)
-WAIT_TIMEOUT = env_number("BALANCE_CACHE_WAIT_TIMEOUT", 10.0, float)
-# Worst-case cross-process staleness, seconds (see README "Balances").
-MAX_STALENESS = env_number("BALANCE_CACHE_MAX_STALENESS", 2.0, float)
-# "notify" (PostgreSQL LISTEN/NOTIFY), "ttl" (entries expire after MAX_STALENESS), "off"
-# (single process only). Default: notify on PostgreSQL, ttl otherwise.
-CROSS_PROCESS = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()
-
+# Sized and timed by settings.BALANCE_CACHE_* (read when the cache is made, so a test's override
+# applies to the next reset_cache()).
 _singleton_lock = threading.Lock()
 _singleton: BalanceCache | None = None
 _listener = None
@@ -329,8 +317,9 @@ _pid = None
 
 
 def cross_process_mode(using: str = "default") -> str:
-    if CROSS_PROCESS in ("notify", "ttl", "off"):
-        return CROSS_PROCESS
+    chosen = settings.BALANCE_CACHE_CROSS_PROCESS
+    if chosen in ("notify", "ttl", "off"):
+        return chosen
     return "notify" if connections[using].vendor == "postgresql" else "ttl"
 
 
@@ -343,15 +332,17 @@ def get_cache() -> BalanceCache:
     with _singleton_lock:
         if _singleton is None or _pid != os.getpid():
             mode = cross_process_mode()
-            cache = BalanceCache(max_users=MAX_USERS, wait_timeout=WAIT_TIMEOUT)
+            max_staleness = settings.BALANCE_CACHE_MAX_STALENESS
+            cache = BalanceCache(max_users=settings.BALANCE_CACHE_MAX_USERS,
+                                 wait_timeout=settings.BALANCE_CACHE_WAIT_TIMEOUT)
             listener = None
             if mode == "notify":
                 from .notify import Listener
 
-                listener = Listener(cache, max_staleness=MAX_STALENESS)
+                listener = Listener(cache, max_staleness=max_staleness)
                 listener.start()
             elif mode == "ttl":
-                cache.ttl = MAX_STALENESS
+                cache.ttl = max_staleness
             cache.mode = mode
             _singleton, _listener, _pid = cache, listener, os.getpid()
         return _singleton
@@ -378,7 +369,7 @@ def reset_cache() -> None:
 
 
 def get_balance(user_id: str, currency_id: str, account: int) -> int:
-    """The seed's getBalance: int base units, served from this process's memory when loaded."""
+    """A user's balance in int base units, served from this process's memory when loaded."""
     return get_cache().get_balance(user_id, currency_id, account)
 
 

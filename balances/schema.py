@@ -1,4 +1,4 @@
-"""The seed's query, exactly:
+"""The balances query, exactly as the wallets app sends it:
 query { user(id: "<userId>") { currencies { id enabled balance advancedTradingBalance
   advancedTradingLockedBalance lockedBalance withdrawLockedBalance stakingLockedBalance
   activeStakingBalance } } }
@@ -16,28 +16,17 @@ from strawberry.extensions import (
     DisableIntrospection, MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter,
 )
 
-from ledger.models import Currency
-from ledger.money import format_units
+from ledger.errors import CryptoadminError
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
-
-# GraphQL field -> account code: the one table (DESIGN.md).
-FIELD_ACCOUNTS = {
-    "balance": 201,
-    "advancedTradingBalance": 202,
-    "advancedTradingLockedBalance": 230,
-    "lockedBalance": 203,
-    "withdrawLockedBalance": 204,
-    "stakingLockedBalance": 205,
-    "activeStakingBalance": 206,
-}
+from .table import FIELD_ACCOUNTS, CurrencyRow, currency_rows
 
 log = logging.getLogger(__name__)
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")  # Account.user_id is at most 128 characters
 
 
-class BalanceQueryError(GraphQLError):
+class BalanceQueryError(GraphQLError, CryptoadminError):
     """An error meant for the client; anything else is masked."""
 
 
@@ -48,17 +37,17 @@ def check_user_id(user_id) -> str:
     return user_id
 
 
-def _amount_field(code: int):
+def _amount_field(field_name: str):
     def resolve(root: "CurrencyBalances") -> str:
-        return format_units(root.balances.get(code, 0), root.decimals)
+        return root.row.amount(field_name)
 
     return strawberry.field(resolver=resolve)
 
 
 def _currency_type():
     namespace = {"__annotations__": {"id": strawberry.ID, "enabled": bool}}
-    for field_name, code in FIELD_ACCOUNTS.items():
-        namespace[field_name] = _amount_field(code)
+    for field_name in FIELD_ACCOUNTS:
+        namespace[field_name] = _amount_field(field_name)
     cls = type("CurrencyBalances", (), namespace)
     return strawberry.type(cls, name="CurrencyBalances")
 
@@ -66,11 +55,9 @@ def _currency_type():
 CurrencyBalances = _currency_type()
 
 
-def _currency_balances(code, enabled, decimals, balances):
-    obj = CurrencyBalances(id=code, enabled=enabled)
-    # Not GraphQL fields: what the amount resolvers read.
-    obj.decimals = decimals
-    obj.balances = balances
+def _currency_balances(row: CurrencyRow):
+    obj = CurrencyBalances(id=row.code, enabled=row.enabled)
+    obj.row = row  # not a GraphQL field: what the amount resolvers read
     return obj
 
 
@@ -94,10 +81,7 @@ class Query:
             # The cause (a database error) stays in the server's log, not in the reply.
             log.exception("balances of user %r could not be loaded", user_id)
             raise BalanceQueryError("balances are unavailable right now, try again") from None
-        currencies = [
-            _currency_balances(code, enabled, decimals, snapshot.get(code, {}))
-            for code, enabled, decimals in Currency.objects.order_by("code").values_list("code", "enabled", "decimals")
-        ]
+        currencies = [_currency_balances(row) for row in currency_rows(snapshot)]
         return UserBalances(id=user_id, currencies=currencies)
 
 

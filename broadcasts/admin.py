@@ -184,7 +184,7 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
 class QueueForm(forms.Form):
     """Only the inputs; services.queue_withdrawal applies every rule."""
     user_id = forms.CharField(max_length=128, help_text="External user id (paid from their 201 balance)")
-    wallet = forms.ModelChoiceField(Wallet.objects.filter(enabled=True).select_related("currency"))
+    wallet = forms.ModelChoiceField(Wallet.objects.active().select_related("currency"))
     address = forms.CharField(max_length=128)
     amount = forms.CharField(help_text="In currency units, e.g. 0.015 (exact; no more decimals than the currency)")
     label = forms.CharField(max_length=255, required=False)

@@ -9,18 +9,23 @@ from django.db.models import Q
 from django.utils import timezone
 
 
-class Broadcast(models.Model):
-    class State(models.TextChoices):
-        COLLECTED = "collected", "collected (not sent yet)"
-        OPENED = "opened", "opened (sending, or interrupted)"
-        BROADCASTED = "broadcasted", "broadcasted"
-        FAILED = "failed", "failed (nothing sent)"
-        CLOSED_BROADCASTED = "closed_broadcasted", "closed by hand: reached the network"
-        CLOSED_FAILED = "closed_failed", "closed by hand: never left"
+class BroadcastState(models.TextChoices):
+    COLLECTED = "collected", "collected (not sent yet)"
+    OPENED = "opened", "opened (sending, or interrupted)"
+    BROADCASTED = "broadcasted", "broadcasted"
+    FAILED = "failed", "failed (nothing sent)"
+    CLOSED_BROADCASTED = "closed_broadcasted", "closed by hand: reached the network"
+    CLOSED_FAILED = "closed_failed", "closed by hand: never left"
 
-    # States in which the broadcast still owns its outgoing transactions.
-    ACTIVE_STATES = (State.COLLECTED, State.OPENED)
-    CLOSED_STATES = (State.BROADCASTED, State.FAILED, State.CLOSED_BROADCASTED, State.CLOSED_FAILED)
+
+# States in which a broadcast still owns its outgoing transactions: the one-active-broadcast
+# constraint reads this. Module level because Broadcast.Meta cannot see Broadcast's attributes.
+ACTIVE_STATES = (BroadcastState.COLLECTED, BroadcastState.OPENED)
+
+
+class Broadcast(models.Model):
+    State = BroadcastState
+    ACTIVE_STATES = ACTIVE_STATES
 
     class CloseMethod(models.TextChoices):
         REACHED_NETWORK = "reached_network", "It reached the network"
@@ -67,7 +72,7 @@ class Broadcast(models.Model):
         constraints = [
             # At most one broadcast per wallet may hold outgoing transactions at a time: the
             # database, not the code, stops a second attempt from being collected or opened.
-            models.UniqueConstraint(fields=["wallet"], condition=Q(state__in=["collected", "opened"]),
+            models.UniqueConstraint(fields=["wallet"], condition=Q(state__in=list(ACTIVE_STATES)),
                                     name="broadcast_one_active_per_wallet"),
             models.UniqueConstraint(fields=["txid"], condition=~Q(txid=""), name="broadcast_txid_unique"),
             models.CheckConstraint(condition=Q(total__gte=0), name="broadcast_total_not_negative"),
@@ -92,10 +97,6 @@ class Broadcast(models.Model):
     def __str__(self):
         return self.label or f"broadcast #{self.pk}"
 
-    @property
-    def is_closed(self):
-        return self.state in self.CLOSED_STATES
-
     @staticmethod
     def lease_over(now):
         """The rows whose send's lease is over (or that never had one)."""
@@ -104,7 +105,6 @@ class Broadcast(models.Model):
     @property
     def in_flight(self):
         return self.state == self.State.OPENED and self.sending_until is not None and self.sending_until > timezone.now()
-
 
 class OutgoingTransaction(models.Model):
     class State(models.TextChoices):

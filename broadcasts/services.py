@@ -32,8 +32,10 @@ from cryptoadmin import faults
 from ledger import actors
 from ledger import services as ledger
 from ledger.backends import AlreadySent, BackendError, InsufficientFunds, InvalidAddress, NotSent
+from ledger.errors import CryptoadminError
 from ledger.models import Account, NetworkTransaction, Transaction, Wallet
 from ledger.money import AmountError, to_units
+from ledger.txids import parse_txid
 
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 
@@ -49,7 +51,7 @@ APPROVE_PERM = "broadcasts.approve_outgoingtransaction"
 CANCEL_PERM = "broadcasts.cancel_outgoingtransaction"
 
 
-class OutgoingError(ValueError):
+class OutgoingError(CryptoadminError, ValueError):
     """A withdrawal that cannot be queued; nothing was written. `field` names the input at
     fault (user_id, amount, address) when there is one, so a form can show it there."""
 
@@ -58,7 +60,7 @@ class OutgoingError(ValueError):
         self.field = field
 
 
-class CloseError(ValueError):
+class CloseError(CryptoadminError, ValueError):
     """A close by hand refused; nothing was written. The message says why."""
 
 
@@ -881,8 +883,8 @@ def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, bac
     """'It reached the network': the txid must be a wallet transaction spending this wallet's
     coins and sending exactly the broadcast's outputs. Booked as a normal success, with who/how/why."""
     _check_closable(broadcast, user, reason)
-    txid = (txid or "").strip().lower()
-    if len(txid) != 64 or any(c not in "0123456789abcdef" for c in txid):
+    txid = parse_txid(txid)
+    if txid is None:
         raise CloseError("a txid is 64 hexadecimal characters")
     backend = backend or broadcast.wallet.get_backend()
     with wallet_lock(broadcast.wallet_id) as got:
@@ -1041,7 +1043,7 @@ def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Bro
 def broadcast_wallets(wallets=None) -> list[Result]:
     """One Broadcaster run per enabled wallet (the schedule and the command)."""
     if wallets is None:
-        wallets = Wallet.objects.filter(enabled=True, currency__enabled=True).select_related("currency")
+        wallets = Wallet.objects.active().select_related("currency")
     results = []
     for wallet in wallets:
         try:

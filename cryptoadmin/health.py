@@ -10,7 +10,6 @@ Apps add checks in `<app>/health.py` as `checks() -> {name: {"ok": bool, ...}}`.
 import hmac
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -35,22 +34,17 @@ def database():
     return {"ok": True, "vendor": connection.vendor, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
 
 
-def node_status(wallet, timeout=None):
+def node_status(wallet, backend):
     """Reachability, height and latency of one wallet's node; the error names no secret."""
-    from ledger.backends import BackendError
-
-    backend = wallet.get_backend()
-    if hasattr(backend, "timeout"):
-        backend.timeout = timeout or settings.HEALTH_NODE_TIMEOUT
     started = time.monotonic()
-    try:
-        height = backend.block_height()
-    except BackendError as exc:
-        return {"ok": False, "wallet": wallet.name, "error": type(exc).__name__}
-    except Exception as exc:  # a health check reports, it never raises
-        return {"ok": False, "wallet": wallet.name, "error": type(exc).__name__}
+    height = backend.block_height()
     return {"ok": True, "wallet": wallet.name, "block_height": height,
             "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def node_failure(wallet, exc):
+    # A health check reports, it never raises: whatever failed, only its class is shown.
+    return {"ok": False, "wallet": wallet.name, "error": type(exc).__name__}
 
 
 NODES_CACHE_KEY = "cryptoadmin:health:nodes"
@@ -75,13 +69,10 @@ def nodes():
 
 def probe_nodes():
     from ledger.models import Wallet
+    from ledger.probe import probe_wallets
 
-    wallets = list(Wallet.objects.filter(enabled=True).select_related("currency"))
-    results = []
-    if wallets:
-        # In parallel: one slow node must not make the whole check slow.
-        with ThreadPoolExecutor(max_workers=min(8, len(wallets))) as pool:
-            results = list(pool.map(node_status, wallets))
+    results = probe_wallets(Wallet.objects.active().select_related("currency"), node_status,
+                            timeout=settings.HEALTH_NODE_TIMEOUT, on_error=node_failure)
     return {"ok": all(r["ok"] for r in results), "wallets": {r["wallet"]: r for r in results}}
 
 

@@ -1,6 +1,5 @@
 """Figures for the operator's home page, each in a bounded number of queries."""
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.db.models import Count, Sum
@@ -9,6 +8,7 @@ from django.utils import timezone
 
 _NODE_CACHE: dict = {}
 NODE_CACHE_SECONDS = 15
+NODE_TIMEOUT = 3  # seconds: the page must come up even when a node hangs
 
 
 def currency_rows():
@@ -45,11 +45,10 @@ def wallet_rows():
     from ledger.models import Wallet
     from ledger.services import wallet_books_balance
 
-    wallets = list(Wallet.objects.filter(enabled=True).select_related("currency"))
+    wallets = list(Wallet.objects.active().select_related("currency"))
     if not wallets:
         return []
-    with ThreadPoolExecutor(max_workers=min(8, len(wallets))) as pool:
-        nodes = list(pool.map(_cached_node_figures, wallets))
+    nodes = _cached_node_figures(wallets)
     rows = []
     for wallet, node in zip(wallets, nodes):
         books = wallet_books_balance(wallet)
@@ -62,27 +61,31 @@ def wallet_rows():
     return rows
 
 
-def _cached_node_figures(wallet):
-    key = (wallet.pk, str(wallet.backend_settings))
-    cached = _NODE_CACHE.get(key)
-    if cached and time.monotonic() - cached[0] < NODE_CACHE_SECONDS:
-        return cached[1]
-    figures = _node_figures(wallet)
-    _NODE_CACHE[key] = (time.monotonic(), figures)
-    return figures
+def _cached_node_figures(wallets):
+    now = time.monotonic()
+    keys = [(wallet.pk, str(wallet.backend_settings)) for wallet in wallets]
+    stale = [w for w, key in zip(wallets, keys)
+             if key not in _NODE_CACHE or now - _NODE_CACHE[key][0] >= NODE_CACHE_SECONDS]
+    if stale:
+        from ledger.backends import BackendError
+        from ledger.probe import probe_wallets
+
+        # A misconfigured wallet is shown as unreachable with the reason, never a 500 page.
+        fresh = probe_wallets(stale, _node_figures, timeout=NODE_TIMEOUT, on_error=_unreachable,
+                              errors=(BackendError,))
+        for wallet, figures in zip(stale, fresh):
+            _NODE_CACHE[(wallet.pk, str(wallet.backend_settings))] = (time.monotonic(), figures)
+    return [_NODE_CACHE[key][1] for key in keys]
 
 
-def _node_figures(wallet):
-    from ledger.backends import BackendError
+def _node_figures(wallet, backend):
+    return {"reachable": True, "height": backend.block_height(),
+            "balance_units": backend.get_balance(minconf=0)}
 
-    # A misconfigured wallet is shown as unreachable with the reason, never a 500 page.
-    try:
-        backend = wallet.get_backend()
-        if hasattr(backend, "timeout"):
-            backend.timeout = 3
-        return {"reachable": True, "height": backend.block_height(), "balance_units": backend.get_balance(minconf=0)}
-    except BackendError as exc:
-        return {"reachable": False, "error": f"{type(exc).__name__}: {exc}"[:200], "balance_units": None}
+
+def _unreachable(wallet, exc):
+    error = f"{type(exc).__name__}: {exc}"[:200]
+    return {"reachable": False, "error": error, "balance_units": None}
 
 
 def schedule_rows():

@@ -36,6 +36,16 @@ def env_int(name, default):
         raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
 
 
+def env_float(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+
+
 def env_list(name, default=""):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -196,7 +206,7 @@ AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]
 AUDITLOG_INCLUDE_ALL_MODELS = False
 
 # --- GraphQL abuse limits (issue 13, point 4) -----------------------------------------------
-# Checked while parsing/validating, before any resolver or SQL query. The seed's query is 3
+# Checked while parsing/validating, before any resolver or SQL query. The balances query is 3
 # deep (2 as the depth limiter counts), has no alias and about 20 tokens.
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 4)
 GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)
@@ -218,6 +228,16 @@ BLOCKIO_NONCE_WINDOW = env_int("BLOCKIO_NONCE_WINDOW", 3000)
 HEALTH_TOKEN = os.environ.get("HEALTH_TOKEN", "")
 # Node probes are shared by every /health hit for this many seconds (block.io counts API calls).
 HEALTH_NODE_CACHE_SECONDS = env_int("HEALTH_NODE_CACHE_SECONDS", 5)
+
+# --- Per-process balance cache (balances/cache.py; README "Balances") -------------------------
+BALANCE_CACHE_MAX_USERS = env_int("BALANCE_CACHE_MAX_USERS", 10_000)
+# Seconds a caller waits for another caller's load of the same user.
+BALANCE_CACHE_WAIT_TIMEOUT = env_float("BALANCE_CACHE_WAIT_TIMEOUT", 10.0)
+# Worst-case cross-process staleness, seconds.
+BALANCE_CACHE_MAX_STALENESS = env_float("BALANCE_CACHE_MAX_STALENESS", 2.0)
+# "notify" (PostgreSQL LISTEN/NOTIFY), "ttl" (entries expire after MAX_STALENESS), "off" (single
+# process only); anything else: notify on PostgreSQL, ttl otherwise.
+BALANCE_CACHE_CROSS_PROCESS = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()
 
 LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -251,14 +271,6 @@ STORAGES = {
     # because collectstatic has not run yet (the test suite renders pages without it).
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# Read by balances/cache.py when it is imported; parsed here first so a bad value is named.
-for _name, _cast in (("BALANCE_CACHE_MAX_USERS", int), ("BALANCE_CACHE_WAIT_TIMEOUT", float),
-                     ("BALANCE_CACHE_MAX_STALENESS", float)):
-    _raw = os.environ.get(_name, "").strip()
-    try:
-        _raw and _cast(_raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{_name}={_raw!r} is not a number.") from None
 PORT = env_int("PORT", 8000)
 WEB_WORKERS = env_int("WEB_WORKERS", 2)
 # /metrics answers a staff session, or `Authorization: Bearer <METRICS_TOKEN>` when it is set.

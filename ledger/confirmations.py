@@ -62,6 +62,7 @@ from cryptoadmin import faults
 from . import services
 from .backends import BackendError, BadReply
 from .backends.base import SinceBlock, TxInfo
+from .errors import CryptoadminError
 from .models import POLLED_STATES, Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 
 log = logging.getLogger(__name__)
@@ -626,7 +627,7 @@ def poll_all_currencies() -> dict:
     return {c.code: str(update_confirmations(c)) for c in Currency.objects.filter(enabled=True)}
 
 
-class CloseRefused(ValueError):
+class CloseRefused(CryptoadminError, ValueError):
     pass
 
 

@@ -31,7 +31,9 @@ def alerts(request):
                      "and close them by hand with the reason."),
             url=reverse("admin:ledger_networktransaction_changelist") + "?type__exact=deposit&state__exact=conflicted",
         ))
-    failing = list(Wallet.objects.filter(enabled=True).exclude(last_poll_error="").values_list("name", flat=True)[:5])
+    failing = list(
+        Wallet.objects.active().exclude(last_poll_error="").values_list("name", flat=True)[:5]
+    )
     if failing:
         out.append(dict(
             level="warning",

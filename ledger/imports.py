@@ -1,6 +1,6 @@
 """Import an existing wallet's unaccounted balance into the books.
 
-The reference design subtracted only the users' balances, so coins queued for withdrawal
+The first version subtracted only the users' balances, so coins queued for withdrawal
 (still in the wallet, already debited from 201) were imported a second time. Here the
 unaccounted amount is node balance - books (which keep pending outgoing on 204) - deposits
 received but not yet credited (the tracker will credit those)."""

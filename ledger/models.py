@@ -1,16 +1,14 @@
 """The books: currencies, wallets, accounts, addresses, double-entry transactions and
 network transactions. Amounts are integer base units (see ledger/money.py)."""
-import re
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from .money import MAX_DECIMALS, format_units
-
-TXID_RE = re.compile(r"^[0-9a-f]{64}$")
+from .txids import TXID_PATTERN, TXID_RE  # noqa: F401  walletnotify imports TXID_RE from here
 
 
 class Currency(models.Model):
@@ -47,6 +45,13 @@ class Currency(models.Model):
         return format_units(units, self.decimals)
 
 
+class WalletQuerySet(models.QuerySet):
+    def active(self):
+        """The wallets the project works with: the wallet AND its currency enabled. Polling,
+        broadcasting, rescans, health, the overview and the queue form all read this one rule."""
+        return self.filter(enabled=True, currency__enabled=True)
+
+
 class Wallet(models.Model):
     class Backend(models.TextChoices):
         BITCOIND = "bitcoind", "bitcoind (JSON-RPC)"
@@ -74,6 +79,8 @@ class Wallet(models.Model):
     last_poll_error = models.TextField(blank=True)
     last_poll_error_at = models.DateTimeField(null=True, blank=True)
 
+    objects = WalletQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         permissions = [
@@ -98,10 +105,17 @@ class Wallet(models.Model):
                 masked[key] = value
         return masked
 
-    def get_backend(self):
+    def get_backend(self, timeout=None):
         from .backends import backend_for
 
-        return backend_for(self)
+        return backend_for(self, timeout)
+
+
+# The one list of each kind of account code: the Account constraint, the balance cache's query
+# (balances/cache.py) and the services (ledger/services.py) all read these. Module level because
+# the constraint in Account.Meta cannot see Account's class attributes.
+USER_CODES = (201, 202, 203, 204, 205, 206, 230)
+SYSTEM_CODES = (900, 910, 920)
 
 
 class Account(models.Model):
@@ -120,8 +134,8 @@ class Account(models.Model):
         IMPORT = 910, "910 import"
         FEES = 920, "920 network fees"
 
-    USER_CODES = (201, 202, 203, 204, 205, 206, 230)
-    SYSTEM_CODES = (900, 910, 920)
+    USER_CODES = USER_CODES
+    SYSTEM_CODES = SYSTEM_CODES
 
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="accounts")
     code = models.PositiveIntegerField(choices=Code.choices)
@@ -140,8 +154,8 @@ class Account(models.Model):
             # Exactly one owner: a user (user codes) or a wallet (system codes).
             models.CheckConstraint(
                 condition=(
-                    Q(user_id__isnull=False, wallet__isnull=True, code__in=[201, 202, 203, 204, 205, 206, 230])
-                    | Q(user_id__isnull=True, wallet__isnull=False, code__in=[900, 910, 920])
+                    Q(user_id__isnull=False, wallet__isnull=True, code__in=list(USER_CODES))
+                    | Q(user_id__isnull=True, wallet__isnull=False, code__in=list(SYSTEM_CODES))
                 ),
                 name="account_owner_matches_code",
             ),
@@ -150,10 +164,6 @@ class Account(models.Model):
     def __str__(self):
         owner = f"user {self.user_id}" if self.user_id is not None else f"wallet {self.wallet_id}"
         return f"{self.currency.code} {self.code} {owner}"
-
-    @property
-    def is_system(self):
-        return self.wallet_id is not None
 
 
 class Address(models.Model):
@@ -248,7 +258,9 @@ class NetworkTransaction(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     flagged = models.BooleanField(default=False, help_text="Needs an operator: e.g. a credited deposit lost confirmations")
     flag_reason = models.TextField(blank=True)
-    closed_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     close_reason = models.TextField(blank=True)
     # Where it was mined, as last seen on the node: confirmations follow from the wallet's tip,
     # and a reorg shows as this hash no longer at this height. Empty / NULL: not mined (or not
@@ -269,7 +281,9 @@ class NetworkTransaction(models.Model):
             # credit would never be polled or credited again (issue 12).
             models.CheckConstraint(condition=~Q(type="deposit", state="closed", credited_at__isnull=True),
                                    name="network_tx_deposit_closed_only_credited"),
-            models.CheckConstraint(condition=Q(txid__regex=r"^[0-9a-f]{64}$"), name="network_tx_txid_is_hex64"),
+            models.CheckConstraint(
+                condition=Q(txid__regex=TXID_PATTERN), name="network_tx_txid_is_hex64"
+            ),
         ]
         indexes = [
             # The poller's working set: open rows of one currency.
@@ -341,7 +355,9 @@ class Transaction(models.Model):
     address = models.ForeignKey(Address, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
     label = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         constraints = [
@@ -361,16 +377,3 @@ class Transaction(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.amount} {self.source_id}->{self.destination_id}"
-
-    def clean(self):
-        if self.amount is not None and self.amount <= 0:
-            raise ValidationError({"amount": "The amount must be greater than zero."})
-        if self.source_id and self.destination_id:
-            if self.source.currency_id != self.destination.currency_id:
-                raise ValidationError("Both accounts must be of the same currency.")
-            if self.currency_id and self.source.currency_id != self.currency_id:
-                raise ValidationError("The accounts are not of the transaction's currency.")
-
-    @property
-    def amount_display(self):
-        return self.currency.format(self.amount)

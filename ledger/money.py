@@ -7,6 +7,8 @@ Floats are refused everywhere: they cannot represent most amounts.
 import re
 from decimal import Decimal, InvalidOperation
 
+from .errors import CryptoadminError
+
 MAX_DECIMALS = 10  # 21e6 * 10**10 still fits a signed 64-bit integer
 MAX_UNITS = 2**63 - 1  # amounts are stored in BIGINT columns
 MAX_TEXT = 100  # no amount needs more characters; longer text is refused before parsing
@@ -16,7 +18,7 @@ MAX_TEXT = 100  # no amount needs more characters; longer text is refused before
 _AMOUNT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,9})?")
 
 
-class AmountError(ValueError):
+class AmountError(CryptoadminError, ValueError):
     """An amount that cannot be represented exactly in the currency's base units."""
 
 

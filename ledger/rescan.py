@@ -49,7 +49,7 @@ def rescan_addresses(currency: Currency | None = None, page_size: int = 1000, pr
                      by) -> dict:
     """Rescan every enabled wallet (of one currency): {wallet name: result}."""
     actors.require(by, RESCAN_PERM)
-    wallets = Wallet.objects.filter(enabled=True, currency__enabled=True).select_related("currency")
+    wallets = Wallet.objects.active().select_related("currency")
     if currency is not None:
         wallets = wallets.filter(currency=currency)
     results = {}

@@ -5,11 +5,12 @@ from collections import defaultdict
 
 from django.db.models import Sum
 
+from .errors import CryptoadminError
 from .models import Account, Address, Currency, Transaction, Wallet
 from .signals import accounts_changed
 
 
-class LedgerError(ValueError):
+class LedgerError(CryptoadminError, ValueError):
     """A bookkeeping request that breaks a rule; nothing was written."""
 
 

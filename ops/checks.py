@@ -3,8 +3,6 @@
 Numbers that do not parse stop start-up in settings.py; these are the ones that parse but
 make no sense (`Q_WORKERS=0`), reported all at once by `manage.py check` and at start-up.
 """
-import os
-
 from django.conf import settings
 from django.core.checks import Error, Tags, register
 
@@ -16,17 +14,9 @@ def _positive(name, value, errors, code, minimum=1, unit=""):
                             id=f"ops.{code}"))
 
 
-def _env_number(name, errors, code, cast=float, minimum=0.0):
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return
-    try:
-        value = cast(raw)
-    except ValueError:
-        errors.append(Error(f"{name}={raw!r} is not a number.", id=f"ops.{code}"))
-        return
-    if value <= minimum:
-        errors.append(Error(f"{name}={raw} must be greater than {minimum:g}.", id=f"ops.{code}"))
+def _greater_than_zero(name, value, errors, code):
+    if value <= 0:
+        errors.append(Error(f"{name}={value:g} must be greater than 0.", id=f"ops.{code}"))
 
 
 @register(Tags.compatibility)
@@ -51,11 +41,11 @@ def check_environment(app_configs, **kwargs):
         errors.append(Error(f"PORT={settings.PORT} is not a TCP port (1-65535).", id="ops.E010"))
     _positive("ALERT_REMINDER_MINUTES", settings.ALERT_REMINDER_MINUTES, errors, "E011")
     _positive("ALERT_NODE_DOWN_MINUTES", settings.ALERT_NODE_DOWN_MINUTES, errors, "E012", minimum=0)
-    # Read by balances/cache.py at import; checked here so a bad value is named, not a traceback.
-    _env_number("BALANCE_CACHE_MAX_USERS", errors, "E013", cast=int)
-    _env_number("BALANCE_CACHE_WAIT_TIMEOUT", errors, "E014")
-    _env_number("BALANCE_CACHE_MAX_STALENESS", errors, "E015")
-    mode = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()
+    # Parsed in settings.py (a number that does not parse stops start-up there).
+    _greater_than_zero("BALANCE_CACHE_MAX_USERS", settings.BALANCE_CACHE_MAX_USERS, errors, "E013")
+    _greater_than_zero("BALANCE_CACHE_WAIT_TIMEOUT", settings.BALANCE_CACHE_WAIT_TIMEOUT, errors, "E014")
+    _greater_than_zero("BALANCE_CACHE_MAX_STALENESS", settings.BALANCE_CACHE_MAX_STALENESS, errors, "E015")
+    mode = settings.BALANCE_CACHE_CROSS_PROCESS
     if mode not in ("", "notify", "ttl", "off"):
         errors.append(Error(f"BALANCE_CACHE_CROSS_PROCESS={mode!r} is not one of notify, ttl, off.", id="ops.E016"))
     if settings.METRICS_TOKEN and len(settings.METRICS_TOKEN) < 20:

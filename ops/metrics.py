@@ -92,7 +92,7 @@ def node_metrics():
 
     up = _gauge("cryptoadmin_node_up", "1 when the wallet's node answered this scrape.", ["currency", "wallet"])
     height = _gauge("cryptoadmin_node_block_height", "Block height the wallet's node reports.", ["currency", "wallet"])
-    currencies = dict(Wallet.objects.filter(enabled=True).values_list("name", "currency__code"))
+    currencies = dict(Wallet.objects.active().values_list("name", "currency__code"))
     for name, status in probe_nodes()["wallets"].items():
         labels = [currencies.get(name, ""), name]
         up.add_metric(labels, 1 if status["ok"] else 0)

@@ -6,7 +6,7 @@ from auditlog.models import LogEntry
 from django.contrib.auth.models import Group, Permission
 
 from balances.models import ApiToken
-from ledger.models import Currency, Wallet
+from ledger.models import Wallet
 from tests.conftest import make_currency
 
 pytestmark = pytest.mark.django_db

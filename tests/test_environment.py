@@ -79,7 +79,7 @@ def test_it_lists_every_variable_the_code_reads_in_the_readme_table():
         if path.parts[len(REPO.parts)] in ("tests", "bench", ".venv") or path.name == "settings_test.py":
             continue
         text = path.read_text()
-        read |= set(re.findall(r"""env_(?:int|bool|list|number)\(\s*["']([A-Z_]+)["']""", text))
+        read |= set(re.findall(r"""env_(?:int|float|bool|list|number)\(\s*["']([A-Z_]+)["']""", text))
         read |= set(re.findall(r"""os\.environ\.get\(\s*["']([A-Z_]+)["']""", text))
     read -= {"DJANGO_SETTINGS_MODULE", "CRYPTOADMIN_FAULT", "BITCOIND", "PG_BIN"}  # test and tooling hooks
     assert read - table == set()

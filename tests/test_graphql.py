@@ -1,4 +1,4 @@
-"""/graphql answers the balances seed's query exactly."""
+"""/graphql answers the balances query exactly."""
 import pytest
 from django.test import Client
 
@@ -97,7 +97,7 @@ def test_it_reports_a_failed_load_without_internals(balance_cache, token, monkey
 
 def test_it_masks_errors_it_does_not_expect(balance_cache, token, monkeypatch):
     deposit(network_account(currency("BTC")), "u-5", 1)
-    monkeypatch.setattr("balances.schema.format_units", lambda *a: 1 / 0)
+    monkeypatch.setattr("balances.table.format_units", lambda *a: 1 / 0)
     response = ask(seed_query("u-5"), token)
     assert response.status_code == 200
     assert "division" not in response.content.decode()

@@ -65,7 +65,7 @@ def test_it_refuses_a_document_with_too_many_tokens(balance_cache, token):
 
 
 def test_it_refuses_a_query_deeper_than_the_limit(balance_cache, settings):
-    # This schema has no recursive type, so the seed's own query is the deepest one can go
+    # This schema has no recursive type, so the balances query itself is the deepest one can go
     # (depth 2 as the limiter counts: user, currencies); the limiter is proved by lowering the
     # limit below it.
     from balances.schema import build_schema

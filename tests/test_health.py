@@ -75,7 +75,7 @@ def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
 
 
 def test_it_is_200_when_the_scheduler_ran_recently(client, db):
-    from django_q.models import Schedule, Task
+    from django_q.models import Schedule
 
     Schedule.objects.all().delete()
     Schedule.objects.create(name="poll", func="ledger.tasks.poll_all_currencies", schedule_type="I", minutes=1,

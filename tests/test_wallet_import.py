@@ -44,7 +44,7 @@ def test_it_counts_pending_outgoing_as_held(managed):
     imports.import_unaccounted_balance(wallet.pk, alice[201].pk)
     # Alice queues a 2 BTC withdrawal: 201 -> 204. The coins are still in the wallet.
     services.post(alice[201], alice[204], 2 * BTC, "pending_outgoing")
-    # The reference design subtracted only 201 and would import those 2 BTC again.
+    # The first version subtracted only 201 and would import those 2 BTC again.
     assert imports.preview(wallet).unaccounted == 0
     with pytest.raises(imports.NothingToImport):
         imports.import_unaccounted_balance(wallet.pk, alice[201].pk)

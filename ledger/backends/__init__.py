@@ -11,14 +11,15 @@ from .base import (  # noqa: F401
 )
 
 
-def backend_for(wallet):
-    """The backend instance for a wallet, by its `backend` field."""
+def backend_for(wallet, timeout=None):
+    """The backend instance for a wallet, by its `backend` field; `timeout` (seconds per node
+    call) defaults to settings.NODE_RPC_TIMEOUT."""
     if wallet.backend == "bitcoind":
         from .bitcoind import BitcoindBackend
 
-        return BitcoindBackend(wallet)
+        return BitcoindBackend(wallet, timeout)
     if wallet.backend == "blockio":
         from .blockio import BlockIoBackend
 
-        return BlockIoBackend(wallet)
+        return BlockIoBackend(wallet, timeout)
     raise BackendError(f"unknown backend {wallet.backend!r} for wallet {wallet.name}")

@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..errors import CryptoadminError
+from ..txids import is_txid
 
-class BackendError(Exception):
+
+class BackendError(CryptoadminError):
     """Base of every error a backend raises; carries the node's own message."""
 
     def __init__(self, message, *, code=None):
@@ -117,13 +120,11 @@ class ChainTip:
     hash: str
 
 
-TXID_RE = re.compile(r"^[0-9a-f]{64}$")
-HASH_RE = TXID_RE
 
 
 def check_txid(value, what: str) -> str:
     """A txid from a node reply must be 64 lowercase hex characters, or the reply is bad."""
-    if not isinstance(value, str) or not TXID_RE.match(value):
+    if not is_txid(value):
         raise BadReply(f"{what}: {str(value)[:80]!r} is not a transaction id")
     return value
 
@@ -131,9 +132,13 @@ def check_txid(value, what: str) -> str:
 class Backend:
     """What the ledger asks of a wallet backend. One instance per unit of work."""
 
-    def __init__(self, wallet):
+    def __init__(self, wallet, timeout: float | None = None):
+        from django.conf import settings
+
         self.wallet = wallet
         self.decimals = wallet.currency.decimals
+        # Seconds any one node call may take; probes (health, overview) ask for a short one.
+        self.timeout = timeout or settings.NODE_RPC_TIMEOUT
 
     def new_address(self, label: str = "") -> str:
         raise NotImplementedError
@@ -220,7 +225,7 @@ class Backend:
     def iter_received(self, page_size: int = 1000, progress=None):
         """Every receive in the wallet's history, page by page, unconfirmed included.
 
-        Must not stop at a page that happens to hold no receives (the reference design did).
+        Must not stop at a page that happens to hold no receives (the first version did).
         `progress(n)` is called with the number of history entries read per page."""
         raise NotImplementedError
 

@@ -21,10 +21,10 @@ from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
 
 from ..money import AmountError, format_units, to_units
+from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
 from .base import (
     Backend,
     BackendError,
-    HASH_RE,
     BadReply,
     ChainTip,
     InsufficientFunds,

@@ -33,9 +33,9 @@ import time
 from decimal import Decimal
 
 import requests
-from django.conf import settings
 
 from ..money import AmountError, format_units, to_units
+from ..txids import is_txid
 from .base import (
     Backend,
     BackendError,
@@ -76,7 +76,7 @@ class BlockIoBackend(Backend):
     max_retry_after = 5.0
 
     def __init__(self, wallet, timeout: float | None = None, session: requests.Session | None = None):
-        super().__init__(wallet)
+        super().__init__(wallet, timeout)
         cfg = wallet.backend_settings or {}
         self.api_key = cfg.get("api_key") or ""
         self.pin = cfg.get("pin") or ""
@@ -84,7 +84,6 @@ class BlockIoBackend(Backend):
             raise BackendError(f"wallet {wallet.name} has no 'api_key' in its backend settings")
         self.base_url = (cfg.get("base_url") or DEFAULT_BASE_URL).rstrip("/") + "/"
         self.network = cfg.get("network") or "BTCTEST"
-        self.timeout = timeout or settings.NODE_RPC_TIMEOUT
         self.session = session or requests.Session()
         self._mine: set[str] | None = None
         self._fees: dict[str, int] = {}
@@ -321,7 +320,7 @@ class BlockIoBackend(Backend):
                           amounts=",".join(format_units(u, self.decimals) for u in outputs.values()),
                           to_addresses=",".join(outputs), **({"nonce": nonce} if nonce else {}))
         txid = data.get("txid")
-        if not isinstance(txid, str) or len(txid) != 64:
+        if not is_txid(txid):
             raise OutcomeUnknown("block.io withdraw: no txid in a success reply, outcome unknown")
         try:
             self._fees[txid] = self.units(data.get("network_fee"))

@@ -1,0 +1,46 @@
+"""The balances table, defined once: its columns (balance field -> account code) and its rows
+(one per currency, for one user's snapshot). The GraphQL reply (balances/schema.py) and the
+admin's "User balances" page (balances/admin.py) both render it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger.models import Currency
+from ledger.money import format_units
+
+# Balance field -> account code, in column order. The GraphQL field names of the balances query.
+FIELD_ACCOUNTS = {
+    "balance": 201,
+    "advancedTradingBalance": 202,
+    "advancedTradingLockedBalance": 230,
+    "lockedBalance": 203,
+    "withdrawLockedBalance": 204,
+    "stakingLockedBalance": 205,
+    "activeStakingBalance": 206,
+}
+
+
+@dataclass(frozen=True)
+class CurrencyRow:
+    code: str
+    enabled: bool
+    decimals: int
+    balances: dict  # account code -> int base units (absent: no account, shown as 0)
+
+    def amount(self, field: str) -> str:
+        """The column's amount as a decimal string in the currency's units ("1.50000000")."""
+        return format_units(self.balances.get(FIELD_ACCOUNTS[field], 0), self.decimals)
+
+    def amounts(self) -> list[str]:
+        return [self.amount(field) for field in FIELD_ACCOUNTS]
+
+
+def currency_rows(snapshot: dict) -> list[CurrencyRow]:
+    """Every currency, by code, with the user's balances from `snapshot` (currency code ->
+    account code -> units, as the balance cache returns it)."""
+    return [
+        CurrencyRow(code, enabled, decimals, snapshot.get(code, {}))
+        for code, enabled, decimals in Currency.objects.order_by("code").values_list(
+            "code", "enabled", "decimals"
+        )
+    ]
