@@ -16,10 +16,10 @@ def offline_wallet(btc):
 
 
 @pytest.mark.parametrize("amount", ["1e999999", "1.000000000000000000000000000001", "1_000", "9" * 400])
-def test_it_answers_a_hostile_amount_from_an_admin_with_a_form_error(client, admin_member, offline_wallet, amount):
+def test_it_answers_a_hostile_amount_from_an_admin_with_a_form_error(client, admin, offline_wallet, amount):
     from broadcasts.models import OutgoingTransaction
 
-    client.force_login(admin_member)
+    client.force_login(admin)
     response = client.post(URL, {"user_id": "alice", "wallet": offline_wallet.pk,
                                  "address": "mzBc4XEFSdzCDcTxAgf6EZXgsZWpztRhef", "amount": amount})
     assert response.status_code == 200

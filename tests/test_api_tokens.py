@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from balances.models import ApiToken, hash_token
 from tests.balances_helpers import currency, deposit, network_account
-from tests.conftest import grant
+from tests.support import grant
 from tests.test_graphql import ask, seed_query
 
 pytestmark = pytest.mark.django_db

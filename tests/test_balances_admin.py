@@ -3,7 +3,7 @@ import pytest
 from django.test import Client
 
 from tests.balances_helpers import currency, deposit, move, network_account
-from tests.conftest import grant
+from tests.support import grant
 
 pytestmark = pytest.mark.django_db
 

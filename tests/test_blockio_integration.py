@@ -55,10 +55,10 @@ def test_it_leaves_a_timed_out_withdraw_interrupted_then_settles_it_by_txid(bloc
     broadcast = Broadcast.objects.get()
     assert broadcast.state == "opened" and list(interrupted_broadcasts()) == [broadcast]
     assert Broadcaster(blockio_wallet).run().sent == 0  # refuses while interrupted
-    from tests.conftest import wait_until
+    from tests.support import wait_until
 
     txid = wait_until(lambda: blockio.nonces.get(broadcast.label), what="block.io to finish the slow withdraw")
-    from tests.conftest import grant
+    from tests.support import grant
 
     close_as_broadcasted(broadcast, txid, grant(operator, "broadcasts.close_broadcast_by_hand"),
                          "found in block.io's dashboard")

@@ -23,7 +23,7 @@ from ledger import services as ledger
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account
 from ledger.money import to_units
-from tests.conftest import PYTHON, REPO, funded_wallet, grant
+from tests.support import PYTHON, REPO, funded_wallet, grant
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,17 +6,12 @@ from django.test.utils import CaptureQueriesContext
 from broadcasts.models import Broadcast, OutgoingTransaction
 from broadcasts.services import Broadcaster, interrupted_broadcasts, send_external
 from ledger import services as ledger
-from ledger.backends import NodeUnreachable, OutcomeUnknown
+from ledger.backends import NodeUnreachable
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account, NetworkTransaction, Transaction
-from tests.conftest import credit_user, funded_wallet, make_wallet
+from tests.support import SendOutcomeUnknown, credit_user, funded_wallet, make_wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment):
-        raise OutcomeUnknown("timeout after sending (simulated)")
 
 
 class FeeLookupDown(BitcoindBackend):
@@ -61,7 +56,7 @@ def test_it_spends_an_imported_legacy_wallets_coins_held_on_labelled_addresses(b
     """A wallet brought under management with its coins on a labelled address (an account on
     this node) pays withdrawals: the node's accounts are gathered into the default one first."""
     from ledger.imports import import_unaccounted_balance
-    from tests.conftest import pay_from_outside
+    from tests.support import pay_from_outside
 
     ours, outside = two_nodes
     pay_from_outside(ours, outside, ours.rpc("getnewaddress", "legacy"), "3", mine=1)
@@ -180,7 +175,7 @@ def test_it_spends_coins_that_arrived_at_users_receiving_addresses(btc, two_node
     once carried labels; on this node labels are accounts and sendmany "" spends only the
     default account, so every withdrawal failed with 'Account has insufficient funds'.)"""
     from ledger.confirmations import poll_wallet
-    from tests.conftest import pay_from_outside
+    from tests.support import pay_from_outside
 
     ours, outside = two_nodes
     wallet = make_wallet(btc, ours)

@@ -9,7 +9,7 @@ from ledger import services
 from ledger.backends.base import TxInfo, TxOutput
 from ledger.confirmations import POLLED_STATES, apply, close_by_hand, record_deposits
 from ledger.models import Address, NetworkTransaction, Transaction, Wallet
-from tests.conftest import make_currency
+from tests.support import make_currency
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from ledger import services
 from ledger.models import NetworkTransaction
-from tests.conftest import grant
+from tests.support import grant
 
 pytestmark = pytest.mark.django_db
 LIST = "/admin/ledger/networktransaction/"

@@ -21,7 +21,7 @@ def test_it_counts_open_and_stuck_transactions_per_currency(wallet, btc):
 
 
 def test_it_shows_node_and_books_difference_per_wallet(btc, fresh_node):
-    from tests.conftest import make_wallet
+    from tests.support import make_wallet
 
     server = fresh_node()
     server.generate(101)  # 50 BTC spendable, none of it in the books yet
@@ -78,7 +78,7 @@ def test_it_shows_a_misconfigured_wallet_as_unreachable_instead_of_failing(clien
 
 
 def test_it_links_a_books_above_node_difference_in_red_to_the_reconcile_page(client, superuser, btc, fresh_node):
-    from tests.conftest import make_wallet
+    from tests.support import make_wallet
 
     wallet = make_wallet(btc, fresh_node())  # an empty node
     services.post(services.system_account(wallet, 910), services.user_account("alice", btc), 5, "import")

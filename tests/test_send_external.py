@@ -5,7 +5,7 @@ from broadcasts.models import OutgoingTransaction
 from broadcasts.services import OutgoingError, send_external
 from ledger import services as ledger
 from ledger.models import Account, Transaction
-from tests.conftest import credit_user
+from tests.support import credit_user
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.db import connection
 
 from ledger import imports, services
 from ledger.models import Account, Transaction
-from tests.conftest import make_currency, make_wallet, pay_from_outside
+from tests.support import make_currency, make_wallet, pay_from_outside
 
 BTC = 10**8
 

@@ -4,7 +4,7 @@ from django.contrib.admin.models import LogEntry
 
 from ledger import services
 from ledger.models import Transaction
-from tests.conftest import grant, make_currency, make_wallet, pay_from_outside
+from tests.support import grant, make_currency, make_wallet, pay_from_outside
 
 URL = "/admin/ledger/wallet/import/"
 BTC = 10**8
