@@ -9,7 +9,8 @@ from cryptoadmin import overview
 pytestmark = pytest.mark.django_db
 
 
-def test_it_counts_open_and_stuck_transactions_per_currency(wallet, btc):
+def test_it_counts_open_and_stuck_transactions_per_currency(db_wallet, btc):
+    wallet = db_wallet
     now = timezone.now()
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="a" * 64, type="deposit")
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="b" * 64, type="deposit",
@@ -47,7 +48,8 @@ def test_it_marks_a_schedule_red_after_three_missed_intervals(db):
     assert rows["fine"]["red"] is False
 
 
-def test_it_draws_deposits_per_hour(wallet, btc):
+def test_it_draws_deposits_per_hour(db_wallet, btc):
+    wallet = db_wallet
     alice = services.user_account("alice", btc)
     services.post(services.system_account(wallet, 900), alice, 5, "deposit")
     series = overview.deposits_per_hour()

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.utils import timezone
 
-from ledger.models import Wallet
+from tests.support import offline_wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -13,7 +13,8 @@ def _url(wallet):
     return f"/admin/ledger/wallet/{wallet.pk}/reconcile/"
 
 
-def test_it_writes_nothing_on_a_viewers_get(client, viewer, wallet):
+def test_it_writes_nothing_on_a_viewers_get(client, viewer, db_wallet):
+    wallet = db_wallet
     client.force_login(viewer)
     response = client.get(_url(wallet))
     assert response.status_code == 200
@@ -25,9 +26,8 @@ def test_it_writes_nothing_on_a_viewers_get(client, viewer, wallet):
 def test_it_shows_the_recorded_figures_without_calling_the_node(client, viewer, btc):
     # The node is down: a GET that called it would show the error instead of the figures.
     checked = timezone.now()
-    wallet = Wallet.objects.create(
-        name="recorded", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"},
-        last_reconciled_at=checked,
+    wallet = offline_wallet(
+        btc, "recorded", last_reconciled_at=checked,
         last_reconciliation={"wallet_id": 0, "node_balance": 700000000, "books_balance": 0, "uncredited": 200000000,
                              "users_balance": 0, "pending_outgoing": 0, "fees": 0, "unaccounted": 500000000,
                              "checked_at": checked.isoformat(),
@@ -43,7 +43,8 @@ def test_it_shows_the_recorded_figures_without_calling_the_node(client, viewer, 
     assert 'name="reconcile"' not in page  # no button for a Viewer
 
 
-def test_it_refuses_a_viewers_post_and_records_nothing(client, viewer, wallet):
+def test_it_refuses_a_viewers_post_and_records_nothing(client, viewer, db_wallet):
+    wallet = db_wallet
     client.force_login(viewer)
     assert client.post(_url(wallet), {"reconcile": "1"}).status_code == 403
     wallet.refresh_from_db()
