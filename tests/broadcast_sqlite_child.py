@@ -22,7 +22,7 @@ def setup(node_url, address, units):
     from broadcasts.services import send_external
     from django.contrib.auth import get_user_model
     from ledger.models import Wallet
-    from tests.conftest import credit_user, grant, make_currency
+    from tests.support import credit_user, grant, make_currency
 
     btc = make_currency("BTC")
     wallet = Wallet.objects.create(name="sqlite-btc", currency=btc, backend="bitcoind",

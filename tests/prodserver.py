@@ -12,7 +12,7 @@ from html import unescape
 import requests
 
 from cryptoadmin.localservices import free_port
-from tests.conftest import PYTHON, REPO
+from tests.support import PYTHON, REPO
 
 
 def production_env(child_env, tmp_path, **extra) -> dict:

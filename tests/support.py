@@ -1,18 +1,136 @@
-"""Users who really are in the roles the migration creates (Viewer, Operator, Admin).
+"""Factories, fakes and waits shared by the test files (conftest.py keeps the fixtures only).
 
-The `viewer`/`operator` personas of conftest are plain staff users in no group, granted
-permissions one by one; security tests act as a member of the real group instead, so they
-fail when the roles table gives a group more than its name says."""
+Import from here: `from tests.support import make_currency, grant, wait_until`."""
+import sys
+import time
+from pathlib import Path
+
+from ledger.backends import OutcomeUnknown
+from ledger.backends.bitcoind import BitcoindBackend
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+# A backend URL where nothing listens (the discard port): a wallet row for tests that never
+# call the node; a call that slips through fails at once instead of reaching a real node.
+NOWHERE_URL = "http://u:p@127.0.0.1:9"
+
+
+# --- waits ---------------------------------------------------------------------------------
+
+def wait_until(predicate, timeout=20.0, interval=0.1, what="condition"):
+    """Poll `predicate` until it returns something true (returned); fails the test instead of
+    hanging when another process or thread never brings the condition about."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def pay_from_outside(ours, outside, address, amount: str, mine: int = 0):
+    """Outside pays `address` on our node; waits until our wallet sees it."""
+    txid = outside.rpc("sendtoaddress", address, amount)
+    if mine:
+        outside.generate(mine)
+    height = outside.rpc("getblockcount")
+    wait_until(lambda: ours.rpc("getblockcount") == height, what="block relay")
+
+    def seen():
+        try:
+            return ours.rpc("gettransaction", txid)
+        except Exception:
+            return None
+
+    wait_until(seen, what=f"tx {txid} on our node")
+    return txid
+
+
+# --- factories -----------------------------------------------------------------------------
+
+def make_currency(code="BTC", **kwargs):
+    from ledger.models import Currency
+
+    kwargs.setdefault("crediting_threshold", 2)
+    kwargs.setdefault("polling_threshold", 4)
+    return Currency.objects.create(code=code, name=code, **kwargs)
+
+
+def make_wallet(currency, server, name=None, **kwargs):
+    from ledger.models import Wallet
+
+    return Wallet.objects.create(
+        name=name or f"{currency.code}-{server.rpc_port}", currency=currency,
+        backend="bitcoind", backend_settings={"url": server.url}, **kwargs,
+    )
+
+
+def offline_wallet(currency, name="offline", **kwargs):
+    """A bitcoind wallet row whose node is nowhere: for tests that need only the database."""
+    from ledger.models import Wallet
+
+    return Wallet.objects.create(name=name, currency=currency, backend="bitcoind",
+                                 backend_settings={"url": NOWHERE_URL}, **kwargs)
+
+
+def credit_user(wallet, user_id, amount):
+    """Put `amount` base units on a user's 201 from the wallet's 910 import account: coins the
+    node already holds (mined to it) become the user's in the books."""
+    from ledger import services
+    from ledger.models import Account
+
+    account = services.user_account(user_id, wallet.currency, Account.Code.BALANCE)
+    services.post(services.system_account(wallet, Account.Code.IMPORT), account, amount, "import")
+    return account
+
+
+def funded_wallet(currency, server, user_id="alice", blocks=120):
+    """A wallet on `server` (a fresh node) whose whole mature balance is imported to a user's
+    201. Nothing may mine on that node afterwards: maturing coinbases would change its balance."""
+    server.generate(blocks)
+    wallet = make_wallet(currency, server)
+    balance = wallet.get_backend().get_balance(0)
+    return wallet, credit_user(wallet, user_id, balance)
+
+
+# --- fakes ---------------------------------------------------------------------------------
+
+class SendOutcomeUnknown(BitcoindBackend):
+    """A real node whose send never answers: the broadcast may or may not have happened."""
+
+    def send_many(self, outputs, comment, **kwargs):
+        raise OutcomeUnknown("read timeout after sending (simulated)")
+
+
+# --- users, roles and sign-in ----------------------------------------------------------------
+
 ROLE_PASSWORD = "pw-role-member"
 
 
-def member_of(role: str, username: str | None = None):
+def ensure_roles():
+    """The Viewer/Operator/Admin groups as the latest roles migration leaves them. A
+    transactional test's flush wipes what data migrations wrote (post_migrate gives back
+    content types and permissions, not groups), so whoever needs the groups asks for them."""
+    import django.apps
+    from django.contrib.auth.models import Group
+
+    from cryptoadmin.roles import ROLES, sync_roles
+
+    if Group.objects.filter(name__in=ROLES).count() != len(ROLES):
+        sync_roles(django.apps.apps)
+
+
+def member_of(role: str, username: str | None = None, password: str = ROLE_PASSWORD):
     """A staff user whose only permissions come from the group `role`."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    user = get_user_model().objects.create_user(username or f"{role.lower()}-member", password=ROLE_PASSWORD,
-                                                is_staff=True)
+    ensure_roles()
+    user = get_user_model().objects.create_user(username or f"{role.lower()}-member",
+                                                password=password, is_staff=True)
     user.groups.add(Group.objects.get(name=role))
     return user
 
@@ -22,3 +140,42 @@ def client_as(client, role: str, username: str | None = None):
     user = member_of(role, username)
     client.force_login(user)
     return client, user
+
+
+def grant(user, *codenames):
+    """Give a user permissions by 'app_label.codename'."""
+    from django.contrib.auth.models import Permission
+
+    for full in codenames:
+        app_label, codename = full.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    # Permission caches live on the instance.
+    for attr in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(attr, None)
+    return user
+
+
+def verify_session(client, user):
+    """Mark `client`'s session as signed in with a second factor of `user`'s own."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_static.models import StaticDevice
+
+    device, _ = StaticDevice.objects.get_or_create(user=user, name="test sign-in",
+                                                   defaults={"confirmed": True})
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+
+
+def totp_device(user):
+    """A confirmed TOTP authenticator for `user`, and a function giving its current code."""
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+
+    def code():
+        return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
+
+    return device, code

@@ -4,7 +4,7 @@ broadcaster."""
 import pytest
 
 from ledger.models import Wallet
-from tests.conftest import make_currency
+from tests.support import make_currency
 
 pytestmark = pytest.mark.django_db
 

@@ -7,20 +7,12 @@ pytestmark = pytest.mark.django_db
 URL = reverse("admin:broadcasts_outgoingtransaction_queue")
 
 
-@pytest.fixture
-def offline_wallet(btc):
-    from ledger.models import Wallet
-
-    # The amount is refused before any node call: no node needed.
-    return Wallet.objects.create(name="offline", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"})
-
-
 @pytest.mark.parametrize("amount", ["1e999999", "1.000000000000000000000000000001", "1_000", "9" * 400])
-def test_it_answers_a_hostile_amount_from_an_admin_with_a_form_error(client, admin_member, offline_wallet, amount):
+def test_it_answers_a_hostile_amount_from_an_admin_with_a_form_error(client, admin, db_wallet, amount):
     from broadcasts.models import OutgoingTransaction
 
-    client.force_login(admin_member)
-    response = client.post(URL, {"user_id": "alice", "wallet": offline_wallet.pk,
+    client.force_login(admin)
+    response = client.post(URL, {"user_id": "alice", "wallet": db_wallet.pk,
                                  "address": "mzBc4XEFSdzCDcTxAgf6EZXgsZWpztRhef", "amount": amount})
     assert response.status_code == 200
     assert response.context["form"].errors["amount"]

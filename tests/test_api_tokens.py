@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from balances.models import ApiToken, hash_token
 from tests.balances_helpers import currency, deposit, network_account
-from tests.conftest import grant
+from tests.support import grant
 from tests.test_graphql import ask, seed_query
 
 pytestmark = pytest.mark.django_db
@@ -40,9 +40,9 @@ def test_it_refuses_a_revoked_token_with_403(funded):
     assert "data" not in response.json()
 
 
-def test_it_refuses_sessions_that_are_not_staff_or_lack_the_permission(funded, outsider, operator):
+def test_it_refuses_sessions_that_are_not_staff_or_lack_the_permission(funded, outsider, staff):
     grant(outsider, "balances.view_user_balances")
-    for user in (outsider, operator):  # not staff; staff without the permission
+    for user in (outsider, staff):  # not staff; staff without the permission
         client = Client()
         client.force_login(user)
         response = ask(seed_query("u-1"), client=client)

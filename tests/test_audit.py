@@ -7,21 +7,17 @@ from django.contrib.auth.models import Group, Permission
 
 from balances.models import ApiToken
 from ledger.models import Wallet
-from tests.conftest import make_currency
+from tests.support import make_currency, member_of
 
 pytestmark = pytest.mark.django_db
 
 SECRETS = ("s3cret-api-key-123456", "pin-987654", "rpcpass-555")
 
 
-def _in_role(user, name):
-    user.groups.add(Group.objects.get(name=name))
-    return user
-
-
 @pytest.fixture
-def admin_user(django_user_model):
-    return _in_role(django_user_model.objects.create_user("alice", password="pw-alice", is_staff=True), "Admin")
+def admin_user(roles):
+    # The Admin persona under a name of its own: the log page must show who acted.
+    return member_of("Admin", "alice", password="pw-alice")
 
 
 def _entries(obj):
@@ -74,7 +70,7 @@ def test_it_records_api_token_issue_and_revocation(client, admin_user):
     assert revoked.changes_dict["revoked_by"] == [None, str(admin_user)]
 
 
-def test_it_records_group_permission_changes(client, superuser):
+def test_it_records_group_permission_changes(client, superuser, roles):
     viewer_group = Group.objects.get(name="Viewer")
     before = list(viewer_group.permissions.values_list("pk", flat=True))
     added = Permission.objects.get(content_type__app_label="ledger", codename="change_currency")
@@ -89,13 +85,12 @@ def test_it_records_group_permission_changes(client, superuser):
 
 
 def test_it_shows_the_log_to_a_viewer_with_secrets_masked_and_nothing_to_change(client, admin_user,
-                                                                                django_user_model):
+                                                                                viewer):
     btc = make_currency("BTC")
     client.force_login(admin_user)
     client.post("/admin/ledger/wallet/add/", {
         "name": "cold", "currency": btc.pk, "backend": "blockio", "enabled": "on",
         "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/"}' % SECRETS})
-    viewer = _in_role(django_user_model.objects.create_user("vera", password="pw-vera", is_staff=True), "Viewer")
     client.force_login(viewer)
     listing = client.get("/admin/auditlog/logentry/")
     assert listing.status_code == 200

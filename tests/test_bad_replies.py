@@ -8,7 +8,7 @@ from ledger.backends import BadReply
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.confirmations import update_confirmations
 from ledger.models import Address, NetworkTransaction, Transaction, Wallet
-from tests.conftest import make_currency, make_wallet
+from tests.support import make_currency, make_wallet
 from tests.rpc_double import RpcDouble, single, wallet_tx
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,5 @@
 """The per-process balance cache: guarded loader, one-query loads, errors, LRU, races."""
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -9,15 +8,11 @@ from django.test.utils import CaptureQueriesContext
 from balances.cache import (ACCOUNT_CODES, BalanceCache, BalanceLoadError, LoadTimeout, UnknownUser,
                             load_user_balances)
 from tests.balances_helpers import currency, deposit, in_threads, move, network_account
+from tests.support import wait_until
 
 
-def wait_until(predicate, timeout=10):
-    """For a condition another thread brings about; fails the test instead of hanging."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.001)
+# Conditions other threads bring about are polled often: those threads are waiting on them.
+FAST = dict(timeout=10, interval=0.001)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -31,7 +26,7 @@ def test_it_loads_a_cold_user_once_for_200_concurrent_callers(balance_cache):
     def loader(user_id):
         calls.append(user_id)
         # Hold the load until the 199 others are waiting on it: they truly overlap.
-        wait_until(lambda: balance_cache.waits == 199)
+        wait_until(lambda: balance_cache.waits == 199, **FAST)
         return load_user_balances(user_id)
 
     balance_cache.loader = loader
@@ -51,7 +46,7 @@ def test_it_gives_every_waiter_the_error_of_a_failed_load_and_the_next_call_retr
     def loader(user_id):
         attempts.append(user_id)
         if len(attempts) == 1:
-            wait_until(lambda: cache.waits == 9)
+            wait_until(lambda: cache.waits == 9, **FAST)
             raise ConnectionError("database went away")
         return {"BTC": dict.fromkeys(ACCOUNT_CODES, 5)}
 
@@ -68,7 +63,7 @@ def test_it_stops_waiting_with_a_clear_error_after_the_timeout():
     cache = BalanceCache(wait_timeout=0.2, loader=lambda u: release.wait(10) and {"BTC": dict.fromkeys(ACCOUNT_CODES, 1)})
     owner = threading.Thread(target=cache.get_user, args=("carol",))
     owner.start()
-    wait_until(lambda: cache.stats()["loading_now"] == 1)
+    wait_until(lambda: cache.stats()["loading_now"] == 1, **FAST)
     with pytest.raises(LoadTimeout, match="gave up after 0.2 s waiting for the balances of user 'carol'"):
         cache.get_user("carol")
     release.set()

@@ -3,7 +3,7 @@ import pytest
 from django.test import Client
 
 from tests.balances_helpers import currency, deposit, move, network_account
-from tests.conftest import grant
+from tests.support import grant
 
 pytestmark = pytest.mark.django_db
 
@@ -34,9 +34,9 @@ def test_it_reports_an_unknown_or_malformed_user_id_on_the_form(balance_cache, v
     assert "Use 1 to 128 letters" in viewer_client.get(URL, {"user_id": "bad id!"}).content.decode()
 
 
-def test_it_refuses_the_lookup_page_without_the_permission(operator):
+def test_it_refuses_the_lookup_page_without_the_permission(staff):
     client = Client()
-    client.force_login(operator)
+    client.force_login(staff)
     assert client.get(URL, {"user_id": "u-7"}).status_code == 403
 
 

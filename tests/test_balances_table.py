@@ -9,7 +9,7 @@ from balances import admin as balances_admin
 from balances import schema, table
 from balances.models import ApiToken
 from tests.balances_helpers import currency, deposit, move, network_account
-from tests.conftest import grant
+from tests.support import grant
 
 pytestmark = pytest.mark.django_db
 

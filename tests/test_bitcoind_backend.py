@@ -6,7 +6,7 @@ import pytest
 from ledger.backends import InsufficientFunds, InvalidAddress, NodeUnreachable, NotSent, OutcomeUnknown, TransactionNotFound
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.money import AmountError
-from tests.conftest import make_currency, make_wallet
+from tests.support import make_currency, make_wallet
 
 pytestmark = pytest.mark.django_db
 

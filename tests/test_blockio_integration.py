@@ -21,7 +21,7 @@ from ledger.reconcile import reconcile
 from ledger.rescan import rescan_wallet
 from tests.blockio_server import new_address
 from tests.broadcast_helpers import end_lease
-from tests.conftest import grant, wait_until
+from tests.support import grant, wait_until
 
 BTC = 10**8
 
@@ -71,6 +71,7 @@ def test_it_leaves_a_timed_out_withdraw_interrupted_then_settles_it_by_txid(bloc
     Broadcast.objects.filter(pk=broadcast.pk).update(opened_at=broadcast.opened_at)
     assert broadcast.state == "opened" and list(interrupted_broadcasts()) == [broadcast]
     assert Broadcaster(blockio_wallet).run().sent == 0  # refuses while interrupted
+    from tests.support import grant, wait_until
 
     txid = wait_until(lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw")
 

@@ -6,19 +6,12 @@ from django.utils import timezone
 
 from broadcasts.models import Broadcast, OutgoingTransaction
 from broadcasts.services import Broadcaster, send_external
-from ledger.backends import OutcomeUnknown
-from ledger.backends.bitcoind import BitcoindBackend
 from tests.broadcast_helpers import end_lease
-from tests.conftest import credit_user, grant
+from tests.support import SendOutcomeUnknown, credit_user, grant
 
 pytestmark = pytest.mark.django_db
 
 CLOSE = "broadcasts.close_broadcast_by_hand"
-
-
-class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment, **kwargs):
-        raise OutcomeUnknown("connection lost (simulated)")
 
 
 @pytest.fixture

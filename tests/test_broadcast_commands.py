@@ -7,17 +7,10 @@ from django.core.management import CommandError, call_command
 
 from broadcasts.models import Broadcast
 from broadcasts.services import Broadcaster, send_external
-from ledger.backends import OutcomeUnknown
-from ledger.backends.bitcoind import BitcoindBackend
 from tests.broadcast_helpers import end_lease
-from tests.conftest import PYTHON, REPO, credit_user
+from tests.support import PYTHON, REPO, SendOutcomeUnknown, credit_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment, **kwargs):
-        raise OutcomeUnknown("read timeout (simulated)")
 
 
 def run(*args):

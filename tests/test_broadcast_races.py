@@ -24,7 +24,7 @@ from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account
 from ledger.money import to_units
 from tests.broadcast_helpers import end_lease
-from tests.conftest import PYTHON, REPO, funded_wallet, grant
+from tests.support import PYTHON, REPO, funded_wallet, grant
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -229,7 +229,7 @@ def test_it_keeps_the_txid_of_a_broadcaster_killed_while_booking_and_settles_it_
 
 def test_it_leaves_a_refused_send_killed_before_its_commit_for_a_person_and_pays_nothing(btc, node, fresh_node,
                                                                                            child_env, closer):
-    from tests.conftest import credit_user
+    from tests.support import credit_user
 
     wallet, alice = funded_wallet(btc, fresh_node(), blocks=101)
     credit_user(wallet, "alice", 100 * 10**8)  # the books promise more than the node holds

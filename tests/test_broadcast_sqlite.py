@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import PYTHON, REPO
+from tests.support import PYTHON, REPO
 
 
 @pytest.fixture

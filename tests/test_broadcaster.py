@@ -10,14 +10,9 @@ from ledger.backends import NodeUnreachable, OutcomeUnknown
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account, NetworkTransaction, Transaction
 from tests.broadcast_helpers import end_lease
-from tests.conftest import credit_user, funded_wallet, make_wallet
+from tests.support import SendOutcomeUnknown, credit_user, funded_wallet, make_wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class SendOutcomeUnknown(BitcoindBackend):
-    def send_many(self, outputs, comment, **kwargs):
-        raise OutcomeUnknown("timeout after sending (simulated)")
 
 
 class FeeLookupDown(BitcoindBackend):
@@ -62,7 +57,7 @@ def test_it_spends_an_imported_legacy_wallets_coins_held_on_labelled_addresses(b
     """A wallet brought under management with its coins on a labelled address (an account on
     this node) pays withdrawals: the node's accounts are gathered into the default one first."""
     from ledger.imports import import_unaccounted_balance
-    from tests.conftest import pay_from_outside
+    from tests.support import pay_from_outside
 
     ours, outside = two_nodes
     pay_from_outside(ours, outside, ours.rpc("getnewaddress", "legacy"), "3", mine=1)
@@ -186,7 +181,7 @@ def test_it_spends_coins_that_arrived_at_users_receiving_addresses(btc, two_node
     once carried labels; on this node labels are accounts and sendmany "" spends only the
     default account, so every withdrawal failed with 'Account has insufficient funds'.)"""
     from ledger.confirmations import poll_wallet
-    from tests.conftest import pay_from_outside
+    from tests.support import pay_from_outside
 
     ours, outside = two_nodes
     wallet = make_wallet(btc, ours)
@@ -222,7 +217,7 @@ class NodeNotCaughtUp(BitcoindBackend):
 def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_shows_up(btc, node, fresh_node,
                                                                                     operator):
     from broadcasts.services import close_as_never_left
-    from tests.conftest import grant
+    from tests.support import grant
 
     wallet, alice = funded_wallet(btc, fresh_node())
     address = node.rpc("getnewaddress")
@@ -257,7 +252,7 @@ class WalletListNotCaughtUp(BitcoindBackend):
 def test_it_flags_a_late_payment_whose_outgoing_were_already_sent_again_and_books_nothing_twice(
         btc, node, fresh_node, operator):
     from broadcasts.services import close_as_never_left, record_late_reply
-    from tests.conftest import grant
+    from tests.support import grant
 
     wallet, alice = funded_wallet(btc, fresh_node())
     out = send_external(alice, node.rpc("getnewaddress"), 1_500_000)

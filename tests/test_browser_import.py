@@ -4,7 +4,7 @@ import pytest
 from ledger import services
 from ledger.models import Transaction
 from tests.browser import login, screenshot
-from tests.conftest import grant, make_currency, make_wallet, pay_from_outside
+from tests.support import grant, make_currency, make_wallet, pay_from_outside
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -2,7 +2,6 @@
 import re
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from broadcasts.models import Broadcast
@@ -10,19 +9,9 @@ from broadcasts.services import Broadcaster, send_external
 from ledger import imports, services
 from ledger.confirmations import update_confirmations
 from tests.browser import login, screenshot
-from tests.conftest import make_currency, make_wallet, pay_from_outside, wait_until
+from tests.support import make_currency, make_wallet, pay_from_outside, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _role(user, name):
-    from django.apps import apps
-
-    from cryptoadmin.roles import sync_roles
-
-    sync_roles(apps)  # transactional tests flush the groups the migration made
-    user.groups.add(Group.objects.get(name=name))
-    return user
 
 
 def _mine(ours, outside, n):
@@ -36,7 +25,6 @@ def test_it_shows_an_open_deposit_s_confirmations_rise(page, live_server, operat
     address = services.new_receiving_address(wallet, "alice")
     txid = pay_from_outside(ours, outside, address.address, "0.75")
     update_confirmations(wallet.currency)  # what the scheduler does every minute
-    _role(operator, "Operator")
     login(page, live_server, "operator", "pw-operator")
     page.goto(f"{live_server.url}/admin/ledger/networktransaction/?state__exact=open")
     row = page.locator("#result_list tbody tr", has_text=txid[:16])
@@ -60,7 +48,6 @@ def test_it_settles_an_interrupted_broadcast_found_on_chain(page, live_server, o
     Broadcast.objects.filter(pk=broadcast.pk).update(state="opened", opened_at=timezone.now())
     txid = wallet.get_backend().send_many(broadcast.outputs, broadcast.label)
 
-    _role(operator, "Operator")
     login(page, live_server, "operator", "pw-operator")
     banner = page.locator(".ca-alert-error", has_text="interrupted broadcast")
     assert banner.count() == 1
@@ -87,7 +74,6 @@ def test_it_shows_a_viewer_the_lists_and_no_money_buttons(page, live_server, vie
     address = services.new_receiving_address(wallet, "bob")
     pay_from_outside(ours, outside, address.address, "0.2")
     update_confirmations(wallet.currency)
-    _role(viewer, "Viewer")
     login(page, live_server, "viewer", "pw-viewer")
     for path in ("ledger/networktransaction", "broadcasts/broadcast", "broadcasts/outgoingtransaction",
                  "ledger/wallet", "ledger/transaction"):

@@ -6,7 +6,7 @@ from broadcasts.models import OutgoingTransaction, WithdrawalRule
 from broadcasts.services import Broadcaster
 from ledger import services as ledger
 from tests.browser import login, screenshot
-from tests.conftest import funded_wallet, grant, make_currency
+from tests.support import funded_wallet, grant, make_currency
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -5,7 +5,7 @@ import pytest
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.confirmations import poll_wallet
 from ledger.models import NetworkTransaction, Wallet
-from tests.conftest import make_currency, make_wallet
+from tests.support import make_currency, make_wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -122,7 +122,7 @@ def test_it_credits_a_placed_deposit_once_after_the_poller_is_killed(fresh_node,
 
     from ledger import services
     from ledger.models import Transaction
-    from tests.conftest import PYTHON, REPO
+    from tests.support import PYTHON, REPO
 
     node = fresh_node()
     node.generate(101)

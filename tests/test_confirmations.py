@@ -8,7 +8,7 @@ from ledger import services
 from ledger.backends.base import TxInfo
 from ledger.confirmations import apply, poll_wallet, update_confirmations, update_one
 from ledger.models import NetworkTransaction, Transaction
-from tests.conftest import make_currency, make_wallet, pay_from_outside, wait_until
+from tests.support import make_currency, make_wallet, pay_from_outside, wait_until
 
 BTC = 10**8
 
@@ -189,7 +189,7 @@ def test_it_writes_changes_in_bulk_on_sqlite_too(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.support import REPO
 
     script = """
 import django, os

@@ -9,7 +9,7 @@ from ledger import services
 from ledger.backends.base import TxInfo, TxOutput
 from ledger.confirmations import POLLED_STATES, apply, close_by_hand, record_deposits
 from ledger.models import Address, NetworkTransaction, Transaction, Wallet
-from tests.conftest import make_currency
+from tests.support import make_currency, offline_wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -19,12 +19,6 @@ TXID = "ab" * 32
 @pytest.fixture
 def currency():
     return make_currency("BTC", crediting_threshold=2, polling_threshold=4)
-
-
-def offline_wallet(currency, name="w-a"):
-    # Nothing listens on port 9: apply() never calls the node, so a wallet needs none here.
-    return Wallet.objects.create(name=name, currency=currency, backend="bitcoind",
-                                 backend_settings={"url": "http://u:p@127.0.0.1:9"})
 
 
 def receiving(wallet, user_id, address):
@@ -48,7 +42,7 @@ def credited(user_id, currency):
 
 @pytest.fixture
 def deposit(currency):
-    wallet = offline_wallet(currency)
+    wallet = offline_wallet(currency, "w-a")
     receiving(wallet, "alice", "addr-alice")
     row = NetworkTransaction.objects.create(currency=currency, wallet=wallet, txid=TXID, type="deposit")
     return wallet, row
@@ -112,7 +106,7 @@ def test_it_never_touches_a_row_closed_by_hand_on_a_later_error(deposit, currenc
 
 
 def test_it_credits_the_second_deposit_of_a_loop_after_the_first_one_fails(currency, monkeypatch):
-    wallet = offline_wallet(currency)
+    wallet = offline_wallet(currency, "w-a")
     receiving(wallet, "alice", "addr-alice")
     receiving(wallet, "bob", "addr-bob")
     a = NetworkTransaction.objects.create(currency=currency, wallet=wallet, txid="a1" * 32, type="deposit")

@@ -2,7 +2,7 @@
 import configparser
 import subprocess
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 DEPLOY = REPO / "deploy"
 

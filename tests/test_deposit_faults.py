@@ -10,7 +10,7 @@ from cryptoadmin import faults
 from ledger import services
 from ledger.confirmations import update_confirmations
 from ledger.models import NetworkTransaction, Transaction
-from tests.conftest import PYTHON, REPO, make_currency, make_wallet
+from tests.support import PYTHON, REPO, make_currency, make_wallet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 BASE = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings", "HOME": "/tmp", "DEBUG": "1",
         "DATABASE_URL": "sqlite:////tmp/cryptoadmin-env-check.sqlite3"}

@@ -20,7 +20,7 @@ from ledger import services as ledger
 from ledger.models import Account
 from ledger.money import to_units
 from tests import invariants
-from tests.conftest import PYTHON, REPO, credit_user, make_currency, make_wallet, wait_until
+from tests.support import PYTHON, REPO, credit_user, make_currency, make_wallet, wait_until
 
 POINT_RE = re.compile(r"""faults\.point\(\s*["']([A-Za-z0-9_.:-]+)["']\s*\)""")
 SOURCE_DIRS = ("ledger", "broadcasts", "balances")

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from cryptoadmin import faults
-from tests.conftest import PYTHON, REPO
+from tests.support import PYTHON, REPO
 
 
 def test_it_does_nothing_unless_armed():

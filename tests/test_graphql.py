@@ -4,7 +4,7 @@ from django.test import Client
 
 from balances.models import ApiToken
 from tests.balances_helpers import currency, deposit, move, network_account
-from tests.conftest import grant
+from tests.support import grant
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@ import json
 import pytest
 from django.utils import timezone
 
-from tests.conftest import make_currency, make_wallet
+from tests.support import make_currency, make_wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -133,8 +133,8 @@ def test_it_gives_no_details_without_a_configured_token(client, wallet, settings
     assert set(json.loads(response.content)) == {"ok"}
 
 
-def test_it_gives_details_to_a_staff_session(client, wallet, viewer_member):
-    client.force_login(viewer_member)
+def test_it_gives_details_to_a_staff_session(client, wallet, viewer):
+    client.force_login(viewer)
     body = json.loads(client.get("/health").content)
     assert body["nodes"]["wallets"][wallet.name]["ok"] is True
     assert "database" in body and "scheduler" in body

@@ -7,7 +7,7 @@ from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
 from ledger.money import to_units
 from tests import invariants
-from tests.conftest import make_currency, make_wallet
+from tests.support import make_currency, make_wallet
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.node]
 

@@ -7,7 +7,7 @@ import pytest
 
 from ledger import services
 from ledger.models import NetworkTransaction, Transaction
-from tests.conftest import PYTHON, REPO, make_currency, make_wallet, wait_until
+from tests.support import PYTHON, REPO, make_currency, make_wallet, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from broadcasts.models import Broadcast, OutgoingTransaction
 from broadcasts.services import send_external
 from ledger.models import NetworkTransaction as NT, Wallet
-from tests.conftest import credit_user, make_currency
+from tests.support import credit_user, make_currency
 
 pytestmark = pytest.mark.django_db
 TOKEN = "metrics-token-0123456789abcdef"

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from ledger import services
 from ledger.models import NetworkTransaction
-from tests.conftest import grant
+from tests.support import grant
 
 pytestmark = pytest.mark.django_db
 LIST = "/admin/ledger/networktransaction/"
@@ -21,13 +21,14 @@ def _rows(wallet, n, **kwargs):
 
 
 @pytest.fixture
-def staff_client(client, operator):
-    grant(operator, "ledger.view_networktransaction")
-    client.force_login(operator)
+def staff_client(client, staff):
+    grant(staff, "ledger.view_networktransaction")
+    client.force_login(staff)
     return client
 
 
-def test_it_lists_with_a_bounded_number_of_queries(staff_client, wallet):
+def test_it_lists_with_a_bounded_number_of_queries(staff_client, db_wallet):
+    wallet = db_wallet
     _rows(wallet, 5)
     with CaptureQueriesContext(connection) as few:
         assert staff_client.get(LIST).status_code == 200
@@ -39,7 +40,8 @@ def test_it_lists_with_a_bounded_number_of_queries(staff_client, wallet):
     assert "0 / 4" in response.content.decode()  # confirmations of the threshold
 
 
-def test_it_filters_the_stuck_ones(staff_client, wallet):
+def test_it_filters_the_stuck_ones(staff_client, db_wallet):
+    wallet = db_wallet
     old, new = _rows(wallet, 2)
     NetworkTransaction.objects.filter(pk=old.pk).update(opened_at=timezone.now() - timezone.timedelta(hours=2))
     response = staff_client.get(LIST + "?stuck=1h")
@@ -55,7 +57,8 @@ def test_it_searches_by_txid_and_by_address(staff_client, wallet):
     assert [r.pk for r in staff_client.get(LIST, {"q": address.address}).context["cl"].result_list] == [second.pk]
 
 
-def test_it_closes_by_hand_with_a_reason_and_history(client, operator, wallet):
+def test_it_closes_by_hand_with_a_reason_and_history(client, operator, db_wallet):
+    wallet = db_wallet
     grant(operator, "ledger.view_networktransaction", "ledger.close_networktransaction_by_hand")
     client.force_login(operator)
     (row,) = _rows(wallet, 1)
@@ -71,7 +74,8 @@ def test_it_closes_by_hand_with_a_reason_and_history(client, operator, wallet):
     assert "Closed by hand: checked on the explorer" in LogEntry.objects.get(object_id=str(row.pk)).get_change_message()
 
 
-def test_it_closes_several_through_the_action(client, operator, wallet):
+def test_it_closes_several_through_the_action(client, operator, db_wallet):
+    wallet = db_wallet
     grant(operator, "ledger.view_networktransaction", "ledger.close_networktransaction_by_hand")
     client.force_login(operator)
     rows = _rows(wallet, 3)
@@ -82,7 +86,8 @@ def test_it_closes_several_through_the_action(client, operator, wallet):
     assert sorted(NetworkTransaction.objects.filter(state="closed_by_hand").values_list("pk", flat=True)) == ids
 
 
-def test_it_forbids_closing_without_the_permission(staff_client, wallet):
+def test_it_forbids_closing_without_the_permission(staff_client, db_wallet):
+    wallet = db_wallet
     (row,) = _rows(wallet, 1)
     page = staff_client.get(LIST).content.decode()
     assert "close_by_hand" not in page and "check_now" not in page

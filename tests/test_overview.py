@@ -9,7 +9,8 @@ from cryptoadmin import overview
 pytestmark = pytest.mark.django_db
 
 
-def test_it_counts_open_and_stuck_transactions_per_currency(wallet, btc):
+def test_it_counts_open_and_stuck_transactions_per_currency(db_wallet, btc):
+    wallet = db_wallet
     now = timezone.now()
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="a" * 64, type="deposit")
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="b" * 64, type="deposit",
@@ -21,7 +22,7 @@ def test_it_counts_open_and_stuck_transactions_per_currency(wallet, btc):
 
 
 def test_it_shows_node_and_books_difference_per_wallet(btc, fresh_node):
-    from tests.conftest import make_wallet
+    from tests.support import make_wallet
 
     server = fresh_node()
     server.generate(101)  # 50 BTC spendable, none of it in the books yet
@@ -47,7 +48,8 @@ def test_it_marks_a_schedule_red_after_three_missed_intervals(db):
     assert rows["fine"]["red"] is False
 
 
-def test_it_draws_deposits_per_hour(wallet, btc):
+def test_it_draws_deposits_per_hour(db_wallet, btc):
+    wallet = db_wallet
     alice = services.user_account("alice", btc)
     services.post(services.system_account(wallet, 900), alice, 5, "deposit")
     series = overview.deposits_per_hour()
@@ -78,7 +80,7 @@ def test_it_shows_a_misconfigured_wallet_as_unreachable_instead_of_failing(clien
 
 
 def test_it_links_a_books_above_node_difference_in_red_to_the_reconcile_page(client, superuser, btc, fresh_node):
-    from tests.conftest import make_wallet
+    from tests.support import make_wallet
 
     wallet = make_wallet(btc, fresh_node())  # an empty node
     services.post(services.system_account(wallet, 910), services.user_account("alice", btc), 5, "import")

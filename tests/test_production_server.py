@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.conftest import totp_device
+from tests.support import totp_device
 from tests.prodserver import ProxiedBrowser, production_env, start_serve, stop
 from tests.test_demo_stop import MARKER, marked_processes
 
@@ -55,7 +55,7 @@ def test_it_serves_the_admin_with_its_css_and_debug_off(child_env, tmp_path, dja
 def test_it_refuses_sqlite(child_env, tmp_path):
     import subprocess
 
-    from tests.conftest import PYTHON, REPO
+    from tests.support import PYTHON, REPO
 
     env = production_env(child_env, tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}")
     result = subprocess.run([PYTHON, "manage.py", "serve"], cwd=REPO, env=env, capture_output=True, text=True,

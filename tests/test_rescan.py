@@ -6,7 +6,7 @@ from ledger import services
 from ledger.models import NetworkTransaction
 from ledger.actors import SYSTEM
 from ledger.rescan import rescan_addresses, rescan_wallet
-from tests.conftest import make_currency, make_wallet, pay_from_outside
+from tests.support import make_currency, make_wallet, pay_from_outside
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_it_finds_a_deposit_made_while_nothing_was_polling(setup):
     # The tracker takes over and credits it exactly once.
     from ledger.confirmations import update_confirmations
     from ledger.models import Transaction
-    from tests.conftest import wait_until
+    from tests.support import wait_until
 
     outside.generate(3)
     wait_until(lambda: ours.rpc("getblockcount") == outside.rpc("getblockcount"))
@@ -86,7 +86,7 @@ def test_it_rescans_every_enabled_wallet(setup):
 def test_it_queues_a_rescan_from_the_admin_for_permitted_users_only(client, operator, viewer, setup):
     from django_q.models import OrmQ
 
-    from tests.conftest import grant
+    from tests.support import grant
 
     wallet, *_ = setup
     grant(viewer, "ledger.view_wallet")

@@ -28,7 +28,7 @@ def test_it_keeps_imports_and_queueing_for_admins():
     assert not money & _perms("Operator")
 
 
-def test_it_applies_role_permissions_to_members(django_user_model):
+def test_it_applies_role_permissions_to_members(django_user_model, roles):
     user = django_user_model.objects.create_user("op", password="x", is_staff=True)
     user.groups.add(Group.objects.get(name="Operator"))
     assert user.has_perm("broadcasts.close_broadcast_by_hand")
@@ -44,3 +44,23 @@ def test_it_lets_operators_decide_withdrawals_and_only_admins_set_their_rules(op
     assert not any(operator_member.has_perm(p) for p in rules)
     assert all(admin_member.has_perm(p) for p in decide + rules)
     assert viewer_member.has_perm("broadcasts.view_withdrawalrule") and viewer_member.has_perm("ops.view_alert")
+
+
+# Personas hold their role in transactional tests too, whose flush wipes the groups the
+# migration made: each one runs after another transactional test in one order or the other.
+@pytest.mark.django_db(transaction=True)
+def test_it_makes_each_persona_a_member_of_its_role_only(viewer, operator, admin):
+    assert [list(u.groups.values_list("name", flat=True)) for u in (viewer, operator, admin)] == [
+        ["Viewer"], ["Operator"], ["Admin"]]
+    assert not (viewer.user_permissions.exists() or operator.user_permissions.exists())
+    assert viewer.has_perm("ledger.view_wallet") and not viewer.has_perm("ledger.rescan_wallet")
+    assert operator.has_perm("broadcasts.close_broadcast_by_hand")
+    assert not operator.has_perm("ledger.import_wallet_balance")
+    assert admin.has_perm("ledger.import_wallet_balance") and not admin.is_superuser
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_gives_the_roles_their_permissions_in_a_transactional_test(roles):
+    assert _perms("Viewer") == set(VIEW)
+    assert _perms("Operator") == set(VIEW + OPERATE)
+    assert _perms("Admin") == set(ROLES["Admin"])

@@ -33,8 +33,8 @@ def _polling():
     return Schedule.objects.get(name="ledger.update_confirmations")
 
 
-def test_it_refuses_an_admin_who_schedules_a_shell_command(client, admin_member):
-    client.force_login(admin_member)
+def test_it_refuses_an_admin_who_schedules_a_shell_command(client, admin):
+    client.force_login(admin)
     response = client.post(ADD, _form(name="pwn", func=SHELL, args="['id']"))
     assert response.status_code == 200  # the form again, with its error
     assert not Schedule.objects.filter(func=SHELL).exists()
@@ -45,8 +45,8 @@ def test_it_refuses_an_admin_who_schedules_a_shell_command(client, admin_member)
     ("func", SHELL), ("hook", "os.system"), ("args", "'id'"), ("kwargs", "q_options={'hook': 'os.system'}"),
     ("cluster", "elsewhere"), ("intended_date_kwarg", "shell"), ("name", "renamed"),
 ])
-def test_it_keeps_an_admin_from_changing_what_a_schedule_runs(client, admin_member, field, value):
-    client.force_login(admin_member)
+def test_it_keeps_an_admin_from_changing_what_a_schedule_runs(client, admin, field, value):
+    client.force_login(admin)
     schedule = _polling()
     fields = ("func", "hook", "args", "kwargs", "cluster", "intended_date_kwarg", "name")
     before = {f: getattr(schedule, f) or None for f in fields}  # a form saves an empty field as ''
@@ -55,8 +55,8 @@ def test_it_keeps_an_admin_from_changing_what_a_schedule_runs(client, admin_memb
     assert {f: getattr(schedule, f) or None for f in fields} == before
 
 
-def test_it_lets_an_admin_change_the_interval_next_run_and_repeats(client, admin_member):
-    client.force_login(admin_member)
+def test_it_lets_an_admin_change_the_interval_next_run_and_repeats(client, admin):
+    client.force_login(admin)
     schedule = _polling()
     response = client.post(_change_url(schedule), _form(func=schedule.func, name=schedule.name, minutes="5",
                                                          repeats="0", next_run_0="2031-01-02", next_run_1="03:04:05"))
@@ -66,10 +66,10 @@ def test_it_lets_an_admin_change_the_interval_next_run_and_repeats(client, admin
     assert timezone.localtime(schedule.next_run).strftime("%Y-%m-%d %H:%M:%S") == "2031-01-02 03:04:05"
 
 
-def test_it_offers_only_registered_jobs_when_adding(client, admin_member):
+def test_it_offers_only_registered_jobs_when_adding(client, admin):
     from cryptoadmin.schedules import all_schedules
 
-    client.force_login(admin_member)
+    client.force_login(admin)
     form = client.get(ADD).context["adminform"].form
     offered = {value for value, _ in form.fields["func"].choices if value}
     assert offered == {s["func"] for s in all_schedules()}
@@ -78,9 +78,9 @@ def test_it_offers_only_registered_jobs_when_adding(client, admin_member):
     assert Schedule.objects.get(name="second poll").func == "ledger.tasks.poll_all_currencies"
 
 
-def test_it_lets_a_viewer_and_an_operator_change_nothing(client, viewer_member, operator_member):
+def test_it_lets_a_viewer_and_an_operator_change_nothing(client, viewer, operator):
     schedule = _polling()
-    for user in (viewer_member, operator_member):
+    for user in (viewer, operator):
         client.force_login(user)
         assert client.get("/admin/django_q/schedule/").status_code == 200
         client.post(_change_url(schedule), _form(func=schedule.func, name=schedule.name, minutes="7"))

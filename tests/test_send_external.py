@@ -5,7 +5,7 @@ from broadcasts.models import OutgoingTransaction
 from broadcasts.services import OutgoingError, send_external
 from ledger import services as ledger
 from ledger.models import Account, Transaction
-from tests.conftest import credit_user
+from tests.support import credit_user
 
 pytestmark = pytest.mark.django_db
 
@@ -87,7 +87,7 @@ def test_it_queues_for_an_existing_user_from_the_amount_as_typed(wallet, alice, 
     from django.contrib.admin.models import LogEntry
 
     from broadcasts.services import queue_withdrawal
-    from tests.conftest import grant
+    from tests.support import grant
 
     grant(operator, "broadcasts.queue_outgoingtransaction")
     address = node.rpc("getnewaddress")
@@ -99,7 +99,7 @@ def test_it_queues_for_an_existing_user_from_the_amount_as_typed(wallet, alice, 
 
 def test_it_queues_only_for_existing_users_and_exact_amounts(wallet, alice, operator, node):
     from broadcasts.services import queue_withdrawal
-    from tests.conftest import grant
+    from tests.support import grant
 
     grant(operator, "broadcasts.queue_outgoingtransaction")
     address = node.rpc("getnewaddress")
@@ -130,7 +130,7 @@ def test_it_asks_the_node_about_the_address_once_per_queueing(client, wallet, al
     from django.urls import reverse
 
     from ledger.backends.bitcoind import BitcoindBackend
-    from tests.conftest import grant
+    from tests.support import grant
 
     calls = []
     real = BitcoindBackend.validate_address

@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 
 def _manage(*args, **env):

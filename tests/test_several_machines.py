@@ -19,7 +19,7 @@ from broadcasts.models import Broadcast, OutgoingTransaction
 from ledger import services as ledger
 from ledger.models import NetworkTransaction, Transaction
 from ledger.money import to_units
-from tests.conftest import PYTHON, REPO, funded_wallet, totp_device, wait_until
+from tests.support import PYTHON, REPO, funded_wallet, totp_device, wait_until
 from tests.prodserver import ProxiedBrowser, production_env, start_serve, stop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.node]

@@ -14,7 +14,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from tests.conftest import grant, totp_device
+from tests.support import grant, totp_device
 
 pytestmark = pytest.mark.django_db
 

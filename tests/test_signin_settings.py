@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 ENV = {
     "PATH": "/usr/bin:/bin", "HOME": "/tmp", "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",

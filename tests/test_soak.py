@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import PYTHON, REPO
+from tests.support import PYTHON, REPO
 
 # Seed 104's first ten actions hold every kind of fault (a reorg, a broadcaster killed at a
 # fault point right after a withdrawal was queued, our node restarted, an import killed at its

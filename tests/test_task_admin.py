@@ -22,7 +22,7 @@ def _act(client, url, action, task):
     return client.post(url, {"action": action, ACTION_CHECKBOX_NAME: [task.pk], "index": "0"})
 
 
-@pytest.mark.parametrize("role_fixture", ["viewer_member", "operator_member"])
+@pytest.mark.parametrize("role_fixture", ["viewer", "operator"])
 @pytest.mark.parametrize("url, success", [(FAILURES, False), (SUCCESSES, True)])
 def test_it_lets_no_viewer_or_operator_rerun_a_task(client, request, role_fixture, url, success):
     client.force_login(request.getfixturevalue(role_fixture))
@@ -33,7 +33,7 @@ def test_it_lets_no_viewer_or_operator_rerun_a_task(client, request, role_fixtur
     assert Task.objects.filter(pk=task.pk).exists()  # nothing deleted
 
 
-@pytest.mark.parametrize("role_fixture", ["viewer_member", "operator_member", "admin_member"])
+@pytest.mark.parametrize("role_fixture", ["viewer", "operator", "admin"])
 def test_it_lets_no_role_delete_a_failure_record(client, request, role_fixture):
     client.force_login(request.getfixturevalue(role_fixture))
     task = _task(False)
@@ -42,15 +42,15 @@ def test_it_lets_no_role_delete_a_failure_record(client, request, role_fixture):
     assert Failure.objects.filter(pk=task.pk).exists()
 
 
-def test_it_shows_a_viewer_no_rerun_action(client, viewer_member):
-    client.force_login(viewer_member)
+def test_it_shows_a_viewer_no_rerun_action(client, viewer):
+    client.force_login(viewer)
     _task(False)
     page = client.get(FAILURES).content.decode()
     assert "resubmit_task" not in page and "delete_selected" not in page
 
 
-def test_it_lets_an_admin_rerun_a_project_task_and_keeps_the_failure(client, admin_member):
-    client.force_login(admin_member)
+def test_it_lets_an_admin_rerun_a_project_task_and_keeps_the_failure(client, admin):
+    client.force_login(admin)
     task = _task(False)
     assert "resubmit_task" in client.get(FAILURES).content.decode()
     _act(client, FAILURES, "resubmit_task", task)
@@ -58,17 +58,17 @@ def test_it_lets_an_admin_rerun_a_project_task_and_keeps_the_failure(client, adm
     assert Failure.objects.filter(pk=task.pk).exists()
 
 
-def test_it_refuses_to_rerun_a_task_whose_function_the_project_does_not_ship(client, admin_member):
-    client.force_login(admin_member)
+def test_it_refuses_to_rerun_a_task_whose_function_the_project_does_not_ship(client, admin):
+    client.force_login(admin)
     task = _task(True, func="subprocess.check_output", tid="b" * 32)
     _act(client, SUCCESSES, "resubmit_task", task)
     assert not OrmQ.objects.exists()
 
 
-def test_it_lets_no_role_change_or_delete_a_queued_task(client, admin_member):
+def test_it_lets_no_role_change_or_delete_a_queued_task(client, admin):
     from django_q.tasks import async_task
 
-    client.force_login(admin_member)
+    client.force_login(admin)
     async_task("ledger.tasks.poll_all_currencies")
     queued = OrmQ.objects.get()
     assert client.get(f"/admin/django_q/ormq/{queued.pk}/change/").status_code == 200  # viewable

@@ -7,7 +7,7 @@ from django.db import connection
 
 from ledger import imports, services
 from ledger.models import Account, Transaction
-from tests.conftest import make_currency, make_wallet, pay_from_outside
+from tests.support import make_currency, make_wallet, pay_from_outside
 
 BTC = 10**8
 
@@ -139,7 +139,7 @@ def test_it_refuses_bad_command_input_and_writes_nothing(managed):
 def test_it_previews_and_confirms_only_with_the_import_permission(managed, viewer, operator):
     from django.core.exceptions import PermissionDenied
 
-    from tests.conftest import grant
+    from tests.support import grant
 
     wallet, *_ = managed
     target = services.user_account("treasury", wallet.currency)

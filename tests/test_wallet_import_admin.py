@@ -4,7 +4,7 @@ from django.contrib.admin.models import LogEntry
 
 from ledger import services
 from ledger.models import Transaction
-from tests.conftest import grant, make_currency, make_wallet, pay_from_outside
+from tests.support import grant, make_currency, make_wallet, pay_from_outside
 
 URL = "/admin/ledger/wallet/import/"
 BTC = 10**8
@@ -18,13 +18,12 @@ def managed(db, two_nodes):
 
 
 @pytest.fixture
-def admin_client(client, operator):
-    grant(operator, "ledger.import_wallet_balance", "ledger.view_wallet")
-    client.force_login(operator)
+def admin_client(client, admin):
+    client.force_login(admin)
     return client
 
 
-def test_it_previews_then_imports_on_confirm(admin_client, managed, operator):
+def test_it_previews_then_imports_on_confirm(admin_client, managed, admin):
     wallet, *_ = managed
     target = services.user_account("treasury", wallet.currency)
     preview = admin_client.post(URL, {"wallet": wallet.pk, "account": target.pk, "preview": "1"})
@@ -34,9 +33,9 @@ def test_it_previews_then_imports_on_confirm(admin_client, managed, operator):
     assert preview.context["form"]["expected"].value() == 5 * BTC
     done = admin_client.post(URL, {"wallet": wallet.pk, "account": target.pk, "expected": 5 * BTC, "confirm": "1"})
     assert done.status_code == 302
-    assert list(Transaction.objects.filter(kind="import").values_list("amount", "created_by")) == [(5 * BTC, operator.pk)]
+    assert list(Transaction.objects.filter(kind="import").values_list("amount", "created_by")) == [(5 * BTC, admin.pk)]
     entry = LogEntry.objects.get(object_id=str(wallet.pk))
-    assert entry.user == operator and "Imported 5.00000000 BTC" in entry.get_change_message()
+    assert entry.user == admin and "Imported 5.00000000 BTC" in entry.get_change_message()
 
 
 def test_it_asks_again_when_the_amount_changed(admin_client, managed):
@@ -82,11 +81,11 @@ def test_it_forbids_users_without_the_permission(client, viewer, managed):
     assert b"Import wallet balance" not in client.get("/admin/ledger/wallet/").content
 
 
-def test_it_shows_the_reconciliation_page(admin_client, operator, managed):
+def test_it_shows_the_reconciliation_page(admin_client, admin, managed):
     wallet, ours, outside = managed
     address = services.new_receiving_address(wallet, "carol")
     txid = pay_from_outside(ours, outside, address.address, "2")
-    grant(operator, "ledger.reconcile_wallet")
+    grant(admin, "ledger.reconcile_wallet")
     # Recording is a POST (a GET only shows the last one); it comes back to the page.
     response = admin_client.post(f"/admin/ledger/wallet/{wallet.pk}/reconcile/", {"reconcile": "1"}, follow=True)
     assert response.status_code == 200

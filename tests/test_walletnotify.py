@@ -6,7 +6,7 @@ from django.core.management import call_command
 
 from ledger import services
 from ledger.models import NetworkTransaction, Transaction
-from tests.conftest import REPO, make_currency, make_wallet, pay_from_outside, wait_until
+from tests.support import REPO, make_currency, make_wallet, pay_from_outside, wait_until
 
 
 @pytest.mark.parametrize("args, message", [

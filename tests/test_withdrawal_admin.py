@@ -7,7 +7,7 @@ from broadcasts.models import OutgoingTransaction, WithdrawalRule
 from broadcasts.services import send_external
 from ledger import services as ledger
 from ledger.models import Account
-from tests.conftest import credit_user, grant
+from tests.support import credit_user, grant
 
 pytestmark = pytest.mark.django_db
 

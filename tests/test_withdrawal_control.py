@@ -13,7 +13,7 @@ from ledger import services as ledger
 from ledger.backends import InsufficientFunds
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account, Transaction
-from tests.conftest import credit_user, funded_wallet, grant, wait_until
+from tests.support import credit_user, funded_wallet, grant, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
