@@ -63,7 +63,7 @@ def test_it_records_a_reconciliation_on_an_operators_post(client, operator, wall
     assert 'id="difference"' in page
 
 
-def test_it_reads_without_recording_and_records_only_with_the_permission(viewer, operator_member, wallet):
+def test_it_reads_without_recording_and_records_only_with_the_permission(viewer, operator, wallet):
     from django.core.exceptions import PermissionDenied
 
     from ledger.reconcile import reconcile, record_reconciliation
@@ -73,6 +73,6 @@ def test_it_reads_without_recording_and_records_only_with_the_permission(viewer,
         record_reconciliation(wallet, by=viewer)
     wallet.refresh_from_db()
     assert wallet.last_reconciled_at is None
-    recorded = record_reconciliation(wallet, by=operator_member)
+    recorded = record_reconciliation(wallet, by=operator)
     wallet.refresh_from_db()
     assert wallet.last_reconciliation["unaccounted"] == recorded.unaccounted

@@ -35,15 +35,14 @@ def test_it_applies_role_permissions_to_members(django_user_model, roles):
     assert not user.has_perm("ledger.import_wallet_balance")
 
 
-def test_it_lets_operators_decide_withdrawals_and_only_admins_set_their_rules(operator_member, viewer_member,
-                                                                             admin_member):
+def test_it_lets_operators_decide_withdrawals_and_only_admins_set_their_rules(operator, viewer, admin):
     decide = ("broadcasts.approve_outgoingtransaction", "broadcasts.cancel_outgoingtransaction")
     rules = ("broadcasts.change_withdrawalrule",)
-    assert all(operator_member.has_perm(p) for p in decide)
-    assert not any(viewer_member.has_perm(p) for p in decide + rules)
-    assert not any(operator_member.has_perm(p) for p in rules)
-    assert all(admin_member.has_perm(p) for p in decide + rules)
-    assert viewer_member.has_perm("broadcasts.view_withdrawalrule") and viewer_member.has_perm("ops.view_alert")
+    assert all(operator.has_perm(p) for p in decide)
+    assert not any(viewer.has_perm(p) for p in decide + rules)
+    assert not any(operator.has_perm(p) for p in rules)
+    assert all(admin.has_perm(p) for p in decide + rules)
+    assert viewer.has_perm("broadcasts.view_withdrawalrule") and viewer.has_perm("ops.view_alert")
 
 
 # Personas hold their role in transactional tests too, whose flush wipes the groups the
