@@ -64,7 +64,7 @@ class CloseError(CryptoadminError, ValueError):
     """A close by hand refused; nothing was written. The message says why."""
 
 
-class DecisionError(ValueError):
+class DecisionError(CryptoadminError, ValueError):
     """An approval, rejection or cancellation refused (no permission, same person, no
     reason, or someone else acted first); nothing was written. The message says why."""
 

@@ -3,6 +3,7 @@ and its currency enabled), read by health, the overview, the queue form, rescan 
 broadcaster."""
 import pytest
 
+from ledger.actors import SYSTEM
 from ledger.models import Wallet
 from tests.support import make_currency
 
@@ -58,8 +59,8 @@ def test_it_rescans_only_active_wallets(wallets, monkeypatch):
     from ledger import rescan
 
     monkeypatch.setattr(rescan, "rescan_wallet", lambda wallet, *a, **k: {"ok": True})
-    assert "active-on" in rescan.rescan_addresses()
-    assert not {"active-currency-off", "active-wallet-off"} & set(rescan.rescan_addresses())
+    assert "active-on" in rescan.rescan_addresses(by=SYSTEM)
+    assert not {"active-currency-off", "active-wallet-off"} & set(rescan.rescan_addresses(by=SYSTEM))
 
 
 def test_it_broadcasts_only_for_active_wallets(wallets, monkeypatch):

@@ -4,7 +4,9 @@ from django.contrib.auth.models import Group
 
 from cryptoadmin.roles import ADMINISTER, OPERATE, ROLES, VIEW
 
-pytestmark = pytest.mark.django_db
+# The migration makes the groups; a transactional test run earlier on this worker (random order,
+# several workers) flushes them, and `roles` then puts back exactly what the migration would.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("roles")]
 
 
 def _perms(name):
