@@ -131,7 +131,7 @@ def ledger_addresses(wallet: Wallet) -> set[str]:
 def books_equal_node(wallet: Wallet) -> list[str]:
     from ledger.reconcile import reconcile
 
-    r = reconcile(wallet, save=False)
+    r = reconcile(wallet)
     out = []
     if r.node_balance != r.books_balance:
         out.append(f"books hold {r.books_balance}, the node {r.node_balance} "
