@@ -16,7 +16,7 @@ serve:
 
 test:
 	@scripts/bootstrap test
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 3 --dist loadfile
 
 check: venv
 	.venv/bin/python manage.py check
