@@ -1,4 +1,5 @@
 """API tokens (created here, shown once, revocable) and the "User balances" lookup page."""
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -33,9 +34,24 @@ class UserBalancesForm(forms.Form):
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     form = ApiTokenForm
-    list_display = ["name", "prefix", "status", "created_by", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "status",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
-    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at", "revoked_by"]
+    readonly_fields = [
+        "prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+    ]
     actions = ["revoke"]
 
     @admin.display(description="status")
@@ -55,17 +71,29 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         token, raw = ApiToken.issue(obj.name, created_by=request.user)
-        obj.pk, obj.token_hash, obj.prefix, obj.created_at = token.pk, token.token_hash, token.prefix, token.created_at
+        obj.pk, obj.token_hash, obj.prefix, obj.created_at = (
+            token.pk,
+            token.token_hash,
+            token.prefix,
+            token.created_at,
+        )
         obj._state.adding = False
         obj._raw_token = raw  # shown once by response_add, stored nowhere
 
     def response_add(self, request, obj, post_url_continue=None):
         # Rendered directly (not through messages) so the raw token never lands in a cookie or session.
-        return TemplateResponse(request, "balances/token_created.html", {
-            **self.admin_site.each_context(request), "title": "API token created", "token": obj,
-            "raw_token": obj._raw_token, "opts": self.model._meta,
-            "list_url": reverse("admin:balances_apitoken_changelist"),
-        })
+        return TemplateResponse(
+            request,
+            "balances/token_created.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "API token created",
+                "token": obj,
+                "raw_token": obj._raw_token,
+                "opts": self.model._meta,
+                "list_url": reverse("admin:balances_apitoken_changelist"),
+            },
+        )
 
     @admin.action(description="Revoke selected API tokens", permissions=["revoke"])
     def revoke(self, request, queryset):
@@ -73,18 +101,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
         revoked = 0
         for token in queryset.filter(revoked_at__isnull=True):
             # Conditional UPDATE: two operators revoking at once record one revocation.
-            if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now,
-                                                                                   revoked_by=request.user):
+            if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+                revoked_at=now, revoked_by=request.user
+            ):
                 self.log_change(request, token, "Revoked")
-                record_change(token, {"revoked_at": (None, now), "revoked_by": (None, request.user)})
+                record_change(
+                    token, {"revoked_at": (None, now), "revoked_by": (None, request.user)}
+                )
                 revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
 
     # -- the lookup page -----------------------------------------------------------------------
     def get_urls(self):
         return [
-            path("user-balances/", self.admin_site.admin_view(self.user_balances_view),
-                 name="balances_user_balances"),
+            path(
+                "user-balances/",
+                self.admin_site.admin_view(self.user_balances_view),
+                name="balances_user_balances",
+            ),
             *super().get_urls(),
         ]
 
@@ -103,7 +137,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 form.add_error(None, f"Balances are unavailable right now: {exc}")
             else:
                 rows = currency_rows(snapshot)
-        return TemplateResponse(request, "balances/user_balances.html", {
-            **self.admin_site.each_context(request), "title": "User balances", "form": form, "rows": rows,
-            "columns": [(name, code) for name, code in FIELD_ACCOUNTS.items()], "opts": self.model._meta,
-        })
+        return TemplateResponse(
+            request,
+            "balances/user_balances.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "User balances",
+                "form": form,
+                "rows": rows,
+                "columns": [(name, code) for name, code in FIELD_ACCOUNTS.items()],
+                "opts": self.model._meta,
+            },
+        )

@@ -1,5 +1,6 @@
 """Who may read balances over HTTP: a live API token (Authorization: Bearer) or a staff session
 with the balances.view_user_balances permission."""
+
 from datetime import timedelta
 
 from django.conf import settings

@@ -17,6 +17,7 @@ that happened just before it. It does not read the clock either (time.monotonic(
 of a hit's cost): it tests the `fresh` flag, which a watchdog thread lowers within
 `WATCH_PERIOD` of `valid_until` passing, so the staleness bound grows by that period.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -109,8 +110,14 @@ class _Load:
 
 
 class BalanceCache:
-    def __init__(self, *, max_users: int = 10_000, wait_timeout: float = 10.0, loader=load_user_balances,
-                 ttl: float | None = None):
+    def __init__(
+        self,
+        *,
+        max_users: int = 10_000,
+        wait_timeout: float = 10.0,
+        loader=load_user_balances,
+        ttl: float | None = None,
+    ):
         if max_users < 1:
             raise ValueError("max_users must be at least 1")
         self.max_users = max_users
@@ -145,7 +152,9 @@ class BalanceCache:
         self._valid_until = value
         self.fresh = _monotonic() <= value
         if value != INF and self._watchdog is None:
-            self._watchdog = threading.Thread(target=self._watch, name="balances-watchdog", daemon=True)
+            self._watchdog = threading.Thread(
+                target=self._watch, name="balances-watchdog", daemon=True
+            )
             self._watchdog.start()
 
     def _watch(self) -> None:
@@ -170,7 +179,11 @@ class BalanceCache:
             """Balance in base units of the user's `account` in currency `currency_id` (a code
             like "BTC"). 0 for a currency in which the user has no account. UnknownUser if none."""
             entry = peek(user_id)
-            if entry is not None and cache.fresh and (entry.expires_at is None or _monotonic() <= entry.expires_at):
+            if (
+                entry is not None
+                and cache.fresh
+                and (entry.expires_at is None or _monotonic() <= entry.expires_at)
+            ):
                 try:
                     touch(user_id)
                 except KeyError:  # invalidated since the get: this read came just before it
@@ -182,7 +195,9 @@ class BalanceCache:
             per_currency = balances.get(currency_id)
             if per_currency is not None:
                 try:
-                    return per_currency[account]  # each loaded currency holds exactly the seven codes
+                    return per_currency[
+                        account
+                    ]  # each loaded currency holds exactly the seven codes
                 except KeyError:
                     pass
             elif account in _ACCOUNT_SET:
@@ -192,7 +207,11 @@ class BalanceCache:
         def get_user(user_id: str) -> dict[str, dict[int, int]]:
             """Every balance of a user, one consistent snapshot (do not mutate it)."""
             entry = peek(user_id)
-            if entry is not None and cache.fresh and (entry.expires_at is None or _monotonic() <= entry.expires_at):
+            if (
+                entry is not None
+                and cache.fresh
+                and (entry.expires_at is None or _monotonic() <= entry.expires_at)
+            ):
                 try:
                     touch(user_id)
                 except KeyError:
@@ -210,7 +229,9 @@ class BalanceCache:
                 self.fresh = True  # undo a watchdog look that raced a heartbeat
             entry = self._entries.get(user_id)
             if entry is not None:
-                if now <= self._valid_until and (entry.expires_at is None or now <= entry.expires_at):
+                if now <= self._valid_until and (
+                    entry.expires_at is None or now <= entry.expires_at
+                ):
                     self._entries.move_to_end(user_id)
                     next(self._hits)
                     return entry.balances
@@ -229,11 +250,14 @@ class BalanceCache:
             with self._lock:
                 self.wait_timeouts += 1
             raise LoadTimeout(
-                f"gave up after {self.wait_timeout:g} s waiting for the balances of user {user_id!r} to load")
+                f"gave up after {self.wait_timeout:g} s waiting for the balances of user {user_id!r} to load"
+            )
         if load.error is not None:
             if isinstance(load.error, UnknownUser):
                 raise UnknownUser(str(load.error))
-            raise BalanceLoadError(f"loading the balances of user {user_id!r} failed: {load.error}") from load.error
+            raise BalanceLoadError(
+                f"loading the balances of user {user_id!r} failed: {load.error}"
+            ) from load.error
         return load.result
 
     @property
@@ -294,11 +318,18 @@ class BalanceCache:
     def stats(self) -> dict:
         with self._lock:
             return {
-                "users_cached": len(self._entries), "max_users": self.max_users, "hits": self.hits,
-                "misses": self.misses, "loads": self.loads, "waits": self.waits,
-                "invalidations": self.invalidations, "load_errors": self.load_errors,
-                "evictions": self.evictions, "discarded_loads": self.discarded_loads,
-                "wait_timeouts": self.wait_timeouts, "clears": self.clears,
+                "users_cached": len(self._entries),
+                "max_users": self.max_users,
+                "hits": self.hits,
+                "misses": self.misses,
+                "loads": self.loads,
+                "waits": self.waits,
+                "invalidations": self.invalidations,
+                "load_errors": self.load_errors,
+                "evictions": self.evictions,
+                "discarded_loads": self.discarded_loads,
+                "wait_timeouts": self.wait_timeouts,
+                "clears": self.clears,
                 "loading_now": len(self._loading),
             }
 
@@ -333,8 +364,10 @@ def get_cache() -> BalanceCache:
         if _singleton is None or _pid != os.getpid():
             mode = cross_process_mode()
             max_staleness = settings.BALANCE_CACHE_MAX_STALENESS
-            cache = BalanceCache(max_users=settings.BALANCE_CACHE_MAX_USERS,
-                                 wait_timeout=settings.BALANCE_CACHE_WAIT_TIMEOUT)
+            cache = BalanceCache(
+                max_users=settings.BALANCE_CACHE_MAX_USERS,
+                wait_timeout=settings.BALANCE_CACHE_WAIT_TIMEOUT,
+            )
             listener = None
             if mode == "notify":
                 from .notify import Listener

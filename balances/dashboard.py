@@ -1,4 +1,5 @@
 """The balance cache's figures on the admin index."""
+
 from django.urls import reverse
 
 
@@ -15,6 +16,9 @@ def panels(request):
         "mode": getattr(cache, "mode", None),
         "listener": listener,
         "lookup_url": reverse("admin:balances_user_balances")
-        if request.user.has_perm("balances.view_user_balances") else None,
+        if request.user.has_perm("balances.view_user_balances")
+        else None,
     }
-    return [dict(title="Balance cache (this process)", template="balances/panel.html", context=context)]
+    return [
+        dict(title="Balance cache (this process)", template="balances/panel.html", context=context)
+    ]

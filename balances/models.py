@@ -1,5 +1,6 @@
 """API tokens for the GraphQL endpoint. Only a SHA-256 of the token is stored: the raw token
 is shown once, when it is created in the admin."""
+
 import hashlib
 import secrets
 
@@ -18,13 +19,17 @@ def hash_token(raw: str) -> str:
 class ApiToken(models.Model):
     name = models.CharField(max_length=100, help_text="Who or what uses it, e.g. 'wallets app'")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to recognise a token")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                   related_name="+")
+    prefix = models.CharField(
+        max_length=12, editable=False, help_text="First characters, to recognise a token"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                   related_name="+")
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -46,5 +51,7 @@ class ApiToken(models.Model):
     def issue(cls, name: str, created_by=None) -> tuple["ApiToken", str]:
         """A new token and its raw value (not stored anywhere)."""
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(name=name, token_hash=hash_token(raw), prefix=raw[:10], created_by=created_by)
+        token = cls.objects.create(
+            name=name, token_hash=hash_token(raw), prefix=raw[:10], created_by=created_by
+        )
         return token, raw

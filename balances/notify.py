@@ -10,6 +10,7 @@ bounds staleness even if the connection hangs without an error. If the connectio
 cache is cleared, nothing is stored or served from memory until LISTEN is back (reads go to the
 database), and the listener reconnects.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,14 @@ def notify(user_ids, using: str = "default") -> None:
 
 
 class Listener:
-    def __init__(self, cache, *, max_staleness: float = 2.0, using: str = "default", reconnect_delay: float = 0.2):
+    def __init__(
+        self,
+        cache,
+        *,
+        max_staleness: float = 2.0,
+        using: str = "default",
+        reconnect_delay: float = 0.2,
+    ):
         self.cache = cache
         self.max_staleness = max_staleness
         self.heartbeat = max_staleness / 4
@@ -131,7 +139,10 @@ class Listener:
         self.last_error = f"{type(exc).__name__}: {exc}"
         self._close()
         self.cache.clear()
-        log.warning("balance cache: LISTEN connection lost (%s); memory cleared, reconnecting", self.last_error)
+        log.warning(
+            "balance cache: LISTEN connection lost (%s); memory cleared, reconnecting",
+            self.last_error,
+        )
 
     def _run(self) -> None:
         next_beat = time.monotonic()

@@ -3,17 +3,21 @@ query { user(id: "<userId>") { currencies { id enabled balance advancedTradingBa
   advancedTradingLockedBalance lockedBalance withdrawLockedBalance stakingLockedBalance
   activeStakingBalance } } }
 Amounts are decimal strings in the currency's units ("1.50000000")."""
+
 from __future__ import annotations
 
 import logging
 import re
-from typing import Optional
 
 import strawberry
 from django.conf import settings
 from graphql import GraphQLError
 from strawberry.extensions import (
-    DisableIntrospection, MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter,
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
 )
 
 from ledger.errors import CryptoadminError
@@ -33,12 +37,14 @@ class BalanceQueryError(GraphQLError, CryptoadminError):
 def check_user_id(user_id) -> str:
     user_id = str(user_id)
     if not USER_ID_RE.match(user_id):
-        raise BalanceQueryError("malformed user id: 1 to 128 characters among letters, digits and _ . : @ -")
+        raise BalanceQueryError(
+            "malformed user id: 1 to 128 characters among letters, digits and _ . : @ -"
+        )
     return user_id
 
 
 def _amount_field(field_name: str):
-    def resolve(root: "CurrencyBalances") -> str:
+    def resolve(root: CurrencyBalances) -> str:
         return root.row.amount(field_name)
 
     return strawberry.field(resolver=resolve)
@@ -70,7 +76,7 @@ class UserBalances:
 @strawberry.type
 class Query:
     @strawberry.field
-    def user(self, id: strawberry.ID) -> Optional[UserBalances]:
+    def user(self, id: strawberry.ID) -> UserBalances | None:
         user_id = check_user_id(id)
         try:
             # One snapshot for the whole answer: every field of a reply comes from the same load.
@@ -88,7 +94,9 @@ class Query:
 def _mask(error) -> bool:
     # Messages of our BalanceQueryError and of GraphQL parsing/validation (the limits below)
     # reach the client; others are masked.
-    return error.original_error is not None and not isinstance(error.original_error, BalanceQueryError)
+    return error.original_error is not None and not isinstance(
+        error.original_error, BalanceQueryError
+    )
 
 
 def build_schema(introspection=None):
@@ -98,7 +106,11 @@ def build_schema(introspection=None):
     (on only in DEBUG)."""
     if introspection is None:
         introspection = settings.GRAPHQL_INTROSPECTION
-    tokens, aliases, depth = settings.GRAPHQL_MAX_TOKENS, settings.GRAPHQL_MAX_ALIASES, settings.GRAPHQL_MAX_DEPTH
+    tokens, aliases, depth = (
+        settings.GRAPHQL_MAX_TOKENS,
+        settings.GRAPHQL_MAX_ALIASES,
+        settings.GRAPHQL_MAX_DEPTH,
+    )
     extensions = [
         lambda: MaxTokensLimiter(max_token_count=tokens),
         lambda: MaxAliasesLimiter(max_alias_count=aliases),

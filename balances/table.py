@@ -1,6 +1,7 @@
 """The balances table, defined once: its columns (balance field -> account code) and its rows
 (one per currency, for one user's snapshot). The GraphQL reply (balances/schema.py) and the
 admin's "User balances" page (balances/admin.py) both render it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

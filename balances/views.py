@@ -1,4 +1,5 @@
 """/graphql: authentication first (401/403 with no data), then strawberry."""
+
 from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt

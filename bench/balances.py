@@ -5,6 +5,7 @@ Starts its own PostgreSQL (cryptoadmin.localservices.LocalPostgres). The built c
 bench/.cache/balances-pg (git-ignored) and reused by the next run, since building takes about a
 minute on two cores; --rebuild starts from scratch. The last line is `hot_vs_uncached: <ratio>x`.
 """
+
 import os
 import shutil
 import statistics
@@ -58,15 +59,15 @@ SETUP_SQL = [
 
 def accounts_sql(lo, hi):  # users lo..hi-1
     return f"""INSERT INTO ledger_account (id, currency_id, code, user_id, wallet_id, created_at)
-        SELECT {acc('u', 'c', 'k')}, c + 1, (ARRAY{list(CODES)})[k + 1], 'user-' || u, NULL, now()
+        SELECT {acc("u", "c", "k")}, c + 1, (ARRAY{list(CODES)})[k + 1], 'user-' || u, NULL, now()
         FROM generate_series({lo}, {hi - 1}) u, generate_series(0, {CURRENCIES - 1}) c, generate_series(0, 6) k"""
 
 
 def entries_sql(lo, hi):  # entries lo..hi-1, through the ledger's CHECKs, FKs and trigger
     return f"""INSERT INTO ledger_transaction (currency_id, source_id, destination_id, amount, kind, label, created_at)
         SELECT c + 1,
-               CASE WHEN j = 0 THEN c + 1 ELSE {acc('u', 'c', SOURCE_K)} END,
-               {acc('u', 'c', DEST_K)},
+               CASE WHEN j = 0 THEN c + 1 ELSE {acc("u", "c", SOURCE_K)} END,
+               {acc("u", "c", DEST_K)},
                CASE WHEN j = 0 THEN 100000000 + i ELSE 1000 * j + (i % 97) END,
                CASE WHEN j = 0 THEN 'deposit' ELSE 'internal' END, '', now()
         FROM (SELECT i, i % {USERS} AS u, (i / {USERS}) % {CURRENCIES} AS c, i / {PAIRS} AS j
@@ -89,7 +90,9 @@ def in_parallel(dsn, statements):
             errors.append(exc)
 
     for start in range(0, len(statements), WORKERS):
-        threads = [threading.Thread(target=run, args=(sql,)) for sql in statements[start:start + WORKERS]]
+        threads = [
+            threading.Thread(target=run, args=(sql,)) for sql in statements[start : start + WORKERS]
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -102,6 +105,7 @@ def slices(total, parts):
     step = -(-total // parts)
     return [(lo, min(lo + step, total)) for lo in range(0, total, step)]
 
+
 UNCACHED_SQL = """
 SELECT COALESCE((SELECT SUM(t.amount) FROM ledger_transaction t WHERE t.destination_id = a.id), 0)
      - COALESCE((SELECT SUM(t.amount) FROM ledger_transaction t WHERE t.source_id = a.id), 0)
@@ -111,8 +115,11 @@ WHERE a.user_id = %s AND c.code = %s AND a.code = %s
 
 
 def main():
-    if "--rebuild" in sys.argv or not (CACHE_DIR / "BUILT").exists() \
-            or (CACHE_DIR / "BUILT").read_text() != BUILD_ID:
+    if (
+        "--rebuild" in sys.argv
+        or not (CACHE_DIR / "BUILT").exists()
+        or (CACHE_DIR / "BUILT").read_text() != BUILD_ID
+    ):
         shutil.rmtree(CACHE_DIR, ignore_errors=True)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     pg = LocalPostgres(base=str(CACHE_DIR)).start()
@@ -120,8 +127,9 @@ def main():
         run(pg, reuse=(CACHE_DIR / "BUILT").exists())
     finally:
         try:
-            from balances.cache import reset_cache
             from django.db import connections
+
+            from balances.cache import reset_cache
 
             reset_cache()
             connections.close_all()
@@ -138,8 +146,11 @@ def run(pg, reuse):
         admin.autocommit = True
         admin.cursor().execute("CREATE DATABASE bench")
         admin.close()
-    os.environ.update(DATABASE_URL=pg.url_for("bench"), DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
-                      SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-secret-key-" + "x" * 40)
+    os.environ.update(
+        DATABASE_URL=pg.url_for("bench"),
+        DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
+        SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-secret-key-" + "x" * 40,
+    )
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
@@ -166,13 +177,20 @@ def run(pg, reuse):
             (CACHE_DIR / "BUILT").write_text(BUILD_ID)
         cursor.execute("SELECT count(*) FROM ledger_transaction")
         entries = cursor.fetchone()[0]
-        cursor.execute("SELECT count(DISTINCT user_id) FROM ledger_account WHERE user_id IS NOT NULL")
+        cursor.execute(
+            "SELECT count(DISTINCT user_id) FROM ledger_account WHERE user_id IS NOT NULL"
+        )
         users = cursor.fetchone()[0]
-    how = (f"reused from {CACHE_DIR.relative_to(REPO)}" if reuse else
-           f"built in {built:.1f} s with {WORKERS} connections (+ VACUUM ANALYZE "
-           f"{time.perf_counter() - started - built:.1f} s)")
-    print(f"ledger: {entries:,} entries, {users:,} users, {CURRENCIES} currencies, "
-          f"{users * CURRENCIES * 7:,} user accounts; {how}")
+    how = (
+        f"reused from {CACHE_DIR.relative_to(REPO)}"
+        if reuse
+        else f"built in {built:.1f} s with {WORKERS} connections (+ VACUUM ANALYZE "
+        f"{time.perf_counter() - started - built:.1f} s)"
+    )
+    print(
+        f"ledger: {entries:,} entries, {users:,} users, {CURRENCIES} currencies, "
+        f"{users * CURRENCIES * 7:,} user accounts; {how}"
+    )
     assert entries >= 1_000_000 and users == USERS
 
     cache = cache_module.get_cache()
@@ -189,8 +207,10 @@ def run(pg, reuse):
             times.append(time.perf_counter() - t0)
         queries.append(len(captured))
         assert len(loaded) == CURRENCIES and all(len(v) == 7 for v in loaded.values())
-    print(f"cold load of one user (20 currencies x 7 accounts): median {statistics.median(times) * 1000:.2f} ms, "
-          f"max {max(times) * 1000:.2f} ms over {len(times)} users; queries per load: {sorted(set(queries))}")
+    print(
+        f"cold load of one user (20 currencies x 7 accounts): median {statistics.median(times) * 1000:.2f} ms, "
+        f"max {max(times) * 1000:.2f} ms over {len(times)} users; queries per load: {sorted(set(queries))}"
+    )
 
     # Correctness spot check against the uncached query.
     user, cur, code = "user-123", "C07", 201
@@ -211,8 +231,10 @@ def run(pg, reuse):
         rates.append(n / (time.perf_counter() - t0))
     hot = max(rates)
     stats = cache.stats()
-    print(f"hot get_balance, one thread: {hot:,.0f} reads/s ({1e6 / hot:.2f} us/read; "
-          f"rounds {', '.join(f'{r / 1e6:.2f}M' for r in rates)})")
+    print(
+        f"hot get_balance, one thread: {hot:,.0f} reads/s ({1e6 / hot:.2f} us/read; "
+        f"rounds {', '.join(f'{r / 1e6:.2f}M' for r in rates)})"
+    )
 
     # The same balance with the uncached query (one round trip, index-only sums).
     rates = []
@@ -225,8 +247,10 @@ def run(pg, reuse):
                 cursor.fetchone()
             rates.append(m / (time.perf_counter() - t0))
     uncached = max(rates)
-    print(f"uncached query for the same balance: {uncached:,.0f} reads/s ({1e6 / uncached:.1f} us/read; "
-          f"rounds {', '.join(f'{r:,.0f}' for r in rates)})")
+    print(
+        f"uncached query for the same balance: {uncached:,.0f} reads/s ({1e6 / uncached:.1f} us/read; "
+        f"rounds {', '.join(f'{r:,.0f}' for r in rates)})"
+    )
     assert stats["loads"] == 1 + len(times)  # the hot loop never loaded
 
     # 200 threads ask for the same cold user at once.
@@ -258,9 +282,11 @@ def run(pg, reuse):
         t.join(60)
     db_loads = len(calls)
     s = cache.stats()
-    print(f"200 threads, same cold user: {db_loads} database load(s) "
-          f"({s['loads'] - loads_before} counted by the cache, {s['waits']} waited), "
-          f"{len(answers)} answers, distinct values {len(set(answers))}")
+    print(
+        f"200 threads, same cold user: {db_loads} database load(s) "
+        f"({s['loads'] - loads_before} counted by the cache, {s['waits']} waited), "
+        f"{len(answers)} answers, distinct values {len(set(answers))}"
+    )
     assert db_loads == 1 and len(answers) == 200 and len(set(answers)) == 1
     print(f"hot_vs_uncached: {hot / uncached:.0f}x")
 

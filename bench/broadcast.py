@@ -6,6 +6,7 @@ to show that the number of SQL queries does not grow with the number of transact
 
 Last line: `broadcast_10k_seconds: <s>`.
 """
+
 import os
 import sys
 import time
@@ -26,7 +27,8 @@ def queue(wallet, n, n_addresses, n_users=500):
     backend = wallet.get_backend()
     addresses = backend.batch([("getnewaddress", "bench")] * n_addresses)
     assert all(isinstance(a, str) for a in addresses) and all(
-        r.get("isvalid") for r in backend.batch([("validateaddress", a) for a in addresses]))
+        r.get("isvalid") for r in backend.batch([("validateaddress", a) for a in addresses])
+    )
     currency = wallet.currency
     tag = f"bench{n}"
     users = [ledger.user_accounts(f"{tag}-{u}", currency) for u in range(n_users)]
@@ -35,16 +37,45 @@ def queue(wallet, n, n_addresses, n_users=500):
     per_user = {}
     for i, amount in enumerate(amounts):
         per_user[i % n_users] = per_user.get(i % n_users, 0) + amount
-    ledger.post_many([Transaction(currency=currency, source=importer, destination=users[u][201], amount=a, kind="import")
-                      for u, a in per_user.items()])
-    locks = ledger.post_many([
-        Transaction(currency=currency, source=users[i % n_users][201], destination=users[i % n_users][204],
-                    amount=amount, kind="pending_outgoing") for i, amount in enumerate(amounts)])
-    OutgoingTransaction.objects.bulk_create([
-        OutgoingTransaction(wallet=wallet, currency=currency, account=users[i % n_users][201],
-                            hold_account=users[i % n_users][204], address=addresses[i % n_addresses],
-                            amount=amount, lock_entry=lock)
-        for i, (amount, lock) in enumerate(zip(amounts, locks))], batch_size=2000)
+    ledger.post_many(
+        [
+            Transaction(
+                currency=currency,
+                source=importer,
+                destination=users[u][201],
+                amount=a,
+                kind="import",
+            )
+            for u, a in per_user.items()
+        ]
+    )
+    locks = ledger.post_many(
+        [
+            Transaction(
+                currency=currency,
+                source=users[i % n_users][201],
+                destination=users[i % n_users][204],
+                amount=amount,
+                kind="pending_outgoing",
+            )
+            for i, amount in enumerate(amounts)
+        ]
+    )
+    OutgoingTransaction.objects.bulk_create(
+        [
+            OutgoingTransaction(
+                wallet=wallet,
+                currency=currency,
+                account=users[i % n_users][201],
+                hold_account=users[i % n_users][204],
+                address=addresses[i % n_addresses],
+                amount=amount,
+                lock_entry=lock,
+            )
+            for i, (amount, lock) in enumerate(zip(amounts, locks))
+        ],
+        batch_size=2000,
+    )
     return sum(amounts)
 
 
@@ -63,11 +94,17 @@ def measure(wallet, n, n_addresses):
         seconds = time.perf_counter() - start
     broadcast = Broadcast.objects.get(pk=result.broadcasts[0])
     assert result.sent == 1 and broadcast.state == "broadcasted", result.message
-    assert broadcast.transaction_count == n and broadcast.output_count == n_addresses and broadcast.total == total
+    assert (
+        broadcast.transaction_count == n
+        and broadcast.output_count == n_addresses
+        and broadcast.total == total
+    )
     info = wallet.get_backend().get_transaction(broadcast.txid)
     assert sum(info.sent().values()) + sum(info.received().values()) >= total
-    print(f"{n:>6} outgoing -> {n_addresses:>5} outputs: {seconds:.3f} s, {len(queries)} SQL queries, "
-          f"fee {broadcast.fee} base units, txid {broadcast.txid}")
+    print(
+        f"{n:>6} outgoing -> {n_addresses:>5} outputs: {seconds:.3f} s, {len(queries)} SQL queries, "
+        f"fee {broadcast.fee} base units, txid {broadcast.txid}"
+    )
     return seconds, len(queries)
 
 
@@ -75,8 +112,12 @@ def main():
     pg = LocalPostgres().start()
     node = LocalBitcoind().start()
     try:
-        os.environ.update(DATABASE_URL=pg.url, SECRET_KEY="bench-secret-key-" + "x" * 40,
-                          DJANGO_SETTINGS_MODULE="cryptoadmin.settings", LOG_LEVEL="WARNING")
+        os.environ.update(
+            DATABASE_URL=pg.url,
+            SECRET_KEY="bench-secret-key-" + "x" * 40,
+            DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
+            LOG_LEVEL="WARNING",
+        )
         import django
 
         django.setup()
@@ -87,11 +128,15 @@ def main():
         call_command("migrate", verbosity=0)
         node.generate(110)
         currency = Currency.objects.create(code="BTC", name="Bitcoin")
-        wallet = Wallet.objects.create(name="bench", currency=currency, backend_settings={"url": node.url})
+        wallet = Wallet.objects.create(
+            name="bench", currency=currency, backend_settings={"url": node.url}
+        )
         _, q1k = measure(wallet, 1_000, 200)
         seconds, q10k = measure(wallet, 10_000, 2_000)
-        print(f"SQL queries: {q1k} at 1,000 outgoing, {q10k} at 10,000 outgoing "
-              f"({'constant' if q1k == q10k else 'GROWS'})")
+        print(
+            f"SQL queries: {q1k} at 1,000 outgoing, {q10k} at 10,000 outgoing "
+            f"({'constant' if q1k == q10k else 'GROWS'})"
+        )
         print(f"broadcast_10k_seconds: {seconds:.3f}")
     finally:
         node.stop()

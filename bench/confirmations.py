@@ -16,6 +16,7 @@ The node's data directory is kept in bench/.cache/ (the transactions are made on
 2,000 per round: one fan-out to our addresses, then one raw transaction spending each).
 Lines `idle_speedup: ...x` and, last, `speedup: <reference / ours at 10,000 after one new block>x`.
 """
+
 import argparse
 import json
 import os
@@ -34,7 +35,9 @@ from cryptoadmin.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 CACHE = REPO / "bench" / ".cache"
 NODE_DIR = CACHE / "confirmations-node"
 TXIDS = CACHE / "confirmations-txids.json"
-OUTSIDE = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn"  # not the wallet's: each spend is one wallet transaction
+OUTSIDE = (
+    "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn"  # not the wallet's: each spend is one wallet transaction
+)
 
 
 def make_transactions(node, n):
@@ -59,19 +62,30 @@ def make_transactions(node, n):
         coin = coins[0]
         outputs = {a: "0.00100000" for a in addresses}
         outputs[rpc.getnewaddress()] = str(coin["amount"] - Decimal("2.01"))
-        signed = rpc.signrawtransaction(rpc.createrawtransaction([{"txid": coin["txid"], "vout": coin["vout"]}],
-                                                                 outputs))["hex"]
+        signed = rpc.signrawtransaction(
+            rpc.createrawtransaction([{"txid": coin["txid"], "vout": coin["vout"]}], outputs)
+        )["hex"]
         fan = rpc.sendrawtransaction(signed)
         node.generate(1)
-        vouts = [o["n"] for o in rpc.decoderawtransaction(signed)["vout"] if o["value"] == Decimal("0.001")]
+        vouts = [
+            o["n"]
+            for o in rpc.decoderawtransaction(signed)["vout"]
+            if o["value"] == Decimal("0.001")
+        ]
         for start in range(0, len(vouts), 500):
-            raws = rpc.batch_([["createrawtransaction", [{"txid": fan, "vout": v}], {OUTSIDE: "0.00099000"}]
-                               for v in vouts[start:start + 500]])
+            raws = rpc.batch_(
+                [
+                    ["createrawtransaction", [{"txid": fan, "vout": v}], {OUTSIDE: "0.00099000"}]
+                    for v in vouts[start : start + 500]
+                ]
+            )
             signed_all = rpc.batch_([["signrawtransaction", r] for r in raws])
             rpc.batch_([["sendrawtransaction", s["hex"]] for s in signed_all])
         node.generate(1)
     TXIDS.unlink(missing_ok=True)
-    print(f"made transactions up to {rpc.getwalletinfo()['txcount']} in {time.perf_counter() - started:.0f} s")
+    print(
+        f"made transactions up to {rpc.getwalletinfo()['txcount']} in {time.perf_counter() - started:.0f} s"
+    )
 
 
 def newest_txids(node, n):
@@ -87,7 +101,11 @@ def newest_txids(node, n):
     while len(found) < n:
         entries = rpc.listtransactions("*", page, skip)
         for e in reversed(entries):  # each page is oldest first
-            if e.get("category") == "send" and e.get("address") == OUTSIDE and e["txid"] not in seen:
+            if (
+                e.get("category") == "send"
+                and e.get("address") == OUTSIDE
+                and e["txid"] not in seen
+            ):
                 seen.add(e["txid"])
                 found.append(e["txid"])
         if len(entries) < page:
@@ -101,9 +119,13 @@ def open_rows(wallet, txids):
     from ledger.models import NetworkTransaction
 
     NetworkTransaction.objects.all().delete()
-    NetworkTransaction.objects.bulk_create([
-        NetworkTransaction(currency=wallet.currency, wallet=wallet, txid=t, type="broadcast") for t in txids
-    ], batch_size=5000)
+    NetworkTransaction.objects.bulk_create(
+        [
+            NetworkTransaction(currency=wallet.currency, wallet=wallet, txid=t, type="broadcast")
+            for t in txids
+        ],
+        batch_size=5000,
+    )
 
 
 def reference_cycle(wallet):
@@ -115,7 +137,9 @@ def reference_cycle(wallet):
 
     backend = wallet.get_backend()
     calls = statements = 0
-    for pk, txid in NetworkTransaction.objects.filter(wallet=wallet, state="open").values_list("pk", "txid"):
+    for pk, txid in NetworkTransaction.objects.filter(wallet=wallet, state="open").values_list(
+        "pk", "txid"
+    ):
         info = backend.get_transaction(txid)
         calls += 1
         with transaction.atomic():
@@ -139,9 +163,14 @@ def check(node, wallet, txids):
     from ledger.models import NetworkTransaction
 
     sample = txids[:: max(1, len(txids) // 50)]
-    ours = {r.txid: r.confirmations_now for r in NetworkTransaction.objects.with_confirmations().filter(txid__in=sample)}
+    ours = {
+        r.txid: r.confirmations_now
+        for r in NetworkTransaction.objects.with_confirmations().filter(txid__in=sample)
+    }
     theirs = {t: node.rpc("gettransaction", t)["confirmations"] for t in sample}
-    assert ours == theirs, [(t, ours.get(t), theirs[t]) for t in sample if ours.get(t) != theirs[t]][:5]
+    assert ours == theirs, [
+        (t, ours.get(t), theirs[t]) for t in sample if ours.get(t) != theirs[t]
+    ][:5]
 
 
 def measure(node, wallet, n, with_reference):
@@ -160,8 +189,9 @@ def measure(node, wallet, n, with_reference):
     open_rows(wallet, txids)
     # A running tracker's state: the cursor at the tip, every row placed in its block (this
     # first cycle asks them all by txid, as after the migration).
-    Wallet.objects.filter(pk=wallet.pk).update(last_block_hash=node.rpc("getbestblockhash"),
-                                               last_block_height=node.rpc("getblockcount"))
+    Wallet.objects.filter(pk=wallet.pk).update(
+        last_block_hash=node.rpc("getbestblockhash"), last_block_height=node.rpc("getblockcount")
+    )
     wallet.refresh_from_db()
     warm, _ = timed(lambda: poll_wallet(wallet))
     wallet.refresh_from_db()
@@ -176,7 +206,9 @@ def measure(node, wallet, n, with_reference):
     if with_reference:
         node.generate(1)
         wallet.refresh_from_db()
-        result["reference"], (result["reference_calls"], result["reference_sql"]) = timed(lambda: reference_cycle(wallet))
+        result["reference"], (result["reference_calls"], result["reference_sql"]) = timed(
+            lambda: reference_cycle(wallet)
+        )
     node.generate(1)
     wallet.refresh_from_db()
     result["ours"], summary = timed(lambda: poll_wallet(wallet))
@@ -186,15 +218,23 @@ def measure(node, wallet, n, with_reference):
         wallet.refresh_from_db()
         took, idle_summary = timed(lambda: poll_wallet(wallet))
         idle.append(took)
-    result["idle"], result["idle_calls"], result["idle_sql"] = statistics.median(idle), idle_summary.round_trips, idle_summary.statements
+    result["idle"], result["idle_calls"], result["idle_sql"] = (
+        statistics.median(idle),
+        idle_summary.round_trips,
+        idle_summary.statements,
+    )
     check(node, wallet, txids)
     line = f"N={n:>6}: "
     if with_reference:
-        line += (f"reference {result['reference']:7.3f} s ({result['reference_calls']} node round trips, "
-                 f"{result['reference_sql']} SQL statements) | ")
-    line += (f"ours after one new block {result['ours'] * 1000:7.1f} ms ({result['ours_calls']} node round trips, "
-             f"{result['ours_sql']} SQL statements) | ours with no new block {result['idle'] * 1000:6.2f} ms "
-             f"({result['idle_calls']} node round trip, {result['idle_sql']} SQL statements)")
+        line += (
+            f"reference {result['reference']:7.3f} s ({result['reference_calls']} node round trips, "
+            f"{result['reference_sql']} SQL statements) | "
+        )
+    line += (
+        f"ours after one new block {result['ours'] * 1000:7.1f} ms ({result['ours_calls']} node round trips, "
+        f"{result['ours_sql']} SQL statements) | ours with no new block {result['idle'] * 1000:6.2f} ms "
+        f"({result['idle_calls']} node round trip, {result['idle_sql']} SQL statements)"
+    )
     if with_reference:
         line += f" | {result['reference'] / result['ours']:.0f}x"
     print(line, flush=True)
@@ -211,10 +251,18 @@ def notifications(node, wallet, env, count):
     from ledger import services
     from ledger.models import NetworkTransaction, Wallet
 
-    Wallet.objects.filter(pk=wallet.pk).update(backend_settings={**wallet.backend_settings, "zmq": node.zmq_url})
+    Wallet.objects.filter(pk=wallet.pk).update(
+        backend_settings={**wallet.backend_settings, "zmq": node.zmq_url}
+    )
     address = services.new_receiving_address(wallet, "bench-user")
-    child = subprocess.Popen([sys.executable, "manage.py", "listen_node", "--wallet", wallet.name, "--resync", "3600"],
-                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "listen_node", "--wallet", wallet.name, "--resync", "3600"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         first = child.stdout.readline()
         assert "listening" in first, first + child.stdout.read()[-3000:]
@@ -232,6 +280,7 @@ def notifications(node, wallet, env, count):
             deposits += 1
         time.sleep(0.5)
         per_tx = (cpu_seconds(child.pid) - before) / deposits
+
         def block():
             height = node.rpc("getblockcount") + 1
             node.generate(1)
@@ -253,16 +302,28 @@ def notifications(node, wallet, env, count):
     runs = []
     for _ in range(3):
         usage = os.times()
-        subprocess.run([sys.executable, "manage.py", "walletnotify", "BTC", "00" * 32], cwd=REPO, env=env,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "walletnotify", "BTC", "00" * 32],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+        )
         after = os.times()
-        runs.append(after.children_user + after.children_system - usage.children_user - usage.children_system)
-    print(f"listener: {per_tx * 1000:.1f} ms CPU per wallet transaction notification ({deposits} deposits, the "
-          f"node announces each), {per_block * 1000:.1f} ms CPU per block notification (a poll cycle, {blocks} blocks; "
-          f"{crediting_block * 1000:.0f} ms for the block crediting the {deposits} deposits) "
-          f"| deposit recorded {statistics.median(delays) * 1000:.0f} ms after sendtoaddress returned (median, "
-          f"max {max(delays) * 1000:.0f} ms) | manage.py walletnotify: {statistics.median(runs) * 1000:.0f} ms CPU "
-          f"per call (median of 3)", flush=True)
+        runs.append(
+            after.children_user
+            + after.children_system
+            - usage.children_user
+            - usage.children_system
+        )
+    print(
+        f"listener: {per_tx * 1000:.1f} ms CPU per wallet transaction notification ({deposits} deposits, the "
+        f"node announces each), {per_block * 1000:.1f} ms CPU per block notification (a poll cycle, {blocks} blocks; "
+        f"{crediting_block * 1000:.0f} ms for the block crediting the {deposits} deposits) "
+        f"| deposit recorded {statistics.median(delays) * 1000:.0f} ms after sendtoaddress returned (median, "
+        f"max {max(delays) * 1000:.0f} ms) | manage.py walletnotify: {statistics.median(runs) * 1000:.0f} ms CPU "
+        f"per call (median of 3)",
+        flush=True,
+    )
 
 
 def main():
@@ -275,8 +336,13 @@ def main():
     pg = LocalPostgres().start()
     node = LocalBitcoind(datadir=str(NODE_DIR), zmq=True).start()
     try:
-        os.environ.update(DATABASE_URL=pg.url, SECRET_KEY="bench-secret-key-" + "x" * 40,
-                          DJANGO_SETTINGS_MODULE="cryptoadmin.settings", LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1")
+        os.environ.update(
+            DATABASE_URL=pg.url,
+            SECRET_KEY="bench-secret-key-" + "x" * 40,
+            DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
+            LOG_LEVEL="WARNING",
+            ALLOWED_HOSTS="127.0.0.1",
+        )
         import django
 
         django.setup()
@@ -287,13 +353,20 @@ def main():
         call_command("migrate", verbosity=0)
         make_transactions(node, max(args.n))
         btc = Currency.objects.create(code="BTC", crediting_threshold=1, polling_threshold=6)
-        wallet = Wallet.objects.create(name="bench", currency=btc, backend_settings={"url": node.url})
+        wallet = Wallet.objects.create(
+            name="bench", currency=btc, backend_settings={"url": node.url}
+        )
         results = {n: measure(node, wallet, n, n <= args.reference_up_to) for n in sorted(args.n)}
         if args.notifications:
             notifications(node, wallet, dict(os.environ, PYTHONPATH=str(REPO)), args.notifications)
-        ten = results.get(10000) or results[max(n for n in results if results[n] and "reference" in results[n])]
+        ten = (
+            results.get(10000)
+            or results[max(n for n in results if results[n] and "reference" in results[n])]
+        )
         if results.get(100000) and ten:
-            print(f"ours at 100,000 / ours at 10,000 after one new block: {results[100000]['ours'] / ten['ours']:.1f}x")
+            print(
+                f"ours at 100,000 / ours at 10,000 after one new block: {results[100000]['ours'] / ten['ours']:.1f}x"
+            )
         print(f"idle_speedup: {ten['reference'] / ten['idle']:.0f}x")
         print(f"speedup: {ten['reference'] / ten['ours']:.0f}x")
     finally:

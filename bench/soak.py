@@ -10,6 +10,7 @@ the outside world) on loopback, and stops them by process id. The seed fixes the
 of actions (replay: the same command line); process timing still varies. Last line:
 `soak: <steps> steps, <faults> faults, <violations> violations` (exit 1 if any violation).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,24 @@ if str(REPO) not in sys.path:
 PYTHON = sys.executable
 USERS = ("u0", "u1", "u2", "u3")
 # Weights of the random actions (a step is one of them).
-ACTIONS = [("deposit", 5), ("withdraw", 5), ("mine", 4), ("poll", 5), ("broadcast", 5), ("restart", 1),
-           ("reorg", 1), ("import", 1)]
+ACTIONS = [
+    ("deposit", 5),
+    ("withdraw", 5),
+    ("mine", 4),
+    ("poll", 5),
+    ("broadcast", 5),
+    ("restart", 1),
+    ("reorg", 1),
+    ("import", 1),
+]
 CHILD_MODES = [("clean", 5), ("kill_random", 2), ("kill_at", 2)]
 
 
-AREAS = {"poll": ("poll", "credit", "confirmations", "deposit"), "broadcast": ("broadcast", "fee", "send", "settle"),
-         "import": ("import",)}
+AREAS = {
+    "poll": ("poll", "credit", "confirmations", "deposit"),
+    "broadcast": ("broadcast", "fee", "send", "settle"),
+    "import": ("import",),
+}
 
 
 def plan(seed: int, steps: int) -> list[dict]:
@@ -121,12 +133,18 @@ class Soak:
         self.nodes.append(self.outside)
         self.ours = LocalBitcoind(peer=self.outside).start()
         self.nodes.append(self.ours)
-        self.env = dict(os.environ, DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url,
-                        PYTHONPATH=str(REPO))
+        self.env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+            DATABASE_URL=self.database_url,
+            PYTHONPATH=str(REPO),
+        )
         self.env.pop("CRYPTOADMIN_FAULT", None)
         # Short node deadlines: a killed send's lease (when broadcasts have one) ends soon.
         self.env.update(NODE_RPC_TIMEOUT="10", BROADCAST_LEASE_MARGIN="1")
-        os.environ.update(DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url)
+        os.environ.update(
+            DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url
+        )
         import django
 
         django.setup()
@@ -141,9 +159,15 @@ class Soak:
         from ledger import services as ledger
         from ledger.models import Currency, Wallet
 
-        self.currency = Currency.objects.create(code="BTC", name="BTC", crediting_threshold=2, polling_threshold=4)
-        self.wallet = Wallet.objects.create(name="soak", currency=self.currency, backend="bitcoind",
-                                            backend_settings={"url": self.ours.url})
+        self.currency = Currency.objects.create(
+            code="BTC", name="BTC", crediting_threshold=2, polling_threshold=4
+        )
+        self.wallet = Wallet.objects.create(
+            name="soak",
+            currency=self.currency,
+            backend="bitcoind",
+            backend_settings={"url": self.ours.url},
+        )
         for user in USERS:
             self.addresses[user] = ledger.new_receiving_address(self.wallet, user).address
         self.treasury = ledger.user_account("treasury", self.currency, 201)
@@ -181,8 +205,14 @@ class Soak:
         env = dict(self.env)
         if fault:
             env["CRYPTOADMIN_FAULT"] = fault
-        return subprocess.Popen([PYTHON, "manage.py", *self.command(kind)], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [PYTHON, "manage.py", *self.command(kind)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def run_children(self, kind: str, step: dict) -> str:
         mode = step.get("mode", "clean")
@@ -190,7 +220,10 @@ class Soak:
         if mode == "kill_at" and not point:
             mode = "clean"
         count = step.get("processes", 1)
-        procs = [self.spawn(kind, f"{point}=kill" if mode == "kill_at" and i == 0 else None) for i in range(count)]
+        procs = [
+            self.spawn(kind, f"{point}=kill" if mode == "kill_at" and i == 0 else None)
+            for i in range(count)
+        ]
         if mode == "kill_random":
             time.sleep(step["delay"])
             if procs[0].poll() is None:
@@ -225,7 +258,9 @@ class Soak:
 
         account = ledger.user_account(step["user"], self.currency, 201)
         try:
-            row = send_external(account, self.outside.rpc("getnewaddress"), step["amount"], wallet=self.wallet)
+            row = send_external(
+                account, self.outside.rpc("getnewaddress"), step["amount"], wallet=self.wallet
+            )
         except OutgoingError as exc:
             return f"withdrawal of {step['user']} refused: {exc}"
         return f"withdrawal #{row.pk} of {step['user']} queued: {step['amount']}"
@@ -273,8 +308,10 @@ class Soak:
             node.rpc("reconsiderblock", first)
         self.inv.wait_synced(self.ours, self.outside)
         resent = self.resubmit_disconnected()
-        return (f"reorg of {depth} block(s) ({'replaced' if step['replace'] else 'restored'}); {outcome}"
-                f"{f'; {resent} disconnected transaction(s) resent' if resent else ''}")
+        return (
+            f"reorg of {depth} block(s) ({'replaced' if step['replace'] else 'restored'}); {outcome}"
+            f"{f'; {resent} disconnected transaction(s) resent' if resent else ''}"
+        )
 
     def resubmit_disconnected(self) -> int:
         """This node build does not put the transactions of disconnected blocks back in its
@@ -287,7 +324,9 @@ class Soak:
                 txid = entry.get("txid")
                 if txid and int(entry.get("confirmations", 0)) == 0 and txid not in pool:
                     try:
-                        self.outside.rpc("sendrawtransaction", node.rpc("gettransaction", txid)["hex"])
+                        self.outside.rpc(
+                            "sendrawtransaction", node.rpc("gettransaction", txid)["hex"]
+                        )
                         resent += 1
                     except Exception:
                         pass  # already known, or spent by another branch: stays as the chain says
@@ -321,31 +360,45 @@ class Soak:
         from ledger.models import Transaction
 
         def imported():
-            return Transaction.objects.filter(kind=Transaction.Kind.IMPORT).aggregate(s=Sum("amount"))["s"] or 0
+            return (
+                Transaction.objects.filter(kind=Transaction.Kind.IMPORT).aggregate(s=Sum("amount"))[
+                    "s"
+                ]
+                or 0
+            )
 
         left = self.unowned - imported()
         if left > 0:
             # `expected`: the admin confirms the amount they saw; anything else is refused.
             try:
-                entry = imports.import_unaccounted_balance(wallet.pk, self.treasury.pk, expected=left)
+                entry = imports.import_unaccounted_balance(
+                    wallet.pk, self.treasury.pk, expected=left
+                )
                 self.log(f"final import: {entry.amount}")
             except imports.WalletImportError as exc:
                 self.log(f"final import refused: {exc}")
         imported = imported()
         if imported != self.unowned:
-            return [f"imports booked {imported}, outside paid {self.unowned} to addresses the books never gave out"]
+            return [
+                f"imports booked {imported}, outside paid {self.unowned} to addresses the books never gave out"
+            ]
         return []
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=None, help="default: a random one (printed)")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--plan", action="store_true", help="print the seed's actions and exit")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
-    print(f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db {args.db})", flush=True)
+    print(
+        f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db {args.db})",
+        flush=True,
+    )
     if args.plan:
         for i, step in enumerate(plan(seed, args.steps), 1):
             print(f"step {i}: {describe(step)}")
@@ -354,8 +407,12 @@ def main(argv=None):
     # database are stopped by the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
-    soak = Soak(seed, args.steps, args.db, log=lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}",
-                                                                 flush=True))
+    soak = Soak(
+        seed,
+        args.steps,
+        args.db,
+        log=lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}", flush=True),
+    )
     try:
         soak.start()
         soak.log("set up: database migrated, two nodes, users funded")
@@ -365,8 +422,10 @@ def main(argv=None):
     for violation in violations:
         print(f"VIOLATION: {violation}")
     faults = sum(soak.faults.values())
-    print(f"soak: seed {seed} on {args.db}: {time.monotonic() - started:.1f} s; faults: "
-          + ", ".join(f"{k} {v}" for k, v in soak.faults.items()))
+    print(
+        f"soak: seed {seed} on {args.db}: {time.monotonic() - started:.1f} s; faults: "
+        + ", ".join(f"{k} {v}" for k, v in soak.faults.items())
+    )
     print(f"soak: {args.steps} steps, {faults} faults, {len(violations)} violations", flush=True)
     return 1 if violations else 0
 

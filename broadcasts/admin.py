@@ -1,5 +1,6 @@
 """Broadcasts and outgoing transactions: read-only lists, a queueing form, and the two
 close-by-hand paths for an interrupted broadcast. Every money action goes through services."""
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -14,7 +15,6 @@ from ledger.models import Wallet
 
 from . import services
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
-
 
 
 class InterruptedFilter(admin.SimpleListFilter):
@@ -46,12 +46,16 @@ class ReadOnly:
 class CloseForm(forms.Form):
     method = forms.ChoiceField(choices=[], widget=forms.RadioSelect)
     txid = forms.CharField(required=False, max_length=64, help_text="For 'It reached the network'")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Stored with your name")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="Stored with your name"
+    )
 
     def __init__(self, *args, nonce=False, **kwargs):
         super().__init__(*args, **kwargs)
-        choices = [(Broadcast.CloseMethod.REACHED_NETWORK, "It reached the network"),
-                   (Broadcast.CloseMethod.NEVER_LEFT, "It never left")]
+        choices = [
+            (Broadcast.CloseMethod.REACHED_NETWORK, "It reached the network"),
+            (Broadcast.CloseMethod.NEVER_LEFT, "It never left"),
+        ]
         if nonce:  # only a backend with a nonce can repeat a send safely
             choices.append((Broadcast.CloseMethod.SAME_NONCE, "Retry with the same nonce"))
         self.fields["method"].choices = choices
@@ -65,19 +69,53 @@ class CloseForm(forms.Form):
 
 @admin.register(Broadcast)
 class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["__str__", "wallet", "state", "attention", "output_count", "transaction_count", "total_display", "fee_display",
-                    "txid_short", "opened_at", "broadcasted_at", "closed_at"]
+    list_display = [
+        "__str__",
+        "wallet",
+        "state",
+        "attention",
+        "output_count",
+        "transaction_count",
+        "total_display",
+        "fee_display",
+        "txid_short",
+        "opened_at",
+        "broadcasted_at",
+        "closed_at",
+    ]
     list_filter = ["state", "wallet", InterruptedFilter]
     search_fields = ["label", "txid"]
     list_select_related = ["wallet__currency"]
     change_form_template = "broadcasts/broadcast_change_form.html"
-    fields = ["wallet", "state", "needs_attention", "sending_until", "nonce", "label", "txid", "fee", "total", "output_count", "transaction_count", "outputs",
-              "network_transaction", "created_at", "opened_at", "broadcasted_at", "closed_at", "closed_by",
-              "close_method", "close_reason", "last_error"]
+    fields = [
+        "wallet",
+        "state",
+        "needs_attention",
+        "sending_until",
+        "nonce",
+        "label",
+        "txid",
+        "fee",
+        "total",
+        "output_count",
+        "transaction_count",
+        "outputs",
+        "network_transaction",
+        "created_at",
+        "opened_at",
+        "broadcasted_at",
+        "closed_at",
+        "closed_by",
+        "close_method",
+        "close_reason",
+        "last_error",
+    ]
 
     @admin.display(description="total", ordering="total")
     def total_display(self, obj):
-        return format_html("<code>{} {}</code>", obj.wallet.currency.format(obj.total), obj.wallet.currency.code)
+        return format_html(
+            "<code>{} {}</code>", obj.wallet.currency.format(obj.total), obj.wallet.currency.code
+        )
 
     @admin.display(description="attention", boolean=True, ordering="needs_attention")
     def attention(self, obj):
@@ -92,23 +130,40 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         return obj.txid[:16] + "…" if obj.txid else ""
 
     def can_close(self, request, obj):
-        return (services.may_close(request.user) and obj is not None and obj.state == Broadcast.State.OPENED
-                and obj.pk in set(services.interrupted_broadcasts().values_list("pk", flat=True)))
+        return (
+            services.may_close(request.user)
+            and obj is not None
+            and obj.state == Broadcast.State.OPENED
+            and obj.pk in set(services.interrupted_broadcasts().values_list("pk", flat=True))
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)
-        extra_context = dict(extra_context or {}, can_close=self.can_close(request, obj),
-                             interrupted=obj is not None and obj.state == Broadcast.State.OPENED,
-                             in_flight=obj is not None and obj.in_flight,
-                             can_acknowledge=services.may_close(request.user))
+        extra_context = dict(
+            extra_context or {},
+            can_close=self.can_close(request, obj),
+            interrupted=obj is not None and obj.state == Broadcast.State.OPENED,
+            in_flight=obj is not None and obj.in_flight,
+            can_acknowledge=services.may_close(request.user),
+        )
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
-            path("<int:object_id>/close/", view(self.close_view), name="broadcasts_broadcast_close"),
-            path("<int:object_id>/find-on-chain/", view(self.find_view), name="broadcasts_broadcast_find"),
-            path("<int:object_id>/acknowledge/", view(self.acknowledge_view), name="broadcasts_broadcast_acknowledge"),
+            path(
+                "<int:object_id>/close/", view(self.close_view), name="broadcasts_broadcast_close"
+            ),
+            path(
+                "<int:object_id>/find-on-chain/",
+                view(self.find_view),
+                name="broadcasts_broadcast_find",
+            ),
+            path(
+                "<int:object_id>/acknowledge/",
+                view(self.acknowledge_view),
+                name="broadcasts_broadcast_acknowledge",
+            ),
         ] + super().get_urls()
 
     def _closable(self, request, object_id):
@@ -126,10 +181,15 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
             messages.error(request, f"Cannot search the node's wallet: {exc}")
             return redirect(url)
         if not found:
-            messages.warning(request, f"No transaction with comment {broadcast.label} in the node's wallet.")
+            messages.warning(
+                request, f"No transaction with comment {broadcast.label} in the node's wallet."
+            )
             return redirect(url)
         if len(found) > 1:
-            messages.error(request, f"Several transactions carry this comment: {', '.join(found)}. Check by hand.")
+            messages.error(
+                request,
+                f"Several transactions carry this comment: {', '.join(found)}. Check by hand.",
+            )
         else:
             messages.success(request, f"Found {found[0]} with comment {broadcast.label}.")
         return redirect(f"{url}?txid={found[0]}")
@@ -152,7 +212,10 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         broadcast = self._closable(request, object_id)
         change_url = reverse("admin:broadcasts_broadcast_change", args=[broadcast.pk])
         if broadcast.state != Broadcast.State.OPENED:
-            messages.error(request, f"Broadcast #{broadcast.pk} is {broadcast.get_state_display()}: nothing to close.")
+            messages.error(
+                request,
+                f"Broadcast #{broadcast.pk} is {broadcast.get_state_display()}: nothing to close.",
+            )
             return redirect(change_url)
         backend_has_nonce = broadcast.wallet.backend == "blockio"
         if request.method == "POST":
@@ -160,8 +223,13 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
             if form.is_valid():
                 data = form.cleaned_data
                 try:
-                    how = services.close_by_hand(broadcast, data["method"], by=request.user, reason=data["reason"],
-                                                 txid=data["txid"])
+                    how = services.close_by_hand(
+                        broadcast,
+                        data["method"],
+                        by=request.user,
+                        reason=data["reason"],
+                        txid=data["txid"],
+                    )
                 except services.CloseError as exc:
                     form.add_error(None, str(exc))
                 else:
@@ -173,25 +241,38 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
                 initial["method"] = Broadcast.CloseMethod.REACHED_NETWORK
             form = CloseForm(initial=initial, nonce=backend_has_nonce)
         context = dict(
-            self.admin_site.each_context(request), title=f"Close {broadcast} by hand", opts=self.model._meta,
-            original=broadcast, broadcast=broadcast, form=form, backend_has_nonce=backend_has_nonce,
+            self.admin_site.each_context(request),
+            title=f"Close {broadcast} by hand",
+            opts=self.model._meta,
+            original=broadcast,
+            broadcast=broadcast,
+            form=form,
+            backend_has_nonce=backend_has_nonce,
             nonce_retry_allowed=backend_has_nonce and services.nonce_retry_allowed(broadcast),
-            outputs=sorted(broadcast.outputs.items()), currency=broadcast.wallet.currency,
+            outputs=sorted(broadcast.outputs.items()),
+            currency=broadcast.wallet.currency,
         )
         return TemplateResponse(request, "broadcasts/close_broadcast.html", context)
 
 
 class QueueForm(forms.Form):
     """Only the inputs; services.queue_withdrawal applies every rule."""
-    user_id = forms.CharField(max_length=128, help_text="External user id (paid from their 201 balance)")
+
+    user_id = forms.CharField(
+        max_length=128, help_text="External user id (paid from their 201 balance)"
+    )
     wallet = forms.ModelChoiceField(Wallet.objects.active().select_related("currency"))
     address = forms.CharField(max_length=128)
-    amount = forms.CharField(help_text="In currency units, e.g. 0.015 (exact; no more decimals than the currency)")
+    amount = forms.CharField(
+        help_text="In currency units, e.g. 0.015 (exact; no more decimals than the currency)"
+    )
     label = forms.CharField(max_length=255, required=False)
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Stored with your name")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="Stored with your name"
+    )
 
 
 def _decide(modeladmin, request, queryset, verb, decide, needs_reason):
@@ -199,11 +280,20 @@ def _decide(modeladmin, request, queryset, verb, decide, needs_reason):
     changed meanwhile is reported, the others still go through."""
     form = ReasonForm(request.POST if "reason" in request.POST else None)
     if needs_reason and not form.is_valid():
-        return TemplateResponse(request, "broadcasts/outgoing_reason.html", dict(
-            modeladmin.admin_site.each_context(request), title=f"{verb.capitalize()} outgoing transactions",
-            opts=modeladmin.model._meta, form=form, verb=verb, action=request.POST.get("action"),
-            rows=queryset.select_related("currency", "account"),
-            selected=request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)))
+        return TemplateResponse(
+            request,
+            "broadcasts/outgoing_reason.html",
+            dict(
+                modeladmin.admin_site.each_context(request),
+                title=f"{verb.capitalize()} outgoing transactions",
+                opts=modeladmin.model._meta,
+                form=form,
+                verb=verb,
+                action=request.POST.get("action"),
+                rows=queryset.select_related("currency", "account"),
+                selected=request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            ),
+        )
     reason = form.cleaned_data["reason"] if needs_reason else ""
     done = 0
     for out in queryset.select_related("currency", "account"):
@@ -213,10 +303,15 @@ def _decide(modeladmin, request, queryset, verb, decide, needs_reason):
             messages.error(request, str(exc))
         else:
             done += 1
-            modeladmin.log_change(request, out, f"{verb.capitalize()}" + (f": {reason}" if reason else ""))
+            modeladmin.log_change(
+                request, out, f"{verb.capitalize()}" + (f": {reason}" if reason else "")
+            )
     if done:
-        messages.success(request, f"{done} outgoing transaction(s) {verb}"
-                                  + ("; their amounts are back on the users' 201 balances." if needs_reason else "."))
+        messages.success(
+            request,
+            f"{done} outgoing transaction(s) {verb}"
+            + ("; their amounts are back on the users' 201 balances." if needs_reason else "."),
+        )
     return None
 
 
@@ -238,17 +333,38 @@ def cancel_outgoing(modeladmin, request, queryset):
 @admin.register(WithdrawalRule)
 class WithdrawalRuleAdmin(admin.ModelAdmin):
     """Edited here, recorded by django-auditlog (Log entries) with who and before/after."""
+
     list_display = ["currency", "minimum_amount", "approval_above", "daily_limit"]
 
 
 @admin.register(OutgoingTransaction)
 class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["id", "created_at", "wallet", "user", "address", "amount_display", "state", "broadcast",
-                    "attempts", "refusals", "why"]
+    list_display = [
+        "id",
+        "created_at",
+        "wallet",
+        "user",
+        "address",
+        "amount_display",
+        "state",
+        "broadcast",
+        "attempts",
+        "refusals",
+        "why",
+    ]
     list_filter = ["state", "wallet", "currency"]
     actions = [approve_outgoing, reject_outgoing, cancel_outgoing]
-    readonly_fields = ["approval_reason", "approved_by", "approved_at", "closed_by", "closed_at", "close_reason",
-                       "return_entry", "refusals", "last_error"]
+    readonly_fields = [
+        "approval_reason",
+        "approved_by",
+        "approved_at",
+        "closed_by",
+        "closed_at",
+        "close_reason",
+        "return_entry",
+        "refusals",
+        "last_error",
+    ]
 
     def has_approve_permission(self, request):
         return actors.allowed(request.user, services.APPROVE_PERM)
@@ -265,6 +381,7 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
         if obj.state == OutgoingTransaction.State.AWAITING_APPROVAL:
             return obj.approval_reason
         return f"approved by {obj.approved_by}" if obj.approved_by_id else ""
+
     search_fields = ["address", "account__user_id", "broadcast__txid"]
     list_select_related = ["wallet", "currency", "account", "broadcast", "approved_by", "closed_by"]
     change_list_template = "broadcasts/outgoing_change_list.html"
@@ -279,12 +396,18 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
         return format_html("<code>{} {}</code>", obj.currency.format(obj.amount), obj.currency.code)
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = dict(extra_context or {}, can_queue=actors.allowed(request.user, services.QUEUE_PERM))
+        extra_context = dict(
+            extra_context or {}, can_queue=actors.allowed(request.user, services.QUEUE_PERM)
+        )
         return super().changelist_view(request, extra_context)
 
     def get_urls(self):
         return [
-            path("queue/", self.admin_site.admin_view(self.queue_view), name="broadcasts_outgoingtransaction_queue"),
+            path(
+                "queue/",
+                self.admin_site.admin_view(self.queue_view),
+                name="broadcasts_outgoingtransaction_queue",
+            ),
         ] + super().get_urls()
 
     def queue_view(self, request):
@@ -294,15 +417,28 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                out = services.queue_withdrawal(data["user_id"], data["wallet"].currency, data["address"],
-                                                data["amount"], by=request.user, wallet=data["wallet"],
-                                                label=data["label"])
+                out = services.queue_withdrawal(
+                    data["user_id"],
+                    data["wallet"].currency,
+                    data["address"],
+                    data["amount"],
+                    by=request.user,
+                    wallet=data["wallet"],
+                    label=data["label"],
+                )
             except services.OutgoingError as exc:
                 form.add_error(exc.field, str(exc))
             else:
-                messages.success(request, f"Queued {out.currency.format(out.amount)} {out.currency.code} "
-                                          f"to {out.address} for user {out.account.user_id}.")
+                messages.success(
+                    request,
+                    f"Queued {out.currency.format(out.amount)} {out.currency.code} "
+                    f"to {out.address} for user {out.account.user_id}.",
+                )
                 return redirect("admin:broadcasts_outgoingtransaction_changelist")
-        context = dict(self.admin_site.each_context(request), title="Queue an outgoing transaction",
-                       opts=self.model._meta, form=form)
+        context = dict(
+            self.admin_site.each_context(request),
+            title="Queue an outgoing transaction",
+            opts=self.model._meta,
+            form=form,
+        )
         return TemplateResponse(request, "broadcasts/queue_outgoing.html", context)

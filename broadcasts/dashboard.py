@@ -1,37 +1,56 @@
 """Admin banner while any broadcast is interrupted, and a home-page panel."""
+
 from django.urls import reverse
 
 from .models import Broadcast, OutgoingTransaction
-from .services import awaiting_approval, interrupted_broadcasts, needing_attention, outgoing_needing_attention
+from .services import (
+    awaiting_approval,
+    interrupted_broadcasts,
+    needing_attention,
+    outgoing_needing_attention,
+)
 
 
 def alerts(request):
     out = []
     count = interrupted_broadcasts().count()
     if count:
-        out.append(dict(
-            level="error",
-            message=(f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet until an operator "
-                     "checks the chain and closes them by hand."),
-            url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
-        ))
+        out.append(
+            dict(
+                level="error",
+                message=(
+                    f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet until an operator "
+                    "checks the chain and closes them by hand."
+                ),
+                url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
+            )
+        )
     late = needing_attention().count()
     if late:
-        out.append(dict(
-            level="error",
-            message=(f"{late} broadcast(s) need attention: the node's reply came after a close by hand "
-                     "(see their last error; a payment may have been made twice)."),
-            url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=attention",
-        ))
+        out.append(
+            dict(
+                level="error",
+                message=(
+                    f"{late} broadcast(s) need attention: the node's reply came after a close by hand "
+                    "(see their last error; a payment may have been made twice)."
+                ),
+                url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=attention",
+            )
+        )
     refused = outgoing_needing_attention().count()
     if refused:
-        out.append(dict(
-            level="error",
-            message=(f"{refused} outgoing transaction(s) need attention: the node refused them "
-                     f"{OutgoingTransaction.MAX_REFUSALS} times and they left the queue (see their last error; "
-                     "cancel to give the money back)."),
-            url=reverse("admin:broadcasts_outgoingtransaction_changelist") + "?state=needs_attention",
-        ))
+        out.append(
+            dict(
+                level="error",
+                message=(
+                    f"{refused} outgoing transaction(s) need attention: the node refused them "
+                    f"{OutgoingTransaction.MAX_REFUSALS} times and they left the queue (see their last error; "
+                    "cancel to give the money back)."
+                ),
+                url=reverse("admin:broadcasts_outgoingtransaction_changelist")
+                + "?state=needs_attention",
+            )
+        )
     return out
 
 
@@ -41,9 +60,18 @@ def panels(request):
     from django.db.models import Count
 
     queued = OutgoingTransaction.objects.filter(state=OutgoingTransaction.State.QUEUED).aggregate(
-        n=Count("id"))
-    return [dict(title="Broadcasts", template="broadcasts/panel.html", context={
-        "queued": queued["n"], "interrupted": interrupted_broadcasts().count(),
-        "awaiting_approval": awaiting_approval().count(), "outgoing_attention": outgoing_needing_attention().count(),
-        "recent": Broadcast.objects.select_related("wallet__currency")[:5],
-    })]
+        n=Count("id")
+    )
+    return [
+        dict(
+            title="Broadcasts",
+            template="broadcasts/panel.html",
+            context={
+                "queued": queued["n"],
+                "interrupted": interrupted_broadcasts().count(),
+                "awaiting_approval": awaiting_approval().count(),
+                "outgoing_attention": outgoing_needing_attention().count(),
+                "recent": Broadcast.objects.select_related("wallet__currency")[:5],
+            },
+        )
+    ]

@@ -3,6 +3,7 @@
 An outgoing transaction is queued by `services.send_external` (201 -> 204 in the books) and
 sent as part of one broadcast: a single `sendmany` per wallet. Amounts are int base units.
 """
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -33,7 +34,9 @@ class Broadcast(models.Model):
         SAME_NONCE = "same_nonce", "Retried with the same nonce"
 
     wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="broadcasts")
-    state = models.CharField(max_length=24, choices=State.choices, default=State.COLLECTED, db_index=True)
+    state = models.CharField(
+        max_length=24, choices=State.choices, default=State.COLLECTED, db_index=True
+    )
     # The sendmany comment: how an interrupted broadcast is found in the node's wallet.
     label = models.CharField(max_length=128, unique=True, null=True, blank=True)
     # Snapshot of what is (to be) sent: {address: base units}. JSON ints, never floats.
@@ -53,16 +56,23 @@ class Broadcast(models.Model):
     # Something a person must look at although the broadcast is closed (a late reply after a
     # close by hand): shown in red on every admin page until acknowledged.
     needs_attention = models.BooleanField(default=False)
-    fee = models.BigIntegerField(null=True, blank=True, help_text="Base units; empty until looked up")
+    fee = models.BigIntegerField(
+        null=True, blank=True, help_text="Base units; empty until looked up"
+    )
     network_transaction = models.ForeignKey(
-        "ledger.NetworkTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="broadcasts"
+        "ledger.NetworkTransaction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="broadcasts",
     )
     created_at = models.DateTimeField(default=timezone.now)
     opened_at = models.DateTimeField(null=True, blank=True)
     broadcasted_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
-    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                  related_name="+")
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     close_method = models.CharField(max_length=24, choices=CloseMethod.choices, blank=True)
     close_reason = models.TextField(blank=True)
     last_error = models.TextField(blank=True)
@@ -72,13 +82,22 @@ class Broadcast(models.Model):
         constraints = [
             # At most one broadcast per wallet may hold outgoing transactions at a time: the
             # database, not the code, stops a second attempt from being collected or opened.
-            models.UniqueConstraint(fields=["wallet"], condition=Q(state__in=list(ACTIVE_STATES)),
-                                    name="broadcast_one_active_per_wallet"),
-            models.UniqueConstraint(fields=["txid"], condition=~Q(txid=""), name="broadcast_txid_unique"),
+            models.UniqueConstraint(
+                fields=["wallet"],
+                condition=Q(state__in=list(ACTIVE_STATES)),
+                name="broadcast_one_active_per_wallet",
+            ),
+            models.UniqueConstraint(
+                fields=["txid"], condition=~Q(txid=""), name="broadcast_txid_unique"
+            ),
             models.CheckConstraint(condition=Q(total__gte=0), name="broadcast_total_not_negative"),
-            models.CheckConstraint(condition=Q(fee__isnull=True) | Q(fee__gte=0), name="broadcast_fee_not_negative"),
             models.CheckConstraint(
-                condition=~Q(state__in=["opened", "broadcasted", "closed_broadcasted", "closed_failed"])
+                condition=Q(fee__isnull=True) | Q(fee__gte=0), name="broadcast_fee_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=~Q(
+                    state__in=["opened", "broadcasted", "closed_broadcasted", "closed_failed"]
+                )
                 | Q(opened_at__isnull=False),
                 name="broadcast_opened_has_time",
             ),
@@ -104,7 +123,12 @@ class Broadcast(models.Model):
 
     @property
     def in_flight(self):
-        return self.state == self.State.OPENED and self.sending_until is not None and self.sending_until > timezone.now()
+        return (
+            self.state == self.State.OPENED
+            and self.sending_until is not None
+            and self.sending_until > timezone.now()
+        )
+
 
 class OutgoingTransaction(models.Model):
     class State(models.TextChoices):
@@ -126,41 +150,66 @@ class OutgoingTransaction(models.Model):
     # The node's provable refusals of this output alone after which it leaves the queue.
     MAX_REFUSALS = 3
 
-    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="outgoing_transactions")
+    wallet = models.ForeignKey(
+        "ledger.Wallet", on_delete=models.PROTECT, related_name="outgoing_transactions"
+    )
     currency = models.ForeignKey("ledger.Currency", on_delete=models.PROTECT, related_name="+")
     # The user's 201 (paid from) and 204 (where the amount waits until broadcast).
-    account = models.ForeignKey("ledger.Account", on_delete=models.PROTECT, related_name="outgoing_transactions")
+    account = models.ForeignKey(
+        "ledger.Account", on_delete=models.PROTECT, related_name="outgoing_transactions"
+    )
     hold_account = models.ForeignKey("ledger.Account", on_delete=models.PROTECT, related_name="+")
     address = models.CharField(max_length=128)
     amount = models.BigIntegerField(help_text="Base units")
     state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED)
-    broadcast = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.PROTECT,
-                                  related_name="outgoing_transactions")
+    broadcast = models.ForeignKey(
+        Broadcast,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="outgoing_transactions",
+    )
     # The last broadcast that gave it back to the queue: if that broadcast's send turns out to
     # have paid after all (a late reply), the outgoing still waiting are taken back from here.
-    returned_by = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.PROTECT,
-                                    related_name="returned_outgoing")
-    lock_entry = models.OneToOneField("ledger.Transaction", on_delete=models.PROTECT, related_name="+",
-                                      help_text="The 201 -> 204 ledger entry")
+    returned_by = models.ForeignKey(
+        Broadcast, null=True, blank=True, on_delete=models.PROTECT, related_name="returned_outgoing"
+    )
+    lock_entry = models.OneToOneField(
+        "ledger.Transaction",
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The 201 -> 204 ledger entry",
+    )
     attempts = models.PositiveIntegerField(default=0, help_text="Broadcasts that failed to send it")
-    refusals = models.PositiveIntegerField(default=0, help_text="Times the node refused a send of this output alone")
+    refusals = models.PositiveIntegerField(
+        default=0, help_text="Times the node refused a send of this output alone"
+    )
     last_error = models.TextField(blank=True, help_text="The node's last refusal of this output")
     # Why it waits for approval (the rule it crossed, with the figures), empty if it did not.
     approval_reason = models.CharField(max_length=255, blank=True)
-    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                    related_name="+")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     approved_at = models.DateTimeField(null=True, blank=True)
     # Rejected or cancelled: who, when, why, and the 204 -> 201 entry that gave the money back.
-    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                  related_name="+")
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.TextField(blank=True)
-    return_entry = models.OneToOneField("ledger.Transaction", null=True, blank=True, on_delete=models.PROTECT,
-                                        related_name="+", help_text="The 204 -> 201 ledger entry")
+    return_entry = models.OneToOneField(
+        "ledger.Transaction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The 204 -> 201 ledger entry",
+    )
     label = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -173,7 +222,11 @@ class OutgoingTransaction(models.Model):
             ),
             # Money given back exactly when it left without being sent, with who and why.
             models.CheckConstraint(
-                condition=Q(state__in=["rejected", "cancelled"], return_entry__isnull=False, closed_at__isnull=False)
+                condition=Q(
+                    state__in=["rejected", "cancelled"],
+                    return_entry__isnull=False,
+                    closed_at__isnull=False,
+                )
                 & ~Q(close_reason="")
                 | Q(~Q(state__in=["rejected", "cancelled"]), return_entry__isnull=True),
                 name="outgoing_returned_iff_rejected_or_cancelled",
@@ -185,8 +238,14 @@ class OutgoingTransaction(models.Model):
         ]
         permissions = [
             ("queue_outgoingtransaction", "Can queue outgoing transactions from the admin"),
-            ("approve_outgoingtransaction", "Can approve outgoing transactions queued by someone else"),
-            ("cancel_outgoingtransaction", "Can reject or cancel outgoing transactions (the amount is returned)"),
+            (
+                "approve_outgoingtransaction",
+                "Can approve outgoing transactions queued by someone else",
+            ),
+            (
+                "cancel_outgoingtransaction",
+                "Can reject or cancel outgoing transactions (the amount is returned)",
+            ),
         ]
 
     def __str__(self):
@@ -203,24 +262,40 @@ class WithdrawalRule(models.Model):
     Kept here rather than on ledger.Currency: they are rules of queueing withdrawals, read
     only by broadcasts/services.py, and a currency without a row has no limits."""
 
-    currency = models.OneToOneField("ledger.Currency", on_delete=models.PROTECT, related_name="withdrawal_rule")
+    currency = models.OneToOneField(
+        "ledger.Currency", on_delete=models.PROTECT, related_name="withdrawal_rule"
+    )
     minimum_amount = models.BigIntegerField(
-        default=0, help_text="Base units; smaller withdrawals are refused when queued (the node's dust limit, "
-                             "block.io's minimum)")
+        default=0,
+        help_text="Base units; smaller withdrawals are refused when queued (the node's dust limit, "
+        "block.io's minimum)",
+    )
     approval_above = models.BigIntegerField(
-        null=True, blank=True, help_text="Base units; a larger withdrawal waits for a second person's approval. "
-                                         "Empty: none waits for its amount")
+        null=True,
+        blank=True,
+        help_text="Base units; a larger withdrawal waits for a second person's approval. "
+        "Empty: none waits for its amount",
+    )
     daily_limit = models.BigIntegerField(
-        null=True, blank=True, help_text="Base units; once a user's withdrawals of the last 24 hours (this one "
-                                         "included) exceed it, the withdrawal waits for approval. Empty: no limit")
+        null=True,
+        blank=True,
+        help_text="Base units; once a user's withdrawals of the last 24 hours (this one "
+        "included) exceed it, the withdrawal waits for approval. Empty: no limit",
+    )
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(minimum_amount__gte=0), name="withdrawal_rule_minimum_not_negative"),
-            models.CheckConstraint(condition=Q(approval_above__isnull=True) | Q(approval_above__gte=0),
-                                   name="withdrawal_rule_approval_above_not_negative"),
-            models.CheckConstraint(condition=Q(daily_limit__isnull=True) | Q(daily_limit__gte=0),
-                                   name="withdrawal_rule_daily_limit_not_negative"),
+            models.CheckConstraint(
+                condition=Q(minimum_amount__gte=0), name="withdrawal_rule_minimum_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(approval_above__isnull=True) | Q(approval_above__gte=0),
+                name="withdrawal_rule_approval_above_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(daily_limit__isnull=True) | Q(daily_limit__gte=0),
+                name="withdrawal_rule_daily_limit_not_negative",
+            ),
         ]
 
     def __str__(self):

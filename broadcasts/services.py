@@ -14,6 +14,7 @@ One payment per broadcast, whatever number of processes run and whichever databa
   broadcaster per wallet across processes and machines (a killed process loses it at once).
 The node is never called inside a database transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -114,8 +115,9 @@ def busy_wallet_ids() -> set[int]:
 def interrupted_broadcasts():
     """Opened, never closed, their send's lease over, and (PostgreSQL) no live broadcaster
     holding their wallet."""
-    return (Broadcast.objects.filter(Broadcast.lease_over(timezone.now()), state=Broadcast.State.OPENED)
-            .exclude(wallet_id__in=busy_wallet_ids()))
+    return Broadcast.objects.filter(
+        Broadcast.lease_over(timezone.now()), state=Broadcast.State.OPENED
+    ).exclude(wallet_id__in=busy_wallet_ids())
 
 
 def needing_attention():
@@ -155,7 +157,9 @@ def _wallet_for(currency, wallet):
     return wallet
 
 
-def check_external(account: Account, address: str, amount: int, wallet: Wallet | None = None) -> Wallet:
+def check_external(
+    account: Account, address: str, amount: int, wallet: Wallet | None = None
+) -> Wallet:
     """Every check of send_external that does not need the lock. Returns the paying wallet."""
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise OutgoingError(f"the amount must be integer base units, got {type(amount).__name__}")
@@ -177,12 +181,21 @@ def check_external(account: Account, address: str, amount: int, wallet: Wallet |
     except BackendError as exc:
         raise OutgoingError(f"cannot check the address now: {exc}") from exc
     if not valid:
-        raise OutgoingError(f"{address!r} is not a valid {currency.code} address on {currency.network}")
+        raise OutgoingError(
+            f"{address!r} is not a valid {currency.code} address on {currency.network}"
+        )
     return wallet
 
 
-def send_external(account: Account, address: str, amount: int, *, wallet: Wallet | None = None,
-                  created_by=None, label: str = "") -> OutgoingTransaction:
+def send_external(
+    account: Account,
+    address: str,
+    amount: int,
+    *,
+    wallet: Wallet | None = None,
+    created_by=None,
+    label: str = "",
+) -> OutgoingTransaction:
     """Queue a withdrawal: 201 -> 204 and a queued OutgoingTransaction, in one transaction."""
     wallet = check_external(account, address, amount, wallet)  # node call: before any lock
     address = address.strip()
@@ -200,12 +213,28 @@ def send_external(account: Account, address: str, amount: int, *, wallet: Wallet
                 f"{account.currency.format(amount)} requested"
             )
         why = approval_needed(rule, account, amount)
-        entry = ledger.post(account, hold, amount, Transaction.Kind.PENDING_OUTGOING,
-                            label=label or f"withdrawal to {address}", created_by=created_by)
+        entry = ledger.post(
+            account,
+            hold,
+            amount,
+            Transaction.Kind.PENDING_OUTGOING,
+            label=label or f"withdrawal to {address}",
+            created_by=created_by,
+        )
         return OutgoingTransaction.objects.create(
-            wallet=wallet, currency_id=account.currency_id, account=account, hold_account=hold, address=address,
-            amount=amount, lock_entry=entry, label=label, created_by=created_by, approval_reason=why,
-            state=OutgoingTransaction.State.AWAITING_APPROVAL if why else OutgoingTransaction.State.QUEUED,
+            wallet=wallet,
+            currency_id=account.currency_id,
+            account=account,
+            hold_account=hold,
+            address=address,
+            amount=amount,
+            lock_entry=entry,
+            label=label,
+            created_by=created_by,
+            approval_reason=why,
+            state=OutgoingTransaction.State.AWAITING_APPROVAL
+            if why
+            else OutgoingTransaction.State.QUEUED,
         )
 
 
@@ -214,8 +243,10 @@ def send_external(account: Account, address: str, amount: int, *, wallet: Wallet
 
 def check_minimum(rule: WithdrawalRule | None, currency, amount: int):
     if rule is not None and amount < rule.minimum_amount:
-        raise OutgoingError(f"the minimum {currency.code} withdrawal is {currency.format(rule.minimum_amount)} "
-                            f"{currency.code}; {currency.format(amount)} requested")
+        raise OutgoingError(
+            f"the minimum {currency.code} withdrawal is {currency.format(rule.minimum_amount)} "
+            f"{currency.code}; {currency.format(amount)} requested"
+        )
 
 
 def approval_needed(rule: WithdrawalRule | None, account: Account, amount: int) -> str:
@@ -228,18 +259,28 @@ def approval_needed(rule: WithdrawalRule | None, account: Account, amount: int) 
     if rule.approval_above is not None and amount > rule.approval_above:
         return f"amount {fmt(amount)} {code} is above {fmt(rule.approval_above)} {code}"
     if rule.daily_limit is not None:
-        earlier = (OutgoingTransaction.objects.filter(account=account, created_at__gte=timezone.now() - timedelta(days=1))
-                   .exclude(state__in=OutgoingTransaction.RETURNED_STATES).aggregate(t=Sum("amount"))["t"] or 0)
+        earlier = (
+            OutgoingTransaction.objects.filter(
+                account=account, created_at__gte=timezone.now() - timedelta(days=1)
+            )
+            .exclude(state__in=OutgoingTransaction.RETURNED_STATES)
+            .aggregate(t=Sum("amount"))["t"]
+            or 0
+        )
         if earlier + amount > rule.daily_limit:
-            return (f"the user's withdrawals of the last 24 hours would reach {fmt(earlier + amount)} {code}, "
-                    f"above the daily {fmt(rule.daily_limit)} {code}")
+            return (
+                f"the user's withdrawals of the last 24 hours would reach {fmt(earlier + amount)} {code}, "
+                f"above the daily {fmt(rule.daily_limit)} {code}"
+            )
     return ""
 
 
 def _lost_race(outgoing_id: int, verb: str) -> DecisionError:
     row = OutgoingTransaction.objects.filter(pk=outgoing_id).values_list("state", flat=True).first()
     label = OutgoingTransaction.State(row).label if row else "gone"
-    return DecisionError(f"outgoing #{outgoing_id} cannot be {verb}: it is {label} now (someone acted first)")
+    return DecisionError(
+        f"outgoing #{outgoing_id} cannot be {verb}: it is {label} now (someone acted first)"
+    )
 
 
 def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
@@ -248,20 +289,32 @@ def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
     if not actors.allowed(user, APPROVE_PERM):
         raise DecisionError("you do not have the permission to approve outgoing transactions")
     if outgoing.created_by_id is not None and outgoing.created_by_id == user.pk:
-        raise DecisionError(f"outgoing #{outgoing.pk} was queued by you: another person must approve it")
-    updated = OutgoingTransaction.objects.filter(
-        pk=outgoing.pk, state=OutgoingTransaction.State.AWAITING_APPROVAL,
-    ).exclude(created_by=user).update(state=OutgoingTransaction.State.QUEUED, approved_by=user,
-                                      approved_at=timezone.now())
+        raise DecisionError(
+            f"outgoing #{outgoing.pk} was queued by you: another person must approve it"
+        )
+    updated = (
+        OutgoingTransaction.objects.filter(
+            pk=outgoing.pk,
+            state=OutgoingTransaction.State.AWAITING_APPROVAL,
+        )
+        .exclude(created_by=user)
+        .update(
+            state=OutgoingTransaction.State.QUEUED, approved_by=user, approved_at=timezone.now()
+        )
+    )
     if not updated:
         raise _lost_race(outgoing.pk, "approved")
     outgoing.refresh_from_db()
     return outgoing
 
 
-def _give_back(outgoing: OutgoingTransaction, user, reason: str, state, from_states, verb) -> OutgoingTransaction:
+def _give_back(
+    outgoing: OutgoingTransaction, user, reason: str, state, from_states, verb
+) -> OutgoingTransaction:
     if not actors.allowed(user, CANCEL_PERM):
-        raise DecisionError(f"you do not have the permission to {verb.rstrip('ed')} outgoing transactions")
+        raise DecisionError(
+            f"you do not have the permission to {verb.rstrip('ed')} outgoing transactions"
+        )
     reason = (reason or "").strip()
     if not reason:
         raise DecisionError("give a reason")
@@ -270,19 +323,29 @@ def _give_back(outgoing: OutgoingTransaction, user, reason: str, state, from_sta
     # it since (an approval, the broadcaster), they decided on something else, and are told.
     seen = outgoing.state
     if seen not in from_states:
-        raise DecisionError(f"outgoing #{outgoing.pk} is {OutgoingTransaction.State(seen).label}: "
-                            f"it cannot be {verb}")
+        raise DecisionError(
+            f"outgoing #{outgoing.pk} is {OutgoingTransaction.State(seen).label}: "
+            f"it cannot be {verb}"
+        )
     row = OutgoingTransaction.objects.select_related("account", "hold_account").get(pk=outgoing.pk)
     with transaction.atomic():
-        entry = ledger.post(row.hold_account, row.account, row.amount, Transaction.Kind.RETURNED,
-                            label=f"outgoing #{row.pk} {verb}: {reason}"[:255], created_by=user, created_at=now)
+        entry = ledger.post(
+            row.hold_account,
+            row.account,
+            row.amount,
+            Transaction.Kind.RETURNED,
+            label=f"outgoing #{row.pk} {verb}: {reason}"[:255],
+            created_by=user,
+            created_at=now,
+        )
         faults.point("outgoing.before_return_update")
         # The conditional UPDATE decides, with the entry (the CHECK wants both at once): against
         # another person, an approval or a collecting broadcaster (on PostgreSQL it waits for a
         # collector's row lock, then finds the row taken) exactly one wins; the loser's entry
         # is rolled back with its transaction.
         updated = OutgoingTransaction.objects.filter(pk=row.pk, state=seen).update(
-            state=state, closed_by=user, closed_at=now, close_reason=reason, return_entry=entry)
+            state=state, closed_by=user, closed_at=now, close_reason=reason, return_entry=entry
+        )
         if not updated:
             raise _lost_race(row.pk, verb)
         faults.point("outgoing.before_return_commit")
@@ -292,15 +355,27 @@ def _give_back(outgoing: OutgoingTransaction, user, reason: str, state, from_sta
 
 def reject(outgoing: OutgoingTransaction, user, reason: str) -> OutgoingTransaction:
     """An awaiting withdrawal refused: its amount goes back 204 -> 201 in the same transaction."""
-    return _give_back(outgoing, user, reason, OutgoingTransaction.State.REJECTED,
-                      [OutgoingTransaction.State.AWAITING_APPROVAL], "rejected")
+    return _give_back(
+        outgoing,
+        user,
+        reason,
+        OutgoingTransaction.State.REJECTED,
+        [OutgoingTransaction.State.AWAITING_APPROVAL],
+        "rejected",
+    )
 
 
 def cancel(outgoing: OutgoingTransaction, user, reason: str) -> OutgoingTransaction:
     """A withdrawal not in a broadcast (awaiting, queued or needing attention) stopped: its
     amount goes back 204 -> 201 in the same transaction. One in a broadcast cannot be."""
-    return _give_back(outgoing, user, reason, OutgoingTransaction.State.CANCELLED,
-                      list(OutgoingTransaction.STOPPABLE_STATES), "cancelled")
+    return _give_back(
+        outgoing,
+        user,
+        reason,
+        OutgoingTransaction.State.CANCELLED,
+        list(OutgoingTransaction.STOPPABLE_STATES),
+        "cancelled",
+    )
 
 
 def awaiting_approval():
@@ -310,8 +385,16 @@ def awaiting_approval():
 def outgoing_needing_attention():
     return OutgoingTransaction.objects.filter(state=OutgoingTransaction.State.NEEDS_ATTENTION)
 
+
 def queue_withdrawal(
-    user_id: str, currency, address: str, amount_text: str, *, by, wallet: Wallet | None = None, label: str = ""
+    user_id: str,
+    currency,
+    address: str,
+    amount_text: str,
+    *,
+    by,
+    wallet: Wallet | None = None,
+    label: str = "",
 ) -> OutgoingTransaction:
     """The operator's "queue an outgoing transaction": an existing user's 201 account only (a
     typo must not open a new user's books), the amount as typed in currency units, the
@@ -325,7 +408,9 @@ def queue_withdrawal(
     except AmountError as exc:
         raise OutgoingError(str(exc), field="amount") from None
     account = (
-        Account.objects.filter(user_id=(user_id or "").strip(), currency=currency, code=Account.Code.BALANCE)
+        Account.objects.filter(
+            user_id=(user_id or "").strip(), currency=currency, code=Account.Code.BALANCE
+        )
         .select_related("currency")
         .first()
     )
@@ -368,22 +453,37 @@ class Broadcaster:
             filled = self.fill_missing_fees()
             self.watch_never_left()
             settled = self.settle_by_nonce()
-            opened = list(Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED)
-                          .values_list("id", "sending_until"))
+            opened = list(
+                Broadcast.objects.filter(
+                    wallet=self.wallet, state=Broadcast.State.OPENED
+                ).values_list("id", "sending_until")
+            )
             if opened:
                 now = timezone.now()
                 in_flight = [i for i, until in opened if until is not None and until > now]
                 if in_flight and len(in_flight) == len(opened):
-                    return Result(fee=filled, message=(
-                        f"{self.wallet.name}: broadcast(s) {', '.join(f'#{i}' for i in in_flight)} still sending"))
-                return Result(refused=True, fee=filled, message=(
-                    f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
-                    f"{', '.join(f'#{i}' for i, _ in opened)} must be closed by hand first"))
+                    return Result(
+                        fee=filled,
+                        message=(
+                            f"{self.wallet.name}: broadcast(s) {', '.join(f'#{i}' for i in in_flight)} still sending"
+                        ),
+                    )
+                return Result(
+                    refused=True,
+                    fee=filled,
+                    message=(
+                        f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
+                        f"{', '.join(f'#{i}' for i, _ in opened)} must be closed by hand first"
+                    ),
+                )
             try:
                 # A cheap read first: when the node is down nothing is collected or marked.
                 self.backend.block_height()
             except BackendError as exc:
-                return Result(fee=filled, message=f"{self.wallet.name}: node not answering, nothing collected: {exc}")
+                return Result(
+                    fee=filled,
+                    message=f"{self.wallet.name}: node not answering, nothing collected: {exc}",
+                )
             broadcast = self.collect()
             if broadcast is None:
                 result = Result(fee=filled, message=f"{self.wallet.name}: nothing to send")
@@ -395,7 +495,10 @@ class Broadcaster:
                 result.fee += filled
             if settled:
                 result.sent += settled
-                result.message = f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by nonce; " + result.message
+                result.message = (
+                    f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by nonce; "
+                    + result.message
+                )
             return result
 
     def collect(self, ids=None) -> Broadcast | None:
@@ -403,14 +506,20 @@ class Broadcaster:
         (of the queued rows among `ids` when given: the isolation of a refused output).
         Only queued rows: approved, or never needing approval."""
         with transaction.atomic():
-            leftover = Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.COLLECTED).first()
+            leftover = Broadcast.objects.filter(
+                wallet=self.wallet, state=Broadcast.State.COLLECTED
+            ).first()
             if leftover is not None:
                 return leftover
-            queued = OutgoingTransaction.objects.filter(wallet=self.wallet, state=OutgoingTransaction.State.QUEUED)
+            queued = OutgoingTransaction.objects.filter(
+                wallet=self.wallet, state=OutgoingTransaction.State.QUEUED
+            )
             if ids is not None:
                 queued = queued.filter(id__in=ids)
             rows = list(
-                queued.select_for_update(skip_locked=True).order_by("id").values_list("id", "address", "amount")
+                queued.select_for_update(skip_locked=True)
+                .order_by("id")
+                .values_list("id", "address", "amount")
             )
             if not rows:
                 return None
@@ -418,7 +527,10 @@ class Broadcaster:
             for _, address, amount in rows:
                 outputs[address] = outputs.get(address, 0) + amount
             broadcast = Broadcast.objects.create(
-                wallet=self.wallet, outputs=outputs, output_count=len(outputs), transaction_count=len(rows),
+                wallet=self.wallet,
+                outputs=outputs,
+                output_count=len(outputs),
+                transaction_count=len(rows),
                 total=sum(outputs.values()),
             )
             broadcast.label = f"cryptoadmin-broadcast-{broadcast.pk}"
@@ -426,7 +538,8 @@ class Broadcaster:
             # Still queued: another collector may have taken a row between our read and now
             # (SQLite has no row locks); it then stays with the broadcast that took it.
             taken = OutgoingTransaction.objects.filter(
-                id__in=[r[0] for r in rows], state=OutgoingTransaction.State.QUEUED,
+                id__in=[r[0] for r in rows],
+                state=OutgoingTransaction.State.QUEUED,
             ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
             if taken != len(rows):
                 transaction.set_rollback(True)
@@ -440,14 +553,23 @@ class Broadcaster:
         # The claim, committed on its own before the node is called, with the send's lease and
         # its nonce: from here on nobody settles it until the lease is over.
         claimed = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.COLLECTED).update(
-            state=Broadcast.State.OPENED, opened_at=now, sending_until=sending_until, nonce=nonce)
+            state=Broadcast.State.OPENED, opened_at=now, sending_until=sending_until, nonce=nonce
+        )
         if not claimed:
-            return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} was claimed by another process")
+            return Result(
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} was claimed by another process"
+            )
         broadcast.state, broadcast.opened_at, broadcast.sending_until, broadcast.nonce = (
-            Broadcast.State.OPENED, now, sending_until, nonce)
+            Broadcast.State.OPENED,
+            now,
+            sending_until,
+            nonce,
+        )
         faults.point("broadcast.after_open")
         try:
-            txid = self.backend.send_many(broadcast.outputs, broadcast.label, nonce=nonce, deadline=deadline)
+            txid = self.backend.send_many(
+                broadcast.outputs, broadcast.label, nonce=nonce, deadline=deadline
+            )
         except (NotSent, InsufficientFunds, InvalidAddress) as exc:
             # The node's answer proves nothing was sent: the outgoing go back to the queue.
             try:
@@ -455,23 +577,40 @@ class Broadcaster:
             except CloseError:
                 # Closed by hand meanwhile (this process stalled past its lease): "never left"
                 # agrees with this answer; "reached the network" contradicts it.
-                if Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.CLOSED_BROADCASTED).exists():
-                    flag_attention(broadcast.pk, f"the node refused this broadcast's send ({exc}), yet it was "
-                                                 "closed by hand as reached the network: check its txid")
-                return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
-                              broadcasts=[broadcast.pk])
+                if Broadcast.objects.filter(
+                    pk=broadcast.pk, state=Broadcast.State.CLOSED_BROADCASTED
+                ).exists():
+                    flag_attention(
+                        broadcast.pk,
+                        f"the node refused this broadcast's send ({exc}), yet it was "
+                        "closed by hand as reached the network: check its txid",
+                    )
+                return Result(
+                    message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
+                    broadcasts=[broadcast.pk],
+                )
             # NotSent is the node (down, starting, refusing us), not an output: nothing to isolate.
             refusal = None if isinstance(exc, NotSent) else exc
-            return Result(message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
-                          broadcasts=[broadcast.pk], refusal=refusal)
+            return Result(
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
+                broadcasts=[broadcast.pk],
+                refusal=refusal,
+            )
         except Exception as exc:
             # Outcome unknown (AlreadySent included: an earlier request with this nonce went
             # through): leave it opened; interrupted once its lease is over.
-            Broadcast.objects.filter(pk=broadcast.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:4000])
+            Broadcast.objects.filter(pk=broadcast.pk).update(
+                last_error=f"{type(exc).__name__}: {exc}"[:4000]
+            )
             log.error("broadcast #%s interrupted: %r", broadcast.pk, exc)
-            return Result(refused=True, broadcasts=[broadcast.pk], message=(
-                f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED (outcome unknown: {exc}); "
-                "close it by hand after checking the chain"))
+            return Result(
+                refused=True,
+                broadcasts=[broadcast.pk],
+                message=(
+                    f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED (outcome unknown: {exc}); "
+                    "close it by hand after checking the chain"
+                ),
+            )
         faults.point("broadcast.after_send")
         return self.settle_reply(broadcast, txid)
 
@@ -484,8 +623,13 @@ class Broadcaster:
         third; one refused for too little balance while the wallet cannot cover it does not
         count: it waits for the wallet, and the message says so. Bounded node calls per run;
         stops at the first send whose outcome is not a provable answer."""
-        ids = list(OutgoingTransaction.objects.filter(returned_by=refused, state=OutgoingTransaction.State.QUEUED)
-                   .order_by("id").values_list("id", flat=True))
+        ids = list(
+            OutgoingTransaction.objects.filter(
+                returned_by=refused, state=OutgoingTransaction.State.QUEUED
+            )
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
         budget = [min(64, 2 * len(ids).bit_length() + 2)]
         total = Result(broadcasts=list(first.broadcasts))
         notes, unfunded, stopped = [], [], []
@@ -516,7 +660,9 @@ class Broadcaster:
                 if stopped:
                     return
                 if budget[0] <= 0:
-                    stopped.append("isolation stopped after its sends for this run; the rest wait for the next")
+                    stopped.append(
+                        "isolation stopped after its sends for this run; the rest wait for the next"
+                    )
                     return
                 budget[0] -= 1
                 result = send_ids(half)
@@ -529,12 +675,16 @@ class Broadcaster:
                     total.refused = total.refused or result.refused
 
         search(ids, first.refusal)
-        parts = [f"{self.wallet.name}: broadcast #{refused.pk} refused ({first.refusal}); "
-                 f"{total.sent} broadcast(s) sent without the refused outputs"]
+        parts = [
+            f"{self.wallet.name}: broadcast #{refused.pk} refused ({first.refusal}); "
+            f"{total.sent} broadcast(s) sent without the refused outputs"
+        ]
         parts += [n for n in notes if n]
         if unfunded:
-            parts.append(f"the wallet's balance cannot cover {len(unfunded)} outgoing "
-                         f"({', '.join(f'#{i}' for i in unfunded)}): they wait, oldest first, until it can")
+            parts.append(
+                f"the wallet's balance cannot cover {len(unfunded)} outgoing "
+                f"({', '.join(f'#{i}' for i in unfunded)}): they wait, oldest first, until it can"
+            )
         parts += stopped
         total.message = "; ".join(parts)
         return total
@@ -543,7 +693,11 @@ class Broadcaster:
         """An outgoing the node refused on its own: its refusal counted (and at the third it
         leaves the queue for 'needs attention'), unless the refusal is the wallet's balance
         being short of it. Returns a note, or None for the latter."""
-        row = OutgoingTransaction.objects.filter(pk=outgoing_id).values_list("amount", flat=True).first()
+        row = (
+            OutgoingTransaction.objects.filter(pk=outgoing_id)
+            .values_list("amount", flat=True)
+            .first()
+        )
         if isinstance(exc, InsufficientFunds) and row is not None:
             try:
                 balance = self.backend.get_balance(0)
@@ -553,16 +707,22 @@ class Broadcaster:
                 return None
         with transaction.atomic():
             # Conditional on still queued: a person may have cancelled it meanwhile.
-            OutgoingTransaction.objects.filter(pk=outgoing_id, state=OutgoingTransaction.State.QUEUED).update(
-                refusals=F("refusals") + 1, last_error=str(exc)[:4000])
+            OutgoingTransaction.objects.filter(
+                pk=outgoing_id, state=OutgoingTransaction.State.QUEUED
+            ).update(refusals=F("refusals") + 1, last_error=str(exc)[:4000])
             moved = OutgoingTransaction.objects.filter(
-                pk=outgoing_id, state=OutgoingTransaction.State.QUEUED,
+                pk=outgoing_id,
+                state=OutgoingTransaction.State.QUEUED,
                 refusals__gte=OutgoingTransaction.MAX_REFUSALS,
             ).update(state=OutgoingTransaction.State.NEEDS_ATTENTION)
             faults.point("broadcast.before_refusal_commit")
         if moved:
-            log.error("outgoing #%s refused %s times, needs attention: %s", outgoing_id,
-                      OutgoingTransaction.MAX_REFUSALS, exc)
+            log.error(
+                "outgoing #%s refused %s times, needs attention: %s",
+                outgoing_id,
+                OutgoingTransaction.MAX_REFUSALS,
+                exc,
+            )
             return f"outgoing #{outgoing_id} NEEDS ATTENTION (refused {OutgoingTransaction.MAX_REFUSALS} times: {exc})"
         return f"outgoing #{outgoing_id} refused by the node: {exc}"
 
@@ -575,25 +735,40 @@ class Broadcaster:
             settle_broadcasted(broadcast, txid, **close_fields)
         except CloseError:
             note = record_late_reply(broadcast.pk, txid)
-            return Result(refused=True, broadcasts=[broadcast.pk],
-                          message=f"{self.wallet.name}: broadcast #{broadcast.pk} LATE REPLY: {note}")
+            return Result(
+                refused=True,
+                broadcasts=[broadcast.pk],
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} LATE REPLY: {note}",
+            )
         fee = self.record_fee(broadcast.pk, txid)
         fee_text = self.wallet.currency.format(fee) if fee is not None else "unknown yet"
-        return Result(sent=1, fee=fee or 0, broadcasts=[broadcast.pk], message=(
-            f"{self.wallet.name}: broadcast #{broadcast.pk} sent {broadcast.transaction_count} outgoing in "
-            f"{broadcast.output_count} outputs, txid {txid}, fee {fee_text}"))
+        return Result(
+            sent=1,
+            fee=fee or 0,
+            broadcasts=[broadcast.pk],
+            message=(
+                f"{self.wallet.name}: broadcast #{broadcast.pk} sent {broadcast.transaction_count} outgoing in "
+                f"{broadcast.output_count} outputs, txid {txid}, fee {fee_text}"
+            ),
+        )
 
     def watch_never_left(self) -> int:
         """Broadcasts closed as 'never left' in the last day whose comment has since appeared
         on a wallet send (the node finished a send its caller had given up on): handled as a
         late reply, before this run collects the outgoing that close put back in the queue.
         One node call, and only while such broadcasts exist."""
-        if not getattr(self.backend, "keeps_comments", True) or not hasattr(self.backend, "list_transactions"):
+        if not getattr(self.backend, "keeps_comments", True) or not hasattr(
+            self.backend, "list_transactions"
+        ):
             return 0
-        watched = dict(Broadcast.objects.filter(
-            wallet=self.wallet, state=Broadcast.State.CLOSED_FAILED, txid="",
-            closed_at__gte=timezone.now() - timedelta(days=1),
-        ).values_list("label", "id"))
+        watched = dict(
+            Broadcast.objects.filter(
+                wallet=self.wallet,
+                state=Broadcast.State.CLOSED_FAILED,
+                txid="",
+                closed_at__gte=timezone.now() - timedelta(days=1),
+            ).values_list("label", "id")
+        )
         if not watched:
             return 0
         try:
@@ -601,8 +776,11 @@ class Broadcaster:
         except BackendError as exc:
             log.warning("cannot check broadcasts closed as never left: %s", exc)
             return 0
-        found = {e.get("comment"): e["txid"] for e in entries
-                 if e.get("category") == "send" and e.get("comment") in watched}
+        found = {
+            e.get("comment"): e["txid"]
+            for e in entries
+            if e.get("category") == "send" and e.get("comment") in watched
+        }
         for label, txid in found.items():
             record_late_reply(watched[label], txid)
         return len(found)
@@ -614,8 +792,9 @@ class Broadcaster:
             return 0
         settled = 0
         # Not interrupted_broadcasts(): this run holds the wallet's lock, so it counts as busy.
-        for broadcast in Broadcast.objects.filter(Broadcast.lease_over(timezone.now()), wallet=self.wallet,
-                                                  state=Broadcast.State.OPENED).exclude(nonce=""):
+        for broadcast in Broadcast.objects.filter(
+            Broadcast.lease_over(timezone.now()), wallet=self.wallet, state=Broadcast.State.OPENED
+        ).exclude(nonce=""):
             if not nonce_retry_allowed(broadcast):
                 continue
             try:
@@ -638,10 +817,13 @@ class Broadcaster:
 
     def fill_missing_fees(self) -> int:
         """Fees of sent broadcasts whose lookup failed earlier (one batched node call)."""
-        missing = dict(Broadcast.objects.filter(
-            wallet=self.wallet, fee__isnull=True,
-            state__in=[Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED],
-        ).values_list("txid", "id"))
+        missing = dict(
+            Broadcast.objects.filter(
+                wallet=self.wallet,
+                fee__isnull=True,
+                state__in=[Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED],
+            ).values_list("txid", "id")
+        )
         if not missing:
             return 0
         if not getattr(self.backend, "keeps_comments", True):
@@ -667,15 +849,23 @@ class Broadcaster:
 def book_fee(broadcast_id: int, fee: int) -> int | None:
     """Charge the network fee to the wallet's fee account, once (the fee IS NULL claim)."""
     with transaction.atomic():
-        broadcast = Broadcast.objects.select_for_update().select_related("wallet").get(pk=broadcast_id)
+        broadcast = (
+            Broadcast.objects.select_for_update().select_related("wallet").get(pk=broadcast_id)
+        )
         if broadcast.fee is not None:
             return None
         broadcast.fee = fee
         broadcast.save(update_fields=["fee"])
         if fee > 0:
             accounts = ledger.system_accounts(broadcast.wallet)
-            ledger.post(accounts[Account.Code.FEES], accounts[Account.Code.NETWORK], fee, Transaction.Kind.FEE,
-                        network_transaction_id=broadcast.network_transaction_id, label=broadcast.label)
+            ledger.post(
+                accounts[Account.Code.FEES],
+                accounts[Account.Code.NETWORK],
+                fee,
+                Transaction.Kind.FEE,
+                network_transaction_id=broadcast.network_transaction_id,
+                label=broadcast.label,
+            )
         return fee
 
 
@@ -685,23 +875,40 @@ def _book_sent(broadcast: Broadcast, txid: str, now):
     Runs inside the caller's transaction, after its conditional UPDATE."""
     wallet = broadcast.wallet
     network_tx, _ = NetworkTransaction.objects.get_or_create(
-        currency_id=wallet.currency_id, txid=txid, type=NetworkTransaction.Type.BROADCAST,
+        currency_id=wallet.currency_id,
+        txid=txid,
+        type=NetworkTransaction.Type.BROADCAST,
         defaults={"wallet": wallet},
     )
     Broadcast.objects.filter(pk=broadcast.pk).update(network_transaction=network_tx)
     network = ledger.system_account(wallet, Account.Code.NETWORK)
     # One entry per user's 204 account (the sum of that user's outgoing in this broadcast):
     # the outgoing rows link each withdrawal to the broadcast, the books stay compact.
-    per_account = (OutgoingTransaction.objects.filter(broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING)
-                   .values("hold_account_id").annotate(total=Sum("amount"), n=Count("id")))
-    ledger.post_many([
-        Transaction(currency_id=wallet.currency_id, source_id=row["hold_account_id"], destination_id=network.pk,
-                    amount=row["total"], kind=Transaction.Kind.BROADCASTED, network_transaction=network_tx,
-                    label=f"{broadcast.label}: {row['n']} outgoing", created_at=now)
-        for row in per_account
-    ])
-    OutgoingTransaction.objects.filter(broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING).update(
-        state=OutgoingTransaction.State.BROADCASTED)
+    per_account = (
+        OutgoingTransaction.objects.filter(
+            broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING
+        )
+        .values("hold_account_id")
+        .annotate(total=Sum("amount"), n=Count("id"))
+    )
+    ledger.post_many(
+        [
+            Transaction(
+                currency_id=wallet.currency_id,
+                source_id=row["hold_account_id"],
+                destination_id=network.pk,
+                amount=row["total"],
+                kind=Transaction.Kind.BROADCASTED,
+                network_transaction=network_tx,
+                label=f"{broadcast.label}: {row['n']} outgoing",
+                created_at=now,
+            )
+            for row in per_account
+        ]
+    )
+    OutgoingTransaction.objects.filter(
+        broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING
+    ).update(state=OutgoingTransaction.State.BROADCASTED)
 
 
 def _opened(broadcast: Broadcast, by_hand: bool, now):
@@ -710,22 +917,34 @@ def _opened(broadcast: Broadcast, by_hand: bool, now):
     return rows.filter(Broadcast.lease_over(now)) if by_hand else rows
 
 
-def settle_broadcasted(broadcast: Broadcast, txid: str, *, state=Broadcast.State.BROADCASTED, by_hand=False,
-                       **close_fields):
+def settle_broadcasted(
+    broadcast: Broadcast,
+    txid: str,
+    *,
+    state=Broadcast.State.BROADCASTED,
+    by_hand=False,
+    **close_fields,
+):
     """Book a broadcast that left the wallet, conditional on it still being opened."""
     now = timezone.now()
     close_fields.setdefault("closed_at", now)
     with transaction.atomic():
-        updated = _opened(broadcast, by_hand, now).update(state=state, txid=txid, broadcasted_at=now, **close_fields)
+        updated = _opened(broadcast, by_hand, now).update(
+            state=state, txid=txid, broadcasted_at=now, **close_fields
+        )
         if not updated:
-            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight")
+            raise CloseError(
+                f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
+            )
         _book_sent(broadcast, txid, now)
         faults.point("broadcast.before_settle_commit")
     broadcast.refresh_from_db()
     return broadcast
 
 
-def fail_broadcast(broadcast: Broadcast, error: str, *, state=Broadcast.State.FAILED, by_hand=False, **close_fields):
+def fail_broadcast(
+    broadcast: Broadcast, error: str, *, state=Broadcast.State.FAILED, by_hand=False, **close_fields
+):
     """Nothing left the wallet: close the broadcast and put its outgoing back in the queue.
 
     The withdrawals stay locked on 204 and go out with the next broadcast; a user's money is
@@ -733,12 +952,19 @@ def fail_broadcast(broadcast: Broadcast, error: str, *, state=Broadcast.State.FA
     now = timezone.now()
     close_fields.setdefault("closed_at", now)
     with transaction.atomic():
-        updated = _opened(broadcast, by_hand, now).update(state=state, last_error=error[:4000], **close_fields)
+        updated = _opened(broadcast, by_hand, now).update(
+            state=state, last_error=error[:4000], **close_fields
+        )
         if not updated:
-            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight")
+            raise CloseError(
+                f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
+            )
         OutgoingTransaction.objects.filter(broadcast=broadcast).update(
-            state=OutgoingTransaction.State.QUEUED, broadcast=None, returned_by=broadcast,
-            attempts=F("attempts") + 1)
+            state=OutgoingTransaction.State.QUEUED,
+            broadcast=None,
+            returned_by=broadcast,
+            attempts=F("attempts") + 1,
+        )
         faults.point("broadcast.before_fail_commit")
     broadcast.refresh_from_db()
     return broadcast
@@ -749,7 +975,9 @@ def flag_attention(broadcast_id: int, note: str):
     with transaction.atomic():
         broadcast = Broadcast.objects.select_for_update().get(pk=broadcast_id)
         broadcast.needs_attention = True
-        broadcast.last_error = (f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000]
+        broadcast.last_error = (
+            f"{note}\n{broadcast.last_error}" if broadcast.last_error else note
+        )[:4000]
         broadcast.save(update_fields=["needs_attention", "last_error"])
 
 
@@ -760,13 +988,19 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
     the broadcast is flagged for a person with what happened. Returns that note."""
     now = timezone.now()
     with transaction.atomic():
-        broadcast = Broadcast.objects.select_for_update().select_related("wallet").get(pk=broadcast_id)
-        who = f"by {broadcast.closed_by} " if broadcast.closed_by_id else ""  # not joined: FOR UPDATE
+        broadcast = (
+            Broadcast.objects.select_for_update().select_related("wallet").get(pk=broadcast_id)
+        )
+        who = (
+            f"by {broadcast.closed_by} " if broadcast.closed_by_id else ""
+        )  # not joined: FOR UPDATE
         if broadcast.state in (Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED):
             if broadcast.txid == txid:
                 return f"already settled as {txid}"
-            note = (f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was settled {who}as "
-                    f"{broadcast.txid}: if both transactions confirm, the outputs were paid twice")
+            note = (
+                f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was settled {who}as "
+                f"{broadcast.txid}: if both transactions confirm, the outputs were paid twice"
+            )
         elif broadcast.state in (Broadcast.State.CLOSED_FAILED, Broadcast.State.FAILED):
             if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
                 note = f"LATE REPLY: the node paid it as {txid}, which already settles another broadcast"
@@ -775,34 +1009,57 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
                 # Taken back only while still queued: a conditional UPDATE on the queued state (on
                 # PostgreSQL it waits for a collector holding the rows, then skips what it took).
                 taken = OutgoingTransaction.objects.filter(
-                    returned_by=broadcast, state=OutgoingTransaction.State.QUEUED,
+                    returned_by=broadcast,
+                    state=OutgoingTransaction.State.QUEUED,
                 ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
                 # Closed as never left, yet it paid: booked as sent by the machine, the wrong
                 # close kept on the row (who, how, why) for the person who looks at it.
                 Broadcast.objects.filter(pk=broadcast.pk).update(
-                    txid=txid, **({"state": Broadcast.State.BROADCASTED, "broadcasted_at": now} if taken else {}))
+                    txid=txid,
+                    **(
+                        {"state": Broadcast.State.BROADCASTED, "broadcasted_at": now}
+                        if taken
+                        else {}
+                    ),
+                )
                 if taken:
                     broadcast.refresh_from_db()
                     _book_sent(broadcast, txid, now)
-                note = (f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
-                        f"{taken} outgoing still queued were taken back and booked as sent by it.")
-            resent = list(OutgoingTransaction.objects.filter(returned_by=broadcast, broadcast__isnull=False)
-                          .exclude(broadcast=broadcast).values_list("id", "broadcast_id"))
+                note = (
+                    f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
+                    f"{taken} outgoing still queued were taken back and booked as sent by it."
+                )
+            resent = list(
+                OutgoingTransaction.objects.filter(returned_by=broadcast, broadcast__isnull=False)
+                .exclude(broadcast=broadcast)
+                .values_list("id", "broadcast_id")
+            )
             if resent:
-                note += (" ALREADY SENT AGAIN: outgoing " + ", ".join(f"#{o} (broadcast #{b})" for o, b in resent)
-                         + ": paid twice unless that broadcast never left; recover the difference by hand.")
+                note += (
+                    " ALREADY SENT AGAIN: outgoing "
+                    + ", ".join(f"#{o} (broadcast #{b})" for o, b in resent)
+                    + ": paid twice unless that broadcast never left; recover the difference by hand."
+                )
             # Rejected or cancelled after this broadcast failed: the amount went back to 201,
             # and the node paid it too. Nothing is re-booked; a person recovers it.
-            given_back = list(OutgoingTransaction.objects.filter(
-                returned_by=broadcast, state__in=OutgoingTransaction.RETURNED_STATES).values_list("id", flat=True))
+            given_back = list(
+                OutgoingTransaction.objects.filter(
+                    returned_by=broadcast, state__in=OutgoingTransaction.RETURNED_STATES
+                ).values_list("id", flat=True)
+            )
             if given_back:
-                note += (" PAID AND GIVEN BACK: outgoing " + ", ".join(f"#{o}" for o in given_back)
-                         + " were returned to the user's 201 after this broadcast failed, yet it paid them: "
-                         "the user has them twice; recover by hand.")
+                note += (
+                    " PAID AND GIVEN BACK: outgoing "
+                    + ", ".join(f"#{o}" for o in given_back)
+                    + " were returned to the user's 201 after this broadcast failed, yet it paid them: "
+                    "the user has them twice; recover by hand."
+                )
         else:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(
-            needs_attention=True, last_error=(f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000])
+            needs_attention=True,
+            last_error=(f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000],
+        )
         faults.point("broadcast.before_late_reply_commit")
     log.error("broadcast #%s: %s", broadcast_id, note)
     return note
@@ -818,7 +1075,9 @@ def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
         if not row.needs_attention:
             raise CloseError(f"broadcast #{broadcast.pk} does not need attention")
         row.needs_attention = False
-        row.last_error = f"Acknowledged by {user} at {timezone.now():%Y-%m-%d %H:%M}: {reason.strip()}\n{row.last_error}"[:4000]
+        row.last_error = f"Acknowledged by {user} at {timezone.now():%Y-%m-%d %H:%M}: {reason.strip()}\n{row.last_error}"[
+            :4000
+        ]
         row.save(update_fields=["needs_attention", "last_error"])
     broadcast.refresh_from_db()
     actors.log_action(user, broadcast, f"Acknowledged: {reason.strip()}")
@@ -831,16 +1090,21 @@ def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
 def _check_closable(broadcast: Broadcast, user, reason: str):
     actors.require(user, CLOSE_PERM)
     if actors.person(user) is None:
-        raise CloseError("a close by hand names the person who checked: "
-                         "the system cannot close one")
+        raise CloseError(
+            "a close by hand names the person who checked: the system cannot close one"
+        )
     if not (reason or "").strip():
         raise CloseError("give a reason")
     broadcast.refresh_from_db()
     if broadcast.state != Broadcast.State.OPENED:
-        raise CloseError(f"broadcast #{broadcast.pk} is {broadcast.get_state_display()}, not interrupted")
+        raise CloseError(
+            f"broadcast #{broadcast.pk} is {broadcast.get_state_display()}, not interrupted"
+        )
     if broadcast.in_flight:
-        raise CloseError(f"broadcast #{broadcast.pk} is still sending (its lease runs until "
-                         f"{timezone.localtime(broadcast.sending_until):%H:%M:%S}): wait for the node's answer")
+        raise CloseError(
+            f"broadcast #{broadcast.pk} is still sending (its lease runs until "
+            f"{timezone.localtime(broadcast.sending_until):%H:%M:%S}): wait for the node's answer"
+        )
 
 
 def find_on_chain(broadcast: Broadcast, backend=None) -> list[str]:
@@ -865,21 +1129,28 @@ def _verify_paid_by(broadcast: Broadcast, txid: str, backend):
         extra = {a: v for a, v in sent.items() if expected.get(a) != v}
         raise CloseError(
             f"the outputs of {txid} do not match the broadcast: expected but not paid {missing or '{}'}, "
-            f"paid but not expected {extra or '{}'}")
+            f"paid but not expected {extra or '{}'}"
+        )
     try:
         ours = backend.spends_own_coins(txid)
     except BackendError as exc:
         raise CloseError(f"cannot check the inputs of {txid}: {exc}") from exc
     if not ours:
-        raise CloseError(f"{txid} pays these outputs but does not spend this wallet's coins: someone else's payment")
+        raise CloseError(
+            f"{txid} pays these outputs but does not spend this wallet's coins: someone else's payment"
+        )
     if info.confirmations < 0:
-        raise CloseError(f"{txid} is conflicted ({info.confirmations} confirmations): it did not reach the network")
+        raise CloseError(
+            f"{txid} is conflicted ({info.confirmations} confirmations): it did not reach the network"
+        )
     if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
         raise CloseError(f"{txid} already settles another broadcast")
     return info
 
 
-def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, backend=None) -> Broadcast:
+def close_as_broadcasted(
+    broadcast: Broadcast, txid: str, user, reason: str, backend=None
+) -> Broadcast:
     """'It reached the network': the txid must be a wallet transaction spending this wallet's
     coins and sending exactly the broadcast's outputs. Booked as a normal success, with who/how/why."""
     _check_closable(broadcast, user, reason)
@@ -889,12 +1160,21 @@ def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, bac
     backend = backend or broadcast.wallet.get_backend()
     with wallet_lock(broadcast.wallet_id) as got:
         if not got:
-            raise CloseError("a broadcaster is working on this wallet right now; try again in a moment")
+            raise CloseError(
+                "a broadcaster is working on this wallet right now; try again in a moment"
+            )
         info = _verify_paid_by(broadcast, txid, backend)
         with transaction.atomic():
             settle_broadcasted(
-                broadcast, txid, state=Broadcast.State.CLOSED_BROADCASTED, by_hand=True, closed_at=timezone.now(),
-                closed_by=actors.person(user), close_method=Broadcast.CloseMethod.REACHED_NETWORK, close_reason=reason.strip())
+                broadcast,
+                txid,
+                state=Broadcast.State.CLOSED_BROADCASTED,
+                by_hand=True,
+                closed_at=timezone.now(),
+                closed_by=actors.person(user),
+                close_method=Broadcast.CloseMethod.REACHED_NETWORK,
+                close_reason=reason.strip(),
+            )
             if info.fee is not None:
                 book_fee(broadcast.pk, info.fee)
     broadcast.refresh_from_db()
@@ -904,8 +1184,11 @@ def close_as_broadcasted(broadcast: Broadcast, txid: str, user, reason: str, bac
 def nonce_retry_allowed(broadcast: Broadcast, now=None) -> bool:
     """Within block.io's window a repeated nonce is refused, so repeating cannot pay twice."""
     now = now or timezone.now()
-    return bool(broadcast.nonce and broadcast.opened_at
-                and now < broadcast.opened_at + timedelta(seconds=settings.BLOCKIO_NONCE_WINDOW))
+    return bool(
+        broadcast.nonce
+        and broadcast.opened_at
+        and now < broadcast.opened_at + timedelta(seconds=settings.BLOCKIO_NONCE_WINDOW)
+    )
 
 
 def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -> Broadcast:
@@ -915,21 +1198,33 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
     _check_closable(broadcast, user, reason)
     backend = backend or broadcast.wallet.get_backend()
     if not getattr(backend, "keeps_comments", True) and nonce_retry_allowed(broadcast):
-        raise CloseError("this wallet cannot prove that nothing left; use 'Retry with the same nonce': "
-                         "it pays once if the first request never did, and is refused if it did")
+        raise CloseError(
+            "this wallet cannot prove that nothing left; use 'Retry with the same nonce': "
+            "it pays once if the first request never did, and is refused if it did"
+        )
     with wallet_lock(broadcast.wallet_id) as got:
         if not got:
-            raise CloseError("a broadcaster is working on this wallet right now; try again in a moment")
+            raise CloseError(
+                "a broadcaster is working on this wallet right now; try again in a moment"
+            )
         try:
             found = find_on_chain(broadcast, backend)
         except BackendError as exc:
             raise CloseError(f"cannot search the node's wallet: {exc}") from exc
         if found:
-            raise CloseError(f"the node's wallet has {', '.join(found)} for {broadcast.label}: "
-                             "it left; close it as 'It reached the network'")
-        fail_broadcast(broadcast, broadcast.last_error or "closed by hand: never left",
-                       state=Broadcast.State.CLOSED_FAILED, by_hand=True, closed_by=actors.person(user),
-                       close_method=Broadcast.CloseMethod.NEVER_LEFT, close_reason=reason.strip())
+            raise CloseError(
+                f"the node's wallet has {', '.join(found)} for {broadcast.label}: "
+                "it left; close it as 'It reached the network'"
+            )
+        fail_broadcast(
+            broadcast,
+            broadcast.last_error or "closed by hand: never left",
+            state=Broadcast.State.CLOSED_FAILED,
+            by_hand=True,
+            closed_by=actors.person(user),
+            close_method=Broadcast.CloseMethod.NEVER_LEFT,
+            close_reason=reason.strip(),
+        )
     broadcast.refresh_from_db()
     return broadcast
 
@@ -947,34 +1242,54 @@ def retry_same_nonce(broadcast: Broadcast, user=None, reason: str = "", backend=
     if not getattr(backend, "supports_nonce", False) or not broadcast.nonce:
         raise CloseError("this wallet's backend has no nonce to repeat a send safely")
     if not nonce_retry_allowed(broadcast):
-        raise CloseError(f"opened more than {settings.BLOCKIO_NONCE_WINDOW} s ago: the backend could accept the "
-                         "same nonce again and pay twice; check its sent transactions and close by hand")
+        raise CloseError(
+            f"opened more than {settings.BLOCKIO_NONCE_WINDOW} s ago: the backend could accept the "
+            "same nonce again and pay twice; check its sent transactions and close by hand"
+        )
     now = timezone.now()
     sending_until, deadline = _lease_from(now)
     with wallet_lock(broadcast.wallet_id) as got:
         if not got and user is not None:
-            raise CloseError("a broadcaster is working on this wallet right now; try again in a moment")
+            raise CloseError(
+                "a broadcaster is working on this wallet right now; try again in a moment"
+            )
         # The retry is a send in flight like the first: it takes the lease, if it is over.
         claimed = _opened(broadcast, True, now).update(sending_until=sending_until)
         if not claimed:
-            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight")
+            raise CloseError(
+                f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
+            )
         faults.point("broadcast.after_retry_claim")
-        close_fields = {} if user is None else dict(
-            state=Broadcast.State.CLOSED_BROADCASTED, closed_by=actors.person(user),
-            close_method=Broadcast.CloseMethod.SAME_NONCE,
-            close_reason=reason.strip())
+        close_fields = (
+            {}
+            if user is None
+            else dict(
+                state=Broadcast.State.CLOSED_BROADCASTED,
+                closed_by=actors.person(user),
+                close_method=Broadcast.CloseMethod.SAME_NONCE,
+                close_reason=reason.strip(),
+            )
+        )
         try:
-            txid = backend.send_many(broadcast.outputs, broadcast.label, nonce=broadcast.nonce, deadline=deadline)
+            txid = backend.send_many(
+                broadcast.outputs, broadcast.label, nonce=broadcast.nonce, deadline=deadline
+            )
         except AlreadySent as exc:
             _end_lease(broadcast, f"retry with the same nonce: {exc}")
             return _settle_found(broadcast, backend, close_fields, exc)
         except (NotSent, InsufficientFunds, InvalidAddress) as exc:
             _end_lease(broadcast, f"retry with the same nonce refused: {exc}")
-            raise CloseError(f"the retry was refused and sent nothing ({exc}); the first request's outcome is "
-                             "still unknown") from exc
+            raise CloseError(
+                f"the retry was refused and sent nothing ({exc}); the first request's outcome is "
+                "still unknown"
+            ) from exc
         except Exception as exc:
-            Broadcast.objects.filter(pk=broadcast.pk).update(last_error=f"retry: {type(exc).__name__}: {exc}"[:4000])
-            raise CloseError(f"the retry's outcome is unknown too ({exc}); try again once its lease is over") from exc
+            Broadcast.objects.filter(pk=broadcast.pk).update(
+                last_error=f"retry: {type(exc).__name__}: {exc}"[:4000]
+            )
+            raise CloseError(
+                f"the retry's outcome is unknown too ({exc}); try again once its lease is over"
+            ) from exc
         faults.point("broadcast.after_retry_send")
         Broadcaster(broadcast.wallet, backend).settle_reply(broadcast, txid, **close_fields)
     broadcast.refresh_from_db()
@@ -1014,7 +1329,8 @@ def close_by_hand(broadcast: Broadcast, how: str, *, by, reason: str, txid: str 
 
 def _end_lease(broadcast: Broadcast, error: str):
     Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
-        sending_until=timezone.now(), last_error=error[:4000])
+        sending_until=timezone.now(), last_error=error[:4000]
+    )
 
 
 def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Broadcast:
@@ -1022,16 +1338,24 @@ def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Bro
     try:
         found = find_on_chain(broadcast, backend)
     except BackendError as error:
-        raise CloseError(f"{exc}: it left, but its transaction cannot be listed now ({error})") from error
+        raise CloseError(
+            f"{exc}: it left, but its transaction cannot be listed now ({error})"
+        ) from error
     if len(found) != 1:
-        raise CloseError(f"{exc}: it left; {len(found)} matching sends found, close it as 'It reached the network' "
-                         "with the txid from the backend's dashboard")
+        raise CloseError(
+            f"{exc}: it left; {len(found)} matching sends found, close it as 'It reached the network' "
+            "with the txid from the backend's dashboard"
+        )
     _verify_paid_by(broadcast, found[0], backend)
     now = timezone.now()
     with transaction.atomic():
         updated = _opened(broadcast, True, now).update(
-            state=close_fields.get("state", Broadcast.State.BROADCASTED), txid=found[0], broadcasted_at=now,
-            closed_at=now, **{k: v for k, v in close_fields.items() if k != "state"})
+            state=close_fields.get("state", Broadcast.State.BROADCASTED),
+            txid=found[0],
+            broadcasted_at=now,
+            closed_at=now,
+            **{k: v for k, v in close_fields.items() if k != "state"},
+        )
         if not updated:
             raise CloseError(f"broadcast #{broadcast.pk} is no longer opened")
         _book_sent(broadcast, found[0], now)

@@ -1,4 +1,5 @@
 """django-q2 entry points: thin, the work is in services."""
+
 from .services import broadcast_wallets
 
 

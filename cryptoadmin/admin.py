@@ -8,6 +8,7 @@
   declares `django_q.add_ormq` (Admin); the record stays. Nobody deletes them here.
 - Queued tasks: read-only; deleting one is left to superusers (`django_q.delete_ormq`).
 """
+
 import django_q.admin as q_admin  # registers django-q2's own admins first, so they can be replaced
 from django import forms
 from django.contrib import admin, messages
@@ -35,7 +36,9 @@ class ScheduleTimingForm(forms.ModelForm):
     def clean_repeats(self):
         repeats = self.cleaned_data["repeats"]
         if repeats < -1:
-            raise forms.ValidationError("-1 repeats forever, 0 turns the schedule off, n runs n more times.")
+            raise forms.ValidationError(
+                "-1 repeats forever, 0 turns the schedule off, n runs n more times."
+            )
         return repeats
 
     def clean(self):
@@ -48,7 +51,9 @@ class ScheduleTimingForm(forms.ModelForm):
 
 
 class ScheduleAddForm(ScheduleTimingForm):
-    func = forms.ChoiceField(label="Job", help_text="Schedules run the project's registered jobs only.")
+    func = forms.ChoiceField(
+        label="Job", help_text="Schedules run the project's registered jobs only."
+    )
 
     class Meta:
         model = Schedule
@@ -57,7 +62,9 @@ class ScheduleAddForm(ScheduleTimingForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         jobs = registered_jobs()
-        self.fields["func"].choices = [("", "---------")] + [(f, f"{s['name']} ({f})") for f, s in sorted(jobs.items())]
+        self.fields["func"].choices = [("", "---------")] + [
+            (f, f"{s['name']} ({f})") for f, s in sorted(jobs.items())
+        ]
 
     def clean(self):
         spec = registered_jobs().get(self.cleaned_data.get("func"))
@@ -72,7 +79,16 @@ class ScheduleAddForm(ScheduleTimingForm):
 
 
 class ScheduleAdmin(q_admin.ScheduleAdmin):
-    list_display = ("name", "func", "schedule_type", "minutes", "repeats", "next_run", "get_last_run", "get_success")
+    list_display = (
+        "name",
+        "func",
+        "schedule_type",
+        "minutes",
+        "repeats",
+        "next_run",
+        "get_last_run",
+        "get_success",
+    )
     list_display_links = ("name",)
     list_filter = ("schedule_type",)
     readonly_fields = ()
@@ -84,8 +100,20 @@ class ScheduleAdmin(q_admin.ScheduleAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["func", "name", "minutes", "next_run", "repeats"]
-        return ["name", "func", "hook", "args", "kwargs", "cluster", "intended_date_kwarg", "schedule_type",
-                "minutes", "next_run", "repeats", "task"]
+        return [
+            "name",
+            "func",
+            "hook",
+            "args",
+            "kwargs",
+            "cluster",
+            "intended_date_kwarg",
+            "schedule_type",
+            "minutes",
+            "next_run",
+            "repeats",
+            "task",
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -118,9 +146,18 @@ class RerunMixin:
         queued = 0
         for task in queryset:
             if not is_project_task(task.func) or (task.hook and not is_project_task(task.hook)):
-                messages.error(request, f"{task.name}: {task.func!r} is not a task this project ships; not re-run.")
+                messages.error(
+                    request,
+                    f"{task.name}: {task.func!r} is not a task this project ships; not re-run.",
+                )
                 continue
-            async_task(task.func, *(task.args or ()), hook=task.hook, group=task.group, **(task.kwargs or {}))
+            async_task(
+                task.func,
+                *(task.args or ()),
+                hook=task.hook,
+                group=task.group,
+                **(task.kwargs or {}),
+            )
             self.log_change(request, task, "Re-run queued")
             queued += 1
         if queued:
@@ -142,8 +179,12 @@ class QueueAdmin(q_admin.QueueAdmin):
         return False
 
 
-for model, model_admin in ((Schedule, ScheduleAdmin), (Success, SuccessAdmin), (Failure, FailureAdmin),
-                           (OrmQ, QueueAdmin)):
+for model, model_admin in (
+    (Schedule, ScheduleAdmin),
+    (Success, SuccessAdmin),
+    (Failure, FailureAdmin),
+    (OrmQ, QueueAdmin),
+):
     if admin.site.is_registered(model):
         admin.site.unregister(model)
     admin.site.register(model, model_admin)

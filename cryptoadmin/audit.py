@@ -7,6 +7,7 @@ and this project also runs on SQLite (`make run`); auditlog works on both, masks
 many-to-many changes and ships its admin. Its price: it listens to model signals, so a
 queryset .update() is invisible to it, and the places that update money settings that way
 call `record_change` themselves."""
+
 import json
 
 from auditlog.middleware import AuditlogMiddleware
@@ -54,8 +55,12 @@ def record_change(instance, changes: dict) -> LogEntry:
     """Record a change made by a conditional UPDATE (no model signal fires). `changes`:
     {field: (before, after)}; the actor comes from the request, like auditlog's own entries."""
     return LogEntry.objects.log_create(
-        instance, action=LogEntry.Action.UPDATE, force_log=True,
-        changes={field: [None if v is None else str(v) for v in pair] for field, pair in changes.items()},
+        instance,
+        action=LogEntry.Action.UPDATE,
+        force_log=True,
+        changes={
+            field: [None if v is None else str(v) for v in pair] for field, pair in changes.items()
+        },
     )
 
 
@@ -76,16 +81,25 @@ def register():
     # A currency's withdrawal rules (minimum, approval threshold, daily total): money settings.
     auditlog.register(apps.get_model("broadcasts", "WithdrawalRule"))
     # The machine's own bookkeeping on a wallet (cursor, last rescan and reconciliation) is not a setting.
-    auditlog.register(Wallet, include_fields=["name", "currency", "backend", "backend_settings", "enabled"],
-                      mask_fields=["backend_settings"], mask_callable="cryptoadmin.audit.mask_backend_settings")
+    auditlog.register(
+        Wallet,
+        include_fields=["name", "currency", "backend", "backend_settings", "enabled"],
+        mask_fields=["backend_settings"],
+        mask_callable="cryptoadmin.audit.mask_backend_settings",
+    )
     # The token's hash is left out: it cannot be reversed, but it identifies a live credential
     # and tells an auditor nothing the prefix does not.
-    auditlog.register(ApiToken, include_fields=["name", "prefix", "created_by", "created_at", "revoked_at",
-                                                "revoked_by"])
+    auditlog.register(
+        ApiToken,
+        include_fields=["name", "prefix", "created_by", "created_at", "revoked_at", "revoked_by"],
+    )
     auditlog.register(Group, m2m_fields={"permissions"})
     # Who was made staff, superuser or given a role; never the password hash.
-    auditlog.register(get_user_model(), include_fields=["username", "is_active", "is_staff", "is_superuser"],
-                      m2m_fields={"groups", "user_permissions"})
+    auditlog.register(
+        get_user_model(),
+        include_fields=["username", "is_active", "is_staff", "is_superuser"],
+        m2m_fields={"groups", "user_permissions"},
+    )
     # Second-factor devices enrolled and removed (reset_second_factor); never their keys, and not
     # the counters every sign-in moves.
     for label in ("otp_totp.TOTPDevice", "otp_static.StaticDevice"):

@@ -1,4 +1,5 @@
 """The admin home's overview panels (see registry.py)."""
+
 from . import overview
 
 
@@ -6,12 +7,24 @@ def panels(request):
     if not request.user.is_staff:
         return []
     return [
-        {"title": "Currencies", "template": "cryptoadmin/panel_currencies.html",
-         "context": {"rows": overview.currency_rows()}},
-        {"title": "Wallets and nodes", "template": "cryptoadmin/panel_wallets.html",
-         "context": {"rows": overview.wallet_rows()}},
-        {"title": "Deposits per hour, last 24 hours", "template": "cryptoadmin/panel_chart.html",
-         "context": {"svg": overview.bar_chart_svg(overview.deposits_per_hour())}},
-        {"title": "Scheduler", "template": "cryptoadmin/panel_scheduler.html",
-         "context": {"rows": overview.schedule_rows()}},
+        {
+            "title": "Currencies",
+            "template": "cryptoadmin/panel_currencies.html",
+            "context": {"rows": overview.currency_rows()},
+        },
+        {
+            "title": "Wallets and nodes",
+            "template": "cryptoadmin/panel_wallets.html",
+            "context": {"rows": overview.wallet_rows()},
+        },
+        {
+            "title": "Deposits per hour, last 24 hours",
+            "template": "cryptoadmin/panel_chart.html",
+            "context": {"svg": overview.bar_chart_svg(overview.deposits_per_hour())},
+        },
+        {
+            "title": "Scheduler",
+            "template": "cryptoadmin/panel_scheduler.html",
+            "context": {"rows": overview.schedule_rows()},
+        },
     ]

@@ -21,6 +21,7 @@ Actions:
 Reached points are counted in `reached` (this process only), so a test can assert that a
 point it arms really is on the path it drives.
 """
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ rate limit) at most one probe per wallet per period and web worker, however many
 
 Apps add checks in `<app>/health.py` as `checks() -> {name: {"ok": bool, ...}}`.
 """
+
 import hmac
 import threading
 import time
@@ -31,15 +32,23 @@ def database():
             cursor.fetchone()
     except Exception as exc:
         return {"ok": False, "error": type(exc).__name__}
-    return {"ok": True, "vendor": connection.vendor, "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+    return {
+        "ok": True,
+        "vendor": connection.vendor,
+        "latency_ms": round((time.monotonic() - started) * 1000, 1),
+    }
 
 
 def node_status(wallet, backend):
     """Reachability, height and latency of one wallet's node; the error names no secret."""
     started = time.monotonic()
     height = backend.block_height()
-    return {"ok": True, "wallet": wallet.name, "block_height": height,
-            "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+    return {
+        "ok": True,
+        "wallet": wallet.name,
+        "block_height": height,
+        "latency_ms": round((time.monotonic() - started) * 1000, 1),
+    }
 
 
 def node_failure(wallet, exc):
@@ -48,7 +57,9 @@ def node_failure(wallet, exc):
 
 
 NODES_CACHE_KEY = "cryptoadmin:health:nodes"
-_probe_lock = threading.Lock()  # one probe at a time in this process; the others wait for its answer
+_probe_lock = (
+    threading.Lock()
+)  # one probe at a time in this process; the others wait for its answer
 
 
 def nodes():
@@ -71,8 +82,12 @@ def probe_nodes():
     from ledger.models import Wallet
     from ledger.probe import probe_wallets
 
-    results = probe_wallets(Wallet.objects.active().select_related("currency"), node_status,
-                            timeout=settings.HEALTH_NODE_TIMEOUT, on_error=node_failure)
+    results = probe_wallets(
+        Wallet.objects.active().select_related("currency"),
+        node_status,
+        timeout=settings.HEALTH_NODE_TIMEOUT,
+        on_error=node_failure,
+    )
     return {"ok": all(r["ok"] for r in results), "wallets": {r["wallet"]: r for r in results}}
 
 
@@ -81,12 +96,18 @@ def scheduler():
 
     schedules = list(Schedule.objects.all())
     last = Task.objects.order_by("-stopped").values("stopped", "success", "name").first()
-    status = {"schedules": len(schedules), "last_task_at": last["stopped"].isoformat() if last else None}
+    status = {
+        "schedules": len(schedules),
+        "last_task_at": last["stopped"].isoformat() if last else None,
+    }
     if not schedules:
         return {"ok": True, **status}
     now = timezone.now()
-    overdue = [s.name for s in schedules
-               if s.next_run and s.minutes and now - s.next_run > timedelta(minutes=3 * s.minutes)]
+    overdue = [
+        s.name
+        for s in schedules
+        if s.next_run and s.minutes and now - s.next_run > timedelta(minutes=3 * s.minutes)
+    ]
     shortest = min((s.minutes for s in schedules if s.minutes), default=60)
     fresh = bool(last) and now - last["stopped"] <= timedelta(minutes=3 * shortest)
     return {"ok": fresh and not overdue, "overdue": overdue, **status}
@@ -98,7 +119,11 @@ def may_see_details(request) -> bool:
         return True
     token = settings.HEALTH_TOKEN
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return (
+        bool(token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), token.encode())
+    )
 
 
 @never_cache

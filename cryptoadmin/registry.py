@@ -7,10 +7,17 @@ alerts without editing a shared file.
   every admin page.
 - `<app>/health.py`: `checks() -> [{name: {"ok": bool, ...}}]` merged into /health.
 """
+
 from importlib import import_module
 from importlib.util import find_spec
 
-PROJECT_APPS = ("cryptoadmin", "ledger", "broadcasts", "balances", "ops")  # dashboard panels in this order
+PROJECT_APPS = (
+    "cryptoadmin",
+    "ledger",
+    "broadcasts",
+    "balances",
+    "ops",
+)  # dashboard panels in this order
 
 
 def app_modules(name: str):

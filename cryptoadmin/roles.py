@@ -5,30 +5,52 @@ migration runs before the permissions a newer table names exist. When ROLES chan
 migration that applies it, and freeze the table the previous one applied (as ROLES_0002)."""
 
 VIEW = [
-    "ledger.view_currency", "ledger.view_wallet", "ledger.view_account", "ledger.view_address",
-    "ledger.view_transaction", "ledger.view_networktransaction",
-    "broadcasts.view_broadcast", "broadcasts.view_outgoingtransaction",
-    "balances.view_apitoken", "balances.view_user_balances",
-    "django_q.view_schedule", "django_q.view_success", "django_q.view_failure", "django_q.view_ormq",
+    "ledger.view_currency",
+    "ledger.view_wallet",
+    "ledger.view_account",
+    "ledger.view_address",
+    "ledger.view_transaction",
+    "ledger.view_networktransaction",
+    "broadcasts.view_broadcast",
+    "broadcasts.view_outgoingtransaction",
+    "balances.view_apitoken",
+    "balances.view_user_balances",
+    "django_q.view_schedule",
+    "django_q.view_success",
+    "django_q.view_failure",
+    "django_q.view_ormq",
     # Who changed money settings, tokens and roles (django-auditlog; secrets are masked in it).
     "auditlog.view_logentry",
-    "broadcasts.view_withdrawalrule", "ops.view_alert",
+    "broadcasts.view_withdrawalrule",
+    "ops.view_alert",
 ]
 OPERATE = [
-    "ledger.check_networktransaction", "ledger.close_networktransaction_by_hand",
-    "broadcasts.close_broadcast_by_hand", "ledger.rescan_wallet",
+    "ledger.check_networktransaction",
+    "ledger.close_networktransaction_by_hand",
+    "broadcasts.close_broadcast_by_hand",
+    "ledger.rescan_wallet",
     "ledger.reconcile_wallet",  # record a reconciliation (a node read and a status write)
     # Four eyes: approve someone else's withdrawal; reject or cancel one (its amount returns to 201).
-    "broadcasts.approve_outgoingtransaction", "broadcasts.cancel_outgoingtransaction",
+    "broadcasts.approve_outgoingtransaction",
+    "broadcasts.cancel_outgoingtransaction",
 ]
 ADMINISTER = [
-    "ledger.import_wallet_balance", "broadcasts.queue_outgoingtransaction",
-    "balances.add_apitoken", "balances.change_apitoken", "balances.revoke_apitoken",
-    "django_q.add_schedule", "django_q.change_schedule", "django_q.delete_schedule",
-    "ledger.add_currency", "ledger.change_currency", "ledger.add_wallet", "ledger.change_wallet",
+    "ledger.import_wallet_balance",
+    "broadcasts.queue_outgoingtransaction",
+    "balances.add_apitoken",
+    "balances.change_apitoken",
+    "balances.revoke_apitoken",
+    "django_q.add_schedule",
+    "django_q.change_schedule",
+    "django_q.delete_schedule",
+    "ledger.add_currency",
+    "ledger.change_currency",
+    "ledger.add_wallet",
+    "ledger.change_wallet",
     "django_q.add_ormq",  # re-run a project task from the task pages: it queues the task again
     # Money settings: each currency's withdrawal minimum, approval threshold and daily limit.
-    "broadcasts.add_withdrawalrule", "broadcasts.change_withdrawalrule",
+    "broadcasts.add_withdrawalrule",
+    "broadcasts.change_withdrawalrule",
 ]
 
 ROLES = {
@@ -40,21 +62,40 @@ ROLES = {
 
 # What cryptoadmin/migrations/0002_roles.py applied, frozen (see the module's docstring).
 _VIEW_0002 = [
-    "ledger.view_currency", "ledger.view_wallet", "ledger.view_account", "ledger.view_address",
-    "ledger.view_transaction", "ledger.view_networktransaction",
-    "broadcasts.view_broadcast", "broadcasts.view_outgoingtransaction",
-    "balances.view_apitoken", "balances.view_user_balances",
-    "django_q.view_schedule", "django_q.view_success", "django_q.view_failure", "django_q.view_ormq",
+    "ledger.view_currency",
+    "ledger.view_wallet",
+    "ledger.view_account",
+    "ledger.view_address",
+    "ledger.view_transaction",
+    "ledger.view_networktransaction",
+    "broadcasts.view_broadcast",
+    "broadcasts.view_outgoingtransaction",
+    "balances.view_apitoken",
+    "balances.view_user_balances",
+    "django_q.view_schedule",
+    "django_q.view_success",
+    "django_q.view_failure",
+    "django_q.view_ormq",
 ]
 _OPERATE_0002 = [
-    "ledger.check_networktransaction", "ledger.close_networktransaction_by_hand",
-    "broadcasts.close_broadcast_by_hand", "ledger.rescan_wallet",
+    "ledger.check_networktransaction",
+    "ledger.close_networktransaction_by_hand",
+    "broadcasts.close_broadcast_by_hand",
+    "ledger.rescan_wallet",
 ]
 _ADMINISTER_0002 = [
-    "ledger.import_wallet_balance", "broadcasts.queue_outgoingtransaction",
-    "balances.add_apitoken", "balances.change_apitoken", "balances.revoke_apitoken",
-    "django_q.add_schedule", "django_q.change_schedule", "django_q.delete_schedule",
-    "ledger.add_currency", "ledger.change_currency", "ledger.add_wallet", "ledger.change_wallet",
+    "ledger.import_wallet_balance",
+    "broadcasts.queue_outgoingtransaction",
+    "balances.add_apitoken",
+    "balances.change_apitoken",
+    "balances.revoke_apitoken",
+    "django_q.add_schedule",
+    "django_q.change_schedule",
+    "django_q.delete_schedule",
+    "ledger.add_currency",
+    "ledger.change_currency",
+    "ledger.add_wallet",
+    "ledger.change_wallet",
 ]
 ROLES_0002 = {
     "Viewer": _VIEW_0002,
@@ -67,30 +108,53 @@ ROLES_0002 = {
 ROLES_0003 = {
     "Viewer": _VIEW_0002,
     "Operator": _VIEW_0002 + _OPERATE_0002 + ["ledger.reconcile_wallet"],
-    "Admin": _VIEW_0002 + _OPERATE_0002 + ["ledger.reconcile_wallet"] + _ADMINISTER_0002 + ["django_q.add_ormq"],
+    "Admin": _VIEW_0002
+    + _OPERATE_0002
+    + ["ledger.reconcile_wallet"]
+    + _ADMINISTER_0002
+    + ["django_q.add_ormq"],
 }
 
 
 # What cryptoadmin/migrations/0004_axes_and_audit_roles.py applied, frozen likewise.
 _VIEW_0004 = [
-    "ledger.view_currency", "ledger.view_wallet", "ledger.view_account", "ledger.view_address",
-    "ledger.view_transaction", "ledger.view_networktransaction",
-    "broadcasts.view_broadcast", "broadcasts.view_outgoingtransaction",
-    "balances.view_apitoken", "balances.view_user_balances",
-    "django_q.view_schedule", "django_q.view_success", "django_q.view_failure", "django_q.view_ormq",
+    "ledger.view_currency",
+    "ledger.view_wallet",
+    "ledger.view_account",
+    "ledger.view_address",
+    "ledger.view_transaction",
+    "ledger.view_networktransaction",
+    "broadcasts.view_broadcast",
+    "broadcasts.view_outgoingtransaction",
+    "balances.view_apitoken",
+    "balances.view_user_balances",
+    "django_q.view_schedule",
+    "django_q.view_success",
+    "django_q.view_failure",
+    "django_q.view_ormq",
     # Who changed money settings, tokens and roles (django-auditlog; secrets are masked in it).
     "auditlog.view_logentry",
 ]
 _OPERATE_0004 = [
-    "ledger.check_networktransaction", "ledger.close_networktransaction_by_hand",
-    "broadcasts.close_broadcast_by_hand", "ledger.rescan_wallet",
+    "ledger.check_networktransaction",
+    "ledger.close_networktransaction_by_hand",
+    "broadcasts.close_broadcast_by_hand",
+    "ledger.rescan_wallet",
     "ledger.reconcile_wallet",  # record a reconciliation (a node read and a status write)
 ]
 _ADMINISTER_0004 = [
-    "ledger.import_wallet_balance", "broadcasts.queue_outgoingtransaction",
-    "balances.add_apitoken", "balances.change_apitoken", "balances.revoke_apitoken",
-    "django_q.add_schedule", "django_q.change_schedule", "django_q.delete_schedule",
-    "ledger.add_currency", "ledger.change_currency", "ledger.add_wallet", "ledger.change_wallet",
+    "ledger.import_wallet_balance",
+    "broadcasts.queue_outgoingtransaction",
+    "balances.add_apitoken",
+    "balances.change_apitoken",
+    "balances.revoke_apitoken",
+    "django_q.add_schedule",
+    "django_q.change_schedule",
+    "django_q.delete_schedule",
+    "ledger.add_currency",
+    "ledger.change_currency",
+    "ledger.add_wallet",
+    "ledger.change_wallet",
     "django_q.add_ormq",  # re-run a project task from the task pages: it queues the task again
 ]
 ROLES_0004 = {
@@ -119,5 +183,7 @@ def sync_roles(apps, roles=None) -> None:
         wanted = []
         for full in perms:
             app_label, codename = full.split(".")
-            wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+            wanted.append(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
         group.permissions.set(wanted)

@@ -9,6 +9,7 @@ removes rows that fail the check (written before it existed, or by a bulk write 
 save). The database refuses them too: migrate installs a trigger on django_q's schedule
 table built from the registry, so `QuerySet.update()`, `bulk_create` and raw SQL cannot
 write one either."""
+
 import logging
 
 from django.core.exceptions import ValidationError
@@ -52,10 +53,16 @@ def check_schedule(schedule) -> None:
     if is_registered(schedule):
         return
     if schedule.func not in registered_jobs():
-        raise ValidationError(f"{schedule.func!r} is not a registered job; schedules run only the "
-                              f"project's jobs: {', '.join(sorted(registered_jobs()))}.", code="unregistered")
-    raise ValidationError(f"{schedule.func!r} is registered without a hook, arguments, keyword arguments, "
-                          "cluster or intended-date argument other than its registry's.", code="unregistered")
+        raise ValidationError(
+            f"{schedule.func!r} is not a registered job; schedules run only the "
+            f"project's jobs: {', '.join(sorted(registered_jobs()))}.",
+            code="unregistered",
+        )
+    raise ValidationError(
+        f"{schedule.func!r} is registered without a hook, arguments, keyword arguments, "
+        "cluster or intended-date argument other than its registry's.",
+        code="unregistered",
+    )
 
 
 @receiver(pre_save, sender="django_q.Schedule")
@@ -72,7 +79,12 @@ def is_project_task(func) -> bool:
         return True
     module_name, _, name = func.rpartition(".")
     app = module_name.split(".")[0]
-    if app not in PROJECT_APPS or module_name != f"{app}.tasks" or not name.isidentifier() or name.startswith("_"):
+    if (
+        app not in PROJECT_APPS
+        or module_name != f"{app}.tasks"
+        or not name.isidentifier()
+        or name.startswith("_")
+    ):
         return False
     from importlib import import_module
 
@@ -90,7 +102,11 @@ def _literal(value) -> str:
 def _registered_condition(columns: dict[str, str]) -> str:
     """SQL true when NEW's locked columns equal one registry entry's (NULL and '' both "not set")."""
     clauses = [
-        "(" + " AND ".join(f"COALESCE(NEW.{columns[f]}, '') = {_literal(spec.get(f) or '')}" for f in LOCKED_FIELDS) + ")"
+        "("
+        + " AND ".join(
+            f"COALESCE(NEW.{columns[f]}, '') = {_literal(spec.get(f) or '')}" for f in LOCKED_FIELDS
+        )
+        + ")"
         for spec in all_schedules()
     ]
     return " OR ".join(clauses) or "1 = 0"
@@ -102,8 +118,9 @@ def install_schedule_check(using="default") -> None:
 
     connection = connections[using]
     table = connection.ops.quote_name(Schedule._meta.db_table)
-    condition = _registered_condition({f: connection.ops.quote_name(Schedule._meta.get_field(f).column)
-                                       for f in LOCKED_FIELDS})
+    condition = _registered_condition(
+        {f: connection.ops.quote_name(Schedule._meta.get_field(f).column) for f in LOCKED_FIELDS}
+    )
     message = "schedules run registered jobs only (cryptoadmin/schedules.py)"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -116,14 +133,18 @@ def install_schedule_check(using="default") -> None:
                   RETURN NEW;
                 END $guard$ LANGUAGE plpgsql""")
             cursor.execute(f"DROP TRIGGER IF EXISTS {TRIGGER} ON {table}")
-            cursor.execute(f"CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE ON {table} "
-                           f"FOR EACH ROW EXECUTE FUNCTION {TRIGGER}()")
+            cursor.execute(
+                f"CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {TRIGGER}()"
+            )
         elif connection.vendor == "sqlite":
             for event in ("INSERT", "UPDATE"):
                 name = f"{TRIGGER}_{event.lower()}"
                 cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
-                cursor.execute(f"CREATE TRIGGER {name} BEFORE {event} ON {table} WHEN NOT ({condition}) "
-                               f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+                cursor.execute(
+                    f"CREATE TRIGGER {name} BEFORE {event} ON {table} WHEN NOT ({condition}) "
+                    f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+                )
         else:  # the save-time check still applies
             logger.warning("No database check for schedules on %s", connection.vendor)
 
@@ -136,7 +157,9 @@ def register_schedules(sender, using="default", **kwargs):
 
     for schedule in Schedule.objects.using(using).all():
         if not is_registered(schedule):
-            logger.warning("Removing schedule %r (func %r): not a registered job", schedule.name, schedule.func)
+            logger.warning(
+                "Removing schedule %r (func %r): not a registered job", schedule.name, schedule.func
+            )
             Schedule.objects.using(using).filter(pk=schedule.pk).delete()
     install_schedule_check(using)
     for spec in all_schedules():
@@ -144,4 +167,7 @@ def register_schedules(sender, using="default", **kwargs):
         name = spec.pop("name")
         # The registry decides what runs; the interval, next run and repeats a role chose survive a deploy.
         Schedule.objects.using(using).update_or_create(
-            name=name, defaults={field: spec[field] for field in LOCKED_FIELDS}, create_defaults=spec)
+            name=name,
+            defaults={field: spec[field] for field in LOCKED_FIELDS},
+            create_defaults=spec,
+        )

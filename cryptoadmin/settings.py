@@ -4,6 +4,7 @@ Values that cannot be parsed stop start-up here with a message naming the variab
 Values that parse but make no sense together are reported by system checks
 (cryptoadmin/checks.py), so `manage.py check` explains them all at once.
 """
+
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +24,9 @@ def env_bool(name, default=False):
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off."
+    )
 
 
 def env_int(name, default):
@@ -152,7 +155,9 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+)
 SESSION_COOKIE_HTTPONLY = True
 
 # django-q2 with the ORM broker: no extra service to run.
@@ -180,7 +185,9 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # no TOTP key or QR code in the admin's de
 # Client address: REMOTE_ADDR, unless a trusted proxy is configured: then the entry that
 # proxy appended to X-Forwarded-For (counted from the right). Behind a TLS proxy
 # (BEHIND_TLS_PROXY) one proxy is assumed unless TRUSTED_PROXY_COUNT says otherwise.
-TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0)
+TRUSTED_PROXY_COUNT = env_int(
+    "TRUSTED_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0
+)
 
 # django-axes: failures counted per username and, separately, per address; either reaching
 # the limit locks. Attempts made while locked are not counted, so one address can spend at most
@@ -252,9 +259,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Both log request URLs at DEBUG, and block.io's API key is a query parameter.
-    "loggers": {"BitcoinRPC": {"level": "WARNING"}, "urllib3": {"level": "WARNING"},
-                # django-axes logs every failure at WARNING and its own steps at INFO.
-                "axes": {"level": "WARNING"}},
+    "loggers": {
+        "BitcoinRPC": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        # django-axes logs every failure at WARNING and its own steps at INFO.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Production: web server, static files, metrics, alerts (issue 18) ----------------------
@@ -263,8 +273,10 @@ LOGGING = {
 INSTALLED_APPS += ["ops"]
 # whitenoise serves collected static files from every web worker, right after SecurityMiddleware
 # so redirects and security headers still apply first; no separate web server is needed for CSS.
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-                  "whitenoise.middleware.WhiteNoiseMiddleware")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Compressed copies are made by collectstatic; without a manifest, a page never fails

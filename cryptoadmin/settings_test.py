@@ -1,5 +1,6 @@
 """Test settings: PostgreSQL as default (the suite starts its own cluster and points
 HOST/PORT at it), plus an SQLite alias so money-exactness runs on both engines."""
+
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-000000000000000")
@@ -16,4 +17,6 @@ DATABASES["sqlite"] = {
 }
 SECURE_SSL_REDIRECT = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-TEST_HOOKS = True  # cryptoadmin.faults: tests crash or park a process at named money-path boundaries
+TEST_HOOKS = (
+    True  # cryptoadmin.faults: tests crash or park a process at named money-path boundaries
+)

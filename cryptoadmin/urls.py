@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.urls import path
 
+from balances.views import graphql_view
+from ops.metrics import metrics_view
+
 from .health import health
 from .signin.forms import SecondFactorLoginForm
 from .signin.views import enrol
-from balances.views import graphql_view
-from ops.metrics import metrics_view
 
 admin.site.site_header = "cryptoadmin"
 admin.site.site_title = "cryptoadmin"

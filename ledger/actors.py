@@ -4,6 +4,7 @@ Every operator flow (close by hand, queue a withdrawal, import, reconcile, resca
 is a service taking `by=`: a person, whose `has_perm` decides, or `SYSTEM` for management
 commands and scheduled tasks (whoever can run them on the server is trusted already). The
 admin does not re-check: it calls the service and lets `PermissionDenied` answer 403."""
+
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied

@@ -29,7 +29,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Currency)
 class CurrencyAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "decimals", "enabled", "crediting_threshold", "polling_threshold", "network"]
+    list_display = [
+        "code",
+        "name",
+        "decimals",
+        "enabled",
+        "crediting_threshold",
+        "polling_threshold",
+        "network",
+    ]
     list_filter = ["enabled", "network"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -57,24 +65,47 @@ class WalletAdmin(admin.ModelAdmin):
         return obj.backend_settings_masked()
 
     actions = ["rescan_now"]
-    STATUS_FIELDS = ["last_block_hash", "last_polled_at", "last_poll_error", "last_poll_error_at", "last_rescan_at", "last_rescan_result", "last_reconciled_at", "last_reconciliation"]
+    STATUS_FIELDS = [
+        "last_block_hash",
+        "last_polled_at",
+        "last_poll_error",
+        "last_poll_error_at",
+        "last_rescan_at",
+        "last_rescan_result",
+        "last_reconciled_at",
+        "last_reconciliation",
+    ]
 
     def get_fields(self, request, obj=None):
         # Existing wallets never render their secrets back into the page.
         if obj is not None:
-            return ["name", "currency", "backend", "settings_masked", "enabled", *self.STATUS_FIELDS]
+            return [
+                "name",
+                "currency",
+                "backend",
+                "settings_masked",
+                "enabled",
+                *self.STATUS_FIELDS,
+            ]
         return super().get_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
-        return ["settings_masked", "currency", "backend", *self.STATUS_FIELDS] if obj is not None else []
+        return (
+            ["settings_masked", "currency", "backend", *self.STATUS_FIELDS]
+            if obj is not None
+            else []
+        )
 
     @admin.action(description="Rescan now (queued)", permissions=["rescan"])
     def rescan_now(self, request, queryset):
         from .rescan import queue_rescan
 
         count = queue_rescan(queryset, by=request.user)
-        messages.info(request, f"Rescan queued for {count} wallet(s): the result appears on each "
-                               "wallet's page when done.")
+        messages.info(
+            request,
+            f"Rescan queued for {count} wallet(s): the result appears on each "
+            "wallet's page when done.",
+        )
 
     def has_rescan_permission(self, request):
         from .rescan import RESCAN_PERM
@@ -86,20 +117,30 @@ class WalletAdmin(admin.ModelAdmin):
 
         wrap = self.admin_site.admin_view
         return [
-            path("import/", wrap(lambda r: admin_views.import_wallet_balance_view(self, r)),
-                 name="ledger_wallet_import"),
-            path("<int:object_id>/reconcile/", wrap(lambda r, object_id: admin_views.reconcile_view(self, r, object_id)),
-                 name="ledger_wallet_reconcile"),
+            path(
+                "import/",
+                wrap(lambda r: admin_views.import_wallet_balance_view(self, r)),
+                name="ledger_wallet_import",
+            ),
+            path(
+                "<int:object_id>/reconcile/",
+                wrap(lambda r, object_id: admin_views.reconcile_view(self, r, object_id)),
+                name="ledger_wallet_reconcile",
+            ),
         ] + super().get_urls()
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}),
-                         "can_import": actors.allowed(request.user, IMPORT_PERM)}
+        extra_context = {
+            **(extra_context or {}),
+            "can_import": actors.allowed(request.user, IMPORT_PERM),
+        }
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="reconcile")
     def reconcile_link(self, obj):
-        return format_html('<a href="{}">Reconcile</a>', reverse("admin:ledger_wallet_reconcile", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">Reconcile</a>', reverse("admin:ledger_wallet_reconcile", args=[obj.pk])
+        )
 
 
 @admin.register(Account)
@@ -122,11 +163,32 @@ class AddressAdmin(ReadOnlyAdmin):
 
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "created_at", "kind", "currency", "amount_units", "source", "destination", "txid", "label"]
+    list_display = [
+        "id",
+        "created_at",
+        "kind",
+        "currency",
+        "amount_units",
+        "source",
+        "destination",
+        "txid",
+        "label",
+    ]
     list_filter = ["kind", "currency", "created_at"]
-    search_fields = ["network_transaction__txid", "source__user_id", "destination__user_id", "label"]
-    list_select_related = ["currency", "source__currency", "destination__currency", "network_transaction",
-                           "source__wallet", "destination__wallet"]
+    search_fields = [
+        "network_transaction__txid",
+        "source__user_id",
+        "destination__user_id",
+        "label",
+    ]
+    list_select_related = [
+        "currency",
+        "source__currency",
+        "destination__currency",
+        "network_transaction",
+        "source__wallet",
+        "destination__wallet",
+    ]
     date_hierarchy = "created_at"
     show_full_result_count = False
 
@@ -153,14 +215,26 @@ class StuckFilter(admin.SimpleListFilter):
 
 
 class CloseByHandForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=2000,
-                             help_text="What you checked on the chain and why this is closed by hand.")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=2000,
+        help_text="What you checked on the chain and why this is closed by hand.",
+    )
 
 
 @admin.register(NetworkTransaction)
 class NetworkTransactionAdmin(ReadOnlyAdmin):
-    list_display = ["short_txid", "currency", "type", "state", "confirmations_of", "age", "last_checked_at",
-                    "error", "flagged"]
+    list_display = [
+        "short_txid",
+        "currency",
+        "type",
+        "state",
+        "confirmations_of",
+        "age",
+        "last_checked_at",
+        "error",
+        "flagged",
+    ]
     list_filter = ["currency", "type", "state", StuckFilter, "flagged"]
     search_fields = ["=txid", "ledger_entries__address__address"]
     list_select_related = ["currency", "wallet"]
@@ -223,25 +297,40 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
         form = CloseByHandForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
             try:
-                closed = operator.close_by_hand([r.pk for r in rows], by=request.user,
-                                                reason=form.cleaned_data["reason"])
+                closed = operator.close_by_hand(
+                    [r.pk for r in rows], by=request.user, reason=form.cleaned_data["reason"]
+                )
             except CloseRefused as exc:
                 form.add_error("reason", str(exc))
             else:
                 self.message_user(request, f"Closed {len(closed)} network transaction(s) by hand.")
                 return redirect(reverse("admin:ledger_networktransaction_changelist"))
-        return TemplateResponse(request, "ledger/networktransaction_close.html", {
-            **self.admin_site.each_context(request), "title": "Close network transactions by hand",
-            "opts": self.model._meta, "rows": rows, "form": form, "ids": ids,
-        })
+        return TemplateResponse(
+            request,
+            "ledger/networktransaction_close.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Close network transactions by hand",
+                "opts": self.model._meta,
+                "rows": rows,
+                "form": form,
+                "ids": ids,
+            },
+        )
 
     def get_urls(self):
         return [
-            path("<int:object_id>/close/", self.admin_site.admin_view(self.close_view),
-                 name="ledger_networktransaction_close"),
+            path(
+                "<int:object_id>/close/",
+                self.admin_site.admin_view(self.close_view),
+                name="ledger_networktransaction_close",
+            ),
         ] + super().get_urls()
 
     def render_change_form(self, request, context, *args, obj=None, **kwargs):
-        context["can_close_by_hand"] = bool(obj and NetworkTransaction.objects.polled().filter(pk=obj.pk).exists()
-                                            and self.has_close_permission(request))
+        context["can_close_by_hand"] = bool(
+            obj
+            and NetworkTransaction.objects.polled().filter(pk=obj.pk).exists()
+            and self.has_close_permission(request)
+        )
         return super().render_change_form(request, context, *args, obj=obj, **kwargs)

@@ -1,4 +1,5 @@
 """Custom admin pages on wallets: import unaccounted balance, reconciliation."""
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
@@ -15,11 +16,16 @@ from .reconcile import RECONCILE_PERM, Reconciliation, record_reconciliation
 
 class ImportForm(forms.Form):
     """Only the inputs; ledger.imports checks the target and the amount."""
-    wallet = forms.ModelChoiceField(queryset=Wallet.objects.select_related("currency"),
-                                    error_messages={"invalid_choice": "Unknown wallet."})
+
+    wallet = forms.ModelChoiceField(
+        queryset=Wallet.objects.select_related("currency"),
+        error_messages={"invalid_choice": "Unknown wallet."},
+    )
     account = forms.ModelChoiceField(
         queryset=Account.objects.select_related("currency"),
-        widget=ForeignKeyRawIdWidget(Transaction._meta.get_field("destination").remote_field, admin.site),
+        widget=ForeignKeyRawIdWidget(
+            Transaction._meta.get_field("destination").remote_field, admin.site
+        ),
         help_text="The account that receives the coins whose owner the books do not know.",
         error_messages={"invalid_choice": "Unknown account."},
     )
@@ -29,14 +35,19 @@ class ImportForm(forms.Form):
 def import_wallet_balance_view(model_admin, request):
     if not actors.allowed(request.user, imports.IMPORT_PERM):
         raise PermissionDenied  # the page is the import flow's; its services check again
-    context = {**model_admin.admin_site.each_context(request), "title": "Import wallet balance",
-               "opts": model_admin.model._meta}
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Import wallet balance",
+        "opts": model_admin.model._meta,
+    }
     form = ImportForm(request.POST or None, initial={"wallet": request.GET.get("wallet")})
     if request.method == "POST" and form.is_valid():
         wallet, account = form.cleaned_data["wallet"], form.cleaned_data["account"]
         if "confirm" in request.POST and form.cleaned_data.get("expected") is not None:
             try:
-                entry = imports.confirm_import(wallet, account, form.cleaned_data["expected"], by=request.user)
+                entry = imports.confirm_import(
+                    wallet, account, form.cleaned_data["expected"], by=request.user
+                )
             except imports.AmountChanged as exc:
                 messages.warning(request, str(exc))
             except imports.NothingToImport as exc:
@@ -53,8 +64,11 @@ def import_wallet_balance_view(model_admin, request):
                 context["form"] = form
                 return TemplateResponse(request, "ledger/import_wallet_balance.html", context)
             else:
-                messages.success(request, f"{entry.label}: {wallet.currency.format(entry.amount)} "
-                                 f"{wallet.currency.code} put on account {account}.")
+                messages.success(
+                    request,
+                    f"{entry.label}: {wallet.currency.format(entry.amount)} "
+                    f"{wallet.currency.code} put on account {account}.",
+                )
                 return redirect(reverse("admin:ledger_wallet_change", args=[wallet.pk]))
         # Preview (or preview again after the amount changed): nothing is written.
         try:
@@ -68,14 +82,29 @@ def import_wallet_balance_view(model_admin, request):
             data["expected"] = preview.unaccounted
             form = ImportForm(data)
             form.is_valid()
-            context.update(preview=preview, currency=wallet.currency, wallet=wallet, account=account,
-                           fmt={k: wallet.currency.format(getattr(preview, k))
-                                for k in ("node_balance", "books_balance", "uncredited", "unaccounted")})
+            context.update(
+                preview=preview,
+                currency=wallet.currency,
+                wallet=wallet,
+                account=account,
+                fmt={
+                    k: wallet.currency.format(getattr(preview, k))
+                    for k in ("node_balance", "books_balance", "uncredited", "unaccounted")
+                },
+            )
     context["form"] = form
     return TemplateResponse(request, "ledger/import_wallet_balance.html", context)
 
 
-FIGURES = ("node_balance", "books_balance", "users_balance", "pending_outgoing", "fees", "uncredited", "unaccounted")
+FIGURES = (
+    "node_balance",
+    "books_balance",
+    "users_balance",
+    "pending_outgoing",
+    "fees",
+    "uncredited",
+    "unaccounted",
+)
 
 
 def reconcile_view(model_admin, request, object_id):
@@ -92,10 +121,18 @@ def reconcile_view(model_admin, request, object_id):
             messages.error(request, f"The node could not be asked: {exc}")
         else:
             c = wallet.currency
-            messages.success(request, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}.")
+            messages.success(
+                request, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}."
+            )
         return redirect(request.path)
-    context = {**model_admin.admin_site.each_context(request), "title": f"Reconciliation: {wallet.name}",
-               "opts": model_admin.model._meta, "original": wallet, "wallet": wallet, "can_record": can_record}
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Reconciliation: {wallet.name}",
+        "opts": model_admin.model._meta,
+        "original": wallet,
+        "wallet": wallet,
+        "can_record": can_record,
+    }
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency

@@ -45,6 +45,7 @@ A wallet whose node answers something malformed records the error on the wallet
 (last_poll_error) and the other wallets are polled as usual; a malformed answer about one
 transaction is recorded on that row (last_error).
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -63,12 +64,31 @@ from . import services
 from .backends import BackendError, BadReply
 from .backends.base import SinceBlock, TxInfo
 from .errors import CryptoadminError
-from .models import POLLED_STATES, Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+from .models import (
+    POLLED_STATES,
+    Account,
+    Address,
+    Currency,
+    NetworkTransaction,
+    Transaction,
+    Wallet,
+)
 
 log = logging.getLogger(__name__)
 NT = NetworkTransaction
-UPDATED_FIELDS = ["confirmations", "max_confirmations", "state", "state_changed_at", "closed_at", "flagged",
-                  "flag_reason", "last_error", "last_error_at", "block_hash", "block_height"]
+UPDATED_FIELDS = [
+    "confirmations",
+    "max_confirmations",
+    "state",
+    "state_changed_at",
+    "closed_at",
+    "flagged",
+    "flag_reason",
+    "last_error",
+    "last_error_at",
+    "block_hash",
+    "block_height",
+]
 _statements: contextvars.ContextVar = contextvars.ContextVar("poll_statements", default=None)
 
 
@@ -83,7 +103,7 @@ class Summary:
     round_trips: int = 0
     statements: int = 0
 
-    def __iadd__(self, other: "Summary"):
+    def __iadd__(self, other: Summary):
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
@@ -110,8 +130,9 @@ def update_confirmations(currency: Currency) -> Summary:
 
 
 def record_poll_error(wallet: Wallet, exc: Exception) -> None:
-    Wallet.objects.filter(pk=wallet.pk).update(last_poll_error=f"{type(exc).__name__}: {exc}"[:2000],
-                                               last_poll_error_at=timezone.now())
+    Wallet.objects.filter(pk=wallet.pk).update(
+        last_poll_error=f"{type(exc).__name__}: {exc}"[:2000], last_poll_error_at=timezone.now()
+    )
 
 
 @contextmanager
@@ -166,20 +187,27 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
         try:
             # The last tip still on the main chain at its height means every block below it
             # is too: one getblockhash checks every open row's block.
-            since, main, after = backend.since_tip(old_hash, [old_height] if old_height is not None else [])
+            since, main, after = backend.since_tip(
+                old_hash, [old_height] if old_height is not None else []
+            )
             summary.round_trips += 1
             if old_height is not None and main.get(old_height) != old_hash:
                 reorged, deeper, after = _after_reorg(wallet, backend, old_height, summary)
-                since = SinceBlock(since.transactions + deeper.transactions, deeper.lastblock,
-                                   {**since.errors, **deeper.errors})
+                since = SinceBlock(
+                    since.transactions + deeper.transactions,
+                    deeper.lastblock,
+                    {**since.errors, **deeper.errors},
+                )
         except BadReply as exc:
             return _poll_by_txid(wallet, backend, summary, exc)
         window = {tx.txid: tx for tx in since.transactions}
         if since.errors:
             # A deposit inside a malformed entry must not be skipped: keep the cursor where it
             # is so the next cycle reads that window again (its rows are asked by txid below).
-            wallet_error = BadReply(f"listsinceblock: {len(since.errors)} malformed entr(y/ies): "
-                                    + "; ".join(f"{t}: {e}" for t, e in list(since.errors.items())[:5]))
+            wallet_error = BadReply(
+                f"listsinceblock: {len(since.errors)} malformed entr(y/ies): "
+                + "; ".join(f"{t}: {e}" for t, e in list(since.errors.items())[:5])
+            )
             for txid in since.errors:
                 window.pop(txid, None)
         if after != tip.hash or since.lastblock != tip.hash:
@@ -195,10 +223,14 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     rows = list(rows_to_ask(wallet, currency, tip.height if trusted else None, reorged))
     if trusted and window:
         listed = {row.txid for row in rows}
-        summary.checked += place_in_blocks(wallet, [i for i in window.values() if i.txid not in listed], tip.height)
+        summary.checked += place_in_blocks(
+            wallet, [i for i in window.values() if i.txid not in listed], tip.height
+        )
     if trusted and moved:  # the tip moved (an unchanged tip closes nothing new)
         summary.closed += close_at_threshold(wallet, currency, tip.height, reorged, now)
-    faults.point("poll.after_place")  # placed and closed (committed); the asking and crediting to come
+    faults.point(
+        "poll.after_place"
+    )  # placed and closed (committed); the asking and crediting to come
     infos = {row.txid: window[row.txid] for row in rows if row.txid in window}
     asked = [row.txid for row in rows if row.txid not in window]
     height = tip.height if trusted else None
@@ -218,8 +250,10 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     if trusted and wallet_error is None:
         done.update(last_block_hash=tip.hash, last_block_height=tip.height)
     if wallet_error is not None:
-        done.update(last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],
-                    last_poll_error_at=now)
+        done.update(
+            last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],
+            last_poll_error_at=now,
+        )
         summary.failed += 1
     Wallet.objects.filter(pk=wallet.pk).update(**done)
 
@@ -229,9 +263,15 @@ def _after_reorg(wallet: Wallet, backend, old_height: int, summary: Summary):
     getblockhash, one per height holding rows; rare, so reading the rows' blocks is fine) and
     read the window again from below the lowest of them, where the branches cannot differ
     (P + 1 below the last tip at least). Returns (gone rows, that window, tip after it)."""
-    placed = set(NT.objects.polled().filter(wallet=wallet, block_height__isnull=False)
-                 .values_list("block_height", "block_hash").distinct())
-    base = max(0, min([old_height - wallet.currency.polling_threshold] + [h for h, _ in placed]) - 1)
+    placed = set(
+        NT.objects.polled()
+        .filter(wallet=wallet, block_height__isnull=False)
+        .values_list("block_height", "block_hash")
+        .distinct()
+    )
+    base = max(
+        0, min([old_height - wallet.currency.polling_threshold] + [h for h, _ in placed]) - 1
+    )
     main = backend.block_hashes(sorted({h for h, _ in placed} | {base}))
     summary.round_trips += 1
     gone = Q(pk__in=[])
@@ -246,8 +286,11 @@ def _after_reorg(wallet: Wallet, backend, old_height: int, summary: Summary):
 def place_in_blocks(wallet: Wallet, infos, tip_height: int) -> int:
     """The window's mined transactions: record on their polled rows where they were mined,
     in one statement. Conditional on the row still being polled (hand-closed rows untouched)."""
-    mined = [(i.txid, i.blockhash, tip_height - i.confirmations + 1, i.confirmations)
-             for i in infos if i.confirmations > 0 and i.blockhash]
+    mined = [
+        (i.txid, i.blockhash, tip_height - i.confirmations + 1, i.confirmations)
+        for i in infos
+        if i.confirmations > 0 and i.blockhash
+    ]
     if not mined:
         return 0
     table = NT._meta.db_table
@@ -261,27 +304,47 @@ def place_in_blocks(wallet: Wallet, infos, tip_height: int) -> int:
                 f"confirmations = v.c::integer, max_confirmations = GREATEST(t.max_confirmations, v.c::integer) "
                 f"FROM (VALUES %s) AS v(txid, h, height, c) WHERE t.wallet_id = {int(wallet.pk)} "
                 f"AND t.txid = v.txid AND t.state IN ('open', 'conflicted', 'vanished') RETURNING t.id",
-                mined, page_size=len(mined), fetch=True)
+                mined,
+                page_size=len(mined),
+                fetch=True,
+            )
             _count()
             return len(rows)
         cursor.executemany(
             f"UPDATE {table} SET block_hash = %s, block_height = %s, confirmations = %s, "
             f"max_confirmations = MAX(max_confirmations, %s) WHERE wallet_id = %s AND txid = %s "
             f"AND state IN ('open', 'conflicted', 'vanished')",
-            [(h, height, c, c, wallet.pk, txid) for txid, h, height, c in mined])
+            [(h, height, c, c, wallet.pk, txid) for txid, h, height, c in mined],
+        )
         return cursor.rowcount if cursor.rowcount and cursor.rowcount > 0 else 0
 
 
-def close_at_threshold(wallet: Wallet, currency: Currency, tip_height: int, gone: Q | None, now) -> int:
+def close_at_threshold(
+    wallet: Wallet, currency: Currency, tip_height: int, gone: Q | None, now
+) -> int:
     """Open rows whose block is polling_threshold deep, in one statement. Never an uncredited
     deposit (it closes only in the transaction that credits it), never a reorged row."""
     confs = tip_height - F("block_height") + 1
-    return (NT.objects.filter(wallet=wallet, state=NT.State.OPEN, block_height__isnull=False,
-                              block_height__lte=tip_height - currency.polling_threshold + 1)
-            .exclude(type=NT.Type.DEPOSIT, credited_at__isnull=True).exclude(gone or Q(pk__in=[]))
-            .update(state=NT.State.CLOSED, state_changed_at=now, closed_at=now, confirmations=confs,
-                    max_confirmations=Greatest(F("max_confirmations"), confs), last_checked_at=now,
-                    last_error="", last_error_at=None))
+    return (
+        NT.objects.filter(
+            wallet=wallet,
+            state=NT.State.OPEN,
+            block_height__isnull=False,
+            block_height__lte=tip_height - currency.polling_threshold + 1,
+        )
+        .exclude(type=NT.Type.DEPOSIT, credited_at__isnull=True)
+        .exclude(gone or Q(pk__in=[]))
+        .update(
+            state=NT.State.CLOSED,
+            state_changed_at=now,
+            closed_at=now,
+            confirmations=confs,
+            max_confirmations=Greatest(F("max_confirmations"), confs),
+            last_checked_at=now,
+            last_error="",
+            last_error_at=None,
+        )
+    )
 
 
 def rows_to_ask(wallet: Wallet, currency: Currency, tip_height: int | None, gone: Q | None):
@@ -292,12 +355,20 @@ def rows_to_ask(wallet: Wallet, currency: Currency, tip_height: int | None, gone
     # One index range scan per reason, in one UNION: an OR over them lets the planner read
     # every open row of the wallet (the cost would grow with N again).
     mine = NT.objects.filter(wallet=wallet).with_confirmations()
-    arms = [mine.filter(state=NT.State.OPEN, block_height__isnull=True),
-            mine.filter(state__in=[NT.State.CONFLICTED, NT.State.VANISHED])]
+    arms = [
+        mine.filter(state=NT.State.OPEN, block_height__isnull=True),
+        mine.filter(state__in=[NT.State.CONFLICTED, NT.State.VANISHED]),
+    ]
     if tip_height is not None:
-        arms += [mine.filter(state=NT.State.OPEN, block_height__gt=tip_height),
-                 mine.filter(state=NT.State.OPEN, type=NT.Type.DEPOSIT, credited_at__isnull=True,
-                             block_height__lte=tip_height - currency.crediting_threshold + 1)]
+        arms += [
+            mine.filter(state=NT.State.OPEN, block_height__gt=tip_height),
+            mine.filter(
+                state=NT.State.OPEN,
+                type=NT.Type.DEPOSIT,
+                credited_at__isnull=True,
+                block_height__lte=tip_height - currency.crediting_threshold + 1,
+            ),
+        ]
         if gone is not None:
             arms.append(mine.filter(gone, state=NT.State.OPEN))
     rows = arms[0].union(*arms[1:])
@@ -308,7 +379,9 @@ def rows_to_ask(wallet: Wallet, currency: Currency, tip_height: int | None, gone
         yield row
 
 
-def _poll_by_txid(wallet: Wallet, backend, summary: Summary, wallet_error, discover: bool = False) -> None:
+def _poll_by_txid(
+    wallet: Wallet, backend, summary: Summary, wallet_error, discover: bool = False
+) -> None:
     """Every polled row asked by txid, in batches: block.io (whose newest received page
     serves to discover deposits, `discover`), or a node whose tip or window we could not
     read (the error is recorded on the wallet, the cursor stays)."""
@@ -334,8 +407,10 @@ def _poll_by_txid(wallet: Wallet, backend, summary: Summary, wallet_error, disco
     faults.point("poll.before_cursor")
     done = {"last_polled_at": timezone.now(), "last_poll_error": "", "last_poll_error_at": None}
     if wallet_error is not None:
-        done.update(last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],
-                    last_poll_error_at=done["last_polled_at"])
+        done.update(
+            last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],
+            last_poll_error_at=done["last_polled_at"],
+        )
         summary.failed += 1
     Wallet.objects.filter(pk=wallet.pk).update(**done)
 
@@ -344,8 +419,12 @@ def our_addresses(wallet_id: int, candidates) -> dict[str, Address]:
     wanted = set(candidates)
     if not wanted:
         return {}
-    return {a.address: a for a in Address.objects.filter(wallet_id=wallet_id, kind=Address.Kind.RECEIVING,
-                                                         address__in=wanted).select_related("account")}
+    return {
+        a.address: a
+        for a in Address.objects.filter(
+            wallet_id=wallet_id, kind=Address.Kind.RECEIVING, address__in=wanted
+        ).select_related("account")
+    }
 
 
 def record_deposits(wallet: Wallet, infos) -> int:
@@ -359,18 +438,34 @@ def record_deposits(wallet: Wallet, infos) -> int:
     new = [info for info in paying.values() if any(a in ours for a in info.received())]
     if not new:
         return 0
-    known = set(NT.objects.filter(wallet=wallet, type=NT.Type.DEPOSIT,
-                                  txid__in=[i.txid for i in new]).values_list("txid", flat=True))
+    known = set(
+        NT.objects.filter(
+            wallet=wallet, type=NT.Type.DEPOSIT, txid__in=[i.txid for i in new]
+        ).values_list("txid", flat=True)
+    )
     now = timezone.now()
-    created = NT.objects.bulk_create([
-        NT(currency_id=wallet.currency_id, wallet=wallet, txid=i.txid, type=NT.Type.DEPOSIT,
-           confirmations=max(i.confirmations, 0), max_confirmations=max(i.confirmations, 0), opened_at=now)
-        for i in new if i.txid not in known
-    ], ignore_conflicts=True)
+    created = NT.objects.bulk_create(
+        [
+            NT(
+                currency_id=wallet.currency_id,
+                wallet=wallet,
+                txid=i.txid,
+                type=NT.Type.DEPOSIT,
+                confirmations=max(i.confirmations, 0),
+                max_confirmations=max(i.confirmations, 0),
+                opened_at=now,
+            )
+            for i in new
+            if i.txid not in known
+        ],
+        ignore_conflicts=True,
+    )
     return len(created)
 
 
-def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency, tip_height: int | None = None) -> Summary:
+def apply(
+    rows: list[NetworkTransaction], infos: dict, currency: Currency, tip_height: int | None = None
+) -> Summary:
     """Move each row forward from what the node said; write only what changed, in bulk.
 
     Every write is conditional on the state the row was read in: a row an operator closed
@@ -389,8 +484,12 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency, tip_h
         else:
             _record_state(row, info, currency, now)
             _record_block(row, info, tip_height)
-            if row.type == NT.Type.DEPOSIT and row.credited_at is None and row.state == NT.State.OPEN \
-                    and info.confirmations >= currency.crediting_threshold:
+            if (
+                row.type == NT.Type.DEPOSIT
+                and row.credited_at is None
+                and row.state == NT.State.OPEN
+                and info.confirmations >= currency.crediting_threshold
+            ):
                 to_credit.append((row, info))
             if row.state == NT.State.CLOSED and before[2] != NT.State.CLOSED:
                 summary.closed += 1
@@ -405,8 +504,11 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency, tip_h
     with transaction.atomic():
         if changed:
             # Only the columns that moved (usually confirmations), last_checked_at folded in.
-            write_changes(changed, [f for f in UPDATED_FIELDS if f in changed_fields] + ["last_checked_at"],
-                          read_states=read_states)
+            write_changes(
+                changed,
+                [f for f in UPDATED_FIELDS if f in changed_fields] + ["last_checked_at"],
+                read_states=read_states,
+            )
         if unchanged:
             NT.objects.polled().filter(pk__in=unchanged).update(last_checked_at=now)
     summary.changed = len(changed)
@@ -419,14 +521,28 @@ def apply(rows: list[NetworkTransaction], infos: dict, currency: Currency, tip_h
     return summary
 
 
-_CASTS = {"confirmations": "integer", "max_confirmations": "integer", "state": "text",
-          "state_changed_at": "timestamptz", "closed_at": "timestamptz", "flagged": "boolean",
-          "flag_reason": "text", "last_error": "text", "last_error_at": "timestamptz", "last_checked_at": "timestamptz",
-          "block_hash": "text", "block_height": "integer"}
+_CASTS = {
+    "confirmations": "integer",
+    "max_confirmations": "integer",
+    "state": "text",
+    "state_changed_at": "timestamptz",
+    "closed_at": "timestamptz",
+    "flagged": "boolean",
+    "flag_reason": "text",
+    "last_error": "text",
+    "last_error_at": "timestamptz",
+    "last_checked_at": "timestamptz",
+    "block_hash": "text",
+    "block_height": "integer",
+}
 
 
-def write_changes(rows: list[NetworkTransaction], columns: list[str] = UPDATED_FIELDS, *,
-                  read_states: dict[int, str]) -> None:
+def write_changes(
+    rows: list[NetworkTransaction],
+    columns: list[str] = UPDATED_FIELDS,
+    *,
+    read_states: dict[int, str],
+) -> None:
     """Write `columns` of many rows in one statement, each only if its state is still the one
     it was read in (`read_states`: id -> state): never a write of a stale copy.
 
@@ -439,17 +555,31 @@ def write_changes(rows: list[NetworkTransaction], columns: list[str] = UPDATED_F
             from psycopg2.extras import execute_values
 
             sets = ", ".join(f"{f} = v.{f}::{_CASTS[f]}" for f in columns)
-            execute_values(cursor.cursor, f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) AS v(id, read_state, "
-                           f"{', '.join(columns)}) WHERE t.id = v.id AND t.state = v.read_state", values,
-                           page_size=5000)
+            execute_values(
+                cursor.cursor,
+                f"UPDATE {table} AS t SET {sets} FROM (VALUES %s) AS v(id, read_state, "
+                f"{', '.join(columns)}) WHERE t.id = v.id AND t.state = v.read_state",
+                values,
+                page_size=5000,
+            )
             _count(-(-len(values) // 5000))
         else:
             prep = [NT._meta.get_field(f) for f in columns]
             sets = ", ".join(f"{f} = %s" for f in columns)
-            cursor.executemany(f"UPDATE {table} SET {sets} WHERE id = %s AND state = %s", [
-                (*(field.get_db_prep_save(value, connection) for field, value in zip(prep, v[2:])), v[0], v[1])
-                for v in values
-            ])
+            cursor.executemany(
+                f"UPDATE {table} SET {sets} WHERE id = %s AND state = %s",
+                [
+                    (
+                        *(
+                            field.get_db_prep_save(value, connection)
+                            for field, value in zip(prep, v[2:])
+                        ),
+                        v[0],
+                        v[1],
+                    )
+                    for v in values
+                ],
+            )
 
 
 def _record_state(row: NetworkTransaction, info: TxInfo, currency: Currency, now) -> None:
@@ -466,8 +596,15 @@ def _record_state(row: NetworkTransaction, info: TxInfo, currency: Currency, now
         return
     if row.state in (NT.State.CONFLICTED, NT.State.VANISHED):
         row.state, row.state_changed_at = NT.State.OPEN, now  # it came back
-    if confs < row.confirmations and row.credited_at is not None and confs < currency.crediting_threshold:
-        _flag(row, f"credited deposit lost confirmations: {row.max_confirmations} seen, now {confs} (reorg?)")
+    if (
+        confs < row.confirmations
+        and row.credited_at is not None
+        and confs < currency.crediting_threshold
+    ):
+        _flag(
+            row,
+            f"credited deposit lost confirmations: {row.max_confirmations} seen, now {confs} (reorg?)",
+        )
     row.confirmations = confs
     row.max_confirmations = max(row.max_confirmations, confs)
     if confs >= currency.polling_threshold and row.state == NT.State.OPEN:
@@ -531,14 +668,22 @@ def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) ->
     try:
         with transaction.atomic():
             # The claim: whoever flips credited_at first credits; everyone else sees 0 rows.
-            claimed = NT.objects.filter(pk=row.pk, credited_at__isnull=True, state=NT.State.OPEN).update(**claim)
+            claimed = NT.objects.filter(
+                pk=row.pk, credited_at__isnull=True, state=NT.State.OPEN
+            ).update(**claim)
             if not claimed:
                 return 0
             for address, amount in info.received().items():
                 if address in ours:
-                    services.post(network, ours[address].account, amount, Transaction.Kind.DEPOSIT,
-                                  network_transaction_id=row.pk, address=ours[address],
-                                  label=f"deposit {row.txid[:16]}")
+                    services.post(
+                        network,
+                        ours[address].account,
+                        amount,
+                        Transaction.Kind.DEPOSIT,
+                        network_transaction_id=row.pk,
+                        address=ours[address],
+                        label=f"deposit {row.txid[:16]}",
+                    )
             faults.point("credit.before_commit")
     except IntegrityError:
         # The UNIQUE (network transaction, address) backstop fired: someone else credited.
@@ -566,7 +711,9 @@ def update_one(currency: Currency, txid: str) -> Summary:
     if no wallet could be asked (the scheduler's poll is the safety net)."""
     summary = Summary()
     failures: list[BackendError] = []
-    wallets = list(Wallet.objects.filter(currency=currency, enabled=True).select_related("currency"))
+    wallets = list(
+        Wallet.objects.filter(currency=currency, enabled=True).select_related("currency")
+    )
     for wallet in wallets:
         try:
             info = wallet.get_backend().get_transactions([txid]).get(txid)
@@ -642,5 +789,7 @@ def close_by_hand(row_ids, user, reason: str) -> list[NetworkTransaction]:
         for row in rows:
             row.state, row.state_changed_at, row.closed_at = NT.State.CLOSED_BY_HAND, now, now
             row.closed_by, row.close_reason = user, reason
-        NT.objects.bulk_update(rows, ["state", "state_changed_at", "closed_at", "closed_by", "close_reason"])
+        NT.objects.bulk_update(
+            rows, ["state", "state_changed_at", "closed_at", "closed_by", "close_reason"]
+        )
     return rows

@@ -5,6 +5,7 @@
   may hold coins the wallet does not. Red until an operator checks the chain and closes it by
   hand (or it comes back);
 - a wallet whose last poll failed (node down, or a reply we could not trust)."""
+
 from django.db.models import Count, Q
 from django.urls import reverse
 
@@ -16,28 +17,41 @@ def alerts(request):
         return []
     out = []
     conflicted = NetworkTransaction.objects.filter(
-        type=NetworkTransaction.Type.DEPOSIT, state=NetworkTransaction.State.CONFLICTED,
-    ).aggregate(never=Count("id", filter=Q(credited_at__isnull=True)), credited=Count("id", filter=Q(credited_at__isnull=False)))
+        type=NetworkTransaction.Type.DEPOSIT,
+        state=NetworkTransaction.State.CONFLICTED,
+    ).aggregate(
+        never=Count("id", filter=Q(credited_at__isnull=True)),
+        credited=Count("id", filter=Q(credited_at__isnull=False)),
+    )
     if conflicted["never"] or conflicted["credited"]:
         parts = []
         if conflicted["never"]:
             parts.append(f"{conflicted['never']} conflicted deposit(s) never credited")
         if conflicted["credited"]:
-            parts.append(f"{conflicted['credited']} conflicted deposit(s) already credited (the books may hold coins "
-                         "the wallet does not)")
-        out.append(dict(
-            level="error",
-            message=(f"{' and '.join(parts)}: the payer's transaction was replaced or double-spent. Check the chain "
-                     "and close them by hand with the reason."),
-            url=reverse("admin:ledger_networktransaction_changelist") + "?type__exact=deposit&state__exact=conflicted",
-        ))
+            parts.append(
+                f"{conflicted['credited']} conflicted deposit(s) already credited (the books may hold coins "
+                "the wallet does not)"
+            )
+        out.append(
+            dict(
+                level="error",
+                message=(
+                    f"{' and '.join(parts)}: the payer's transaction was replaced or double-spent. Check the chain "
+                    "and close them by hand with the reason."
+                ),
+                url=reverse("admin:ledger_networktransaction_changelist")
+                + "?type__exact=deposit&state__exact=conflicted",
+            )
+        )
     failing = list(
         Wallet.objects.active().exclude(last_poll_error="").values_list("name", flat=True)[:5]
     )
     if failing:
-        out.append(dict(
-            level="warning",
-            message=f"Polling failed for wallet(s) {', '.join(failing)}: see 'last poll error' on the wallet's page.",
-            url=reverse("admin:ledger_wallet_changelist") + "?enabled__exact=1",
-        ))
+        out.append(
+            dict(
+                level="warning",
+                message=f"Polling failed for wallet(s) {', '.join(failing)}: see 'last poll error' on the wallet's page.",
+                url=reverse("admin:ledger_wallet_changelist") + "?enabled__exact=1",
+            )
+        )
     return out

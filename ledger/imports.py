@@ -4,6 +4,7 @@ The first version subtracted only the users' balances, so coins queued for withd
 (still in the wallet, already debited from 201) were imported a second time. Here the
 unaccounted amount is node balance - books (which keep pending outgoing on 204) - deposits
 received but not yet credited (the tracker will credit those)."""
+
 from __future__ import annotations
 
 from django.db import transaction
@@ -43,10 +44,17 @@ class AmountChanged(WalletImportError):
 
 def check_target(wallet: Wallet, account: Account) -> None:
     if account.currency_id != wallet.currency_id:
-        raise WalletImportError(f"Account {account.pk} is a {account.currency.code} account; the wallet holds "
-                           f"{wallet.currency.code}.")
-    if account.wallet_id is not None and account.code in (Account.Code.NETWORK, Account.Code.IMPORT):
-        raise WalletImportError("Coins cannot be imported onto the network or import system account itself.")
+        raise WalletImportError(
+            f"Account {account.pk} is a {account.currency.code} account; the wallet holds "
+            f"{wallet.currency.code}."
+        )
+    if account.wallet_id is not None and account.code in (
+        Account.Code.NETWORK,
+        Account.Code.IMPORT,
+    ):
+        raise WalletImportError(
+            "Coins cannot be imported onto the network or import system account itself."
+        )
 
 
 IMPORT_PERM = "ledger.import_wallet_balance"
@@ -80,12 +88,16 @@ def confirm_import(wallet: Wallet, account: Account, expected: int, *, by) -> Tr
     entry = import_unaccounted_balance(wallet.pk, account.pk, expected, user=actors.person(by))
     c = wallet.currency
     actors.log_action(
-        by, wallet, f"Imported {c.format(entry.amount)} {c.code} to account {account.pk} ({entry.label})."
+        by,
+        wallet,
+        f"Imported {c.format(entry.amount)} {c.code} to account {account.pk} ({entry.label}).",
     )
     return entry
 
 
-def import_unaccounted_balance(wallet_id: int, account_id: int, expected: int | None = None, user=None) -> Transaction:
+def import_unaccounted_balance(
+    wallet_id: int, account_id: int, expected: int | None = None, user=None
+) -> Transaction:
     """One import transaction for exactly the unaccounted amount, or an error that wrote nothing.
 
     The wallet row is locked while the amount is computed and booked, so two admins
@@ -98,10 +110,17 @@ def import_unaccounted_balance(wallet_id: int, account_id: int, expected: int | 
         check_importable(wallet, amount)
         if expected is not None and expected != amount:
             raise AmountChanged(expected, amount, wallet.currency)
-        number = Transaction.objects.filter(kind=Transaction.Kind.IMPORT, destination=account).count() + 1
+        number = (
+            Transaction.objects.filter(kind=Transaction.Kind.IMPORT, destination=account).count()
+            + 1
+        )
         booked = services.post(
-            services.system_account(wallet, Account.Code.IMPORT), account, amount, Transaction.Kind.IMPORT,
-            label=f"Import #{number} from wallet {wallet.name}", created_by=user,
+            services.system_account(wallet, Account.Code.IMPORT),
+            account,
+            amount,
+            Transaction.Kind.IMPORT,
+            label=f"Import #{number} from wallet {wallet.name}",
+            created_by=user,
         )
         faults.point("import.before_commit")
         return booked

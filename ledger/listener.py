@@ -19,6 +19,7 @@ transaction hash on ZMQ (`-zmqpubhashblock`, `-zmqpubhashtx`) and one long-runni
 
 Everything that writes goes through ledger/confirmations.py, so THE RULE there holds here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,9 @@ SEEN_LIMIT = 100_000  # txids remembered, so the mined copy of a notified one co
 
 
 class Listener:
-    def __init__(self, wallets: list[Wallet], endpoint: str | None = None, resync: float = 60.0, out=None):
+    def __init__(
+        self, wallets: list[Wallet], endpoint: str | None = None, resync: float = 60.0, out=None
+    ):
         self.out = out or (lambda line: None)
         self.resync = resync
         self.context = zmq.Context()
@@ -47,7 +50,9 @@ class Listener:
         for wallet in wallets:
             url = endpoint or (wallet.backend_settings or {}).get("zmq")
             if not url:
-                raise ValueError(f"wallet {wallet.name} has no 'zmq' endpoint in its backend settings")
+                raise ValueError(
+                    f"wallet {wallet.name} has no 'zmq' endpoint in its backend settings"
+                )
             self.groups.setdefault(url, []).append(wallet.pk)
         self.sockets: dict[zmq.Socket, str] = {}
         self.monitors: dict[zmq.Socket, str] = {}
@@ -119,7 +124,9 @@ class Listener:
                 return messages
             if len(parts) < 2:
                 continue
-            seq = struct.unpack("<I", parts[2])[0] if len(parts) > 2 and len(parts[2]) == 4 else None
+            seq = (
+                struct.unpack("<I", parts[2])[0] if len(parts) > 2 and len(parts[2]) == 4 else None
+            )
             messages.append((parts[0], parts[1], seq))
 
     def handle(self, url: str, messages) -> None:
@@ -130,7 +137,9 @@ class Listener:
             last = self.sequence.get((url, topic))
             if seq is not None:
                 if last is not None and seq != (last + 1) % 2**32:
-                    gap = True  # missed messages, or the node restarted (its sequence restarts at 0)
+                    gap = (
+                        True  # missed messages, or the node restarted (its sequence restarts at 0)
+                    )
                 self.sequence[(url, topic)] = seq
             if topic == b"hashblock":
                 block = True
@@ -140,18 +149,26 @@ class Listener:
                     txids.append(txid)
         self.handled += len(messages)
         close_old_connections()
-        for wallet in Wallet.objects.filter(pk__in=self.groups[url], enabled=True).select_related("currency"):
+        for wallet in Wallet.objects.filter(pk__in=self.groups[url], enabled=True).select_related(
+            "currency"
+        ):
             try:
                 summary = None
                 if block or gap:
-                    summary = poll_wallet(wallet, self.backend(wallet))  # a new tip's window: the unconfirmed too
-                    self.out(f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary} "
-                             f"({(time.perf_counter() - started) * 1000:.0f} ms)")
+                    summary = poll_wallet(
+                        wallet, self.backend(wallet)
+                    )  # a new tip's window: the unconfirmed too
+                    self.out(
+                        f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary} "
+                        f"({(time.perf_counter() - started) * 1000:.0f} ms)"
+                    )
                 if txids and not getattr(summary, "read_window", False):
                     summary = record_transactions(wallet, txids, self.backend(wallet))
                     if summary.discovered or summary.changed:
-                        self.out(f"{wallet.name}: {len(txids)} transaction(s): {summary} "
-                                 f"({(time.perf_counter() - started) * 1000:.0f} ms)")
+                        self.out(
+                            f"{wallet.name}: {len(txids)} transaction(s): {summary} "
+                            f"({(time.perf_counter() - started) * 1000:.0f} ms)"
+                        )
             except Exception as exc:  # noqa: BLE001 - one wallet's failure is recorded, the feed goes on
                 if not isinstance(exc, BackendError):
                     log.exception("listener: %s failed", wallet.name)
@@ -170,7 +187,9 @@ class Listener:
 
     def poll_all(self, reason: str, urls=None) -> None:
         close_old_connections()
-        ids = [pk for url, group in self.groups.items() if urls is None or url in urls for pk in group]
+        ids = [
+            pk for url, group in self.groups.items() if urls is None or url in urls for pk in group
+        ]
         for wallet in Wallet.objects.filter(pk__in=ids, enabled=True).select_related("currency"):
             try:
                 self.out(f"{wallet.name}: {reason}: {poll_wallet(wallet, self.backend(wallet))}")

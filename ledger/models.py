@@ -1,5 +1,6 @@
 """The books: currencies, wallets, accounts, addresses, double-entry transactions and
 network transactions. Amounts are integer base units (see ledger/money.py)."""
+
 from datetime import timedelta
 
 from django.conf import settings
@@ -20,22 +21,29 @@ class Currency(models.Model):
         default=3, help_text="Confirmations at which a deposit is credited to the user"
     )
     polling_threshold = models.PositiveIntegerField(
-        default=6, help_text="Confirmations at which a network transaction is closed and no longer polled"
+        default=6,
+        help_text="Confirmations at which a network transaction is closed and no longer polled",
     )
     network = models.CharField(
-        max_length=16, default="regtest", help_text="mainnet, testnet or regtest: used to validate addresses"
+        max_length=16,
+        default="regtest",
+        help_text="mainnet, testnet or regtest: used to validate addresses",
     )
 
     class Meta:
         verbose_name_plural = "currencies"
         ordering = ["code"]
         constraints = [
-            models.CheckConstraint(condition=Q(decimals__lte=MAX_DECIMALS), name="currency_decimals_fit_int64"),
+            models.CheckConstraint(
+                condition=Q(decimals__lte=MAX_DECIMALS), name="currency_decimals_fit_int64"
+            ),
             models.CheckConstraint(
                 condition=Q(polling_threshold__gte=models.F("crediting_threshold")),
                 name="currency_polling_after_crediting",
             ),
-            models.CheckConstraint(condition=Q(crediting_threshold__gte=1), name="currency_crediting_at_least_1"),
+            models.CheckConstraint(
+                condition=Q(crediting_threshold__gte=1), name="currency_crediting_at_least_1"
+            ),
         ]
 
     def __str__(self):
@@ -64,8 +72,11 @@ class Wallet(models.Model):
     # Secrets: never shown in the admin or logs (see backend_settings_masked).
     backend_settings = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
-    last_block_hash = models.CharField(max_length=64, blank=True,
-                                       help_text="The node's tip at the poller's last cycle (its listsinceblock cursor)")
+    last_block_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The node's tip at the poller's last cycle (its listsinceblock cursor)",
+    )
     # The height of that tip: a mined row's confirmations are this - its block_height + 1.
     last_block_height = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -86,7 +97,10 @@ class Wallet(models.Model):
         permissions = [
             ("import_wallet_balance", "Can import a wallet's unaccounted balance"),
             ("rescan_wallet", "Can rescan a wallet's receiving addresses"),
-            ("reconcile_wallet", "Can record a reconciliation of a wallet's node against the books"),
+            (
+                "reconcile_wallet",
+                "Can record a reconciliation of a wallet's node against the books",
+            ),
         ]
 
     def __str__(self):
@@ -139,17 +153,25 @@ class Account(models.Model):
 
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="accounts")
     code = models.PositiveIntegerField(choices=Code.choices)
-    user_id = models.CharField(max_length=128, null=True, blank=True, db_index=True, help_text="External user id")
-    wallet = models.ForeignKey(Wallet, null=True, blank=True, on_delete=models.PROTECT, related_name="system_accounts")
+    user_id = models.CharField(
+        max_length=128, null=True, blank=True, db_index=True, help_text="External user id"
+    )
+    wallet = models.ForeignKey(
+        Wallet, null=True, blank=True, on_delete=models.PROTECT, related_name="system_accounts"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["user_id", "currency", "code"], condition=Q(user_id__isnull=False), name="account_one_per_user_currency_code"
+                fields=["user_id", "currency", "code"],
+                condition=Q(user_id__isnull=False),
+                name="account_one_per_user_currency_code",
             ),
             models.UniqueConstraint(
-                fields=["wallet", "code"], condition=Q(wallet__isnull=False), name="account_one_per_wallet_code"
+                fields=["wallet", "code"],
+                condition=Q(wallet__isnull=False),
+                name="account_one_per_wallet_code",
             ),
             # Exactly one owner: a user (user codes) or a wallet (system codes).
             models.CheckConstraint(
@@ -172,8 +194,12 @@ class Address(models.Model):
         EXTERNAL = "external", "external destination"
 
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="addresses")
-    wallet = models.ForeignKey(Wallet, null=True, blank=True, on_delete=models.PROTECT, related_name="addresses")
-    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.PROTECT, related_name="addresses")
+    wallet = models.ForeignKey(
+        Wallet, null=True, blank=True, on_delete=models.PROTECT, related_name="addresses"
+    )
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.PROTECT, related_name="addresses"
+    )
     address = models.CharField(max_length=128)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     label = models.CharField(max_length=128, blank=True)
@@ -182,7 +208,9 @@ class Address(models.Model):
     class Meta:
         verbose_name_plural = "addresses"
         constraints = [
-            models.UniqueConstraint(fields=["currency", "address"], name="address_unique_per_currency"),
+            models.UniqueConstraint(
+                fields=["currency", "address"], name="address_unique_per_currency"
+            ),
             models.CheckConstraint(
                 condition=Q(kind="external") | Q(account__isnull=False, wallet__isnull=False),
                 name="address_receiving_has_owner",
@@ -208,16 +236,27 @@ class NetworkTransactionQuerySet(models.QuerySet):
     @classmethod
     def stuck_q(cls, now=None) -> Q:
         """The rule of stuck() as a condition, for counting (`Count(..., filter=...)`)."""
-        return Q(state=NetworkTransaction.State.OPEN, opened_at__lt=(now or timezone.now()) - cls.STUCK_AFTER)
+        return Q(
+            state=NetworkTransaction.State.OPEN,
+            opened_at__lt=(now or timezone.now()) - cls.STUCK_AFTER,
+        )
 
     def with_confirmations(self):
         """`confirmations_now`: a mined open row's confirmations derived from its wallet's tip
         (the poller does not rewrite every row per block); otherwise the stored value."""
         derived = F("wallet__last_block_height") - F("block_height") + 1
-        return self.annotate(confirmations_now=Case(
-            When(state=NetworkTransaction.State.OPEN, block_height__isnull=False,
-                 wallet__last_block_height__isnull=False, then=derived),
-            default=F("confirmations"), output_field=models.IntegerField()))
+        return self.annotate(
+            confirmations_now=Case(
+                When(
+                    state=NetworkTransaction.State.OPEN,
+                    block_height__isnull=False,
+                    wallet__last_block_height__isnull=False,
+                    then=derived,
+                ),
+                default=F("confirmations"),
+                output_field=models.IntegerField(),
+            )
+        )
 
 
 class NetworkTransaction(models.Model):
@@ -242,13 +281,21 @@ class NetworkTransaction(models.Model):
         VANISHED = "vanished", "vanished from node"
         CLOSED_BY_HAND = "closed_by_hand", "closed by hand"
 
-    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="network_transactions")
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="network_transactions")
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, related_name="network_transactions"
+    )
+    wallet = models.ForeignKey(
+        Wallet, on_delete=models.PROTECT, related_name="network_transactions"
+    )
     txid = models.CharField(max_length=64)
     type = models.CharField(max_length=16, choices=Type.choices)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN, db_index=True)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.OPEN, db_index=True
+    )
     confirmations = models.IntegerField(default=0)
-    max_confirmations = models.IntegerField(default=0, help_text="Highest ever seen: a drop means a reorg")
+    max_confirmations = models.IntegerField(
+        default=0, help_text="Highest ever seen: a drop means a reorg"
+    )
     opened_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
@@ -256,7 +303,9 @@ class NetworkTransaction(models.Model):
     credited_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
-    flagged = models.BooleanField(default=False, help_text="Needs an operator: e.g. a credited deposit lost confirmations")
+    flagged = models.BooleanField(
+        default=False, help_text="Needs an operator: e.g. a credited deposit lost confirmations"
+    )
     flag_reason = models.TextField(blank=True)
     closed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -272,15 +321,22 @@ class NetworkTransaction(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["wallet", "txid", "type"], name="network_tx_unique_per_wallet_txid_type"),
+            models.UniqueConstraint(
+                fields=["wallet", "txid", "type"], name="network_tx_unique_per_wallet_txid_type"
+            ),
             # Our own broadcast is one row whatever wallet looks it up (broadcasts/services.py
             # finds it by currency and txid).
-            models.UniqueConstraint(fields=["currency", "txid"], condition=Q(type="broadcast"),
-                                    name="network_tx_one_broadcast_per_currency_txid"),
+            models.UniqueConstraint(
+                fields=["currency", "txid"],
+                condition=Q(type="broadcast"),
+                name="network_tx_one_broadcast_per_currency_txid",
+            ),
             # "Closed (confirmed)" is reached only by crediting: a deposit closed without its
             # credit would never be polled or credited again (issue 12).
-            models.CheckConstraint(condition=~Q(type="deposit", state="closed", credited_at__isnull=True),
-                                   name="network_tx_deposit_closed_only_credited"),
+            models.CheckConstraint(
+                condition=~Q(type="deposit", state="closed", credited_at__isnull=True),
+                name="network_tx_deposit_closed_only_credited",
+            ),
             models.CheckConstraint(
                 condition=Q(txid__regex=TXID_PATTERN), name="network_tx_txid_is_hex64"
             ),
@@ -289,10 +345,16 @@ class NetworkTransaction(models.Model):
             # The poller's working set: open rows of one currency.
             models.Index(fields=["currency", "state", "opened_at"], name="network_tx_open_idx"),
             # A poll cycle's range scans: rows reaching a threshold, rows in a block to check.
-            models.Index(fields=["wallet", "state", "block_height", "block_hash"], name="network_tx_block_idx"),
+            models.Index(
+                fields=["wallet", "state", "block_height", "block_hash"],
+                name="network_tx_block_idx",
+            ),
             # Deposits still due a credit (few), found without reading every open row.
-            models.Index(fields=["wallet", "block_height"], name="network_tx_uncredited_idx",
-                         condition=Q(type="deposit", state="open", credited_at__isnull=True)),
+            models.Index(
+                fields=["wallet", "block_height"],
+                name="network_tx_uncredited_idx",
+                condition=Q(type="deposit", state="open", credited_at__isnull=True),
+            ),
         ]
         permissions = [
             ("close_networktransaction_by_hand", "Can close network transactions by hand"),
@@ -324,7 +386,11 @@ class NetworkTransaction(models.Model):
 
 
 # Rows that are still polled: open ones, and troubled ones that may come back.
-POLLED_STATES = (NetworkTransaction.State.OPEN, NetworkTransaction.State.CONFLICTED, NetworkTransaction.State.VANISHED)
+POLLED_STATES = (
+    NetworkTransaction.State.OPEN,
+    NetworkTransaction.State.CONFLICTED,
+    NetworkTransaction.State.VANISHED,
+)
 
 
 class Transaction(models.Model):
@@ -349,10 +415,16 @@ class Transaction(models.Model):
     amount = models.BigIntegerField(help_text="Base units (satoshis)")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     network_transaction = models.ForeignKey(
-        NetworkTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+        NetworkTransaction,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
     )
     # For a deposit: which of our addresses was paid. One credit per (network tx, address).
-    address = models.ForeignKey(Address, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
+    address = models.ForeignKey(
+        Address, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
     label = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     created_by = models.ForeignKey(
@@ -362,7 +434,9 @@ class Transaction(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="transaction_amount_positive"),
-            models.CheckConstraint(condition=~Q(source=models.F("destination")), name="transaction_distinct_accounts"),
+            models.CheckConstraint(
+                condition=~Q(source=models.F("destination")), name="transaction_distinct_accounts"
+            ),
             # Exactly-once crediting of deposits, enforced by the database.
             models.UniqueConstraint(
                 fields=["network_transaction", "address"],

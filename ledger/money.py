@@ -4,6 +4,7 @@ Amounts live in the database as integer base units (satoshis for 8 decimals): SU
 BIGINT is exact on SQLite and PostgreSQL alike, which a DecimalField is not on SQLite.
 Floats are refused everywhere: they cannot represent most amounts.
 """
+
 import re
 from decimal import Decimal, InvalidOperation
 

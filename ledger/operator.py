@@ -2,6 +2,7 @@
 
 The permission and the admin history entry live here; the work is ledger.confirmations',
 which the scheduled tracker runs too (as the system, without either)."""
+
 from __future__ import annotations
 
 from . import actors

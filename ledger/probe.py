@@ -1,5 +1,6 @@
 """Asking every wallet's node something at once, with a short timeout: the one way the health
 check and the operator's overview probe nodes."""
+
 from concurrent.futures import ThreadPoolExecutor
 
 MAX_THREADS = 8

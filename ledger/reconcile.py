@@ -1,4 +1,5 @@
 """Node against books: what the wallet holds on chain versus what the books say it holds."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -17,7 +18,9 @@ class Reconciliation:
     wallet_id: int
     node_balance: int  # minconf 0: what the node's wallet holds, pending included
     books_balance: int  # services.wallet_books_balance: users + fees, pending outgoing included
-    uncredited: int  # received on our addresses, not (yet) credited: neither imported nor counted twice
+    uncredited: (
+        int  # received on our addresses, not (yet) credited: neither imported nor counted twice
+    )
     users_balance: int = 0
     pending_outgoing: int = 0
     fees: int = 0
@@ -33,7 +36,7 @@ class Reconciliation:
         return {**asdict(self), "unaccounted": self.unaccounted}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Reconciliation":
+    def from_dict(cls, data: dict) -> Reconciliation:
         """The result recorded on the wallet (as_dict), to show without asking the node again."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -47,13 +50,21 @@ def reconcile(wallet: Wallet) -> Reconciliation:
     backend = wallet.get_backend()
     node_balance = backend.get_balance(minconf=0)
     received = backend.list_received_by_address(minconf=0)
-    ours = dict(Address.objects.filter(wallet=wallet, kind=Address.Kind.RECEIVING).values_list("address", "id"))
+    ours = dict(
+        Address.objects.filter(wallet=wallet, kind=Address.Kind.RECEIVING).values_list(
+            "address", "id"
+        )
+    )
     credited = dict(
         Transaction.objects.filter(kind=Transaction.Kind.DEPOSIT, address__wallet=wallet)
-        .values("address_id").annotate(s=Sum("amount")).values_list("address_id", "s")
+        .values("address_id")
+        .annotate(s=Sum("amount"))
+        .values_list("address_id", "s")
     )
     known_txids = set(
-        NetworkTransaction.objects.filter(wallet=wallet, type=NetworkTransaction.Type.DEPOSIT).values_list("txid", flat=True)
+        NetworkTransaction.objects.filter(
+            wallet=wallet, type=NetworkTransaction.Type.DEPOSIT
+        ).values_list("txid", flat=True)
     )
     uncredited, missing = 0, []
     for row in received:
@@ -65,15 +76,27 @@ def reconcile(wallet: Wallet) -> Reconciliation:
             uncredited += gap
         unknown = [t for t in row.txids if t not in known_txids]
         if unknown:
-            missing.append({"address": row.address, "txids": unknown, "received": row.amount,
-                            "credited": credited.get(address_id, 0)})
+            missing.append(
+                {
+                    "address": row.address,
+                    "txids": unknown,
+                    "received": row.amount,
+                    "credited": credited.get(address_id, 0),
+                }
+            )
     books = services.wallet_books_balance(wallet)
     system = services.system_accounts(wallet)
     fees = services.balance(system[Account.Code.FEES])
     pending = _sum_user_accounts(wallet, Account.Code.WITHDRAW_LOCKED)
     result = Reconciliation(
-        wallet_id=wallet.pk, node_balance=node_balance, books_balance=books, uncredited=uncredited,
-        users_balance=books - fees, pending_outgoing=pending, fees=fees, missing_deposits=missing,
+        wallet_id=wallet.pk,
+        node_balance=node_balance,
+        books_balance=books,
+        uncredited=uncredited,
+        users_balance=books - fees,
+        pending_outgoing=pending,
+        fees=fees,
+        missing_deposits=missing,
         checked_at=timezone.now().isoformat(),
     )
     return result
@@ -94,6 +117,9 @@ def record_reconciliation(wallet: Wallet, *, by) -> Reconciliation:
 
 
 def _sum_user_accounts(wallet: Wallet, code: int) -> int:
-    ids = list(Account.objects.filter(currency_id=wallet.currency_id, code=code, user_id__isnull=False)
-               .values_list("id", flat=True))
+    ids = list(
+        Account.objects.filter(
+            currency_id=wallet.currency_id, code=code, user_id__isnull=False
+        ).values_list("id", flat=True)
+    )
     return sum(services.balances(ids).values()) if ids else 0

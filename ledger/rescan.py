@@ -4,6 +4,7 @@ Found deposits are recorded as open deposit network transactions of the wallet; 
 confirmation tracker takes over from there and credits each exactly once at the threshold.
 Rescan only inserts rows it does not know (ignore_conflicts): it never writes an existing
 row, so a deposit closed by hand stays closed and uncredited (see ledger/confirmations.py)."""
+
 from __future__ import annotations
 
 from django.db import transaction
@@ -19,9 +20,16 @@ RESCAN_PERM = "ledger.rescan_wallet"
 
 def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
     backend = wallet.get_backend()
-    ours = set(Address.objects.filter(wallet=wallet, kind=Address.Kind.RECEIVING).values_list("address", flat=True))
-    known = set(NetworkTransaction.objects.filter(wallet=wallet, type=NetworkTransaction.Type.DEPOSIT)
-                .values_list("txid", flat=True))
+    ours = set(
+        Address.objects.filter(wallet=wallet, kind=Address.Kind.RECEIVING).values_list(
+            "address", flat=True
+        )
+    )
+    known = set(
+        NetworkTransaction.objects.filter(
+            wallet=wallet, type=NetworkTransaction.Type.DEPOSIT
+        ).values_list("txid", flat=True)
+    )
     found: dict[str, int] = {}
     receives = 0
     for entry in backend.iter_received(page_size=page_size, progress=progress):
@@ -33,20 +41,36 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
     now = timezone.now()
     with transaction.atomic():
         # ignore_conflicts: the tracker or walletnotify may record the same txid meanwhile.
-        NetworkTransaction.objects.bulk_create([
-            NetworkTransaction(currency_id=wallet.currency_id, wallet=wallet, txid=txid, type=NetworkTransaction.Type.DEPOSIT,
-                               confirmations=max(confs, 0), max_confirmations=max(confs, 0), opened_at=now)
-            for txid, confs in found.items()
-        ], ignore_conflicts=True)
+        NetworkTransaction.objects.bulk_create(
+            [
+                NetworkTransaction(
+                    currency_id=wallet.currency_id,
+                    wallet=wallet,
+                    txid=txid,
+                    type=NetworkTransaction.Type.DEPOSIT,
+                    confirmations=max(confs, 0),
+                    max_confirmations=max(confs, 0),
+                    opened_at=now,
+                )
+                for txid, confs in found.items()
+            ],
+            ignore_conflicts=True,
+        )
     faults.point("rescan.after_record")
-    result = {"found": len(found), "txids": sorted(found)[:100], "receives_on_our_addresses": receives,
-              "addresses": len(ours), "finished_at": now.isoformat()}
+    result = {
+        "found": len(found),
+        "txids": sorted(found)[:100],
+        "receives_on_our_addresses": receives,
+        "addresses": len(ours),
+        "finished_at": now.isoformat(),
+    }
     Wallet.objects.filter(pk=wallet.pk).update(last_rescan_at=now, last_rescan_result=result)
     return result
 
 
-def rescan_addresses(currency: Currency | None = None, page_size: int = 1000, progress_factory=None, *,
-                     by) -> dict:
+def rescan_addresses(
+    currency: Currency | None = None, page_size: int = 1000, progress_factory=None, *, by
+) -> dict:
     """Rescan every enabled wallet (of one currency): {wallet name: result}."""
     actors.require(by, RESCAN_PERM)
     wallets = Wallet.objects.active().select_related("currency")
@@ -56,7 +80,9 @@ def rescan_addresses(currency: Currency | None = None, page_size: int = 1000, pr
     for wallet in wallets:
         bar = progress_factory(wallet) if progress_factory else None
         try:
-            results[wallet.name] = rescan_wallet(wallet, page_size, progress=bar.update if bar else None)
+            results[wallet.name] = rescan_wallet(
+                wallet, page_size, progress=bar.update if bar else None
+            )
         finally:
             if bar:
                 bar.close()
@@ -71,8 +97,12 @@ def queue_rescan(wallets, *, by) -> int:
     actors.require(by, RESCAN_PERM)
     wallets = list(wallets)
     for wallet in wallets:
-        async_task("ledger.tasks.rescan_wallet_task", wallet.pk, task_name=f"rescan {wallet.name}",
-                   group="rescan")
+        async_task(
+            "ledger.tasks.rescan_wallet_task",
+            wallet.pk,
+            task_name=f"rescan {wallet.name}",
+            group="rescan",
+        )
         actors.log_action(by, wallet, "Rescan queued")
     return len(wallets)
 

@@ -1,4 +1,5 @@
 """Bookkeeping operations. Each is atomic and takes ids or model instances."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -22,7 +23,8 @@ def user_accounts(user_id: str, currency: Currency) -> dict[int, Account]:
     missing = [c for c in Account.USER_CODES if c not in existing]
     if missing:
         Account.objects.bulk_create(
-            [Account(user_id=user_id, currency=currency, code=c) for c in missing], ignore_conflicts=True
+            [Account(user_id=user_id, currency=currency, code=c) for c in missing],
+            ignore_conflicts=True,
         )
         existing = {a.code: a for a in Account.objects.filter(user_id=user_id, currency=currency)}
     return existing
@@ -38,7 +40,8 @@ def system_accounts(wallet: Wallet) -> dict[int, Account]:
     missing = [c for c in Account.SYSTEM_CODES if c not in existing]
     if missing:
         Account.objects.bulk_create(
-            [Account(wallet=wallet, currency_id=wallet.currency_id, code=c) for c in missing], ignore_conflicts=True
+            [Account(wallet=wallet, currency_id=wallet.currency_id, code=c) for c in missing],
+            ignore_conflicts=True,
         )
         existing = {a.code: a for a in Account.objects.filter(wallet=wallet)}
     return existing
@@ -59,9 +62,16 @@ def post(source: Account, destination: Account, amount: int, kind: str, **fields
     if source.currency_id != destination.currency_id:
         raise LedgerError("both accounts must be of the same currency")
     row = Transaction.objects.create(
-        currency_id=source.currency_id, source=source, destination=destination, amount=amount, kind=kind, **fields
+        currency_id=source.currency_id,
+        source=source,
+        destination=destination,
+        amount=amount,
+        kind=kind,
+        **fields,
     )
-    accounts_changed.send(sender=Transaction, account_ids={source.pk, destination.pk}, using="default")
+    accounts_changed.send(
+        sender=Transaction, account_ids={source.pk, destination.pk}, using="default"
+    )
     return row
 
 
@@ -85,9 +95,15 @@ def balances(account_ids) -> dict[int, int]:
     """account id -> balance in base units (credits minus debits), two grouped queries."""
     ids = list(account_ids)
     result = defaultdict(int, {i: 0 for i in ids})
-    for row in Transaction.objects.filter(destination_id__in=ids).values("destination_id").annotate(s=Sum("amount")):
+    for row in (
+        Transaction.objects.filter(destination_id__in=ids)
+        .values("destination_id")
+        .annotate(s=Sum("amount"))
+    ):
         result[row["destination_id"]] += row["s"]
-    for row in Transaction.objects.filter(source_id__in=ids).values("source_id").annotate(s=Sum("amount")):
+    for row in (
+        Transaction.objects.filter(source_id__in=ids).values("source_id").annotate(s=Sum("amount"))
+    ):
         result[row["source_id"]] -= row["s"]
     return dict(result)
 
@@ -114,6 +130,10 @@ def new_receiving_address(wallet: Wallet, user_id: str, label: str = "") -> Addr
     # The node call stays outside any database transaction: an unused address costs nothing.
     address = wallet.get_backend().new_address(label or f"user:{user_id}")
     return Address.objects.create(
-        currency_id=wallet.currency_id, wallet=wallet, account=account, address=address,
-        kind=Address.Kind.RECEIVING, label=label or f"user:{user_id}",
+        currency_id=wallet.currency_id,
+        wallet=wallet,
+        account=account,
+        address=address,
+        kind=Address.Kind.RECEIVING,
+        label=label or f"user:{user_id}",
     )

@@ -1,6 +1,7 @@
 """`accounts_changed` fires for every ledger write, with the affected accounts' ids and the
 database alias. Receivers that cache balances defer their work with on_commit so that a
 rolled-back write changes nothing. Any bulk write path must send it too."""
+
 from django.dispatch import Signal
 
 accounts_changed = Signal()  # kwargs: account_ids (set[int]), using (str)

@@ -1,3 +1,4 @@
 """django-q2 entry points: thin wrappers over the services."""
+
 from .confirmations import poll_all_currencies  # noqa: F401
 from .rescan import rescan_wallet_task, scheduled_rescan  # noqa: F401

@@ -1,6 +1,7 @@
 """What a transaction id is: 64 lowercase hexadecimal characters. The one definition, read by
 the NetworkTransaction constraint, the backends' reply checks, walletnotify and the operator's
 close form."""
+
 import re
 
 TXID_PATTERN = r"^[0-9a-f]{64}$"

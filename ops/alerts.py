@@ -13,6 +13,7 @@ alerts at once send one message. A send that fails puts `last_sent_at` back so t
 tries again; a process that dies between the claim and the send loses that one message
 (the reminder follows), it never floods.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,33 +45,54 @@ class Event:
 def interrupted_broadcast_events() -> list[Event]:
     from broadcasts.services import interrupted_broadcasts
 
-    return [Event(f"broadcast.interrupted:{b.pk}", "broadcast.interrupted",
-                  f"Interrupted broadcast #{b.pk} on {b.wallet.name}",
-                  f"Broadcast #{b.pk} ({b.label}) was opened at {b.opened_at:%Y-%m-%d %H:%M:%S} UTC and never "
-                  f"finished: {b.output_count} output(s), {b.wallet.currency.format(b.total)} "
-                  f"{b.wallet.currency.code}. Broadcasting is stopped for this wallet until it is closed by hand.")
-            for b in interrupted_broadcasts().select_related("wallet__currency")]
+    return [
+        Event(
+            f"broadcast.interrupted:{b.pk}",
+            "broadcast.interrupted",
+            f"Interrupted broadcast #{b.pk} on {b.wallet.name}",
+            f"Broadcast #{b.pk} ({b.label}) was opened at {b.opened_at:%Y-%m-%d %H:%M:%S} UTC and never "
+            f"finished: {b.output_count} output(s), {b.wallet.currency.format(b.total)} "
+            f"{b.wallet.currency.code}. Broadcasting is stopped for this wallet until it is closed by hand.",
+        )
+        for b in interrupted_broadcasts().select_related("wallet__currency")
+    ]
 
 
 def flagged_deposit_events() -> list[Event]:
     from ledger.models import NetworkTransaction as NT
 
-    rows = NT.objects.filter(type=NT.Type.DEPOSIT, flagged=True, credited_at__isnull=False).exclude(
-        state=NT.State.CLOSED_BY_HAND).select_related("currency", "wallet")
-    return [Event(f"deposit.flagged:{r.pk}", "deposit.flagged",
-                  f"Credited deposit flagged: {r.currency.code} {r.txid[:16]}…",
-                  f"Deposit {r.txid} on {r.wallet.name} was credited at {r.credited_at:%Y-%m-%d %H:%M:%S} UTC "
-                  f"and is now flagged: {r.flag_reason or r.state}.")
-            for r in rows]
+    rows = (
+        NT.objects.filter(type=NT.Type.DEPOSIT, flagged=True, credited_at__isnull=False)
+        .exclude(state=NT.State.CLOSED_BY_HAND)
+        .select_related("currency", "wallet")
+    )
+    return [
+        Event(
+            f"deposit.flagged:{r.pk}",
+            "deposit.flagged",
+            f"Credited deposit flagged: {r.currency.code} {r.txid[:16]}…",
+            f"Deposit {r.txid} on {r.wallet.name} was credited at {r.credited_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"and is now flagged: {r.flag_reason or r.state}.",
+        )
+        for r in rows
+    ]
 
 
 def node_events() -> list[Event]:
     from cryptoadmin.health import probe_nodes
 
     delay = timedelta(minutes=settings.ALERT_NODE_DOWN_MINUTES)
-    return [Event(f"node.unreachable:{name}", "node.unreachable", f"Node of wallet {name} is unreachable",
-                  f"The node of wallet {name} did not answer ({status.get('error', 'no answer')}).", delay)
-            for name, status in probe_nodes()["wallets"].items() if not status["ok"]]
+    return [
+        Event(
+            f"node.unreachable:{name}",
+            "node.unreachable",
+            f"Node of wallet {name} is unreachable",
+            f"The node of wallet {name} did not answer ({status.get('error', 'no answer')}).",
+            delay,
+        )
+        for name, status in probe_nodes()["wallets"].items()
+        if not status["ok"]
+    ]
 
 
 def outgoing_attention_events() -> list[Event]:
@@ -81,25 +103,41 @@ def outgoing_attention_events() -> list[Event]:
     if state is None:
         return []
     rows = OutgoingTransaction.objects.filter(state=state).select_related("currency")
-    return [Event(f"outgoing.needs_attention:{o.pk}", "outgoing.needs_attention",
-                  f"Outgoing #{o.pk} needs attention",
-                  f"{o.currency.format(o.amount)} {o.currency.code} to {o.address}: "
-                  f"{getattr(o, 'attention_reason', '') or 'see its page'}.")
-            for o in rows]
+    return [
+        Event(
+            f"outgoing.needs_attention:{o.pk}",
+            "outgoing.needs_attention",
+            f"Outgoing #{o.pk} needs attention",
+            f"{o.currency.format(o.amount)} {o.currency.code} to {o.address}: "
+            f"{getattr(o, 'attention_reason', '') or 'see its page'}.",
+        )
+        for o in rows
+    ]
 
 
 def overdue_schedule_events() -> list[Event]:
     from cryptoadmin.overview import schedule_rows
 
-    return [Event(f"schedule.overdue:{row['schedule'].name}", "schedule.overdue",
-                  f"Schedule {row['schedule'].name} is overdue",
-                  f"Last success: {row['last_success'] or 'never'}; next run was due {row['next_run']}."
-                  + (f" Last error: {row['last_error']}" if row["last_error"] else ""))
-            for row in schedule_rows() if row["red"]]
+    return [
+        Event(
+            f"schedule.overdue:{row['schedule'].name}",
+            "schedule.overdue",
+            f"Schedule {row['schedule'].name} is overdue",
+            f"Last success: {row['last_success'] or 'never'}; next run was due {row['next_run']}."
+            + (f" Last error: {row['last_error']}" if row["last_error"] else ""),
+        )
+        for row in schedule_rows()
+        if row["red"]
+    ]
 
 
-SOURCES = (interrupted_broadcast_events, flagged_deposit_events, node_events, outgoing_attention_events,
-           overdue_schedule_events)
+SOURCES = (
+    interrupted_broadcast_events,
+    flagged_deposit_events,
+    node_events,
+    outgoing_attention_events,
+    overdue_schedule_events,
+)
 
 
 def current_events() -> list[Event]:
@@ -111,11 +149,23 @@ def record(events: list[Event], now) -> None:
     keys = [e.key for e in events]
     with transaction.atomic():
         Alert.objects.bulk_create(
-            [Alert(key=e.key, kind=e.kind, title=e.title, detail=e.detail, first_seen_at=now, last_seen_at=now)
-             for e in events], ignore_conflicts=True)
+            [
+                Alert(
+                    key=e.key,
+                    kind=e.kind,
+                    title=e.title,
+                    detail=e.detail,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+                for e in events
+            ],
+            ignore_conflicts=True,
+        )
         # An event that comes back after being resolved is a new occurrence: notify it again.
         Alert.objects.filter(key__in=keys, resolved_at__isnull=False).update(
-            resolved_at=None, first_seen_at=now, last_sent_at=None)
+            resolved_at=None, first_seen_at=now, last_sent_at=None
+        )
         Alert.objects.filter(key__in=keys).update(last_seen_at=now)
         Alert.objects.filter(resolved_at__isnull=True).exclude(key__in=keys).update(resolved_at=now)
 
@@ -131,9 +181,15 @@ def claim(event: Event, now) -> Alert | None:
             return None
     elif now - row.last_sent_at < reminder:
         return None
-    won = Alert.objects.filter(pk=row.pk, resolved_at__isnull=True).filter(
-        Q(last_sent_at=row.last_sent_at) if row.last_sent_at else Q(last_sent_at__isnull=True)
-    ).update(last_sent_at=now, sent_count=F("sent_count") + 1, title=event.title, detail=event.detail)
+    won = (
+        Alert.objects.filter(pk=row.pk, resolved_at__isnull=True)
+        .filter(
+            Q(last_sent_at=row.last_sent_at) if row.last_sent_at else Q(last_sent_at__isnull=True)
+        )
+        .update(
+            last_sent_at=now, sent_count=F("sent_count") + 1, title=event.title, detail=event.detail
+        )
+    )
     return row if won else None
 
 
@@ -152,7 +208,9 @@ def run_alerts(now=None) -> dict:
         faults.point("alerts.after_claim")
         reminder = row.last_sent_at is not None
         title = ("Reminder: " if reminder else "") + event.title
-        body = event.detail + (f"\n\nOpen since {row.first_seen_at:%Y-%m-%d %H:%M:%S} UTC." if reminder else "")
+        body = event.detail + (
+            f"\n\nOpen since {row.first_seen_at:%Y-%m-%d %H:%M:%S} UTC." if reminder else ""
+        )
         try:
             ok = send(f"[cryptoadmin] {title}", body, urls)
         except Exception:  # a notifier bug must not stop the other alerts
@@ -164,5 +222,6 @@ def run_alerts(now=None) -> dict:
             failed += 1
             # Give the message back: the next run claims it again.
             Alert.objects.filter(pk=row.pk, last_sent_at=now).update(
-                last_sent_at=row.last_sent_at, sent_count=F("sent_count") - 1)
+                last_sent_at=row.last_sent_at, sent_count=F("sent_count") - 1
+            )
     return {"events": len(events), "sent": sent, "failed": failed}

@@ -9,6 +9,7 @@ money. The balance cache figures are per process and are labelled with the proce
 
 Allowed for a staff session (signed in with its second factor when OTP_REQUIRED is on), or `Authorization: Bearer <METRICS_TOKEN>` when it is set.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -34,20 +35,34 @@ def _gauge(name, doc, labels):
 
 
 def network_transaction_metrics(now):
-    from ledger.models import Currency, NetworkTransaction as NT
+    from ledger.models import Currency
+    from ledger.models import NetworkTransaction as NT
 
     codes = dict(Currency.objects.values_list("id", "code"))
-    by_state = _gauge("cryptoadmin_network_transactions", "Network transactions by currency, type and state.",
-                      ["currency", "type", "state"])
-    stuck = _gauge("cryptoadmin_network_transactions_stuck",
-                   f"Open network transactions opened more than {STUCK_AFTER} ago.", ["currency", "type"])
-    flagged = _gauge("cryptoadmin_network_transactions_flagged",
-                     "Network transactions flagged for an operator and not closed by hand.",
-                     ["currency", "type"])
-    counts = {(r["currency_id"], r["type"], r["state"]): r for r in NT.objects.values("currency_id", "type", "state")
-              .annotate(n=Count("id"), stuck=Count("id", filter=Q(state=NT.State.OPEN, opened_at__lt=now - STUCK_AFTER)),
-                        # Closed by hand: a person has dealt with it, even if the flag stays.
-                        flagged=Count("id", filter=Q(flagged=True) & ~Q(state=NT.State.CLOSED_BY_HAND)))}
+    by_state = _gauge(
+        "cryptoadmin_network_transactions",
+        "Network transactions by currency, type and state.",
+        ["currency", "type", "state"],
+    )
+    stuck = _gauge(
+        "cryptoadmin_network_transactions_stuck",
+        f"Open network transactions opened more than {STUCK_AFTER} ago.",
+        ["currency", "type"],
+    )
+    flagged = _gauge(
+        "cryptoadmin_network_transactions_flagged",
+        "Network transactions flagged for an operator and not closed by hand.",
+        ["currency", "type"],
+    )
+    counts = {
+        (r["currency_id"], r["type"], r["state"]): r
+        for r in NT.objects.values("currency_id", "type", "state").annotate(
+            n=Count("id"),
+            stuck=Count("id", filter=Q(state=NT.State.OPEN, opened_at__lt=now - STUCK_AFTER)),
+            # Closed by hand: a person has dealt with it, even if the flag stays.
+            flagged=Count("id", filter=Q(flagged=True) & ~Q(state=NT.State.CLOSED_BY_HAND)),
+        )
+    }
     # Every state of the model's choices, zero-filled: a state added later appears by itself.
     for currency_id, code in codes.items():
         for type_ in NT.Type.values:
@@ -65,21 +80,34 @@ def outgoing_metrics():
     from ledger.models import Currency, Wallet
 
     codes = dict(Currency.objects.values_list("id", "code"))
-    count = _gauge("cryptoadmin_outgoing_transactions", "Outgoing transactions by currency and state.",
-                   ["currency", "state"])
-    total = _gauge("cryptoadmin_outgoing_amount_units",
-                   "Sum of outgoing transactions' amounts by currency and state, in base units (satoshis).",
-                   ["currency", "state"])
-    rows = {(r["currency_id"], r["state"]): r for r in OT.objects.values("currency_id", "state")
-            .annotate(n=Count("id"), total=Sum("amount"))}
+    count = _gauge(
+        "cryptoadmin_outgoing_transactions",
+        "Outgoing transactions by currency and state.",
+        ["currency", "state"],
+    )
+    total = _gauge(
+        "cryptoadmin_outgoing_amount_units",
+        "Sum of outgoing transactions' amounts by currency and state, in base units (satoshis).",
+        ["currency", "state"],
+    )
+    rows = {
+        (r["currency_id"], r["state"]): r
+        for r in OT.objects.values("currency_id", "state").annotate(
+            n=Count("id"), total=Sum("amount")
+        )
+    }
     for currency_id, code in codes.items():
-        for state in OT.State.values:  # queued, awaiting approval, needs attention... as the model defines them
+        for state in (
+            OT.State.values
+        ):  # queued, awaiting approval, needs attention... as the model defines them
             row = rows.get((currency_id, state), {})
             count.add_metric([code, state], row.get("n", 0))
             total.add_metric([code, state], row.get("total") or 0)
-    interrupted = _gauge("cryptoadmin_broadcasts_interrupted",
-                         "Broadcasts opened and never finished, with no broadcaster working on them.",
-                         ["currency", "wallet"])
+    interrupted = _gauge(
+        "cryptoadmin_broadcasts_interrupted",
+        "Broadcasts opened and never finished, with no broadcaster working on them.",
+        ["currency", "wallet"],
+    )
     per_wallet = dict(interrupted_broadcasts().values_list("wallet_id").annotate(n=Count("id")))
     for wallet in Wallet.objects.select_related("currency"):
         interrupted.add_metric([wallet.currency.code, wallet.name], per_wallet.get(wallet.pk, 0))
@@ -90,8 +118,16 @@ def node_metrics():
     from cryptoadmin.health import probe_nodes
     from ledger.models import Wallet
 
-    up = _gauge("cryptoadmin_node_up", "1 when the wallet's node answered this scrape.", ["currency", "wallet"])
-    height = _gauge("cryptoadmin_node_block_height", "Block height the wallet's node reports.", ["currency", "wallet"])
+    up = _gauge(
+        "cryptoadmin_node_up",
+        "1 when the wallet's node answered this scrape.",
+        ["currency", "wallet"],
+    )
+    height = _gauge(
+        "cryptoadmin_node_block_height",
+        "Block height the wallet's node reports.",
+        ["currency", "wallet"],
+    )
     currencies = dict(Wallet.objects.active().values_list("name", "currency__code"))
     for name, status in probe_nodes()["wallets"].items():
         labels = [currencies.get(name, ""), name]
@@ -106,14 +142,30 @@ def scheduler_metrics(now):
 
     schedules = list(Schedule.objects.order_by("name"))
     funcs = {s.func for s in schedules}
-    last_ok = dict(Task.objects.filter(func__in=funcs, success=True).values_list("func").annotate(t=Max("stopped")))
-    age = _gauge("cryptoadmin_schedule_last_success_age_seconds",
-                 "Seconds since the schedule's task last succeeded (absent: never).", ["schedule"])
+    last_ok = dict(
+        Task.objects.filter(func__in=funcs, success=True)
+        .values_list("func")
+        .annotate(t=Max("stopped"))
+    )
+    age = _gauge(
+        "cryptoadmin_schedule_last_success_age_seconds",
+        "Seconds since the schedule's task last succeeded (absent: never).",
+        ["schedule"],
+    )
     for s in schedules:
         if last_ok.get(s.func):
             age.add_metric([s.name], (now - last_ok[s.func]).total_seconds())
-    cycle = _gauge("cryptoadmin_poll_cycle_seconds", "Duration of the last successful confirmation poll cycle.", [])
-    last = Task.objects.filter(func=POLL_FUNC, success=True).order_by("-stopped").values("started", "stopped").first()
+    cycle = _gauge(
+        "cryptoadmin_poll_cycle_seconds",
+        "Duration of the last successful confirmation poll cycle.",
+        [],
+    )
+    last = (
+        Task.objects.filter(func=POLL_FUNC, success=True)
+        .order_by("-stopped")
+        .values("started", "stopped")
+        .first()
+    )
     if last:
         cycle.add_metric([], (last["stopped"] - last["started"]).total_seconds())
     return [age, cycle]
@@ -126,12 +178,19 @@ def balance_cache_metrics():
     stats = cache.stats() if cache else {"hits": 0, "misses": 0, "loads": 0, "users_cached": 0}
     pid = str(os.getpid())
     out = []
-    for key, doc in (("hits", "Balance reads served from memory."), ("misses", "Balance reads that found no entry."),
-                     ("loads", "Users' balances loaded from the database.")):
-        family = CounterMetricFamily(f"cryptoadmin_balance_cache_{key}", f"{doc} This web worker only.", labels=["pid"])
+    for key, doc in (
+        ("hits", "Balance reads served from memory."),
+        ("misses", "Balance reads that found no entry."),
+        ("loads", "Users' balances loaded from the database."),
+    ):
+        family = CounterMetricFamily(
+            f"cryptoadmin_balance_cache_{key}", f"{doc} This web worker only.", labels=["pid"]
+        )
         family.add_metric([pid], stats[key])
         out.append(family)
-    users = _gauge("cryptoadmin_balance_cache_users", "Users whose balances this web worker holds.", ["pid"])
+    users = _gauge(
+        "cryptoadmin_balance_cache_users", "Users whose balances this web worker holds.", ["pid"]
+    )
     users.add_metric([pid], stats["users_cached"])
     return out + [users]
 
@@ -157,7 +216,7 @@ def _token_ok(request) -> bool:
     header = request.headers.get("Authorization", "")
     if not token or not header.startswith("Bearer "):
         return False
-    return hmac.compare_digest(header[len("Bearer "):].strip().encode(), token.encode())
+    return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), token.encode())
 
 
 def _staff_session_ok(request) -> bool:
@@ -173,8 +232,11 @@ def _staff_session_ok(request) -> bool:
 def metrics_view(request):
     if not (_token_ok(request) or _staff_session_ok(request)):
         status = 403 if request.user.is_authenticated else 401
-        response = HttpResponse("metrics need a staff session or the METRICS_TOKEN bearer token\n",
-                                status=status, content_type="text/plain")
+        response = HttpResponse(
+            "metrics need a staff session or the METRICS_TOKEN bearer token\n",
+            status=status,
+            content_type="text/plain",
+        )
         if status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -8,7 +8,9 @@ class Alert(models.Model):
     sent about it when. Shared by every scheduler cluster: a notification is claimed with a
     conditional UPDATE on `last_sent_at`, so two clusters never both send it."""
 
-    key = models.CharField(max_length=200, unique=True, help_text="kind:subject, e.g. broadcast.interrupted:12")
+    key = models.CharField(
+        max_length=200, unique=True, help_text="kind:subject, e.g. broadcast.interrupted:12"
+    )
     kind = models.CharField(max_length=64)
     title = models.CharField(max_length=255)
     detail = models.TextField(blank=True)
@@ -20,8 +22,13 @@ class Alert(models.Model):
 
     class Meta:
         ordering = ["-first_seen_at"]
-        indexes = [models.Index(fields=["resolved_at"], name="ops_alert_open_idx",
-                                condition=Q(resolved_at__isnull=True))]
+        indexes = [
+            models.Index(
+                fields=["resolved_at"],
+                name="ops_alert_open_idx",
+                condition=Q(resolved_at__isnull=True),
+            )
+        ]
 
     def __str__(self):
         return self.title

@@ -1,5 +1,6 @@
 """Sending notifications through apprise: one URL per channel (mailtos://, slack://, tgram://,
 json://...), configured in ALERT_URLS. Nothing here touches the database."""
+
 from __future__ import annotations
 
 import logging

@@ -8,6 +8,7 @@ died, or a leader that did not stop in time. Before this, the demo's qcluster go
 (once from the terminal, once from the demo), and only its top process was killed after the
 wait, leaving the sentinel, monitor, pusher and workers running.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ def group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         # Fields after the command name, which is in parentheses and may contain spaces.
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         state, pgrp = fields[0], int(fields[2])
         if pgrp == pgid and state not in ("Z", "X"):
             members.append(int(entry.name))

@@ -1,4 +1,5 @@
 """django-q2 entry points: thin, the work is in ops.alerts."""
+
 from .alerts import run_alerts
 
 

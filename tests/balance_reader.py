@@ -1,5 +1,6 @@
 """A second process serving reads through its own balance cache (used by
 test_balance_invalidation). Prints one JSON line when ready, then one when the balance changes."""
+
 import json
 import os
 import sys
@@ -23,7 +24,10 @@ def main(user_id, currency_id, deadline_s):
     while time.monotonic() < deadline:
         value = get_balance(user_id, currency_id, 201)
         if value != first:
-            print(json.dumps({"value": value, "seen_at": time.time(), "stats": cache.stats()}), flush=True)
+            print(
+                json.dumps({"value": value, "seen_at": time.time(), "stats": cache.stats()}),
+                flush=True,
+            )
             break
         time.sleep(0.0005)  # measurement resolution, not synchronisation
     reset_cache()  # closes the LISTEN connection before exiting

@@ -1,4 +1,5 @@
 """Ledger set-up shared by the balances tests (not a test module)."""
+
 import threading
 
 from django.db import connection
@@ -12,7 +13,9 @@ def currency(code, decimals=8, enabled=True):
 
 
 def network_account(cur):
-    wallet = Wallet.objects.create(name=f"{cur.code}-wallet", currency=cur, backend="bitcoind", backend_settings={})
+    wallet = Wallet.objects.create(
+        name=f"{cur.code}-wallet", currency=cur, backend="bitcoind", backend_settings={}
+    )
     return services.system_account(wallet, Account.Code.NETWORK)
 
 

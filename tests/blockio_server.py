@@ -9,6 +9,7 @@ than 1 hour apart will be rejected" (the error text is ours: the docs do not giv
 hour later the same nonce pays again. `clock` stands for block.io's time so a test can move
 it. Sent transactions are listed by get_transactions type=sent. Tests inject failures per
 method; "timeout" answers late but does the work, "drop" closes the connection before it."""
+
 import hashlib
 import json
 import os
@@ -39,7 +40,11 @@ def _h160(address: str) -> bytes:
     return _b58check_decode(address)[1:]
 
 
-def raw_tx(outputs: list[tuple[str, int]], inputs: list[tuple[str, int]] | None = None, segwit: bool = False) -> bytes:
+def raw_tx(
+    outputs: list[tuple[str, int]],
+    inputs: list[tuple[str, int]] | None = None,
+    segwit: bool = False,
+) -> bytes:
     """A serialized transaction paying P2PKH outputs, spending `inputs` [(txid, vout)] (one
     made-up input if none). With `segwit`, in BIP 144 form: marker, flag and a witness per
     input; its txid is still the hash of the form without them (see stripped_tx)."""
@@ -55,7 +60,9 @@ def raw_tx(outputs: list[tuple[str, int]], inputs: list[tuple[str, int]] | None 
     if not segwit:
         return version + ins + outs + locktime
     # One witness stack per input: a 71-byte signature and a 33-byte public key (made up).
-    witness = b"".join(b"\x02" + b"\x47" + os.urandom(71) + b"\x21" + b"\x02" + os.urandom(32) for _ in inputs)
+    witness = b"".join(
+        b"\x02" + b"\x47" + os.urandom(71) + b"\x21" + b"\x02" + os.urandom(32) for _ in inputs
+    )
     return version + b"\x00\x01" + ins + outs + witness + locktime
 
 
@@ -66,7 +73,7 @@ def stripped_tx(raw: bytes, n_inputs: int = 1) -> bytes:
     ins_len = 1 + n_inputs * (32 + 4 + 1 + 4)
     n_out = body[ins_len]
     outs_len = 1 + n_out * (8 + 1 + 25)
-    return raw[:4] + body[:ins_len + outs_len] + raw[-4:]
+    return raw[:4] + body[: ins_len + outs_len] + raw[-4:]
 
 
 def txid_of(raw: bytes) -> str:
@@ -78,7 +85,9 @@ class FakeBlockIo:
         self.api_key, self.pin = api_key, pin
         self.addresses: dict[str, str] = {}  # address -> label
         self.available = 0
-        self.txs: dict[str, dict] = {}  # txid -> {hex, confirmations, received: [(addr, units)], sent: [...]}
+        self.txs: dict[
+            str, dict
+        ] = {}  # txid -> {hex, confirmations, received: [(addr, units)], sent: [...]}
         self.received_order: list[str] = []  # newest first
         self.nonces: dict[str, str] = {}  # nonce -> txid of the withdraw that used it
         self.nonce_times: dict[str, float] = {}
@@ -123,14 +132,20 @@ class FakeBlockIo:
         self.addresses[address] = label
         return address
 
-    def receive(self, address: str, amount: str, confirmations: int = 0, segwit: bool = False) -> str:
+    def receive(
+        self, address: str, amount: str, confirmations: int = 0, segwit: bool = False
+    ) -> str:
         """Someone outside pays `address` (ours or not) and something else."""
         units = to_units(amount, 8)
         stranger, _ = new_address()
         raw = raw_tx([(address, units), (stranger, 12_345)], segwit=segwit)
         txid = txid_of(stripped_tx(raw) if segwit else raw)
         with self.lock:
-            self.txs[txid] = {"hex": raw.hex(), "confirmations": confirmations, "received": [(address, units)]}
+            self.txs[txid] = {
+                "hex": raw.hex(),
+                "confirmations": confirmations,
+                "received": [(address, units)],
+            }
             self.received_order.insert(0, txid)
             if address in self.addresses:
                 self.available += units
@@ -183,15 +198,20 @@ class FakeBlockIo:
             def _serve(self, path, params):
                 method = path.strip("/").split("/")[-1]
                 fake.requests.append(method)
-                failure = fake.failures.get(method, [None]).pop(0) if fake.failures.get(method) else None
+                failure = (
+                    fake.failures.get(method, [None]).pop(0) if fake.failures.get(method) else None
+                )
                 if failure == "timeout":
                     time.sleep(3)
                 if failure == "drop":
                     self.close_connection = True
                     return
                 if failure == "429":
-                    return self._send(429, b'{"status": "fail", "data": {"error_message": "Rate limit"}}',
-                                      [("Retry-After", "0.1")])
+                    return self._send(
+                        429,
+                        b'{"status": "fail", "data": {"error_message": "Rate limit"}}',
+                        [("Retry-After", "0.1")],
+                    )
                 if failure == "500":
                     return self._send(500, b"<html>oops</html>")
                 if failure == "malformed":
@@ -214,7 +234,10 @@ class FakeBlockIo:
                 self._send(200, json.dumps({"status": "success", "data": data}).encode())
 
             def _fail(self, message, status=200):
-                self._send(status, json.dumps({"status": "fail", "data": {"error_message": message}}).encode())
+                self._send(
+                    status,
+                    json.dumps({"status": "fail", "data": {"error_message": message}}).encode(),
+                )
 
         return Handler
 
@@ -223,63 +246,120 @@ class FakeBlockIo:
         return {"network": "BTCTEST", "address": address, "label": params.get("label", "")}
 
     def api_get_my_addresses(self, params):
-        return {"network": "BTCTEST", "addresses": [
-            {"address": a, "label": l, "available_balance": "0.00000000"} for a, l in self.addresses.items()]}
+        return {
+            "network": "BTCTEST",
+            "addresses": [
+                {"address": a, "label": l, "available_balance": "0.00000000"}
+                for a, l in self.addresses.items()
+            ],
+        }
 
     def api_get_balance(self, params):
-        pending = sum(u for t in self.txs.values() if t["confirmations"] == 0 for a, u in t["received"]
-                      if a in self.addresses)
-        return {"network": "BTCTEST", "available_balance": format_units(self.available - pending, 8),
-                "pending_received_balance": format_units(pending, 8)}
+        pending = sum(
+            u
+            for t in self.txs.values()
+            if t["confirmations"] == 0
+            for a, u in t["received"]
+            if a in self.addresses
+        )
+        return {
+            "network": "BTCTEST",
+            "available_balance": format_units(self.available - pending, 8),
+            "pending_received_balance": format_units(pending, 8),
+        }
 
     def api_get_address_balance(self, params):
         wanted = params.get("addresses", "").split(",")
         balances = []
         for address in wanted:
             got = sum(u for t in self.txs.values() for a, u in t["received"] if a == address)
-            balances.append({"address": address, "label": self.addresses.get(address, ""),
-                             "available_balance": format_units(got, 8), "pending_received_balance": "0.00000000"})
+            balances.append(
+                {
+                    "address": address,
+                    "label": self.addresses.get(address, ""),
+                    "available_balance": format_units(got, 8),
+                    "pending_received_balance": "0.00000000",
+                }
+            )
         return {"network": "BTCTEST", "balances": balances}
 
     def api_get_raw_transaction(self, params):
         tx = self.txs.get(params.get("txid", ""))
         if tx is None:
             raise ValueError("Transaction not found.")
-        return {"network": "BTCTEST", "txid": params["txid"], "confirmations": tx["confirmations"],
-                "blockhash": None, "tx_hex": tx["hex"]}
+        return {
+            "network": "BTCTEST",
+            "txid": params["txid"],
+            "confirmations": tx["confirmations"],
+            "blockhash": None,
+            "tx_hex": tx["hex"],
+        }
 
     def api_get_transactions(self, params):
         if params.get("type") == "sent":
             sent = self.sent
             if params.get("before_tx"):
                 index = [t["txid"] for t in sent].index(params["before_tx"])
-                sent = sent[index + 1:]
-            return {"network": "BTCTEST", "txs": [
-                {"txid": t["txid"], "confirmations": self.txs[t["txid"]]["confirmations"], "time": int(t["time"]),
-                 "from_green_address": True, "total_amount_sent": format_units(sum(u for _, u in t["amounts"]), 8),
-                 "amounts_sent": [{"recipient": a, "amount": format_units(u, 8)} for a, u in t["amounts"]],
-                 "senders": sorted(self.addresses)[:1], "confidence": 1.0, "propagated_by_nodes": None}
-                for t in sent[:PAGE]]}
+                sent = sent[index + 1 :]
+            return {
+                "network": "BTCTEST",
+                "txs": [
+                    {
+                        "txid": t["txid"],
+                        "confirmations": self.txs[t["txid"]]["confirmations"],
+                        "time": int(t["time"]),
+                        "from_green_address": True,
+                        "total_amount_sent": format_units(sum(u for _, u in t["amounts"]), 8),
+                        "amounts_sent": [
+                            {"recipient": a, "amount": format_units(u, 8)} for a, u in t["amounts"]
+                        ],
+                        "senders": sorted(self.addresses)[:1],
+                        "confidence": 1.0,
+                        "propagated_by_nodes": None,
+                    }
+                    for t in sent[:PAGE]
+                ],
+            }
         if params.get("type") != "received":
             raise ValueError("Only type=received or type=sent is served here.")
         order = self.received_order
         if params.get("before_tx"):
-            order = order[order.index(params["before_tx"]) + 1:]
+            order = order[order.index(params["before_tx"]) + 1 :]
         page = order[:PAGE]
-        return {"network": "BTCTEST", "txs": [
-            {"txid": t, "confirmations": self.txs[t]["confirmations"], "time": 0, "from_green_address": False,
-             "amounts_received": [{"recipient": a, "amount": format_units(u, 8)} for a, u in self.txs[t]["received"]],
-             "senders": ["unknown"], "confidence": 1.0, "propagated_by_nodes": None}
-            for t in page]}
+        return {
+            "network": "BTCTEST",
+            "txs": [
+                {
+                    "txid": t,
+                    "confirmations": self.txs[t]["confirmations"],
+                    "time": 0,
+                    "from_green_address": False,
+                    "amounts_received": [
+                        {"recipient": a, "amount": format_units(u, 8)}
+                        for a, u in self.txs[t]["received"]
+                    ],
+                    "senders": ["unknown"],
+                    "confidence": 1.0,
+                    "propagated_by_nodes": None,
+                }
+                for t in page
+            ],
+        }
 
     def api_withdraw(self, params):
         if params.get("pin") != self.pin:
             raise ValueError("Invalid Secret PIN provided.")
         nonce = params.get("nonce")
         with self.lock:
-            if nonce and nonce in self.nonce_times and self.clock() - self.nonce_times[nonce] < 3600:
-                raise ValueError("Duplicate nonce provided: withdrawal requests with the same nonce less than "
-                                 "1 hour apart are rejected.")
+            if (
+                nonce
+                and nonce in self.nonce_times
+                and self.clock() - self.nonce_times[nonce] < 3600
+            ):
+                raise ValueError(
+                    "Duplicate nonce provided: withdrawal requests with the same nonce less than "
+                    "1 hour apart are rejected."
+                )
         amounts = [to_units(a, 8) for a in params["amounts"].split(",")]
         addresses = params["to_addresses"].split(",")
         from ledger.backends.blockio import _b58check_decode
@@ -294,8 +374,10 @@ class FakeBlockIo:
             spent, self.utxos = self.utxos, []
             change_units = sum(u for _, _, u in spent) - sum(amounts) - self.fee
             change = self.own_address("change")
-            raw = raw_tx(list(zip(addresses, amounts)) + [(change, change_units)],
-                         inputs=[(t, v) for t, v, _ in spent] or None)
+            raw = raw_tx(
+                list(zip(addresses, amounts)) + [(change, change_units)],
+                inputs=[(t, v) for t, v, _ in spent] or None,
+            )
             txid = txid_of(raw)
             self.txs[txid] = {"hex": raw.hex(), "confirmations": 0, "received": []}
             self.utxos.append((txid, len(addresses), change_units))
@@ -303,10 +385,17 @@ class FakeBlockIo:
             if nonce:
                 self.nonces[nonce] = txid
                 self.nonce_times[nonce] = self.clock()
-            self.sent.insert(0, {"txid": txid, "time": self.clock(), "amounts": list(zip(addresses, amounts))})
-        return {"network": "BTCTEST", "txid": txid, "amount_withdrawn": format_units(sum(amounts) + self.fee, 8),
-                "amount_sent": format_units(sum(amounts), 8), "network_fee": format_units(self.fee, 8),
-                "blockio_fee": "0.00000000"}
+            self.sent.insert(
+                0, {"txid": txid, "time": self.clock(), "amounts": list(zip(addresses, amounts))}
+            )
+        return {
+            "network": "BTCTEST",
+            "txid": txid,
+            "amount_withdrawn": format_units(sum(amounts) + self.fee, 8),
+            "amount_sent": format_units(sum(amounts), 8),
+            "network_fee": format_units(self.fee, 8),
+            "blockio_fee": "0.00000000",
+        }
 
 
 def _corrupt(data, value):

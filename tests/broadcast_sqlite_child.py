@@ -5,6 +5,7 @@ python -m tests.broadcast_sqlite_child setup NODE_URL ADDRESS UNITS
 python -m tests.broadcast_sqlite_child close never_left|reached_network [TXID] [--blind]
 python -m tests.broadcast_sqlite_child state
 """
+
 import json
 import os
 import sys
@@ -19,14 +20,16 @@ from django.db import connection  # noqa: E402
 
 
 def setup(node_url, address, units):
-    from broadcasts.services import send_external
     from django.contrib.auth import get_user_model
+
+    from broadcasts.services import send_external
     from ledger.models import Wallet
     from tests.support import credit_user, grant, make_currency
 
     btc = make_currency("BTC")
-    wallet = Wallet.objects.create(name="sqlite-btc", currency=btc, backend="bitcoind",
-                                   backend_settings={"url": node_url})
+    wallet = Wallet.objects.create(
+        name="sqlite-btc", currency=btc, backend="bitcoind", backend_settings={"url": node_url}
+    )
     alice = credit_user(wallet, "alice", wallet.get_backend().get_balance(0))
     send_external(alice, address, int(units))
     operator = get_user_model().objects.create_user("operator", password="pw", is_staff=True)
@@ -48,9 +51,10 @@ class Blind:
 
 
 def close(method, *args):
+    from django.contrib.auth import get_user_model
+
     from broadcasts import services
     from broadcasts.models import Broadcast
-    from django.contrib.auth import get_user_model
 
     blind = "--blind" in args
     args = [a for a in args if a != "--blind"]
@@ -61,9 +65,13 @@ def close(method, *args):
         backend = Blind(backend)
     try:
         if method == "never_left":
-            services.close_as_never_left(broadcast, user, "checked by the sqlite test", backend=backend)
+            services.close_as_never_left(
+                broadcast, user, "checked by the sqlite test", backend=backend
+            )
         else:
-            services.close_as_broadcasted(broadcast, args[0], user, "checked by the sqlite test", backend=backend)
+            services.close_as_broadcasted(
+                broadcast, args[0], user, "checked by the sqlite test", backend=backend
+            )
     except services.CloseError as exc:
         print("refused:", exc, flush=True)
         return
@@ -74,13 +82,28 @@ def state():
     from broadcasts.models import Broadcast, OutgoingTransaction
     from broadcasts.services import interrupted_broadcasts
 
-    print(json.dumps({
-        "vendor": connection.vendor,
-        "broadcasts": list(Broadcast.objects.order_by("id").values(
-            "id", "state", "txid", "last_error", *(["needs_attention"] if hasattr(Broadcast, "needs_attention") else []))),
-        "outgoing": list(OutgoingTransaction.objects.order_by("id").values("id", "state", "broadcast_id")),
-        "interrupted": list(interrupted_broadcasts().values_list("id", flat=True)),
-    }, default=str), flush=True)
+    print(
+        json.dumps(
+            {
+                "vendor": connection.vendor,
+                "broadcasts": list(
+                    Broadcast.objects.order_by("id").values(
+                        "id",
+                        "state",
+                        "txid",
+                        "last_error",
+                        *(["needs_attention"] if hasattr(Broadcast, "needs_attention") else []),
+                    )
+                ),
+                "outgoing": list(
+                    OutgoingTransaction.objects.order_by("id").values("id", "state", "broadcast_id")
+                ),
+                "interrupted": list(interrupted_broadcasts().values_list("id", flat=True)),
+            },
+            default=str,
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

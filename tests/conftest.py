@@ -1,12 +1,21 @@
 """Real services for the suite: a throwaway PostgreSQL cluster and a regtest bitcoind,
 started once per session on free loopback ports and stopped by process id at the end."""
+
 import os
 
 import pytest
 
 from cryptoadmin.localservices import LocalBitcoind, LocalPostgres
-from tests.support import (REPO, ensure_roles, make_currency, make_wallet, member_of,
-                           offline_wallet, verify_session, wait_until)
+from tests.support import (
+    REPO,
+    ensure_roles,
+    make_currency,
+    make_wallet,
+    member_of,
+    offline_wallet,
+    verify_session,
+    wait_until,
+)
 
 pytest_plugins = ["tests.browser"]  # browser/page fixtures, defined once for the session
 
@@ -23,8 +32,12 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, p
     from django.conf import settings
 
     settings.DATABASES["default"].update(
-        ENGINE="django.db.backends.postgresql", HOST="127.0.0.1", PORT=str(postgres.port),
-        USER="postgres", PASSWORD="", NAME="cryptoadmin",
+        ENGINE="django.db.backends.postgresql",
+        HOST="127.0.0.1",
+        PORT=str(postgres.port),
+        USER="postgres",
+        PASSWORD="",
+        NAME="cryptoadmin",
     )
 
 
@@ -152,8 +165,17 @@ def blockio_wallet(db, blockio):
     from ledger.models import Wallet
 
     currency = make_currency("BTC", crediting_threshold=2, polling_threshold=4, network="testnet")
-    return Wallet.objects.create(name="block.io BTC", currency=currency, backend="blockio", backend_settings={
-        "api_key": blockio.api_key, "pin": blockio.pin, "base_url": blockio.base_url, "network": "BTCTEST"})
+    return Wallet.objects.create(
+        name="block.io BTC",
+        currency=currency,
+        backend="blockio",
+        backend_settings={
+            "api_key": blockio.api_key,
+            "pin": blockio.pin,
+            "base_url": blockio.base_url,
+            "network": "BTCTEST",
+        },
+    )
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@
 "Books equal the node" holds only at quiescence: `quiesce()` first mines on the outside node
 and runs poll and broadcaster cycles until nothing changes any more.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,40 +52,58 @@ def _on_chain(entry) -> bool:
 
 def deposits_credited_once(wallet: Wallet, entries) -> list[str]:
     currency = wallet.currency
-    ours = dict(Address.objects.filter(wallet=wallet, kind=Address.Kind.RECEIVING).values_list("address", "id"))
+    ours = dict(
+        Address.objects.filter(wallet=wallet, kind=Address.Kind.RECEIVING).values_list(
+            "address", "id"
+        )
+    )
     chain: dict[tuple[str, int], int] = defaultdict(int)  # (txid, address id) -> units received
     confirmations: dict[str, int] = {}
     for e in entries:
         if e.get("category") == "receive" and e.get("address") in ours and _on_chain(e):
             chain[(e["txid"], ours[e["address"]])] += to_units(e["amount"], currency.decimals)
             confirmations[e["txid"]] = int(e["confirmations"])
-    books = {(r["network_transaction__txid"], r["address_id"]): (r["s"], r["n"]) for r in
-             Transaction.objects.filter(kind=Transaction.Kind.DEPOSIT, address__wallet=wallet)
-             .values("network_transaction__txid", "address_id").annotate(s=Sum("amount"), n=Count("id"))}
+    books = {
+        (r["network_transaction__txid"], r["address_id"]): (r["s"], r["n"])
+        for r in Transaction.objects.filter(kind=Transaction.Kind.DEPOSIT, address__wallet=wallet)
+        .values("network_transaction__txid", "address_id")
+        .annotate(s=Sum("amount"), n=Count("id"))
+    }
     out = []
     for key, amount in sorted(chain.items()):
         txid, _ = key
         if confirmations[txid] < currency.crediting_threshold:
             # Not due yet; at quiescence that means the chain never took it.
-            out.append(f"deposit {txid} to address #{key[1]}: {amount} with only {confirmations[txid]} "
-                       "confirmation(s) at quiescence")
+            out.append(
+                f"deposit {txid} to address #{key[1]}: {amount} with only {confirmations[txid]} "
+                "confirmation(s) at quiescence"
+            )
             continue
         credited, n = books.get(key, (0, 0))
         if n != 1 or credited != amount:
-            out.append(f"deposit {txid} to address #{key[1]}: {amount} on chain with {confirmations[txid]} "
-                       f"confirmations, credited {n} time(s) for {credited}")
+            out.append(
+                f"deposit {txid} to address #{key[1]}: {amount} on chain with {confirmations[txid]} "
+                f"confirmations, credited {n} time(s) for {credited}"
+            )
     for key, (credited, n) in sorted(books.items()):
         if key not in chain:
-            out.append(f"deposit {key[0]} to address #{key[1]} credited {n} time(s) for {credited}, "
-                       "but the chain holds no such payment")
+            out.append(
+                f"deposit {key[0]} to address #{key[1]} credited {n} time(s) for {credited}, "
+                "but the chain holds no such payment"
+            )
     # A credit without its claim (or a claim without credit) means the claim and the money
     # did not move together.
-    claimed = set(NT.objects.filter(wallet=wallet, type=NT.Type.DEPOSIT, credited_at__isnull=False)
-                  .values_list("txid", flat=True))
+    claimed = set(
+        NT.objects.filter(
+            wallet=wallet, type=NT.Type.DEPOSIT, credited_at__isnull=False
+        ).values_list("txid", flat=True)
+    )
     credited_txids = {k[0] for k in books}
     for txid in sorted(claimed ^ credited_txids):
-        out.append(f"deposit {txid}: credited_at {'set' if txid in claimed else 'empty'} but "
-                   f"{'no' if txid in claimed else 'a'} ledger credit")
+        out.append(
+            f"deposit {txid}: credited_at {'set' if txid in claimed else 'empty'} but "
+            f"{'no' if txid in claimed else 'a'} ledger credit"
+        )
     return out
 
 
@@ -106,20 +125,28 @@ def outgoing_paid_at_most_once(wallet: Wallet, entries) -> list[str]:
             booked[row.address] += row.amount
             b = row.broadcast
             if b is None or not b.txid or b.txid not in payments.get(row.address, ()):
-                out.append(f"outgoing #{row.pk} is broadcasted but its broadcast's txid "
-                           f"{getattr(b, 'txid', None)} does not pay {row.address} on chain")
+                out.append(
+                    f"outgoing #{row.pk} is broadcasted but its broadcast's txid "
+                    f"{getattr(b, 'txid', None)} does not pay {row.address} on chain"
+                )
         elif row.state == OT.State.BROADCASTING:
             state = row.broadcast.state if row.broadcast else None
-            out.append(f"outgoing #{row.pk} is stuck in broadcast #{row.broadcast_id} ({state}): "
-                       "neither paid, queued nor returned")
+            out.append(
+                f"outgoing #{row.pk} is stuck in broadcast #{row.broadcast_id} ({state}): "
+                "neither paid, queued nor returned"
+            )
         # queued (or returned): the books still hold it; nothing may have paid it (checked below).
     for address in sorted(set(paid) | set(booked)):
         if address in ledger_addresses(wallet):
             continue  # paying one of our own receiving addresses: a deposit too, see above
         if paid.get(address, 0) != booked.get(address, 0):
-            out.append(f"{address}: the node paid {paid.get(address, 0)} in {len(payments.get(address, ()))} "
-                       f"transaction(s), the books sent {booked.get(address, 0)}")
-    for b in Broadcast.objects.filter(wallet=wallet, state__in=[Broadcast.State.OPENED, Broadcast.State.COLLECTED]):
+            out.append(
+                f"{address}: the node paid {paid.get(address, 0)} in {len(payments.get(address, ()))} "
+                f"transaction(s), the books sent {booked.get(address, 0)}"
+            )
+    for b in Broadcast.objects.filter(
+        wallet=wallet, state__in=[Broadcast.State.OPENED, Broadcast.State.COLLECTED]
+    ):
         out.append(f"broadcast #{b.pk} is still {b.state} at quiescence (interrupted)")
     return out
 
@@ -134,8 +161,10 @@ def books_equal_node(wallet: Wallet) -> list[str]:
     r = reconcile(wallet)
     out = []
     if r.node_balance != r.books_balance:
-        out.append(f"books hold {r.books_balance}, the node {r.node_balance} "
-                   f"(difference {r.node_balance - r.books_balance}, uncredited {r.uncredited})")
+        out.append(
+            f"books hold {r.books_balance}, the node {r.node_balance} "
+            f"(difference {r.node_balance - r.books_balance}, uncredited {r.uncredited})"
+        )
     if r.uncredited:
         out.append(f"{r.uncredited} received on our addresses and never credited")
     return out
@@ -149,8 +178,10 @@ def accounts_sum_to_zero() -> list[str]:
         if total != 0:
             out.append(f"{currency.code}: the accounts sum to {total}, not 0")
     # A row whose currency is not its accounts' would escape the sum above.
-    stray = (Transaction.objects.exclude(source__currency=F("currency")).count()
-             + Transaction.objects.exclude(destination__currency=F("currency")).count())
+    stray = (
+        Transaction.objects.exclude(source__currency=F("currency")).count()
+        + Transaction.objects.exclude(destination__currency=F("currency")).count()
+    )
     if stray:
         out.append(f"{stray} ledger row(s) move money between accounts of another currency")
     return out
@@ -163,8 +194,12 @@ def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
     several tests), left out of the per-transaction checks."""
     wallet = Wallet.objects.select_related("currency").get(pk=wallet.pk)
     entries = [e for e in node_entries(node) if e.get("txid") not in before]
-    return (deposits_credited_once(wallet, entries) + outgoing_paid_at_most_once(wallet, entries)
-            + books_equal_node(wallet) + accounts_sum_to_zero())
+    return (
+        deposits_credited_once(wallet, entries)
+        + outgoing_paid_at_most_once(wallet, entries)
+        + books_equal_node(wallet)
+        + accounts_sum_to_zero()
+    )
 
 
 # -- quiescence --------------------------------------------------------------------------------
@@ -204,8 +239,14 @@ def _signature(wallet: Wallet, ours):
     from broadcasts.models import Broadcast, OutgoingTransaction
 
     return (
-        tuple(NT.objects.filter(wallet=wallet).values_list("state", "confirmations", "credited_at").order_by("pk")),
-        tuple(OutgoingTransaction.objects.filter(wallet=wallet).values_list("state").order_by("pk")),
+        tuple(
+            NT.objects.filter(wallet=wallet)
+            .values_list("state", "confirmations", "credited_at")
+            .order_by("pk")
+        ),
+        tuple(
+            OutgoingTransaction.objects.filter(wallet=wallet).values_list("state").order_by("pk")
+        ),
         tuple(Broadcast.objects.filter(wallet=wallet).values_list("state", "fee").order_by("pk")),
         Transaction.objects.count(),
         tuple(ours.rpc("getrawmempool")),
@@ -235,9 +276,14 @@ def wait_sends_over(wallet: Wallet, limit=120.0) -> None:
         return
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        until = (Broadcast.objects.filter(wallet=wallet, state=Broadcast.State.OPENED,
-                                          sending_until__gt=timezone.now())
-                 .order_by("-sending_until").values_list("sending_until", flat=True).first())
+        until = (
+            Broadcast.objects.filter(
+                wallet=wallet, state=Broadcast.State.OPENED, sending_until__gt=timezone.now()
+            )
+            .order_by("-sending_until")
+            .values_list("sending_until", flat=True)
+            .first()
+        )
         if until is None:
             return
         time.sleep(min(max((until - timezone.now()).total_seconds(), 0) + 0.2, 5))
@@ -262,12 +308,15 @@ def quiesce(wallet: Wallet, ours, outside, run_cycle=cycle, max_rounds=12) -> in
 def _nothing_left(wallet: Wallet) -> bool:
     """No transaction polled, no outgoing waiting or in a broadcast, no fee unknown."""
     from broadcasts.models import Broadcast, OutgoingTransaction
-
     from ledger.confirmations import POLLED_STATES
 
-    return not (NT.objects.filter(wallet=wallet, state__in=POLLED_STATES).exists()
-                or OutgoingTransaction.objects.filter(wallet=wallet).exclude(
-                    state=OutgoingTransaction.State.BROADCASTED).exists()
-                or Broadcast.objects.filter(wallet=wallet, state__in=[
-                    Broadcast.State.COLLECTED, Broadcast.State.OPENED]).exists()
-                or Broadcast.objects.filter(wallet=wallet, fee__isnull=True, txid__gt="").exists())
+    return not (
+        NT.objects.filter(wallet=wallet, state__in=POLLED_STATES).exists()
+        or OutgoingTransaction.objects.filter(wallet=wallet)
+        .exclude(state=OutgoingTransaction.State.BROADCASTED)
+        .exists()
+        or Broadcast.objects.filter(
+            wallet=wallet, state__in=[Broadcast.State.COLLECTED, Broadcast.State.OPENED]
+        ).exists()
+        or Broadcast.objects.filter(wallet=wallet, fee__isnull=True, txid__gt="").exists()
+    )

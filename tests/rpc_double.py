@@ -4,6 +4,7 @@ The real regtest node cannot be made to misbehave; this one speaks bitcoind's HT
 (keep-alive, application/json) closely enough for python-bitcoinrpc and our batch call.
 `answer(request)` gets the decoded request (a dict, or a list for a batch) and returns the
 Python value sent back as the whole reply body; the default answers every call with null."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class RpcDouble:
     def __init__(self, answer=None):
-        self.answer = answer or (lambda request: {"result": None, "error": None, "id": request.get("id")})
+        self.answer = answer or (
+            lambda request: {"result": None, "error": None, "id": request.get("id")}
+        )
         self.requests: list = []
         double = self
 
@@ -42,7 +45,7 @@ class RpcDouble:
     def url(self) -> str:
         return f"http://user:pass@127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> "RpcDouble":
+    def start(self) -> RpcDouble:
         self.thread.start()
         return self
 
@@ -59,5 +62,10 @@ def single(result, request):
 def wallet_tx(txid: str, confirmations: int, address: str, amount: float) -> dict:
     """A gettransaction result receiving `amount` on `address`. The amount goes out as a JSON
     number (json writes a short float like 0.5 exactly); the client reads it back as Decimal."""
-    return {"txid": txid, "confirmations": confirmations, "amount": amount, "blockhash": "00" * 32,
-            "details": [{"address": address, "category": "receive", "amount": amount, "vout": 0}]}
+    return {
+        "txid": txid,
+        "confirmations": confirmations,
+        "amount": amount,
+        "blockhash": "00" * 32,
+        "details": [{"address": address, "category": "receive", "amount": amount, "vout": 0}],
+    }

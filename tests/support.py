@@ -1,6 +1,7 @@
 """Factories, fakes and waits shared by the test files (conftest.py keeps the fixtures only).
 
 Import from here: `from tests.support import make_currency, grant, wait_until`."""
+
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ NOWHERE_URL = "http://u:p@127.0.0.1:9"
 
 
 # --- waits ---------------------------------------------------------------------------------
+
 
 def wait_until(predicate, timeout=20.0, interval=0.1, what="condition"):
     """Poll `predicate` until it returns something true (returned); fails the test instead of
@@ -51,6 +53,7 @@ def pay_from_outside(ours, outside, address, amount: str, mine: int = 0):
 
 # --- factories -----------------------------------------------------------------------------
 
+
 def make_currency(code="BTC", **kwargs):
     from ledger.models import Currency
 
@@ -63,8 +66,11 @@ def make_wallet(currency, server, name=None, **kwargs):
     from ledger.models import Wallet
 
     return Wallet.objects.create(
-        name=name or f"{currency.code}-{server.rpc_port}", currency=currency,
-        backend="bitcoind", backend_settings={"url": server.url}, **kwargs,
+        name=name or f"{currency.code}-{server.rpc_port}",
+        currency=currency,
+        backend="bitcoind",
+        backend_settings={"url": server.url},
+        **kwargs,
     )
 
 
@@ -72,8 +78,13 @@ def offline_wallet(currency, name="offline", **kwargs):
     """A bitcoind wallet row whose node is nowhere: for tests that need only the database."""
     from ledger.models import Wallet
 
-    return Wallet.objects.create(name=name, currency=currency, backend="bitcoind",
-                                 backend_settings={"url": NOWHERE_URL}, **kwargs)
+    return Wallet.objects.create(
+        name=name,
+        currency=currency,
+        backend="bitcoind",
+        backend_settings={"url": NOWHERE_URL},
+        **kwargs,
+    )
 
 
 def credit_user(wallet, user_id, amount):
@@ -97,6 +108,7 @@ def funded_wallet(currency, server, user_id="alice", blocks=120):
 
 
 # --- fakes ---------------------------------------------------------------------------------
+
 
 class SendOutcomeUnknown(BitcoindBackend):
     """A real node whose send never answers: the broadcast may or may not have happened."""
@@ -129,8 +141,9 @@ def member_of(role: str, username: str | None = None, password: str = ROLE_PASSW
     from django.contrib.auth.models import Group
 
     ensure_roles()
-    user = get_user_model().objects.create_user(username or f"{role.lower()}-member",
-                                                password=password, is_staff=True)
+    user = get_user_model().objects.create_user(
+        username or f"{role.lower()}-member", password=password, is_staff=True
+    )
     user.groups.add(Group.objects.get(name=role))
     return user
 
@@ -149,7 +162,8 @@ def grant(user, *codenames):
     for full in codenames:
         app_label, codename = full.split(".")
         user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename))
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
     # Permission caches live on the instance.
     for attr in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
         user.__dict__.pop(attr, None)
@@ -161,8 +175,9 @@ def verify_session(client, user):
     from django_otp import DEVICE_ID_SESSION_KEY
     from django_otp.plugins.otp_static.models import StaticDevice
 
-    device, _ = StaticDevice.objects.get_or_create(user=user, name="test sign-in",
-                                                   defaults={"confirmed": True})
+    device, _ = StaticDevice.objects.get_or_create(
+        user=user, name="test sign-in", defaults={"confirmed": True}
+    )
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()

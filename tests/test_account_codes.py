@@ -1,5 +1,6 @@
 """The user and system account codes have one home (ledger.models) that the constraint, the
 balance cache and the services read."""
+
 import pytest
 
 from balances import cache

@@ -1,6 +1,7 @@
 """One definition of the wallets the project works with: `Wallet.objects.active()` (the wallet
 and its currency enabled), read by health, the overview, the queue form, rescan and the
 broadcaster."""
+
 import pytest
 
 from ledger.actors import SYSTEM
@@ -17,9 +18,12 @@ def wallets(btc):
     off = make_currency("LTC", enabled=False)
     return {
         "on": Wallet.objects.create(name="active-on", currency=btc, backend_settings=DEAD),
-        "wallet-off": Wallet.objects.create(name="active-wallet-off", currency=btc, enabled=False,
-                                            backend_settings=DEAD),
-        "currency-off": Wallet.objects.create(name="active-currency-off", currency=off, backend_settings=DEAD),
+        "wallet-off": Wallet.objects.create(
+            name="active-wallet-off", currency=btc, enabled=False, backend_settings=DEAD
+        ),
+        "currency-off": Wallet.objects.create(
+            name="active-currency-off", currency=off, backend_settings=DEAD
+        ),
     }
 
 
@@ -60,7 +64,9 @@ def test_it_rescans_only_active_wallets(wallets, monkeypatch):
 
     monkeypatch.setattr(rescan, "rescan_wallet", lambda wallet, *a, **k: {"ok": True})
     assert "active-on" in rescan.rescan_addresses(by=SYSTEM)
-    assert not {"active-currency-off", "active-wallet-off"} & set(rescan.rescan_addresses(by=SYSTEM))
+    assert not {"active-currency-off", "active-wallet-off"} & set(
+        rescan.rescan_addresses(by=SYSTEM)
+    )
 
 
 def test_it_broadcasts_only_for_active_wallets(wallets, monkeypatch):

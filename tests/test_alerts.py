@@ -1,5 +1,6 @@
 """Alerts through apprise, against a loopback HTTP endpoint (apprise's JSON notifier):
 one notification per event, a reminder later, none for a resolved event, never a flood."""
+
 import json
 import threading
 from datetime import timedelta
@@ -10,7 +11,8 @@ from django.utils import timezone
 
 from broadcasts.models import Broadcast
 from cryptoadmin import faults
-from ledger.models import NetworkTransaction as NT, Wallet
+from ledger.models import NetworkTransaction as NT
+from ledger.models import Wallet
 from ops.alerts import run_alerts
 from ops.models import Alert
 
@@ -71,23 +73,34 @@ def schedules_on_time(db):
 
 
 def interrupt(wallet):
-    return Broadcast.objects.create(wallet=wallet, state="opened", opened_at=timezone.now(),
-                                    label=f"cryptoadmin-broadcast-{wallet.pk}")
+    return Broadcast.objects.create(
+        wallet=wallet,
+        state="opened",
+        opened_at=timezone.now(),
+        label=f"cryptoadmin-broadcast-{wallet.pk}",
+    )
 
 
-def test_it_notifies_an_interrupted_broadcast_once_then_reminds_then_stops_when_resolved(receiver, wallet):
+def test_it_notifies_an_interrupted_broadcast_once_then_reminds_then_stops_when_resolved(
+    receiver, wallet
+):
     broadcast = interrupt(wallet)
     t0 = timezone.now()
 
     assert run_alerts(t0)["sent"] == 1
-    assert receiver.titles() == [f"[cryptoadmin] Interrupted broadcast #{broadcast.pk} on {wallet.name}"]
+    assert receiver.titles() == [
+        f"[cryptoadmin] Interrupted broadcast #{broadcast.pk} on {wallet.name}"
+    ]
     assert "closed by hand" in receiver.messages[0]["message"]
     for minutes in (1, 2, 30, 59):  # the schedule runs every minute: no flood
         assert run_alerts(t0 + timedelta(minutes=minutes))["sent"] == 0
     assert len(receiver.messages) == 1
 
     assert run_alerts(t0 + timedelta(minutes=61))["sent"] == 1
-    assert receiver.titles()[1] == f"[cryptoadmin] Reminder: Interrupted broadcast #{broadcast.pk} on {wallet.name}"
+    assert (
+        receiver.titles()[1]
+        == f"[cryptoadmin] Reminder: Interrupted broadcast #{broadcast.pk} on {wallet.name}"
+    )
     assert Alert.objects.get().sent_count == 2
 
     Broadcast.objects.filter(pk=broadcast.pk).update(state="failed")  # settled
@@ -97,7 +110,9 @@ def test_it_notifies_an_interrupted_broadcast_once_then_reminds_then_stops_when_
 
 
 def test_it_waits_the_set_time_before_notifying_an_unreachable_node(receiver, btc):
-    Wallet.objects.create(name="down", currency=btc, backend_settings={"url": "http://u:secret@127.0.0.1:9"})
+    Wallet.objects.create(
+        name="down", currency=btc, backend_settings={"url": "http://u:secret@127.0.0.1:9"}
+    )
     t0 = timezone.now()
     assert run_alerts(t0)["sent"] == 0
     assert run_alerts(t0 + timedelta(minutes=4))["sent"] == 0
@@ -109,11 +124,28 @@ def test_it_waits_the_set_time_before_notifying_an_unreachable_node(receiver, bt
 def test_it_notifies_a_flagged_credited_deposit_and_an_overdue_schedule_once_each(receiver, wallet):
     from django_q.models import Schedule
 
-    NT.objects.create(currency=wallet.currency, wallet=wallet, txid="ab" * 32, type="deposit", state="open",
-                      credited_at=timezone.now(), flagged=True, flag_reason="lost confirmations after crediting")
-    NT.objects.create(currency=wallet.currency, wallet=wallet, txid="cd" * 32, type="deposit", state="open",
-                      flagged=True, flag_reason="conflicted, never credited")  # not credited: no money at stake
-    Schedule.objects.filter(name="broadcasts.broadcast").update(next_run=timezone.now() - timedelta(minutes=10))
+    NT.objects.create(
+        currency=wallet.currency,
+        wallet=wallet,
+        txid="ab" * 32,
+        type="deposit",
+        state="open",
+        credited_at=timezone.now(),
+        flagged=True,
+        flag_reason="lost confirmations after crediting",
+    )
+    NT.objects.create(
+        currency=wallet.currency,
+        wallet=wallet,
+        txid="cd" * 32,
+        type="deposit",
+        state="open",
+        flagged=True,
+        flag_reason="conflicted, never credited",
+    )  # not credited: no money at stake
+    Schedule.objects.filter(name="broadcasts.broadcast").update(
+        next_run=timezone.now() - timedelta(minutes=10)
+    )
     t0 = timezone.now()
     assert run_alerts(t0)["sent"] == 2
     assert run_alerts(t0 + timedelta(minutes=1))["sent"] == 0
@@ -125,7 +157,9 @@ def test_it_notifies_a_flagged_credited_deposit_and_an_overdue_schedule_once_eac
 
 
 def test_it_notifies_again_when_a_resolved_event_comes_back(receiver, btc):
-    down = Wallet.objects.create(name="flaky", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"})
+    down = Wallet.objects.create(
+        name="flaky", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"}
+    )
     t0 = timezone.now()
     run_alerts(t0)
     assert run_alerts(t0 + timedelta(minutes=6))["sent"] == 1

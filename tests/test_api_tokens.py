@@ -1,4 +1,5 @@
 """API tokens: stored hashed, shown once, revocable; no data without valid credentials."""
+
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -23,10 +24,16 @@ def test_it_refuses_a_request_without_credentials(funded):
     assert "data" not in response.json() and "0.00000042" not in response.content.decode()
 
 
-@pytest.mark.parametrize("header", ["Bearer cab_not-a-token", "Bearer ", "Basic dXNlcjpwdw==", "Bearer " + "x" * 500])
+@pytest.mark.parametrize(
+    "header", ["Bearer cab_not-a-token", "Bearer ", "Basic dXNlcjpwdw==", "Bearer " + "x" * 500]
+)
 def test_it_refuses_a_bad_token(funded, header):
-    response = Client().post("/graphql", {"query": seed_query("u-1")}, content_type="application/json",
-                             HTTP_AUTHORIZATION=header)
+    response = Client().post(
+        "/graphql",
+        {"query": seed_query("u-1")},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=header,
+    )
     assert response.status_code == 401
     assert "data" not in response.json()
 

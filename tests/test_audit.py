@@ -1,6 +1,7 @@
 """Who changed the money settings (issue 13, point 8): changes made through the admin, as the
 roles make them, are recorded with the user, the time and before/after values, secrets masked,
 and every role can read them in the admin."""
+
 import pytest
 from auditlog.models import LogEntry
 from django.contrib.auth.models import Group, Permission
@@ -27,9 +28,19 @@ def _entries(obj):
 def test_it_records_who_changed_a_currency_threshold_and_from_what(client, admin_user):
     btc = make_currency("BTC", crediting_threshold=2, polling_threshold=4)
     client.force_login(admin_user)
-    response = client.post(f"/admin/ledger/currency/{btc.pk}/change/", {
-        "code": "BTC", "name": "BTC", "decimals": 8, "enabled": "on", "crediting_threshold": 1,
-        "polling_threshold": 4, "network": "regtest"}, REMOTE_ADDR="10.20.30.40")
+    response = client.post(
+        f"/admin/ledger/currency/{btc.pk}/change/",
+        {
+            "code": "BTC",
+            "name": "BTC",
+            "decimals": 8,
+            "enabled": "on",
+            "crediting_threshold": 1,
+            "polling_threshold": 4,
+            "network": "regtest",
+        },
+        REMOTE_ADDR="10.20.30.40",
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     entry = _entries(btc).last()
     assert entry.action == LogEntry.Action.UPDATE
@@ -42,10 +53,17 @@ def test_it_records_who_changed_a_currency_threshold_and_from_what(client, admin
 def test_it_records_a_new_wallet_with_its_secrets_masked(client, admin_user):
     btc = make_currency("BTC")
     client.force_login(admin_user)
-    response = client.post("/admin/ledger/wallet/add/", {
-        "name": "cold", "currency": btc.pk, "backend": "blockio", "enabled": "on",
-        "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/", '
-                            '"network": "BTCTEST"}' % SECRETS})
+    response = client.post(
+        "/admin/ledger/wallet/add/",
+        {
+            "name": "cold",
+            "currency": btc.pk,
+            "backend": "blockio",
+            "enabled": "on",
+            "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/", '
+            '"network": "BTCTEST"}' % SECRETS,
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     wallet = Wallet.objects.get(name="cold")
     entry = _entries(wallet).get()
@@ -53,7 +71,9 @@ def test_it_records_a_new_wallet_with_its_secrets_masked(client, admin_user):
     recorded = str(entry.changes) + str(entry.serialized_data) + str(entry.additional_data)
     for secret in SECRETS:
         assert secret not in recorded
-    assert "BTCTEST" in entry.changes_dict["backend_settings"][1]  # what is not secret stays readable
+    assert (
+        "BTCTEST" in entry.changes_dict["backend_settings"][1]
+    )  # what is not secret stays readable
     assert "127.0.0.1:1" in entry.changes_dict["backend_settings"][1]
 
 
@@ -61,7 +81,9 @@ def test_it_records_api_token_issue_and_revocation(client, admin_user):
     client.force_login(admin_user)
     client.post("/admin/balances/apitoken/add/", {"name": "wallets app"})
     token = ApiToken.objects.get(name="wallets app")
-    response = client.post("/admin/balances/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    response = client.post(
+        "/admin/balances/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}
+    )
     assert response.status_code == 302
     created, revoked = _entries(token)
     assert (created.action, created.actor) == (LogEntry.Action.CREATE, admin_user)
@@ -75,8 +97,10 @@ def test_it_records_group_permission_changes(client, superuser, roles):
     before = list(viewer_group.permissions.values_list("pk", flat=True))
     added = Permission.objects.get(content_type__app_label="ledger", codename="change_currency")
     client.force_login(superuser)
-    response = client.post(f"/admin/auth/group/{viewer_group.pk}/change/",
-                           {"name": "Viewer", "permissions": [*before, added.pk]})
+    response = client.post(
+        f"/admin/auth/group/{viewer_group.pk}/change/",
+        {"name": "Viewer", "permissions": [*before, added.pk]},
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     entry = _entries(viewer_group).last()
     assert entry.actor == superuser
@@ -84,13 +108,22 @@ def test_it_records_group_permission_changes(client, superuser, roles):
     assert entry.changes_dict["permissions"]["objects"] == [str(added)]
 
 
-def test_it_shows_the_log_to_a_viewer_with_secrets_masked_and_nothing_to_change(client, admin_user,
-                                                                                viewer):
+def test_it_shows_the_log_to_a_viewer_with_secrets_masked_and_nothing_to_change(
+    client, admin_user, viewer
+):
     btc = make_currency("BTC")
     client.force_login(admin_user)
-    client.post("/admin/ledger/wallet/add/", {
-        "name": "cold", "currency": btc.pk, "backend": "blockio", "enabled": "on",
-        "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/"}' % SECRETS})
+    client.post(
+        "/admin/ledger/wallet/add/",
+        {
+            "name": "cold",
+            "currency": btc.pk,
+            "backend": "blockio",
+            "enabled": "on",
+            "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/"}'
+            % SECRETS,
+        },
+    )
     client.force_login(viewer)
     listing = client.get("/admin/auditlog/logentry/")
     assert listing.status_code == 200
@@ -102,7 +135,10 @@ def test_it_shows_the_log_to_a_viewer_with_secrets_masked_and_nothing_to_change(
     assert "alice" in page
     for secret in SECRETS:
         assert secret not in page
-    assert client.post(f"/admin/auditlog/logentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        client.post(f"/admin/auditlog/logentry/{entry.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
     assert LogEntry.objects.filter(pk=entry.pk).exists()
 
 
@@ -116,16 +152,28 @@ def test_it_records_second_factor_enrolment_and_reset_without_keys(client, opera
     from django_otp.oath import totp
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    client.post("/admin/login/", {"username": "operator", "password": "pw-operator", "next": "/admin/"})
+    client.post(
+        "/admin/login/", {"username": "operator", "password": "pw-operator", "next": "/admin/"}
+    )
     client.get("/admin/second-factor/")
     device = TOTPDevice.objects.get(user=operator)
     code = f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
     client.post("/admin/second-factor/", {"code": code})
-    entries = LogEntry.objects.filter(content_type__model="totpdevice", object_pk=str(device.pk)).order_by("pk")
-    assert [(e.action, e.actor) for e in entries] == [(LogEntry.Action.CREATE, operator),
-                                                      (LogEntry.Action.UPDATE, operator)]
+    entries = LogEntry.objects.filter(
+        content_type__model="totpdevice", object_pk=str(device.pk)
+    ).order_by("pk")
+    assert [(e.action, e.actor) for e in entries] == [
+        (LogEntry.Action.CREATE, operator),
+        (LogEntry.Action.UPDATE, operator),
+    ]
     assert entries[1].changes_dict == {"confirmed": ["False", "True"]}
     assert device.key not in str([e.changes for e in entries])
     call_command("reset_second_factor", "operator")
-    assert LogEntry.objects.filter(content_type__model="totpdevice", object_pk=str(device.pk),
-                                   action=LogEntry.Action.DELETE).count() == 1
+    assert (
+        LogEntry.objects.filter(
+            content_type__model="totpdevice",
+            object_pk=str(device.pk),
+            action=LogEntry.Action.DELETE,
+        ).count()
+        == 1
+    )

@@ -1,6 +1,7 @@
 """Malformed node replies become BadReply on that wallet or row; the other wallets are polled.
 
 A loopback JSON-RPC double (tests/rpc_double.py) answers what the real node never would."""
+
 import pytest
 
 from ledger import services
@@ -8,8 +9,8 @@ from ledger.backends import BadReply
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.confirmations import update_confirmations
 from ledger.models import Address, NetworkTransaction, Transaction, Wallet
-from tests.support import make_currency, make_wallet
 from tests.rpc_double import RpcDouble, single, wallet_tx
+from tests.support import make_currency, make_wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -32,11 +33,17 @@ def currency():
 @pytest.fixture
 def bad_wallet(currency, double):
     # Named to sort first: wallets are polled in name order, so the good one comes after it.
-    wallet = Wallet.objects.create(name="a-bad", currency=currency, backend="bitcoind",
-                                   backend_settings={"url": double.url})
+    wallet = Wallet.objects.create(
+        name="a-bad", currency=currency, backend="bitcoind", backend_settings={"url": double.url}
+    )
     for user, address in (("alice", "addr-alice"), ("bob", "addr-bob")):
-        Address.objects.create(currency=currency, wallet=wallet, account=services.user_account(user, currency),
-                               address=address, kind=Address.Kind.RECEIVING)
+        Address.objects.create(
+            currency=currency,
+            wallet=wallet,
+            account=services.user_account(user, currency),
+            address=address,
+            kind=Address.Kind.RECEIVING,
+        )
     return wallet
 
 
@@ -49,6 +56,7 @@ def answering(since=None, batch=None, single_tx=None):
         if request["method"] == "gettransaction":
             return single_tx(request)
         return single(None, request)
+
     return answer
 
 
@@ -64,24 +72,51 @@ def answers(request, results):
 WHOLE_SINCE_BAD = {
     "null result": since_reply(None),
     "no transactions list": since_reply({"lastblock": "11" * 32, "transactions": None}),
-    "entry without txid": since_reply({"lastblock": "11" * 32, "transactions": [
-        {"address": "addr-alice", "category": "receive", "amount": 1.0, "confirmations": 3}]}),
+    "entry without txid": since_reply(
+        {
+            "lastblock": "11" * 32,
+            "transactions": [
+                {"address": "addr-alice", "category": "receive", "amount": 1.0, "confirmations": 3}
+            ],
+        }
+    ),
     "entry not an object": since_reply({"lastblock": "11" * 32, "transactions": [None]}),
-    "entry with a txid that is not one": since_reply({"lastblock": "11" * 32, "transactions": [
-        {"txid": "zz", "address": "addr-alice", "category": "receive", "amount": 1.0, "confirmations": 3}]}),
+    "entry with a txid that is not one": since_reply(
+        {
+            "lastblock": "11" * 32,
+            "transactions": [
+                {
+                    "txid": "zz",
+                    "address": "addr-alice",
+                    "category": "receive",
+                    "amount": 1.0,
+                    "confirmations": 3,
+                }
+            ],
+        }
+    ),
     "no lastblock": since_reply({"transactions": []}),
 }
 
 # Batched gettransaction replies for [T1, T2]: each row gets a BadReply of its own.
 BAD_BATCHES = {
-    "unknown ids": lambda rq: [{"result": wallet_tx(T1, 9, "addr-alice", 1.0), "error": None, "id": 7},
-                               {"result": wallet_tx(T2, 9, "addr-bob", 2.0), "error": None, "id": "x"}],
-    "duplicate ids": lambda rq: [{"result": wallet_tx(T1, 9, "addr-alice", 1.0), "error": None, "id": rq[0]["id"]},
-                                 {"result": wallet_tx(T1, 9, "addr-alice", 1.0), "error": None, "id": rq[0]["id"]},
-                                 {"result": wallet_tx(T2, 9, "addr-bob", 2.0), "error": None, "id": rq[1]["id"]},
-                                 {"result": wallet_tx(T2, 9, "addr-bob", 3.0), "error": None, "id": rq[1]["id"]}],
-    "swapped answers": lambda rq: answers(rq, [wallet_tx(rq[1]["params"][0], 9, "addr-bob", 2.0),
-                                               wallet_tx(rq[0]["params"][0], 9, "addr-alice", 1.0)]),
+    "unknown ids": lambda rq: [
+        {"result": wallet_tx(T1, 9, "addr-alice", 1.0), "error": None, "id": 7},
+        {"result": wallet_tx(T2, 9, "addr-bob", 2.0), "error": None, "id": "x"},
+    ],
+    "duplicate ids": lambda rq: [
+        {"result": wallet_tx(T1, 9, "addr-alice", 1.0), "error": None, "id": rq[0]["id"]},
+        {"result": wallet_tx(T1, 9, "addr-alice", 1.0), "error": None, "id": rq[0]["id"]},
+        {"result": wallet_tx(T2, 9, "addr-bob", 2.0), "error": None, "id": rq[1]["id"]},
+        {"result": wallet_tx(T2, 9, "addr-bob", 3.0), "error": None, "id": rq[1]["id"]},
+    ],
+    "swapped answers": lambda rq: answers(
+        rq,
+        [
+            wallet_tx(rq[1]["params"][0], 9, "addr-bob", 2.0),
+            wallet_tx(rq[0]["params"][0], 9, "addr-alice", 1.0),
+        ],
+    ),
     "null results": lambda rq: answers(rq, [None, None]),
     "not a list": lambda rq: {"result": None, "error": None, "id": 0},
 }
@@ -97,9 +132,29 @@ def test_it_refuses_each_malformed_listsinceblock_reply_as_a_bad_reply(bad_walle
 
 
 def test_it_puts_a_bad_reply_in_place_of_a_malformed_listsinceblock_entry(bad_wallet, double):
-    double.answer = answering(since=since_reply({"lastblock": "11" * 32, "transactions": [
-        {"txid": T1, "address": "addr-alice", "category": "receive", "amount": "1.0", "confirmations": 3},
-        {"txid": T2, "address": "addr-bob", "category": "receive", "amount": 2.0, "confirmations": 3}]}))
+    double.answer = answering(
+        since=since_reply(
+            {
+                "lastblock": "11" * 32,
+                "transactions": [
+                    {
+                        "txid": T1,
+                        "address": "addr-alice",
+                        "category": "receive",
+                        "amount": "1.0",
+                        "confirmations": 3,
+                    },
+                    {
+                        "txid": T2,
+                        "address": "addr-bob",
+                        "category": "receive",
+                        "amount": 2.0,
+                        "confirmations": 3,
+                    },
+                ],
+            }
+        )
+    )
     since = BitcoindBackend(bad_wallet).list_since_block(None, 5)
     assert [t.txid for t in since.transactions] == [T2]
     assert isinstance(since.errors[T1], BadReply)
@@ -134,10 +189,15 @@ def good_deposit(currency, node):
 
 @pytest.mark.parametrize("case", sorted(WHOLE_SINCE_BAD))
 def test_it_polls_the_other_wallets_when_one_listsinceblock_reply_is_malformed(
-        bad_wallet, double, good_deposit, currency, case):
-    double.answer = answering(since=WHOLE_SINCE_BAD[case], batch=lambda rq: answers(
-        rq, [wallet_tx(q["params"][0], 1, "addr-alice", 1.0) for q in rq]))
-    row = NetworkTransaction.objects.create(currency=currency, wallet=bad_wallet, txid=T1, type="deposit")
+    bad_wallet, double, good_deposit, currency, case
+):
+    double.answer = answering(
+        since=WHOLE_SINCE_BAD[case],
+        batch=lambda rq: answers(rq, [wallet_tx(q["params"][0], 1, "addr-alice", 1.0) for q in rq]),
+    )
+    row = NetworkTransaction.objects.create(
+        currency=currency, wallet=bad_wallet, txid=T1, type="deposit"
+    )
     summary = update_confirmations(currency)
     good, txid = good_deposit
     assert Transaction.objects.filter(kind="deposit", network_transaction__txid=txid).count() == 1
@@ -155,10 +215,15 @@ def test_it_polls_the_other_wallets_when_one_listsinceblock_reply_is_malformed(
 
 @pytest.mark.parametrize("case", sorted(set(BAD_BATCHES) - {"not a list"}))
 def test_it_records_a_malformed_batch_answer_on_its_row_and_credits_nothing_wrong(
-        bad_wallet, double, good_deposit, currency, case):
+    bad_wallet, double, good_deposit, currency, case
+):
     double.answer = answering(batch=BAD_BATCHES[case])
-    rows = [NetworkTransaction.objects.create(currency=currency, wallet=bad_wallet, txid=t, type="deposit")
-            for t in (T1, T2)]
+    rows = [
+        NetworkTransaction.objects.create(
+            currency=currency, wallet=bad_wallet, txid=t, type="deposit"
+        )
+        for t in (T1, T2)
+    ]
     update_confirmations(currency)
     for row in rows:
         row.refresh_from_db()
@@ -169,8 +234,9 @@ def test_it_records_a_malformed_batch_answer_on_its_row_and_credits_nothing_wron
     assert services.balance(services.user_account("carol", currency)) == 50_000_000
 
 
-def test_it_records_a_whole_batch_failure_on_the_wallet_and_polls_the_others(bad_wallet, double, good_deposit,
-                                                                            currency):
+def test_it_records_a_whole_batch_failure_on_the_wallet_and_polls_the_others(
+    bad_wallet, double, good_deposit, currency
+):
     double.answer = answering(batch=BAD_BATCHES["not a list"])
     NetworkTransaction.objects.create(currency=currency, wallet=bad_wallet, txid=T1, type="deposit")
     update_confirmations(currency)

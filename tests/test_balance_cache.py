@@ -1,15 +1,21 @@
 """The per-process balance cache: guarded loader, one-query loads, errors, LRU, races."""
+
 import threading
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from balances.cache import (ACCOUNT_CODES, BalanceCache, BalanceLoadError, LoadTimeout, UnknownUser,
-                            load_user_balances)
+from balances.cache import (
+    ACCOUNT_CODES,
+    BalanceCache,
+    BalanceLoadError,
+    LoadTimeout,
+    UnknownUser,
+    load_user_balances,
+)
 from tests.balances_helpers import currency, deposit, in_threads, move, network_account
 from tests.support import wait_until
-
 
 # Conditions other threads bring about are polled often: those threads are waiting on them.
 FAST = dict(timeout=10, interval=0.001)
@@ -30,9 +36,14 @@ def test_it_loads_a_cold_user_once_for_200_concurrent_callers(balance_cache):
         return load_user_balances(user_id)
 
     balance_cache.loader = loader
-    results = in_threads(200, lambda i: (balance_cache.get_balance("alice", "BTC", 201),
-                                         balance_cache.get_balance("alice", "BTC", 203),
-                                         balance_cache.get_balance("alice", "ETH", 201)))
+    results = in_threads(
+        200,
+        lambda i: (
+            balance_cache.get_balance("alice", "BTC", 201),
+            balance_cache.get_balance("alice", "BTC", 203),
+            balance_cache.get_balance("alice", "ETH", 201),
+        ),
+    )
     assert calls == ["alice"]
     assert set(results) == {(100_000_000, 50_000_000, 7 * 10**6)}
     stats = balance_cache.stats()
@@ -52,7 +63,9 @@ def test_it_gives_every_waiter_the_error_of_a_failed_load_and_the_next_call_retr
 
     cache.loader = loader
     results = in_threads(10, lambda i: cache.get_balance("bob", "BTC", 201))
-    assert all(isinstance(r, BalanceLoadError) and "database went away" in str(r) for r in results), results
+    assert all(
+        isinstance(r, BalanceLoadError) and "database went away" in str(r) for r in results
+    ), results
     assert cache.stats()["users_cached"] == 0 and cache.stats()["load_errors"] == 1
     assert cache.get_balance("bob", "BTC", 201) == 5
     assert len(attempts) == 2
@@ -60,11 +73,16 @@ def test_it_gives_every_waiter_the_error_of_a_failed_load_and_the_next_call_retr
 
 def test_it_stops_waiting_with_a_clear_error_after_the_timeout():
     release = threading.Event()
-    cache = BalanceCache(wait_timeout=0.2, loader=lambda u: release.wait(10) and {"BTC": dict.fromkeys(ACCOUNT_CODES, 1)})
+    cache = BalanceCache(
+        wait_timeout=0.2,
+        loader=lambda u: release.wait(10) and {"BTC": dict.fromkeys(ACCOUNT_CODES, 1)},
+    )
     owner = threading.Thread(target=cache.get_user, args=("carol",))
     owner.start()
     wait_until(lambda: cache.stats()["loading_now"] == 1, **FAST)
-    with pytest.raises(LoadTimeout, match="gave up after 0.2 s waiting for the balances of user 'carol'"):
+    with pytest.raises(
+        LoadTimeout, match="gave up after 0.2 s waiting for the balances of user 'carol'"
+    ):
         cache.get_user("carol")
     release.set()
     owner.join(10)
@@ -72,7 +90,9 @@ def test_it_stops_waiting_with_a_clear_error_after_the_timeout():
 
 
 def test_it_keeps_at_most_max_users_and_drops_the_least_recently_used():
-    cache = BalanceCache(max_users=3, loader=lambda u: {"BTC": dict.fromkeys(ACCOUNT_CODES, len(u))})
+    cache = BalanceCache(
+        max_users=3, loader=lambda u: {"BTC": dict.fromkeys(ACCOUNT_CODES, len(u))}
+    )
     for user in ("u1", "u22", "u333"):
         cache.get_user(user)
     cache.get_user("u1")  # now the most recently used
@@ -122,7 +142,9 @@ def test_it_loads_every_currency_and_account_of_a_user_in_one_query():
 
 
 @pytest.mark.django_db
-def test_it_serves_a_loaded_user_from_memory_without_a_query(balance_cache, django_assert_num_queries):
+def test_it_serves_a_loaded_user_from_memory_without_a_query(
+    balance_cache, django_assert_num_queries
+):
     btc = currency("BTC")
     deposit(network_account(btc), "fay", 123)
     assert balance_cache.get_balance("fay", "BTC", 201) == 123

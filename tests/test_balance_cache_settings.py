@@ -1,5 +1,6 @@
 """The balance cache is configured by Django settings, parsed once from the environment in
 cryptoadmin/settings.py; balances/cache.py reads no environment variable."""
+
 import inspect
 import os
 import subprocess
@@ -33,8 +34,17 @@ def test_it_reads_no_environment_in_the_cache_module():
 
 
 def test_it_refuses_a_malformed_number_when_settings_load():
-    env = {**os.environ, "BALANCE_CACHE_MAX_STALENESS": "two", "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings_test"}
-    done = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    env = {
+        **os.environ,
+        "BALANCE_CACHE_MAX_STALENESS": "two",
+        "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings_test",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "BALANCE_CACHE_MAX_STALENESS='two' is not a number" in done.stderr

@@ -1,4 +1,5 @@
 """Ledger writes invalidate cached balances at commit, in this process and in others."""
+
 import json
 import subprocess
 import sys
@@ -70,12 +71,18 @@ def test_it_does_not_keep_a_load_that_raced_a_commit(balance_cache):
     assert balance_cache.stats()["discarded_loads"] == 1
 
 
-def test_it_shows_a_deposit_to_a_second_process_within_the_staleness_bound(balance_cache, child_env):
+def test_it_shows_a_deposit_to_a_second_process_within_the_staleness_bound(
+    balance_cache, child_env
+):
     net = network_account(currency("BTC"))
     deposit(net, "dave", 1000)
     child = subprocess.Popen(
-        [sys.executable, "tests/balance_reader.py", "dave", "BTC", "20"], env=child_env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=child_env["PYTHONPATH"],
+        [sys.executable, "tests/balance_reader.py", "dave", "BTC", "20"],
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=child_env["PYTHONPATH"],
     )
     try:
         ready = json.loads(child.stdout.readline() or "{}")

@@ -1,4 +1,5 @@
 """The "User balances" lookup page and the cache's figures on the admin index."""
+
 import pytest
 from django.test import Client
 

@@ -1,5 +1,6 @@
 """The balances table is defined once (balances/table.py): the GraphQL reply and the admin's
 "User balances" page render the same columns and the same rows."""
+
 import re
 
 import pytest
@@ -27,21 +28,45 @@ def test_it_renders_the_same_rows_in_graphql_and_the_admin(balance_cache, viewer
     move("u-t", btc, 7, 201, 204)
     deposit(network_account(usdt), "u-t", 1_500_000)
     fields = " ".join(table.FIELD_ACCOUNTS)
-    reply = Client().post("/graphql", {"query": 'query { user(id: "u-t") { currencies { id enabled %s } } }' % fields},
-                          content_type="application/json",
-                          HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue('t')[1]}").json()
-    from_graphql = [[c["id"], *(c[f] for f in table.FIELD_ACCOUNTS)] for c in reply["data"]["user"]["currencies"]]
+    reply = (
+        Client()
+        .post(
+            "/graphql",
+            {"query": 'query { user(id: "u-t") { currencies { id enabled %s } } }' % fields},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue('t')[1]}",
+        )
+        .json()
+    )
+    from_graphql = [
+        [c["id"], *(c[f] for f in table.FIELD_ACCOUNTS)]
+        for c in reply["data"]["user"]["currencies"]
+    ]
 
     grant(viewer, "balances.view_user_balances")
     client = Client()
     client.force_login(viewer)
-    page = client.get("/admin/balances/apitoken/user-balances/", {"user_id": "u-t"}).content.decode()
-    body = page[page.index("<tbody>"):page.index("</tbody>")]
-    from_admin = [[cells[0], *cells[2:]] for cells in
-                  ([re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
-                   for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S))]
+    page = client.get(
+        "/admin/balances/apitoken/user-balances/", {"user_id": "u-t"}
+    ).content.decode()
+    body = page[page.index("<tbody>") : page.index("</tbody>")]
+    from_admin = [
+        [cells[0], *cells[2:]]
+        for cells in (
+            [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+        )
+    ]
 
     assert from_graphql == from_admin
-    assert from_graphql[0] == ["BTC", "1.49999993", "1.00000000", "0.00000000", "0.00000000", "0.00000007",
-                               "0.00000000", "0.00000000"]
+    assert from_graphql[0] == [
+        "BTC",
+        "1.49999993",
+        "1.00000000",
+        "0.00000000",
+        "0.00000000",
+        "0.00000007",
+        "0.00000000",
+        "0.00000000",
+    ]
     assert from_graphql[1][:2] == ["USDT", "1.500000"]

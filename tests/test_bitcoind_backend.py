@@ -1,9 +1,17 @@
 """The bitcoind backend against a real regtest node."""
+
 from decimal import Decimal
 
 import pytest
 
-from ledger.backends import InsufficientFunds, InvalidAddress, NodeUnreachable, NotSent, OutcomeUnknown, TransactionNotFound
+from ledger.backends import (
+    InsufficientFunds,
+    InvalidAddress,
+    NodeUnreachable,
+    NotSent,
+    OutcomeUnknown,
+    TransactionNotFound,
+)
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.money import AmountError
 from tests.support import make_currency, make_wallet
@@ -58,7 +66,9 @@ def test_it_refuses_a_float_before_it_reaches_the_node(btc):
     # Port 9 on loopback: nothing listens. A float must fail locally, not as unreachable.
     from ledger.models import Wallet
 
-    dead = Wallet.objects.create(name="dead", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"})
+    dead = Wallet.objects.create(
+        name="dead", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"}
+    )
     backend = dead.get_backend()
     with pytest.raises(AmountError, match="float"):
         backend.send_many({"mz8882qW87DRKEn35P2eZaKoJ5PG8ysL1k": 0.1}, comment="x")
@@ -100,7 +110,9 @@ def test_it_reports_wrong_credentials_clearly(btc, node):
     from ledger.models import Wallet
 
     bad = Wallet.objects.create(
-        name="bad-auth", currency=btc, backend_settings={"url": f"http://nobody:wrong@127.0.0.1:{node.rpc_port}"}
+        name="bad-auth",
+        currency=btc,
+        backend_settings={"url": f"http://nobody:wrong@127.0.0.1:{node.rpc_port}"},
     )
     with pytest.raises(NotSent, match="authentication failed") as info:
         bad.get_backend().block_height()
@@ -142,9 +154,13 @@ def test_it_sends_nothing_without_time_left_in_the_lease_and_proves_its_own_spen
 
     backend = wallet.get_backend()
     with pytest.raises(NotSent, match="lease"):
-        backend.send_many({backend.new_address(): 1000}, comment="no-time-left", deadline=time.monotonic() + 0.5)
+        backend.send_many(
+            {backend.new_address(): 1000}, comment="no-time-left", deadline=time.monotonic() + 0.5
+        )
     assert backend.find_by_comment("no-time-left") == []
-    txid = backend.send_many({node.rpc("getnewaddress"): 1000}, comment="in-time", deadline=time.monotonic() + 30)
+    txid = backend.send_many(
+        {node.rpc("getnewaddress"): 1000}, comment="in-time", deadline=time.monotonic() + 30
+    )
     assert backend.spends_own_coins(txid) is True
     coinbase = node.rpc("getblock", node.rpc("getblockhash", 1))["tx"][0]
     assert backend.spends_own_coins(coinbase) is False

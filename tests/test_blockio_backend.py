@@ -1,11 +1,18 @@
 """The block.io backend against a loopback server that speaks block.io's v2 protocol."""
+
 import logging
 
 import pytest
 
 from ledger.backends import (
     AlreadySent,
-    BadReply, InsufficientFunds, InvalidAddress, NodeUnreachable, NotSent, OutcomeUnknown, TransactionNotFound,
+    BadReply,
+    InsufficientFunds,
+    InvalidAddress,
+    NodeUnreachable,
+    NotSent,
+    OutcomeUnknown,
+    TransactionNotFound,
 )
 from ledger.backends.blockio import BlockIoBackend
 from ledger.money import AmountError
@@ -23,8 +30,12 @@ def test_it_creates_and_validates_addresses(backend, blockio):
     address = backend.new_address("alice")
     assert blockio.addresses[address] == "alice"
     assert backend.validate_address(address)
-    assert not backend.validate_address("1BoatSLRHtKNngkdXEeobR76b53LETtpyT")  # mainnet: wrong network
-    assert not backend.validate_address(address[:-1] + ("x" if address[-1] != "x" else "y"))  # bad checksum
+    assert not backend.validate_address(
+        "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"
+    )  # mainnet: wrong network
+    assert not backend.validate_address(
+        address[:-1] + ("x" if address[-1] != "x" else "y")
+    )  # bad checksum
 
 
 def test_it_reads_balances_as_exact_units(backend, blockio):
@@ -69,7 +80,9 @@ def test_it_maps_withdraw_refusals(backend, blockio):
     with pytest.raises(InsufficientFunds):
         backend.send_many({blockio.own_address(): 10**8}, comment="a")
     with pytest.raises(InvalidAddress):
-        backend.send_many({"mzBc4XEFSdzCDcTxAgf6EZXgsZWpztRheX": 1000}, comment="b")  # checksum broken
+        backend.send_many(
+            {"mzBc4XEFSdzCDcTxAgf6EZXgsZWpztRheX": 1000}, comment="b"
+        )  # checksum broken
     with pytest.raises(AmountError):
         backend.send_many({blockio.own_address(): 0.5}, comment="c")
 
@@ -176,16 +189,22 @@ def full_listener():
     server.close()
 
 
-def test_it_calls_a_connect_timeout_nothing_sent_and_a_read_timeout_unknown(blockio_wallet, blockio, full_listener):
+def test_it_calls_a_connect_timeout_nothing_sent_and_a_read_timeout_unknown(
+    blockio_wallet, blockio, full_listener
+):
     blockio.receive(blockio.own_address(), "1", confirmations=6)
-    blockio_wallet.backend_settings = dict(blockio_wallet.backend_settings,
-                                           base_url=f"http://127.0.0.1:{full_listener}/api/v2/")
+    blockio_wallet.backend_settings = dict(
+        blockio_wallet.backend_settings, base_url=f"http://127.0.0.1:{full_listener}/api/v2/"
+    )
     with pytest.raises(NotSent, match="nothing sent"):
-        BlockIoBackend(blockio_wallet, timeout=1).send_many({blockio.own_address(): 1000}, comment="c", nonce="n1")
+        BlockIoBackend(blockio_wallet, timeout=1).send_many(
+            {blockio.own_address(): 1000}, comment="c", nonce="n1"
+        )
     blockio.fail_next("withdraw", "timeout")
     with pytest.raises(OutcomeUnknown):  # connected, request sent, no answer: it may have paid
         BlockIoBackend(_wallet(blockio), timeout=1).send_many(
-            {blockio.own_address(): 1000}, comment="r", nonce="n2")
+            {blockio.own_address(): 1000}, comment="r", nonce="n2"
+        )
 
 
 def _wallet(blockio):
@@ -194,17 +213,26 @@ def _wallet(blockio):
     return Wallet.objects.get(backend="blockio")
 
 
-def test_it_cuts_the_withdraw_timeouts_to_the_lease_and_sends_nothing_without_time(backend, blockio):
+def test_it_cuts_the_withdraw_timeouts_to_the_lease_and_sends_nothing_without_time(
+    backend, blockio
+):
     import time
 
     blockio.receive(blockio.own_address(), "1", confirmations=6)
     with pytest.raises(NotSent, match="lease"):
-        backend.send_many({blockio.own_address(): 1000}, comment="late", nonce="n3", deadline=time.monotonic() + 0.5)
+        backend.send_many(
+            {blockio.own_address(): 1000},
+            comment="late",
+            nonce="n3",
+            deadline=time.monotonic() + 0.5,
+        )
     assert blockio.count("withdraw") == 0
     blockio.fail_next("withdraw", "timeout")  # answers after 3 s
     started = time.monotonic()
     with pytest.raises(OutcomeUnknown):
-        backend.send_many({blockio.own_address(): 1000}, comment="x", nonce="n4", deadline=time.monotonic() + 2.5)
+        backend.send_many(
+            {blockio.own_address(): 1000}, comment="x", nonce="n4", deadline=time.monotonic() + 2.5
+        )
     assert time.monotonic() - started < 2.5  # given up before the lease ends
 
 
@@ -215,7 +243,9 @@ def test_it_gives_a_segwit_transaction_its_txid_without_witness_data(backend, bl
     raw = raw_tx([(mine, 70_000_000)], segwit=True)
     assert raw[4:6] == b"\x00\x01"  # BIP 144 marker and flag
     stripped = stripped_tx(raw)
-    assert len(stripped) == len(raw) - 2 - (1 + 1 + 71 + 1 + 33)  # marker, flag and one witness gone
+    assert len(stripped) == len(raw) - 2 - (
+        1 + 1 + 71 + 1 + 33
+    )  # marker, flag and one witness gone
     txid = sha256d(stripped)[::-1].hex()
     assert txid != sha256d(raw)[::-1].hex()  # the wtxid
     blockio.txs[txid] = {"hex": raw.hex(), "confirmations": 3, "received": [(mine, 70_000_000)]}
@@ -255,5 +285,8 @@ def test_it_names_witness_v0_outputs_by_their_bech32_address():
     from ledger.backends.blockio import _script_address
 
     program = bytes.fromhex("751e76e8199196d454941c45d1b3a323f1433bd6")  # BIP 173's example
-    assert _script_address(b"\x00\x14" + program, (0, 5), "bc") == "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+    assert (
+        _script_address(b"\x00\x14" + program, (0, 5), "bc")
+        == "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+    )
     assert _script_address(b"\x00\x14" + program, (0, 5), None) is None

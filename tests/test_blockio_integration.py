@@ -1,5 +1,6 @@
 """The tracker, broadcaster, rescan and import work unchanged on a block.io wallet, and an
 interrupted withdraw is settled safely (nonce, sent transactions, inputs of the wallet)."""
+
 from datetime import timedelta
 
 import pytest
@@ -56,8 +57,9 @@ def test_it_imports_then_broadcasts_and_the_books_match(blockio_wallet, blockio)
     assert reconcile(blockio_wallet).unaccounted == 0  # node and books agree to the satoshi
 
 
-def test_it_leaves_a_timed_out_withdraw_interrupted_then_settles_it_by_txid(blockio_wallet, blockio, settings,
-                                                                            operator):
+def test_it_leaves_a_timed_out_withdraw_interrupted_then_settles_it_by_txid(
+    blockio_wallet, blockio, settings, operator
+):
     settings.NODE_RPC_TIMEOUT = 1
     blockio.receive(blockio.own_address("house"), "1", confirmations=6)
     alice = services.user_account("alice", blockio_wallet.currency)
@@ -73,10 +75,16 @@ def test_it_leaves_a_timed_out_withdraw_interrupted_then_settles_it_by_txid(bloc
     assert Broadcaster(blockio_wallet).run().sent == 0  # refuses while interrupted
     from tests.support import grant, wait_until
 
-    txid = wait_until(lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw")
+    txid = wait_until(
+        lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw"
+    )
 
-    close_as_broadcasted(broadcast, txid, grant(operator, "broadcasts.close_broadcast_by_hand"),
-                         "found in block.io's dashboard")
+    close_as_broadcasted(
+        broadcast,
+        txid,
+        grant(operator, "broadcasts.close_broadcast_by_hand"),
+        "found in block.io's dashboard",
+    )
     broadcast.refresh_from_db()
     assert broadcast.state == "closed_broadcasted" and broadcast.txid == txid
     assert blockio.count("withdraw") == 1
@@ -124,7 +132,9 @@ def test_it_credits_a_segwit_deposit(blockio_wallet, blockio):
     assert services.balance(address.account) == 70_000_000
 
 
-def test_it_puts_a_withdraw_that_could_not_connect_back_in_the_queue(blockio_wallet, blockio, settings):
+def test_it_puts_a_withdraw_that_could_not_connect_back_in_the_queue(
+    blockio_wallet, blockio, settings
+):
     import socket
 
     from ledger.backends.blockio import BlockIoBackend
@@ -133,7 +143,9 @@ def test_it_puts_a_withdraw_that_could_not_connect_back_in_the_queue(blockio_wal
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
-    filler = socket.create_connection(listener.getsockname())  # the accept queue is full from now on
+    filler = socket.create_connection(
+        listener.getsockname()
+    )  # the accept queue is full from now on
 
     class CannotConnect(BlockIoBackend):
         def send_many(self, outputs, comment, **kwargs):
@@ -154,15 +166,23 @@ def test_it_puts_a_withdraw_that_could_not_connect_back_in_the_queue(blockio_wal
     assert len(blockio.sent) == 1
 
 
-def test_it_settles_a_timed_out_withdraw_by_repeating_its_nonce_and_pays_once(blockio_wallet, blockio, settings):
+def test_it_settles_a_timed_out_withdraw_by_repeating_its_nonce_and_pays_once(
+    blockio_wallet, blockio, settings
+):
     broadcast, destination = _interrupted(blockio_wallet, blockio, "timeout", settings)
-    assert blockio.nonces == {} and broadcast.nonce  # committed before the call; block.io still working
-    txid = wait_until(lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw")
+    assert (
+        blockio.nonces == {} and broadcast.nonce
+    )  # committed before the call; block.io still working
+    txid = wait_until(
+        lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw"
+    )
     assert Broadcaster(blockio_wallet).run().sent == 0  # the lease still runs: nobody repeats it
     assert blockio.count("withdraw") == 1
     end_lease(broadcast)
 
-    result = Broadcaster(blockio_wallet).run()  # repeats it: block.io refuses the nonce, the send is found
+    result = Broadcaster(
+        blockio_wallet
+    ).run()  # repeats it: block.io refuses the nonce, the send is found
 
     broadcast.refresh_from_db()
     assert (broadcast.state, broadcast.txid, broadcast.closed_by) == ("broadcasted", txid, None)
@@ -171,8 +191,9 @@ def test_it_settles_a_timed_out_withdraw_by_repeating_its_nonce_and_pays_once(bl
     assert reconcile(blockio_wallet).unaccounted == 0
 
 
-def test_it_pays_once_by_repeating_the_nonce_when_the_first_withdraw_never_arrived(blockio_wallet, blockio,
-                                                                                    settings):
+def test_it_pays_once_by_repeating_the_nonce_when_the_first_withdraw_never_arrived(
+    blockio_wallet, blockio, settings
+):
     broadcast, destination = _interrupted(blockio_wallet, blockio, "drop", settings)
     assert blockio.sent == []
     end_lease(broadcast)
@@ -186,8 +207,9 @@ def test_it_pays_once_by_repeating_the_nonce_when_the_first_withdraw_never_arriv
     assert reconcile(blockio_wallet).unaccounted == 0
 
 
-def test_it_lets_an_operator_retry_with_the_same_nonce_from_the_close_page(blockio_wallet, blockio, settings,
-                                                                          client, operator):
+def test_it_lets_an_operator_retry_with_the_same_nonce_from_the_close_page(
+    blockio_wallet, blockio, settings, client, operator
+):
     broadcast, destination = _interrupted(blockio_wallet, blockio, "drop", settings)
     grant(operator, "broadcasts.view_broadcast", "broadcasts.close_broadcast_by_hand")
     client.force_login(operator)
@@ -203,18 +225,28 @@ def test_it_lets_an_operator_retry_with_the_same_nonce_from_the_close_page(block
 
     assert done.status_code == 302
     broadcast.refresh_from_db()
-    assert (broadcast.state, broadcast.close_method, broadcast.closed_by) == ("closed_broadcasted", "same_nonce",
-                                                                             operator)
+    assert (broadcast.state, broadcast.close_method, broadcast.closed_by) == (
+        "closed_broadcasted",
+        "same_nonce",
+        operator,
+    )
     assert len(blockio.sent) == 1 and broadcast.txid == blockio.sent[0]["txid"]
 
 
-def test_it_settles_by_hand_past_the_nonce_window_and_only_with_the_wallets_own_send(blockio_wallet, blockio,
-                                                                                    settings, operator):
+def test_it_settles_by_hand_past_the_nonce_window_and_only_with_the_wallets_own_send(
+    blockio_wallet, blockio, settings, operator
+):
     broadcast, destination = _interrupted(blockio_wallet, blockio, "timeout", settings)
-    txid = wait_until(lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw")
+    txid = wait_until(
+        lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw"
+    )
     end_lease(broadcast)
-    Broadcast.objects.filter(pk=broadcast.pk).update(opened_at=broadcast.opened_at - timedelta(hours=1))
-    blockio.clock = lambda: __import__("time").time() + 3600  # an hour on: block.io would take the nonce again
+    Broadcast.objects.filter(pk=broadcast.pk).update(
+        opened_at=broadcast.opened_at - timedelta(hours=1)
+    )
+    blockio.clock = lambda: (
+        __import__("time").time() + 3600
+    )  # an hour on: block.io would take the nonce again
     closer = grant(operator, "broadcasts.close_broadcast_by_hand")
 
     assert Broadcaster(blockio_wallet).run().refused  # no repeat past the window
@@ -228,17 +260,22 @@ def test_it_settles_by_hand_past_the_nonce_window_and_only_with_the_wallets_own_
     close_as_broadcasted(broadcast, txid, closer, "found in block.io's sent list")
 
     broadcast.refresh_from_db()
-    assert (broadcast.state, broadcast.txid) == ("closed_broadcasted", txid) and len(blockio.sent) == 1
+    assert (broadcast.state, broadcast.txid) == ("closed_broadcasted", txid) and len(
+        blockio.sent
+    ) == 1
 
 
-def test_it_closes_as_never_left_past_the_nonce_window_when_nothing_was_sent(blockio_wallet, blockio, settings,
-                                                                            operator):
+def test_it_closes_as_never_left_past_the_nonce_window_when_nothing_was_sent(
+    blockio_wallet, blockio, settings, operator
+):
     broadcast, destination = _interrupted(blockio_wallet, blockio, "drop", settings)
     end_lease(broadcast)
     closer = grant(operator, "broadcasts.close_broadcast_by_hand")
     with pytest.raises(CloseError, match="Retry with the same nonce"):
         close_as_never_left(broadcast, closer, "too early for that")
-    Broadcast.objects.filter(pk=broadcast.pk).update(opened_at=broadcast.opened_at - timedelta(hours=1))
+    Broadcast.objects.filter(pk=broadcast.pk).update(
+        opened_at=broadcast.opened_at - timedelta(hours=1)
+    )
 
     close_as_never_left(broadcast, closer, "nothing sent since it opened")
 
@@ -247,9 +284,13 @@ def test_it_closes_as_never_left_past_the_nonce_window_when_nothing_was_sent(blo
     assert len(blockio.sent) == 1
 
 
-def test_it_fills_in_a_fee_block_io_never_replied_from_the_wallets_inputs(blockio_wallet, blockio, settings):
+def test_it_fills_in_a_fee_block_io_never_replied_from_the_wallets_inputs(
+    blockio_wallet, blockio, settings
+):
     broadcast, destination = _interrupted(blockio_wallet, blockio, "timeout", settings)
-    txid = wait_until(lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw")
+    txid = wait_until(
+        lambda: blockio.nonces.get(broadcast.nonce), what="block.io to finish the slow withdraw"
+    )
     # Settled without block.io's reply (as a late reply or by hand would): the fee is unknown.
     Broadcast.objects.filter(pk=broadcast.pk).update(state="broadcasted", txid=txid)
 

@@ -1,5 +1,6 @@
 """Races and faults with real processes: concurrent broadcasters, a broadcaster killed
 mid-send (both close-by-hand paths), and an unreachable node."""
+
 import os
 import signal
 import subprocess
@@ -33,13 +34,22 @@ def broadcaster_process(child_env, wallet, pause=None):
     env = dict(child_env)
     if pause:
         env["CRYPTOADMIN_FAULT"] = f"broadcast.{pause}=pause:120"
-    return subprocess.Popen([PYTHON, "manage.py", "broadcast", "--wallet", wallet.name], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [PYTHON, "manage.py", "broadcast", "--wallet", wallet.name],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_when_paused(proc, stage):
     line = proc.stdout.readline()
-    assert line.strip() == f"paused broadcast.{stage}", (line, proc.stderr.read() if proc.poll() is not None else "")
+    assert line.strip() == f"paused broadcast.{stage}", (
+        line,
+        proc.stderr.read() if proc.poll() is not None else "",
+    )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
 
@@ -64,7 +74,9 @@ def assert_paid_once(wallet, expected: dict):
 
 
 def assert_books_match_node(wallet, *users):
-    holds = [ledger.user_account(u, wallet.currency, Account.Code.WITHDRAW_LOCKED).pk for u in users]
+    holds = [
+        ledger.user_account(u, wallet.currency, Account.Code.WITHDRAW_LOCKED).pk for u in users
+    ]
     assert sum(ledger.balances(holds).values()) == 0
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
 
@@ -74,7 +86,9 @@ def closer(operator):
     return grant(operator, "broadcasts.close_broadcast_by_hand")
 
 
-def test_it_sends_every_outgoing_exactly_once_with_4_broadcaster_processes(btc, node, fresh_node, child_env):
+def test_it_sends_every_outgoing_exactly_once_with_4_broadcaster_processes(
+    btc, node, fresh_node, child_env
+):
     wallet, alice = funded_wallet(btc, fresh_node())
     expected, outputs = {}, []
     for round_ in range(20):
@@ -97,20 +111,26 @@ def test_it_sends_every_outgoing_exactly_once_with_4_broadcaster_processes(btc, 
     assert_books_match_node(wallet, "alice")
 
 
-def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(btc, node, fresh_node, child_env, closer):
+def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(
+    btc, node, fresh_node, child_env, closer
+):
     wallet, alice = funded_wallet(btc, fresh_node())
     address = node.rpc("getnewaddress")
     send_external(alice, address, 7_000_000)
     kill_when_paused(broadcaster_process(child_env, wallet, pause="after_open"), "after_open")
     wait_lock_released(wallet)
     killed = Broadcast.objects.get()
-    assert killed.in_flight and not interrupted_broadcasts().exists()  # nobody knows it died: its lease runs
+    assert (
+        killed.in_flight and not interrupted_broadcasts().exists()
+    )  # nobody knows it died: its lease runs
     with pytest.raises(CloseError, match="still sending"):
         close_as_never_left(killed, closer, "too early")
     end_lease(killed)
 
     interrupted = Broadcast.objects.get()
-    assert interrupted.state == Broadcast.State.OPENED and list(interrupted_broadcasts()) == [interrupted]
+    assert interrupted.state == Broadcast.State.OPENED and list(interrupted_broadcasts()) == [
+        interrupted
+    ]
     refused = Broadcaster(wallet).run()
     assert refused.refused and refused.sent == 0 and node_sends(wallet) == []
     with pytest.raises(CloseError, match="do not match|does not confirm"):
@@ -120,15 +140,19 @@ def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(btc, node, 
 
     interrupted.refresh_from_db()
     assert (interrupted.state, interrupted.closed_by, interrupted.close_method) == (
-        "closed_failed", closer, "never_left")
+        "closed_failed",
+        closer,
+        "never_left",
+    )
     assert OutgoingTransaction.objects.get().state == "queued"
     assert Broadcaster(wallet).run().sent == 1
     assert_paid_once(wallet, {address: 7_000_000})
     assert_books_match_node(wallet, "alice")
 
 
-def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(btc, node, fresh_node, child_env,
-                                                                              closer):
+def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(
+    btc, node, fresh_node, child_env, closer
+):
     server = fresh_node()
     wallet, alice = funded_wallet(btc, server)
     address = node.rpc("getnewaddress")
@@ -151,7 +175,10 @@ def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(btc
 
     interrupted.refresh_from_db()
     assert (interrupted.state, interrupted.txid, interrupted.close_method) == (
-        "closed_broadcasted", txid, "reached_network")
+        "closed_broadcasted",
+        txid,
+        "reached_network",
+    )
     assert interrupted.fee == wallet.get_backend().get_transaction(txid).fee > 0
     assert OutgoingTransaction.objects.get().state == "broadcasted"
     assert tuple(Broadcaster(wallet).run()) == (0, 0)
@@ -189,7 +216,9 @@ def test_it_marks_nothing_and_loses_nothing_when_the_node_is_unreachable(btc, no
     assert_books_match_node(wallet, "alice")
 
 
-def test_it_sends_a_broadcast_killed_after_collecting_once_on_the_next_run(btc, node, fresh_node, child_env):
+def test_it_sends_a_broadcast_killed_after_collecting_once_on_the_next_run(
+    btc, node, fresh_node, child_env
+):
     wallet, alice = funded_wallet(btc, fresh_node())
     address = node.rpc("getnewaddress")
     send_external(alice, address, 4_000_000)
@@ -199,21 +228,29 @@ def test_it_sends_a_broadcast_killed_after_collecting_once_on_the_next_run(btc, 
     collected = Broadcast.objects.get()
     assert collected.state == Broadcast.State.COLLECTED and not interrupted_broadcasts().exists()
     assert Broadcaster(wallet).run().sent == 1
-    assert Broadcast.objects.get().state == Broadcast.State.BROADCASTED  # the same one, not a second
+    assert (
+        Broadcast.objects.get().state == Broadcast.State.BROADCASTED
+    )  # the same one, not a second
     assert_paid_once(wallet, {address: 4_000_000})
     assert_books_match_node(wallet, "alice")
 
 
-def test_it_keeps_the_txid_of_a_broadcaster_killed_while_booking_and_settles_it_by_hand(btc, node, fresh_node,
-                                                                                          child_env, closer):
+def test_it_keeps_the_txid_of_a_broadcaster_killed_while_booking_and_settles_it_by_hand(
+    btc, node, fresh_node, child_env, closer
+):
     wallet, alice = funded_wallet(btc, fresh_node())
     address = node.rpc("getnewaddress")
     send_external(alice, address, 6_000_000)
-    kill_when_paused(broadcaster_process(child_env, wallet, pause="before_settle_commit"), "before_settle_commit")
+    kill_when_paused(
+        broadcaster_process(child_env, wallet, pause="before_settle_commit"), "before_settle_commit"
+    )
     wait_lock_released(wallet)
 
     killed = Broadcast.objects.get()
-    assert (killed.state, len(killed.txid)) == (Broadcast.State.OPENED, 64)  # the booking rolled back, not the txid
+    assert (killed.state, len(killed.txid)) == (
+        Broadcast.State.OPENED,
+        64,
+    )  # the booking rolled back, not the txid
     assert OutgoingTransaction.objects.get().state == "broadcasting"
     with pytest.raises(CloseError, match="still sending"):
         close_as_broadcasted(killed, killed.txid, closer, "too early")
@@ -227,15 +264,18 @@ def test_it_keeps_the_txid_of_a_broadcaster_killed_while_booking_and_settles_it_
     assert_books_match_node(wallet, "alice")
 
 
-def test_it_leaves_a_refused_send_killed_before_its_commit_for_a_person_and_pays_nothing(btc, node, fresh_node,
-                                                                                           child_env, closer):
+def test_it_leaves_a_refused_send_killed_before_its_commit_for_a_person_and_pays_nothing(
+    btc, node, fresh_node, child_env, closer
+):
     from tests.support import credit_user
 
     wallet, alice = funded_wallet(btc, fresh_node(), blocks=101)
     credit_user(wallet, "alice", 100 * 10**8)  # the books promise more than the node holds
     address = node.rpc("getnewaddress")
     send_external(alice, address, 120 * 10**8)
-    kill_when_paused(broadcaster_process(child_env, wallet, pause="before_fail_commit"), "before_fail_commit")
+    kill_when_paused(
+        broadcaster_process(child_env, wallet, pause="before_fail_commit"), "before_fail_commit"
+    )
     wait_lock_released(wallet)
 
     killed = end_lease(Broadcast.objects.get())
@@ -248,8 +288,14 @@ def test_it_leaves_a_refused_send_killed_before_its_commit_for_a_person_and_pays
 
 def blockio_broadcaster(child_env, wallet, point):
     env = dict(child_env, CRYPTOADMIN_FAULT=f"broadcast.{point}=pause:120")
-    return subprocess.Popen([PYTHON, "manage.py", "broadcast", "--wallet", wallet.name], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [PYTHON, "manage.py", "broadcast", "--wallet", wallet.name],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -269,10 +315,13 @@ def lost_withdraw(blockio_wallet, blockio, settings):
     return end_lease(Broadcast.objects.get(state="opened")), destination
 
 
-def test_it_repeats_a_nonce_retry_killed_before_it_sent_and_pays_once(blockio_wallet, blockio, lost_withdraw,
-                                                                      child_env):
+def test_it_repeats_a_nonce_retry_killed_before_it_sent_and_pays_once(
+    blockio_wallet, blockio, lost_withdraw, child_env
+):
     broadcast, destination = lost_withdraw
-    kill_when_paused(blockio_broadcaster(child_env, blockio_wallet, "after_retry_claim"), "after_retry_claim")
+    kill_when_paused(
+        blockio_broadcaster(child_env, blockio_wallet, "after_retry_claim"), "after_retry_claim"
+    )
     broadcast.refresh_from_db()
     assert broadcast.in_flight and blockio.sent == []  # the retry holds the lease; nothing sent
     end_lease(broadcast)
@@ -280,17 +329,24 @@ def test_it_repeats_a_nonce_retry_killed_before_it_sent_and_pays_once(blockio_wa
     Broadcaster(blockio_wallet).run()
 
     broadcast.refresh_from_db()
-    assert broadcast.state == "broadcasted" and [s["txid"] for s in blockio.sent] == [broadcast.txid]
+    assert broadcast.state == "broadcasted" and [s["txid"] for s in blockio.sent] == [
+        broadcast.txid
+    ]
 
 
-def test_it_settles_a_nonce_retry_killed_after_it_sent_by_the_send_it_made(blockio_wallet, blockio, lost_withdraw,
-                                                                         child_env):
+def test_it_settles_a_nonce_retry_killed_after_it_sent_by_the_send_it_made(
+    blockio_wallet, blockio, lost_withdraw, child_env
+):
     broadcast, destination = lost_withdraw
-    kill_when_paused(blockio_broadcaster(child_env, blockio_wallet, "after_retry_send"), "after_retry_send")
+    kill_when_paused(
+        blockio_broadcaster(child_env, blockio_wallet, "after_retry_send"), "after_retry_send"
+    )
     assert len(blockio.sent) == 1  # the retry paid; its reply died with the process
     end_lease(broadcast)
 
-    Broadcaster(blockio_wallet).run()  # repeats again: refused as a used nonce, settled by the send found
+    Broadcaster(
+        blockio_wallet
+    ).run()  # repeats again: refused as a used nonce, settled by the send found
 
     broadcast.refresh_from_db()
     assert (broadcast.state, broadcast.txid) == ("broadcasted", blockio.sent[0]["txid"])

@@ -1,5 +1,6 @@
 """One payment per broadcast on SQLite (no advisory lock), with real processes: a broadcaster
 parked mid-send, an operator closing by hand from another process, the node paying for real."""
+
 import json
 import os
 import subprocess
@@ -13,18 +14,33 @@ from tests.support import PYTHON, REPO
 @pytest.fixture
 def sqlite_env(tmp_path):
     env = dict(os.environ)
-    env.update(DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", PYTHONPATH=str(REPO),
-               DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    env.update(
+        DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+        PYTHONPATH=str(REPO),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
     env.pop("CRYPTOADMIN_FAULT", None)
-    done = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return env
 
 
 def child(env, *args, timeout=60):
-    done = subprocess.run([PYTHON, "-m", "tests.broadcast_sqlite_child", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [PYTHON, "-m", "tests.broadcast_sqlite_child", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
@@ -37,18 +53,30 @@ def broadcaster(env, fault=None, **extra):
     env = dict(env, **extra)
     if fault:
         env["CRYPTOADMIN_FAULT"] = fault
-    return subprocess.Popen([PYTHON, "manage.py", "broadcast", "--wallet", "sqlite-btc"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [PYTHON, "manage.py", "broadcast", "--wallet", "sqlite-btc"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_paused(proc, point):
     line = proc.stdout.readline()
-    assert line.strip() == f"paused {point}", (line, proc.stderr.read() if proc.poll() is not None else "")
+    assert line.strip() == f"paused {point}", (
+        line,
+        proc.stderr.read() if proc.poll() is not None else "",
+    )
 
 
 def payments(server, address):
-    return [e for e in server.rpc("listtransactions", "*", 1000, 0, True)
-            if e["category"] == "send" and e["address"] == address]
+    return [
+        e
+        for e in server.rpc("listtransactions", "*", 1000, 0, True)
+        if e["category"] == "send" and e["address"] == address
+    ]
 
 
 @pytest.fixture
@@ -102,7 +130,9 @@ def test_it_lets_a_killed_send_be_closed_only_after_its_lease_and_pays_once(sqli
     assert len(payments(server, address)) == 1
 
 
-def test_it_takes_back_requeued_outgoing_when_a_send_closed_as_never_left_had_paid(sqlite_env, paying):
+def test_it_takes_back_requeued_outgoing_when_a_send_closed_as_never_left_had_paid(
+    sqlite_env, paying
+):
     server, address = paying
     short = dict(NODE_RPC_TIMEOUT="1", BROADCAST_LEASE_MARGIN="2")
     proc = broadcaster(sqlite_env, "broadcast.after_send=pause:10", **short)
@@ -115,7 +145,11 @@ def test_it_takes_back_requeued_outgoing_when_a_send_closed_as_never_left_had_pa
     out, err = proc.communicate(timeout=60)  # the late reply
     after = state(sqlite_env)
     [broadcast] = after["broadcasts"]
-    assert broadcast["txid"] and broadcast["needs_attention"] and "LATE REPLY" in broadcast["last_error"]
+    assert (
+        broadcast["txid"]
+        and broadcast["needs_attention"]
+        and "LATE REPLY" in broadcast["last_error"]
+    )
     assert [o["state"] for o in after["outgoing"]] == ["broadcasted"]
     out, err = broadcaster(sqlite_env).communicate(timeout=60)
     assert "broadcasts sent: 0" in out, (out, err)

@@ -1,5 +1,6 @@
 """The states in which a broadcast owns its outgoing transactions are one constant, which the
 one-active-broadcast-per-wallet constraint reads."""
+
 import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -11,7 +12,9 @@ DEAD = {"url": "http://127.0.0.1:9"}  # nothing listens there
 
 
 def test_it_builds_the_constraint_from_the_constant():
-    constraint = next(c for c in Broadcast._meta.constraints if c.name == "broadcast_one_active_per_wallet")
+    constraint = next(
+        c for c in Broadcast._meta.constraints if c.name == "broadcast_one_active_per_wallet"
+    )
     assert constraint.condition.children == [("state__in", list(ACTIVE_STATES))]
     assert Broadcast.ACTIVE_STATES is ACTIVE_STATES
     assert set(ACTIVE_STATES) == {Broadcast.State.COLLECTED, Broadcast.State.OPENED}

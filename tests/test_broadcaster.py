@@ -1,4 +1,5 @@
 """The Broadcaster on a real regtest node and PostgreSQL."""
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -39,17 +40,30 @@ def test_it_sends_the_wallets_queue_in_one_transaction_merging_addresses(btc, no
     broadcast = Broadcast.objects.get()
     assert (sent, broadcast.state) == (1, Broadcast.State.BROADCASTED)
     assert broadcast.outputs == {a1: 3_000_000, a2: 500_000}
-    assert (broadcast.output_count, broadcast.transaction_count, broadcast.total) == (2, 3, 3_500_000)
+    assert (broadcast.output_count, broadcast.transaction_count, broadcast.total) == (
+        2,
+        3,
+        3_500_000,
+    )
     info = wallet.get_backend().get_transaction(broadcast.txid)
     assert info.sent() == {a1: 3_000_000, a2: 500_000}
     assert info.comment == broadcast.label == f"cryptoadmin-broadcast-{broadcast.pk}"
     assert fee == broadcast.fee == info.fee > 0
-    assert set(OutgoingTransaction.objects.values_list("state", "broadcast")) == {("broadcasted", broadcast.pk)}
+    assert set(OutgoingTransaction.objects.values_list("state", "broadcast")) == {
+        ("broadcasted", broadcast.pk)
+    }
     assert hold_balance(wallet, "alice") == hold_balance(wallet, "bob") == 0
     assert Transaction.objects.filter(kind="broadcasted").count() == 2  # one per user's 204
     network_tx = NetworkTransaction.objects.get(txid=broadcast.txid)
-    assert (network_tx.type, network_tx.wallet, broadcast.network_transaction) == ("broadcast", wallet, network_tx)
-    assert Transaction.objects.filter(kind="fee", amount=fee, network_transaction=network_tx).count() == 1
+    assert (network_tx.type, network_tx.wallet, broadcast.network_transaction) == (
+        "broadcast",
+        wallet,
+        network_tx,
+    )
+    assert (
+        Transaction.objects.filter(kind="fee", amount=fee, network_transaction=network_tx).count()
+        == 1
+    )
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
 
 
@@ -80,7 +94,9 @@ def test_it_spends_an_imported_legacy_wallets_coins_held_on_labelled_addresses(b
 
 def test_it_collects_only_its_own_wallets_queue(btc, node):
     mine, other = make_wallet(btc, node, name="mine"), make_wallet(btc, node, name="other")
-    theirs = send_external(credit_user(other, "carol", 10**6), node.rpc("getnewaddress"), 10_000, wallet=other)
+    theirs = send_external(
+        credit_user(other, "carol", 10**6), node.rpc("getnewaddress"), 10_000, wallet=other
+    )
 
     result = Broadcaster(mine).run()
 
@@ -91,7 +107,9 @@ def test_it_collects_only_its_own_wallets_queue(btc, node):
     assert Broadcast.objects.get().wallet == other
 
 
-def test_it_puts_outgoing_back_in_the_queue_when_the_node_proves_nothing_was_sent(btc, node, fresh_node):
+def test_it_puts_outgoing_back_in_the_queue_when_the_node_proves_nothing_was_sent(
+    btc, node, fresh_node
+):
     server = fresh_node()
     wallet, alice = funded_wallet(btc, server, blocks=101)  # 50 coins on the node
     credit_user(wallet, "alice", 50 * 10**8)  # the books promise more than the node has
@@ -119,7 +137,10 @@ def test_it_leaves_an_unknown_outcome_opened_and_refuses_the_wallet_until_closed
 
     broadcast = Broadcast.objects.get()
     assert result.refused and "INTERRUPTED" in result.message
-    assert broadcast.state == Broadcast.State.OPENED and "timeout after sending" in broadcast.last_error
+    assert (
+        broadcast.state == Broadcast.State.OPENED
+        and "timeout after sending" in broadcast.last_error
+    )
     # Until its lease is over the node may still answer: in flight, not interrupted.
     assert broadcast.in_flight and list(interrupted_broadcasts()) == []
     meanwhile = Broadcaster(wallet).run()
@@ -133,7 +154,9 @@ def test_it_leaves_an_unknown_outcome_opened_and_refuses_the_wallet_until_closed
     assert wallet.get_backend().find_by_comment(broadcast.label) == []
 
 
-def test_it_records_the_txid_when_the_fee_lookup_fails_and_fills_the_fee_in_later(btc, node, fresh_node):
+def test_it_records_the_txid_when_the_fee_lookup_fails_and_fills_the_fee_in_later(
+    btc, node, fresh_node
+):
     wallet, alice = funded_wallet(btc, fresh_node())
     send_external(alice, node.rpc("getnewaddress"), 1_000_000)
 
@@ -145,7 +168,9 @@ def test_it_records_the_txid_when_the_fee_lookup_fails_and_fills_the_fee_in_late
     assert not Transaction.objects.filter(kind="fee").exists()
     later = Broadcaster(wallet).run()
     broadcast.refresh_from_db()
-    assert later.fee == broadcast.fee == wallet.get_backend().get_transaction(broadcast.txid).fee > 0
+    assert (
+        later.fee == broadcast.fee == wallet.get_backend().get_transaction(broadcast.txid).fee > 0
+    )
     assert Transaction.objects.get(kind="fee").amount == broadcast.fee
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
 
@@ -173,7 +198,10 @@ def test_it_sends_a_broadcast_left_collected_by_a_crash_before_it_was_opened(btc
     leftover.refresh_from_db()
     assert leftover.state == Broadcast.State.BROADCASTED and leftover.transaction_count == 1
     assert Broadcaster(wallet).run().sent == 1  # kim's, in a broadcast of its own
-    assert Broadcast.objects.count() == 2 and not OutgoingTransaction.objects.exclude(state="broadcasted").exists()
+    assert (
+        Broadcast.objects.count() == 2
+        and not OutgoingTransaction.objects.exclude(state="broadcasted").exists()
+    )
 
 
 def test_it_spends_coins_that_arrived_at_users_receiving_addresses(btc, two_nodes):
@@ -214,8 +242,9 @@ class NodeNotCaughtUp(BitcoindBackend):
         return []
 
 
-def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_shows_up(btc, node, fresh_node,
-                                                                                    operator):
+def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_shows_up(
+    btc, node, fresh_node, operator
+):
     from broadcasts.services import close_as_never_left
     from tests.support import grant
 
@@ -224,8 +253,12 @@ def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_show
     out = send_external(alice, address, 2_500_000)
     Broadcaster(wallet, backend=PaysThenLosesTheReply(wallet)).run()
     broadcast = end_lease(Broadcast.objects.get())
-    close_as_never_left(broadcast, grant(operator, "broadcasts.close_broadcast_by_hand"), "node showed nothing",
-                        backend=NodeNotCaughtUp(wallet))
+    close_as_never_left(
+        broadcast,
+        grant(operator, "broadcasts.close_broadcast_by_hand"),
+        "node showed nothing",
+        backend=NodeNotCaughtUp(wallet),
+    )
     out.refresh_from_db()
     assert out.state == "queued"
 
@@ -234,13 +267,19 @@ def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_show
     broadcast.refresh_from_db()
     out.refresh_from_db()
     assert result.sent == 0 and Broadcast.objects.count() == 1  # nothing collected again
-    assert (broadcast.state, broadcast.needs_attention, out.state) == ("broadcasted", True, "broadcasted")
+    assert (broadcast.state, broadcast.needs_attention, out.state) == (
+        "broadcasted",
+        True,
+        "broadcasted",
+    )
     assert "LATE REPLY" in broadcast.last_error and broadcast.close_method == "never_left"
     sends = [e for e in wallet.get_backend().list_transactions(1000) if e["category"] == "send"]
     assert [e["txid"] for e in sends] == [broadcast.txid]
     Broadcaster(wallet).run()
     broadcast.refresh_from_db()
-    assert broadcast.fee == wallet.get_backend().get_transaction(broadcast.txid).fee > 0  # filled in
+    assert (
+        broadcast.fee == wallet.get_backend().get_transaction(broadcast.txid).fee > 0
+    )  # filled in
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
 
 
@@ -250,7 +289,8 @@ class WalletListNotCaughtUp(BitcoindBackend):
 
 
 def test_it_flags_a_late_payment_whose_outgoing_were_already_sent_again_and_books_nothing_twice(
-        btc, node, fresh_node, operator):
+    btc, node, fresh_node, operator
+):
     from broadcasts.services import close_as_never_left, record_late_reply
     from tests.support import grant
 
@@ -258,11 +298,20 @@ def test_it_flags_a_late_payment_whose_outgoing_were_already_sent_again_and_book
     out = send_external(alice, node.rpc("getnewaddress"), 1_500_000)
     Broadcaster(wallet, backend=PaysThenLosesTheReply(wallet)).run()
     first = end_lease(Broadcast.objects.get())
-    close_as_never_left(first, grant(operator, "broadcasts.close_broadcast_by_hand"), "node showed nothing",
-                        backend=NodeNotCaughtUp(wallet))
-    assert Broadcaster(wallet, backend=WalletListNotCaughtUp(wallet)).run().sent == 1  # paid a second time
-    [txid] = [e["txid"] for e in wallet.get_backend().list_transactions(1000)
-              if e.get("comment") == first.label and e["category"] == "send"]
+    close_as_never_left(
+        first,
+        grant(operator, "broadcasts.close_broadcast_by_hand"),
+        "node showed nothing",
+        backend=NodeNotCaughtUp(wallet),
+    )
+    assert (
+        Broadcaster(wallet, backend=WalletListNotCaughtUp(wallet)).run().sent == 1
+    )  # paid a second time
+    [txid] = [
+        e["txid"]
+        for e in wallet.get_backend().list_transactions(1000)
+        if e.get("comment") == first.label and e["category"] == "send"
+    ]
 
     note = record_late_reply(first.pk, txid)
 
@@ -271,5 +320,7 @@ def test_it_flags_a_late_payment_whose_outgoing_were_already_sent_again_and_book
     assert "ALREADY SENT AGAIN" in note and f"#{out.pk}" in note
     assert (first.state, first.txid, first.needs_attention) == ("closed_failed", txid, True)
     assert out.state == "broadcasted" and out.broadcast_id != first.pk
-    assert Transaction.objects.filter(kind="broadcasted").count() == 1  # booked once, by the second broadcast
+    assert (
+        Transaction.objects.filter(kind="broadcasted").count() == 1
+    )  # booked once, by the second broadcast
     assert tuple(Broadcaster(wallet).run()) == (0, 0)  # the watch finds nothing more to do

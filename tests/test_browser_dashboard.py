@@ -1,4 +1,5 @@
 """An operator's morning, in a real browser against the real server."""
+
 import pytest
 
 from tests.browser import login, screenshot

@@ -1,4 +1,5 @@
 """An admin imports a wallet's balance through the form, in a real browser."""
+
 import pytest
 
 from ledger import services
@@ -29,6 +30,8 @@ def test_it_previews_confirms_and_shows_the_result(page, live_server, operator, 
     page.click("input[name=confirm]")
     page.wait_for_url(f"{live_server.url}/admin/ledger/wallet/{wallet.pk}/change/")
     assert "Import #1 from wallet hot wallet: 5.00000000 BTC" in page.inner_text(".messagelist")
-    assert list(Transaction.objects.filter(kind="import").values_list("amount", flat=True)) == [5 * 10**8]
+    assert list(Transaction.objects.filter(kind="import").values_list("amount", flat=True)) == [
+        5 * 10**8
+    ]
     page.click("text=History")
     assert "Imported 5.00000000 BTC" in page.inner_text("#change-history")

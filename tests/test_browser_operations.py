@@ -1,4 +1,5 @@
 """Operators and viewers at work, in a real browser against the real server, PostgreSQL and nodes."""
+
 import re
 
 import pytest
@@ -53,8 +54,9 @@ def test_it_settles_an_interrupted_broadcast_found_on_chain(page, live_server, o
     assert banner.count() == 1
     screenshot(page, "dashboard-interrupted.png")
     banner.locator("a").click()
-    page.click(f"text={broadcast.label}") if page.locator(f"text={broadcast.label}").count() else \
-        page.locator("#result_list tbody tr th a").first.click()
+    page.click(f"text={broadcast.label}") if page.locator(
+        f"text={broadcast.label}"
+    ).count() else page.locator("#result_list tbody tr th a").first.click()
     page.click("a.close-by-hand")
     page.click("input[name=find]")
     assert page.input_value("#id_txid") == txid
@@ -65,7 +67,11 @@ def test_it_settles_an_interrupted_broadcast_found_on_chain(page, live_server, o
     assert re.search(r"closed by hand", page.inner_text(".messagelist"))
     assert page.locator(".ca-alert-error", has_text="interrupted broadcast").count() == 0
     broadcast.refresh_from_db()
-    assert (broadcast.state, broadcast.txid, broadcast.closed_by) == ("closed_broadcasted", txid, operator)
+    assert (broadcast.state, broadcast.txid, broadcast.closed_by) == (
+        "closed_broadcasted",
+        txid,
+        operator,
+    )
 
 
 def test_it_shows_a_viewer_the_lists_and_no_money_buttons(page, live_server, viewer, two_nodes):
@@ -75,8 +81,13 @@ def test_it_shows_a_viewer_the_lists_and_no_money_buttons(page, live_server, vie
     pay_from_outside(ours, outside, address.address, "0.2")
     update_confirmations(wallet.currency)
     login(page, live_server, "viewer", "pw-viewer")
-    for path in ("ledger/networktransaction", "broadcasts/broadcast", "broadcasts/outgoingtransaction",
-                 "ledger/wallet", "ledger/transaction"):
+    for path in (
+        "ledger/networktransaction",
+        "broadcasts/broadcast",
+        "broadcasts/outgoingtransaction",
+        "ledger/wallet",
+        "ledger/transaction",
+    ):
         page.goto(f"{live_server.url}/admin/{path}/")
         assert page.locator("#changelist").count() == 1, path
         assert page.locator("select[name=action]").count() == 0, path  # no actions at all

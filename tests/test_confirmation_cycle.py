@@ -1,5 +1,6 @@
 """A poll cycle at the physical limit (issue 17): confirmations derived from the wallet's tip,
 reorgs found by block hash, a constant number of node round trips and SQL statements."""
+
 import pytest
 
 from ledger.backends.bitcoind import BitcoindBackend
@@ -21,8 +22,12 @@ def single(db, fresh_node):
 def sends(wallet, node, n):
     """n of our own broadcasts, as rows the tracker follows."""
     txids = [node.rpc("sendtoaddress", node.rpc("getnewaddress"), "0.01") for _ in range(n)]
-    NetworkTransaction.objects.bulk_create([NetworkTransaction(currency=wallet.currency, wallet=wallet, txid=t,
-                                                               type="broadcast") for t in txids])
+    NetworkTransaction.objects.bulk_create(
+        [
+            NetworkTransaction(currency=wallet.currency, wallet=wallet, txid=t, type="broadcast")
+            for t in txids
+        ]
+    )
     return txids
 
 
@@ -36,7 +41,10 @@ def node_confirmations(node, txids):
 
 
 def our_confirmations(txids):
-    return {r.txid: r.confirmations_now for r in NetworkTransaction.objects.with_confirmations().filter(txid__in=txids)}
+    return {
+        r.txid: r.confirmations_now
+        for r in NetworkTransaction.objects.with_confirmations().filter(txid__in=txids)
+    }
 
 
 def test_it_asks_only_for_the_tip_when_nothing_was_mined(single):
@@ -61,7 +69,9 @@ def test_it_costs_the_same_round_trips_and_statements_whatever_the_number_of_ope
     poll(wallet)
     node.generate(1)
     large = poll(wallet)
-    assert (large.round_trips, large.statements) == (small.round_trips, small.statements) == (2, 4), (small, large)
+    assert (
+        (large.round_trips, large.statements) == (small.round_trips, small.statements) == (2, 4)
+    ), (small, large)
     assert our_confirmations(many) == node_confirmations(node, many)
 
 
@@ -107,13 +117,18 @@ def test_it_derives_no_height_from_a_tip_that_moved_during_the_cycle(single):
     assert Wallet.objects.get(pk=wallet.pk).last_block_height == tip_before  # the cursor stays
     # Nothing is placed one block off: every row is right now, or not placed yet.
     for row in NetworkTransaction.objects.with_confirmations().filter(txid__in=more):
-        assert row.block_height is None or row.block_height == node.rpc("getblock", row.block_hash)["height"]
+        assert (
+            row.block_height is None
+            or row.block_height == node.rpc("getblock", row.block_hash)["height"]
+        )
     poll(wallet)
     assert our_confirmations(txids + more) == node_confirmations(node, txids + more)
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("fault", ["poll.after_place=kill", "poll.after_record=kill", "credit.before_commit=kill"])
+@pytest.mark.parametrize(
+    "fault", ["poll.after_place=kill", "poll.after_record=kill", "credit.before_commit=kill"]
+)
 def test_it_credits_a_placed_deposit_once_after_the_poller_is_killed(fresh_node, child_env, fault):
     """A deposit placed in its block by one cycle, credited by a later one from its height:
     a poller killed in that later cycle leaves it uncredited and open, and the next credits it once."""
@@ -131,17 +146,29 @@ def test_it_credits_a_placed_deposit_once_after_the_poller_is_killed(fresh_node,
     txid = node.rpc("sendtoaddress", address.address, "0.3")
     node.generate(1)
     poll(wallet)
-    assert NetworkTransaction.objects.get(txid=txid).block_height is not None  # placed, 1 confirmation
+    assert (
+        NetworkTransaction.objects.get(txid=txid).block_height is not None
+    )  # placed, 1 confirmation
     node.generate(2)  # 3: due its credit and at the polling threshold
     env = dict(child_env, CRYPTOADMIN_FAULT=fault)
-    killed = subprocess.run([PYTHON, "manage.py", "update_confirmations", "--currency", "BTC"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    killed = subprocess.run(
+        [PYTHON, "manage.py", "update_confirmations", "--currency", "BTC"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     row = NetworkTransaction.objects.get(txid=txid)
     assert (row.state, row.credited_at) == ("open", None) or (row.credited_at is not None)
-    assert not NetworkTransaction.objects.filter(type="deposit", state="closed", credited_at__isnull=True).exists()
+    assert not NetworkTransaction.objects.filter(
+        type="deposit", state="closed", credited_at__isnull=True
+    ).exists()
     poll(wallet)
     poll(wallet)
     row = NetworkTransaction.objects.get(txid=txid)
     assert row.state == "closed" and row.credited_at is not None
-    assert [e.amount for e in Transaction.objects.filter(kind="deposit", network_transaction=row)] == [30_000_000]
+    assert [
+        e.amount for e in Transaction.objects.filter(kind="deposit", network_transaction=row)
+    ] == [30_000_000]

@@ -1,4 +1,5 @@
 """The confirmation tracker against real regtest nodes."""
+
 import threading
 
 import pytest
@@ -59,11 +60,16 @@ def test_it_credits_each_of_our_addresses_a_transaction_pays(setup):
     wallet, ours, outside = setup
     a = services.new_receiving_address(wallet, "alice")
     b = services.new_receiving_address(wallet, "bob")
-    txid = outside.rpc("sendmany", "", {a.address: "0.3", b.address: "0.7", outside.rpc("getnewaddress"): "1"})
+    txid = outside.rpc(
+        "sendmany", "", {a.address: "0.3", b.address: "0.7", outside.rpc("getnewaddress"): "1"}
+    )
     mine(ours, outside, 2)
     summary = update_confirmations(wallet.currency)
     assert summary.credited == 1
-    assert {(c.destination.user_id, c.amount) for c in credits(txid)} == {("alice", 30_000_000), ("bob", 70_000_000)}
+    assert {(c.destination.user_id, c.amount) for c in credits(txid)} == {
+        ("alice", 30_000_000),
+        ("bob", 70_000_000),
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -81,13 +87,17 @@ def test_it_never_credits_twice_when_workers_race(two_nodes):
         try:
             barrier.wait()
             for _ in range(5):
-                update_confirmations(wallet.currency) if kind == "poll" else update_one(wallet.currency, txid)
+                update_confirmations(wallet.currency) if kind == "poll" else update_one(
+                    wallet.currency, txid
+                )
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in ("poll", "poll", "notify", "notify")]
+    threads = [
+        threading.Thread(target=worker, args=(k,)) for k in ("poll", "poll", "notify", "notify")
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -101,14 +111,20 @@ def test_it_closes_an_outgoing_broadcast_at_the_threshold(setup):
     wallet, ours, outside = setup
     pay_from_outside(ours, outside, ours.rpc("getnewaddress"), "2", mine=1)
     txid = ours.rpc("sendtoaddress", outside.rpc("getnewaddress"), "0.5")
-    wait_until(lambda: txid in outside.rpc("getrawmempool"), what="our broadcast to reach the outside node")
-    row = NetworkTransaction.objects.create(currency=wallet.currency, wallet=wallet, txid=txid, type="broadcast")
+    wait_until(
+        lambda: txid in outside.rpc("getrawmempool"), what="our broadcast to reach the outside node"
+    )
+    row = NetworkTransaction.objects.create(
+        currency=wallet.currency, wallet=wallet, txid=txid, type="broadcast"
+    )
     seen = []
     for _ in range(4):
         mine(ours, outside)
         update_confirmations(wallet.currency)
         # Issue 17: an open row's confirmations are derived from its wallet's tip.
-        seen.append(NetworkTransaction.objects.with_confirmations().get(pk=row.pk).confirmations_now)
+        seen.append(
+            NetworkTransaction.objects.with_confirmations().get(pk=row.pk).confirmations_now
+        )
         row.refresh_from_db()
     assert seen == [1, 2, 3, 4]
     assert row.state == "closed"
@@ -129,7 +145,9 @@ def test_it_flags_a_credited_deposit_that_a_reorg_takes_back_and_never_credits_t
     assert row.flagged and "lost confirmations" in row.flag_reason
     assert (row.confirmations, row.max_confirmations, row.state) == (0, 2, "open")
     ours.rpc("reconsiderblock", block)
-    wait_until(lambda: ours.rpc("gettransaction", txid)["confirmations"] >= 2, what="the block to return")
+    wait_until(
+        lambda: ours.rpc("gettransaction", txid)["confirmations"] >= 2, what="the block to return"
+    )
     update_confirmations(wallet.currency)
     row.refresh_from_db()
     assert row.confirmations >= 2 and row.flagged  # stays flagged for a person to look at
@@ -138,8 +156,9 @@ def test_it_flags_a_credited_deposit_that_a_reorg_takes_back_and_never_credits_t
 
 def test_it_records_a_vanished_transaction_and_flags_it_if_credited(setup):
     wallet, *_ = setup
-    gone = NetworkTransaction.objects.create(currency=wallet.currency, wallet=wallet, txid="ab" * 32,
-                                             type="deposit", confirmations=3)
+    gone = NetworkTransaction.objects.create(
+        currency=wallet.currency, wallet=wallet, txid="ab" * 32, type="deposit", confirmations=3
+    )
     NetworkTransaction.objects.filter(pk=gone.pk).update(credited_at=gone.opened_at)
     summary = update_confirmations(wallet.currency)
     gone.refresh_from_db()
@@ -150,9 +169,17 @@ def test_it_records_a_vanished_transaction_and_flags_it_if_credited(setup):
 
 def test_it_records_a_conflicted_transaction(setup):
     wallet, *_ = setup
-    row = NetworkTransaction.objects.create(currency=wallet.currency, wallet=wallet, txid="cd" * 32,
-                                            type="broadcast", confirmations=1, max_confirmations=1)
-    summary = apply([row], {row.txid: TxInfo(txid=row.txid, confirmations=-1, fee=None)}, wallet.currency)
+    row = NetworkTransaction.objects.create(
+        currency=wallet.currency,
+        wallet=wallet,
+        txid="cd" * 32,
+        type="broadcast",
+        confirmations=1,
+        max_confirmations=1,
+    )
+    summary = apply(
+        [row], {row.txid: TxInfo(txid=row.txid, confirmations=-1, fee=None)}, wallet.currency
+    )
     row.refresh_from_db()
     assert summary.changed == 1
     assert (row.state, row.confirmations, row.flagged) == ("conflicted", -1, True)
@@ -160,7 +187,9 @@ def test_it_records_a_conflicted_transaction(setup):
 
 def test_it_keeps_polling_the_others_when_one_transaction_fails(setup):
     wallet, ours, outside = setup
-    NetworkTransaction.objects.create(currency=wallet.currency, wallet=wallet, txid="ef" * 32, type="deposit")
+    NetworkTransaction.objects.create(
+        currency=wallet.currency, wallet=wallet, txid="ef" * 32, type="deposit"
+    )
     address = services.new_receiving_address(wallet, "dave")
     txid = pay_from_outside(ours, outside, address.address, "0.4")
     mine(ours, outside, 2)
@@ -213,9 +242,15 @@ assert got == {(7, "closed", True)}, got
 assert all(abs((r.closed_at - now).total_seconds()) < 1 for r in NT.objects.exclude(pk=hand.pk))
 print("ok")
 """
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings", "DEBUG": "1",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True
+    )
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
@@ -228,20 +263,35 @@ def test_it_credits_both_wallets_of_one_currency_that_one_transaction_pays(db, f
     outside = fresh_node()
     node_a, node_b = fresh_node(peer=outside), fresh_node(peer=outside)
     outside.generate(101)
-    wait_until(lambda: node_a.rpc("getblockcount") == node_b.rpc("getblockcount") == 101, what="sync")
+    wait_until(
+        lambda: node_a.rpc("getblockcount") == node_b.rpc("getblockcount") == 101, what="sync"
+    )
     currency = make_currency("BTC", crediting_threshold=2, polling_threshold=4)
-    wallet_a, wallet_b = make_wallet(currency, node_a, name="a"), make_wallet(currency, node_b, name="b")
+    wallet_a, wallet_b = (
+        make_wallet(currency, node_a, name="a"),
+        make_wallet(currency, node_b, name="b"),
+    )
     alice = services.new_receiving_address(wallet_a, "alice")
     bob = services.new_receiving_address(wallet_b, "bob")
-    txid = outside.rpc("sendmany", "", {alice.address: "0.3", bob.address: "0.7", outside.rpc("getnewaddress"): "1"})
+    txid = outside.rpc(
+        "sendmany",
+        "",
+        {alice.address: "0.3", bob.address: "0.7", outside.rpc("getnewaddress"): "1"},
+    )
     wait_until(lambda: all(txid in n.rpc("getrawmempool") for n in (node_a, node_b)), what="relay")
     call_command("walletnotify", "BTC", txid)  # the fast path records it on both wallets
-    assert set(NetworkTransaction.objects.filter(txid=txid).values_list("wallet__name", flat=True)) == {"a", "b"}
+    assert set(
+        NetworkTransaction.objects.filter(txid=txid).values_list("wallet__name", flat=True)
+    ) == {"a", "b"}
     assert rescan_wallet(wallet_a)["found"] == 0 and rescan_wallet(wallet_b)["found"] == 0
     outside.generate(2)
-    wait_until(lambda: node_a.rpc("getblockcount") == node_b.rpc("getblockcount") == 103, what="block relay")
+    wait_until(
+        lambda: node_a.rpc("getblockcount") == node_b.rpc("getblockcount") == 103,
+        what="block relay",
+    )
     assert update_confirmations(currency).credited == 2
-    assert {(c.network_transaction.wallet.name, c.destination.user_id, c.amount) for c in credits(txid)} == {
-        ("a", "alice", 30_000_000), ("b", "bob", 70_000_000)}
+    assert {
+        (c.network_transaction.wallet.name, c.destination.user_id, c.amount) for c in credits(txid)
+    } == {("a", "alice", 30_000_000), ("b", "bob", 70_000_000)}
     for wallet in (wallet_a, wallet_b):  # each wallet's books match its node
         assert services.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)

@@ -2,6 +2,7 @@
 
 One rule: a deposit row leaves the polled states only in the database transaction that
 credits it, or when an operator closes it by hand, and then nothing credits it."""
+
 import pytest
 
 from cryptoadmin import faults
@@ -23,13 +24,24 @@ def currency():
 
 def receiving(wallet, user_id, address):
     account = services.user_account(user_id, wallet.currency)
-    return Address.objects.create(currency=wallet.currency, wallet=wallet, account=account, address=address,
-                                  kind=Address.Kind.RECEIVING)
+    return Address.objects.create(
+        currency=wallet.currency,
+        wallet=wallet,
+        account=account,
+        address=address,
+        kind=Address.Kind.RECEIVING,
+    )
 
 
 def paying(txid, confirmations, **outputs):
-    return TxInfo(txid=txid, confirmations=confirmations, fee=None,
-                  outputs=tuple(TxOutput(address=a, category="receive", amount=n) for a, n in outputs.items()))
+    return TxInfo(
+        txid=txid,
+        confirmations=confirmations,
+        fee=None,
+        outputs=tuple(
+            TxOutput(address=a, category="receive", amount=n) for a, n in outputs.items()
+        ),
+    )
 
 
 def polled(wallet):
@@ -44,11 +56,15 @@ def credited(user_id, currency):
 def deposit(currency):
     wallet = offline_wallet(currency, "w-a")
     receiving(wallet, "alice", "addr-alice")
-    row = NetworkTransaction.objects.create(currency=currency, wallet=wallet, txid=TXID, type="deposit")
+    row = NetworkTransaction.objects.create(
+        currency=currency, wallet=wallet, txid=TXID, type="deposit"
+    )
     return wallet, row
 
 
-def test_it_keeps_a_deposit_polled_when_crediting_fails_at_the_polling_threshold(deposit, currency, monkeypatch):
+def test_it_keeps_a_deposit_polled_when_crediting_fails_at_the_polling_threshold(
+    deposit, currency, monkeypatch
+):
     wallet, row = deposit
     info = paying(TXID, 4, **{"addr-alice": 5000})
 
@@ -84,14 +100,19 @@ def test_it_closes_and_credits_in_one_transaction_at_an_armed_fault(deposit, cur
 
 
 @pytest.mark.parametrize("confirmations", [2, 4])  # crediting threshold, polling threshold
-def test_it_never_undoes_or_credits_a_deposit_closed_by_hand_meanwhile(deposit, currency, operator, confirmations):
+def test_it_never_undoes_or_credits_a_deposit_closed_by_hand_meanwhile(
+    deposit, currency, operator, confirmations
+):
     wallet, row = deposit
     rows = polled(wallet)  # the poller read the row before the operator's close
     close_by_hand([row.pk], operator, "suspected double spend: do not credit")
     summary = apply(rows, {TXID: paying(TXID, confirmations, **{"addr-alice": 5000})}, currency)
     row.refresh_from_db()
-    assert (row.state, row.credited_at, row.close_reason) == ("closed_by_hand", None,
-                                                               "suspected double spend: do not credit")
+    assert (row.state, row.credited_at, row.close_reason) == (
+        "closed_by_hand",
+        None,
+        "suspected double spend: do not credit",
+    )
     assert row.confirmations == 0  # the poller wrote nothing on it
     assert summary.credited == 0 and credited("alice", currency) == 0
 
@@ -109,9 +130,16 @@ def test_it_credits_the_second_deposit_of_a_loop_after_the_first_one_fails(curre
     wallet = offline_wallet(currency, "w-a")
     receiving(wallet, "alice", "addr-alice")
     receiving(wallet, "bob", "addr-bob")
-    a = NetworkTransaction.objects.create(currency=currency, wallet=wallet, txid="a1" * 32, type="deposit")
-    b = NetworkTransaction.objects.create(currency=currency, wallet=wallet, txid="b2" * 32, type="deposit")
-    infos = {a.txid: paying(a.txid, 4, **{"addr-alice": 100}), b.txid: paying(b.txid, 4, **{"addr-bob": 200})}
+    a = NetworkTransaction.objects.create(
+        currency=currency, wallet=wallet, txid="a1" * 32, type="deposit"
+    )
+    b = NetworkTransaction.objects.create(
+        currency=currency, wallet=wallet, txid="b2" * 32, type="deposit"
+    )
+    infos = {
+        a.txid: paying(a.txid, 4, **{"addr-alice": 100}),
+        b.txid: paying(b.txid, 4, **{"addr-bob": 200}),
+    }
     with faults.armed({"credit.before_commit": "1*raise"}):
         with pytest.raises(faults.InjectedFault):
             apply(polled(wallet), infos, currency)
@@ -130,12 +158,24 @@ def test_it_records_one_deposit_per_wallet_for_a_transaction_paying_two_wallets(
     assert record_deposits(b, [info]) == 1
     rows = {r.wallet_id: r for r in NetworkTransaction.objects.filter(txid=TXID)}
     assert set(rows) == {a.pk, b.pk}
-    assert apply(polled(a), {TXID: paying(TXID, 2, **{"addr-alice": 300, "addr-bob": 700})}, currency).credited == 1
-    assert apply(polled(b), {TXID: paying(TXID, 2, **{"addr-alice": 300, "addr-bob": 700})}, currency).credited == 1
+    assert (
+        apply(
+            polled(a), {TXID: paying(TXID, 2, **{"addr-alice": 300, "addr-bob": 700})}, currency
+        ).credited
+        == 1
+    )
+    assert (
+        apply(
+            polled(b), {TXID: paying(TXID, 2, **{"addr-alice": 300, "addr-bob": 700})}, currency
+        ).credited
+        == 1
+    )
     assert (credited("alice", currency), credited("bob", currency)) == (300, 700)
     # Each wallet's row credits only its own addresses: one entry each.
-    assert {(t.network_transaction.wallet_id, t.amount) for t in Transaction.objects.filter(kind="deposit")} == {
-        (a.pk, 300), (b.pk, 700)}
+    assert {
+        (t.network_transaction.wallet_id, t.amount)
+        for t in Transaction.objects.filter(kind="deposit")
+    } == {(a.pk, 300), (b.pk, 700)}
 
 
 def test_it_flags_a_conflicted_deposit_that_was_never_credited(deposit, currency):
@@ -146,7 +186,9 @@ def test_it_flags_a_conflicted_deposit_that_was_never_credited(deposit, currency
     assert "conflicted" in row.flag_reason
 
 
-def test_it_shows_a_never_credited_conflicted_deposit_on_the_admin_home(deposit, currency, client, superuser):
+def test_it_shows_a_never_credited_conflicted_deposit_on_the_admin_home(
+    deposit, currency, client, superuser
+):
     wallet, row = deposit
     apply(polled(wallet), {TXID: paying(TXID, -3, **{"addr-alice": 5000})}, currency)
     client.force_login(superuser)
@@ -159,7 +201,10 @@ def test_it_refuses_a_deposit_closed_without_its_credit_in_the_database(deposit)
     from django.db import IntegrityError, transaction
 
     wallet, row = deposit
-    with pytest.raises(IntegrityError, match="network_tx_deposit_closed_only_credited"), transaction.atomic():
+    with (
+        pytest.raises(IntegrityError, match="network_tx_deposit_closed_only_credited"),
+        transaction.atomic(),
+    ):
         NetworkTransaction.objects.filter(pk=row.pk).update(state="closed")
 
 
@@ -169,15 +214,27 @@ def test_it_reopens_a_deposit_an_earlier_version_closed_uncredited_and_then_cred
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    before, after = ("ledger", "0005_wallet_reconcile_permission"), \
-        ("ledger", "0006_deposits_per_wallet_closed_only_credited")
+    before, after = (
+        ("ledger", "0005_wallet_reconcile_permission"),
+        ("ledger", "0006_deposits_per_wallet_closed_only_credited"),
+    )
     executor = MigrationExecutor(connection)
     executor.migrate([before])
     old = MigrationExecutor(connection).loader.project_state([before]).apps
-    wallet = old.get_model("ledger", "Wallet").objects.create(name="w-a", currency_id=currency.pk, backend="bitcoind",
-                                                              backend_settings={"url": "http://u:p@127.0.0.1:9"})
+    wallet = old.get_model("ledger", "Wallet").objects.create(
+        name="w-a",
+        currency_id=currency.pk,
+        backend="bitcoind",
+        backend_settings={"url": "http://u:p@127.0.0.1:9"},
+    )
     old.get_model("ledger", "NetworkTransaction").objects.create(
-        currency_id=currency.pk, wallet_id=wallet.pk, txid=TXID, type="deposit", state="closed", confirmations=9)
+        currency_id=currency.pk,
+        wallet_id=wallet.pk,
+        txid=TXID,
+        type="deposit",
+        state="closed",
+        confirmations=9,
+    )
     executor = MigrationExecutor(connection)
     executor.migrate([after])
     # Back to the latest schema of every app, whatever later migrations were unapplied above.
@@ -188,23 +245,30 @@ def test_it_reopens_a_deposit_an_earlier_version_closed_uncredited_and_then_cred
     assert "reopened by migration 0006" in row.flag_reason
     wallet = Wallet.objects.get(pk=wallet.pk)
     receiving(wallet, "alice", "addr-alice")
-    assert apply(polled(wallet), {TXID: paying(TXID, 9, **{"addr-alice": 4200})}, currency).credited == 1
+    assert (
+        apply(polled(wallet), {TXID: paying(TXID, 9, **{"addr-alice": 4200})}, currency).credited
+        == 1
+    )
     row.refresh_from_db()
     assert row.state == "closed" and credited("alice", currency) == 4200
 
 
 def test_it_flags_a_deposit_due_a_credit_that_pays_none_of_its_wallets_addresses_and_keeps_it_polled(
-        deposit, currency):
+    deposit, currency
+):
     wallet, row = deposit
     for _ in range(2):
-        summary = apply(polled(wallet), {TXID: paying(TXID, 6, **{"addr-elsewhere": 5000})}, currency)
+        summary = apply(
+            polled(wallet), {TXID: paying(TXID, 6, **{"addr-elsewhere": 5000})}, currency
+        )
     row.refresh_from_db()
     assert summary.credited == 0 and row.state == "open" and row.flagged
     assert row.flag_reason.count("pays none of this wallet's receiving addresses") == 1
 
 
 def test_it_shows_a_credited_conflicted_deposit_apart_and_drops_the_banner_once_closed_by_hand(
-        deposit, currency, client, superuser, operator):
+    deposit, currency, client, superuser, operator
+):
     wallet, row = deposit
     apply(polled(wallet), {TXID: paying(TXID, 2, **{"addr-alice": 5000})}, currency)  # credited
     apply(polled(wallet), {TXID: paying(TXID, -1, **{"addr-alice": 5000})}, currency)

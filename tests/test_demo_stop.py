@@ -1,5 +1,6 @@
 """`manage.py demo` stops cleanly every time: Ctrl-C, as a terminal sends it (SIGINT to the
 whole foreground process group), leaves no process of the tree it built running."""
+
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ def marked_processes(marker: str) -> list[tuple[int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X"):
+        if stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X"):
             found.append((int(entry.name), cmdline[:120]))
     return found
 
@@ -51,36 +52,65 @@ def wait_for(predicate, timeout, what):
 def test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row(tmp_path):
     marker = uuid.uuid4().hex
     env = dict(os.environ)
-    env.update({
-        MARKER: marker, "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings", "DEBUG": "1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "Q_WORKERS": str(Q_WORKERS),
-        "PYTHONPATH": str(REPO), "CRYPTOADMIN_FAULT": "",
-    })
+    env.update(
+        {
+            MARKER: marker,
+            "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",
+            "DEBUG": "1",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+            "Q_WORKERS": str(Q_WORKERS),
+            "PYTHONPATH": str(REPO),
+            "CRYPTOADMIN_FAULT": "",
+        }
+    )
     try:
         for run in range(10):
             log = tmp_path / f"demo-{run}.log"
             with log.open("w") as out:
                 # A session of its own stands for the terminal's foreground process group.
-                demo = subprocess.Popen([PYTHON, "manage.py", "demo", "--var", str(tmp_path / "var"),
-                                         "--port", str(free_port())], cwd=REPO, env=env, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                demo = subprocess.Popen(
+                    [
+                        PYTHON,
+                        "manage.py",
+                        "demo",
+                        "--var",
+                        str(tmp_path / "var"),
+                        "--port",
+                        str(free_port()),
+                    ],
+                    cwd=REPO,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             t0 = time.monotonic()
             try:
-                wait_for(lambda: "Dashboard:" in log.read_text() or demo.poll() is not None, 180, "the demo to serve")
+                wait_for(
+                    lambda: "Dashboard:" in log.read_text() or demo.poll() is not None,
+                    180,
+                    "the demo to serve",
+                )
                 t1 = time.monotonic()
                 assert demo.poll() is None, log.read_text()[-3000:]
-                wait_for(lambda: len(marked_processes(marker)) >= TREE_SIZE, 30, "the whole process tree")
+                wait_for(
+                    lambda: len(marked_processes(marker)) >= TREE_SIZE, 30, "the whole process tree"
+                )
                 wait_for(lambda: "running." in log.read_text(), 60, "the scheduler cluster to run")
                 t2 = time.monotonic()
                 os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
                 demo.wait(timeout=60)
-                print(f"run {run}: set-up {t1 - t0:.1f} s, scheduler up {t2 - t1:.1f} s, "
-                      f"stop {time.monotonic() - t2:.1f} s")
+                print(
+                    f"run {run}: set-up {t1 - t0:.1f} s, scheduler up {t2 - t1:.1f} s, "
+                    f"stop {time.monotonic() - t2:.1f} s"
+                )
             finally:
                 if demo.poll() is None:
                     demo.kill()
                     demo.wait()
-            assert "stopped: web server, scheduler, nodes" in log.read_text(), log.read_text()[-3000:]
+            assert "stopped: web server, scheduler, nodes" in log.read_text(), log.read_text()[
+                -3000:
+            ]
             assert (run, marked_processes(marker)) == (run, [])
     finally:
         for pid, _ in marked_processes(marker):

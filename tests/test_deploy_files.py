@@ -1,4 +1,5 @@
 """deploy/: the systemd units and the `deploy/manage` wrapper bitcoind's -walletnotify calls."""
+
 import configparser
 import subprocess
 
@@ -19,23 +20,42 @@ def test_it_stops_only_the_top_process_of_each_unit_first():
         service = unit(name)["Service"]
         assert service["KillMode"] == "mixed", name
         assert service["EnvironmentFile"] == "/etc/cryptoadmin/env"
-    assert "gunicorn cryptoadmin.wsgi:application" in unit("cryptoadmin-web.service")["Service"]["ExecStart"]
-    assert unit("cryptoadmin-scheduler.service")["Service"]["ExecStart"].endswith("manage.py qcluster")
+    assert (
+        "gunicorn cryptoadmin.wsgi:application"
+        in unit("cryptoadmin-web.service")["Service"]["ExecStart"]
+    )
+    assert unit("cryptoadmin-scheduler.service")["Service"]["ExecStart"].endswith(
+        "manage.py qcluster"
+    )
     # A running task (Q_TIMEOUT, 300 s by default) is never cut short by a normal stop.
     assert int(unit("cryptoadmin-scheduler.service")["Service"]["TimeoutStopSec"]) > 300
 
 
 def test_it_runs_manage_py_with_the_environment_file(tmp_path):
     env_file = tmp_path / "env"
-    env_file.write_text(f"DEBUG=1\nDATABASE_URL=sqlite:///{tmp_path / 'db.sqlite3'}\n"
-                        'ALERT_URLS="json://127.0.0.1:9/a json://127.0.0.1:9/b"\nLOG_LEVEL=LOUD\n')
+    env_file.write_text(
+        f"DEBUG=1\nDATABASE_URL=sqlite:///{tmp_path / 'db.sqlite3'}\n"
+        'ALERT_URLS="json://127.0.0.1:9/a json://127.0.0.1:9/b"\nLOG_LEVEL=LOUD\n'
+    )
     base = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "CRYPTOADMIN_ENV": str(env_file)}
-    result = subprocess.run([str(DEPLOY / "manage"), "check"], cwd="/", env=base, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [str(DEPLOY / "manage"), "check"],
+        cwd="/",
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "configuration error: LOG_LEVEL='LOUD'" in result.stderr  # the file's values were read
 
     env_file.write_text(env_file.read_text().replace("LOG_LEVEL=LOUD", "LOG_LEVEL=info"))
-    result = subprocess.run([str(DEPLOY / "manage"), "check"], cwd="/", env=base, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [str(DEPLOY / "manage"), "check"],
+        cwd="/",
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr

@@ -1,6 +1,7 @@
 """A poller, walletnotify or rescan process killed (SIGKILL) or failing at each boundary of
 the crediting path: the next cycle credits every deposit exactly once, with its amount, and
 no deposit is ever closed without its credit."""
+
 import signal
 import subprocess
 
@@ -32,8 +33,9 @@ def deposits(node):
 
 def run(child_env, fault, *args):
     env = dict(child_env, CRYPTOADMIN_FAULT=fault)
-    return subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def assert_credited_once(wallet, txids):
@@ -46,19 +48,24 @@ def assert_credited_once(wallet, txids):
 
 
 def assert_never_closed_uncredited():
-    assert not NetworkTransaction.objects.filter(type="deposit", state="closed", credited_at__isnull=True).exists()
+    assert not NetworkTransaction.objects.filter(
+        type="deposit", state="closed", credited_at__isnull=True
+    ).exists()
 
 
-@pytest.mark.parametrize("fault", [
-    "poll.after_listsinceblock=kill",
-    "poll.after_record=kill",
-    "poll.after_write=kill",
-    "credit.before_commit=kill",
-    "credit.after_commit=kill",
-    "credit.before_commit=2*kill",  # the second deposit of the loop, after the first committed
-    "credit.after_commit=2*kill",
-    "poll.before_cursor=kill",
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "poll.after_listsinceblock=kill",
+        "poll.after_record=kill",
+        "poll.after_write=kill",
+        "credit.before_commit=kill",
+        "credit.after_commit=kill",
+        "credit.before_commit=2*kill",  # the second deposit of the loop, after the first committed
+        "credit.after_commit=2*kill",
+        "poll.before_cursor=kill",
+    ],
+)
 def test_it_credits_each_deposit_once_after_the_poller_is_killed(deposits, child_env, fault):
     wallet, txids = deposits
     killed = run(child_env, fault, "update_confirmations", "--currency", "BTC")
@@ -74,7 +81,12 @@ def test_it_credits_each_deposit_once_after_the_poller_is_killed(deposits, child
 
 def test_it_records_an_error_at_each_point_on_the_wallet_and_credits_on_the_next_cycle(deposits):
     wallet, txids = deposits
-    for point in ("poll.after_listsinceblock", "poll.after_record", "poll.after_write", "credit.before_commit"):
+    for point in (
+        "poll.after_listsinceblock",
+        "poll.after_record",
+        "poll.after_write",
+        "credit.before_commit",
+    ):
         with faults.armed({point: "raise"}) as reached:
             summary = update_confirmations(wallet.currency)
             assert reached[point] >= 1, point
@@ -89,8 +101,9 @@ def test_it_records_an_error_at_each_point_on_the_wallet_and_credits_on_the_next
     assert_credited_once(wallet, txids)
 
 
-@pytest.mark.parametrize("fault", ["notify.after_record=kill", "credit.before_commit=kill",
-                                   "credit.after_commit=kill"])
+@pytest.mark.parametrize(
+    "fault", ["notify.after_record=kill", "credit.before_commit=kill", "credit.after_commit=kill"]
+)
 def test_it_credits_once_after_walletnotify_is_killed(deposits, child_env, fault):
     wallet, txids = deposits
     killed = run(child_env, fault, "walletnotify", "BTC", txids["alice"])
@@ -111,8 +124,9 @@ def test_it_credits_once_after_a_rescan_is_killed(deposits, child_env):
     assert_credited_once(wallet, txids)
 
 
-def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_polls(deposits, node, child_env,
-                                                                                    operator):
+def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_polls(
+    deposits, node, child_env, operator
+):
     from ledger.confirmations import close_by_hand, update_one
     from ledger.rescan import rescan_wallet
 
@@ -137,7 +151,8 @@ def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_pol
 
 @pytest.mark.parametrize("point", ["poll.before_write", "poll.after_write"])
 def test_it_never_credits_a_deposit_an_operator_closes_while_the_poller_holds_a_stale_copy(
-        deposits, child_env, operator, point):
+    deposits, child_env, operator, point
+):
     """A real poller process parked after reading the rows (before its write, or before its
     credit); the operator closes one deposit by hand; the poller goes on."""
     from ledger.confirmations import close_by_hand, record_deposits
@@ -145,22 +160,36 @@ def test_it_never_credits_a_deposit_an_operator_closes_while_the_poller_holds_a_
     wallet, txids = deposits
     record_deposits(wallet, wallet.get_backend().get_transactions(list(txids.values())).values())
     env = dict(child_env, CRYPTOADMIN_FAULT=f"{point}=pause:3")
-    poller = subprocess.Popen([PYTHON, "manage.py", "update_confirmations", "--currency", "BTC"], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    poller = subprocess.Popen(
+        [PYTHON, "manage.py", "update_confirmations", "--currency", "BTC"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert poller.stdout.readline().strip() == f"paused {point}"
     row = NetworkTransaction.objects.get(wallet=wallet, txid=txids["bob"])
     close_by_hand([row.pk], operator, "suspected double spend: do not credit")
     row.refresh_from_db()
-    as_closed = [getattr(row, f) for f in ("state", "state_changed_at", "closed_at", "confirmations", "last_checked_at")]
+    as_closed = [
+        getattr(row, f)
+        for f in ("state", "state_changed_at", "closed_at", "confirmations", "last_checked_at")
+    ]
     out, err = poller.communicate(timeout=60)
     assert poller.returncode == 0, err[-2000:]
     assert "credited 1" in out
     row.refresh_from_db()
-    assert (row.state, row.credited_at, row.close_reason) == ("closed_by_hand", None,
-                                                               "suspected double spend: do not credit")
+    assert (row.state, row.credited_at, row.close_reason) == (
+        "closed_by_hand",
+        None,
+        "suspected double spend: do not credit",
+    )
     # The poller never wrote on it.
-    assert [getattr(row, f) for f in ("state", "state_changed_at", "closed_at", "confirmations",
-                                      "last_checked_at")] == as_closed
+    assert [
+        getattr(row, f)
+        for f in ("state", "state_changed_at", "closed_at", "confirmations", "last_checked_at")
+    ] == as_closed
     assert services.balance(services.user_account("bob", wallet.currency)) == 0
     update_confirmations(wallet.currency)
     assert services.balance(services.user_account("bob", wallet.currency)) == 0

@@ -1,5 +1,6 @@
 """Every environment variable the README's table lists is validated with a message that names
 it: bad values stop start-up, values that parse but cannot work fail `manage.py check`."""
+
 import re
 import subprocess
 import sys
@@ -9,19 +10,33 @@ import pytest
 
 from tests.support import REPO
 
-BASE = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings", "HOME": "/tmp", "DEBUG": "1",
-        "DATABASE_URL": "sqlite:////tmp/cryptoadmin-env-check.sqlite3"}
+BASE = {
+    "PATH": "/usr/bin:/bin",
+    "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",
+    "HOME": "/tmp",
+    "DEBUG": "1",
+    "DATABASE_URL": "sqlite:////tmp/cryptoadmin-env-check.sqlite3",
+}
 
 
 def check(**env):
-    return subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env={**BASE, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO,
+        env={**BASE, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_it_names_a_bad_log_level_without_a_traceback():
     result = check(LOG_LEVEL="LOUD")
     assert result.returncode != 0
-    assert "LOG_LEVEL='LOUD' is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL." in result.stderr
+    assert (
+        "LOG_LEVEL='LOUD' is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL."
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -40,10 +55,15 @@ BAD_BUT_PARSEABLE = {
     "PORT": ("70000", "PORT=70000 is not a TCP port"),
     "ALERT_REMINDER_MINUTES": ("0", "ALERT_REMINDER_MINUTES=0 must be at least 1."),
     "BALANCE_CACHE_MAX_STALENESS": ("0", "BALANCE_CACHE_MAX_STALENESS=0 must be greater than 0."),
-    "BALANCE_CACHE_CROSS_PROCESS": ("carrier-pigeon", "BALANCE_CACHE_CROSS_PROCESS='carrier-pigeon' is not one of"),
+    "BALANCE_CACHE_CROSS_PROCESS": (
+        "carrier-pigeon",
+        "BALANCE_CACHE_CROSS_PROCESS='carrier-pigeon' is not one of",
+    ),
     "METRICS_TOKEN": ("short", "METRICS_TOKEN is shorter than 20 characters."),
-    "ALERT_URLS": ("json://127.0.0.1:9/x, nosuchservice://token@host",
-                   "ALERT_URLS: URL #2 (nosuchservice://...) is not a notification URL apprise knows."),
+    "ALERT_URLS": (
+        "json://127.0.0.1:9/x, nosuchservice://token@host",
+        "ALERT_URLS: URL #2 (nosuchservice://...) is not a notification URL apprise knows.",
+    ),
 }
 
 
@@ -60,10 +80,17 @@ def test_it_passes_check_with_the_defaults():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("name, raw, message", [
-    ("Q_WORKERS", "many", "Q_WORKERS='many' is not a whole number."),
-    ("BALANCE_CACHE_MAX_STALENESS", "soon", "BALANCE_CACHE_MAX_STALENESS='soon' is not a number."),
-])
+@pytest.mark.parametrize(
+    "name, raw, message",
+    [
+        ("Q_WORKERS", "many", "Q_WORKERS='many' is not a whole number."),
+        (
+            "BALANCE_CACHE_MAX_STALENESS",
+            "soon",
+            "BALANCE_CACHE_MAX_STALENESS='soon' is not a number.",
+        ),
+    ],
+)
 def test_it_names_a_number_that_does_not_parse(name, raw, message):
     result = check(**{name: raw})
     assert result.returncode != 0
@@ -76,11 +103,21 @@ def test_it_lists_every_variable_the_code_reads_in_the_readme_table():
     table = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, re.M))
     read = set()
     for path in list(Path(REPO).glob("*/*.py")) + list(Path(REPO).glob("*/*/*.py")):
-        if path.parts[len(REPO.parts)] in ("tests", "bench", ".venv") or path.name == "settings_test.py":
+        if (
+            path.parts[len(REPO.parts)] in ("tests", "bench", ".venv")
+            or path.name == "settings_test.py"
+        ):
             continue
         text = path.read_text()
-        read |= set(re.findall(r"""env_(?:int|float|bool|list|number)\(\s*["']([A-Z_]+)["']""", text))
+        read |= set(
+            re.findall(r"""env_(?:int|float|bool|list|number)\(\s*["']([A-Z_]+)["']""", text)
+        )
         read |= set(re.findall(r"""os\.environ\.get\(\s*["']([A-Z_]+)["']""", text))
-    read -= {"DJANGO_SETTINGS_MODULE", "CRYPTOADMIN_FAULT", "BITCOIND", "PG_BIN"}  # test and tooling hooks
+    read -= {
+        "DJANGO_SETTINGS_MODULE",
+        "CRYPTOADMIN_FAULT",
+        "BITCOIND",
+        "PG_BIN",
+    }  # test and tooling hooks
     assert read - table == set()
     assert len(read) >= 20

@@ -1,5 +1,6 @@
 """One project exception root: every domain error derives from ledger.errors.CryptoadminError,
 keeping its builtin base for existing callers."""
+
 import importlib
 import pkgutil
 
@@ -8,7 +9,9 @@ import pytest
 from ledger.errors import CryptoadminError
 
 APPS = ("ledger", "broadcasts", "balances", "cryptoadmin")
-NOT_DOMAIN = {"cryptoadmin.faults.InjectedFault"}  # a simulated crash: no domain handler may catch it
+NOT_DOMAIN = {
+    "cryptoadmin.faults.InjectedFault"
+}  # a simulated crash: no domain handler may catch it
 
 
 def _project_exceptions():
@@ -23,24 +26,36 @@ def _project_exceptions():
             except Exception:  # e.g. a module that needs a service not running here
                 continue
             for value in vars(module).values():
-                if (isinstance(value, type) and issubclass(value, BaseException)
-                        and value.__module__ == info.name):
+                if (
+                    isinstance(value, type)
+                    and issubclass(value, BaseException)
+                    and value.__module__ == info.name
+                ):
                     found[f"{value.__module__}.{value.__qualname__}"] = value
     return found
 
 
 def test_it_finds_the_domain_errors_it_checks():
     names = set(_project_exceptions())
-    for expected in ("ledger.backends.base.BackendError", "ledger.money.AmountError",
-                     "ledger.services.LedgerError", "balances.cache.LoadTimeout",
-                     "broadcasts.services.OutgoingError", "broadcasts.services.CloseError",
-                     "ledger.confirmations.CloseRefused", "balances.auth.Denied"):
+    for expected in (
+        "ledger.backends.base.BackendError",
+        "ledger.money.AmountError",
+        "ledger.services.LedgerError",
+        "balances.cache.LoadTimeout",
+        "broadcasts.services.OutgoingError",
+        "broadcasts.services.CloseError",
+        "ledger.confirmations.CloseRefused",
+        "balances.auth.Denied",
+    ):
         assert expected in names
 
 
 def test_it_roots_every_domain_error_in_one_class():
-    strays = [name for name, cls in _project_exceptions().items()
-              if name not in NOT_DOMAIN and not issubclass(cls, CryptoadminError)]
+    strays = [
+        name
+        for name, cls in _project_exceptions().items()
+        if name not in NOT_DOMAIN and not issubclass(cls, CryptoadminError)
+    ]
     assert strays == []
 
 

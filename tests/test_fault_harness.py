@@ -8,6 +8,7 @@ next cycle then runs in a clean process, the chain is driven to quiescence, and 
 invariants (tests/invariants.py) must all hold. Points added later are picked up on their
 own; one whose area has no scenario here fails `test_it_has_a_scenario_for_every_fault_point`.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,10 +28,17 @@ SOURCE_DIRS = ("ledger", "broadcasts", "balances")
 
 # The first part of a point's name says which process reaches it.
 SCENARIOS = {
-    "poll": "poll", "credit": "poll", "confirmations": "poll", "deposit": "poll",
-    "walletnotify": "walletnotify", "notify": "walletnotify",
+    "poll": "poll",
+    "credit": "poll",
+    "confirmations": "poll",
+    "deposit": "poll",
+    "walletnotify": "walletnotify",
+    "notify": "walletnotify",
     "rescan": "rescan",
-    "broadcast": "broadcast", "fee": "broadcast", "send": "broadcast", "settle": "broadcast",
+    "broadcast": "broadcast",
+    "fee": "broadcast",
+    "send": "broadcast",
+    "settle": "broadcast",
     "import": "import",
     "reconcile": "reconcile",
 }
@@ -61,18 +69,26 @@ STUCK = ("is stuck in broadcast", "is still opened at quiescence")
 KNOWN_BUGS = {
     "broadcast.after_open": (
         "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): an interrupted broadcast is not settled by the machine on its next run; its "
-        "outgoing stay 'broadcasting' until a person closes it", STUCK),
+        "outgoing stay 'broadcasting' until a person closes it",
+        STUCK,
+    ),
     "broadcast.after_send": (
         "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): an interrupted broadcast is not settled by the machine on its next run; it "
-        "paid on chain but the books never learn it", STUCK + ("the node paid", "books hold")),
+        "paid on chain but the books never learn it",
+        STUCK + ("the node paid", "books hold"),
+    ),
     # Points of the broadcast branch (not in this branch's source): the same bug, seen on a
     # trial merge of main + poller + broadcast + this branch.
     "broadcast.before_settle_commit": (
         "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): a broadcaster killed after sending, before booking, leaves an interrupted "
-        "broadcast the machine does not settle on its next run", STUCK + ("the node paid", "books hold")),
+        "broadcast the machine does not settle on its next run",
+        STUCK + ("the node paid", "books hold"),
+    ),
     "broadcast.before_fail_commit": (
         "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): a broadcaster killed before recording a refused send leaves an interrupted "
-        "broadcast the machine does not settle on its next run", STUCK),
+        "broadcast the machine does not settle on its next run",
+        STUCK,
+    ),
 }
 
 
@@ -101,7 +117,11 @@ def _params():
     out = []
     for point in source_points():
         if point in NO_SCENARIO:
-            marks = [pytest.mark.xfail(strict=True, raises=NoScenario, reason=f"no scenario: {NO_SCENARIO[point]}")]
+            marks = [
+                pytest.mark.xfail(
+                    strict=True, raises=NoScenario, reason=f"no scenario: {NO_SCENARIO[point]}"
+                )
+            ]
         elif point in KNOWN_BUGS:
             marks = [pytest.mark.xfail(strict=True, raises=KnownBug, reason=KNOWN_BUGS[point][0])]
         else:
@@ -118,7 +138,9 @@ def test_it_finds_the_fault_points_in_the_source():
 
 def test_it_has_a_scenario_for_every_fault_point():
     missing = [p for p in source_points() if scenario_of(p) is None and p not in NO_SCENARIO]
-    assert not missing, f"fault points with no scenario in tests/test_fault_harness.py SCENARIOS: {missing}"
+    assert not missing, (
+        f"fault points with no scenario in tests/test_fault_harness.py SCENARIOS: {missing}"
+    )
 
 
 # -- two nodes for the whole module: ours and the outside world ------------------------------
@@ -139,7 +161,9 @@ def pair():
 
 def pay(ours, outside, address, btc: str) -> str:
     txid = outside.rpc("sendtoaddress", address, btc)
-    wait_until(lambda: txid in ours.rpc("getrawmempool") or _known(ours, txid), what=f"{txid} on our node")
+    wait_until(
+        lambda: txid in ours.rpc("getrawmempool") or _known(ours, txid), what=f"{txid} on our node"
+    )
     return txid
 
 
@@ -157,8 +181,14 @@ def child(child_env, *args, fault=None, timeout=120):
     env.update(CHILD_SETTINGS)
     if fault:
         env["CRYPTOADMIN_FAULT"] = fault
-    return subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [PYTHON, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -171,8 +201,11 @@ def books(pair, transactional_db):
     currency = make_currency("BTC")
     wallet = make_wallet(currency, ours)
     held = wallet.get_backend().get_balance(0)
-    treasury = credit_user(wallet, "treasury", held) if held else \
-        ledger.user_account("treasury", currency, Account.Code.BALANCE)
+    treasury = (
+        credit_user(wallet, "treasury", held)
+        if held
+        else ledger.user_account("treasury", currency, Account.Code.BALANCE)
+    )
     address = ledger.new_receiving_address(wallet, "alice")
     pay(ours, outside, address.address, "2")
     invariants.mine(ours, outside, currency.polling_threshold)
@@ -180,8 +213,15 @@ def books(pair, transactional_db):
     alice = ledger.user_account("alice", currency, Account.Code.BALANCE)
     assert ledger.balance(alice) == to_units("2", 8)
     assert invariants.check(wallet, ours, before) == []
-    return dict(wallet=wallet, currency=currency, treasury=treasury, alice=alice, address=address, held=held,
-                before=before)
+    return dict(
+        wallet=wallet,
+        currency=currency,
+        treasury=treasury,
+        alice=alice,
+        address=address,
+        held=held,
+        before=before,
+    )
 
 
 def prepare(kind, books, ours, outside) -> list[str]:
@@ -195,11 +235,17 @@ def prepare(kind, books, ours, outside) -> list[str]:
         if kind == "broadcast_refused":
             # Every coin locked: sendmany answers "insufficient funds", provably nothing sent.
             # The next cycle runs after unlock() below.
-            ours.rpc("lockunspent", False, [{"txid": u["txid"], "vout": u["vout"]} for u in ours.rpc("listunspent", 0)])
+            ours.rpc(
+                "lockunspent",
+                False,
+                [{"txid": u["txid"], "vout": u["vout"]} for u in ours.rpc("listunspent", 0)],
+            )
         return ["broadcast", "--wallet", wallet.name]
     if kind == "poll":
         pay(ours, outside, books["address"].address, "1")
-        invariants.mine(ours, outside, currency.polling_threshold)  # due for credit and closing at once
+        invariants.mine(
+            ours, outside, currency.polling_threshold
+        )  # due for credit and closing at once
         return ["update_confirmations"]
     if kind == "walletnotify":
         txid = pay(ours, outside, books["address"].address, "0.3")
@@ -210,9 +256,11 @@ def prepare(kind, books, ours, outside) -> list[str]:
         invariants.mine(ours, outside, 1)
         return ["import_wallet_balance", wallet.name, str(books["treasury"].pk), "--yes"]
     if kind == "reconcile":
-        code = ("from ledger.actors import SYSTEM; from ledger.models import Wallet; "
-                "from ledger.reconcile import record_reconciliation; "
-                f"record_reconciliation(Wallet.objects.get(pk={wallet.pk}), by=SYSTEM)")
+        code = (
+            "from ledger.actors import SYSTEM; from ledger.models import Wallet; "
+            "from ledger.reconcile import record_reconciliation; "
+            f"record_reconciliation(Wallet.objects.get(pk={wallet.pk}), by=SYSTEM)"
+        )
         return ["shell", "-c", code]
     if kind == "rescan":
         pay(ours, outside, books["address"].address, "0.4")  # a deposit no poll has seen yet
@@ -231,7 +279,9 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
     command = prepare(kind, books, ours, outside)
 
     killed = child(child_env, *command, fault=f"{point}=kill")
-    assert killed.returncode == -9, f"{point} was not reached by {command}: {killed.stdout}{killed.stderr[-2000:]}"
+    assert killed.returncode == -9, (
+        f"{point} was not reached by {command}: {killed.stdout}{killed.stderr[-2000:]}"
+    )
 
     if kind == "broadcast_refused":
         ours.rpc("lockunspent", True)

@@ -1,4 +1,5 @@
 """The fault-injection points that money-path tests arm to crash or park a process."""
+
 import os
 import subprocess
 
@@ -35,9 +36,15 @@ def test_it_is_inert_without_the_test_settings(settings):
 
 
 def test_it_kills_a_child_process_with_sigkill_from_the_environment():
-    env = dict(os.environ, CRYPTOADMIN_FAULT="test.child=kill", DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
-               PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ,
+        CRYPTOADMIN_FAULT="test.child=kill",
+        DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+        PYTHONPATH=str(REPO),
+    )
     code = "import django; django.setup(); from cryptoadmin import faults; faults.point('test.child'); print('alive')"
-    proc = subprocess.run([PYTHON, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PYTHON, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -9, proc.stderr
     assert "alive" not in proc.stdout

@@ -1,4 +1,5 @@
 """/graphql answers the balances query exactly."""
+
 import pytest
 from django.test import Client
 
@@ -8,8 +9,10 @@ from tests.support import grant
 
 pytestmark = pytest.mark.django_db
 
-FIELDS = ("id enabled balance advancedTradingBalance advancedTradingLockedBalance lockedBalance "
-          "withdrawLockedBalance stakingLockedBalance activeStakingBalance")
+FIELDS = (
+    "id enabled balance advancedTradingBalance advancedTradingLockedBalance lockedBalance "
+    "withdrawLockedBalance stakingLockedBalance activeStakingBalance"
+)
 
 
 def seed_query(user_id):
@@ -43,18 +46,39 @@ def test_it_answers_the_seed_query_for_a_user_with_several_currencies(balance_ca
     body = response.json()
     assert "errors" not in body
     assert body["data"]["user"]["currencies"] == [
-        {"id": "BTC", "enabled": True, "balance": "1.49999991", "advancedTradingBalance": "0.99999999",
-         "advancedTradingLockedBalance": "0.00000001", "lockedBalance": "0.00000002",
-         "withdrawLockedBalance": "0.00000003", "stakingLockedBalance": "-0.00000001",
-         "activeStakingBalance": "0.00000005"},
-        {"id": "LTC", "enabled": False, "balance": "0.00000000", "advancedTradingBalance": "0.00000000",
-         "advancedTradingLockedBalance": "0.00000000", "lockedBalance": "0.00000000",
-         "withdrawLockedBalance": "0.00000000", "stakingLockedBalance": "0.00000000",
-         "activeStakingBalance": "0.00000000"},
-        {"id": "USDT", "enabled": True, "balance": "1.500000", "advancedTradingBalance": "0.000000",
-         "advancedTradingLockedBalance": "0.000000", "lockedBalance": "0.000000",
-         "withdrawLockedBalance": "0.000000", "stakingLockedBalance": "0.000000",
-         "activeStakingBalance": "0.000000"},
+        {
+            "id": "BTC",
+            "enabled": True,
+            "balance": "1.49999991",
+            "advancedTradingBalance": "0.99999999",
+            "advancedTradingLockedBalance": "0.00000001",
+            "lockedBalance": "0.00000002",
+            "withdrawLockedBalance": "0.00000003",
+            "stakingLockedBalance": "-0.00000001",
+            "activeStakingBalance": "0.00000005",
+        },
+        {
+            "id": "LTC",
+            "enabled": False,
+            "balance": "0.00000000",
+            "advancedTradingBalance": "0.00000000",
+            "advancedTradingLockedBalance": "0.00000000",
+            "lockedBalance": "0.00000000",
+            "withdrawLockedBalance": "0.00000000",
+            "stakingLockedBalance": "0.00000000",
+            "activeStakingBalance": "0.00000000",
+        },
+        {
+            "id": "USDT",
+            "enabled": True,
+            "balance": "1.500000",
+            "advancedTradingBalance": "0.000000",
+            "advancedTradingLockedBalance": "0.000000",
+            "lockedBalance": "0.000000",
+            "withdrawLockedBalance": "0.000000",
+            "stakingLockedBalance": "0.000000",
+            "activeStakingBalance": "0.000000",
+        },
     ]
     # Served through the cache: a second request is a hit, not a load.
     assert ask(seed_query("u-1"), token).json() == body
@@ -112,8 +136,12 @@ def test_it_serves_a_staff_session_with_permission_and_keeps_csrf(balance_cache,
     assert ask(seed_query("u-3"), client=client).status_code == 403  # no CSRF token
     client.get("/admin/")  # sets the CSRF cookie
     csrf = client.cookies["csrftoken"].value
-    response = client.post("/graphql", {"query": seed_query("u-3")}, content_type="application/json",
-                           HTTP_X_CSRFTOKEN=csrf)
+    response = client.post(
+        "/graphql",
+        {"query": seed_query("u-3")},
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=csrf,
+    )
     assert response.status_code == 200
     assert response.json()["data"]["user"]["currencies"][0]["balance"] == "0.00000005"
 

@@ -2,6 +2,7 @@
 
 The attacker holds a valid API token and sends one request with hundreds of aliases, a deep
 or huge document, or an introspection query."""
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -19,13 +20,17 @@ FIELDS = "id enabled balance lockedBalance"
 def token():
     raw = ApiToken.issue("wallets app")[1]
     # One request first, so last_used_at is fresh and authentication is one SELECT from here on.
-    _post('query { __typename }', raw)
+    _post("query { __typename }", raw)
     return raw
 
 
 def _post(query, token):
-    return Client().post("/graphql", {"query": query}, content_type="application/json",
-                         HTTP_AUTHORIZATION=f"Bearer {token}")
+    return Client().post(
+        "/graphql",
+        {"query": query},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
 
 
 def _ask_counting(query, token):
@@ -44,12 +49,17 @@ def test_it_refuses_300_aliases_with_a_graphql_error_and_no_balance_query(balanc
     for i in range(300):
         deposit(network, f"u-{i}", 1000 + i)
     query = "query { %s }" % " ".join(
-        f'a{i}: user(id: "u-{i}") {{ currencies {{ {FIELDS} }} }}' for i in range(300))
+        f'a{i}: user(id: "u-{i}") {{ currencies {{ {FIELDS} }} }}' for i in range(300)
+    )
     response, sqls = _ask_counting(query, token)
     body = response.json()
     assert body.get("data") is None, str(body)[:300]
     # Refused by whichever limit trips first (this document is also over the token limit).
-    assert any(word in error["message"].lower() for error in body["errors"] for word in ("aliases", "tokens"))
+    assert any(
+        word in error["message"].lower()
+        for error in body["errors"]
+        for word in ("aliases", "tokens")
+    )
     _only_the_token_lookup(sqls)
     assert balance_cache.stats()["loads"] == 0  # the shared cache was not churned
 
@@ -77,7 +87,9 @@ def test_it_refuses_a_query_deeper_than_the_limit(balance_cache, settings):
 
 
 def test_it_refuses_more_aliases_than_the_limit_in_a_small_document(balance_cache, token):
-    query = "query { %s }" % " ".join(f'a{i}: user(id: "u-{i}") {{ currencies {{ id }} }}' for i in range(11))
+    query = "query { %s }" % " ".join(
+        f'a{i}: user(id: "u-{i}") {{ currencies {{ id }} }}' for i in range(11)
+    )
     response, sqls = _ask_counting(query, token)
     body = response.json()
     assert body.get("data") is None
@@ -89,16 +101,20 @@ def test_it_turns_introspection_off_when_debug_is_off(balance_cache, token):
     response, sqls = _ask_counting("query { __schema { types { name } } }", token)
     body = response.json()
     assert body.get("data") is None
-    assert any("introspection" in error["message"].lower() for error in body["errors"]), body["errors"]
+    assert any("introspection" in error["message"].lower() for error in body["errors"]), body[
+        "errors"
+    ]
     _only_the_token_lookup(sqls)
 
 
 def test_it_still_answers_the_seed_query_within_the_limits(balance_cache, token):
     btc = currency("BTC")
     deposit(network_account(btc), "u-1", 150_000_000)
-    query = 'query { user(id: "u-1") { currencies { id enabled balance advancedTradingBalance ' \
-            'advancedTradingLockedBalance lockedBalance withdrawLockedBalance stakingLockedBalance ' \
-            'activeStakingBalance } } }'
+    query = (
+        'query { user(id: "u-1") { currencies { id enabled balance advancedTradingBalance '
+        "advancedTradingLockedBalance lockedBalance withdrawLockedBalance stakingLockedBalance "
+        "activeStakingBalance } } }"
+    )
     body = _post(query, token).json()
     assert "errors" not in body, body
     assert body["data"]["user"]["currencies"][0]["balance"] == "1.50000000"

@@ -32,7 +32,9 @@ def _recent_task():
 
     now = timezone.now()
     Schedule.objects.update(next_run=now)
-    Task.objects.create(id="recent", name="poll-run", func="x.y", started=now, stopped=now, success=True)
+    Task.objects.create(
+        id="recent", name="poll-run", func="x.y", started=now, stopped=now, success=True
+    )
 
 
 def _get(client, **headers):
@@ -54,7 +56,9 @@ def test_it_is_200_with_database_and_reachable_node(client, wallet, node):
 def test_it_is_503_when_a_node_is_unreachable_and_shows_no_secret(client, btc):
     from ledger.models import Wallet
 
-    Wallet.objects.create(name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"})
+    Wallet.objects.create(
+        name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"}
+    )
     status, body = _get(client)
     assert status == 503
     assert body["nodes"]["wallets"]["down"]["ok"] is False
@@ -66,8 +70,13 @@ def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
     from django_q.models import Schedule
 
     Schedule.objects.all().delete()
-    Schedule.objects.create(name="poll", func="ledger.tasks.poll_all_currencies", schedule_type="I", minutes=1,
-                            next_run=timezone.now() - timezone.timedelta(minutes=10))
+    Schedule.objects.create(
+        name="poll",
+        func="ledger.tasks.poll_all_currencies",
+        schedule_type="I",
+        minutes=1,
+        next_run=timezone.now() - timezone.timedelta(minutes=10),
+    )
     status, body = _get(client)
     assert status == 503
     assert body["scheduler"]["ok"] is False
@@ -78,8 +87,13 @@ def test_it_is_200_when_the_scheduler_ran_recently(client, db):
     from django_q.models import Schedule
 
     Schedule.objects.all().delete()
-    Schedule.objects.create(name="poll", func="ledger.tasks.poll_all_currencies", schedule_type="I", minutes=1,
-                            next_run=timezone.now() + timezone.timedelta(seconds=30))
+    Schedule.objects.create(
+        name="poll",
+        func="ledger.tasks.poll_all_currencies",
+        schedule_type="I",
+        minutes=1,
+        next_run=timezone.now() + timezone.timedelta(seconds=30),
+    )
     _recent_task()
     status, body = _get(client)
     assert status == 200, body
@@ -95,7 +109,9 @@ def test_it_reports_each_wallet_separately(client, db, node):
     good = make_wallet(btc, node, name="good")
     from ledger.models import Wallet
 
-    Wallet.objects.create(name="bad", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"})
+    Wallet.objects.create(
+        name="bad", currency=btc, backend_settings={"url": "http://u:p@127.0.0.1:9"}
+    )
     status, body = _get(client)
     assert status == 503
     assert body["nodes"]["wallets"][good.name]["ok"] is True
@@ -106,7 +122,9 @@ def test_it_is_503_while_a_broadcast_is_interrupted(client, wallet):
     from broadcasts.models import Broadcast
 
     _recent_task()
-    broadcast = Broadcast.objects.create(wallet=wallet, state=Broadcast.State.OPENED, opened_at=timezone.now())
+    broadcast = Broadcast.objects.create(
+        wallet=wallet, state=Broadcast.State.OPENED, opened_at=timezone.now()
+    )
     status, body = _get(client)
     assert status == 503
     assert body["broadcasts"] == {"ok": False, "interrupted": [broadcast.pk]}
@@ -115,7 +133,9 @@ def test_it_is_503_while_a_broadcast_is_interrupted(client, wallet):
 def test_it_tells_an_anonymous_caller_only_whether_all_is_well(client, btc):
     from ledger.models import Wallet
 
-    Wallet.objects.create(name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"})
+    Wallet.objects.create(
+        name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"}
+    )
     response = client.get("/health")
     assert response.status_code == 503
     assert json.loads(response.content) == {"ok": False}
@@ -151,7 +171,9 @@ def test_it_calls_block_io_once_for_many_anonymous_hits(client, blockio_wallet, 
     assert first_probe >= 1  # the first hit really asked the node
     for _ in range(20):
         assert client.get("/health").status_code in (200, 503)
-    assert len(blockio.requests) == first_probe  # later hits within seconds are served from the cache
+    assert (
+        len(blockio.requests) == first_probe
+    )  # later hits within seconds are served from the cache
 
 
 def test_it_is_503_while_a_late_reply_needs_attention(client, wallet):
@@ -160,8 +182,14 @@ def test_it_is_503_while_a_late_reply_needs_attention(client, wallet):
     _recent_task()
     status, body = _get(client)
     assert body["broadcasts"] == {"ok": True, "interrupted": []}
-    flagged = Broadcast.objects.create(wallet=wallet, state="broadcasted", txid="7c" * 32, opened_at=timezone.now(),
-                                       needs_attention=True, last_error="LATE REPLY")
+    flagged = Broadcast.objects.create(
+        wallet=wallet,
+        state="broadcasted",
+        txid="7c" * 32,
+        opened_at=timezone.now(),
+        needs_attention=True,
+        last_error="LATE REPLY",
+    )
     status, body = _get(client)
     assert status == 503
     assert body["broadcasts"] == {"ok": False, "interrupted": [], "attention": [flagged.pk]}

@@ -1,4 +1,5 @@
 """The invariant checker (tests/invariants.py) sees each kind of violation it exists for."""
+
 import pytest
 from django.utils import timezone
 
@@ -40,13 +41,26 @@ def test_it_sees_deposits_credited_wrongly_or_not_at_all_and_books_off_the_node(
     # past the UNIQUE constraint; the checker sees a credit the chain does not hold.
     credit = Transaction.objects.get(kind="deposit")
     other = ledger.new_receiving_address(wallet, "alice")
-    ledger.post(credit.source, alice, credit.amount, "deposit", network_transaction=credit.network_transaction,
-                address=other)
+    ledger.post(
+        credit.source,
+        alice,
+        credit.amount,
+        "deposit",
+        network_transaction=credit.network_transaction,
+        address=other,
+    )
     violations = invariants.check(wallet, ours)
-    assert any("credited 1 time(s)" in v and "chain holds no such payment" in v for v in violations), violations
+    assert any(
+        "credited 1 time(s)" in v and "chain holds no such payment" in v for v in violations
+    ), violations
     # A claim without its credit.
-    NetworkTransaction.objects.create(currency=wallet.currency, wallet=wallet, txid="ef" * 32, type="deposit",
-                                      credited_at=credit.created_at)
+    NetworkTransaction.objects.create(
+        currency=wallet.currency,
+        wallet=wallet,
+        txid="ef" * 32,
+        type="deposit",
+        credited_at=credit.created_at,
+    )
     assert any("credited_at set but no ledger credit" in v for v in invariants.check(wallet, ours))
     # Books that differ from the node.
     before = next(v for v in invariants.check(wallet, ours) if "books hold" in v)
@@ -67,14 +81,24 @@ def test_it_sees_an_outgoing_stuck_paid_twice_or_unbooked(paid):
     # The node pays the same address again behind the books' back: paid twice.
     ours.rpc("sendtoaddress", destination, "0.1")
     violations = invariants.check(wallet, ours)
-    assert any(f"{destination}: the node paid 20000000 in 2 transaction(s), the books sent 10000000" in v
-               for v in violations), violations
+    assert any(
+        f"{destination}: the node paid 20000000 in 2 transaction(s), the books sent 10000000" in v
+        for v in violations
+    ), violations
     # An outgoing left in an opened broadcast is neither paid, queued nor returned.
     row = send_external(alice, outside.rpc("getnewaddress"), to_units("0.1", 8))
-    b = Broadcast.objects.create(wallet=wallet, outputs={row.address: row.amount}, output_count=1,
-                                 transaction_count=1, total=row.amount, state=Broadcast.State.OPENED,
-                                 opened_at=timezone.now())
-    OutgoingTransaction.objects.filter(pk=row.pk).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=b)
+    b = Broadcast.objects.create(
+        wallet=wallet,
+        outputs={row.address: row.amount},
+        output_count=1,
+        transaction_count=1,
+        total=row.amount,
+        state=Broadcast.State.OPENED,
+        opened_at=timezone.now(),
+    )
+    OutgoingTransaction.objects.filter(pk=row.pk).update(
+        state=OutgoingTransaction.State.BROADCASTING, broadcast=b
+    )
     violations = invariants.check(wallet, ours)
     assert any(f"outgoing #{row.pk} is stuck" in v for v in violations), violations
     assert any(f"broadcast #{b.pk} is still opened" in v for v in violations), violations

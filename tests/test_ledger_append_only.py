@@ -1,5 +1,6 @@
 """The ledger is append-only in the database: an attacker with the ORM or raw SQL cannot delete
 a ledger row, edit any of its columns, or re-point an account that has entries. Both engines."""
+
 import importlib
 from datetime import timedelta
 from types import SimpleNamespace
@@ -20,17 +21,41 @@ def _books(using):
     other_wallet = Wallet.objects.using(using).create(name="w2", currency=btc)
     alice = Account.objects.using(using).create(currency=btc, user_id="alice", code=201)
     network = Account.objects.using(using).create(currency=btc, wallet=wallet, code=900)
-    nt = NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid="ab" * 32, type="deposit")
-    nt2 = NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid="cd" * 32, type="deposit")
-    address = Address.objects.using(using).create(currency=btc, wallet=wallet, account=alice, address="a1",
-                                                  kind="receiving")
-    address2 = Address.objects.using(using).create(currency=btc, wallet=wallet, account=alice, address="a2",
-                                                   kind="receiving")
-    row = Transaction.objects.using(using).create(currency=btc, source=network, destination=alice, amount=10,
-                                                  kind="deposit", network_transaction=nt, address=address,
-                                                  label="deposit abab")
-    return dict(btc=btc, ltc=ltc, wallet=wallet, other_wallet=other_wallet, alice=alice, network=network, nt=nt,
-                nt2=nt2, address=address, address2=address2, row=row)
+    nt = NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=wallet, txid="ab" * 32, type="deposit"
+    )
+    nt2 = NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=wallet, txid="cd" * 32, type="deposit"
+    )
+    address = Address.objects.using(using).create(
+        currency=btc, wallet=wallet, account=alice, address="a1", kind="receiving"
+    )
+    address2 = Address.objects.using(using).create(
+        currency=btc, wallet=wallet, account=alice, address="a2", kind="receiving"
+    )
+    row = Transaction.objects.using(using).create(
+        currency=btc,
+        source=network,
+        destination=alice,
+        amount=10,
+        kind="deposit",
+        network_transaction=nt,
+        address=address,
+        label="deposit abab",
+    )
+    return dict(
+        btc=btc,
+        ltc=ltc,
+        wallet=wallet,
+        other_wallet=other_wallet,
+        alice=alice,
+        network=network,
+        nt=nt,
+        nt2=nt2,
+        address=address,
+        address2=address2,
+        row=row,
+    )
 
 
 def _refused(using, action):
@@ -53,14 +78,25 @@ def test_it_refuses_to_delete_a_ledger_row(using):
 
 
 @pytest.mark.parametrize("using", ENGINES)
-@pytest.mark.parametrize("column", ["kind", "network_transaction", "address", "label", "created_at", "created_by"])
+@pytest.mark.parametrize(
+    "column", ["kind", "network_transaction", "address", "label", "created_at", "created_by"]
+)
 def test_it_refuses_to_change_any_column_of_a_ledger_row(using, column, django_user_model):
     b = _books(using)
     user = django_user_model.objects.db_manager(using).create_user("mallory")
-    new = {"kind": "import", "network_transaction": b["nt2"], "address": b["address2"], "label": "rewritten",
-           "created_at": b["row"].created_at - timedelta(days=1), "created_by": user}[column]
+    new = {
+        "kind": "import",
+        "network_transaction": b["nt2"],
+        "address": b["address2"],
+        "label": "rewritten",
+        "created_at": b["row"].created_at - timedelta(days=1),
+        "created_by": user,
+    }[column]
     before = _snapshot(using)
-    _refused(using, lambda: Transaction.objects.using(using).filter(pk=b["row"].pk).update(**{column: new}))
+    _refused(
+        using,
+        lambda: Transaction.objects.using(using).filter(pk=b["row"].pk).update(**{column: new}),
+    )
     assert _snapshot(using) == before
 
 
@@ -68,10 +104,12 @@ def test_it_refuses_to_change_any_column_of_a_ledger_row(using, column, django_u
 def test_it_refuses_raw_sql_edits_of_a_ledger_row(using):
     b = _books(using)
     before = _snapshot(using)
-    for sql, params in [("UPDATE ledger_transaction SET kind = %s", ["internal"]),
-                        ("UPDATE ledger_transaction SET network_transaction_id = NULL", []),
-                        ("UPDATE ledger_transaction SET address_id = NULL", []),
-                        ("UPDATE ledger_transaction SET id = id + 1000", [])]:
+    for sql, params in [
+        ("UPDATE ledger_transaction SET kind = %s", ["internal"]),
+        ("UPDATE ledger_transaction SET network_transaction_id = NULL", []),
+        ("UPDATE ledger_transaction SET address_id = NULL", []),
+        ("UPDATE ledger_transaction SET id = id + 1000", []),
+    ]:
         _refused(using, lambda: connections[using].cursor().execute(sql, params))
     assert _snapshot(using) == before
     # A write that changes nothing is harmless and allowed (Django's save() of an unchanged row).
@@ -87,8 +125,11 @@ def test_it_refuses_to_repoint_an_account_that_has_entries(using, change):
         account, fields = b["network"], {"wallet": b["other_wallet"]}
     else:
         account = b["alice"]
-        fields = {"currency": {"currency": b["ltc"]}, "code": {"code": 202},
-                  "user_id": {"user_id": "mallory"}}[change]
+        fields = {
+            "currency": {"currency": b["ltc"]},
+            "code": {"code": 202},
+            "user_id": {"user_id": "mallory"},
+        }[change]
     before = list(Account.objects.using(using).filter(pk=account.pk).values())
     _refused(using, lambda: Account.objects.using(using).filter(pk=account.pk).update(**fields))
     assert list(Account.objects.using(using).filter(pk=account.pk).values()) == before
@@ -97,8 +138,16 @@ def test_it_refuses_to_repoint_an_account_that_has_entries(using, change):
 @pytest.mark.parametrize("using", ENGINES)
 def test_it_refuses_raw_sql_repointing_of_accounts_with_entries(using):
     b = _books(using)
-    _refused(using, lambda: connections[using].cursor().execute(
-        "UPDATE ledger_account SET user_id = %s WHERE id = %s", ["mallory", b["alice"].pk]))
+    _refused(
+        using,
+        lambda: (
+            connections[using]
+            .cursor()
+            .execute(
+                "UPDATE ledger_account SET user_id = %s WHERE id = %s", ["mallory", b["alice"].pk]
+            )
+        ),
+    )
     assert Account.objects.using(using).get(pk=b["alice"].pk).user_id == "alice"
 
 
@@ -119,7 +168,9 @@ def test_it_leaves_existing_rows_intact_when_the_triggers_are_installed(using):
     connection = connections[using]
     # The migration's own functions on this test's connection (SQLite's schema editor refuses
     # to open inside the test's transaction); they only run SQL.
-    editor = SimpleNamespace(connection=connection, execute=lambda sql: connection.cursor().execute(sql))
+    editor = SimpleNamespace(
+        connection=connection, execute=lambda sql: connection.cursor().execute(sql)
+    )
     migration.backward(None, editor)
     # Without the triggers (the database before this migration) the row could be edited...
     Transaction.objects.using(using).filter(pk=b["row"].pk).update(label="before the migration")

@@ -1,4 +1,5 @@
 """The database itself refuses what breaks the books, on both engines."""
+
 import pytest
 from django.db import IntegrityError, transaction
 
@@ -46,13 +47,21 @@ def test_it_rejects_a_duplicate_txid_per_currency_and_type(using):
     btc, ltc, *_ = _setup(using)
     wallet = Wallet.objects.using(using).create(name="w", currency=btc)
     wallet_ltc = Wallet.objects.using(using).create(name="wl", currency=ltc)
-    NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type="deposit")
+    NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=wallet, txid=TXID, type="deposit"
+    )
     with pytest.raises(IntegrityError):
         with transaction.atomic(using=using):
-            NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type="deposit")
+            NetworkTransaction.objects.using(using).create(
+                currency=btc, wallet=wallet, txid=TXID, type="deposit"
+            )
     # Our own broadcast paying our own address is both a broadcast and a deposit.
-    NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type="broadcast")
-    NetworkTransaction.objects.using(using).create(currency=ltc, wallet=wallet_ltc, txid=TXID, type="deposit")
+    NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=wallet, txid=TXID, type="broadcast"
+    )
+    NetworkTransaction.objects.using(using).create(
+        currency=ltc, wallet=wallet_ltc, txid=TXID, type="deposit"
+    )
     assert NetworkTransaction.objects.using(using).count() == 3
 
 
@@ -62,7 +71,9 @@ def test_it_rejects_a_malformed_txid(using):
     wallet = Wallet.objects.using(using).create(name="w", currency=btc)
     with pytest.raises(IntegrityError):
         with transaction.atomic(using=using):
-            NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid="XYZ", type="deposit")
+            NetworkTransaction.objects.using(using).create(
+                currency=btc, wallet=wallet, txid="XYZ", type="deposit"
+            )
 
 
 @pytest.mark.parametrize("using", ENGINES)
@@ -76,7 +87,9 @@ def test_it_keeps_one_account_per_user_currency_and_code(using):
 @pytest.mark.parametrize("using", ENGINES)
 def test_it_refuses_to_edit_a_ledger_row(using):
     btc, _, a, b, _ = _setup(using)
-    row = Transaction.objects.using(using).create(currency=btc, source=a, destination=b, amount=10, kind="internal")
+    row = Transaction.objects.using(using).create(
+        currency=btc, source=a, destination=b, amount=10, kind="internal"
+    )
     with pytest.raises(IntegrityError):
         with transaction.atomic(using=using):
             Transaction.objects.using(using).filter(pk=row.pk).update(amount=11)
@@ -114,12 +127,20 @@ def test_it_keeps_one_deposit_per_wallet_and_one_broadcast_per_currency_for_a_tx
     a = Wallet.objects.using(using).create(name="a", currency=btc)
     b = Wallet.objects.using(using).create(name="b", currency=btc)
     # One transaction paying two of our wallets (a batched payout) is a deposit of each.
-    NetworkTransaction.objects.using(using).create(currency=btc, wallet=a, txid=TXID, type="deposit")
-    NetworkTransaction.objects.using(using).create(currency=btc, wallet=b, txid=TXID, type="deposit")
-    NetworkTransaction.objects.using(using).create(currency=btc, wallet=a, txid=TXID, type="broadcast")
+    NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=a, txid=TXID, type="deposit"
+    )
+    NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=b, txid=TXID, type="deposit"
+    )
+    NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=a, txid=TXID, type="broadcast"
+    )
     for wallet, kind in ((a, "deposit"), (b, "broadcast")):
         with pytest.raises(IntegrityError), transaction.atomic(using=using):
-            NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type=kind)
+            NetworkTransaction.objects.using(using).create(
+                currency=btc, wallet=wallet, txid=TXID, type=kind
+            )
     assert NetworkTransaction.objects.using(using).count() == 3
 
 
@@ -129,13 +150,19 @@ def test_it_rejects_a_deposit_closed_without_its_credit(using):
 
     btc, *_ = _setup(using)
     wallet = Wallet.objects.using(using).create(name="w", currency=btc)
-    row = NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type="deposit")
+    row = NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=wallet, txid=TXID, type="deposit"
+    )
     with pytest.raises(IntegrityError), transaction.atomic(using=using):
         NetworkTransaction.objects.using(using).filter(pk=row.pk).update(state="closed")
     # Closed with its credit, closed by hand, or a broadcast closed: all allowed.
-    NetworkTransaction.objects.using(using).filter(pk=row.pk).update(state="closed", credited_at=timezone.now())
-    NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid="cd" * 32, type="deposit",
-                                                   state="closed_by_hand")
-    NetworkTransaction.objects.using(using).create(currency=btc, wallet=wallet, txid=TXID, type="broadcast",
-                                                   state="closed")
+    NetworkTransaction.objects.using(using).filter(pk=row.pk).update(
+        state="closed", credited_at=timezone.now()
+    )
+    NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=wallet, txid="cd" * 32, type="deposit", state="closed_by_hand"
+    )
+    NetworkTransaction.objects.using(using).create(
+        currency=btc, wallet=wallet, txid=TXID, type="broadcast", state="closed"
+    )
     assert NetworkTransaction.objects.using(using).filter(state__startswith="closed").count() == 3

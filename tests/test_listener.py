@@ -1,4 +1,5 @@
 """The node listener (manage.py listen_node) against a real regtest node's ZMQ feed."""
+
 import subprocess
 import threading
 import time
@@ -25,8 +26,14 @@ class Child:
     """The listener as the process manager runs it, its output collected line by line."""
 
     def __init__(self, env, *args):
-        self.proc = subprocess.Popen([PYTHON, "manage.py", "listen_node", "-v", "2", *args], cwd=REPO, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [PYTHON, "manage.py", "listen_node", "-v", "2", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -52,7 +59,9 @@ def deposit_row(txid):
     return NetworkTransaction.objects.filter(txid=txid, type="deposit").first()
 
 
-def test_it_records_a_deposit_at_once_and_polls_on_a_block_even_across_a_node_restart(zmq_nodes, child_env):
+def test_it_records_a_deposit_at_once_and_polls_on_a_block_even_across_a_node_restart(
+    zmq_nodes, child_env
+):
     ours, outside = zmq_nodes
     wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=4), ours)
     wallet.backend_settings["zmq"] = ours.zmq_url
@@ -64,24 +73,44 @@ def test_it_records_a_deposit_at_once_and_polls_on_a_block_even_across_a_node_re
         wait_until(lambda: child.saw(": start:"), what=f"the listener to start: {child.lines}")
         sent = time.monotonic()
         txid = outside.rpc("sendtoaddress", address.address, "0.7")
-        row = wait_until(lambda: deposit_row(txid), timeout=10, what="the deposit to be recorded from the feed")
+        row = wait_until(
+            lambda: deposit_row(txid), timeout=10, what="the deposit to be recorded from the feed"
+        )
         latency = time.monotonic() - sent
         assert row.credited_at is None and row.block_height is None
-        assert latency < 5, latency  # relay to our node + one batch; the benchmark measures it closely
+        assert latency < 5, (
+            latency
+        )  # relay to our node + one batch; the benchmark measures it closely
 
-        outside.generate(2)  # two blocks: the crediting threshold, reached by the block's poll cycle
-        wait_until(lambda: Transaction.objects.filter(network_transaction__txid=txid).exists(), timeout=15,
-                   what=f"the credit from a block's poll cycle: {child.lines[-5:]}")
+        outside.generate(
+            2
+        )  # two blocks: the crediting threshold, reached by the block's poll cycle
+        wait_until(
+            lambda: Transaction.objects.filter(network_transaction__txid=txid).exists(),
+            timeout=15,
+            what=f"the credit from a block's poll cycle: {child.lines[-5:]}",
+        )
         assert services.balance(services.user_account("alice", wallet.currency)) == 70_000_000
         assert child.saw(": block:")
 
         ours.restart()  # the node goes away and comes back on the same ports: ZMQ reconnects
-        wait_until(lambda: ours.rpc("getconnectioncount") > 0, what="our node to reconnect to its peer")
+        wait_until(
+            lambda: ours.rpc("getconnectioncount") > 0, what="our node to reconnect to its peer"
+        )
         again = outside.rpc("sendtoaddress", address.address, "0.2")
-        wait_until(lambda: deposit_row(again), timeout=20, what=f"a deposit after the restart: {child.lines[-5:]}")
+        wait_until(
+            lambda: deposit_row(again),
+            timeout=20,
+            what=f"a deposit after the restart: {child.lines[-5:]}",
+        )
         outside.generate(1)
-        wait_until(lambda: NetworkTransaction.objects.filter(txid=again, block_height__isnull=False).exists(),
-                   timeout=15, what="the block after the restart to place it")
+        wait_until(
+            lambda: NetworkTransaction.objects.filter(
+                txid=again, block_height__isnull=False
+            ).exists(),
+            timeout=15,
+            what="the block after the restart to place it",
+        )
         assert deposit_row(txid).state == "open"  # credited, open until 4 confirmations
     finally:
         code = child.stop()

@@ -1,5 +1,6 @@
 """Password guessing on the admin login page is locked out by django-axes, counted per
 username and per address (issue 13, point 3). The attacker posts to the real login page."""
+
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
@@ -10,8 +11,12 @@ LIMIT = override_settings(AXES_FAILURE_LIMIT=3)
 
 
 def _login(client, username, password, ip="10.0.0.1", **extra):
-    return client.post("/admin/login/", {"username": username, "password": password, "next": "/admin/"},
-                       REMOTE_ADDR=ip, **extra)
+    return client.post(
+        "/admin/login/",
+        {"username": username, "password": password, "next": "/admin/"},
+        REMOTE_ADDR=ip,
+        **extra,
+    )
 
 
 def _logged_in_as(client, user):
@@ -46,8 +51,10 @@ def test_it_lets_a_correct_password_in_below_the_limit(client, operator):
 
 @LIMIT
 def test_it_lets_one_address_lock_out_only_itself_not_every_user(client, django_user_model):
-    users = [django_user_model.objects.create_user(f"staff{i}", password=f"pw-staff{i}", is_staff=True)
-             for i in range(6)]
+    users = [
+        django_user_model.objects.create_user(f"staff{i}", password=f"pw-staff{i}", is_staff=True)
+        for i in range(6)
+    ]
     # One address tries every username, again and again.
     for _ in range(3):
         for user in users:
@@ -66,7 +73,10 @@ def test_it_ignores_x_forwarded_for_without_a_trusted_proxy(client, operator):
     # The attacker invents a new X-Forwarded-For for every guess; REMOTE_ADDR is what counts.
     for i in range(3):
         _login(client, "someone", "wrong", HTTP_X_FORWARDED_FOR=f"192.0.2.{i}")
-    assert _login(client, "operator", "pw-operator", HTTP_X_FORWARDED_FOR="192.0.2.200").status_code == 429
+    assert (
+        _login(client, "operator", "pw-operator", HTTP_X_FORWARDED_FOR="192.0.2.200").status_code
+        == 429
+    )
 
 
 @LIMIT
@@ -75,10 +85,20 @@ def test_it_counts_the_address_the_trusted_proxy_saw(client, operator):
     # Behind one proxy every request comes from the proxy's address; the client is the entry
     # the proxy appended (the right-most), whatever the client put before it.
     for i in range(3):
-        _login(client, "someone", "wrong", ip="127.0.0.1", HTTP_X_FORWARDED_FOR=f"1.1.1.{i}, 192.0.2.66")
-    locked = _login(client, "operator", "pw-operator", ip="127.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.66")
+        _login(
+            client,
+            "someone",
+            "wrong",
+            ip="127.0.0.1",
+            HTTP_X_FORWARDED_FOR=f"1.1.1.{i}, 192.0.2.66",
+        )
+    locked = _login(
+        client, "operator", "pw-operator", ip="127.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.66"
+    )
     assert locked.status_code == 429
-    other = _login(client, "operator", "pw-operator", ip="127.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.67")
+    other = _login(
+        client, "operator", "pw-operator", ip="127.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.67"
+    )
     assert other.status_code == 302
     assert _logged_in_as(client, operator)
 
@@ -111,8 +131,16 @@ def test_it_unlocks_with_the_axes_reset_commands(client, operator):
 def test_it_never_stores_the_password_or_the_code_of_a_failed_sign_in(client, operator):
     from axes.models import AccessAttempt
 
-    client.post("/admin/login/", {"username": "operator", "password": "hunter2-secret", "otp_token": "rc-7h3k9x",
-                                  "next": "/admin/"}, REMOTE_ADDR="10.0.0.1")
+    client.post(
+        "/admin/login/",
+        {
+            "username": "operator",
+            "password": "hunter2-secret",
+            "otp_token": "rc-7h3k9x",
+            "next": "/admin/",
+        },
+        REMOTE_ADDR="10.0.0.1",
+    )
     attempt = AccessAttempt.objects.get()
     assert attempt.failures_since_start == 1
     assert "hunter2-secret" not in attempt.post_data

@@ -1,4 +1,5 @@
 """Node URLs are shown with their credentials masked, whatever the credentials contain."""
+
 import pytest
 
 from ledger.backends.base import mask_url
@@ -35,8 +36,11 @@ def test_it_keeps_host_and_port_visible():
 def test_it_shows_a_viewer_no_part_of_a_password_containing_an_at_sign(client, viewer, btc):
     from ledger.models import Wallet
 
-    wallet = Wallet.objects.create(name="at-sign", currency=btc,
-                                   backend_settings={"url": "HTTP://rpcuser:hunter2@Xq7zTail@127.0.0.1:9"})
+    wallet = Wallet.objects.create(
+        name="at-sign",
+        currency=btc,
+        backend_settings={"url": "HTTP://rpcuser:hunter2@Xq7zTail@127.0.0.1:9"},
+    )
     client.force_login(viewer)
     for url in ("/admin/ledger/wallet/", f"/admin/ledger/wallet/{wallet.pk}/change/"):
         page = client.get(url).content.decode()

@@ -72,30 +72,55 @@ def test_it_refuses_hostile_amount_strings_with_an_amount_error(bad):
         to_units(bad, 8)
 
 
-@pytest.mark.parametrize("bad", [Decimal("1e999999"), Decimal("1.000000000000000000000000000001"),
-                                 Decimal("-0.000000001"), Decimal("sNaN"), 10**30, -(10**30)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Decimal("1e999999"),
+        Decimal("1.000000000000000000000000000001"),
+        Decimal("-0.000000001"),
+        Decimal("sNaN"),
+        10**30,
+        -(10**30),
+    ],
+)
 def test_it_refuses_hostile_decimals_and_ints(bad):
     with pytest.raises(AmountError):
         to_units(bad, 8)
 
 
-@pytest.mark.parametrize("good, units", [
-    ("21000000", 2_100_000_000_000_000), ("0.00000001", 1), ("1.10000000000000000000000000000000", 110_000_000),
-    ("1e-8", 1), ("1.5E2", 15_000_000_000), (" 2.5 ", 250_000_000), ("-0.5", -50_000_000), ("0e-999999", 0),
-    ("92233720368.54775807", 2**63 - 1), (".5", 50_000_000), ("5.", 500_000_000),
-])
+@pytest.mark.parametrize(
+    "good, units",
+    [
+        ("21000000", 2_100_000_000_000_000),
+        ("0.00000001", 1),
+        ("1.10000000000000000000000000000000", 110_000_000),
+        ("1e-8", 1),
+        ("1.5E2", 15_000_000_000),
+        (" 2.5 ", 250_000_000),
+        ("-0.5", -50_000_000),
+        ("0e-999999", 0),
+        ("92233720368.54775807", 2**63 - 1),
+        (".5", 50_000_000),
+        ("5.", 500_000_000),
+    ],
+)
 def test_it_accepts_exact_amounts_in_any_plain_notation(good, units):
     assert to_units(good, 8) == units
 
 
 # Property-based: any exact amount round-trips; anything else is an AmountError, nothing else.
-from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 BIGINT = 2**63 - 1
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(units=st.integers(min_value=-BIGINT, max_value=BIGINT), decimals=st.integers(min_value=0, max_value=10))
+@given(
+    units=st.integers(min_value=-BIGINT, max_value=BIGINT),
+    decimals=st.integers(min_value=0, max_value=10),
+)
 def test_it_round_trips_every_bigint_amount(units, decimals):
     text = format_units(units, decimals)
     assert to_units(text, decimals) == units
@@ -103,8 +128,11 @@ def test_it_round_trips_every_bigint_amount(units, decimals):
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(units=st.integers(min_value=-BIGINT, max_value=BIGINT), extra=st.integers(min_value=1, max_value=9),
-       places=st.integers(min_value=1, max_value=40))
+@given(
+    units=st.integers(min_value=-BIGINT, max_value=BIGINT),
+    extra=st.integers(min_value=1, max_value=9),
+    places=st.integers(min_value=1, max_value=40),
+)
 def test_it_refuses_any_sub_unit_digit_however_deep(units, extra, places):
     text = format_units(units, 8) + "0" * (places - 1) + str(extra)
     with pytest.raises(AmountError):
@@ -112,7 +140,9 @@ def test_it_refuses_any_sub_unit_digit_however_deep(units, extra, places):
 
 
 @hsettings(max_examples=500, deadline=None)
-@given(text=st.text(max_size=60) | st.from_regex(r"\A[+-]?\d{0,30}(\.\d{0,40})?([eE][+-]?\d{1,9})?\Z"))
+@given(
+    text=st.text(max_size=60) | st.from_regex(r"\A[+-]?\d{0,30}(\.\d{0,40})?([eE][+-]?\d{1,9})?\Z")
+)
 def test_it_answers_any_text_with_units_or_an_amount_error(text):
     try:
         units = to_units(text, 8)

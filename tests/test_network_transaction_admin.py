@@ -1,4 +1,5 @@
 """The network transactions list: columns, filters, search, Check now, Close by hand."""
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.db import connection
@@ -14,10 +15,14 @@ LIST = "/admin/ledger/networktransaction/"
 
 
 def _rows(wallet, n, **kwargs):
-    return NetworkTransaction.objects.bulk_create([
-        NetworkTransaction(currency=wallet.currency, wallet=wallet, txid=f"{i:064x}", type="deposit", **kwargs)
-        for i in range(n)
-    ])
+    return NetworkTransaction.objects.bulk_create(
+        [
+            NetworkTransaction(
+                currency=wallet.currency, wallet=wallet, txid=f"{i:064x}", type="deposit", **kwargs
+            )
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.fixture
@@ -43,7 +48,9 @@ def test_it_lists_with_a_bounded_number_of_queries(staff_client, db_wallet):
 def test_it_filters_the_stuck_ones(staff_client, db_wallet):
     wallet = db_wallet
     old, new = _rows(wallet, 2)
-    NetworkTransaction.objects.filter(pk=old.pk).update(opened_at=timezone.now() - timezone.timedelta(hours=2))
+    NetworkTransaction.objects.filter(pk=old.pk).update(
+        opened_at=timezone.now() - timezone.timedelta(hours=2)
+    )
     response = staff_client.get(LIST + "?stuck=1h")
     assert [r.pk for r in response.context["cl"].result_list] == [old.pk]
 
@@ -51,10 +58,20 @@ def test_it_filters_the_stuck_ones(staff_client, db_wallet):
 def test_it_searches_by_txid_and_by_address(staff_client, wallet):
     first, second = _rows(wallet, 2)
     address = services.new_receiving_address(wallet, "alice")
-    services.post(services.system_account(wallet, 900), address.account, 5, "deposit",
-                  network_transaction=second, address=address)
-    assert [r.pk for r in staff_client.get(LIST, {"q": first.txid}).context["cl"].result_list] == [first.pk]
-    assert [r.pk for r in staff_client.get(LIST, {"q": address.address}).context["cl"].result_list] == [second.pk]
+    services.post(
+        services.system_account(wallet, 900),
+        address.account,
+        5,
+        "deposit",
+        network_transaction=second,
+        address=address,
+    )
+    assert [r.pk for r in staff_client.get(LIST, {"q": first.txid}).context["cl"].result_list] == [
+        first.pk
+    ]
+    assert [
+        r.pk for r in staff_client.get(LIST, {"q": address.address}).context["cl"].result_list
+    ] == [second.pk]
 
 
 def test_it_closes_by_hand_with_a_reason_and_history(client, operator, db_wallet):
@@ -65,13 +82,21 @@ def test_it_closes_by_hand_with_a_reason_and_history(client, operator, db_wallet
     assert b"Close by hand" in client.get(f"{LIST}{row.pk}/change/").content
     refused = client.post(f"{LIST}{row.pk}/close/", {"reason": "  "})
     assert refused.status_code == 200 and "This field is required." in refused.content.decode()
-    response = client.post(f"{LIST}{row.pk}/close/", {"reason": "checked on the explorer: double spent"})
+    response = client.post(
+        f"{LIST}{row.pk}/close/", {"reason": "checked on the explorer: double spent"}
+    )
     assert response.status_code == 302
     row.refresh_from_db()
-    assert (row.state, row.closed_by, row.close_reason) == ("closed_by_hand", operator,
-                                                             "checked on the explorer: double spent")
+    assert (row.state, row.closed_by, row.close_reason) == (
+        "closed_by_hand",
+        operator,
+        "checked on the explorer: double spent",
+    )
     assert row.closed_at is not None
-    assert "Closed by hand: checked on the explorer" in LogEntry.objects.get(object_id=str(row.pk)).get_change_message()
+    assert (
+        "Closed by hand: checked on the explorer"
+        in LogEntry.objects.get(object_id=str(row.pk)).get_change_message()
+    )
 
 
 def test_it_closes_several_through_the_action(client, operator, db_wallet):
@@ -83,7 +108,12 @@ def test_it_closes_several_through_the_action(client, operator, db_wallet):
     form = client.post(LIST, {"action": "close_by_hand", "_selected_action": ids})
     assert b"Close network transactions by hand" in form.content
     client.post(LIST, {"action": "close_by_hand", "_selected_action": ids, "reason": "test coins"})
-    assert sorted(NetworkTransaction.objects.filter(state="closed_by_hand").values_list("pk", flat=True)) == ids
+    assert (
+        sorted(
+            NetworkTransaction.objects.filter(state="closed_by_hand").values_list("pk", flat=True)
+        )
+        == ids
+    )
 
 
 def test_it_forbids_closing_without_the_permission(staff_client, db_wallet):
@@ -94,7 +124,9 @@ def test_it_forbids_closing_without_the_permission(staff_client, db_wallet):
     assert b"Close by hand" not in staff_client.get(f"{LIST}{row.pk}/change/").content
     assert staff_client.get(f"{LIST}{row.pk}/close/").status_code == 403
     assert staff_client.post(f"{LIST}{row.pk}/close/", {"reason": "x"}).status_code == 403
-    staff_client.post(LIST, {"action": "close_by_hand", "_selected_action": [row.pk], "reason": "x"})
+    staff_client.post(
+        LIST, {"action": "close_by_hand", "_selected_action": [row.pk], "reason": "x"}
+    )
     row.refresh_from_db()
     assert row.state == "open"
 
@@ -104,7 +136,9 @@ def test_it_checks_now_against_the_node(client, operator, wallet, node):
     client.force_login(operator)
     txid = node.rpc("sendtoaddress", node.rpc("getnewaddress"), "0.1")
     node.generate(1)
-    row = NetworkTransaction.objects.create(currency=wallet.currency, wallet=wallet, txid=txid, type="broadcast")
+    row = NetworkTransaction.objects.create(
+        currency=wallet.currency, wallet=wallet, txid=txid, type="broadcast"
+    )
     response = client.post(LIST, {"action": "check_now", "_selected_action": [row.pk]}, follow=True)
     assert "Checked: checked 1" in response.content.decode()
     row.refresh_from_db()

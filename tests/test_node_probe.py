@@ -1,5 +1,6 @@
 """One way to probe every wallet's node (ledger/probe.py), with the timeout an explicit
 parameter of the backends, used by health and the overview."""
+
 import socket
 import time
 
@@ -26,8 +27,12 @@ def hung_url():
 
 def test_it_passes_the_timeout_to_every_backend(btc, settings):
     bitcoind = Wallet.objects.create(name="probe-b", currency=btc, backend_settings=DEAD)
-    blockio = Wallet.objects.create(name="probe-io", currency=btc, backend="blockio",
-                                    backend_settings={"api_key": "k", "base_url": "http://127.0.0.1:9"})
+    blockio = Wallet.objects.create(
+        name="probe-io",
+        currency=btc,
+        backend="blockio",
+        backend_settings={"api_key": "k", "base_url": "http://127.0.0.1:9"},
+    )
     for wallet in (bitcoind, blockio):
         assert backend_for(wallet, timeout=1.5).timeout == 1.5
         assert wallet.get_backend(timeout=2).timeout == 2
@@ -35,16 +40,23 @@ def test_it_passes_the_timeout_to_every_backend(btc, settings):
 
 
 def test_it_asks_each_wallet_in_order_with_the_given_timeout(btc):
-    wallets = [Wallet.objects.create(name=f"probe-{i}", currency=btc, backend_settings=DEAD)
-               for i in range(3)]
+    wallets = [
+        Wallet.objects.create(name=f"probe-{i}", currency=btc, backend_settings=DEAD)
+        for i in range(3)
+    ]
     got = probe_wallets(wallets, lambda w, b: (w.name, b.timeout), timeout=0.7, on_error=None)
     assert got == [("probe-0", 0.7), ("probe-1", 0.7), ("probe-2", 0.7)]
 
 
 def test_it_turns_a_backend_that_cannot_be_made_into_an_error_row(btc):
     broken = Wallet.objects.create(name="probe-no-url", currency=btc, backend_settings={})
-    got = probe_wallets([broken], lambda w, b: "asked", timeout=1, on_error=lambda w, e: type(e).__name__,
-                        errors=(BackendError,))
+    got = probe_wallets(
+        [broken],
+        lambda w, b: "asked",
+        timeout=1,
+        on_error=lambda w, e: type(e).__name__,
+        errors=(BackendError,),
+    )
     assert got == ["BackendError"]
 
 
@@ -54,7 +66,11 @@ def test_it_reports_a_misconfigured_wallet_in_health_instead_of_raising(btc, set
     Wallet.objects.create(name="probe-no-url", currency=btc, backend_settings={})
     probed = health.probe_nodes()
     assert probed["ok"] is False
-    assert probed["wallets"]["probe-no-url"] == {"ok": False, "wallet": "probe-no-url", "error": "BackendError"}
+    assert probed["wallets"]["probe-no-url"] == {
+        "ok": False,
+        "wallet": "probe-no-url",
+        "error": "BackendError",
+    }
 
 
 def test_it_gives_up_on_a_hung_node_after_the_health_timeout(btc, settings, hung_url):

@@ -1,10 +1,11 @@
 """The admin home's figures."""
+
 import pytest
 from django.utils import timezone
 
+from cryptoadmin import overview
 from ledger import services
 from ledger.models import NetworkTransaction
-from cryptoadmin import overview
 
 pytestmark = pytest.mark.django_db
 
@@ -13,10 +14,16 @@ def test_it_counts_open_and_stuck_transactions_per_currency(db_wallet, btc):
     wallet = db_wallet
     now = timezone.now()
     NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="a" * 64, type="deposit")
-    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="b" * 64, type="deposit",
-                                      opened_at=now - timezone.timedelta(hours=2))
-    NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid="c" * 64, type="deposit", state="closed",
-                                      credited_at=now)  # a deposit closes only with its credit
+    NetworkTransaction.objects.create(
+        currency=btc,
+        wallet=wallet,
+        txid="b" * 64,
+        type="deposit",
+        opened_at=now - timezone.timedelta(hours=2),
+    )
+    NetworkTransaction.objects.create(
+        currency=btc, wallet=wallet, txid="c" * 64, type="deposit", state="closed", credited_at=now
+    )  # a deposit closes only with its credit
     row = overview.currency_rows()[0]
     assert (row["open"], row["stuck"]) == (2, 1)
 
@@ -39,10 +46,20 @@ def test_it_marks_a_schedule_red_after_three_missed_intervals(db):
     from django_q.models import Schedule
 
     # Registered jobs: a schedule may run nothing else (cryptoadmin/schedules.py).
-    Schedule.objects.create(name="late", func="ledger.tasks.poll_all_currencies", schedule_type="I", minutes=1,
-                            next_run=timezone.now() - timezone.timedelta(minutes=5))
-    Schedule.objects.create(name="fine", func="ledger.tasks.scheduled_rescan", schedule_type="I", minutes=1,
-                            next_run=timezone.now() + timezone.timedelta(seconds=20))
+    Schedule.objects.create(
+        name="late",
+        func="ledger.tasks.poll_all_currencies",
+        schedule_type="I",
+        minutes=1,
+        next_run=timezone.now() - timezone.timedelta(minutes=5),
+    )
+    Schedule.objects.create(
+        name="fine",
+        func="ledger.tasks.scheduled_rescan",
+        schedule_type="I",
+        minutes=1,
+        next_run=timezone.now() + timezone.timedelta(seconds=20),
+    )
     rows = {r["schedule"].name: r for r in overview.schedule_rows()}
     assert rows["late"]["red"] is True
     assert rows["fine"]["red"] is False
@@ -79,11 +96,15 @@ def test_it_shows_a_misconfigured_wallet_as_unreachable_instead_of_failing(clien
     assert page.status_code == 200 and b"unreachable" in page.content
 
 
-def test_it_links_a_books_above_node_difference_in_red_to_the_reconcile_page(client, superuser, btc, fresh_node):
+def test_it_links_a_books_above_node_difference_in_red_to_the_reconcile_page(
+    client, superuser, btc, fresh_node
+):
     from tests.support import make_wallet
 
     wallet = make_wallet(btc, fresh_node())  # an empty node
-    services.post(services.system_account(wallet, 910), services.user_account("alice", btc), 5, "import")
+    services.post(
+        services.system_account(wallet, 910), services.user_account("alice", btc), 5, "import"
+    )
     client.force_login(superuser)
     page = client.get("/admin/").content.decode()
     reconcile = f"/admin/ledger/wallet/{wallet.pk}/reconcile/"

@@ -1,5 +1,6 @@
 """The README's -walletnotify lines work as written: bitcoind substitutes %s with a txid, and
 the command must be told the currency (without it every notification exited 2)."""
+
 import re
 import subprocess
 
@@ -12,8 +13,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def readme_walletnotify_commands():
     readme = (REPO / "README.md").read_text()
-    return re.findall(r'-walletnotify="([^"]+)"', readme) + re.findall(r"-walletnotify=(/\S+ walletnotify \S+ %s)",
-                                                                       readme)
+    return re.findall(r'-walletnotify="([^"]+)"', readme) + re.findall(
+        r"-walletnotify=(/\S+ walletnotify \S+ %s)", readme
+    )
 
 
 def test_it_finds_the_walletnotify_lines():
@@ -27,6 +29,8 @@ def test_it_runs_the_confirmations_sections_line_as_bitcoind_would(wallet, node,
     [command] = [c for c in readme_walletnotify_commands() if c.startswith("<repo>")]
     txid = node.rpc("sendtoaddress", node.rpc("getnewaddress"), "0.001")
     argv = command.replace("<repo>", str(REPO)).replace("%s", txid).split()
-    result = subprocess.run(argv, cwd="/", env=child_env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        argv, cwd="/", env=child_env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"BTC {txid}:" in result.stdout

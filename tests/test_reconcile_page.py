@@ -1,5 +1,6 @@
 """The reconciliation page: reading shows the last recorded reconciliation; recording one
 (a node call and a write) is a POST with `ledger.reconcile_wallet`."""
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.utils import timezone
@@ -27,12 +28,23 @@ def test_it_shows_the_recorded_figures_without_calling_the_node(client, viewer, 
     # The node is down: a GET that called it would show the error instead of the figures.
     checked = timezone.now()
     wallet = offline_wallet(
-        btc, "recorded", last_reconciled_at=checked,
-        last_reconciliation={"wallet_id": 0, "node_balance": 700000000, "books_balance": 0, "uncredited": 200000000,
-                             "users_balance": 0, "pending_outgoing": 0, "fees": 0, "unaccounted": 500000000,
-                             "checked_at": checked.isoformat(),
-                             "missing_deposits": [{"address": "addr1", "txids": ["ab" * 32], "received": 1,
-                                                   "credited": 0}]},
+        btc,
+        "recorded",
+        last_reconciled_at=checked,
+        last_reconciliation={
+            "wallet_id": 0,
+            "node_balance": 700000000,
+            "books_balance": 0,
+            "uncredited": 200000000,
+            "users_balance": 0,
+            "pending_outgoing": 0,
+            "fees": 0,
+            "unaccounted": 500000000,
+            "checked_at": checked.isoformat(),
+            "missing_deposits": [
+                {"address": "addr1", "txids": ["ab" * 32], "received": 1, "credited": 0}
+            ],
+        },
     )
     client.force_login(viewer)
     page = client.get(_url(wallet)).content.decode()

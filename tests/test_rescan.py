@@ -1,10 +1,11 @@
 """Rescanning receiving addresses finds deposits the books missed."""
+
 import pytest
 from django.core.management import CommandError, call_command
 
 from ledger import services
-from ledger.models import NetworkTransaction
 from ledger.actors import SYSTEM
+from ledger.models import NetworkTransaction
 from ledger.rescan import rescan_addresses, rescan_wallet
 from tests.support import make_currency, make_wallet, pay_from_outside
 
@@ -36,7 +37,9 @@ def test_it_finds_a_deposit_made_while_nothing_was_polling(setup):
     wait_until(lambda: ours.rpc("getblockcount") == outside.rpc("getblockcount"))
     for _ in range(3):
         update_confirmations(wallet.currency)
-    assert list(Transaction.objects.filter(kind="deposit").values_list("amount", flat=True)) == [70_000_000]
+    assert list(Transaction.objects.filter(kind="deposit").values_list("amount", flat=True)) == [
+        70_000_000
+    ]
     assert services.balance(address.account) == 70_000_000
 
 
@@ -83,7 +86,9 @@ def test_it_rescans_every_enabled_wallet(setup):
     assert list(rescan_addresses(by=SYSTEM)) == [wallet.name]
 
 
-def test_it_queues_a_rescan_from_the_admin_for_permitted_users_only(client, operator, viewer, setup):
+def test_it_queues_a_rescan_from_the_admin_for_permitted_users_only(
+    client, operator, viewer, setup
+):
     from django_q.models import OrmQ
 
     from tests.support import grant
@@ -99,8 +104,11 @@ def test_it_queues_a_rescan_from_the_admin_for_permitted_users_only(client, oper
     grant(operator, "ledger.view_wallet", "ledger.rescan_wallet")
     client.force_login(operator)
     assert b"rescan_now" in client.get("/admin/ledger/wallet/").content
-    response = client.post("/admin/ledger/wallet/", {"action": "rescan_now", "_selected_action": [wallet.pk]},
-                           follow=True)
+    response = client.post(
+        "/admin/ledger/wallet/",
+        {"action": "rescan_now", "_selected_action": [wallet.pk]},
+        follow=True,
+    )
     assert "Rescan queued for 1 wallet(s)" in response.content.decode()
     assert OrmQ.objects.count() == 1
 

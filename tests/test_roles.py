@@ -1,4 +1,5 @@
 """Viewer, Operator and Admin groups exist after migrate with the right permissions."""
+
 import pytest
 from django.contrib.auth.models import Group
 
@@ -10,7 +11,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("roles")]
 
 
 def _perms(name):
-    return {f"{p.content_type.app_label}.{p.codename}" for p in Group.objects.get(name=name).permissions.all()}
+    return {
+        f"{p.content_type.app_label}.{p.codename}"
+        for p in Group.objects.get(name=name).permissions.all()
+    }
 
 
 def test_it_creates_the_three_roles_with_their_permissions():
@@ -37,7 +41,9 @@ def test_it_applies_role_permissions_to_members(django_user_model, roles):
     assert not user.has_perm("ledger.import_wallet_balance")
 
 
-def test_it_lets_operators_decide_withdrawals_and_only_admins_set_their_rules(operator, viewer, admin):
+def test_it_lets_operators_decide_withdrawals_and_only_admins_set_their_rules(
+    operator, viewer, admin
+):
     decide = ("broadcasts.approve_outgoingtransaction", "broadcasts.cancel_outgoingtransaction")
     rules = ("broadcasts.change_withdrawalrule",)
     assert all(operator.has_perm(p) for p in decide)
@@ -52,7 +58,10 @@ def test_it_lets_operators_decide_withdrawals_and_only_admins_set_their_rules(op
 @pytest.mark.django_db(transaction=True)
 def test_it_makes_each_persona_a_member_of_its_role_only(viewer, operator, admin):
     assert [list(u.groups.values_list("name", flat=True)) for u in (viewer, operator, admin)] == [
-        ["Viewer"], ["Operator"], ["Admin"]]
+        ["Viewer"],
+        ["Operator"],
+        ["Admin"],
+    ]
     assert not (viewer.user_permissions.exists() or operator.user_permissions.exists())
     assert viewer.has_perm("ledger.view_wallet") and not viewer.has_perm("ledger.rescan_wallet")
     assert operator.has_perm("broadcasts.close_broadcast_by_hand")

@@ -1,4 +1,5 @@
 """Schedules are registered idempotently after migrate."""
+
 import pytest
 from django.core.management import call_command
 from django_q.models import Schedule
@@ -13,7 +14,11 @@ def test_it_registers_each_job_once_after_two_migrates():
     call_command("migrate", verbosity=0)
     names = list(Schedule.objects.values_list("name", flat=True))
     assert sorted(names) == sorted(s["name"] for s in all_schedules())
-    assert {"ledger.update_confirmations", "ledger.rescan_addresses", "broadcasts.broadcast"} <= set(names)
+    assert {
+        "ledger.update_confirmations",
+        "ledger.rescan_addresses",
+        "broadcasts.broadcast",
+    } <= set(names)
 
 
 def test_it_points_every_schedule_at_an_importable_function():

@@ -1,4 +1,5 @@
 """send_external: validation and the 201 -> 204 lock with a queued outgoing transaction."""
+
 import pytest
 
 from broadcasts.models import OutgoingTransaction
@@ -20,7 +21,12 @@ def test_it_moves_the_amount_to_204_and_queues_it(wallet, alice, node):
     out = send_external(alice, address, 30_000_000)
     hold = ledger.user_account("alice", wallet.currency, Account.Code.WITHDRAW_LOCKED)
     assert out.state == OutgoingTransaction.State.QUEUED and out.broadcast is None
-    assert (out.wallet, out.address, out.amount, out.hold_account) == (wallet, address, 30_000_000, hold)
+    assert (out.wallet, out.address, out.amount, out.hold_account) == (
+        wallet,
+        address,
+        30_000_000,
+        hold,
+    )
     assert ledger.balances([alice.pk, hold.pk]) == {alice.pk: 70_000_000, hold.pk: 30_000_000}
     assert out.lock_entry.kind == Transaction.Kind.PENDING_OUTGOING
 
@@ -92,8 +98,13 @@ def test_it_queues_for_an_existing_user_from_the_amount_as_typed(wallet, alice, 
     grant(operator, "broadcasts.queue_outgoingtransaction")
     address = node.rpc("getnewaddress")
     out = queue_withdrawal(" alice ", wallet.currency, address, "0.25", by=operator, label="ops")
-    assert (out.account, out.amount, out.address, out.created_by, out.label) == (alice, 25_000_000, address,
-                                                                                  operator, "ops")
+    assert (out.account, out.amount, out.address, out.created_by, out.label) == (
+        alice,
+        25_000_000,
+        address,
+        operator,
+        "ops",
+    )
     assert LogEntry.objects.get(object_id=str(out.pk)).user == operator
 
 
@@ -113,7 +124,9 @@ def test_it_queues_only_for_existing_users_and_exact_amounts(wallet, alice, oper
     assert not OutgoingTransaction.objects.exists() and ledger.balance(alice) == 10**8
 
 
-def test_it_refuses_to_queue_without_the_permission_and_lets_the_system_queue(wallet, alice, viewer, node):
+def test_it_refuses_to_queue_without_the_permission_and_lets_the_system_queue(
+    wallet, alice, viewer, node
+):
     from django.core.exceptions import PermissionDenied
 
     from broadcasts.services import queue_withdrawal
@@ -126,7 +139,9 @@ def test_it_refuses_to_queue_without_the_permission_and_lets_the_system_queue(wa
     assert out.amount == 25_000_000 and out.created_by is None
 
 
-def test_it_asks_the_node_about_the_address_once_per_queueing(client, wallet, alice, operator, node, monkeypatch):
+def test_it_asks_the_node_about_the_address_once_per_queueing(
+    client, wallet, alice, operator, node, monkeypatch
+):
     from django.urls import reverse
 
     from ledger.backends.bitcoind import BitcoindBackend
@@ -134,10 +149,20 @@ def test_it_asks_the_node_about_the_address_once_per_queueing(client, wallet, al
 
     calls = []
     real = BitcoindBackend.validate_address
-    monkeypatch.setattr(BitcoindBackend, "validate_address", lambda self, a: calls.append(a) or real(self, a))
+    monkeypatch.setattr(
+        BitcoindBackend, "validate_address", lambda self, a: calls.append(a) or real(self, a)
+    )
     grant(operator, "broadcasts.view_outgoingtransaction", "broadcasts.queue_outgoingtransaction")
     client.force_login(operator)
     address = node.rpc("getnewaddress")
-    form = {"user_id": "alice", "wallet": wallet.pk, "address": address, "amount": "0.25", "label": ""}
-    assert client.post(reverse("admin:broadcasts_outgoingtransaction_queue"), form).status_code == 302
+    form = {
+        "user_id": "alice",
+        "wallet": wallet.pk,
+        "address": address,
+        "amount": "0.25",
+        "label": "",
+    }
+    assert (
+        client.post(reverse("admin:broadcasts_outgoingtransaction_queue"), form).status_code == 302
+    )
     assert calls == [address]

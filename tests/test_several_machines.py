@@ -3,6 +3,7 @@ as on two machines) and two django-q2 clusters, one PostgreSQL, one node, traffi
 bounded time. Each due schedule runs once per interval, each broadcast is sent once, each
 deposit is credited once, and a balance read through either web worker reflects a write
 made through the other within the cache's staleness bound."""
+
 import json
 import re
 import subprocess
@@ -19,8 +20,8 @@ from broadcasts.models import Broadcast, OutgoingTransaction
 from ledger import services as ledger
 from ledger.models import NetworkTransaction, Transaction
 from ledger.money import to_units
-from tests.support import PYTHON, REPO, funded_wallet, totp_device, wait_until
 from tests.prodserver import ProxiedBrowser, production_env, start_serve, stop
+from tests.support import PYTHON, REPO, funded_wallet, totp_device, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.node]
 PASSWORD = "several machines password 7"
@@ -30,9 +31,14 @@ STALENESS = 2.0  # BALANCE_CACHE_MAX_STALENESS's default, plus the watchdog's 50
 
 
 def graphql_balance(browser, token, user="alice"):
-    query = f'query {{ user(id: "{user}") {{ currencies {{ id balance withdrawLockedBalance }} }} }}'
-    response = browser.post("/graphql", data=json.dumps({"query": query}),
-                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    query = (
+        f'query {{ user(id: "{user}") {{ currencies {{ id balance withdrawLockedBalance }} }} }}'
+    )
+    response = browser.post(
+        "/graphql",
+        data=json.dumps({"query": query}),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 200, response.text
     [row] = [c for c in response.json()["data"]["user"]["currencies"] if c["id"] == "BTC"]
     return to_units(row["balance"], 8), to_units(row["withdrawLockedBalance"], 8)
@@ -41,9 +47,17 @@ def graphql_balance(browser, token, user="alice"):
 def queue_through(browser, wallet, address, amount):
     form = browser.get("/admin/broadcasts/outgoingtransaction/queue/")
     assert form.status_code == 200, form.status_code
-    response = browser.post("/admin/broadcasts/outgoingtransaction/queue/", {
-        "csrfmiddlewaretoken": browser.csrf_token(form.text), "user_id": "alice", "wallet": wallet.pk,
-        "address": address, "amount": amount, "label": "several machines"})
+    response = browser.post(
+        "/admin/broadcasts/outgoingtransaction/queue/",
+        {
+            "csrfmiddlewaretoken": browser.csrf_token(form.text),
+            "user_id": "alice",
+            "wallet": wallet.pk,
+            "address": address,
+            "amount": amount,
+            "label": "several machines",
+        },
+    )
     assert response.status_code == 302, re.sub(r"\s+", " ", response.text)[:1500]
 
 
@@ -73,28 +87,47 @@ def seen_within(read, expected, bound):
     return time.monotonic() - started
 
 
-def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(btc, fresh_node, child_env, tmp_path,
-                                                                       django_user_model):
+def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(
+    btc, fresh_node, child_env, tmp_path, django_user_model
+):
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
     from django_q.models import Schedule, Task
 
     server = fresh_node()
     wallet, alice = funded_wallet(btc, server)
-    ops = django_user_model.objects.create(username="ops", is_staff=True, is_superuser=True,
-                                           password=PBKDF2PasswordHasher().encode(PASSWORD, "salt5678"))
+    ops = django_user_model.objects.create(
+        username="ops",
+        is_staff=True,
+        is_superuser=True,
+        password=PBKDF2PasswordHasher().encode(PASSWORD, "salt5678"),
+    )
     _, code = totp_device(ops)
     _, token = ApiToken.issue("several machines")
-    addresses = {user: ledger.new_receiving_address(wallet, user).address for user in ("bob", "carol", "dave")}
+    addresses = {
+        user: ledger.new_receiving_address(wallet, user).address
+        for user in ("bob", "carol", "dave")
+    }
 
     env = production_env(child_env, tmp_path)
     (tmp_path / "static").mkdir()
-    clusters = [subprocess.Popen([PYTHON, "manage.py", "qcluster"], cwd=REPO, env=env, start_new_session=True,
-                                 stdout=open(tmp_path / f"cluster{i}.log", "w"), stderr=subprocess.STDOUT)
-                for i in (1, 2)]
+    clusters = [
+        subprocess.Popen(
+            [PYTHON, "manage.py", "qcluster"],
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+            stdout=open(tmp_path / f"cluster{i}.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
+        for i in (1, 2)
+    ]
     running = watch_for_running([tmp_path / f"cluster{i}.log" for i in (1, 2)])
     webs = []
     try:
-        webs = [start_serve(env, tmp_path / f"web{i}.log", "--no-scheduler", "--web-workers", "1") for i in (1, 2)]
+        webs = [
+            start_serve(env, tmp_path / f"web{i}.log", "--no-scheduler", "--web-workers", "1")
+            for i in (1, 2)
+        ]
         a, b = (ProxiedBrowser(base) for _, base in webs)
         a.log_in("ops", PASSWORD, code=code)
         b.cookies = dict(a.cookies)  # one session, stored in the shared database
@@ -104,9 +137,13 @@ def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(btc, fres
         assert graphql_balance(a, token) == before
         payees = [server.rpc("getnewaddress") for _ in range(4)]
         queue_through(a, wallet, payees[0], "0.01")
-        lag_ab = seen_within(lambda: graphql_balance(b, token), (before[0] - 1_000_000, 1_000_000), STALENESS + 0.5)
+        lag_ab = seen_within(
+            lambda: graphql_balance(b, token), (before[0] - 1_000_000, 1_000_000), STALENESS + 0.5
+        )
         queue_through(b, wallet, payees[1], "0.02")
-        lag_ba = seen_within(lambda: graphql_balance(a, token), (before[0] - 3_000_000, 3_000_000), STALENESS + 0.5)
+        lag_ba = seen_within(
+            lambda: graphql_balance(a, token), (before[0] - 3_000_000, 3_000_000), STALENESS + 0.5
+        )
         print(f"cross-worker lag: A->B {lag_ab * 1000:.0f} ms, B->A {lag_ba * 1000:.0f} ms")
 
         # Every schedule is due now; the clusters' first scheduler passes come ~30 s after start.
@@ -126,7 +163,9 @@ def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(btc, fres
             done = set(Task.objects.filter(group__in=due).values_list("group", flat=True))
             return done == set(due)
 
-        wait_until(all_ran, timeout=SCHEDULER_PASS + 60, interval=0.5, what="every due schedule to run")
+        wait_until(
+            all_ran, timeout=SCHEDULER_PASS + 60, interval=0.5, what="every due schedule to run"
+        )
         # Both clusters have made their first pass (the later one must have found nothing due).
         wait_until(lambda: len(running) == 2, timeout=30, what="both clusters running")
         time.sleep(max(0.0, max(running.values()) + SCHEDULER_PASS + 3 - time.monotonic()))
@@ -134,29 +173,43 @@ def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(btc, fres
         runs = Counter(Task.objects.filter(group__in=due).values_list("group", flat=True))
         assert runs == Counter({name: 1 for name in due}), runs
         for s in Schedule.objects.filter(name__in=due):
-            assert s.next_run > timezone.now() + timedelta(minutes=due[s.name]) - timedelta(seconds=60), s.name
-        failed = list(Task.objects.filter(group__in=due, success=False).values_list("group", "result"))
+            assert s.next_run > timezone.now() + timedelta(minutes=due[s.name]) - timedelta(
+                seconds=60
+            ), s.name
+        failed = list(
+            Task.objects.filter(group__in=due, success=False).values_list("group", "result")
+        )
         assert failed == []
 
         # Each broadcast sent once: one broadcast of the four withdrawals, one send on the node.
         [broadcast] = Broadcast.objects.all()
         assert broadcast.state == Broadcast.State.BROADCASTED and broadcast.output_count == 4
         assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {"broadcasted"}
-        sends = [e for e in server.rpc("listtransactions", "*", 1000) if e["category"] == "send"
-                 and e["address"] in payees]
+        sends = [
+            e
+            for e in server.rpc("listtransactions", "*", 1000)
+            if e["category"] == "send" and e["address"] in payees
+        ]
         assert Counter(e["address"] for e in sends) == Counter(payees)
         assert {e["txid"] for e in sends} == {broadcast.txid}
 
         # Each deposit credited once.
         rows = NetworkTransaction.objects.filter(type="deposit")
         assert set(rows.values_list("txid", flat=True)) == set(deposits)
-        credits = Counter(Transaction.objects.filter(kind="deposit").values_list("network_transaction__txid",
-                                                                                  flat=True))
+        credits = Counter(
+            Transaction.objects.filter(kind="deposit").values_list(
+                "network_transaction__txid", flat=True
+            )
+        )
         assert credits == Counter({txid: 1 for txid in deposits})
         for user, n in (("bob", 1 + 4), ("carol", 2 + 5), ("dave", 3 + 6)):
             assert ledger.balance(ledger.user_account(user, btc)) == n * 10_000_000
         # And both web workers agree on it.
-        assert graphql_balance(a, token, "carol") == graphql_balance(b, token, "carol") == (70_000_000, 0)
+        assert (
+            graphql_balance(a, token, "carol")
+            == graphql_balance(b, token, "carol")
+            == (70_000_000, 0)
+        )
     finally:
         # Every process is stopped even if one of them does not stop in time.
         errors = []

@@ -2,6 +2,7 @@
 
 Written as the attacker acts: through the real login page with the test client, holding a
 staff user's password (phished, reused) but not their phone."""
+
 import base64
 import re
 import time
@@ -20,8 +21,11 @@ pytestmark = pytest.mark.django_db
 
 
 def _login(client, username, password, code="", ip="10.9.0.1"):
-    return client.post("/admin/login/", {"username": username, "password": password, "otp_token": code,
-                                         "next": "/admin/"}, REMOTE_ADDR=ip)
+    return client.post(
+        "/admin/login/",
+        {"username": username, "password": password, "otp_token": code, "next": "/admin/"},
+        REMOTE_ADDR=ip,
+    )
 
 
 def _code(device):
@@ -61,10 +65,18 @@ def test_it_signs_in_with_password_and_current_code(client, operator):
 def test_it_holds_a_staff_user_without_a_device_on_the_enrolment_page(client, operator):
     response = _login(client, "operator", "pw-operator")
     assert response.status_code == 302
-    for path in ("/admin/", "/admin/ledger/wallet/", "/admin/auth/user/", "/admin/balances/apitoken/add/"):
+    for path in (
+        "/admin/",
+        "/admin/ledger/wallet/",
+        "/admin/auth/user/",
+        "/admin/balances/apitoken/add/",
+    ):
         response = client.get(path)
         assert response.status_code == 302, path
-        assert response["Location"].startswith("/admin/second-factor/"), (path, response["Location"])
+        assert response["Location"].startswith("/admin/second-factor/"), (
+            path,
+            response["Location"],
+        )
     page = client.get("/admin/second-factor/").content.decode()
     # The QR code, drawn on the server as SVG; nothing from a CDN.
     qr = re.search(r'<img src="data:image/svg\+xml;base64,([^"]+)"', page)
@@ -76,7 +88,9 @@ def test_it_enrols_an_authenticator_and_hands_out_recovery_codes_once(client, op
     _login(client, "operator", "pw-operator")
     client.get("/admin/second-factor/")
     device = TOTPDevice.objects.get(user=operator, confirmed=False)
-    wrong = client.post("/admin/second-factor/", {"code": f"{(int(_code(device)) + 1) % 1_000_000:06d}"})
+    wrong = client.post(
+        "/admin/second-factor/", {"code": f"{(int(_code(device)) + 1) % 1_000_000:06d}"}
+    )
     assert "does not match" in wrong.content.decode()
     assert client.get("/admin/").status_code == 302
     time.sleep(1.1)  # django-otp refuses any code for 1 s after a wrong one (doubling each time)
@@ -106,7 +120,9 @@ def test_it_does_not_let_a_password_only_session_enrol_a_second_device(client, o
 def test_it_refuses_graphql_to_a_staff_session_without_the_second_factor(client, viewer):
     grant(viewer, "balances.view_user_balances")
     _login(client, "viewer", "pw-viewer")  # no device yet: signed in with the password only
-    response = client.post("/graphql", {"query": '{ user(id: "u-1") { id } }'}, content_type="application/json")
+    response = client.post(
+        "/graphql", {"query": '{ user(id: "u-1") { id } }'}, content_type="application/json"
+    )
     assert response.status_code == 403
     assert "data" not in response.json()
 
@@ -138,7 +154,9 @@ def test_it_replaces_all_recovery_codes_for_a_signed_in_user(client, operator):
     new = re.findall(r"<li><code>([^<]+)</code></li>", response.content.decode())
     assert len(new) == 10 and not set(new) & set(old)
     client.logout()
-    assert _login(client, "operator", "pw-operator", old[0]).status_code == 200  # old codes are gone
+    assert (
+        _login(client, "operator", "pw-operator", old[0]).status_code == 200
+    )  # old codes are gone
     time.sleep(1.1)  # the wrong code throttles every device of the user for 1 s
     assert _login(client, "operator", "pw-operator", new[0]).status_code == 302
 

@@ -1,18 +1,25 @@
 """The second factor is on in production unless switched off, and `check --deploy` says so."""
+
 import subprocess
 import sys
 
 from tests.support import REPO
 
 ENV = {
-    "PATH": "/usr/bin:/bin", "HOME": "/tmp", "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",
-    "DEBUG": "0", "SECRET_KEY": "k" * 20 + "Xy9-PqR7_zT3-wV5_nB1-mL8_cD6-fG2-hJ4", "ALLOWED_HOSTS": "admin.example.com",
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/tmp",
+    "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",
+    "DEBUG": "0",
+    "SECRET_KEY": "k" * 20 + "Xy9-PqR7_zT3-wV5_nB1-mL8_cD6-fG2-hJ4",
+    "ALLOWED_HOSTS": "admin.example.com",
     "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
 }
 
 
 def _run(code, **env):
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**ENV, **env}, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**ENV, **env}, capture_output=True, text=True
+    )
 
 
 def test_it_requires_the_second_factor_when_debug_is_off_and_not_in_the_demo():
@@ -29,7 +36,12 @@ def test_it_trusts_x_forwarded_for_only_behind_a_configured_proxy():
 
 
 def test_it_warns_in_check_deploy_when_the_second_factor_is_off_in_production():
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=REPO, env={**ENV, "OTP_REQUIRED": "0"}, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env={**ENV, "OTP_REQUIRED": "0"},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "cryptoadmin.W010" in result.stderr + result.stdout

@@ -1,5 +1,6 @@
 """The soak (bench/soak.py), short: one seed on PostgreSQL and one on SQLite, each in its own
 process with its own database and two regtest nodes, then the replay guarantee."""
+
 import re
 import subprocess
 
@@ -11,15 +12,22 @@ from tests.support import PYTHON, REPO
 # fault point right after a withdrawal was queued, our node restarted, an import killed at its
 # point, a poller armed at one when the source has any) besides deposits and withdrawals.
 SEED, STEPS = 104, 10
-INTERRUPTED = ("a broadcaster killed between opening a broadcast and booking it leaves an interrupted "
-               "broadcast that a person settles today (sendmany; sign-first, issue 16, is not built) and "
-               "the soak does not act as that person yet: its outgoing stay 'broadcasting' at quiescence")
+INTERRUPTED = (
+    "a broadcaster killed between opening a broadcast and booking it leaves an interrupted "
+    "broadcast that a person settles today (sendmany; sign-first, issue 16, is not built) and "
+    "the soak does not act as that person yet: its outgoing stay 'broadcasting' at quiescence"
+)
 LAST_LINE = re.compile(r"^soak: (\d+) steps, (\d+) faults, (\d+) violations$")
 # The violations that bug produces; any other one fails the test outright.
 # (An unbooked payment also leaves the node short of the books, so the final import of what
 # outside paid to unowned addresses is refused: "imports booked".)
-INTERRUPTED_SIGNS = ("is stuck in broadcast", "is still opened at quiescence", "the node paid", "books hold",
-                     "imports booked")
+INTERRUPTED_SIGNS = (
+    "is stuck in broadcast",
+    "is still opened at quiescence",
+    "the node paid",
+    "books hold",
+    "imports booked",
+)
 
 
 class KnownBug(AssertionError):
@@ -27,10 +35,14 @@ class KnownBug(AssertionError):
 
 
 def soak(*args, timeout=240):
-    result = subprocess.run([PYTHON, "bench/soak.py", *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [PYTHON, "bench/soak.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
     lines = result.stdout.strip().splitlines()
-    assert lines and lines[0].startswith(f"soak: seed {SEED} "), (result.stdout[-3000:], result.stderr[-3000:])
+    assert lines and lines[0].startswith(f"soak: seed {SEED} "), (
+        result.stdout[-3000:],
+        result.stderr[-3000:],
+    )
     return result, lines
 
 
@@ -65,8 +77,13 @@ def test_it_replays_the_same_actions_for_the_same_seed():
     again, _ = soak("--seed", str(SEED), "--steps", "30", "--plan", timeout=60)
     assert first.stdout == again.stdout
     assert len(lines) == 31 and "--seed 104 --steps 30" in lines[0]
-    other = subprocess.run([PYTHON, "bench/soak.py", "--seed", "105", "--steps", "30", "--plan"], cwd=REPO,
-                           capture_output=True, text=True, timeout=60)
+    other = subprocess.run(
+        [PYTHON, "bench/soak.py", "--seed", "105", "--steps", "30", "--plan"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert other.stdout.splitlines()[1:] != lines[1:]
 
 
@@ -74,8 +91,16 @@ def test_it_plans_every_kind_of_action_and_fault():
     from bench.soak import plan
 
     steps = plan(SEED, 200)
-    assert {s["action"] for s in steps} == {"deposit", "withdraw", "mine", "poll", "broadcast", "restart", "reorg",
-                                            "import"}
+    assert {s["action"] for s in steps} == {
+        "deposit",
+        "withdraw",
+        "mine",
+        "poll",
+        "broadcast",
+        "restart",
+        "reorg",
+        "import",
+    }
     assert {s.get("mode") for s in steps} >= {"clean", "kill_random", "kill_at"}
     assert any(s.get("processes") == 2 for s in steps)
     assert plan(SEED, 200) == plan(SEED, 200) != plan(SEED + 1, 200)

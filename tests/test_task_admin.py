@@ -1,6 +1,7 @@
 """django-q2's task pages (successful, failed, queued): every action declares a permission.
 A Viewer and an Operator re-run nothing and delete nothing; an Admin may re-run a project
 task, and the failure record stays as evidence."""
+
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.utils import timezone
@@ -14,8 +15,17 @@ SUCCESSES = "/admin/django_q/success/"
 
 def _task(success, func="ledger.tasks.poll_all_currencies", tid="a" * 32):
     now = timezone.now()
-    return Task.objects.create(id=tid, name=f"task-{tid[:4]}", func=func, started=now, stopped=now,
-                               success=success, args=(), kwargs={}, result="boom" if not success else None)
+    return Task.objects.create(
+        id=tid,
+        name=f"task-{tid[:4]}",
+        func=func,
+        started=now,
+        stopped=now,
+        success=success,
+        args=(),
+        kwargs={},
+        result="boom" if not success else None,
+    )
 
 
 def _act(client, url, action, task):

@@ -1,5 +1,6 @@
 """One definition of a transaction id (ledger/txids.py), read by the constraint, the backends and
 the hooks."""
+
 import pytest
 from django.db import IntegrityError, transaction
 
@@ -34,7 +35,9 @@ def test_it_makes_the_backends_check_the_same_rule():
 
 
 def test_it_is_the_pattern_of_the_constraint():
-    constraint = next(c for c in NetworkTransaction._meta.constraints if c.name == "network_tx_txid_is_hex64")
+    constraint = next(
+        c for c in NetworkTransaction._meta.constraints if c.name == "network_tx_txid_is_hex64"
+    )
     assert constraint.condition.children == [("txid__regex", txids.TXID_PATTERN)]
 
 
@@ -44,7 +47,9 @@ def test_it_makes_the_database_refuse_a_bad_txid(btc):
 
     wallet = Wallet.objects.create(name="txid-w", currency=btc, backend_settings=DEAD)
     with pytest.raises(IntegrityError), transaction.atomic():
-        NetworkTransaction.objects.create(currency=btc, wallet=wallet, txid=GOOD.upper(), type="deposit")
+        NetworkTransaction.objects.create(
+            currency=btc, wallet=wallet, txid=GOOD.upper(), type="deposit"
+        )
 
 
 @pytest.mark.django_db
@@ -56,8 +61,9 @@ def test_it_checks_the_operators_txid_when_closing_a_broadcast(btc, superuser):
     from ledger.models import Wallet
 
     wallet = Wallet.objects.create(name="txid-close", currency=btc, backend_settings=DEAD)
-    broadcast = Broadcast.objects.create(wallet=wallet, state="opened", label="txid-close-1",
-                                         opened_at=timezone.now())
+    broadcast = Broadcast.objects.create(
+        wallet=wallet, state="opened", label="txid-close-1", opened_at=timezone.now()
+    )
 
     class NoNode:
         def get_transaction(self, txid):
@@ -74,5 +80,7 @@ def test_it_checks_the_operators_txid_when_closing_a_broadcast(btc, superuser):
             raise CloseError("stop here")
 
     with pytest.raises(CloseError, match="stop here"):
-        close_as_broadcasted(broadcast, f" {GOOD.upper()} ", superuser, "found it", backend=Records())
+        close_as_broadcasted(
+            broadcast, f" {GOOD.upper()} ", superuser, "found it", backend=Records()
+        )
     assert asked == [GOOD]

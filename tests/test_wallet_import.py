@@ -1,4 +1,5 @@
 """Importing a wallet's unaccounted balance: exactly once, pending outgoing counted as held."""
+
 import threading
 
 import pytest
@@ -101,7 +102,9 @@ def test_it_imports_once_when_two_admins_confirm_together(two_nodes):
     def confirm():
         try:
             barrier.wait()
-            results.append(imports.import_unaccounted_balance(wallet.pk, target.pk, expected=expected).amount)
+            results.append(
+                imports.import_unaccounted_balance(wallet.pk, target.pk, expected=expected).amount
+            )
         except imports.NothingToImport:
             results.append("nothing")
         finally:
@@ -121,7 +124,9 @@ def test_it_imports_through_the_command(managed):
     target = services.user_account("treasury", wallet.currency)
     call_command("import_wallet_balance", wallet.name, str(target.pk), "--yes")
     assert _imports() == [5 * BTC]
-    call_command("import_wallet_balance", wallet.name, str(target.pk), "--yes")  # nothing left: not an error
+    call_command(
+        "import_wallet_balance", wallet.name, str(target.pk), "--yes"
+    )  # nothing left: not an error
     assert _imports() == [5 * BTC]
 
 
@@ -132,7 +137,11 @@ def test_it_refuses_bad_command_input_and_writes_nothing(managed):
     with pytest.raises(CommandError, match="Unknown account"):
         call_command("import_wallet_balance", wallet.name, "999999", "--yes")
     with pytest.raises(CommandError, match="--yes"):
-        call_command("import_wallet_balance", wallet.name, str(services.user_account("t", wallet.currency).pk))
+        call_command(
+            "import_wallet_balance",
+            wallet.name,
+            str(services.user_account("t", wallet.currency).pk),
+        )
     assert _imports() == []
 
 

@@ -1,4 +1,5 @@
 """The "Import wallet balance" admin page: preview, confirm, errors, permission, history."""
+
 import pytest
 from django.contrib.admin.models import LogEntry
 
@@ -31,9 +32,13 @@ def test_it_previews_then_imports_on_confirm(admin_client, managed, admin):
     assert b"5.00000000 BTC" in preview.content
     assert not Transaction.objects.filter(kind="import").exists()  # a preview writes nothing
     assert preview.context["form"]["expected"].value() == 5 * BTC
-    done = admin_client.post(URL, {"wallet": wallet.pk, "account": target.pk, "expected": 5 * BTC, "confirm": "1"})
+    done = admin_client.post(
+        URL, {"wallet": wallet.pk, "account": target.pk, "expected": 5 * BTC, "confirm": "1"}
+    )
     assert done.status_code == 302
-    assert list(Transaction.objects.filter(kind="import").values_list("amount", "created_by")) == [(5 * BTC, admin.pk)]
+    assert list(Transaction.objects.filter(kind="import").values_list("amount", "created_by")) == [
+        (5 * BTC, admin.pk)
+    ]
     entry = LogEntry.objects.get(object_id=str(wallet.pk))
     assert entry.user == admin and "Imported 5.00000000 BTC" in entry.get_change_message()
 
@@ -42,8 +47,11 @@ def test_it_asks_again_when_the_amount_changed(admin_client, managed):
     wallet, ours, outside = managed
     target = services.user_account("treasury", wallet.currency)
     pay_from_outside(ours, outside, ours.rpc("getnewaddress"), "1", mine=1)
-    response = admin_client.post(URL, {"wallet": wallet.pk, "account": target.pk, "expected": 5 * BTC,
-                                       "confirm": "1"}, follow=True)
+    response = admin_client.post(
+        URL,
+        {"wallet": wallet.pk, "account": target.pk, "expected": 5 * BTC, "confirm": "1"},
+        follow=True,
+    )
     assert b"changed from 5.00000000 to 6.00000000" in response.content
     assert response.context["form"]["expected"].value() == 6 * BTC
     assert not Transaction.objects.filter(kind="import").exists()
@@ -75,7 +83,9 @@ def test_it_forbids_users_without_the_permission(client, viewer, managed):
     client.force_login(viewer)
     assert client.get(URL).status_code == 403
     target = services.user_account("treasury", wallet.currency)
-    response = client.post(URL, {"wallet": wallet.pk, "account": target.pk, "expected": 5 * BTC, "confirm": "1"})
+    response = client.post(
+        URL, {"wallet": wallet.pk, "account": target.pk, "expected": 5 * BTC, "confirm": "1"}
+    )
     assert response.status_code == 403
     assert not Transaction.objects.filter(kind="import").exists()
     assert b"Import wallet balance" not in client.get("/admin/ledger/wallet/").content
@@ -87,14 +97,19 @@ def test_it_shows_the_reconciliation_page(admin_client, admin, managed):
     txid = pay_from_outside(ours, outside, address.address, "2")
     grant(admin, "ledger.reconcile_wallet")
     # Recording is a POST (a GET only shows the last one); it comes back to the page.
-    response = admin_client.post(f"/admin/ledger/wallet/{wallet.pk}/reconcile/", {"reconcile": "1"}, follow=True)
+    response = admin_client.post(
+        f"/admin/ledger/wallet/{wallet.pk}/reconcile/", {"reconcile": "1"}, follow=True
+    )
     assert response.status_code == 200
     result = response.context["result"]
     assert (result.node_balance, result.books_balance, result.uncredited) == (7 * BTC, 0, 2 * BTC)
     assert result.unaccounted == 5 * BTC
     assert txid in response.content.decode()  # a deposit the books lack
     wallet.refresh_from_db()
-    assert wallet.last_reconciled_at is not None and wallet.last_reconciliation["unaccounted"] == 5 * BTC
+    assert (
+        wallet.last_reconciled_at is not None
+        and wallet.last_reconciliation["unaccounted"] == 5 * BTC
+    )
 
 
 def test_it_forbids_reconciliation_to_outsiders(client, outsider, managed):

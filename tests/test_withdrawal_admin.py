@@ -1,5 +1,6 @@
 """The outgoing transactions admin of issue 15: Approve / Reject / Cancel actions
 (permission-gated, a reason asked, bulk), the state filter, and the dashboard's counts."""
+
 import pytest
 from django.urls import reverse
 
@@ -19,31 +20,47 @@ CHANGELIST = "admin:broadcasts_outgoingtransaction_changelist"
 def awaiting(wallet, node, operator):
     WithdrawalRule.objects.create(currency=wallet.currency, approval_above=1_000_000)
     alice = credit_user(wallet, "alice", 10**8)
-    return [send_external(alice, node.rpc("getnewaddress"), 2_000_000 + i, created_by=operator) for i in range(2)]
+    return [
+        send_external(alice, node.rpc("getnewaddress"), 2_000_000 + i, created_by=operator)
+        for i in range(2)
+    ]
 
 
 @pytest.fixture
 def second(django_user_model):
     user = django_user_model.objects.create_user("second", password="pw", is_staff=True)
-    return grant(user, "broadcasts.view_outgoingtransaction", "broadcasts.approve_outgoingtransaction",
-                 "broadcasts.cancel_outgoingtransaction")
+    return grant(
+        user,
+        "broadcasts.view_outgoingtransaction",
+        "broadcasts.approve_outgoingtransaction",
+        "broadcasts.cancel_outgoingtransaction",
+    )
 
 
 def act(client, action, rows, **extra):
-    return client.post(reverse(CHANGELIST), {"action": action, "_selected_action": [o.pk for o in rows], **extra},
-                       follow=True)
+    return client.post(
+        reverse(CHANGELIST),
+        {"action": action, "_selected_action": [o.pk for o in rows], **extra},
+        follow=True,
+    )
 
 
 def test_it_approves_in_bulk_but_not_what_you_queued(client, awaiting, second, operator):
-    mine = send_external(ledger.user_account("alice", awaiting[0].currency), awaiting[0].address, 3_000_000,
-                         created_by=second)
+    mine = send_external(
+        ledger.user_account("alice", awaiting[0].currency),
+        awaiting[0].address,
+        3_000_000,
+        created_by=second,
+    )
     client.force_login(second)
     response = act(client, "approve_outgoing", awaiting + [mine])
     text = " | ".join(str(m) for m in response.context["messages"])
     assert "2 outgoing transaction(s) approved" in text
     assert f"outgoing #{mine.pk} was queued by you: another person must approve it" in text
     states = dict(OutgoingTransaction.objects.values_list("pk", "state"))
-    assert [states[o.pk] for o in awaiting] == [Q.QUEUED, Q.QUEUED] and states[mine.pk] == Q.AWAITING_APPROVAL
+    assert [states[o.pk] for o in awaiting] == [Q.QUEUED, Q.QUEUED] and states[
+        mine.pk
+    ] == Q.AWAITING_APPROVAL
 
 
 def test_it_asks_a_reason_to_reject_and_gives_the_money_back(client, awaiting, second, wallet):
@@ -54,21 +71,30 @@ def test_it_asks_a_reason_to_reject_and_gives_the_money_back(client, awaiting, s
     response = act(client, "reject_outgoing", awaiting, reason="address on a sanctions list")
     assert "2 outgoing transaction(s) rejected" in response.content.decode()
     assert set(OutgoingTransaction.objects.values_list("state", "close_reason")) == {
-        (Q.REJECTED, "address on a sanctions list")}
-    assert ledger.balance(ledger.user_account("alice", wallet.currency, Account.Code.BALANCE)) == 10**8
+        (Q.REJECTED, "address on a sanctions list")
+    }
+    assert (
+        ledger.balance(ledger.user_account("alice", wallet.currency, Account.Code.BALANCE)) == 10**8
+    )
 
 
 def test_it_shows_no_action_to_a_viewer(client, awaiting, viewer):
     grant(viewer, "broadcasts.view_outgoingtransaction")
     client.force_login(viewer)
     page = client.get(reverse(CHANGELIST)).content.decode()
-    assert "approve_outgoing" not in page and "cancel_outgoing" not in page and "reject_outgoing" not in page
+    assert (
+        "approve_outgoing" not in page
+        and "cancel_outgoing" not in page
+        and "reject_outgoing" not in page
+    )
     act(client, "cancel_outgoing", awaiting, reason="x")
     assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {Q.AWAITING_APPROVAL}
 
 
 def test_it_filters_by_state_and_counts_on_the_dashboard(client, awaiting, second):
-    OutgoingTransaction.objects.filter(pk=awaiting[1].pk).update(state=Q.NEEDS_ATTENTION, last_error="too small")
+    OutgoingTransaction.objects.filter(pk=awaiting[1].pk).update(
+        state=Q.NEEDS_ATTENTION, last_error="too small"
+    )
     grant(second, "broadcasts.view_broadcast")
     client.force_login(second)
     listed = client.get(reverse(CHANGELIST) + "?state=needs_attention").context["cl"].result_list
@@ -83,8 +109,13 @@ def test_it_records_who_changed_a_withdrawal_rule_and_from_what(client, admin_us
 
     rule = WithdrawalRule.objects.create(currency=btc, minimum_amount=546, approval_above=10**8)
     client.force_login(admin_user)
-    response = client.post(f"/admin/broadcasts/withdrawalrule/{rule.pk}/change/", {
-        "currency": btc.pk, "minimum_amount": 546, "approval_above": 5 * 10**7, "daily_limit": ""})
+    response = client.post(
+        f"/admin/broadcasts/withdrawalrule/{rule.pk}/change/",
+        {"currency": btc.pk, "minimum_amount": 546, "approval_above": 5 * 10**7, "daily_limit": ""},
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     entry = LogEntry.objects.get_for_object(rule).order_by("timestamp").last()
-    assert (entry.actor, entry.changes_dict) == (admin_user, {"approval_above": ["100000000", "50000000"]})
+    assert (entry.actor, entry.changes_dict) == (
+        admin_user,
+        {"approval_above": ["100000000", "50000000"]},
+    )

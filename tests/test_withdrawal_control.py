@@ -1,5 +1,6 @@
 """Withdrawals an operator controls (issue 15): the currency's rules, four-eyes approval,
 rejection and cancellation giving the money back, and a queue one refused output cannot wedge."""
+
 import threading
 
 import pytest
@@ -27,8 +28,11 @@ def alice(wallet):
 
 @pytest.fixture
 def approver(django_user_model):
-    return grant(django_user_model.objects.create_user("approver", password="pw", is_staff=True),
-                 "broadcasts.approve_outgoingtransaction", "broadcasts.cancel_outgoingtransaction")
+    return grant(
+        django_user_model.objects.create_user("approver", password="pw", is_staff=True),
+        "broadcasts.approve_outgoingtransaction",
+        "broadcasts.cancel_outgoingtransaction",
+    )
 
 
 def rule(currency, **kwargs):
@@ -44,15 +48,18 @@ def balances(currency, user_id):
 
 def test_it_refuses_an_amount_below_the_minimum_at_queue_time(wallet, alice, node):
     rule(wallet.currency, minimum_amount=10_000)
-    with pytest.raises(OutgoingError, match=r"minimum BTC withdrawal is 0\.00010000 BTC; 0\.00009999 requested"):
+    with pytest.raises(
+        OutgoingError, match=r"minimum BTC withdrawal is 0\.00010000 BTC; 0\.00009999 requested"
+    ):
         send_external(alice, node.rpc("getnewaddress"), 9_999)
     assert not OutgoingTransaction.objects.exists()
     assert balances(wallet.currency, "alice") == (10**8, 0)
     assert send_external(alice, node.rpc("getnewaddress"), 10_000).state == Q.QUEUED
 
 
-def test_it_holds_a_withdrawal_above_the_threshold_until_another_person_approves(btc, fresh_node, node, operator,
-                                                                                  approver):
+def test_it_holds_a_withdrawal_above_the_threshold_until_another_person_approves(
+    btc, fresh_node, node, operator, approver
+):
     wallet, alice = funded_wallet(btc, fresh_node())
     rule(btc, approval_above=50_000_000)
     small = send_external(alice, node.rpc("getnewaddress"), 50_000_000, created_by=operator)
@@ -65,14 +72,20 @@ def test_it_holds_a_withdrawal_above_the_threshold_until_another_person_approves
     assert (small.state, large.state, large.broadcast) == (Q.BROADCASTED, Q.AWAITING_APPROVAL, None)
 
     services.approve(large, approver)
-    assert (large.state, large.approved_by, large.approved_at is not None) == (Q.QUEUED, approver, True)
+    assert (large.state, large.approved_by, large.approved_at is not None) == (
+        Q.QUEUED,
+        approver,
+        True,
+    )
     Broadcaster(wallet).run()
     large.refresh_from_db()
     assert large.state == Q.BROADCASTED
     assert Broadcast.objects.filter(state="broadcasted").count() == 2
 
 
-def test_it_refuses_approval_by_the_person_who_queued_it_superuser_included(wallet, alice, node, superuser, approver):
+def test_it_refuses_approval_by_the_person_who_queued_it_superuser_included(
+    wallet, alice, node, superuser, approver
+):
     rule(wallet.currency, approval_above=0)
     by_root = send_external(alice, node.rpc("getnewaddress"), 1_000_000, created_by=superuser)
     with pytest.raises(DecisionError, match="queued by you: another person must approve it"):
@@ -100,7 +113,9 @@ def test_it_refuses_approval_without_the_permission(wallet, alice, node, operato
 def test_it_holds_withdrawals_past_the_users_daily_total(wallet, alice, node):
     rule(wallet.currency, daily_limit=30_000_000)
     first = send_external(alice, node.rpc("getnewaddress"), 20_000_000)
-    second = send_external(alice, node.rpc("getnewaddress"), 10_000_000)  # exactly the limit: passes
+    second = send_external(
+        alice, node.rpc("getnewaddress"), 10_000_000
+    )  # exactly the limit: passes
     third = send_external(alice, node.rpc("getnewaddress"), 1)
     assert [o.state for o in (first, second, third)] == [Q.QUEUED, Q.QUEUED, Q.AWAITING_APPROVAL]
     assert "would reach 0.30000001 BTC, above the daily 0.30000000 BTC" in third.approval_reason
@@ -115,7 +130,9 @@ def test_it_does_not_count_returned_withdrawals_in_the_daily_total(wallet, alice
     assert send_external(alice, node.rpc("getnewaddress"), 30_000_000).state == Q.QUEUED
 
 
-def test_it_gives_the_money_back_on_reject_with_who_when_why(wallet, alice, node, operator, approver, balance_cache):
+def test_it_gives_the_money_back_on_reject_with_who_when_why(
+    wallet, alice, node, operator, approver, balance_cache
+):
     rule(wallet.currency, approval_above=0)
     out = send_external(alice, node.rpc("getnewaddress"), 40_000_000, created_by=operator)
     assert balance_cache.get_balance("alice", "BTC", 201) == 60_000_000
@@ -126,7 +143,11 @@ def test_it_gives_the_money_back_on_reject_with_who_when_why(wallet, alice, node
     assert (out.state, out.closed_by, out.close_reason) == (Q.REJECTED, approver, "unknown address")
     entry = out.return_entry
     assert (entry.kind, entry.amount, entry.source, entry.destination) == (
-        Transaction.Kind.RETURNED, 40_000_000, out.hold_account, out.account)
+        Transaction.Kind.RETURNED,
+        40_000_000,
+        out.hold_account,
+        out.account,
+    )
     assert balances(wallet.currency, "alice") == (10**8, 0)
     # The cache (and GraphQL, which reads it) sees 204 -> 201 at once.
     assert balance_cache.get_balance("alice", "BTC", 201) == 10**8
@@ -136,9 +157,14 @@ def test_it_gives_the_money_back_on_reject_with_who_when_why(wallet, alice, node
     assert Transaction.objects.filter(kind="returned").count() == 1
 
 
-def test_it_keeps_the_money_on_204_when_the_return_dies_before_commit(wallet, alice, node, approver):
+def test_it_keeps_the_money_on_204_when_the_return_dies_before_commit(
+    wallet, alice, node, approver
+):
     out = send_external(alice, node.rpc("getnewaddress"), 40_000_000)
-    with faults.armed({"outgoing.before_return_commit": "raise"}), pytest.raises(faults.InjectedFault):
+    with (
+        faults.armed({"outgoing.before_return_commit": "raise"}),
+        pytest.raises(faults.InjectedFault),
+    ):
         services.cancel(out, approver, "user asked")
     out.refresh_from_db()
     assert (out.state, out.return_entry) == (Q.QUEUED, None)
@@ -169,18 +195,23 @@ def _race(*actions):
     return outcomes
 
 
-def test_it_lets_one_of_approve_and_cancel_win_when_they_race(wallet, alice, node, operator, approver,
-                                                              django_user_model):
-    canceller = grant(django_user_model.objects.create_user("canceller", is_staff=True),
-                      "broadcasts.cancel_outgoingtransaction")
+def test_it_lets_one_of_approve_and_cancel_win_when_they_race(
+    wallet, alice, node, operator, approver, django_user_model
+):
+    canceller = grant(
+        django_user_model.objects.create_user("canceller", is_staff=True),
+        "broadcasts.cancel_outgoingtransaction",
+    )
     rule(wallet.currency, approval_above=0)
     for i in range(5):
         out = send_external(alice, node.rpc("getnewaddress"), 1_000_000, created_by=operator)
         with faults.armed({"outgoing.before_return_update": "pause:0.2"}):
             # Each person acts on the row as their page showed it: awaiting approval.
             seen_a, seen_b = (OutgoingTransaction.objects.get(pk=out.pk) for _ in range(2))
-            outcomes = _race(lambda: services.approve(seen_a, approver),
-                             lambda: services.cancel(seen_b, canceller, "race"))
+            outcomes = _race(
+                lambda: services.approve(seen_a, approver),
+                lambda: services.cancel(seen_b, canceller, "race"),
+            )
         kinds = sorted(k for k, _ in outcomes)
         assert kinds == ["ok", "refused"], outcomes
         loser = next(v for k, v in outcomes if k == "refused")
@@ -209,15 +240,21 @@ def _money_once(wallet, out):
 
 
 @pytest.mark.parametrize("first", ["broadcaster", "cancel"])
-def test_it_sends_or_returns_never_both_when_cancel_races_the_broadcaster(btc, fresh_node, node, approver, first):
+def test_it_sends_or_returns_never_both_when_cancel_races_the_broadcaster(
+    btc, fresh_node, node, approver, first
+):
     """Two threads, each on its own connection: the first is parked inside its step (the
     broadcaster after collecting, the cancel before its commit) while the other acts."""
     wallet, alice = funded_wallet(btc, fresh_node())
     ledger.post(alice, credit_user(wallet, "rest", 1), ledger.balance(alice) - 10**8, "internal")
     out = send_external(alice, node.rpc("getnewaddress"), 25_000_000)
-    actions = {"broadcaster": lambda: Broadcaster(wallet).run(),
-               "cancel": lambda: services.cancel(out, approver, "race")}
-    pause = {"broadcaster": "broadcast.after_collect", "cancel": "outgoing.before_return_commit"}[first]
+    actions = {
+        "broadcaster": lambda: Broadcaster(wallet).run(),
+        "cancel": lambda: services.cancel(out, approver, "race"),
+    }
+    pause = {"broadcaster": "broadcast.after_collect", "cancel": "outgoing.before_return_commit"}[
+        first
+    ]
     second = "cancel" if first == "broadcaster" else "broadcaster"
     outcomes = {}
 
@@ -241,7 +278,9 @@ def test_it_sends_or_returns_never_both_when_cancel_races_the_broadcaster(btc, f
     sent = _money_once(wallet, out)
     assert sent == (first == "broadcaster")
     if sent:
-        assert outcomes["cancel"][0] == "refused" and "in a broadcast now" in str(outcomes["cancel"][1])
+        assert outcomes["cancel"][0] == "refused" and "in a broadcast now" in str(
+            outcomes["cancel"][1]
+        )
     else:
         assert outcomes["cancel"][0] == "ok"
         assert outcomes["broadcaster"][1].message.endswith("nothing to send")
@@ -260,7 +299,9 @@ class CoreDustPolicy(BitcoindBackend):
         return super().send_many(outputs, comment, **kwargs)
 
 
-def test_it_sends_the_others_when_one_output_is_refused_then_moves_it_to_attention(btc, fresh_node, node):
+def test_it_sends_the_others_when_one_output_is_refused_then_moves_it_to_attention(
+    btc, fresh_node, node
+):
     wallet, alice = funded_wallet(btc, fresh_node())
     backend = CoreDustPolicy(wallet)
     good = [send_external(alice, node.rpc("getnewaddress"), 1_000_000 * (i + 1)) for i in range(4)]
@@ -288,7 +329,9 @@ def test_it_sends_the_others_when_one_output_is_refused_then_moves_it_to_attenti
     dust.refresh_from_db()
     assert (dust.state, dust.refusals) == (Q.NEEDS_ATTENTION, 3)
     assert "NEEDS ATTENTION" in result.message
-    assert Broadcaster(wallet, backend).run().message.endswith("nothing to send")  # out of the queue
+    assert (
+        Broadcaster(wallet, backend).run().message.endswith("nothing to send")
+    )  # out of the queue
     assert list(services.outgoing_needing_attention()) == [dust]
     # Still on 204 until a person cancels it: then back on 201.
     hold = ledger.user_account("alice", btc, Account.Code.WITHDRAW_LOCKED)
@@ -315,7 +358,9 @@ def test_it_sends_what_the_balance_covers_oldest_first_and_says_so(btc, fresh_no
     assert "balance cannot cover 2 outgoing" in result.message
 
 
-def test_it_names_a_cancelled_outgoing_its_failed_broadcast_paid_after_all(wallet, alice, node, approver):
+def test_it_names_a_cancelled_outgoing_its_failed_broadcast_paid_after_all(
+    wallet, alice, node, approver
+):
     out = send_external(alice, node.rpc("getnewaddress"), 5_000_000)
     broadcast = Broadcaster(wallet).collect()
     Broadcast.objects.filter(pk=broadcast.pk).update(state="opened", opened_at=broadcast.created_at)

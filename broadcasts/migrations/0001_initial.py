@@ -7,104 +7,297 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('ledger', '0002_ledger_triggers'),
+        ("ledger", "0002_ledger_triggers"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Broadcast',
+            name="Broadcast",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('collected', 'collected (not sent yet)'), ('opened', 'opened (sending, or interrupted)'), ('broadcasted', 'broadcasted'), ('failed', 'failed (nothing sent)'), ('closed_broadcasted', 'closed by hand: reached the network'), ('closed_failed', 'closed by hand: never left')], db_index=True, default='collected', max_length=24)),
-                ('label', models.CharField(blank=True, max_length=128, null=True, unique=True)),
-                ('outputs', models.JSONField(default=dict)),
-                ('output_count', models.PositiveIntegerField(default=0)),
-                ('transaction_count', models.PositiveIntegerField(default=0)),
-                ('total', models.BigIntegerField(default=0, help_text='Base units')),
-                ('txid', models.CharField(blank=True, max_length=64)),
-                ('fee', models.BigIntegerField(blank=True, help_text='Base units; empty until looked up', null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('opened_at', models.DateTimeField(blank=True, null=True)),
-                ('broadcasted_at', models.DateTimeField(blank=True, null=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('close_method', models.CharField(blank=True, choices=[('reached_network', 'It reached the network'), ('never_left', 'It never left')], max_length=24)),
-                ('close_reason', models.TextField(blank=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('closed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('network_transaction', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='broadcasts', to='ledger.networktransaction')),
-                ('wallet', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='broadcasts', to='ledger.wallet')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("collected", "collected (not sent yet)"),
+                            ("opened", "opened (sending, or interrupted)"),
+                            ("broadcasted", "broadcasted"),
+                            ("failed", "failed (nothing sent)"),
+                            ("closed_broadcasted", "closed by hand: reached the network"),
+                            ("closed_failed", "closed by hand: never left"),
+                        ],
+                        db_index=True,
+                        default="collected",
+                        max_length=24,
+                    ),
+                ),
+                ("label", models.CharField(blank=True, max_length=128, null=True, unique=True)),
+                ("outputs", models.JSONField(default=dict)),
+                ("output_count", models.PositiveIntegerField(default=0)),
+                ("transaction_count", models.PositiveIntegerField(default=0)),
+                ("total", models.BigIntegerField(default=0, help_text="Base units")),
+                ("txid", models.CharField(blank=True, max_length=64)),
+                (
+                    "fee",
+                    models.BigIntegerField(
+                        blank=True, help_text="Base units; empty until looked up", null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("opened_at", models.DateTimeField(blank=True, null=True)),
+                ("broadcasted_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "close_method",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("reached_network", "It reached the network"),
+                            ("never_left", "It never left"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("close_reason", models.TextField(blank=True)),
+                ("last_error", models.TextField(blank=True)),
+                (
+                    "closed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "network_transaction",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="broadcasts",
+                        to="ledger.networktransaction",
+                    ),
+                ),
+                (
+                    "wallet",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="broadcasts",
+                        to="ledger.wallet",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'permissions': [('close_broadcast_by_hand', 'Can close interrupted broadcasts by hand')],
+                "ordering": ["-id"],
+                "permissions": [
+                    ("close_broadcast_by_hand", "Can close interrupted broadcasts by hand")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='OutgoingTransaction',
+            name="OutgoingTransaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.CharField(max_length=128)),
-                ('amount', models.BigIntegerField(help_text='Base units')),
-                ('state', models.CharField(choices=[('queued', 'queued'), ('broadcasting', 'in a broadcast'), ('broadcasted', 'broadcasted')], default='queued', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0, help_text='Broadcasts that failed to send it')),
-                ('label', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='outgoing_transactions', to='ledger.account')),
-                ('broadcast', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='outgoing_transactions', to='broadcasts.broadcast')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('currency', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ledger.currency')),
-                ('hold_account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ledger.account')),
-                ('lock_entry', models.OneToOneField(help_text='The 201 -> 204 ledger entry', on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ledger.transaction')),
-                ('wallet', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='outgoing_transactions', to='ledger.wallet')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("address", models.CharField(max_length=128)),
+                ("amount", models.BigIntegerField(help_text="Base units")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("broadcasting", "in a broadcast"),
+                            ("broadcasted", "broadcasted"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "attempts",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Broadcasts that failed to send it"
+                    ),
+                ),
+                ("label", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="outgoing_transactions",
+                        to="ledger.account",
+                    ),
+                ),
+                (
+                    "broadcast",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="outgoing_transactions",
+                        to="broadcasts.broadcast",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "currency",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="ledger.currency",
+                    ),
+                ),
+                (
+                    "hold_account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="ledger.account",
+                    ),
+                ),
+                (
+                    "lock_entry",
+                    models.OneToOneField(
+                        help_text="The 201 -> 204 ledger entry",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="ledger.transaction",
+                    ),
+                ),
+                (
+                    "wallet",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="outgoing_transactions",
+                        to="ledger.wallet",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'permissions': [('queue_outgoingtransaction', 'Can queue outgoing transactions from the admin')],
+                "ordering": ["-id"],
+                "permissions": [
+                    ("queue_outgoingtransaction", "Can queue outgoing transactions from the admin")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='broadcast',
-            constraint=models.UniqueConstraint(condition=models.Q(('state__in', ['collected', 'opened'])), fields=('wallet',), name='broadcast_one_active_per_wallet'),
+            model_name="broadcast",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("state__in", ["collected", "opened"])),
+                fields=("wallet",),
+                name="broadcast_one_active_per_wallet",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcast',
-            constraint=models.UniqueConstraint(condition=models.Q(('txid', ''), _negated=True), fields=('txid',), name='broadcast_txid_unique'),
+            model_name="broadcast",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("txid", ""), _negated=True),
+                fields=("txid",),
+                name="broadcast_txid_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcast',
-            constraint=models.CheckConstraint(condition=models.Q(('total__gte', 0)), name='broadcast_total_not_negative'),
+            model_name="broadcast",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("total__gte", 0)), name="broadcast_total_not_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcast',
-            constraint=models.CheckConstraint(condition=models.Q(('fee__isnull', True), ('fee__gte', 0), _connector='OR'), name='broadcast_fee_not_negative'),
+            model_name="broadcast",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("fee__isnull", True), ("fee__gte", 0), _connector="OR"),
+                name="broadcast_fee_not_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcast',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('state__in', ['opened', 'broadcasted', 'closed_broadcasted', 'closed_failed']), _negated=True), ('opened_at__isnull', False), _connector='OR'), name='broadcast_opened_has_time'),
+            model_name="broadcast",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        (
+                            "state__in",
+                            ["opened", "broadcasted", "closed_broadcasted", "closed_failed"],
+                        ),
+                        _negated=True,
+                    ),
+                    ("opened_at__isnull", False),
+                    _connector="OR",
+                ),
+                name="broadcast_opened_has_time",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcast',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('state__in', ['broadcasted', 'closed_broadcasted']), _negated=True), models.Q(('txid', ''), _negated=True), _connector='OR'), name='broadcast_sent_has_txid'),
+            model_name="broadcast",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("state__in", ["broadcasted", "closed_broadcasted"]), _negated=True),
+                    models.Q(("txid", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="broadcast_sent_has_txid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='broadcast',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('state__in', ['closed_broadcasted', 'closed_failed']), _negated=True), models.Q(('closed_by__isnull', False), models.Q(('close_method', ''), _negated=True), models.Q(('close_reason', ''), _negated=True)), _connector='OR'), name='broadcast_closed_by_hand_says_who_how_why'),
+            model_name="broadcast",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("state__in", ["closed_broadcasted", "closed_failed"]), _negated=True),
+                    models.Q(
+                        ("closed_by__isnull", False),
+                        models.Q(("close_method", ""), _negated=True),
+                        models.Q(("close_reason", ""), _negated=True),
+                    ),
+                    _connector="OR",
+                ),
+                name="broadcast_closed_by_hand_says_who_how_why",
+            ),
         ),
         migrations.AddIndex(
-            model_name='outgoingtransaction',
-            index=models.Index(fields=['wallet', 'state'], name='outgoing_wallet_state_idx'),
+            model_name="outgoingtransaction",
+            index=models.Index(fields=["wallet", "state"], name="outgoing_wallet_state_idx"),
         ),
         migrations.AddConstraint(
-            model_name='outgoingtransaction',
-            constraint=models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='outgoing_amount_positive'),
+            model_name="outgoingtransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount__gt", 0)), name="outgoing_amount_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='outgoingtransaction',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('broadcast__isnull', True), ('state', 'queued')), models.Q(models.Q(('state', 'queued'), _negated=True), ('broadcast__isnull', False)), _connector='OR'), name='outgoing_queued_iff_no_broadcast'),
+            model_name="outgoingtransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("broadcast__isnull", True), ("state", "queued")),
+                    models.Q(
+                        models.Q(("state", "queued"), _negated=True), ("broadcast__isnull", False)
+                    ),
+                    _connector="OR",
+                ),
+                name="outgoing_queued_iff_no_broadcast",
+            ),
         ),
     ]

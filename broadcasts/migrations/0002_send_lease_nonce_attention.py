@@ -6,36 +6,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('broadcasts', '0001_initial'),
+        ("broadcasts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='broadcast',
-            name='needs_attention',
+            model_name="broadcast",
+            name="needs_attention",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='broadcast',
-            name='nonce',
+            model_name="broadcast",
+            name="nonce",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddField(
-            model_name='broadcast',
-            name='sending_until',
+            model_name="broadcast",
+            name="sending_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='returned_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='returned_outgoing', to='broadcasts.broadcast'),
+            model_name="outgoingtransaction",
+            name="returned_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="returned_outgoing",
+                to="broadcasts.broadcast",
+            ),
         ),
         migrations.AlterField(
-            model_name='broadcast',
-            name='close_method',
-            field=models.CharField(blank=True, choices=[('reached_network', 'It reached the network'), ('never_left', 'It never left'), ('same_nonce', 'Retried with the same nonce')], max_length=24),
+            model_name="broadcast",
+            name="close_method",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("reached_network", "It reached the network"),
+                    ("never_left", "It never left"),
+                    ("same_nonce", "Retried with the same nonce"),
+                ],
+                max_length=24,
+            ),
         ),
     ]

@@ -6,104 +6,218 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('broadcasts', '0002_send_lease_nonce_attention'),
-        ('ledger', '0006_deposits_per_wallet_closed_only_credited'),
+        ("broadcasts", "0002_send_lease_nonce_attention"),
+        ("ledger", "0006_deposits_per_wallet_closed_only_credited"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WithdrawalRule',
+            name="WithdrawalRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minimum_amount', models.BigIntegerField(default=0, help_text="Base units; smaller withdrawals are refused when queued (the node's dust limit, block.io's minimum)")),
-                ('approval_above', models.BigIntegerField(blank=True, help_text="Base units; a larger withdrawal waits for a second person's approval. Empty: none waits for its amount", null=True)),
-                ('daily_limit', models.BigIntegerField(blank=True, help_text="Base units; once a user's withdrawals of the last 24 hours (this one included) exceed it, the withdrawal waits for approval. Empty: no limit", null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "minimum_amount",
+                    models.BigIntegerField(
+                        default=0,
+                        help_text="Base units; smaller withdrawals are refused when queued (the node's dust limit, block.io's minimum)",
+                    ),
+                ),
+                (
+                    "approval_above",
+                    models.BigIntegerField(
+                        blank=True,
+                        help_text="Base units; a larger withdrawal waits for a second person's approval. Empty: none waits for its amount",
+                        null=True,
+                    ),
+                ),
+                (
+                    "daily_limit",
+                    models.BigIntegerField(
+                        blank=True,
+                        help_text="Base units; once a user's withdrawals of the last 24 hours (this one included) exceed it, the withdrawal waits for approval. Empty: no limit",
+                        null=True,
+                    ),
+                ),
             ],
         ),
         migrations.AlterModelOptions(
-            name='outgoingtransaction',
-            options={'ordering': ['-id'], 'permissions': [('queue_outgoingtransaction', 'Can queue outgoing transactions from the admin'), ('approve_outgoingtransaction', 'Can approve outgoing transactions queued by someone else'), ('cancel_outgoingtransaction', 'Can reject or cancel outgoing transactions (the amount is returned)')]},
+            name="outgoingtransaction",
+            options={
+                "ordering": ["-id"],
+                "permissions": [
+                    ("queue_outgoingtransaction", "Can queue outgoing transactions from the admin"),
+                    (
+                        "approve_outgoingtransaction",
+                        "Can approve outgoing transactions queued by someone else",
+                    ),
+                    (
+                        "cancel_outgoingtransaction",
+                        "Can reject or cancel outgoing transactions (the amount is returned)",
+                    ),
+                ],
+            },
         ),
         migrations.RemoveConstraint(
-            model_name='outgoingtransaction',
-            name='outgoing_queued_iff_no_broadcast',
+            model_name="outgoingtransaction",
+            name="outgoing_queued_iff_no_broadcast",
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='approval_reason',
+            model_name="outgoingtransaction",
+            name="approval_reason",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='approved_at',
+            model_name="outgoingtransaction",
+            name="approved_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='approved_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="outgoingtransaction",
+            name="approved_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='close_reason',
+            model_name="outgoingtransaction",
+            name="close_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='closed_at',
+            model_name="outgoingtransaction",
+            name="closed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='closed_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="outgoingtransaction",
+            name="closed_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='last_error',
+            model_name="outgoingtransaction",
+            name="last_error",
             field=models.TextField(blank=True, help_text="The node's last refusal of this output"),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='refusals',
-            field=models.PositiveIntegerField(default=0, help_text='Times the node refused a send of this output alone'),
+            model_name="outgoingtransaction",
+            name="refusals",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Times the node refused a send of this output alone"
+            ),
         ),
         migrations.AddField(
-            model_name='outgoingtransaction',
-            name='return_entry',
-            field=models.OneToOneField(blank=True, help_text='The 204 -> 201 ledger entry', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ledger.transaction'),
+            model_name="outgoingtransaction",
+            name="return_entry",
+            field=models.OneToOneField(
+                blank=True,
+                help_text="The 204 -> 201 ledger entry",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="ledger.transaction",
+            ),
         ),
         migrations.AlterField(
-            model_name='outgoingtransaction',
-            name='state',
-            field=models.CharField(choices=[('awaiting_approval', 'awaiting approval'), ('queued', 'queued'), ('broadcasting', 'in a broadcast'), ('broadcasted', 'sent'), ('rejected', 'rejected (returned)'), ('cancelled', 'cancelled (returned)'), ('needs_attention', 'needs attention')], default='queued', max_length=24),
+            model_name="outgoingtransaction",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("awaiting_approval", "awaiting approval"),
+                    ("queued", "queued"),
+                    ("broadcasting", "in a broadcast"),
+                    ("broadcasted", "sent"),
+                    ("rejected", "rejected (returned)"),
+                    ("cancelled", "cancelled (returned)"),
+                    ("needs_attention", "needs attention"),
+                ],
+                default="queued",
+                max_length=24,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='outgoingtransaction',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('broadcast__isnull', False), ('state__in', ['broadcasting', 'broadcasted'])), models.Q(models.Q(('state__in', ['broadcasting', 'broadcasted']), _negated=True), ('broadcast__isnull', True)), _connector='OR'), name='outgoing_in_a_broadcast_iff_broadcast'),
+            model_name="outgoingtransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("broadcast__isnull", False), ("state__in", ["broadcasting", "broadcasted"])
+                    ),
+                    models.Q(
+                        models.Q(("state__in", ["broadcasting", "broadcasted"]), _negated=True),
+                        ("broadcast__isnull", True),
+                    ),
+                    _connector="OR",
+                ),
+                name="outgoing_in_a_broadcast_iff_broadcast",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='outgoingtransaction',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('closed_at__isnull', False), ('return_entry__isnull', False), ('state__in', ['rejected', 'cancelled']), models.Q(('close_reason', ''), _negated=True)), models.Q(models.Q(('state__in', ['rejected', 'cancelled']), _negated=True), ('return_entry__isnull', True)), _connector='OR'), name='outgoing_returned_iff_rejected_or_cancelled'),
+            model_name="outgoingtransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("closed_at__isnull", False),
+                        ("return_entry__isnull", False),
+                        ("state__in", ["rejected", "cancelled"]),
+                        models.Q(("close_reason", ""), _negated=True),
+                    ),
+                    models.Q(
+                        models.Q(("state__in", ["rejected", "cancelled"]), _negated=True),
+                        ("return_entry__isnull", True),
+                    ),
+                    _connector="OR",
+                ),
+                name="outgoing_returned_iff_rejected_or_cancelled",
+            ),
         ),
         migrations.AddField(
-            model_name='withdrawalrule',
-            name='currency',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='withdrawal_rule', to='ledger.currency'),
+            model_name="withdrawalrule",
+            name="currency",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="withdrawal_rule",
+                to="ledger.currency",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='withdrawalrule',
-            constraint=models.CheckConstraint(condition=models.Q(('minimum_amount__gte', 0)), name='withdrawal_rule_minimum_not_negative'),
+            model_name="withdrawalrule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("minimum_amount__gte", 0)),
+                name="withdrawal_rule_minimum_not_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='withdrawalrule',
-            constraint=models.CheckConstraint(condition=models.Q(('approval_above__isnull', True), ('approval_above__gte', 0), _connector='OR'), name='withdrawal_rule_approval_above_not_negative'),
+            model_name="withdrawalrule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("approval_above__isnull", True), ("approval_above__gte", 0), _connector="OR"
+                ),
+                name="withdrawal_rule_approval_above_not_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='withdrawalrule',
-            constraint=models.CheckConstraint(condition=models.Q(('daily_limit__isnull', True), ('daily_limit__gte', 0), _connector='OR'), name='withdrawal_rule_daily_limit_not_negative'),
+            model_name="withdrawalrule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("daily_limit__isnull", True), ("daily_limit__gte", 0), _connector="OR"
+                ),
+                name="withdrawal_rule_daily_limit_not_negative",
+            ),
         ),
     ]

@@ -5,23 +5,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='LoginFailure',
+            name="LoginFailure",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ip', models.GenericIPAddressField(null=True)),
-                ('username', models.CharField(blank=True, max_length=150)),
-                ('at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ip", models.GenericIPAddressField(null=True)),
+                ("username", models.CharField(blank=True, max_length=150)),
+                ("at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
             ],
             options={
-                'indexes': [models.Index(fields=['ip', 'at'], name='cryptoadmin_ip_11cb76_idx'), models.Index(fields=['username', 'at'], name='cryptoadmin_usernam_32d32a_idx')],
+                "indexes": [
+                    models.Index(fields=["ip", "at"], name="cryptoadmin_ip_11cb76_idx"),
+                    models.Index(fields=["username", "at"], name="cryptoadmin_usernam_32d32a_idx"),
+                ],
             },
         ),
     ]

@@ -1,4 +1,5 @@
 """Viewer, Operator and Admin groups with their permissions (see cryptoadmin/roles.py)."""
+
 from django.db import migrations
 
 from cryptoadmin.roles import ROLES_0002, sync_roles

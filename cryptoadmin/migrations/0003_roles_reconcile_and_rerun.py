@@ -1,5 +1,6 @@
 """Roles gain `ledger.reconcile_wallet` (Operator, Admin: record a reconciliation, now a POST)
 and `django_q.add_ormq` (Admin: re-run a project task from the task pages)."""
+
 from django.db import migrations
 
 from cryptoadmin.roles import ROLES_0002, ROLES_0003, sync_roles

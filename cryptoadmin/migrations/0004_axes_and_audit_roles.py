@@ -1,5 +1,6 @@
 """Issue 13: login failures are counted by django-axes now, so the hand-written LoginFailure
 table goes; every role may read the audit log (django-auditlog), so the roles are synced again."""
+
 from django.db import migrations
 
 from cryptoadmin.roles import ROLES_0003, ROLES_0004, sync_roles

@@ -1,5 +1,6 @@
 """Operators approve, reject and cancel withdrawals (four eyes: never their own); Admins set
 each currency's withdrawal rules; every role reads the rules and the alerts."""
+
 from django.db import migrations
 
 from cryptoadmin.roles import ROLES, ROLES_0004, sync_roles

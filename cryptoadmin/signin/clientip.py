@@ -4,6 +4,7 @@ REMOTE_ADDR, unless TRUSTED_PROXY_COUNT proxies stand in front of us: then each 
 the address it received from to X-Forwarded-For, and the client is the entry that many places
 from the right. Entries further left were written by the client and prove nothing, so they are
 never read: an attacker cannot pick the address their failures are counted under."""
+
 import ipaddress
 
 from django.conf import settings
@@ -21,7 +22,11 @@ def client_ip(request):
     count = settings.TRUSTED_PROXY_COUNT
     if count <= 0:
         return remote
-    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    hops = [
+        hop.strip()
+        for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        if hop.strip()
+    ]
     if len(hops) < count:
         # Not the chain the configured proxies write: count it under the proxy's own address.
         return remote

@@ -12,7 +12,10 @@ class SecondFactorLoginForm(AdminAuthenticationForm):
     then held on the enrolment page while OTP_REQUIRED is on."""
 
     otp_token = forms.CharField(
-        label="Authentication code", required=False, max_length=32, strip=True,
+        label="Authentication code",
+        required=False,
+        max_length=32,
+        strip=True,
         help_text="6 digits from your authenticator app, or one of your recovery codes.",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
@@ -31,8 +34,9 @@ class SecondFactorLoginForm(AdminAuthenticationForm):
         if device is None:
             # A wrong code is a failed sign-in like a wrong password: django-axes counts it, so a
             # stolen password does not buy unlimited guesses at the code.
-            user_login_failed.send(sender=__name__, credentials={"username": user.get_username()},
-                                   request=self.request)
+            user_login_failed.send(
+                sender=__name__, credentials={"username": user.get_username()}, request=self.request
+            )
             raise forms.ValidationError(self.error_messages["invalid_otp"], code="invalid_otp")
         user.otp_device = device  # django_otp marks the session verified when the login happens
         return cleaned

@@ -30,7 +30,12 @@ class SecondFactorRequiredMiddleware:
         if not (user.is_authenticated and user.is_staff) or user.is_verified():
             return None
         enrol = reverse("second-factor")
-        if request.path in (enrol, reverse("admin:logout"), reverse("admin:login"), reverse("admin:jsi18n")):
+        if request.path in (
+            enrol,
+            reverse("admin:logout"),
+            reverse("admin:login"),
+            reverse("admin:jsi18n"),
+        ):
             return None
         if has_second_factor(user):
             # A session without the code (signed in before enrolling elsewhere, or its device

@@ -2,6 +2,7 @@
 
 TOTP devices come from django_otp.plugins.otp_totp, recovery codes are a django-otp static
 device named RECOVERY whose tokens are each good once."""
+
 import base64
 import io
 
@@ -52,7 +53,9 @@ def issue_recovery_codes(user) -> list[str]:
         StaticDevice.objects.filter(user=user, name=RECOVERY).delete()
         recovery = StaticDevice.objects.create(user=user, name=RECOVERY, confirmed=True)
         codes = [StaticToken.random_token() for _ in range(settings.OTP_RECOVERY_CODES)]
-        StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
+        StaticToken.objects.bulk_create(
+            [StaticToken(device=recovery, token=code) for code in codes]
+        )
     return codes
 
 
@@ -60,5 +63,7 @@ def reset_devices(user) -> int:
     """Remove every second-factor device of the user; they enrol again at their next sign-in."""
     with transaction.atomic():
         removed = TOTPDevice.objects.filter(user=user).delete()[1].get("otp_totp.TOTPDevice", 0)
-        removed += StaticDevice.objects.filter(user=user).delete()[1].get("otp_static.StaticDevice", 0)
+        removed += (
+            StaticDevice.objects.filter(user=user).delete()[1].get("otp_static.StaticDevice", 0)
+        )
     return removed

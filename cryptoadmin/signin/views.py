@@ -12,14 +12,21 @@ from . import services
 
 
 class CodeForm(forms.Form):
-    code = forms.CharField(label="Code from the app", max_length=8, strip=True,
-                           widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
-                                                         "autofocus": True}))
+    code = forms.CharField(
+        label="Code from the app",
+        max_length=8,
+        strip=True,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
+        ),
+    )
 
 
 def _next(request):
     url = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return url
     return reverse("admin:index")
 
@@ -28,8 +35,12 @@ def enrol(request):
     """Enrol a TOTP authenticator: a QR code drawn here, a code to confirm it, then recovery
     codes shown once. Served through admin_view (a staff session is needed)."""
     user = request.user
-    context = {**admin.site.each_context(request), "title": "Second factor", "next": _next(request),
-               "otp_required": settings.OTP_REQUIRED}
+    context = {
+        **admin.site.each_context(request),
+        "title": "Second factor",
+        "next": _next(request),
+        "otp_required": settings.OTP_REQUIRED,
+    }
     if services.has_second_factor(user):
         if not user.is_verified():
             # Only a session that proved the current device may see or change anything here.
@@ -45,7 +56,9 @@ def enrol(request):
     if request.method == "POST" and form.is_valid():
         confirmed = services.confirm_authenticator(device.pk, form.cleaned_data["code"])
         if confirmed is None:
-            form.add_error("code", "That code does not match: check the app's clock and type the current code.")
+            form.add_error(
+                "code", "That code does not match: check the app's clock and type the current code."
+            )
         else:
             device, codes = confirmed
             otp_login(request, device)
@@ -58,7 +71,7 @@ def _spaced(hex_key):
     import base64
 
     secret = base64.b32encode(bytes.fromhex(hex_key)).decode().rstrip("=")
-    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
 def locked_out(request, original_response=None, credentials=None):
@@ -67,7 +80,8 @@ def locked_out(request, original_response=None, credentials=None):
 
     cool_off = get_cool_off(request)
     context = {
-        **admin.site.each_context(request), "title": "Sign-in locked",
+        **admin.site.each_context(request),
+        "title": "Sign-in locked",
         "username": get_client_username(request, credentials) or "",
         "ip_address": getattr(request, "axes_ip_address", "") or "",
         "minutes": int(cool_off.total_seconds() // 60) if cool_off else None,

@@ -3,6 +3,7 @@
 Amounts cross this interface as integer base units; each backend converts exactly at
 its own boundary (bitcoind speaks Decimal JSON numbers, block.io decimal strings).
 """
+
 from __future__ import annotations
 
 import re
@@ -120,8 +121,6 @@ class ChainTip:
     hash: str
 
 
-
-
 def check_txid(value, what: str) -> str:
     """A txid from a node reply must be 64 lowercase hex characters, or the reply is bad."""
     if not is_txid(value):
@@ -193,8 +192,14 @@ class Backend:
     # True when find_by_comment can prove a send never reached the wallet.
     keeps_comments = True
 
-    def send_many(self, outputs: dict[str, int], comment: str, *, nonce: str = "",
-                  deadline: float | None = None) -> str:
+    def send_many(
+        self,
+        outputs: dict[str, int],
+        comment: str,
+        *,
+        nonce: str = "",
+        deadline: float | None = None,
+    ) -> str:
         """Pay every address its base units in one transaction; returns the txid.
 
         `deadline` (time.monotonic()) is when the caller's lease on this send runs out: the
@@ -240,7 +245,9 @@ class Backend:
 # Credentials end at the LAST '@' (a password may contain '@' and '/'); the scheme is
 # matched in any case (HTTP:// too) and is optional. Masking a path that holds an '@' as
 # well hides more than needed, never less.
-_URL_CREDENTIALS = re.compile(r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL)
+_URL_CREDENTIALS = re.compile(
+    r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL
+)
 
 
 def mask_url(url: str) -> str:
@@ -257,5 +264,7 @@ def seconds_left(deadline: float | None, default: float) -> float:
 
     left = deadline - time.monotonic()
     if left < 1:
-        raise NotSent("the send's lease has too little time left for the node call; nothing was sent")
+        raise NotSent(
+            "the send's lease has too little time left for the node call; nothing was sent"
+        )
     return min(default, left / 2)

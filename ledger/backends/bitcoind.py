@@ -9,6 +9,7 @@ Traps of AuthServiceProxy this module works around:
   which bitcoind accepts, and refuse floats and Decimals at this boundary;
 - `batch_` raises on the first failing item: our batch keeps per-item errors.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -44,8 +45,14 @@ from .base import (
 )
 
 # A stale keep-alive connection: safe to reconnect and repeat a read-only call.
-_STALE = (BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest, http.client.RemoteDisconnected,
-          http.client.BadStatusLine, http.client.ResponseNotReady)
+_STALE = (
+    BrokenPipeError,
+    ConnectionResetError,
+    http.client.CannotSendRequest,
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    http.client.ResponseNotReady,
+)
 _WALLET_TX_NOT_FOUND = "Invalid or non-wallet transaction id"
 
 
@@ -83,18 +90,24 @@ class BitcoindBackend(Backend):
             if code == -28:  # warming up: it refused the call
                 return NotSent(f"{where}: node is starting: {message}", code=code)
             if code == -342 and "401" in message:
-                return NotSent(f"{where}: authentication failed (check rpc user/password)", code=code)
+                return NotSent(
+                    f"{where}: authentication failed (check rpc user/password)", code=code
+                )
             if code in (-342, -343):
                 return BadReply(f"{where}: {message}", code=code)
             return BackendError(f"{where}: node error {code}: {message}", code=code)
-        if isinstance(exc, ConnectionRefusedError) or (isinstance(exc, OSError) and exc.errno in (111, 113, 101)):
+        if isinstance(exc, ConnectionRefusedError) or (
+            isinstance(exc, OSError) and exc.errno in (111, 113, 101)
+        ):
             return NotSent(f"{where}: node unreachable ({exc})")
         if isinstance(exc, socket.gaierror):
             return NotSent(f"{where}: cannot resolve node host ({exc})")
         if isinstance(exc, (ValueError, TypeError, KeyError)):
             return BadReply(f"{where}: unreadable reply ({exc})")
         if state_changing:
-            return OutcomeUnknown(f"{where}: connection lost after sending, outcome unknown ({exc!r})")
+            return OutcomeUnknown(
+                f"{where}: connection lost after sending, outcome unknown ({exc!r})"
+            )
         return NodeUnreachable(f"{where}: {exc!r}")
 
     def call(self, method: str, *params):
@@ -128,17 +141,25 @@ class BitcoindBackend(Backend):
         for call in calls:
             _refuse_inexact(call[1:])
         body = json.dumps(
-            [{"jsonrpc": "1.0", "id": i, "method": c[0], "params": list(c[1:])} for i, c in enumerate(calls)]
+            [
+                {"jsonrpc": "1.0", "id": i, "method": c[0], "params": list(c[1:])}
+                for i, c in enumerate(calls)
+            ]
         )
         for attempt in (1, 2):
             proxy = self._proxy_for_reads()
             try:
                 conn = proxy._AuthServiceProxy__conn
-                conn.request("POST", proxy._AuthServiceProxy__url.path or "/", body, {
-                    "Host": proxy._AuthServiceProxy__url.hostname,
-                    "Authorization": proxy._AuthServiceProxy__auth_header,
-                    "Content-type": "application/json",
-                })
+                conn.request(
+                    "POST",
+                    proxy._AuthServiceProxy__url.path or "/",
+                    body,
+                    {
+                        "Host": proxy._AuthServiceProxy__url.hostname,
+                        "Authorization": proxy._AuthServiceProxy__auth_header,
+                        "Content-type": "application/json",
+                    },
+                )
                 replies = proxy._get_response()
                 break
             except _STALE as exc:
@@ -165,8 +186,10 @@ class BitcoindBackend(Backend):
         for index, call in enumerate(calls):
             got = answered.get(index, [])
             if len(got) != 1:
-                out[index] = BadReply(f"batch: {call[0]} request {index} answered {len(got)} times "
-                                      f"({strays} answer(s) under unknown ids)")
+                out[index] = BadReply(
+                    f"batch: {call[0]} request {index} answered {len(got)} times "
+                    f"({strays} answer(s) under unknown ids)"
+                )
             elif got[0].get("error") is not None:
                 out[index] = self._translate(JSONRPCException(got[0]["error"]), call[0], False)
             elif "result" not in got[0]:
@@ -187,7 +210,9 @@ class BitcoindBackend(Backend):
 
     def amount_str(self, units: int) -> str:
         if not isinstance(units, int) or isinstance(units, bool):
-            raise AmountError(f"refusing {type(units).__name__} amount {units!r}: base units must be int")
+            raise AmountError(
+                f"refusing {type(units).__name__} amount {units!r}: base units must be int"
+            )
         if units <= 0:
             raise AmountError(f"amount must be positive, got {units}")
         return format_units(units, self.decimals)
@@ -195,7 +220,9 @@ class BitcoindBackend(Backend):
     def parse_tx(self, raw, txid: str | None = None) -> TxInfo:
         """A gettransaction-shaped reply as TxInfo; `txid`, when given, is the one we asked for."""
         if not isinstance(raw, dict):
-            raise BadReply(f"gettransaction {txid or ''} reply is {type(raw).__name__}, not an object")
+            raise BadReply(
+                f"gettransaction {txid or ''} reply is {type(raw).__name__}, not an object"
+            )
         got = check_txid(raw.get("txid"), "gettransaction reply")
         if txid is not None and got != txid:
             raise BadReply(f"gettransaction {txid} answered for another txid {got}")
@@ -208,10 +235,14 @@ class BitcoindBackend(Backend):
                 raise TypeError("details is not a list of objects")
             outputs = []
             for d in details:
-                outputs.append(TxOutput(
-                    address=d.get("address", ""), category=str(d["category"]),
-                    amount=abs(self.units(d["amount"])), vout=d.get("vout"),
-                ))
+                outputs.append(
+                    TxOutput(
+                        address=d.get("address", ""),
+                        category=str(d["category"]),
+                        amount=abs(self.units(d["amount"])),
+                        vout=d.get("vout"),
+                    )
+                )
             fee = raw.get("fee")
             return TxInfo(
                 txid=got,
@@ -246,7 +277,7 @@ class BitcoindBackend(Backend):
         result = {}
         chunk = 2000  # keeps one request body a few hundred KB
         for start in range(0, len(txids), chunk):
-            part = txids[start:start + chunk]
+            part = txids[start : start + chunk]
             for txid, reply in zip(part, self.batch([("gettransaction", t) for t in part])):
                 if isinstance(reply, BackendError):
                     result[txid] = reply
@@ -258,14 +289,18 @@ class BitcoindBackend(Backend):
         return result
 
     def list_since_block(self, blockhash: str | None, target_confirmations: int = 1) -> SinceBlock:
-        return self._parse_since(self.call("listsinceblock", blockhash or "", max(1, target_confirmations)))
+        return self._parse_since(
+            self.call("listsinceblock", blockhash or "", max(1, target_confirmations))
+        )
 
     def _parse_since(self, reply) -> SinceBlock:
         """A reply we cannot read as a whole (not an object, no transactions list, an entry
         with no txid, no lastblock) is BadReply for the wallet; an entry of a known txid that
         is malformed is a BadReply in place for that txid (SinceBlock.errors)."""
         if not isinstance(reply, dict) or not isinstance(reply.get("transactions"), list):
-            raise BadReply(f"listsinceblock reply is not an object with a transactions list: {str(reply)[:200]}")
+            raise BadReply(
+                f"listsinceblock reply is not an object with a transactions list: {str(reply)[:200]}"
+            )
         lastblock = reply.get("lastblock")
         if not isinstance(lastblock, str) or not re.fullmatch(r"[0-9a-f]{64}", lastblock):
             raise BadReply(f"listsinceblock reply has no usable lastblock: {str(lastblock)[:80]!r}")
@@ -274,10 +309,16 @@ class BitcoindBackend(Backend):
             if not isinstance(entry, dict):
                 raise BadReply(f"listsinceblock entry is {type(entry).__name__}, not an object")
             txid = check_txid(entry.get("txid"), "listsinceblock entry")
-            item = grouped.setdefault(txid, {
-                "txid": txid, "confirmations": entry.get("confirmations"),
-                "blockhash": entry.get("blockhash"), "details": [], "comment": entry.get("comment", ""),
-            })
+            item = grouped.setdefault(
+                txid,
+                {
+                    "txid": txid,
+                    "confirmations": entry.get("confirmations"),
+                    "blockhash": entry.get("blockhash"),
+                    "details": [],
+                    "comment": entry.get("comment", ""),
+                },
+            )
             if entry.get("fee") is not None:
                 item["fee"] = entry["fee"]
             item["details"].append(entry)
@@ -288,7 +329,9 @@ class BitcoindBackend(Backend):
             except BadReply as exc:
                 errors[txid] = exc
         # A target deeper than the chain yields the null hash: "from the start" next time.
-        return SinceBlock(tuple(transactions), "" if not lastblock.strip("0") else lastblock, errors)
+        return SinceBlock(
+            tuple(transactions), "" if not lastblock.strip("0") else lastblock, errors
+        )
 
     def chain_tip(self) -> ChainTip:
         # getblockchaininfo reads height and hash under one lock: never a mismatched pair.
@@ -301,8 +344,11 @@ class BitcoindBackend(Backend):
         return ChainTip(height, _block_hash(best, "getblockchaininfo bestblockhash"))
 
     def since_tip(self, blockhash: str, heights: list[int]) -> tuple[SinceBlock, dict, str | None]:
-        replies = self.batch([("listsinceblock", blockhash or "", 1)] + [("getblockhash", h) for h in heights]
-                             + [("getbestblockhash",)])
+        replies = self.batch(
+            [("listsinceblock", blockhash or "", 1)]
+            + [("getblockhash", h) for h in heights]
+            + [("getbestblockhash",)]
+        )
         if isinstance(replies[0], BackendError):
             raise replies[0]
         since = self._parse_since(replies[0])
@@ -327,7 +373,7 @@ class BitcoindBackend(Backend):
         chunk = 2000  # keeps one request body a few hundred KB
         starts = list(range(0, len(txids), chunk)) or [0]
         for start in starts:
-            part = txids[start:start + chunk]
+            part = txids[start : start + chunk]
             calls = [("gettransaction", t) for t in part]
             if start == starts[-1]:
                 calls.append(("getbestblockhash",))
@@ -344,8 +390,14 @@ class BitcoindBackend(Backend):
                 tip = _tip_after(replies[-1])
         return result, tip
 
-    def send_many(self, outputs: dict[str, int], comment: str, *, nonce: str = "",
-                  deadline: float | None = None) -> str:
+    def send_many(
+        self,
+        outputs: dict[str, int],
+        comment: str,
+        *,
+        nonce: str = "",
+        deadline: float | None = None,
+    ) -> str:
         if not outputs:
             raise AmountError("send_many needs at least one output")
         amounts = {address: self.amount_str(units) for address, units in outputs.items()}
@@ -369,14 +421,18 @@ class BitcoindBackend(Backend):
                 return
             raise NotSent(f"before sendmany: {exc}", code=exc.code) from exc
         if not isinstance(accounts, dict):
-            raise NotSent(f"before sendmany: listaccounts returned {type(accounts).__name__}, not an object")
+            raise NotSent(
+                f"before sendmany: listaccounts returned {type(accounts).__name__}, not an object"
+            )
         try:
             for name, balance in accounts.items():
                 units = self.units(balance)
                 if name and units > 0:
                     self.call_once("move", name, "", self.amount_str(units))
         except BackendError as exc:
-            raise NotSent(f"before sendmany, moving accounts to the default one: {exc}", code=exc.code) from exc
+            raise NotSent(
+                f"before sendmany, moving accounts to the default one: {exc}", code=exc.code
+            ) from exc
 
     def spends_own_coins(self, txid: str) -> bool:
         # bitcoind lists "send" details only for transactions whose inputs its wallet debited.
@@ -401,7 +457,12 @@ class BitcoindBackend(Backend):
                     raise BadReply(f"listtransactions entry is {type(e).__name__}, not an object")
                 if e.get("category") == "receive" and e.get("address"):
                     txid = check_txid(e.get("txid"), "listtransactions entry")
-                    yield ReceivedEntry(txid, e["address"], self.units(e.get("amount")), int(e.get("confirmations", 0)))
+                    yield ReceivedEntry(
+                        txid,
+                        e["address"],
+                        self.units(e.get("amount")),
+                        int(e.get("confirmations", 0)),
+                    )
             # Only a short page means the end: a page of sends alone does not.
             if len(entries) < page_size:
                 return
@@ -414,7 +475,9 @@ class BitcoindBackend(Backend):
         found, skip, page = [], 0, 1000
         while True:
             entries = self.list_transactions(page, skip)
-            found.extend(e["txid"] for e in entries if e.get("comment") == comment and e["txid"] not in found)
+            found.extend(
+                e["txid"] for e in entries if e.get("comment") == comment and e["txid"] not in found
+            )
             if len(entries) < page:
                 return found
             skip += page
@@ -422,7 +485,12 @@ class BitcoindBackend(Backend):
     def list_received_by_address(self, minconf: int = 0) -> list[ReceivedByAddress]:
         rows = self.call("listreceivedbyaddress", minconf, False, True)
         return [
-            ReceivedByAddress(r["address"], self.units(r["amount"]), int(r["confirmations"]), tuple(r.get("txids", ())))
+            ReceivedByAddress(
+                r["address"],
+                self.units(r["amount"]),
+                int(r["confirmations"]),
+                tuple(r.get("txids", ())),
+            )
             for r in rows
         ]
 
@@ -448,7 +516,9 @@ def _refuse_inexact(params):
     """No float or Decimal may reach python-bitcoinrpc's float encoder."""
     for p in params:
         if isinstance(p, (float, Decimal)):
-            raise AmountError(f"refusing {type(p).__name__} {p!r} in an RPC call: amounts go as exact strings")
+            raise AmountError(
+                f"refusing {type(p).__name__} {p!r} in an RPC call: amounts go as exact strings"
+            )
         if isinstance(p, dict):
             _refuse_inexact(p.values())
         elif isinstance(p, (list, tuple)):

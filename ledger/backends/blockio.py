@@ -25,6 +25,7 @@ Decisions:
 - Addresses are validated locally: base58check with the network's version bytes.
 - The API key and PIN never appear in an exception, a log line or the admin.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,9 +38,9 @@ import requests
 from ..money import AmountError, format_units, to_units
 from ..txids import is_txid
 from .base import (
+    AlreadySent,
     Backend,
     BackendError,
-    AlreadySent,
     BadReply,
     InsufficientFunds,
     InvalidAddress,
@@ -52,8 +53,8 @@ from .base import (
     TransactionNotFound,
     TxInfo,
     TxOutput,
-    seconds_left,
     check_txid,
+    seconds_left,
 )
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,12 @@ DEFAULT_BASE_URL = "https://block.io/api/v2/"
 # bech32 human-readable parts of segwit addresses per network (Dogecoin has none).
 SEGWIT_HRP = {"BTC": "bc", "BTCTEST": "tb", "LTC": "ltc", "LTCTEST": "tltc"}
 ADDRESS_VERSIONS = {
-    "BTC": (0x00, 0x05), "BTCTEST": (0x6F, 0xC4), "LTC": (0x30, 0x32), "LTCTEST": (0x6F, 0x3A),
-    "DOGE": (0x1E, 0x16), "DOGETEST": (0x71, 0xC4),
+    "BTC": (0x00, 0x05),
+    "BTCTEST": (0x6F, 0xC4),
+    "LTC": (0x30, 0x32),
+    "LTCTEST": (0x6F, 0x3A),
+    "DOGE": (0x1E, 0x16),
+    "DOGETEST": (0x71, 0xC4),
 }
 B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -75,7 +80,9 @@ class BlockIoBackend(Backend):
     backoff = 0.2  # seconds, doubled each retry
     max_retry_after = 5.0
 
-    def __init__(self, wallet, timeout: float | None = None, session: requests.Session | None = None):
+    def __init__(
+        self, wallet, timeout: float | None = None, session: requests.Session | None = None
+    ):
         super().__init__(wallet, timeout)
         cfg = wallet.backend_settings or {}
         self.api_key = cfg.get("api_key") or ""
@@ -100,8 +107,14 @@ class BlockIoBackend(Backend):
         try:
             body = response.json()
         except ValueError:
-            raise BadReply(f"block.io {method}: reply is not JSON (HTTP {response.status_code})") from None
-        if not isinstance(body, dict) or body.get("status") not in ("success", "fail") or not isinstance(body.get("data"), dict):
+            raise BadReply(
+                f"block.io {method}: reply is not JSON (HTTP {response.status_code})"
+            ) from None
+        if (
+            not isinstance(body, dict)
+            or body.get("status") not in ("success", "fail")
+            or not isinstance(body.get("data"), dict)
+        ):
             raise BadReply(f"block.io {method}: reply is not a block.io envelope")
         if body["status"] == "fail":
             message = self._scrub(str(body["data"].get("error_message", "no error message")))
@@ -112,7 +125,9 @@ class BlockIoBackend(Backend):
                 raise InsufficientFunds(f"block.io {method}: {message}")
             if "address" in lowered and "invalid" in lowered:
                 raise InvalidAddress(f"block.io {method}: {message}")
-            if "transaction" in lowered and ("not found" in lowered or "unknown" in lowered or "invalid" in lowered):
+            if "transaction" in lowered and (
+                "not found" in lowered or "unknown" in lowered or "invalid" in lowered
+            ):
                 raise TransactionNotFound(f"block.io {method}: {message}")
             # A "fail" envelope is block.io refusing the request: nothing happened.
             raise NotSent(f"block.io {method}: {message}")
@@ -125,20 +140,29 @@ class BlockIoBackend(Backend):
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
             try:
-                response = self.session.get(url, params={"api_key": self.api_key, **params},
-                                            timeout=(min(5, self.timeout), self.timeout))
+                response = self.session.get(
+                    url,
+                    params={"api_key": self.api_key, **params},
+                    timeout=(min(5, self.timeout), self.timeout),
+                )
             except requests.RequestException as exc:
                 if last:
-                    raise NodeUnreachable(f"block.io {method}: {type(exc).__name__} after {attempt} attempts") from None
+                    raise NodeUnreachable(
+                        f"block.io {method}: {type(exc).__name__} after {attempt} attempts"
+                    ) from None
                 time.sleep(delay)
                 delay *= 2
                 continue
             if response.status_code == 429 or response.status_code >= 500:
                 if last:
-                    raise NodeUnreachable(f"block.io {method}: HTTP {response.status_code} after {attempt} attempts")
+                    raise NodeUnreachable(
+                        f"block.io {method}: HTTP {response.status_code} after {attempt} attempts"
+                    )
                 pause = _retry_after(response, delay)
                 if waited + pause > self.max_retry_after:
-                    raise NodeUnreachable(f"block.io {method}: rate-limited (Retry-After {pause:g} s exceeds the bound)")
+                    raise NodeUnreachable(
+                        f"block.io {method}: rate-limited (Retry-After {pause:g} s exceeds the bound)"
+                    )
                 time.sleep(pause)
                 waited += pause
                 delay *= 2
@@ -151,19 +175,28 @@ class BlockIoBackend(Backend):
         url = f"{self.base_url}{method}/"
         timeout = timeout or self.timeout
         try:
-            response = self.session.post(url, data={"api_key": self.api_key, "pin": self.pin, **params},
-                                         timeout=(min(5, timeout), timeout))
+            response = self.session.post(
+                url,
+                data={"api_key": self.api_key, "pin": self.pin, **params},
+                timeout=(min(5, timeout), timeout),
+            )
         except requests.ConnectTimeout:
             # Checked first: requests' ConnectTimeout is also a ConnectionError and a Timeout.
             raise NotSent(f"block.io {method}: could not connect in time, nothing sent") from None
         except requests.ConnectionError as exc:
             if _refused(exc):
                 raise NotSent(f"block.io {method}: connection refused, nothing sent") from None
-            raise OutcomeUnknown(f"block.io {method}: connection lost, outcome unknown ({type(exc).__name__})") from None
+            raise OutcomeUnknown(
+                f"block.io {method}: connection lost, outcome unknown ({type(exc).__name__})"
+            ) from None
         except requests.Timeout:
-            raise OutcomeUnknown(f"block.io {method}: no answer in {timeout:g} s, outcome unknown") from None
+            raise OutcomeUnknown(
+                f"block.io {method}: no answer in {timeout:g} s, outcome unknown"
+            ) from None
         except requests.RequestException as exc:
-            raise OutcomeUnknown(f"block.io {method}: {type(exc).__name__}, outcome unknown") from None
+            raise OutcomeUnknown(
+                f"block.io {method}: {type(exc).__name__}, outcome unknown"
+            ) from None
         if response.status_code == 429:
             raise NotSent(f"block.io {method}: rate-limited, nothing sent")
         if response.status_code >= 500:
@@ -187,7 +220,11 @@ class BlockIoBackend(Backend):
     def my_addresses(self) -> set[str]:
         if self._mine is None:
             data = self.read("get_my_addresses")
-            self._mine = {a["address"] for a in data.get("addresses", []) if isinstance(a, dict) and "address" in a}
+            self._mine = {
+                a["address"]
+                for a in data.get("addresses", [])
+                if isinstance(a, dict) and "address" in a
+            }
         return self._mine
 
     # -- the interface -------------------------------------------------------------------
@@ -214,8 +251,11 @@ class BlockIoBackend(Backend):
 
     def address_balances(self, addresses: list[str]) -> dict[str, int]:
         data = self.read("get_address_balance", addresses=",".join(addresses))
-        return {b["address"]: self.units(b["available_balance"]) + self.units(b.get("pending_received_balance", "0"))
-                for b in data.get("balances", [])}
+        return {
+            b["address"]: self.units(b["available_balance"])
+            + self.units(b.get("pending_received_balance", "0"))
+            for b in data.get("balances", [])
+        }
 
     def _raw(self, txid: str) -> tuple[dict, bytes]:
         data = self.read("get_raw_transaction", txid=txid)
@@ -228,7 +268,9 @@ class BlockIoBackend(Backend):
         return data, raw
 
     def _address(self, script: bytes) -> str | None:
-        return _script_address(script, ADDRESS_VERSIONS.get(self.network, (0, 5)), SEGWIT_HRP.get(self.network))
+        return _script_address(
+            script, ADDRESS_VERSIONS.get(self.network, (0, 5)), SEGWIT_HRP.get(self.network)
+        )
 
     def get_transaction(self, txid: str) -> TxInfo:
         data, raw = self._raw(txid)
@@ -242,10 +284,21 @@ class BlockIoBackend(Backend):
             address = self._address(script)
             if address is None:
                 continue
-            outputs.append(TxOutput(address=address, category="receive" if address in mine else "send",
-                                    amount=value, vout=vout))
-        return TxInfo(txid=txid, confirmations=confirmations, fee=self._fees.get(txid), outputs=tuple(outputs),
-                      blockhash=data.get("blockhash"))
+            outputs.append(
+                TxOutput(
+                    address=address,
+                    category="receive" if address in mine else "send",
+                    amount=value,
+                    vout=vout,
+                )
+            )
+        return TxInfo(
+            txid=txid,
+            confirmations=confirmations,
+            fee=self._fees.get(txid),
+            outputs=tuple(outputs),
+            blockhash=data.get("blockhash"),
+        )
 
     def spends_own_coins(self, txid: str) -> bool:
         _, raw = self._raw(txid)
@@ -273,7 +326,9 @@ class BlockIoBackend(Backend):
         mine = self.my_addresses()
         found, before = [], None
         while True:
-            data = self.read("get_transactions", type="sent", **({"before_tx": before} if before else {}))
+            data = self.read(
+                "get_transactions", type="sent", **({"before_tx": before} if before else {})
+            )
             txs = data.get("txs", [])
             for tx in txs:
                 try:
@@ -282,9 +337,13 @@ class BlockIoBackend(Backend):
                     paid: dict[str, int] = {}
                     for a in tx["amounts_sent"]:
                         if a["recipient"] not in mine:
-                            paid[a["recipient"]] = paid.get(a["recipient"], 0) + self.units(a["amount"])
+                            paid[a["recipient"]] = paid.get(a["recipient"], 0) + self.units(
+                                a["amount"]
+                            )
                 except (KeyError, TypeError, ValueError):
-                    raise BadReply("block.io get_transactions: a sent transaction lacks txid, time or amounts") from None
+                    raise BadReply(
+                        "block.io get_transactions: a sent transaction lacks txid, time or amounts"
+                    ) from None
                 if paid == outputs:
                     found.append(check_txid(tx.get("txid"), "block.io get_transactions type=sent"))
             if not txs:
@@ -302,23 +361,42 @@ class BlockIoBackend(Backend):
 
     def _received_info(self, tx: dict) -> TxInfo:
         try:
-            outputs = tuple(TxOutput(a["recipient"], "receive", self.units(a["amount"])) for a in tx["amounts_received"])
-            return TxInfo(txid=check_txid(tx["txid"], "block.io get_transactions"), confirmations=int(tx["confirmations"]),
-                          fee=None, outputs=outputs)
+            outputs = tuple(
+                TxOutput(a["recipient"], "receive", self.units(a["amount"]))
+                for a in tx["amounts_received"]
+            )
+            return TxInfo(
+                txid=check_txid(tx["txid"], "block.io get_transactions"),
+                confirmations=int(tx["confirmations"]),
+                fee=None,
+                outputs=outputs,
+            )
         except (KeyError, TypeError, ValueError):
-            raise BadReply("block.io get_transactions: a transaction lacks txid, confirmations or amounts") from None
+            raise BadReply(
+                "block.io get_transactions: a transaction lacks txid, confirmations or amounts"
+            ) from None
 
-    def send_many(self, outputs: dict[str, int], comment: str, *, nonce: str = "",
-                  deadline: float | None = None) -> str:
+    def send_many(
+        self,
+        outputs: dict[str, int],
+        comment: str,
+        *,
+        nonce: str = "",
+        deadline: float | None = None,
+    ) -> str:
         if not outputs:
             raise AmountError("send_many needs at least one output")
         for units in outputs.values():
             if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
                 raise AmountError(f"refusing amount {units!r}: base units must be a positive int")
         timeout = seconds_left(deadline, self.timeout)
-        data = self.write("withdraw", timeout=timeout,
-                          amounts=",".join(format_units(u, self.decimals) for u in outputs.values()),
-                          to_addresses=",".join(outputs), **({"nonce": nonce} if nonce else {}))
+        data = self.write(
+            "withdraw",
+            timeout=timeout,
+            amounts=",".join(format_units(u, self.decimals) for u in outputs.values()),
+            to_addresses=",".join(outputs),
+            **({"nonce": nonce} if nonce else {}),
+        )
         txid = data.get("txid")
         if not is_txid(txid):
             raise OutcomeUnknown("block.io withdraw: no txid in a success reply, outcome unknown")
@@ -329,13 +407,17 @@ class BlockIoBackend(Backend):
         return txid
 
     def find_by_comment(self, comment: str) -> list[str]:
-        raise BackendError("block.io keeps no transaction comments: find the transaction by its outputs "
-                           "in block.io's dashboard and close the broadcast with its txid")
+        raise BackendError(
+            "block.io keeps no transaction comments: find the transaction by its outputs "
+            "in block.io's dashboard and close the broadcast with its txid"
+        )
 
     def iter_received(self, page_size: int = 1000, progress=None):
         before = None
         while True:
-            data = self.read("get_transactions", type="received", **({"before_tx": before} if before else {}))
+            data = self.read(
+                "get_transactions", type="received", **({"before_tx": before} if before else {})
+            )
             txs = data.get("txs", [])
             if progress:
                 progress(len(txs))
@@ -413,7 +495,7 @@ def _varint(raw: bytes, pos: int) -> tuple[int, int]:
     if first < 0xFD:
         return first, pos + 1
     size = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
-    return int.from_bytes(raw[pos + 1:pos + 1 + size], "little"), pos + 1 + size
+    return int.from_bytes(raw[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
 
 
 def _parse(raw: bytes) -> tuple[list[tuple[str, int]], list[tuple[int, bytes]], bytes]:
@@ -428,16 +510,21 @@ def _parse(raw: bytes) -> tuple[list[tuple[str, int]], list[tuple[int, bytes]], 
         n_in, pos = _varint(raw, pos)
         inputs = []
         for _ in range(n_in):
-            inputs.append((raw[pos:pos + 32][::-1].hex(), int.from_bytes(raw[pos + 32:pos + 36], "little")))
+            inputs.append(
+                (
+                    raw[pos : pos + 32][::-1].hex(),
+                    int.from_bytes(raw[pos + 32 : pos + 36], "little"),
+                )
+            )
             pos += 36
             length, pos = _varint(raw, pos)
             pos += length + 4
         n_out, pos = _varint(raw, pos)
         outputs = []
         for _ in range(n_out):
-            value = int.from_bytes(raw[pos:pos + 8], "little")
+            value = int.from_bytes(raw[pos : pos + 8], "little")
             length, pos = _varint(raw, pos + 8)
-            outputs.append((value, raw[pos:pos + length]))
+            outputs.append((value, raw[pos : pos + length]))
             pos += length
         body_end = pos
         if segwit:
@@ -448,7 +535,7 @@ def _parse(raw: bytes) -> tuple[list[tuple[str, int]], list[tuple[int, bytes]], 
                     pos += length
         if pos + 4 != len(raw):
             raise IndexError
-        stripped = raw[:4] + raw[body_start:body_end] + raw[pos:pos + 4] if segwit else raw
+        stripped = raw[:4] + raw[body_start:body_end] + raw[pos : pos + 4] if segwit else raw
         return inputs, outputs, stripped
     except (IndexError, KeyError):
         raise BadReply("block.io tx_hex is not a serialized transaction") from None

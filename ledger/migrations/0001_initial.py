@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,147 +15,485 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Currency',
+            name="Currency",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(help_text='Ticker, e.g. BTC', max_length=16, unique=True)),
-                ('name', models.CharField(blank=True, max_length=64)),
-                ('decimals', models.PositiveSmallIntegerField(default=8)),
-                ('enabled', models.BooleanField(default=True)),
-                ('crediting_threshold', models.PositiveIntegerField(default=3, help_text='Confirmations at which a deposit is credited to the user')),
-                ('polling_threshold', models.PositiveIntegerField(default=6, help_text='Confirmations at which a network transaction is closed and no longer polled')),
-                ('network', models.CharField(default='regtest', help_text='mainnet, testnet or regtest: used to validate addresses', max_length=16)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "code",
+                    models.CharField(help_text="Ticker, e.g. BTC", max_length=16, unique=True),
+                ),
+                ("name", models.CharField(blank=True, max_length=64)),
+                ("decimals", models.PositiveSmallIntegerField(default=8)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "crediting_threshold",
+                    models.PositiveIntegerField(
+                        default=3,
+                        help_text="Confirmations at which a deposit is credited to the user",
+                    ),
+                ),
+                (
+                    "polling_threshold",
+                    models.PositiveIntegerField(
+                        default=6,
+                        help_text="Confirmations at which a network transaction is closed and no longer polled",
+                    ),
+                ),
+                (
+                    "network",
+                    models.CharField(
+                        default="regtest",
+                        help_text="mainnet, testnet or regtest: used to validate addresses",
+                        max_length=16,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'currencies',
-                'ordering': ['code'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('decimals__lte', 10)), name='currency_decimals_fit_int64'), models.CheckConstraint(condition=models.Q(('polling_threshold__gte', models.F('crediting_threshold'))), name='currency_polling_after_crediting'), models.CheckConstraint(condition=models.Q(('crediting_threshold__gte', 1)), name='currency_crediting_at_least_1')],
+                "verbose_name_plural": "currencies",
+                "ordering": ["code"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("decimals__lte", 10)),
+                        name="currency_decimals_fit_int64",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("polling_threshold__gte", models.F("crediting_threshold"))
+                        ),
+                        name="currency_polling_after_crediting",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("crediting_threshold__gte", 1)),
+                        name="currency_crediting_at_least_1",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Account',
+            name="Account",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.PositiveIntegerField(choices=[(201, '201 balance'), (202, '202 advanced trading'), (203, '203 locked'), (204, '204 withdraw locked'), (205, '205 staking locked'), (206, '206 active staking'), (230, '230 advanced trading locked'), (900, '900 network'), (910, '910 import'), (920, '920 network fees')])),
-                ('user_id', models.CharField(blank=True, db_index=True, help_text='External user id', max_length=128, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('currency', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='accounts', to='ledger.currency')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "code",
+                    models.PositiveIntegerField(
+                        choices=[
+                            (201, "201 balance"),
+                            (202, "202 advanced trading"),
+                            (203, "203 locked"),
+                            (204, "204 withdraw locked"),
+                            (205, "205 staking locked"),
+                            (206, "206 active staking"),
+                            (230, "230 advanced trading locked"),
+                            (900, "900 network"),
+                            (910, "910 import"),
+                            (920, "920 network fees"),
+                        ]
+                    ),
+                ),
+                (
+                    "user_id",
+                    models.CharField(
+                        blank=True,
+                        db_index=True,
+                        help_text="External user id",
+                        max_length=128,
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "currency",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="accounts",
+                        to="ledger.currency",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Wallet',
+            name="Wallet",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('backend', models.CharField(choices=[('bitcoind', 'bitcoind (JSON-RPC)'), ('blockio', 'block.io (HTTP API)')], default='bitcoind', max_length=16)),
-                ('backend_settings', models.JSONField(blank=True, default=dict)),
-                ('enabled', models.BooleanField(default=True)),
-                ('last_block_hash', models.CharField(blank=True, help_text="Poller's listsinceblock cursor", max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('currency', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='wallets', to='ledger.currency')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64, unique=True)),
+                (
+                    "backend",
+                    models.CharField(
+                        choices=[
+                            ("bitcoind", "bitcoind (JSON-RPC)"),
+                            ("blockio", "block.io (HTTP API)"),
+                        ],
+                        default="bitcoind",
+                        max_length=16,
+                    ),
+                ),
+                ("backend_settings", models.JSONField(blank=True, default=dict)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "last_block_hash",
+                    models.CharField(
+                        blank=True, help_text="Poller's listsinceblock cursor", max_length=64
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "currency",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="wallets",
+                        to="ledger.currency",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='NetworkTransaction',
+            name="NetworkTransaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('txid', models.CharField(max_length=64)),
-                ('type', models.CharField(choices=[('deposit', 'deposit'), ('broadcast', 'broadcast')], max_length=16)),
-                ('state', models.CharField(choices=[('open', 'open'), ('closed', 'closed (confirmed)'), ('conflicted', 'conflicted'), ('vanished', 'vanished from node'), ('closed_by_hand', 'closed by hand')], db_index=True, default='open', max_length=16)),
-                ('confirmations', models.IntegerField(default=0)),
-                ('max_confirmations', models.IntegerField(default=0, help_text='Highest ever seen: a drop means a reorg')),
-                ('opened_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('last_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('state_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('credited_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_at', models.DateTimeField(blank=True, null=True)),
-                ('flagged', models.BooleanField(default=False, help_text='Needs an operator: e.g. a credited deposit lost confirmations')),
-                ('flag_reason', models.TextField(blank=True)),
-                ('close_reason', models.TextField(blank=True)),
-                ('closed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('currency', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='network_transactions', to='ledger.currency')),
-                ('wallet', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='network_transactions', to='ledger.wallet')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("txid", models.CharField(max_length=64)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[("deposit", "deposit"), ("broadcast", "broadcast")], max_length=16
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("open", "open"),
+                            ("closed", "closed (confirmed)"),
+                            ("conflicted", "conflicted"),
+                            ("vanished", "vanished from node"),
+                            ("closed_by_hand", "closed by hand"),
+                        ],
+                        db_index=True,
+                        default="open",
+                        max_length=16,
+                    ),
+                ),
+                ("confirmations", models.IntegerField(default=0)),
+                (
+                    "max_confirmations",
+                    models.IntegerField(
+                        default=0, help_text="Highest ever seen: a drop means a reorg"
+                    ),
+                ),
+                ("opened_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ("last_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("state_changed_at", models.DateTimeField(blank=True, null=True)),
+                ("credited_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "flagged",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Needs an operator: e.g. a credited deposit lost confirmations",
+                    ),
+                ),
+                ("flag_reason", models.TextField(blank=True)),
+                ("close_reason", models.TextField(blank=True)),
+                (
+                    "closed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "currency",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="network_transactions",
+                        to="ledger.currency",
+                    ),
+                ),
+                (
+                    "wallet",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="network_transactions",
+                        to="ledger.wallet",
+                    ),
+                ),
             ],
             options={
-                'permissions': [('close_networktransaction_by_hand', 'Can close network transactions by hand')],
+                "permissions": [
+                    ("close_networktransaction_by_hand", "Can close network transactions by hand")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Address',
+            name="Address",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.CharField(max_length=128)),
-                ('kind', models.CharField(choices=[('receiving', 'receiving (ours)'), ('external', 'external destination')], max_length=16)),
-                ('label', models.CharField(blank=True, max_length=128)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('account', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='addresses', to='ledger.account')),
-                ('currency', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='addresses', to='ledger.currency')),
-                ('wallet', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='addresses', to='ledger.wallet')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("address", models.CharField(max_length=128)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("receiving", "receiving (ours)"),
+                            ("external", "external destination"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("label", models.CharField(blank=True, max_length=128)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="addresses",
+                        to="ledger.account",
+                    ),
+                ),
+                (
+                    "currency",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="addresses",
+                        to="ledger.currency",
+                    ),
+                ),
+                (
+                    "wallet",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="addresses",
+                        to="ledger.wallet",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'addresses',
+                "verbose_name_plural": "addresses",
             },
         ),
         migrations.AddField(
-            model_name='account',
-            name='wallet',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='system_accounts', to='ledger.wallet'),
+            model_name="account",
+            name="wallet",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="system_accounts",
+                to="ledger.wallet",
+            ),
         ),
         migrations.CreateModel(
-            name='Transaction',
+            name="Transaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.BigIntegerField(help_text='Base units (satoshis)')),
-                ('kind', models.CharField(choices=[('deposit', 'deposit'), ('internal', 'internal'), ('pending_outgoing', 'pending outgoing (withdraw lock)'), ('broadcasted', 'broadcasted (left the wallet)'), ('returned', 'returned (failed outgoing)'), ('fee', 'network fee'), ('import', 'import')], max_length=20)),
-                ('label', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('address', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to='ledger.address')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('currency', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='transactions', to='ledger.currency')),
-                ('destination', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='credits', to='ledger.account')),
-                ('network_transaction', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to='ledger.networktransaction')),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='debits', to='ledger.account')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount", models.BigIntegerField(help_text="Base units (satoshis)")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("deposit", "deposit"),
+                            ("internal", "internal"),
+                            ("pending_outgoing", "pending outgoing (withdraw lock)"),
+                            ("broadcasted", "broadcasted (left the wallet)"),
+                            ("returned", "returned (failed outgoing)"),
+                            ("fee", "network fee"),
+                            ("import", "import"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("label", models.CharField(blank=True, max_length=255)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "address",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ledger_entries",
+                        to="ledger.address",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "currency",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="transactions",
+                        to="ledger.currency",
+                    ),
+                ),
+                (
+                    "destination",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="credits",
+                        to="ledger.account",
+                    ),
+                ),
+                (
+                    "network_transaction",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ledger_entries",
+                        to="ledger.networktransaction",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="debits",
+                        to="ledger.account",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['source', 'amount'], name='transaction_source_amount_idx'), models.Index(fields=['destination', 'amount'], name='transaction_dest_amount_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='transaction_amount_positive'), models.CheckConstraint(condition=models.Q(('source', models.F('destination')), _negated=True), name='transaction_distinct_accounts'), models.UniqueConstraint(condition=models.Q(('kind', 'deposit')), fields=('network_transaction', 'address'), name='transaction_one_credit_per_deposit_output')],
+                "indexes": [
+                    models.Index(fields=["source", "amount"], name="transaction_source_amount_idx"),
+                    models.Index(
+                        fields=["destination", "amount"], name="transaction_dest_amount_idx"
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("amount__gt", 0)), name="transaction_amount_positive"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("source", models.F("destination")), _negated=True),
+                        name="transaction_distinct_accounts",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("kind", "deposit")),
+                        fields=("network_transaction", "address"),
+                        name="transaction_one_credit_per_deposit_output",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='networktransaction',
-            index=models.Index(fields=['currency', 'state', 'opened_at'], name='network_tx_open_idx'),
+            model_name="networktransaction",
+            index=models.Index(
+                fields=["currency", "state", "opened_at"], name="network_tx_open_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='networktransaction',
-            constraint=models.UniqueConstraint(fields=('currency', 'txid', 'type'), name='network_tx_unique_txid_per_currency_type'),
+            model_name="networktransaction",
+            constraint=models.UniqueConstraint(
+                fields=("currency", "txid", "type"), name="network_tx_unique_txid_per_currency_type"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='networktransaction',
-            constraint=models.CheckConstraint(condition=models.Q(('txid__regex', '^[0-9a-f]{64}$')), name='network_tx_txid_is_hex64'),
+            model_name="networktransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("txid__regex", "^[0-9a-f]{64}$")),
+                name="network_tx_txid_is_hex64",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='address',
-            constraint=models.UniqueConstraint(fields=('currency', 'address'), name='address_unique_per_currency'),
+            model_name="address",
+            constraint=models.UniqueConstraint(
+                fields=("currency", "address"), name="address_unique_per_currency"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='address',
-            constraint=models.CheckConstraint(condition=models.Q(('kind', 'external'), models.Q(('account__isnull', False), ('wallet__isnull', False)), _connector='OR'), name='address_receiving_has_owner'),
+            model_name="address",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("kind", "external"),
+                    models.Q(("account__isnull", False), ("wallet__isnull", False)),
+                    _connector="OR",
+                ),
+                name="address_receiving_has_owner",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.UniqueConstraint(condition=models.Q(('user_id__isnull', False)), fields=('user_id', 'currency', 'code'), name='account_one_per_user_currency_code'),
+            model_name="account",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("user_id__isnull", False)),
+                fields=("user_id", "currency", "code"),
+                name="account_one_per_user_currency_code",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.UniqueConstraint(condition=models.Q(('wallet__isnull', False)), fields=('wallet', 'code'), name='account_one_per_wallet_code'),
+            model_name="account",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("wallet__isnull", False)),
+                fields=("wallet", "code"),
+                name="account_one_per_wallet_code",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('code__in', [201, 202, 203, 204, 205, 206, 230]), ('user_id__isnull', False), ('wallet__isnull', True)), models.Q(('code__in', [900, 910, 920]), ('user_id__isnull', True), ('wallet__isnull', False)), _connector='OR'), name='account_owner_matches_code'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("code__in", [201, 202, 203, 204, 205, 206, 230]),
+                        ("user_id__isnull", False),
+                        ("wallet__isnull", True),
+                    ),
+                    models.Q(
+                        ("code__in", [900, 910, 920]),
+                        ("user_id__isnull", True),
+                        ("wallet__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="account_owner_matches_code",
+            ),
         ),
     ]

@@ -1,6 +1,7 @@
 """Rules a CHECK cannot express, enforced by the database on SQLite and PostgreSQL alike:
 - both accounts of a ledger row are of the row's currency (no cross-currency moves);
 - the money columns of a ledger row never change (append-only: correct with a new row)."""
+
 from django.db import migrations
 
 PG_FORWARD = """
@@ -60,7 +61,9 @@ def _run(schema_editor, pg_sql, sqlite_statements):
         for statement in sqlite_statements:
             schema_editor.execute(statement)
     else:
-        raise NotImplementedError(f"ledger triggers are written for PostgreSQL and SQLite, not {vendor}")
+        raise NotImplementedError(
+            f"ledger triggers are written for PostgreSQL and SQLite, not {vendor}"
+        )
 
 
 class Migration(migrations.Migration):

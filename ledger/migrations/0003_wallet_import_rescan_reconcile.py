@@ -4,34 +4,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0002_ledger_triggers'),
+        ("ledger", "0002_ledger_triggers"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='wallet',
-            options={'ordering': ['name'], 'permissions': [('import_wallet_balance', "Can import a wallet's unaccounted balance"), ('rescan_wallet', "Can rescan a wallet's receiving addresses")]},
+            name="wallet",
+            options={
+                "ordering": ["name"],
+                "permissions": [
+                    ("import_wallet_balance", "Can import a wallet's unaccounted balance"),
+                    ("rescan_wallet", "Can rescan a wallet's receiving addresses"),
+                ],
+            },
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='last_reconciled_at',
+            model_name="wallet",
+            name="last_reconciled_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='last_reconciliation',
+            model_name="wallet",
+            name="last_reconciliation",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='last_rescan_at',
+            model_name="wallet",
+            name="last_rescan_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='last_rescan_result',
+            model_name="wallet",
+            name="last_rescan_result",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

@@ -4,14 +4,21 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0003_wallet_import_rescan_reconcile'),
+        ("ledger", "0003_wallet_import_rescan_reconcile"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='networktransaction',
-            options={'permissions': [('close_networktransaction_by_hand', 'Can close network transactions by hand'), ('check_networktransaction', 'Can check network transactions against the node now')]},
+            name="networktransaction",
+            options={
+                "permissions": [
+                    ("close_networktransaction_by_hand", "Can close network transactions by hand"),
+                    (
+                        "check_networktransaction",
+                        "Can check network transactions against the node now",
+                    ),
+                ]
+            },
         ),
     ]

@@ -4,14 +4,23 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0004_network_transaction_check_permission'),
+        ("ledger", "0004_network_transaction_check_permission"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='wallet',
-            options={'ordering': ['name'], 'permissions': [('import_wallet_balance', "Can import a wallet's unaccounted balance"), ('rescan_wallet', "Can rescan a wallet's receiving addresses"), ('reconcile_wallet', "Can record a reconciliation of a wallet's node against the books")]},
+            name="wallet",
+            options={
+                "ordering": ["name"],
+                "permissions": [
+                    ("import_wallet_balance", "Can import a wallet's unaccounted balance"),
+                    ("rescan_wallet", "Can rescan a wallet's receiving addresses"),
+                    (
+                        "reconcile_wallet",
+                        "Can record a reconciliation of a wallet's node against the books",
+                    ),
+                ],
+            },
         ),
     ]

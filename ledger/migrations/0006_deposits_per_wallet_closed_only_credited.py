@@ -10,9 +10,10 @@ transaction that closes them) on its next cycle; then the CHECK makes the state 
 from django.conf import settings
 from django.db import migrations, models
 
-
-REOPEN_REASON = ("reopened by migration 0006: an earlier version closed this deposit without crediting it; "
-                 "the poller credits it on its next cycle")
+REOPEN_REASON = (
+    "reopened by migration 0006: an earlier version closed this deposit without crediting it; "
+    "the poller credits it on its next cycle"
+)
 
 
 def reopen_closed_uncredited_deposits(apps, schema_editor):
@@ -24,43 +25,56 @@ def reopen_closed_uncredited_deposits(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0005_wallet_reconcile_permission'),
+        ("ledger", "0005_wallet_reconcile_permission"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='networktransaction',
-            name='network_tx_unique_txid_per_currency_type',
+            model_name="networktransaction",
+            name="network_tx_unique_txid_per_currency_type",
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='last_poll_error',
+            model_name="wallet",
+            name="last_poll_error",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='last_poll_error_at',
+            model_name="wallet",
+            name="last_poll_error_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='last_polled_at',
+            model_name="wallet",
+            name="last_polled_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddConstraint(
-            model_name='networktransaction',
-            constraint=models.UniqueConstraint(fields=('wallet', 'txid', 'type'), name='network_tx_unique_per_wallet_txid_type'),
+            model_name="networktransaction",
+            constraint=models.UniqueConstraint(
+                fields=("wallet", "txid", "type"), name="network_tx_unique_per_wallet_txid_type"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='networktransaction',
-            constraint=models.UniqueConstraint(condition=models.Q(('type', 'broadcast')), fields=('currency', 'txid'), name='network_tx_one_broadcast_per_currency_txid'),
+            model_name="networktransaction",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("type", "broadcast")),
+                fields=("currency", "txid"),
+                name="network_tx_one_broadcast_per_currency_txid",
+            ),
         ),
         migrations.RunPython(reopen_closed_uncredited_deposits, migrations.RunPython.noop),
         migrations.AddConstraint(
-            model_name='networktransaction',
-            constraint=models.CheckConstraint(condition=models.Q(('credited_at__isnull', True), ('state', 'closed'), ('type', 'deposit'), _negated=True), name='network_tx_deposit_closed_only_credited'),
+            model_name="networktransaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("credited_at__isnull", True),
+                    ("state", "closed"),
+                    ("type", "deposit"),
+                    _negated=True,
+                ),
+                name="network_tx_deposit_closed_only_credited",
+            ),
         ),
     ]

@@ -10,6 +10,7 @@ Only triggers are created: existing rows are left exactly as they are. TRUNCATE 
 possible on PostgreSQL (it fires no row trigger and needs the table owner's privilege): the
 test suite empties tables with it between transactional tests.
 """
+
 from django.db import migrations
 
 PG_FORWARD = """
@@ -89,7 +90,9 @@ def _run(schema_editor, pg_sql, sqlite_statements):
         for statement in sqlite_statements:
             schema_editor.execute(statement)
     else:
-        raise NotImplementedError(f"ledger triggers are written for PostgreSQL and SQLite, not {vendor}")
+        raise NotImplementedError(
+            f"ledger triggers are written for PostgreSQL and SQLite, not {vendor}"
+        )
 
 
 class Migration(migrations.Migration):

@@ -8,39 +8,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0007_append_only'),
+        ("ledger", "0007_append_only"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='networktransaction',
-            name='block_hash',
+            model_name="networktransaction",
+            name="block_hash",
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddField(
-            model_name='networktransaction',
-            name='block_height',
+            model_name="networktransaction",
+            name="block_height",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='wallet',
-            name='last_block_height',
+            model_name="wallet",
+            name="last_block_height",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='wallet',
-            name='last_block_hash',
-            field=models.CharField(blank=True, help_text="The node's tip at the poller's last cycle (its listsinceblock cursor)", max_length=64),
+            model_name="wallet",
+            name="last_block_hash",
+            field=models.CharField(
+                blank=True,
+                help_text="The node's tip at the poller's last cycle (its listsinceblock cursor)",
+                max_length=64,
+            ),
         ),
         migrations.AddIndex(
-            model_name='networktransaction',
-            index=models.Index(fields=['wallet', 'state', 'block_height', 'block_hash'], name='network_tx_block_idx'),
+            model_name="networktransaction",
+            index=models.Index(
+                fields=["wallet", "state", "block_height", "block_hash"],
+                name="network_tx_block_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='networktransaction',
-            index=models.Index(condition=models.Q(('credited_at__isnull', True), ('state', 'open'), ('type', 'deposit')), fields=['wallet', 'block_height'], name='network_tx_uncredited_idx'),
+            model_name="networktransaction",
+            index=models.Index(
+                condition=models.Q(
+                    ("credited_at__isnull", True), ("state", "open"), ("type", "deposit")
+                ),
+                fields=["wallet", "block_height"],
+                name="network_tx_uncredited_idx",
+            ),
         ),
     ]

@@ -5,30 +5,46 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text='kind:subject, e.g. broadcast.interrupted:12', max_length=200, unique=True)),
-                ('kind', models.CharField(max_length=64)),
-                ('title', models.CharField(max_length=255)),
-                ('detail', models.TextField(blank=True)),
-                ('first_seen_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_seen_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_sent_at', models.DateTimeField(blank=True, null=True)),
-                ('sent_count', models.PositiveIntegerField(default=0)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="kind:subject, e.g. broadcast.interrupted:12",
+                        max_length=200,
+                        unique=True,
+                    ),
+                ),
+                ("kind", models.CharField(max_length=64)),
+                ("title", models.CharField(max_length=255)),
+                ("detail", models.TextField(blank=True)),
+                ("first_seen_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_seen_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_sent_at", models.DateTimeField(blank=True, null=True)),
+                ("sent_count", models.PositiveIntegerField(default=0)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-first_seen_at'],
-                'indexes': [models.Index(condition=models.Q(('resolved_at__isnull', True)), fields=['resolved_at'], name='ops_alert_open_idx')],
+                "ordering": ["-first_seen_at"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("resolved_at__isnull", True)),
+                        fields=["resolved_at"],
+                        name="ops_alert_open_idx",
+                    )
+                ],
             },
         ),
     ]

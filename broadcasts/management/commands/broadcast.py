@@ -1,4 +1,5 @@
 """`manage.py broadcast [--wallet W]`: one Broadcaster run per wallet, printing what happened."""
+
 from django.core.management import BaseCommand, CommandError
 
 from ledger.models import Wallet

@@ -1,13 +1,16 @@
 """`manage.py check_interrupted_broadcasts`: list interrupted broadcasts, and closed ones a late
 reply flagged for attention; exit 1 if there are any."""
+
 from django.core.management import BaseCommand
 
 from ...services import interrupted_broadcasts, needing_attention
 
 
 class Command(BaseCommand):
-    help = ("List broadcasts opened but never closed, and those needing attention after a late reply "
-            "(exit status 1 if there are any).")
+    help = (
+        "List broadcasts opened but never closed, and those needing attention after a late reply "
+        "(exit status 1 if there are any)."
+    )
 
     def handle(self, *args, **options):
         rows = list(interrupted_broadcasts().select_related("wallet__currency").order_by("id"))
@@ -23,10 +26,16 @@ class Command(BaseCommand):
             )
         for b in flagged:
             first_line = b.last_error.splitlines()[0] if b.last_error else ""
-            self.stdout.write(f"#{b.pk} {b.label} wallet {b.wallet.name} {b.get_state_display()}: "
-                              f"NEEDS ATTENTION: {first_line}")
+            self.stdout.write(
+                f"#{b.pk} {b.label} wallet {b.wallet.name} {b.get_state_display()}: "
+                f"NEEDS ATTENTION: {first_line}"
+            )
         if rows:
-            self.stderr.write(f"{len(rows)} interrupted broadcast(s): close them by hand in the admin")
+            self.stderr.write(
+                f"{len(rows)} interrupted broadcast(s): close them by hand in the admin"
+            )
         if flagged:
-            self.stderr.write(f"{len(flagged)} broadcast(s) need attention: see their page in the admin")
+            self.stderr.write(
+                f"{len(flagged)} broadcast(s) need attention: see their page in the admin"
+            )
         raise SystemExit(1)

@@ -7,6 +7,7 @@ that balance into the books, gives a few users deposit addresses, then runs the 
 scheduler and the web server on 127.0.0.1 with a little traffic until Ctrl-C, which stops
 all of it. Data stays in var/ between runs.
 """
+
 import os
 import random
 import secrets
@@ -28,13 +29,18 @@ def _interrupt(signum, frame):
 
 
 class Command(BaseCommand):
-    help = "Run the dashboard with a local regtest node and the scheduler (Ctrl-C stops everything)."
+    help = (
+        "Run the dashboard with a local regtest node and the scheduler (Ctrl-C stops everything)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=None, help="default: $PORT, else 8000")
         parser.add_argument("--no-serve", action="store_true", help="Set up and exit (for tests).")
-        parser.add_argument("--var", default=None,
-                            help="Directory for the nodes' data (default: var/ in the repository).")
+        parser.add_argument(
+            "--var",
+            default=None,
+            help="Directory for the nodes' data (default: var/ in the repository).",
+        )
 
     def handle(self, *args, port, no_serve, var=None, **options):
         port = port or settings.PORT
@@ -45,7 +51,9 @@ class Command(BaseCommand):
         outside = LocalBitcoind(datadir=str(var / "outside")).start()
         notify = f"{sys.executable} {settings.BASE_DIR / 'manage.py'} walletnotify BTC %s"
         try:
-            node = LocalBitcoind(datadir=str(var / "node"), peer=outside, walletnotify=notify).start()
+            node = LocalBitcoind(
+                datadir=str(var / "node"), peer=outside, walletnotify=notify
+            ).start()
         except Exception:
             outside.stop(remove=False)
             raise
@@ -65,12 +73,17 @@ class Command(BaseCommand):
             env = dict(os.environ)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             children.start(manage + ["qcluster"], env=env)
-            children.start(manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env)
-            self.stdout.write(self.style.SUCCESS(
-                f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / {password}\n"
-                f"  Second factor: {self.second_factor_note()}\n"
-                f"  Node: regtest bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n"
-                "  Ctrl-C stops the server, the scheduler and the node.\n"))
+            children.start(
+                manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env
+            )
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / {password}\n"
+                    f"  Second factor: {self.second_factor_note()}\n"
+                    f"  Node: regtest bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n"
+                    "  Ctrl-C stops the server, the scheduler and the node.\n"
+                )
+            )
             self.run_until_interrupted(node, wallet, children)
         except KeyboardInterrupt:
             pass
@@ -92,20 +105,36 @@ class Command(BaseCommand):
         if self.outside.rpc("getblockcount") < 101:
             self.outside.generate(101)
         btc, _ = Currency.objects.get_or_create(
-            code="BTC", defaults={"name": "Bitcoin (regtest)", "crediting_threshold": 2, "polling_threshold": 6})
+            code="BTC",
+            defaults={
+                "name": "Bitcoin (regtest)",
+                "crediting_threshold": 2,
+                "polling_threshold": 6,
+            },
+        )
         wallet, _ = Wallet.objects.update_or_create(
-            name="BTC regtest", defaults={"currency": btc, "backend": "bitcoind", "backend_settings": {"url": node.url}})
+            name="BTC regtest",
+            defaults={
+                "currency": btc,
+                "backend": "bitcoind",
+                "backend_settings": {"url": node.url},
+            },
+        )
         return wallet
 
     def second_factor_note(self):
         if settings.OTP_REQUIRED:
             return "required (OTP_REQUIRED on): enrol an authenticator app right after the password"
-        return ("OFF in this demo (OTP_REQUIRED=0, the default with DEBUG=1); "
-                "production requires a TOTP code from every staff user")
+        return (
+            "OFF in this demo (OTP_REQUIRED=0, the default with DEBUG=1); "
+            "production requires a TOTP code from every staff user"
+        )
 
     def setup_admin(self):
         password = secrets.token_urlsafe(12)
-        user, _ = get_user_model().objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        user, _ = get_user_model().objects.get_or_create(
+            username="admin", defaults={"is_staff": True, "is_superuser": True}
+        )
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
@@ -127,7 +156,9 @@ class Command(BaseCommand):
             self._wait(lambda: node.rpc("getbalance", "*", 0) > 0)
         try:
             entry = imports.import_unaccounted_balance(wallet.pk, treasury.pk)
-            self.stdout.write(f"imported {wallet.currency.format(entry.amount)} BTC into the books (account {treasury.pk})")
+            self.stdout.write(
+                f"imported {wallet.currency.format(entry.amount)} BTC into the books (account {treasury.pk})"
+            )
         except imports.WalletImportError as exc:
             self.stdout.write(str(exc))
         for user in self.USERS:

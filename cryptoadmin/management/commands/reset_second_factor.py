@@ -5,8 +5,10 @@ from cryptoadmin.signin.services import reset_devices
 
 
 class Command(BaseCommand):
-    help = ("Remove a user's second-factor devices (authenticator and recovery codes): they enrol a new "
-            "authenticator at their next sign-in. For a lost phone.")
+    help = (
+        "Remove a user's second-factor devices (authenticator and recovery codes): they enrol a new "
+        "authenticator at their next sign-in. For a lost phone."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -18,5 +20,7 @@ class Command(BaseCommand):
         except User.DoesNotExist:
             raise CommandError(f"no user {username!r}") from None
         removed = reset_devices(user)
-        self.stdout.write(f"removed {removed} second-factor device(s) of {username}; "
-                          "they enrol a new authenticator at their next sign-in")
+        self.stdout.write(
+            f"removed {removed} second-factor device(s) of {username}; "
+            "they enrol a new authenticator at their next sign-in"
+        )

@@ -25,10 +25,12 @@ class Command(BaseCommand):
             preview = imports.preview_import(wallet, account, by=SYSTEM)
         except (imports.WalletImportError, BackendError) as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"node balance: {c.format(preview.node_balance)} {c.code}\n"
-                          f"books:        {c.format(preview.books_balance)} {c.code}\n"
-                          f"uncredited:   {c.format(preview.uncredited)} {c.code}\n"
-                          f"unaccounted:  {c.format(preview.unaccounted)} {c.code}")
+        self.stdout.write(
+            f"node balance: {c.format(preview.node_balance)} {c.code}\n"
+            f"books:        {c.format(preview.books_balance)} {c.code}\n"
+            f"uncredited:   {c.format(preview.uncredited)} {c.code}\n"
+            f"unaccounted:  {c.format(preview.unaccounted)} {c.code}"
+        )
         try:
             imports.check_importable(wallet, preview.unaccounted)
         except imports.NothingToImport:
@@ -39,14 +41,20 @@ class Command(BaseCommand):
         if not yes:
             if not self.stdin_is_interactive():
                 raise CommandError("Not confirmed: run with --yes to import without a prompt.")
-            answer = input(f"Import {c.format(preview.unaccounted)} {c.code} to account {account.pk}? [y/N] ")
+            answer = input(
+                f"Import {c.format(preview.unaccounted)} {c.code} to account {account.pk}? [y/N] "
+            )
             if answer.strip().lower() not in ("y", "yes"):
                 raise CommandError("Not confirmed: nothing imported.")
         try:
             entry = imports.confirm_import(wallet, account, preview.unaccounted, by=SYSTEM)
         except (imports.WalletImportError, BackendError) as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(self.style.SUCCESS(f"{entry.label}: {c.format(entry.amount)} {c.code} to account {account.pk}"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{entry.label}: {c.format(entry.amount)} {c.code} to account {account.pk}"
+            )
+        )
 
     @staticmethod
     def stdin_is_interactive():
@@ -57,7 +65,9 @@ class Command(BaseCommand):
 
 def _wallet(ref: str) -> Wallet:
     wallets = Wallet.objects.select_related("currency")
-    found = wallets.filter(name=ref).first() or (wallets.filter(pk=int(ref)).first() if ref.isdigit() else None)
+    found = wallets.filter(name=ref).first() or (
+        wallets.filter(pk=int(ref)).first() if ref.isdigit() else None
+    )
     if found is None:
         raise CommandError(f"Unknown wallet {ref!r}: give a wallet name or id.")
     return found

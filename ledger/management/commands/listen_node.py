@@ -1,5 +1,6 @@
 """`manage.py listen_node [--wallet W ...] [--zmq URL] [--resync SECONDS]`: follow bitcoind's
 ZMQ feed (ledger/listener.py). Runs until SIGTERM or SIGINT; the process manager keeps it alive."""
+
 import signal
 
 from django.core.management import BaseCommand, CommandError
@@ -12,28 +13,49 @@ class Command(BaseCommand):
     help = "Follow the nodes' ZMQ feeds: a new block polls at once, a wallet transaction is recorded at once."
 
     def add_arguments(self, parser):
-        parser.add_argument("--wallet", action="append", help="wallet name (default: every enabled bitcoind wallet "
-                                                              "with a 'zmq' endpoint in its backend settings)")
-        parser.add_argument("--zmq", help="the node's ZMQ endpoint, e.g. tcp://127.0.0.1:28332 (overrides the wallets')")
-        parser.add_argument("--resync", type=float, default=60.0, help="seconds between safety-net poll cycles")
+        parser.add_argument(
+            "--wallet",
+            action="append",
+            help="wallet name (default: every enabled bitcoind wallet "
+            "with a 'zmq' endpoint in its backend settings)",
+        )
+        parser.add_argument(
+            "--zmq",
+            help="the node's ZMQ endpoint, e.g. tcp://127.0.0.1:28332 (overrides the wallets')",
+        )
+        parser.add_argument(
+            "--resync", type=float, default=60.0, help="seconds between safety-net poll cycles"
+        )
 
     def handle(self, wallet=None, zmq=None, resync=60.0, **options):
-        wallets = Wallet.objects.filter(enabled=True, backend=Wallet.Backend.BITCOIND).select_related("currency")
+        wallets = Wallet.objects.filter(
+            enabled=True, backend=Wallet.Backend.BITCOIND
+        ).select_related("currency")
         if wallet:
             wallets = wallets.filter(name__in=wallet)
             missing = set(wallet) - {w.name for w in wallets}
             if missing:
-                raise CommandError(f"Unknown or disabled bitcoind wallet(s): {', '.join(sorted(missing))}")
+                raise CommandError(
+                    f"Unknown or disabled bitcoind wallet(s): {', '.join(sorted(missing))}"
+                )
         wallets = [w for w in wallets if zmq or (w.backend_settings or {}).get("zmq")]
         if not wallets:
-            raise CommandError("No wallet to listen for: give --zmq, or set 'zmq' in a wallet's backend settings.")
+            raise CommandError(
+                "No wallet to listen for: give --zmq, or set 'zmq' in a wallet's backend settings."
+            )
         stop = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.append(True))
         verbose = options["verbosity"] >= 2
-        listener = Listener(wallets, endpoint=zmq, resync=resync,
-                            out=(lambda line: self.stdout.write(line) or self.stdout.flush()) if verbose else None)
-        self.stdout.write(f"listening for {', '.join(w.name for w in wallets)} on {', '.join(listener.groups)}")
+        listener = Listener(
+            wallets,
+            endpoint=zmq,
+            resync=resync,
+            out=(lambda line: self.stdout.write(line) or self.stdout.flush()) if verbose else None,
+        )
+        self.stdout.write(
+            f"listening for {', '.join(w.name for w in wallets)} on {', '.join(listener.groups)}"
+        )
         self.stdout.flush()
         try:
             listener.run(should_stop=lambda: bool(stop))

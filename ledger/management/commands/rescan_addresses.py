@@ -24,15 +24,22 @@ class Command(BaseCommand):
                 raise CommandError(f"Unknown currency {currency!r}.")
 
         def bar(wallet):
-            return tqdm(total=wallet.get_backend().history_size(), desc=wallet.name, unit="tx",
-                        file=self.stderr._out, disable=None)
+            return tqdm(
+                total=wallet.get_backend().history_size(),
+                desc=wallet.name,
+                unit="tx",
+                file=self.stderr._out,
+                disable=None,
+            )
 
         try:
             results = rescan_addresses(selected, page_size, progress_factory=bar, by=SYSTEM)
         except BackendError as exc:
             raise CommandError(f"The node could not be asked: {exc}") from None
         for name, result in results.items():
-            self.stdout.write(f"{name}: {result['found']} missed deposit(s) found "
-                              f"({result['receives_on_our_addresses']} receives on {result['addresses']} addresses)")
+            self.stdout.write(
+                f"{name}: {result['found']} missed deposit(s) found "
+                f"({result['receives_on_our_addresses']} receives on {result['addresses']} addresses)"
+            )
         if not results:
             self.stdout.write("No enabled wallet to rescan.")

@@ -1,6 +1,7 @@
 """What bitcoind's -walletnotify calls: `manage.py walletnotify CURRENCY %s`.
 
 Bad input is a clear message and exit code 2, with nothing written."""
+
 import sys
 
 from django.core.management import BaseCommand
@@ -24,7 +25,9 @@ class Command(BaseCommand):
             sys.exit(2)
         txid = txid.strip().lower()
         if not TXID_RE.match(txid):
-            self.stderr.write(f"walletnotify: {txid!r} is not a transaction id (64 hexadecimal characters)")
+            self.stderr.write(
+                f"walletnotify: {txid!r} is not a transaction id (64 hexadecimal characters)"
+            )
             sys.exit(2)
         try:
             summary = update_one(found, txid)

@@ -6,6 +6,7 @@ again on every upgrade, before restarting). Under systemd, run the two processes
 units instead (deploy/); this command is for one machine or a first try of production settings.
 SIGINT or SIGTERM stops both; if either exits, the other is stopped and this exits 1.
 """
+
 import signal
 import sys
 import time
@@ -29,14 +30,20 @@ class Command(BaseCommand):
     help = "Run gunicorn and the django-q2 cluster (production settings from the environment)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--bind", default=None, help="gunicorn address (default 127.0.0.1:$PORT)")
-        parser.add_argument("--web-workers", type=int, default=None, help="gunicorn workers (default $WEB_WORKERS)")
+        parser.add_argument(
+            "--bind", default=None, help="gunicorn address (default 127.0.0.1:$PORT)"
+        )
+        parser.add_argument(
+            "--web-workers", type=int, default=None, help="gunicorn workers (default $WEB_WORKERS)"
+        )
         parser.add_argument("--no-scheduler", action="store_true", help="web server only")
 
     def handle(self, *args, bind=None, web_workers=None, no_scheduler=False, **options):
         if connection.vendor != "postgresql":
-            raise CommandError("serve runs on PostgreSQL: set DATABASE_URL=postgres://user:pass@host:port/name "
-                               "(SQLite is for `make run`).")
+            raise CommandError(
+                "serve runs on PostgreSQL: set DATABASE_URL=postgres://user:pass@host:port/name "
+                "(SQLite is for `make run`)."
+            )
         if settings.DEBUG:
             self.stderr.write("warning: DEBUG is on; production runs with DEBUG off.")
         call_command("check", deploy=True, fail_level="ERROR")
@@ -49,12 +56,29 @@ class Command(BaseCommand):
             signal.signal(sig, _stop)
         code = 0
         try:
-            tree.start([python, "-m", "gunicorn", "cryptoadmin.wsgi:application", "--bind", bind,
-                        "--workers", str(workers), "--access-logfile", "-", "--graceful-timeout", "20"])
+            tree.start(
+                [
+                    python,
+                    "-m",
+                    "gunicorn",
+                    "cryptoadmin.wsgi:application",
+                    "--bind",
+                    bind,
+                    "--workers",
+                    str(workers),
+                    "--access-logfile",
+                    "-",
+                    "--graceful-timeout",
+                    "20",
+                ]
+            )
             if not no_scheduler:
                 tree.start([python, str(settings.BASE_DIR / "manage.py"), "qcluster"])
-            self.stdout.write(f"serving on http://{bind}/admin/ with {workers} web worker(s)"
-                              + ("" if no_scheduler else " and the scheduler"), ending="\n")
+            self.stdout.write(
+                f"serving on http://{bind}/admin/ with {workers} web worker(s)"
+                + ("" if no_scheduler else " and the scheduler"),
+                ending="\n",
+            )
             self.stdout.flush()
             while tree.all_running():
                 time.sleep(0.5)
