@@ -92,7 +92,8 @@ def two_nodes(fresh_node):
     outside = fresh_node()
     ours = fresh_node(peer=outside)
     outside.generate(101)
-    wait_until(lambda: ours.rpc("getblockcount") == 101, what="our node to sync")
+    # P2P sync of 101 blocks takes seconds on a quiet machine and far longer on a loaded CI box.
+    wait_until(lambda: ours.rpc("getblockcount") == 101, timeout=90, what="our node to sync")
     return ours, outside
 
 
