@@ -19,8 +19,8 @@ def alerts(request):
             dict(
                 level="error",
                 message=(
-                    f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet until an operator "
-                    "checks the chain and closes them by hand."
+                    f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet "
+                    "until an operator checks the chain and closes them by hand."
                 ),
                 url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
             )
@@ -31,8 +31,8 @@ def alerts(request):
             dict(
                 level="error",
                 message=(
-                    f"{late} broadcast(s) need attention: the node's reply came after a close by hand "
-                    "(see their last error; a payment may have been made twice)."
+                    f"{late} broadcast(s) need attention: the node's reply came after a close by "
+                    "hand (see their last error; a payment may have been made twice)."
                 ),
                 url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=attention",
             )
@@ -44,8 +44,8 @@ def alerts(request):
                 level="error",
                 message=(
                     f"{refused} outgoing transaction(s) need attention: the node refused them "
-                    f"{OutgoingTransaction.MAX_REFUSALS} times and they left the queue (see their last error; "
-                    "cancel to give the money back)."
+                    f"{OutgoingTransaction.MAX_REFUSALS} times and they left the queue (see their "
+                    "last error; cancel to give the money back)."
                 ),
                 url=reverse("admin:broadcasts_outgoingtransaction_changelist")
                 + "?state=needs_attention",

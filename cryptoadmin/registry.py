@@ -1,7 +1,8 @@
 """Per-app hooks found by module name, so apps add schedules, dashboard panels and admin
 alerts without editing a shared file.
 
-- `<app>/schedules.py`: SCHEDULES = [dict(name=..., func="dotted.path", schedule_type="I", minutes=1, ...)]
+- `<app>/schedules.py`: SCHEDULES = [dict(name=..., func="dotted.path", schedule_type="I",
+  minutes=1, ...)]
 - `<app>/dashboard.py`: `panels(request) -> list[dict(title, template, context)]` for the
   admin index, and `alerts(request) -> list[dict(level, message, url)]` for a banner on
   every admin page.

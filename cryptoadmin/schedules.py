@@ -100,7 +100,8 @@ def _literal(value) -> str:
 
 
 def _registered_condition(columns: dict[str, str]) -> str:
-    """SQL true when NEW's locked columns equal one registry entry's (NULL and '' both "not set")."""
+    """SQL true when NEW's locked columns equal one registry entry's (NULL and '' both "not
+    set")."""
     clauses = [
         "("
         + " AND ".join(
@@ -113,7 +114,8 @@ def _registered_condition(columns: dict[str, str]) -> str:
 
 
 def install_schedule_check(using="default") -> None:
-    """(Re)create the trigger refusing unregistered schedule rows, from the registry as it is now."""
+    """(Re)create the trigger refusing unregistered schedule rows, from the registry as it is
+    now."""
     from django_q.models import Schedule
 
     connection = connections[using]
@@ -165,7 +167,8 @@ def register_schedules(sender, using="default", **kwargs):
     for spec in all_schedules():
         spec = {**{name: None for name in LOCKED_FIELDS}, **spec}
         name = spec.pop("name")
-        # The registry decides what runs; the interval, next run and repeats a role chose survive a deploy.
+        # The registry decides what runs; the interval, next run and repeats a role chose
+        # survive a deploy.
         Schedule.objects.using(using).update_or_create(
             name=name,
             defaults={field: spec[field] for field in LOCKED_FIELDS},

@@ -2,6 +2,8 @@
 roles make them, are recorded with the user, the time and before/after values, secrets masked,
 and every role can read them in the admin."""
 
+import json
+
 import pytest
 from auditlog.models import LogEntry
 from django.contrib.auth.models import Group, Permission
@@ -60,8 +62,14 @@ def test_it_records_a_new_wallet_with_its_secrets_masked(client, admin_user):
             "currency": btc.pk,
             "backend": "blockio",
             "enabled": "on",
-            "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/", '
-            '"network": "BTCTEST"}' % SECRETS,
+            "backend_settings": json.dumps(
+                {
+                    "api_key": SECRETS[0],
+                    "pin": SECRETS[1],
+                    "base_url": f"http://rpc:{SECRETS[2]}@127.0.0.1:1/",
+                    "network": "BTCTEST",
+                }
+            ),
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -120,8 +128,13 @@ def test_it_shows_the_log_to_a_viewer_with_secrets_masked_and_nothing_to_change(
             "currency": btc.pk,
             "backend": "blockio",
             "enabled": "on",
-            "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/"}'
-            % SECRETS,
+            "backend_settings": json.dumps(
+                {
+                    "api_key": SECRETS[0],
+                    "pin": SECRETS[1],
+                    "base_url": f"http://rpc:{SECRETS[2]}@127.0.0.1:1/",
+                }
+            ),
         },
     )
     client.force_login(viewer)

@@ -187,7 +187,8 @@ def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(
 
 
 class DiesBeforeSend(BitcoindBackend):
-    """The node answers the ping, then is gone when sendmany connects (refused: provably not sent)."""
+    """The node answers the ping, then is gone when sendmany connects (refused: provably not
+    sent)."""
 
     def send_many(self, outputs, comment, **kwargs):
         self.url = "http://u:p@127.0.0.1:9"

@@ -16,7 +16,8 @@ from tests.support import PYTHON, REPO
 pytestmark = pytest.mark.node
 
 MARKER = "CRYPTOADMIN_DEMO_TEST_MARKER"
-# demo, its two nodes, runserver, and qcluster: the command, its sentinel, monitor, pusher and workers.
+# demo, its two nodes, runserver, and qcluster: the command, its sentinel, monitor, pusher and
+# workers.
 Q_WORKERS = 1  # the smallest cluster that still has every kind of process
 TREE_SIZE = 1 + 2 + 1 + (4 + Q_WORKERS)
 
@@ -87,7 +88,9 @@ def test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row(tmp_path):
             t0 = time.monotonic()
             try:
                 wait_for(
-                    lambda: "Dashboard:" in log.read_text() or demo.poll() is not None,
+                    lambda log=log, demo=demo: (
+                        "Dashboard:" in log.read_text() or demo.poll() is not None
+                    ),
                     180,
                     "the demo to serve",
                 )
@@ -96,7 +99,11 @@ def test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row(tmp_path):
                 wait_for(
                     lambda: len(marked_processes(marker)) >= TREE_SIZE, 30, "the whole process tree"
                 )
-                wait_for(lambda: "running." in log.read_text(), 60, "the scheduler cluster to run")
+                wait_for(
+                    lambda log=log: "running." in log.read_text(),
+                    60,
+                    "the scheduler cluster to run",
+                )
                 t2 = time.monotonic()
                 os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
                 demo.wait(timeout=60)

@@ -16,7 +16,7 @@ FIELDS = (
 
 
 def seed_query(user_id):
-    return 'query { user(id: "%s") { currencies { %s } } }' % (user_id, FIELDS)
+    return f'query {{ user(id: "{user_id}") {{ currencies {{ {FIELDS} }} }} }}'
 
 
 @pytest.fixture

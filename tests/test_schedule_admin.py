@@ -230,7 +230,8 @@ def test_it_never_queues_a_row_that_bypassed_the_save_check(monkeypatch):
     scheduler = q_scheduler.scheduler
 
     past = timezone.now() - timezone.timedelta(minutes=1)
-    _as_before_the_checks()  # a row from before the checks: only the save-time one is left to stop it
+    # a row from before the checks: only the save-time one is left to stop it
+    _as_before_the_checks()
     Schedule.objects.bulk_create(
         [
             Schedule(

@@ -78,10 +78,10 @@ class Command(BaseCommand):
             )
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / {password}\n"
-                    f"  Second factor: {self.second_factor_note()}\n"
-                    f"  Node: regtest bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n"
-                    "  Ctrl-C stops the server, the scheduler and the node.\n"
+                    f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / "
+                    f"{password}\n  Second factor: {self.second_factor_note()}\n  Node: regtest "
+                    f"bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n  Ctrl-C stops "
+                    "the server, the scheduler and the node.\n"
                 )
             )
             self.run_until_interrupted(node, wallet, children)
@@ -157,7 +157,8 @@ class Command(BaseCommand):
         try:
             entry = imports.import_unaccounted_balance(wallet.pk, treasury.pk)
             self.stdout.write(
-                f"imported {wallet.currency.format(entry.amount)} BTC into the books (account {treasury.pk})"
+                f"imported {wallet.currency.format(entry.amount)} BTC into the books (account "
+                f"{treasury.pk})"
             )
         except imports.WalletImportError as exc:
             self.stdout.write(str(exc))
@@ -184,7 +185,8 @@ class Command(BaseCommand):
             pass
 
     def tick(self, node, wallet):
-        """Some traffic: a block every tick so confirmations move, deposits, now and then a withdrawal."""
+        """Some traffic: a block every tick so confirmations move, deposits, now and then a
+        withdrawal."""
         from ledger.models import Address
 
         if random.random() < 0.5:
