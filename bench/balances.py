@@ -1,7 +1,7 @@
 """Balance cache benchmark on PostgreSQL: 1,000,000 ledger entries, 10,000 users, 20 currencies.
 
 Run from the repository root: .venv/bin/python bench/balances.py [--rebuild]
-Starts its own PostgreSQL (cryptoadmin.localservices.LocalPostgres). The built cluster is kept in
+Starts its own PostgreSQL (devtools.localservices.LocalPostgres). The built cluster is kept in
 bench/.cache/balances-pg (git-ignored) and reused by the next run, since building takes about a
 minute on two cores; --rebuild starts from scratch. The last line is `hot_vs_uncached: <ratio>x`.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cryptoadmin.localservices import LocalPostgres  # noqa: E402
+from devtools.localservices import LocalPostgres  # noqa: E402
 
 CACHE_DIR = REPO / "bench" / ".cache" / "balances-pg"
 BUILD_ID = "v1 users=10000 currencies=20 entries=1000000"

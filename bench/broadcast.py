@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cryptoadmin.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
+from devtools.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 
 
 def queue(wallet, n, n_addresses, n_users=500):

@@ -116,7 +116,7 @@ class Soak:
     # -- set-up ------------------------------------------------------------------------------
 
     def start(self):
-        from cryptoadmin.localservices import LocalBitcoind, LocalPostgres
+        from devtools.localservices import LocalBitcoind, LocalPostgres
 
         if self.db == "postgres":
             self.postgres = LocalPostgres().start()
@@ -135,7 +135,7 @@ class Soak:
         self.nodes.append(self.ours)
         self.env = dict(
             os.environ,
-            DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+            DJANGO_SETTINGS_MODULE="devtools.settings_test",
             DATABASE_URL=self.database_url,
             PYTHONPATH=str(REPO),
         )
@@ -143,7 +143,7 @@ class Soak:
         # Short node deadlines: a killed send's lease (when broadcasts have one) ends soon.
         self.env.update(NODE_RPC_TIMEOUT="10", BROADCAST_LEASE_MARGIN="1")
         os.environ.update(
-            DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url
+            DJANGO_SETTINGS_MODULE="devtools.settings_test", DATABASE_URL=self.database_url
         )
         import django
 

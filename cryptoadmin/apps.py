@@ -6,6 +6,6 @@ class CryptoadminConfig(AppConfig):
     verbose_name = "cryptoadmin"
 
     def ready(self):
-        from . import audit, checks, schedules  # noqa: F401  registers checks and post_migrate
+        from . import audit
 
         audit.register()

@@ -2,7 +2,7 @@
 
 Values that cannot be parsed stop start-up here with a message naming the variable.
 Values that parse but make no sense together are reported by system checks
-(cryptoadmin/checks.py), so `manage.py check` explains them all at once.
+(ops/deploy_checks.py), so `manage.py check` explains them all at once.
 """
 
 import os

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from . import scheduler_admin  # noqa: F401  django-q2's admin pages, re-registered
 from .models import Alert
 
 

@@ -81,7 +81,7 @@ def flagged_deposit_events() -> list[Event]:
 
 
 def node_events() -> list[Event]:
-    from cryptoadmin.health import probe_nodes
+    from ops.health import probe_nodes
 
     delay = timedelta(minutes=settings.ALERT_NODE_DOWN_MINUTES)
     return [
@@ -118,7 +118,7 @@ def outgoing_attention_events() -> list[Event]:
 
 
 def overdue_schedule_events() -> list[Event]:
-    from cryptoadmin.overview import schedule_rows
+    from ops.overview import schedule_rows
 
     return [
         Event(

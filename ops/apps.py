@@ -9,4 +9,5 @@ class OpsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks  # noqa: F401  registers the configuration checks
+        # The configuration checks, and the scheduler's pre_save and post_migrate receivers.
+        from . import checks, deploy_checks, scheduler  # noqa: F401

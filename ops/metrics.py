@@ -116,8 +116,8 @@ def outgoing_metrics():
 
 
 def node_metrics():
-    from cryptoadmin.health import probe_nodes
     from ledger.models import Wallet
+    from ops.health import probe_nodes
 
     up = _gauge(
         "cryptoadmin_node_up",

@@ -12,7 +12,7 @@ from html import unescape
 
 import requests
 
-from cryptoadmin.localservices import free_port
+from devtools.localservices import free_port
 from tests.support import PYTHON, REPO
 
 

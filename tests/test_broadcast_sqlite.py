@@ -15,7 +15,7 @@ from tests.support import PYTHON, REPO
 def sqlite_env(tmp_path):
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+        DJANGO_SETTINGS_MODULE="devtools.settings_test",
         PYTHONPATH=str(REPO),
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
     )

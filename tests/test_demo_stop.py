@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptoadmin.localservices import free_port
+from devtools.localservices import free_port
 from tests.support import PYTHON, REPO
 
 pytestmark = pytest.mark.node

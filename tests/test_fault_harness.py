@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from cryptoadmin.localservices import LocalBitcoind
+from devtools.localservices import LocalBitcoind
 from ledger import services as ledger
 from ledger.models import Account
 from ledger.money import to_units

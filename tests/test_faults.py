@@ -39,7 +39,7 @@ def test_it_kills_a_child_process_with_sigkill_from_the_environment():
     env = dict(
         os.environ,
         CRYPTOADMIN_FAULT="test.child=kill",
-        DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+        DJANGO_SETTINGS_MODULE="devtools.settings_test",
         PYTHONPATH=str(REPO),
     )
     code = (

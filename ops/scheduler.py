@@ -17,7 +17,7 @@ from django.db import connections
 from django.db.models.signals import post_migrate, pre_save
 from django.dispatch import receiver
 
-from .registry import PROJECT_APPS, collect
+from cryptoadmin.registry import PROJECT_APPS, collect
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def install_schedule_check(using="default") -> None:
     condition = _registered_condition(
         {f: connection.ops.quote_name(Schedule._meta.get_field(f).column) for f in LOCKED_FIELDS}
     )
-    message = "schedules run registered jobs only (cryptoadmin/schedules.py)"
+    message = "schedules run registered jobs only (ops/scheduler.py)"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(f"""
@@ -153,7 +153,7 @@ def install_schedule_check(using="default") -> None:
 
 @receiver(post_migrate)
 def register_schedules(sender, using="default", **kwargs):
-    if sender.name != "cryptoadmin":  # once per migrate, after our app's migrations
+    if sender.name != "ops":  # once per migrate, after our app's migrations
         return
     from django_q.models import Schedule
 

@@ -3,7 +3,7 @@
 - Scheduled tasks: a new schedule is one of the registered jobs (a choice, never a dotted
   path); an existing one shows what it runs read-only, and only its interval, next run and
   repeats can be changed (`django_q.change_schedule`: Admin). The save-time check in
-  cryptoadmin/schedules.py refuses anything else from anywhere, superusers included.
+  ops/scheduler.py refuses anything else from anywhere, superusers included.
 - Successful / Failed tasks: read-only records. "Re-run" queues a project task again and
   declares `django_q.add_ormq` (Admin); the record stays. Nobody deletes them here.
 - Queued tasks: read-only; deleting one is left to superusers (`django_q.delete_ormq`).
@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.core.validators import MinValueValidator
 from django_q.models import Failure, OrmQ, Schedule, Success
 
-from .schedules import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
+from .scheduler import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
 
 RERUN_PERM = "django_q.add_ormq"
 

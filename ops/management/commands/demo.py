@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, call_command
 
-from cryptoadmin.localservices import LocalBitcoind
+from devtools.localservices import LocalBitcoind
 from ops.processes import ProcessTree
 
 
