@@ -7,6 +7,8 @@ class OpsConfig(AppConfig):
     name = "ops"
     verbose_name = "operations"
     default_auto_field = "django.db.models.BigAutoField"
+    # First on the admin home: the overview panels (currencies, wallets, deposits, scheduler).
+    hooks_order = 10
 
     def ready(self):
         # The configuration checks, and the scheduler's pre_save and post_migrate receivers.

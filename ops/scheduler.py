@@ -17,7 +17,7 @@ from django.db import connections
 from django.db.models.signals import post_migrate, pre_save
 from django.dispatch import receiver
 
-from cryptoadmin.registry import PROJECT_APPS, collect
+from cryptoadmin.registry import collect, project_app_names
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def is_project_task(func) -> bool:
     module_name, _, name = func.rpartition(".")
     app = module_name.split(".")[0]
     if (
-        app not in PROJECT_APPS
+        app not in project_app_names()
         or module_name != f"{app}.tasks"
         or not name.isidentifier()
         or name.startswith("_")
