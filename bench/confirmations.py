@@ -1,9 +1,9 @@
-"""Benchmark: confirmation tracking, reference design vs ours, on PostgreSQL and a regtest
-bitcoind started here, each open row backed by a real wallet transaction.
+"""Benchmark: confirmation tracking, a naive poller (the reference) vs ours, on PostgreSQL and
+a regtest bitcoind started here, each open row backed by a real wallet transaction.
 
     .venv/bin/python bench/confirmations.py [--n 1000 10000 100000] [--notifications 20]
 
-The reference design asks the node once per open transaction (one gettransaction each) and
+The reference, a naive poller, asks the node once per open transaction (one gettransaction each) and
 writes each in its own database transaction. Ours (ledger/confirmations.py): the tip, and
 when it moved one batch (window since the last tip + block checks), then a constant number
 of SQL statements. Measured in the same run, for each N (the reference only up to 10,000):

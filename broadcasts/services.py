@@ -437,7 +437,7 @@ class Result:
     # The node's provable refusal of the send (nothing left): the outputs to look into.
     refusal: Exception | None = None
 
-    def __iter__(self):  # (broadcasts sent, total fee), as the reference design returned
+    def __iter__(self):  # unpacks as (broadcasts sent, total fee): `sent, fee = run()`
         return iter((self.sent, self.fee))
 
 

@@ -112,7 +112,7 @@ def test_it_turns_introspection_off_when_debug_is_off(balance_cache, token):
     _only_the_token_lookup(sqls)
 
 
-def test_it_still_answers_the_seed_query_within_the_limits(balance_cache, token):
+def test_it_still_answers_the_balances_query_within_the_limits(balance_cache, token):
     btc = currency("BTC")
     deposit(network_account(btc), "u-1", 150_000_000)
     query = (
