@@ -196,10 +196,9 @@ class BalanceCache:
                 balances = slow(user_id)
             per_currency = balances.get(currency_id)
             if per_currency is not None:
+                # Each loaded currency holds exactly the seven codes.
                 try:
-                    return per_currency[
-                        account
-                    ]  # each loaded currency holds exactly the seven codes
+                    return per_currency[account]
                 except KeyError:
                     pass
             elif account in _ACCOUNT_SET:

@@ -15,6 +15,8 @@ from django.contrib import admin, messages
 from django.core.validators import MinValueValidator
 from django_q.models import Failure, OrmQ, Schedule, Success
 
+from ledger.admin import ReadOnly
+
 from .scheduler import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
 
 RERUN_PERM = "django_q.add_ormq"
@@ -121,20 +123,11 @@ class ScheduleAdmin(q_admin.ScheduleAdmin):
         return ["name", *LOCKED_FIELDS, "schedule_type", "task"]
 
 
-class RerunMixin:
+class RerunMixin(ReadOnly):
     """Task records are evidence: viewable with view permission, changed and deleted by nobody;
     re-running one is an Admin's, and only for a task this project ships."""
 
     actions = ["resubmit_task"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_rerun_permission(self, request):
         return request.user.has_perm(RERUN_PERM)

@@ -278,17 +278,19 @@ class BitcoindBackend(Backend):
         chunk = 2000  # keeps one request body a few hundred KB
         for start in range(0, len(txids), chunk):
             part = txids[start : start + chunk]
-            for txid, reply in zip(
-                part, self.batch([("gettransaction", t) for t in part]), strict=True
-            ):
-                if isinstance(reply, BackendError):
-                    result[txid] = reply
-                    continue
-                try:
-                    result[txid] = self.parse_tx(reply, txid)
-                except BadReply as exc:
-                    result[txid] = exc
+            self._parse_replies(part, self.batch([("gettransaction", t) for t in part]), result)
         return result
+
+    def _parse_replies(self, txids: list[str], replies: list, result: dict) -> None:
+        """Each txid's gettransaction reply into `result`: a TxInfo, or its error in place."""
+        for txid, reply in zip(txids, replies, strict=True):
+            if isinstance(reply, BackendError):
+                result[txid] = reply
+                continue
+            try:
+                result[txid] = self.parse_tx(reply, txid)
+            except BadReply as exc:
+                result[txid] = exc
 
     def list_since_block(self, blockhash: str | None, target_confirmations: int = 1) -> SinceBlock:
         return self._parse_since(
@@ -382,14 +384,7 @@ class BitcoindBackend(Backend):
                 calls.append(("getbestblockhash",))
             replies = self.batch(calls)
             # The last chunk's extra reply (the tip) is read below, not paired with a txid.
-            for txid, reply in zip(part, replies[: len(part)], strict=True):
-                if isinstance(reply, BackendError):
-                    result[txid] = reply
-                    continue
-                try:
-                    result[txid] = self.parse_tx(reply, txid)
-                except BadReply as exc:
-                    result[txid] = exc
+            self._parse_replies(part, replies[: len(part)], result)
             if start == starts[-1]:
                 tip = _tip_after(replies[-1])
         return result, tip
