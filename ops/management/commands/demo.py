@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, call_command
 
 from devtools.localservices import LocalBitcoind
-from ops.processes import ProcessTree
+from ops.processes import ProcessTree, ignore_stop_signals
 
 
 def _interrupt(signum, frame):
@@ -88,9 +88,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
-            # A second Ctrl-C while stopping must not cut the stop short.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            ignore_stop_signals()
             children.stop(timeout=20)
             for server in (node, outside):  # both shut down at once; stop() then waits for each
                 if server.proc and server.proc.poll() is None:
