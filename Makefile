@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make run` (the dashboard) and `make test` (the suite).
-.PHONY: run serve test venv bench check
+.PHONY: run serve test lint venv bench check
 
 venv:
 	@scripts/bootstrap
@@ -14,9 +14,16 @@ serve:
 	.venv/bin/python manage.py migrate --noinput
 	.venv/bin/python manage.py serve
 
+# Lint and format are checked first: a dirty tree fails the run before any test starts.
 test:
 	@scripts/bootstrap test
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/python -m pytest -n 3 --dist loadfile
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 check: venv
 	.venv/bin/python manage.py check

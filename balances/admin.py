@@ -81,7 +81,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         obj._raw_token = raw  # shown once by response_add, stored nowhere
 
     def response_add(self, request, obj, post_url_continue=None):
-        # Rendered directly (not through messages) so the raw token never lands in a cookie or session.
+        # Rendered directly, not through messages: the raw token never lands in a cookie or session.
         return TemplateResponse(
             request,
             "balances/token_created.html",

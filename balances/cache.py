@@ -48,7 +48,8 @@ WITH acc AS (
     WHERE a.user_id = %s AND a.code IN ({_CODES_SQL})
 ), moves AS (
     SELECT t.destination_id AS account_id, SUM(t.amount) AS s
-    FROM ledger_transaction t WHERE t.destination_id IN (SELECT id FROM acc) GROUP BY t.destination_id
+    FROM ledger_transaction t WHERE t.destination_id IN (SELECT id FROM acc)
+    GROUP BY t.destination_id
     UNION ALL
     SELECT t.source_id, -SUM(t.amount)
     FROM ledger_transaction t WHERE t.source_id IN (SELECT id FROM acc) GROUP BY t.source_id
@@ -171,7 +172,8 @@ class BalanceCache:
     # -- reads ---------------------------------------------------------------------------------
     def _hot_readers(self):
         """get_balance and get_user as closures over bound methods: a hit is a handful of dict
-        operations and one flag, with no lock, no clock (but in TTL mode) and no attribute chains."""
+        operations and one flag, with no lock, no clock (but in TTL mode) and no attribute
+        chains."""
         peek, touch, hit = self._entries.get, self._entries.move_to_end, self._hits.__next__
         slow, cache = self._get_user_slow, self
 
@@ -194,10 +196,9 @@ class BalanceCache:
                 balances = slow(user_id)
             per_currency = balances.get(currency_id)
             if per_currency is not None:
+                # Each loaded currency holds exactly the seven codes.
                 try:
-                    return per_currency[
-                        account
-                    ]  # each loaded currency holds exactly the seven codes
+                    return per_currency[account]
                 except KeyError:
                     pass
             elif account in _ACCOUNT_SET:
@@ -250,7 +251,8 @@ class BalanceCache:
             with self._lock:
                 self.wait_timeouts += 1
             raise LoadTimeout(
-                f"gave up after {self.wait_timeout:g} s waiting for the balances of user {user_id!r} to load"
+                f"gave up after {self.wait_timeout:g} s waiting for the balances of user "
+                f"{user_id!r} to load"
             )
         if load.error is not None:
             if isinstance(load.error, UnknownUser):

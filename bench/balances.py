@@ -1,7 +1,7 @@
 """Balance cache benchmark on PostgreSQL: 1,000,000 ledger entries, 10,000 users, 20 currencies.
 
 Run from the repository root: .venv/bin/python bench/balances.py [--rebuild]
-Starts its own PostgreSQL (cryptoadmin.localservices.LocalPostgres). The built cluster is kept in
+Starts its own PostgreSQL (devtools.localservices.LocalPostgres). The built cluster is kept in
 bench/.cache/balances-pg (git-ignored) and reused by the next run, since building takes about a
 minute on two cores; --rebuild starts from scratch. The last line is `hot_vs_uncached: <ratio>x`.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cryptoadmin.localservices import LocalPostgres  # noqa: E402
+from devtools.localservices import LocalPostgres  # noqa: E402
 
 CACHE_DIR = REPO / "bench" / ".cache" / "balances-pg"
 BUILD_ID = "v1 users=10000 currencies=20 entries=1000000"
@@ -36,22 +36,28 @@ def acc(u, c, k):
     return ACC % {"u": u, "c": c, "k": k}
 
 
-# Entry j of a pair: 0 deposit 900 -> 201, 1: 201 -> 202, 2: 202 -> 230, 3: 201 -> 203, 4: 201 -> 204.
+# Entry j of a pair: 0 deposit 900 -> 201, 1: 201 -> 202, 2: 202 -> 230, 3: 201 -> 203,
+# 4: 201 -> 204.
 SOURCE_K = "CASE j WHEN 1 THEN 0 WHEN 2 THEN 1 WHEN 3 THEN 0 WHEN 4 THEN 0 END"
 DEST_K = "CASE j WHEN 0 THEN 0 WHEN 1 THEN 1 WHEN 2 THEN 6 WHEN 3 THEN 2 WHEN 4 THEN 3 END"
 
 SETUP_SQL = [
-    f"""INSERT INTO ledger_currency (id, code, name, decimals, enabled, crediting_threshold, polling_threshold, network)
+    f"""INSERT INTO ledger_currency (id, code, name, decimals, enabled, crediting_threshold,
+                                    polling_threshold, network)
         SELECT c + 1, 'C' || lpad(c::text, 2, '0'), 'currency ' || c, 8, true, 3, 6, 'regtest'
         FROM generate_series(0, {CURRENCIES - 1}) c""",
-    f"""INSERT INTO ledger_wallet (id, name, currency_id, backend, backend_settings, enabled, last_block_hash, created_at,
-                                  last_reconciliation, last_rescan_result)
-        SELECT c + 1, 'wallet-' || c, c + 1, 'bitcoind', '{{}}'::jsonb, true, '', now(), '{{}}'::jsonb, '{{}}'::jsonb
+    f"""INSERT INTO ledger_wallet (id, name, currency_id, backend, backend_settings, enabled,
+                                  last_block_hash, created_at, last_reconciliation,
+                                  last_rescan_result)
+        SELECT c + 1, 'wallet-' || c, c + 1, 'bitcoind', '{{}}'::jsonb, true, '', now(),
+               '{{}}'::jsonb, '{{}}'::jsonb
         FROM generate_series(0, {CURRENCIES - 1}) c""",
     f"""INSERT INTO ledger_account (id, currency_id, code, user_id, wallet_id, created_at)
         SELECT c + 1, c + 1, 900, NULL, c + 1, now() FROM generate_series(0, {CURRENCIES - 1}) c""",
-    "SELECT setval(pg_get_serial_sequence('ledger_currency', 'id'), (SELECT max(id) FROM ledger_currency))",
-    "SELECT setval(pg_get_serial_sequence('ledger_wallet', 'id'), (SELECT max(id) FROM ledger_wallet))",
+    "SELECT setval(pg_get_serial_sequence('ledger_currency', 'id'), "
+    "(SELECT max(id) FROM ledger_currency))",
+    "SELECT setval(pg_get_serial_sequence('ledger_wallet', 'id'), "
+    "(SELECT max(id) FROM ledger_wallet))",
     "SELECT setval(pg_get_serial_sequence('ledger_account', 'id'), "
     f"{FIRST_USER_ACCOUNT + USERS * CURRENCIES * 7})",
 ]
@@ -60,11 +66,13 @@ SETUP_SQL = [
 def accounts_sql(lo, hi):  # users lo..hi-1
     return f"""INSERT INTO ledger_account (id, currency_id, code, user_id, wallet_id, created_at)
         SELECT {acc("u", "c", "k")}, c + 1, (ARRAY{list(CODES)})[k + 1], 'user-' || u, NULL, now()
-        FROM generate_series({lo}, {hi - 1}) u, generate_series(0, {CURRENCIES - 1}) c, generate_series(0, 6) k"""
+        FROM generate_series({lo}, {hi - 1}) u, generate_series(0, {CURRENCIES - 1}) c,
+             generate_series(0, 6) k"""
 
 
 def entries_sql(lo, hi):  # entries lo..hi-1, through the ledger's CHECKs, FKs and trigger
-    return f"""INSERT INTO ledger_transaction (currency_id, source_id, destination_id, amount, kind, label, created_at)
+    return f"""INSERT INTO ledger_transaction (currency_id, source_id, destination_id, amount,
+           kind, label, created_at)
         SELECT c + 1,
                CASE WHEN j = 0 THEN c + 1 ELSE {acc("u", "c", SOURCE_K)} END,
                {acc("u", "c", DEST_K)},
@@ -208,8 +216,9 @@ def run(pg, reuse):
         queries.append(len(captured))
         assert len(loaded) == CURRENCIES and all(len(v) == 7 for v in loaded.values())
     print(
-        f"cold load of one user (20 currencies x 7 accounts): median {statistics.median(times) * 1000:.2f} ms, "
-        f"max {max(times) * 1000:.2f} ms over {len(times)} users; queries per load: {sorted(set(queries))}"
+        "cold load of one user (20 currencies x 7 accounts): median "
+        f"{statistics.median(times) * 1000:.2f} ms, max {max(times) * 1000:.2f} ms over "
+        f"{len(times)} users; queries per load: {sorted(set(queries))}"
     )
 
     # Correctness spot check against the uncached query.
@@ -248,8 +257,8 @@ def run(pg, reuse):
             rates.append(m / (time.perf_counter() - t0))
     uncached = max(rates)
     print(
-        f"uncached query for the same balance: {uncached:,.0f} reads/s ({1e6 / uncached:.1f} us/read; "
-        f"rounds {', '.join(f'{r:,.0f}' for r in rates)})"
+        f"uncached query for the same balance: {uncached:,.0f} reads/s ({1e6 / uncached:.1f} "
+        f"us/read; rounds {', '.join(f'{r:,.0f}' for r in rates)})"
     )
     assert stats["loads"] == 1 + len(times)  # the hot loop never loaded
 

@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cryptoadmin.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
+from devtools.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 
 
 def queue(wallet, n, n_addresses, n_users=500):
@@ -72,7 +72,7 @@ def queue(wallet, n, n_addresses, n_users=500):
                 amount=amount,
                 lock_entry=lock,
             )
-            for i, (amount, lock) in enumerate(zip(amounts, locks))
+            for i, (amount, lock) in enumerate(zip(amounts, locks, strict=True))
         ],
         batch_size=2000,
     )
@@ -102,8 +102,8 @@ def measure(wallet, n, n_addresses):
     info = wallet.get_backend().get_transaction(broadcast.txid)
     assert sum(info.sent().values()) + sum(info.received().values()) >= total
     print(
-        f"{n:>6} outgoing -> {n_addresses:>5} outputs: {seconds:.3f} s, {len(queries)} SQL queries, "
-        f"fee {broadcast.fee} base units, txid {broadcast.txid}"
+        f"{n:>6} outgoing -> {n_addresses:>5} outputs: {seconds:.3f} s, {len(queries)} SQL "
+        f"queries, fee {broadcast.fee} base units, txid {broadcast.txid}"
     )
     return seconds, len(queries)
 

@@ -1,9 +1,9 @@
-"""Benchmark: confirmation tracking, reference design vs ours, on PostgreSQL and a regtest
-bitcoind started here, each open row backed by a real wallet transaction.
+"""Benchmark: confirmation tracking, a naive poller (the reference) vs ours, on PostgreSQL and
+a regtest bitcoind started here, each open row backed by a real wallet transaction.
 
     .venv/bin/python bench/confirmations.py [--n 1000 10000 100000] [--notifications 20]
 
-The reference design asks the node once per open transaction (one gettransaction each) and
+The reference, a naive poller, asks the node once per open transaction (one gettransaction each) and
 writes each in its own database transaction. Ours (ledger/confirmations.py): the tip, and
 when it moved one batch (window since the last tip + block checks), then a constant number
 of SQL statements. Measured in the same run, for each N (the reference only up to 10,000):
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cryptoadmin.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
+from devtools.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
 NODE_DIR = CACHE / "confirmations-node"
@@ -84,12 +84,14 @@ def make_transactions(node, n):
         node.generate(1)
     TXIDS.unlink(missing_ok=True)
     print(
-        f"made transactions up to {rpc.getwalletinfo()['txcount']} in {time.perf_counter() - started:.0f} s"
+        f"made transactions up to {rpc.getwalletinfo()['txcount']} in "
+        f"{time.perf_counter() - started:.0f} s"
     )
 
 
 def newest_txids(node, n):
-    """The newest n transactions paying OUTSIDE (cached: listing 300,000 wallet entries takes a while)."""
+    """The newest n transactions paying OUTSIDE (cached: listing 300,000 wallet entries takes a
+    while)."""
     if TXIDS.exists():
         cached = json.loads(TXIDS.read_text())
         if len(cached) >= n:
@@ -227,13 +229,14 @@ def measure(node, wallet, n, with_reference):
     line = f"N={n:>6}: "
     if with_reference:
         line += (
-            f"reference {result['reference']:7.3f} s ({result['reference_calls']} node round trips, "
-            f"{result['reference_sql']} SQL statements) | "
+            f"reference {result['reference']:7.3f} s ({result['reference_calls']} node round "
+            f"trips, {result['reference_sql']} SQL statements) | "
         )
     line += (
-        f"ours after one new block {result['ours'] * 1000:7.1f} ms ({result['ours_calls']} node round trips, "
-        f"{result['ours_sql']} SQL statements) | ours with no new block {result['idle'] * 1000:6.2f} ms "
-        f"({result['idle_calls']} node round trip, {result['idle_sql']} SQL statements)"
+        f"ours after one new block {result['ours'] * 1000:7.1f} ms ({result['ours_calls']} node "
+        f"round trips, {result['ours_sql']} SQL statements) | ours with no new block "
+        f"{result['idle'] * 1000:6.2f} ms ({result['idle_calls']} node round trip, "
+        f"{result['idle_sql']} SQL statements)"
     )
     if with_reference:
         line += f" | {result['reference'] / result['ours']:.0f}x"
@@ -316,12 +319,12 @@ def notifications(node, wallet, env, count):
             - usage.children_system
         )
     print(
-        f"listener: {per_tx * 1000:.1f} ms CPU per wallet transaction notification ({deposits} deposits, the "
-        f"node announces each), {per_block * 1000:.1f} ms CPU per block notification (a poll cycle, {blocks} blocks; "
-        f"{crediting_block * 1000:.0f} ms for the block crediting the {deposits} deposits) "
-        f"| deposit recorded {statistics.median(delays) * 1000:.0f} ms after sendtoaddress returned (median, "
-        f"max {max(delays) * 1000:.0f} ms) | manage.py walletnotify: {statistics.median(runs) * 1000:.0f} ms CPU "
-        f"per call (median of 3)",
+        f"listener: {per_tx * 1000:.1f} ms CPU per wallet transaction notification ({deposits} "
+        f"deposits, the node announces each), {per_block * 1000:.1f} ms CPU per block notification "
+        f"(a poll cycle, {blocks} blocks; {crediting_block * 1000:.0f} ms for the block crediting "
+        f"the {deposits} deposits) | deposit recorded {statistics.median(delays) * 1000:.0f} ms "
+        f"after sendtoaddress returned (median, max {max(delays) * 1000:.0f} ms) | manage.py "
+        f"walletnotify: {statistics.median(runs) * 1000:.0f} ms CPU per call (median of 3)",
         flush=True,
     )
 
@@ -365,7 +368,8 @@ def main():
         )
         if results.get(100000) and ten:
             print(
-                f"ours at 100,000 / ours at 10,000 after one new block: {results[100000]['ours'] / ten['ours']:.1f}x"
+                "ours at 100,000 / ours at 10,000 after one new block: "
+                f"{results[100000]['ours'] / ten['ours']:.1f}x"
             )
         print(f"idle_speedup: {ten['reference'] / ten['idle']:.0f}x")
         print(f"speedup: {ten['reference'] / ten['ours']:.0f}x")

@@ -56,8 +56,8 @@ def plan(seed: int, steps: int) -> list[dict]:
     """The action sequence of a seed: a pure function of (seed, steps), so a seed replays
     the same actions whatever happens while they run."""
     rng = random.Random(seed)
-    names, weights = zip(*ACTIONS)
-    modes, mode_weights = zip(*CHILD_MODES)
+    names, weights = zip(*ACTIONS, strict=True)
+    modes, mode_weights = zip(*CHILD_MODES, strict=True)
     out = []
     for _ in range(steps):
         action = rng.choices(names, weights)[0]
@@ -116,7 +116,7 @@ class Soak:
     # -- set-up ------------------------------------------------------------------------------
 
     def start(self):
-        from cryptoadmin.localservices import LocalBitcoind, LocalPostgres
+        from devtools.localservices import LocalBitcoind, LocalPostgres
 
         if self.db == "postgres":
             self.postgres = LocalPostgres().start()
@@ -135,7 +135,7 @@ class Soak:
         self.nodes.append(self.ours)
         self.env = dict(
             os.environ,
-            DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+            DJANGO_SETTINGS_MODULE="devtools.settings_test",
             DATABASE_URL=self.database_url,
             PYTHONPATH=str(REPO),
         )
@@ -143,7 +143,7 @@ class Soak:
         # Short node deadlines: a killed send's lease (when broadcasts have one) ends soon.
         self.env.update(NODE_RPC_TIMEOUT="10", BROADCAST_LEASE_MARGIN="1")
         os.environ.update(
-            DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test", DATABASE_URL=self.database_url
+            DJANGO_SETTINGS_MODULE="devtools.settings_test", DATABASE_URL=self.database_url
         )
         import django
 
@@ -309,8 +309,8 @@ class Soak:
         self.inv.wait_synced(self.ours, self.outside)
         resent = self.resubmit_disconnected()
         return (
-            f"reorg of {depth} block(s) ({'replaced' if step['replace'] else 'restored'}); {outcome}"
-            f"{f'; {resent} disconnected transaction(s) resent' if resent else ''}"
+            f"reorg of {depth} block(s) ({'replaced' if step['replace'] else 'restored'}); "
+            f"{outcome}{f'; {resent} disconnected transaction(s) resent' if resent else ''}"
         )
 
     def resubmit_disconnected(self) -> int:
@@ -380,7 +380,8 @@ class Soak:
         imported = imported()
         if imported != self.unowned:
             return [
-                f"imports booked {imported}, outside paid {self.unowned} to addresses the books never gave out"
+                f"imports booked {imported}, outside paid {self.unowned} to addresses the books "
+                "never gave out"
             ]
         return []
 
@@ -396,7 +397,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     print(
-        f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db {args.db})",
+        f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db "
+        f"{args.db})",
         flush=True,
     )
     if args.plan:

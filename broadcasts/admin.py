@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from ledger import actors
+from ledger.admin import ReadOnly
 from ledger.backends import BackendError
 from ledger.models import Wallet
 
@@ -30,17 +31,6 @@ class InterruptedFilter(admin.SimpleListFilter):
         if self.value() == "attention":
             return queryset.filter(needs_attention=True)
         return queryset
-
-
-class ReadOnly:
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class CloseForm(forms.Form):

@@ -10,47 +10,39 @@ from .services import (
     outgoing_needing_attention,
 )
 
+# Each banner: how many rows need a person, what it says, and the admin list showing them.
+BANNERS = [
+    (
+        interrupted_broadcasts,
+        "{n} interrupted broadcast(s): broadcasting is stopped for their wallet until an "
+        "operator checks the chain and closes them by hand.",
+        "admin:broadcasts_broadcast_changelist",
+        "?interrupted=yes",
+    ),
+    (
+        needing_attention,
+        "{n} broadcast(s) need attention: the node's reply came after a close by hand (see "
+        "their last error; a payment may have been made twice).",
+        "admin:broadcasts_broadcast_changelist",
+        "?interrupted=attention",
+    ),
+    (
+        outgoing_needing_attention,
+        "{n} outgoing transaction(s) need attention: the node refused them {refusals} times and "
+        "they left the queue (see their last error; cancel to give the money back).",
+        "admin:broadcasts_outgoingtransaction_changelist",
+        "?state=needs_attention",
+    ),
+]
+
 
 def alerts(request):
     out = []
-    count = interrupted_broadcasts().count()
-    if count:
-        out.append(
-            dict(
-                level="error",
-                message=(
-                    f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet until an operator "
-                    "checks the chain and closes them by hand."
-                ),
-                url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
-            )
-        )
-    late = needing_attention().count()
-    if late:
-        out.append(
-            dict(
-                level="error",
-                message=(
-                    f"{late} broadcast(s) need attention: the node's reply came after a close by hand "
-                    "(see their last error; a payment may have been made twice)."
-                ),
-                url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=attention",
-            )
-        )
-    refused = outgoing_needing_attention().count()
-    if refused:
-        out.append(
-            dict(
-                level="error",
-                message=(
-                    f"{refused} outgoing transaction(s) need attention: the node refused them "
-                    f"{OutgoingTransaction.MAX_REFUSALS} times and they left the queue (see their last error; "
-                    "cancel to give the money back)."
-                ),
-                url=reverse("admin:broadcasts_outgoingtransaction_changelist")
-                + "?state=needs_attention",
-            )
-        )
+    for rows, text, changelist, query in BANNERS:
+        count = rows().count()
+        if count:
+            message = text.format(n=count, refusals=OutgoingTransaction.MAX_REFUSALS)
+            out.append(dict(level="error", message=message, url=reverse(changelist) + query))
     return out
 
 

@@ -48,7 +48,8 @@ class Broadcast(models.Model):
     # The send's lease: while it is in the future the send is in flight (a broadcaster holds it,
     # or may still be waiting for the node's reply) and nobody may settle the broadcast. Set in
     # the conditional UPDATE that opens it; the node call's deadline is below it. Interrupted =
-    # opened and the lease is over (or absent: rows made before leases, or by hand), on every database.
+    # opened and the lease is over (or absent: rows made before leases, or by hand), on any
+    # database.
     sending_until = models.DateTimeField(null=True, blank=True)
     # block.io's `nonce`: a repeated withdraw with it is refused within block.io's window, so
     # re-issuing it settles a lost reply safely. Committed before the call.

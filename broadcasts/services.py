@@ -106,7 +106,8 @@ def busy_wallet_ids() -> set[int]:
         return set()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objsubid = 2 AND granted",
+            "SELECT objid FROM pg_locks "
+            "WHERE locktype = 'advisory' AND classid = %s AND objsubid = 2 AND granted",
             [LOCK_CLASS],
         )
         return {row[0] for row in cursor.fetchall()}
@@ -269,8 +270,8 @@ def approval_needed(rule: WithdrawalRule | None, account: Account, amount: int) 
         )
         if earlier + amount > rule.daily_limit:
             return (
-                f"the user's withdrawals of the last 24 hours would reach {fmt(earlier + amount)} {code}, "
-                f"above the daily {fmt(rule.daily_limit)} {code}"
+                f"the user's withdrawals of the last 24 hours would reach {fmt(earlier + amount)} "
+                f"{code}, above the daily {fmt(rule.daily_limit)} {code}"
             )
     return ""
 
@@ -436,7 +437,7 @@ class Result:
     # The node's provable refusal of the send (nothing left): the outputs to look into.
     refusal: Exception | None = None
 
-    def __iter__(self):  # (broadcasts sent, total fee), as the reference design returned
+    def __iter__(self):  # unpacks as (broadcasts sent, total fee): `sent, fee = run()`
         return iter((self.sent, self.fee))
 
 
@@ -465,7 +466,8 @@ class Broadcaster:
                     return Result(
                         fee=filled,
                         message=(
-                            f"{self.wallet.name}: broadcast(s) {', '.join(f'#{i}' for i in in_flight)} still sending"
+                            f"{self.wallet.name}: broadcast(s) "
+                            f"{', '.join(f'#{i}' for i in in_flight)} still sending"
                         ),
                     )
                 return Result(
@@ -557,7 +559,9 @@ class Broadcaster:
         )
         if not claimed:
             return Result(
-                message=f"{self.wallet.name}: broadcast #{broadcast.pk} was claimed by another process"
+                message=(
+                    f"{self.wallet.name}: broadcast #{broadcast.pk} was claimed by another process"
+                )
             )
         broadcast.state, broadcast.opened_at, broadcast.sending_until, broadcast.nonce = (
             Broadcast.State.OPENED,
@@ -607,8 +611,8 @@ class Broadcaster:
                 refused=True,
                 broadcasts=[broadcast.pk],
                 message=(
-                    f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED (outcome unknown: {exc}); "
-                    "close it by hand after checking the chain"
+                    f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED (outcome unknown: "
+                    f"{exc}); close it by hand after checking the chain"
                 ),
             )
         faults.point("broadcast.after_send")
@@ -702,7 +706,10 @@ class Broadcaster:
             try:
                 balance = self.backend.get_balance(0)
             except BackendError as error:
-                return f"outgoing #{outgoing_id} refused ({exc}); the balance cannot be read to tell why ({error})"
+                return (
+                    f"outgoing #{outgoing_id} refused ({exc}); the balance cannot be read to tell "
+                    f"why ({error})"
+                )
             if row >= balance:
                 return None
         with transaction.atomic():
@@ -723,13 +730,16 @@ class Broadcaster:
                 OutgoingTransaction.MAX_REFUSALS,
                 exc,
             )
-            return f"outgoing #{outgoing_id} NEEDS ATTENTION (refused {OutgoingTransaction.MAX_REFUSALS} times: {exc})"
+            return (
+                f"outgoing #{outgoing_id} NEEDS ATTENTION (refused "
+                f"{OutgoingTransaction.MAX_REFUSALS} times: {exc})"
+            )
         return f"outgoing #{outgoing_id} refused by the node: {exc}"
 
     def settle_reply(self, broadcast: Broadcast, txid: str, **close_fields) -> Result:
         """The node's txid for an opened broadcast: booked once, or, if someone closed it by
         hand meanwhile, recorded and flagged (never re-queued, never booked twice)."""
-        # The txid first, alone, while it is ours: if booking fails below, the operator still finds it.
+        # The txid first, alone, while it is ours: if booking fails below, operators still find it.
         Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(txid=txid)
         try:
             settle_broadcasted(broadcast, txid, **close_fields)
@@ -747,8 +757,8 @@ class Broadcaster:
             fee=fee or 0,
             broadcasts=[broadcast.pk],
             message=(
-                f"{self.wallet.name}: broadcast #{broadcast.pk} sent {broadcast.transaction_count} outgoing in "
-                f"{broadcast.output_count} outputs, txid {txid}, fee {fee_text}"
+                f"{self.wallet.name}: broadcast #{broadcast.pk} sent {broadcast.transaction_count} "
+                f"outgoing in {broadcast.output_count} outputs, txid {txid}, fee {fee_text}"
             ),
         )
 
@@ -998,12 +1008,16 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
             if broadcast.txid == txid:
                 return f"already settled as {txid}"
             note = (
-                f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was settled {who}as "
-                f"{broadcast.txid}: if both transactions confirm, the outputs were paid twice"
+                f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was settled "
+                f"{who}as {broadcast.txid}: if both transactions confirm, the outputs were paid "
+                "twice"
             )
         elif broadcast.state in (Broadcast.State.CLOSED_FAILED, Broadcast.State.FAILED):
             if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
-                note = f"LATE REPLY: the node paid it as {txid}, which already settles another broadcast"
+                note = (
+                    f"LATE REPLY: the node paid it as {txid}, which already settles another "
+                    "broadcast"
+                )
                 taken = 0
             else:
                 # Taken back only while still queued: a conditional UPDATE on the queued state (on
@@ -1038,7 +1052,8 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
                 note += (
                     " ALREADY SENT AGAIN: outgoing "
                     + ", ".join(f"#{o} (broadcast #{b})" for o, b in resent)
-                    + ": paid twice unless that broadcast never left; recover the difference by hand."
+                    + ": paid twice unless that broadcast never left; recover the difference by "
+                    "hand."
                 )
             # Rejected or cancelled after this broadcast failed: the amount went back to 201,
             # and the node paid it too. Nothing is re-booked; a person recovers it.
@@ -1051,8 +1066,8 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
                 note += (
                     " PAID AND GIVEN BACK: outgoing "
                     + ", ".join(f"#{o}" for o in given_back)
-                    + " were returned to the user's 201 after this broadcast failed, yet it paid them: "
-                    "the user has them twice; recover by hand."
+                    + " were returned to the user's 201 after this broadcast failed, yet it paid "
+                    "them: the user has them twice; recover by hand."
                 )
         else:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
@@ -1075,9 +1090,8 @@ def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
         if not row.needs_attention:
             raise CloseError(f"broadcast #{broadcast.pk} does not need attention")
         row.needs_attention = False
-        row.last_error = f"Acknowledged by {user} at {timezone.now():%Y-%m-%d %H:%M}: {reason.strip()}\n{row.last_error}"[
-            :4000
-        ]
+        note = f"Acknowledged by {user} at {timezone.now():%Y-%m-%d %H:%M}: {reason.strip()}"
+        row.last_error = f"{note}\n{row.last_error}"[:4000]
         row.save(update_fields=["needs_attention", "last_error"])
     broadcast.refresh_from_db()
     actors.log_action(user, broadcast, f"Acknowledged: {reason.strip()}")
@@ -1128,8 +1142,8 @@ def _verify_paid_by(broadcast: Broadcast, txid: str, backend):
         missing = {a: v for a, v in expected.items() if sent.get(a) != v}
         extra = {a: v for a, v in sent.items() if expected.get(a) != v}
         raise CloseError(
-            f"the outputs of {txid} do not match the broadcast: expected but not paid {missing or '{}'}, "
-            f"paid but not expected {extra or '{}'}"
+            f"the outputs of {txid} do not match the broadcast: expected but not paid "
+            f"{missing or '{}'}, paid but not expected {extra or '{}'}"
         )
     try:
         ours = backend.spends_own_coins(txid)
@@ -1137,11 +1151,13 @@ def _verify_paid_by(broadcast: Broadcast, txid: str, backend):
         raise CloseError(f"cannot check the inputs of {txid}: {exc}") from exc
     if not ours:
         raise CloseError(
-            f"{txid} pays these outputs but does not spend this wallet's coins: someone else's payment"
+            f"{txid} pays these outputs but does not spend this wallet's coins: someone else's "
+            "payment"
         )
     if info.confirmations < 0:
         raise CloseError(
-            f"{txid} is conflicted ({info.confirmations} confirmations): it did not reach the network"
+            f"{txid} is conflicted ({info.confirmations} confirmations): it did not reach the "
+            "network"
         )
     if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
         raise CloseError(f"{txid} already settles another broadcast")
@@ -1152,7 +1168,8 @@ def close_as_broadcasted(
     broadcast: Broadcast, txid: str, user, reason: str, backend=None
 ) -> Broadcast:
     """'It reached the network': the txid must be a wallet transaction spending this wallet's
-    coins and sending exactly the broadcast's outputs. Booked as a normal success, with who/how/why."""
+    coins and sending exactly the broadcast's outputs. Booked as a normal success, with
+    who/how/why."""
     _check_closable(broadcast, user, reason)
     txid = parse_txid(txid)
     if txid is None:
@@ -1343,8 +1360,8 @@ def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Bro
         ) from error
     if len(found) != 1:
         raise CloseError(
-            f"{exc}: it left; {len(found)} matching sends found, close it as 'It reached the network' "
-            "with the txid from the backend's dashboard"
+            f"{exc}: it left; {len(found)} matching sends found, close it as 'It reached the "
+            "network' with the txid from the backend's dashboard"
         )
     _verify_paid_by(broadcast, found[0], backend)
     now = timezone.now()

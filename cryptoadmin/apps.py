@@ -4,8 +4,9 @@ from django.apps import AppConfig
 class CryptoadminConfig(AppConfig):
     name = "cryptoadmin"
     verbose_name = "cryptoadmin"
+    hooks_order = 50  # see registry.py
 
     def ready(self):
-        from . import audit, checks, schedules  # noqa: F401  registers checks and post_migrate
+        from . import audit
 
         audit.register()

@@ -80,7 +80,7 @@ def register():
     auditlog.register(Currency)
     # A currency's withdrawal rules (minimum, approval threshold, daily total): money settings.
     auditlog.register(apps.get_model("broadcasts", "WithdrawalRule"))
-    # The machine's own bookkeeping on a wallet (cursor, last rescan and reconciliation) is not a setting.
+    # The machine's own bookkeeping on a wallet (cursor, last rescan, reconciliation): no setting.
     auditlog.register(
         Wallet,
         include_fields=["name", "currency", "backend", "backend_settings", "enabled"],

@@ -30,7 +30,7 @@ OPERATE = [
     "broadcasts.close_broadcast_by_hand",
     "ledger.rescan_wallet",
     "ledger.reconcile_wallet",  # record a reconciliation (a node read and a status write)
-    # Four eyes: approve someone else's withdrawal; reject or cancel one (its amount returns to 201).
+    # Four eyes: approve someone else's withdrawal; reject or cancel one (the amount goes to 201).
     "broadcasts.approve_outgoingtransaction",
     "broadcasts.cancel_outgoingtransaction",
 ]

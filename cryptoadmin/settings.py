@@ -2,7 +2,7 @@
 
 Values that cannot be parsed stop start-up here with a message naming the variable.
 Values that parse but make no sense together are reported by system checks
-(cryptoadmin/checks.py), so `manage.py check` explains them all at once.
+(ops/deploy_checks.py), so `manage.py check` explains them all at once.
 """
 
 import os
@@ -58,8 +58,8 @@ SECRET_KEY = os.environ.get("SECRET_KEY") or ("insecure-dev-key-only-for-DEBUG" 
 if not SECRET_KEY:
     # Django reads SECRET_KEY before system checks run, so this one cannot wait for them.
     raise ImproperlyConfigured(
-        "SECRET_KEY is not set and DEBUG is off. Set SECRET_KEY to 50+ random characters "
-        "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DEBUG=1 for development."
+        "SECRET_KEY is not set and DEBUG is off. Set SECRET_KEY to 50+ random characters (python "
+        "-c 'import secrets; print(secrets.token_urlsafe(50))'), or DEBUG=1 for development."
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -107,9 +107,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a second factor
+    # request.user.is_verified(): signed in with a second factor
+    "django_otp.middleware.OTPMiddleware",
     "cryptoadmin.signin.middleware.SecondFactorRequiredMiddleware",
-    "cryptoadmin.audit.AuditMiddleware",  # the actor and address of every recorded change (django-auditlog)
+    # the actor and address of every recorded change (django-auditlog)
+    "cryptoadmin.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lock-out into its page
@@ -250,7 +252,8 @@ LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     # logging.config would otherwise stop start-up with a traceback that names no variable.
     raise ImproperlyConfigured(
-        f"LOG_LEVEL={os.environ.get('LOG_LEVEL')!r} is not a log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL."
+        f"LOG_LEVEL={os.environ.get('LOG_LEVEL')!r} is not a log level: use DEBUG, INFO, WARNING, "
+        "ERROR or CRITICAL."
     )
 
 LOGGING = {

@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.urls import path
 
 from balances.views import graphql_view
+from ops.health import health
 from ops.metrics import metrics_view
 
-from .health import health
 from .signin.forms import SecondFactorLoginForm
 from .signin.views import enrol
 

@@ -14,8 +14,9 @@ from .imports import IMPORT_PERM
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Append-only rows: viewable by anyone with view permission, never edited here."""
+class ReadOnly:
+    """Rows nobody adds, changes or deletes in the admin: viewable with view permission.
+    The one home of this rule for every app's admin (ledger, broadcasts, ops)."""
 
     def has_add_permission(self, request):
         return False
@@ -25,6 +26,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdmin(ReadOnly, admin.ModelAdmin):
+    """Append-only rows: viewable by anyone with view permission, never edited here."""
 
 
 @admin.register(Currency)

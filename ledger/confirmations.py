@@ -301,9 +301,10 @@ def place_in_blocks(wallet: Wallet, infos, tip_height: int) -> int:
             rows = execute_values(
                 cursor.cursor,
                 f"UPDATE {table} AS t SET block_hash = v.h, block_height = v.height::integer, "
-                f"confirmations = v.c::integer, max_confirmations = GREATEST(t.max_confirmations, v.c::integer) "
-                f"FROM (VALUES %s) AS v(txid, h, height, c) WHERE t.wallet_id = {int(wallet.pk)} "
-                f"AND t.txid = v.txid AND t.state IN ('open', 'conflicted', 'vanished') RETURNING t.id",
+                "confirmations = v.c::integer, max_confirmations = GREATEST(t.max_confirmations, "
+                "v.c::integer) FROM (VALUES %s) AS v(txid, h, height, c) WHERE t.wallet_id = "
+                f"{int(wallet.pk)} AND t.txid = v.txid AND t.state IN ('open', 'conflicted', "
+                "'vanished') RETURNING t.id",
                 mined,
                 page_size=len(mined),
                 fetch=True,
@@ -493,7 +494,7 @@ def apply(
                 to_credit.append((row, info))
             if row.state == NT.State.CLOSED and before[2] != NT.State.CLOSED:
                 summary.closed += 1
-        diff = {f for f, old in zip(UPDATED_FIELDS, before) if getattr(row, f) != old}
+        diff = {f for f, old in zip(UPDATED_FIELDS, before, strict=True) if getattr(row, f) != old}
         if diff:
             changed.append(row)
             changed_fields |= diff
@@ -572,7 +573,7 @@ def write_changes(
                     (
                         *(
                             field.get_db_prep_save(value, connection)
-                            for field, value in zip(prep, v[2:])
+                            for field, value in zip(prep, v[2:], strict=True)
                         ),
                         v[0],
                         v[1],
@@ -603,7 +604,8 @@ def _record_state(row: NetworkTransaction, info: TxInfo, currency: Currency, now
     ):
         _flag(
             row,
-            f"credited deposit lost confirmations: {row.max_confirmations} seen, now {confs} (reorg?)",
+            f"credited deposit lost confirmations: {row.max_confirmations} seen, now {confs} "
+            "(reorg?)",
         )
     row.confirmations = confs
     row.max_confirmations = max(row.max_confirmations, confs)

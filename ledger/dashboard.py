@@ -29,15 +29,15 @@ def alerts(request):
             parts.append(f"{conflicted['never']} conflicted deposit(s) never credited")
         if conflicted["credited"]:
             parts.append(
-                f"{conflicted['credited']} conflicted deposit(s) already credited (the books may hold coins "
-                "the wallet does not)"
+                f"{conflicted['credited']} conflicted deposit(s) already credited (the books may "
+                "hold coins the wallet does not)"
             )
         out.append(
             dict(
                 level="error",
                 message=(
-                    f"{' and '.join(parts)}: the payer's transaction was replaced or double-spent. Check the chain "
-                    "and close them by hand with the reason."
+                    f"{' and '.join(parts)}: the payer's transaction was replaced or double-spent. "
+                    "Check the chain and close them by hand with the reason."
                 ),
                 url=reverse("admin:ledger_networktransaction_changelist")
                 + "?type__exact=deposit&state__exact=conflicted",
@@ -50,7 +50,10 @@ def alerts(request):
         out.append(
             dict(
                 level="warning",
-                message=f"Polling failed for wallet(s) {', '.join(failing)}: see 'last poll error' on the wallet's page.",
+                message=(
+                    f"Polling failed for wallet(s) {', '.join(failing)}: see 'last poll error' "
+                    "on the wallet's page."
+                ),
                 url=reverse("admin:ledger_wallet_changelist") + "?enabled__exact=1",
             )
         )

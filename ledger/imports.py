@@ -37,8 +37,9 @@ class AmountChanged(WalletImportError):
     def __init__(self, previous: int, current: int, currency):
         self.previous, self.current = previous, current
         super().__init__(
-            f"The unaccounted amount changed from {currency.format(previous)} to {currency.format(current)} "
-            f"{currency.code} since it was shown: check it and confirm again."
+            f"The unaccounted amount changed from {currency.format(previous)} to "
+            f"{currency.format(current)} {currency.code} since it was shown: check it and confirm "
+            "again."
         )
 
 

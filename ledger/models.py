@@ -68,7 +68,8 @@ class Wallet(models.Model):
     name = models.CharField(max_length=64, unique=True)
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="wallets")
     backend = models.CharField(max_length=16, choices=Backend.choices, default=Backend.BITCOIND)
-    # bitcoind: {"url": "http://user:pass@127.0.0.1:8332"}; block.io: {"api_key", "pin", "base_url"}.
+    # bitcoind: {"url": "http://user:pass@127.0.0.1:8332"};
+    # block.io: {"api_key", "pin", "base_url"}.
     # Secrets: never shown in the admin or logs (see backend_settings_masked).
     backend_settings = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
@@ -153,7 +154,9 @@ class Account(models.Model):
 
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="accounts")
     code = models.PositiveIntegerField(choices=Code.choices)
-    user_id = models.CharField(
+    # NULL, not "", marks a system account: the constraints below test user_id IS NULL, and ""
+    # could be taken for a user's id.
+    user_id = models.CharField(  # noqa: DJ001
         max_length=128, null=True, blank=True, db_index=True, help_text="External user id"
     )
     wallet = models.ForeignKey(

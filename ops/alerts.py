@@ -50,9 +50,10 @@ def interrupted_broadcast_events() -> list[Event]:
             f"broadcast.interrupted:{b.pk}",
             "broadcast.interrupted",
             f"Interrupted broadcast #{b.pk} on {b.wallet.name}",
-            f"Broadcast #{b.pk} ({b.label}) was opened at {b.opened_at:%Y-%m-%d %H:%M:%S} UTC and never "
-            f"finished: {b.output_count} output(s), {b.wallet.currency.format(b.total)} "
-            f"{b.wallet.currency.code}. Broadcasting is stopped for this wallet until it is closed by hand.",
+            f"Broadcast #{b.pk} ({b.label}) was opened at {b.opened_at:%Y-%m-%d %H:%M:%S} UTC and "
+            f"never finished: {b.output_count} output(s), {b.wallet.currency.format(b.total)} "
+            f"{b.wallet.currency.code}. Broadcasting is stopped for this wallet until it is closed "
+            "by hand.",
         )
         for b in interrupted_broadcasts().select_related("wallet__currency")
     ]
@@ -71,15 +72,16 @@ def flagged_deposit_events() -> list[Event]:
             f"deposit.flagged:{r.pk}",
             "deposit.flagged",
             f"Credited deposit flagged: {r.currency.code} {r.txid[:16]}…",
-            f"Deposit {r.txid} on {r.wallet.name} was credited at {r.credited_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"and is now flagged: {r.flag_reason or r.state}.",
+            f"Deposit {r.txid} on {r.wallet.name} was credited at "
+            f"{r.credited_at:%Y-%m-%d %H:%M:%S} UTC and is now flagged: "
+            f"{r.flag_reason or r.state}.",
         )
         for r in rows
     ]
 
 
 def node_events() -> list[Event]:
-    from cryptoadmin.health import probe_nodes
+    from ops.health import probe_nodes
 
     delay = timedelta(minutes=settings.ALERT_NODE_DOWN_MINUTES)
     return [
@@ -116,7 +118,7 @@ def outgoing_attention_events() -> list[Event]:
 
 
 def overdue_schedule_events() -> list[Event]:
-    from cryptoadmin.overview import schedule_rows
+    from ops.overview import schedule_rows
 
     return [
         Event(

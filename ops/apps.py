@@ -7,6 +7,9 @@ class OpsConfig(AppConfig):
     name = "ops"
     verbose_name = "operations"
     default_auto_field = "django.db.models.BigAutoField"
+    # First on the admin home: the overview panels (currencies, wallets, deposits, scheduler).
+    hooks_order = 10
 
     def ready(self):
-        from . import checks  # noqa: F401  registers the configuration checks
+        # The configuration checks, and the scheduler's pre_save and post_migrate receivers.
+        from . import checks, deploy_checks, scheduler  # noqa: F401

@@ -33,8 +33,8 @@ def check_environment(app_configs, **kwargs):
     if q["retry"] <= q["timeout"]:
         errors.append(
             Error(
-                f"Q_RETRY={q['retry']} must be greater than Q_TIMEOUT={q['timeout']}: a task still running "
-                "would be handed to a second worker.",
+                f"Q_RETRY={q['retry']} must be greater than Q_TIMEOUT={q['timeout']}: a task still "
+                "running would be handed to a second worker.",
                 id="ops.E003",
             )
         )
@@ -96,7 +96,8 @@ def check_environment(app_configs, **kwargs):
             # The URL itself carries tokens and passwords: name its place and scheme only.
             errors.append(
                 Error(
-                    f"ALERT_URLS: URL #{position} ({scheme}://...) is not a notification URL apprise knows.",
+                    f"ALERT_URLS: URL #{position} ({scheme}://...) is not a notification URL "
+                    "apprise knows.",
                     hint="See https://github.com/caronc/apprise/wiki for the URL of each service.",
                     id="ops.E018",
                 )

@@ -7,7 +7,8 @@ it at scrape time in a bounded number of queries; django-prometheus's per-proces
 counters would need a multiprocess directory shared by gunicorn workers and say nothing about
 money. The balance cache figures are per process and are labelled with the process id.
 
-Allowed for a staff session (signed in with its second factor when OTP_REQUIRED is on), or `Authorization: Bearer <METRICS_TOKEN>` when it is set.
+Allowed for a staff session (signed in with its second factor when OTP_REQUIRED is on), or
+`Authorization: Bearer <METRICS_TOKEN>` when it is set.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def network_transaction_metrics(now):
     for currency_id, code in codes.items():
         for type_ in NT.Type.values:
             rows = [counts.get((currency_id, type_, state), {}) for state in NT.State.values]
-            for state, row in zip(NT.State.values, rows):
+            for state, row in zip(NT.State.values, rows, strict=True):
                 by_state.add_metric([code, type_, state], row.get("n", 0))
             stuck.add_metric([code, type_], sum(r.get("stuck", 0) for r in rows))
             flagged.add_metric([code, type_], sum(r.get("flagged", 0) for r in rows))
@@ -115,8 +116,8 @@ def outgoing_metrics():
 
 
 def node_metrics():
-    from cryptoadmin.health import probe_nodes
     from ledger.models import Wallet
+    from ops.health import probe_nodes
 
     up = _gauge(
         "cryptoadmin_node_up",

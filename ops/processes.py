@@ -53,6 +53,13 @@ def kill_group(pgid: int) -> None:
     wait_group_gone(pgid, 5)
 
 
+def ignore_stop_signals() -> None:
+    """From now on SIGINT and SIGTERM are ignored: a second Ctrl-C (or a service manager's
+    SIGTERM) while the children are being stopped must not cut their stop short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class ProcessTree:
     def __init__(self):
         self.children: list[subprocess.Popen] = []

@@ -8,7 +8,7 @@ import time
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptoadmin.settings_test")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "devtools.settings_test")
 django.setup()
 
 from balances.cache import get_balance, get_cache, reset_cache  # noqa: E402

@@ -249,8 +249,8 @@ class FakeBlockIo:
         return {
             "network": "BTCTEST",
             "addresses": [
-                {"address": a, "label": l, "available_balance": "0.00000000"}
-                for a, l in self.addresses.items()
+                {"address": a, "label": label, "available_balance": "0.00000000"}
+                for a, label in self.addresses.items()
             ],
         }
 
@@ -375,7 +375,7 @@ class FakeBlockIo:
             change_units = sum(u for _, _, u in spent) - sum(amounts) - self.fee
             change = self.own_address("change")
             raw = raw_tx(
-                list(zip(addresses, amounts)) + [(change, change_units)],
+                list(zip(addresses, amounts, strict=True)) + [(change, change_units)],
                 inputs=[(t, v) for t, v, _ in spent] or None,
             )
             txid = txid_of(raw)
@@ -386,7 +386,12 @@ class FakeBlockIo:
                 self.nonces[nonce] = txid
                 self.nonce_times[nonce] = self.clock()
             self.sent.insert(
-                0, {"txid": txid, "time": self.clock(), "amounts": list(zip(addresses, amounts))}
+                0,
+                {
+                    "txid": txid,
+                    "time": self.clock(),
+                    "amounts": list(zip(addresses, amounts, strict=True)),
+                },
             )
         return {
             "network": "BTCTEST",

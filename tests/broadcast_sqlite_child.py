@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cryptoadmin.settings_test")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "devtools.settings_test")
 
 import django  # noqa: E402
 

@@ -66,7 +66,8 @@ def current_code(device):
     from django_otp.oath import totp
 
     device.refresh_from_db()
-    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):0{device.digits}d}"
+    code = totp(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{code:0{device.digits}d}"
 
 
 def screenshot(page, name):

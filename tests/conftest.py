@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from cryptoadmin.localservices import LocalBitcoind, LocalPostgres
+from devtools.localservices import LocalBitcoind, LocalPostgres
 from tests.support import (
     REPO,
     ensure_roles,
@@ -76,7 +76,7 @@ def child_env(postgres):
     # (a production server under check --deploy, a broadcaster) runs with Django's own guard.
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(
-        DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+        DJANGO_SETTINGS_MODULE="devtools.settings_test",
         DATABASE_URL=f"postgres://postgres@127.0.0.1:{postgres.port}/{connection.settings_dict['NAME']}",
         PYTHONPATH=str(REPO),
     )

@@ -82,8 +82,8 @@ def deposits_credited_once(wallet: Wallet, entries) -> list[str]:
         credited, n = books.get(key, (0, 0))
         if n != 1 or credited != amount:
             out.append(
-                f"deposit {txid} to address #{key[1]}: {amount} on chain with {confirmations[txid]} "
-                f"confirmations, credited {n} time(s) for {credited}"
+                f"deposit {txid} to address #{key[1]}: {amount} on chain with "
+                f"{confirmations[txid]} confirmations, credited {n} time(s) for {credited}"
             )
     for key, (credited, n) in sorted(books.items()):
         if key not in chain:
@@ -141,8 +141,9 @@ def outgoing_paid_at_most_once(wallet: Wallet, entries) -> list[str]:
             continue  # paying one of our own receiving addresses: a deposit too, see above
         if paid.get(address, 0) != booked.get(address, 0):
             out.append(
-                f"{address}: the node paid {paid.get(address, 0)} in {len(payments.get(address, ()))} "
-                f"transaction(s), the books sent {booked.get(address, 0)}"
+                f"{address}: the node paid {paid.get(address, 0)} in "
+                f"{len(payments.get(address, ()))} transaction(s), the books sent "
+                f"{booked.get(address, 0)}"
             )
     for b in Broadcast.objects.filter(
         wallet=wallet, state__in=[Broadcast.State.OPENED, Broadcast.State.COLLECTED]

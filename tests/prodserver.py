@@ -12,7 +12,7 @@ from html import unescape
 
 import requests
 
-from cryptoadmin.localservices import free_port
+from devtools.localservices import free_port
 from tests.support import PYTHON, REPO
 
 
@@ -58,9 +58,11 @@ def start_serve(env, log_path, *args) -> tuple[subprocess.Popen, str]:
                 # Not following the redirect to https: nothing speaks TLS here but the proxy.
                 requests.get(base + "/admin/login/", timeout=10, allow_redirects=False)
                 return proc, base
-            except requests.RequestException:
+            except requests.RequestException as exc:
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"serve did not answer: {open(log_path).read()[-3000:]}")
+                    raise AssertionError(
+                        f"serve did not answer: {open(log_path).read()[-3000:]}"
+                    ) from exc
                 time.sleep(0.2)
     except BaseException:
         stop(proc)

@@ -2,6 +2,7 @@
 
 Import from here: `from tests.support import make_currency, grant, wait_until`."""
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,43 @@ PYTHON = sys.executable
 # A backend URL where nothing listens (the discard port): a wallet row for tests that never
 # call the node; a call that slips through fails at once instead of reaching a real node.
 NOWHERE_URL = "http://u:p@127.0.0.1:9"
+
+# A production environment for a child `manage.py` or `python -c` (DEBUG off, real settings).
+PRODUCTION_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/tmp",
+    "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",
+    "DEBUG": "0",
+    "SECRET_KEY": "k" * 20 + "Xy9-PqR7_zT3-wV5_nB1-mL8_cD6-fG2-hJ4",
+    "ALLOWED_HOSTS": "admin.example.com",
+    "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
+}
+
+
+# --- child processes -----------------------------------------------------------------------
+
+
+def manage_process(env, *args, fault="") -> subprocess.Popen:
+    """`manage.py <args>` as a child process on `env`, its output piped; `fault` arms
+    CRYPTOADMIN_FAULT in it (e.g. "broadcast.after_open=pause:120")."""
+    env = dict(env, CRYPTOADMIN_FAULT=fault) if fault else env
+    return subprocess.Popen(
+        [PYTHON, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def expect_paused(proc, point):
+    """The child says it is parked at fault point `point` (its first line of output)."""
+    line = proc.stdout.readline()
+    assert line.strip() == f"paused {point}", (
+        line,
+        proc.stderr.read() if proc.poll() is not None else "",
+    )
 
 
 # --- waits ---------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def test_it_needs_the_wallet_and_its_currency_enabled(wallets):
 
 
 def test_it_probes_only_active_wallets_for_health(wallets, settings):
-    from cryptoadmin import health
+    from ops import health
 
     settings.HEALTH_NODE_TIMEOUT = 1
     probed = health.probe_nodes()["wallets"]
@@ -42,7 +42,7 @@ def test_it_probes_only_active_wallets_for_health(wallets, settings):
 
 
 def test_it_shows_only_active_wallets_on_the_overview(wallets):
-    from cryptoadmin import overview
+    from ops import overview
 
     shown = {row["wallet"].name for row in overview.wallet_rows()}
     assert "active-on" in shown

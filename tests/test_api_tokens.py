@@ -7,7 +7,7 @@ from django.utils import timezone
 from balances.models import ApiToken, hash_token
 from tests.balances_helpers import currency, deposit, network_account
 from tests.support import grant
-from tests.test_graphql import ask, seed_query
+from tests.test_graphql import ask, balances_query
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ def funded(balance_cache):
 
 
 def test_it_refuses_a_request_without_credentials(funded):
-    response = ask(seed_query("u-1"))
+    response = ask(balances_query("u-1"))
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert "data" not in response.json() and "0.00000042" not in response.content.decode()
@@ -30,7 +30,7 @@ def test_it_refuses_a_request_without_credentials(funded):
 def test_it_refuses_a_bad_token(funded, header):
     response = Client().post(
         "/graphql",
-        {"query": seed_query("u-1")},
+        {"query": balances_query("u-1")},
         content_type="application/json",
         HTTP_AUTHORIZATION=header,
     )
@@ -40,9 +40,9 @@ def test_it_refuses_a_bad_token(funded, header):
 
 def test_it_refuses_a_revoked_token_with_403(funded):
     token, raw = ApiToken.issue("old app")
-    assert ask(seed_query("u-1"), raw).status_code == 200
+    assert ask(balances_query("u-1"), raw).status_code == 200
     ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-    response = ask(seed_query("u-1"), raw)
+    response = ask(balances_query("u-1"), raw)
     assert response.status_code == 403
     assert "data" not in response.json()
 
@@ -52,7 +52,7 @@ def test_it_refuses_sessions_that_are_not_staff_or_lack_the_permission(funded, o
     for user in (outsider, staff):  # not staff; staff without the permission
         client = Client()
         client.force_login(user)
-        response = ask(seed_query("u-1"), client=client)
+        response = ask(balances_query("u-1"), client=client)
         assert response.status_code == 403
         assert "data" not in response.json()
 
@@ -63,7 +63,7 @@ def test_it_stores_only_a_hash_and_records_last_use(funded):
     assert token.token_hash == hash_token(raw) and raw not in token.token_hash
     assert not ApiToken.objects.filter(token_hash=raw).exists()
     assert token.last_used_at is None
-    ask(seed_query("u-1"), raw)
+    ask(balances_query("u-1"), raw)
     token.refresh_from_db()
     assert token.last_used_at is not None
 
@@ -95,4 +95,4 @@ def test_it_lets_only_permitted_staff_revoke(funded, viewer):
     client.post("/admin/balances/apitoken/", data)
     token.refresh_from_db()
     assert token.revoked_at is not None and token.revoked_by == viewer
-    assert ask(seed_query("u-1"), raw).status_code == 403
+    assert ask(balances_query("u-1"), raw).status_code == 403

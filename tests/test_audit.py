@@ -2,6 +2,8 @@
 roles make them, are recorded with the user, the time and before/after values, secrets masked,
 and every role can read them in the admin."""
 
+import json
+
 import pytest
 from auditlog.models import LogEntry
 from django.contrib.auth.models import Group, Permission
@@ -50,20 +52,30 @@ def test_it_records_who_changed_a_currency_threshold_and_from_what(client, admin
     assert entry.timestamp is not None
 
 
-def test_it_records_a_new_wallet_with_its_secrets_masked(client, admin_user):
-    btc = make_currency("BTC")
-    client.force_login(admin_user)
-    response = client.post(
+def _add_wallet_with_secrets(client, currency, **settings):
+    """Adds the block.io wallet "cold" through the admin, every secret of SECRETS in it."""
+    backend_settings = {
+        "api_key": SECRETS[0],
+        "pin": SECRETS[1],
+        "base_url": f"http://rpc:{SECRETS[2]}@127.0.0.1:1/",
+        **settings,
+    }
+    return client.post(
         "/admin/ledger/wallet/add/",
         {
             "name": "cold",
-            "currency": btc.pk,
+            "currency": currency.pk,
             "backend": "blockio",
             "enabled": "on",
-            "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/", '
-            '"network": "BTCTEST"}' % SECRETS,
+            "backend_settings": json.dumps(backend_settings),
         },
     )
+
+
+def test_it_records_a_new_wallet_with_its_secrets_masked(client, admin_user):
+    btc = make_currency("BTC")
+    client.force_login(admin_user)
+    response = _add_wallet_with_secrets(client, btc, network="BTCTEST")
     assert response.status_code == 302, response.content.decode()[:3000]
     wallet = Wallet.objects.get(name="cold")
     entry = _entries(wallet).get()
@@ -113,17 +125,7 @@ def test_it_shows_the_log_to_a_viewer_with_secrets_masked_and_nothing_to_change(
 ):
     btc = make_currency("BTC")
     client.force_login(admin_user)
-    client.post(
-        "/admin/ledger/wallet/add/",
-        {
-            "name": "cold",
-            "currency": btc.pk,
-            "backend": "blockio",
-            "enabled": "on",
-            "backend_settings": '{"api_key": "%s", "pin": "%s", "base_url": "http://rpc:%s@127.0.0.1:1/"}'
-            % SECRETS,
-        },
-    )
+    _add_wallet_with_secrets(client, btc)
     client.force_login(viewer)
     listing = client.get("/admin/auditlog/logentry/")
     assert listing.status_code == 200

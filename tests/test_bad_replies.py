@@ -65,7 +65,10 @@ def since_reply(result):
 
 
 def answers(request, results):
-    return [{"result": r, "error": None, "id": q["id"]} for q, r in zip(request, results)]
+    # Requests beyond the results (the tip call a batch may end with) stay unanswered.
+    return [
+        {"result": r, "error": None, "id": q["id"]} for q, r in zip(request, results, strict=False)
+    ]
 
 
 # The whole listsinceblock reply is unusable: BadReply for the wallet.

@@ -37,7 +37,7 @@ def test_it_refuses_a_malformed_number_when_settings_load():
     env = {
         **os.environ,
         "BALANCE_CACHE_MAX_STALENESS": "two",
-        "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings_test",
+        "DJANGO_SETTINGS_MODULE": "devtools.settings_test",
     }
     done = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],

@@ -32,7 +32,7 @@ def test_it_renders_the_same_rows_in_graphql_and_the_admin(balance_cache, viewer
         Client()
         .post(
             "/graphql",
-            {"query": 'query { user(id: "u-t") { currencies { id enabled %s } } }' % fields},
+            {"query": f'query {{ user(id: "u-t") {{ currencies {{ id enabled {fields} }} }} }}'},
             content_type="application/json",
             HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue('t')[1]}",
         )

@@ -87,10 +87,10 @@ def test_it_registers_its_schedule_idempotently_and_the_task_runs_every_wallet(w
     from django_q.models import Schedule
 
     from broadcasts.tasks import broadcast_all_wallets
-    from cryptoadmin.schedules import register_schedules
+    from ops.scheduler import register_schedules
 
     for _ in range(2):
-        register_schedules(sender=apps.get_app_config("cryptoadmin"))
+        register_schedules(sender=apps.get_app_config("ops"))
     schedule = Schedule.objects.get(name="broadcasts.broadcast")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
         "broadcasts.tasks.broadcast_all_wallets",

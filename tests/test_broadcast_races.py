@@ -3,7 +3,6 @@ mid-send (both close-by-hand paths), and an unreachable node."""
 
 import os
 import signal
-import subprocess
 import time
 from collections import Counter
 
@@ -25,31 +24,18 @@ from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account
 from ledger.money import to_units
 from tests.broadcast_helpers import end_lease
-from tests.support import PYTHON, REPO, funded_wallet, grant
+from tests.support import expect_paused, funded_wallet, grant, manage_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def broadcaster_process(child_env, wallet, pause=None):
-    env = dict(child_env)
-    if pause:
-        env["CRYPTOADMIN_FAULT"] = f"broadcast.{pause}=pause:120"
-    return subprocess.Popen(
-        [PYTHON, "manage.py", "broadcast", "--wallet", wallet.name],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    fault = f"broadcast.{pause}=pause:120" if pause else ""
+    return manage_process(child_env, "broadcast", "--wallet", wallet.name, fault=fault)
 
 
 def kill_when_paused(proc, stage):
-    line = proc.stdout.readline()
-    assert line.strip() == f"paused broadcast.{stage}", (
-        line,
-        proc.stderr.read() if proc.poll() is not None else "",
-    )
+    expect_paused(proc, f"broadcast.{stage}")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
 
@@ -187,7 +173,8 @@ def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(
 
 
 class DiesBeforeSend(BitcoindBackend):
-    """The node answers the ping, then is gone when sendmany connects (refused: provably not sent)."""
+    """The node answers the ping, then is gone when sendmany connects (refused: provably not
+    sent)."""
 
     def send_many(self, outputs, comment, **kwargs):
         self.url = "http://u:p@127.0.0.1:9"
@@ -286,18 +273,6 @@ def test_it_leaves_a_refused_send_killed_before_its_commit_for_a_person_and_pays
     assert node_sends(wallet) == []
 
 
-def blockio_broadcaster(child_env, wallet, point):
-    env = dict(child_env, CRYPTOADMIN_FAULT=f"broadcast.{point}=pause:120")
-    return subprocess.Popen(
-        [PYTHON, "manage.py", "broadcast", "--wallet", wallet.name],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.fixture
 def lost_withdraw(blockio_wallet, blockio, settings):
     """A block.io withdraw whose connection dropped before block.io did anything, lease over."""
@@ -320,7 +295,8 @@ def test_it_repeats_a_nonce_retry_killed_before_it_sent_and_pays_once(
 ):
     broadcast, destination = lost_withdraw
     kill_when_paused(
-        blockio_broadcaster(child_env, blockio_wallet, "after_retry_claim"), "after_retry_claim"
+        broadcaster_process(child_env, blockio_wallet, pause="after_retry_claim"),
+        "after_retry_claim",
     )
     broadcast.refresh_from_db()
     assert broadcast.in_flight and blockio.sent == []  # the retry holds the lease; nothing sent
@@ -339,7 +315,7 @@ def test_it_settles_a_nonce_retry_killed_after_it_sent_by_the_send_it_made(
 ):
     broadcast, destination = lost_withdraw
     kill_when_paused(
-        blockio_broadcaster(child_env, blockio_wallet, "after_retry_send"), "after_retry_send"
+        broadcaster_process(child_env, blockio_wallet, pause="after_retry_send"), "after_retry_send"
     )
     assert len(blockio.sent) == 1  # the retry paid; its reply died with the process
     end_lease(broadcast)

@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from tests.support import PYTHON, REPO
+from tests.support import PYTHON, REPO, expect_paused, manage_process
 
 
 @pytest.fixture
 def sqlite_env(tmp_path):
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+        DJANGO_SETTINGS_MODULE="devtools.settings_test",
         PYTHONPATH=str(REPO),
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
     )
@@ -49,26 +49,8 @@ def state(env):
     return json.loads(child(env, "state"))
 
 
-def broadcaster(env, fault=None, **extra):
-    env = dict(env, **extra)
-    if fault:
-        env["CRYPTOADMIN_FAULT"] = fault
-    return subprocess.Popen(
-        [PYTHON, "manage.py", "broadcast", "--wallet", "sqlite-btc"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_paused(proc, point):
-    line = proc.stdout.readline()
-    assert line.strip() == f"paused {point}", (
-        line,
-        proc.stderr.read() if proc.poll() is not None else "",
-    )
+def broadcaster(env, fault="", **extra):
+    return manage_process(dict(env, **extra), "broadcast", "--wallet", "sqlite-btc", fault=fault)
 
 
 def payments(server, address):
@@ -91,7 +73,7 @@ def paying(fresh_node, sqlite_env):
 def test_it_refuses_to_close_a_send_in_flight_and_pays_once(sqlite_env, paying):
     server, address = paying
     proc = broadcaster(sqlite_env, "broadcast.after_open=pause:8")
-    wait_paused(proc, "broadcast.after_open")
+    expect_paused(proc, "broadcast.after_open")
     assert state(sqlite_env)["vendor"] == "sqlite"
 
     assert state(sqlite_env)["interrupted"] == []  # in flight, not interrupted
@@ -115,7 +97,7 @@ def test_it_lets_a_killed_send_be_closed_only_after_its_lease_and_pays_once(sqli
     server, address = paying
     short = dict(NODE_RPC_TIMEOUT="1", BROADCAST_LEASE_MARGIN="2")  # a 4 s lease
     proc = broadcaster(sqlite_env, "broadcast.after_open=pause:60", **short)
-    wait_paused(proc, "broadcast.after_open")
+    expect_paused(proc, "broadcast.after_open")
     proc.kill()
     proc.wait(timeout=10)
 
@@ -136,7 +118,7 @@ def test_it_takes_back_requeued_outgoing_when_a_send_closed_as_never_left_had_pa
     server, address = paying
     short = dict(NODE_RPC_TIMEOUT="1", BROADCAST_LEASE_MARGIN="2")
     proc = broadcaster(sqlite_env, "broadcast.after_send=pause:10", **short)
-    wait_paused(proc, "broadcast.after_send")  # the node has paid; the reply is not booked yet
+    expect_paused(proc, "broadcast.after_send")  # the node has paid; the reply is not booked yet
     time.sleep(4.5)  # the lease is over: to the operator it looks interrupted
     # The operator's node view has not recorded the send: "It never left" goes through.
     assert child(sqlite_env, "close", "never_left", "--blind") == "closed"

@@ -33,9 +33,12 @@ def test_it_refuses_a_second_active_broadcast_of_a_wallet(btc, second):
 def test_it_keeps_no_dead_helpers():
     from django.db import models
 
+    from ledger import actors
     from ledger.models import Account, Transaction
 
     assert not hasattr(Broadcast, "is_closed") and not hasattr(Broadcast, "CLOSED_STATES")
     assert not hasattr(Account, "is_system")
     assert not hasattr(Transaction, "amount_display")
     assert Transaction.clean is models.Model.clean
+    # Nothing reads an actor's kind: `actors.person(by)` tells the system from a person.
+    assert not hasattr(actors.SYSTEM, "is_system")

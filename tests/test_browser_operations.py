@@ -1,4 +1,5 @@
-"""Operators and viewers at work, in a real browser against the real server, PostgreSQL and nodes."""
+"""Operators and viewers at work, in a real browser against the real server, PostgreSQL and
+nodes."""
 
 import re
 

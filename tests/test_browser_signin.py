@@ -1,4 +1,5 @@
-"""Signing in with the second factor, in a real browser against the real server (issue 13, point 3)."""
+"""Signing in with the second factor, in a real browser against the real server (issue 13, point
+3)."""
 
 import base64
 

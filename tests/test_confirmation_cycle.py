@@ -131,7 +131,8 @@ def test_it_derives_no_height_from_a_tip_that_moved_during_the_cycle(single):
 )
 def test_it_credits_a_placed_deposit_once_after_the_poller_is_killed(fresh_node, child_env, fault):
     """A deposit placed in its block by one cycle, credited by a later one from its height:
-    a poller killed in that later cycle leaves it uncredited and open, and the next credits it once."""
+    a poller killed in that later cycle leaves it uncredited and open, and the next credits it
+    once."""
     import signal
     import subprocess
 

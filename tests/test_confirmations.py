@@ -229,11 +229,13 @@ call_command("migrate", verbosity=0)
 from ledger.models import Currency, Wallet, NetworkTransaction as NT
 from ledger.confirmations import write_changes
 c = Currency.objects.create(code="BTC"); w = Wallet.objects.create(name="w", currency=c)
-rows = [NT.objects.create(currency=c, wallet=w, txid=f"{i:064x}", type="broadcast") for i in range(3)]
+rows = [NT.objects.create(currency=c, wallet=w, txid=f"{i:064x}", type="broadcast") for i in
+range(3)]
 now = timezone.now()
 for r in rows:
     r.confirmations, r.state, r.closed_at, r.flagged = 7, "closed", now, True
-hand = NT.objects.create(currency=c, wallet=w, txid="f" * 64, type="deposit", state="closed_by_hand")
+hand = NT.objects.create(currency=c, wallet=w, txid="f" * 64, type="deposit",
+state="closed_by_hand")
 hand.confirmations, hand.state = 9, "open"  # a stale copy: the operator closed it after the read
 write_changes(rows + [hand], read_states={r.pk: "open" for r in rows + [hand]})
 assert NT.objects.filter(pk=hand.pk, state="closed_by_hand", confirmations=0).exists()

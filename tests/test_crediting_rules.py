@@ -253,7 +253,7 @@ def test_it_reopens_a_deposit_an_earlier_version_closed_uncredited_and_then_cred
     assert row.state == "closed" and credited("alice", currency) == 4200
 
 
-def test_it_flags_a_deposit_due_a_credit_that_pays_none_of_its_wallets_addresses_and_keeps_it_polled(
+def test_it_flags_a_deposit_due_a_credit_paying_none_of_its_wallets_addresses_and_keeps_polling(
     deposit, currency
 ):
     wallet, row = deposit

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from cryptoadmin.localservices import free_port
-from tests.support import PYTHON, REPO
+from devtools.localservices import free_port
+from tests.support import PYTHON, REPO, wait_until
 
 pytestmark = pytest.mark.node
 
 MARKER = "CRYPTOADMIN_DEMO_TEST_MARKER"
-# demo, its two nodes, runserver, and qcluster: the command, its sentinel, monitor, pusher and workers.
+# demo, its two nodes, runserver, and qcluster: the command, its sentinel, monitor, pusher and
+# workers.
 Q_WORKERS = 1  # the smallest cluster that still has every kind of process
 TREE_SIZE = 1 + 2 + 1 + (4 + Q_WORKERS)
 
@@ -38,15 +39,6 @@ def marked_processes(marker: str) -> list[tuple[int, str]]:
         if stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X"):
             found.append((int(entry.name), cmdline[:120]))
     return found
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 def test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row(tmp_path):
@@ -86,17 +78,25 @@ def test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row(tmp_path):
                 )
             t0 = time.monotonic()
             try:
-                wait_for(
-                    lambda: "Dashboard:" in log.read_text() or demo.poll() is not None,
+                wait_until(
+                    lambda log=log, demo=demo: (
+                        "Dashboard:" in log.read_text() or demo.poll() is not None
+                    ),
                     180,
-                    "the demo to serve",
+                    what="the demo to serve",
                 )
                 t1 = time.monotonic()
                 assert demo.poll() is None, log.read_text()[-3000:]
-                wait_for(
-                    lambda: len(marked_processes(marker)) >= TREE_SIZE, 30, "the whole process tree"
+                wait_until(
+                    lambda: len(marked_processes(marker)) >= TREE_SIZE,
+                    30,
+                    what="the whole process tree",
                 )
-                wait_for(lambda: "running." in log.read_text(), 60, "the scheduler cluster to run")
+                wait_until(
+                    lambda log=log: "running." in log.read_text(),
+                    60,
+                    what="the scheduler cluster to run",
+                )
                 t2 = time.monotonic()
                 os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
                 demo.wait(timeout=60)

@@ -38,24 +38,21 @@ def test_it_runs_manage_py_with_the_environment_file(tmp_path):
         'ALERT_URLS="json://127.0.0.1:9/a json://127.0.0.1:9/b"\nLOG_LEVEL=LOUD\n'
     )
     base = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "CRYPTOADMIN_ENV": str(env_file)}
-    result = subprocess.run(
-        [str(DEPLOY / "manage"), "check"],
-        cwd="/",
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def check():
+        return subprocess.run(
+            [str(DEPLOY / "manage"), "check"],
+            cwd="/",
+            env=base,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = check()
     assert result.returncode != 0
     assert "configuration error: LOG_LEVEL='LOUD'" in result.stderr  # the file's values were read
 
     env_file.write_text(env_file.read_text().replace("LOG_LEVEL=LOUD", "LOG_LEVEL=info"))
-    result = subprocess.run(
-        [str(DEPLOY / "manage"), "check"],
-        cwd="/",
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = check()
     assert result.returncode == 0, result.stderr

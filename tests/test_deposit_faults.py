@@ -11,7 +11,7 @@ from cryptoadmin import faults
 from ledger import services
 from ledger.confirmations import update_confirmations
 from ledger.models import NetworkTransaction, Transaction
-from tests.support import PYTHON, REPO, make_currency, make_wallet
+from tests.support import PYTHON, REPO, make_currency, make_wallet, manage_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,14 +159,8 @@ def test_it_never_credits_a_deposit_an_operator_closes_while_the_poller_holds_a_
 
     wallet, txids = deposits
     record_deposits(wallet, wallet.get_backend().get_transactions(list(txids.values())).values())
-    env = dict(child_env, CRYPTOADMIN_FAULT=f"{point}=pause:3")
-    poller = subprocess.Popen(
-        [PYTHON, "manage.py", "update_confirmations", "--currency", "BTC"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    poller = manage_process(
+        child_env, "update_confirmations", "--currency", "BTC", fault=f"{point}=pause:3"
     )
     assert poller.stdout.readline().strip() == f"paused {point}"
     row = NetworkTransaction.objects.get(wallet=wallet, txid=txids["bob"])

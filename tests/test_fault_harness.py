@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from cryptoadmin.localservices import LocalBitcoind
+from devtools.localservices import LocalBitcoind
 from ledger import services as ledger
 from ledger.models import Account
 from ledger.money import to_units
@@ -44,21 +44,29 @@ SCENARIOS = {
 }
 # Points whose process needs more than their area's usual work to get there.
 POINT_SCENARIOS = {
-    "broadcast.before_fail_commit": "broadcast_refused",  # the node refuses the send (no spendable coins)
+    # the node refuses the send (no spendable coins)
+    "broadcast.before_fail_commit": "broadcast_refused",
 }
 # Points no bitcoind scenario reaches; each stays visible as an xfail naming why.
 NO_SCENARIO = {
-    "broadcast.after_retry_claim": "reached only by a block.io send re-issued with its nonce (a nonce backend)",
-    "broadcast.after_retry_send": "reached only by a block.io send re-issued with its nonce (a nonce backend)",
-    "broadcast.before_late_reply_commit": "reached only when the node's reply arrives after the send's lease ended",
-    "broadcast.isolation_after_collect": "reached when the node refuses one output of a batch; covered in "
-    "process with a node that refuses dust (tests/test_withdrawal_control.py), no child scenario yet",
-    "broadcast.before_refusal_commit": "reached when the node refuses one output of a batch; covered in "
-    "process with a node that refuses dust (tests/test_withdrawal_control.py), no child scenario yet",
-    "outgoing.before_return_update": "reached by a person's reject or cancel; in-process only so far "
-    "(tests/test_withdrawal_control.py: the money stays on 204 when the return dies before commit)",
-    "outgoing.before_return_commit": "reached by a person's reject or cancel; in-process only so far "
-    "(tests/test_withdrawal_control.py: the money stays on 204 when the return dies before commit)",
+    "broadcast.after_retry_claim": "reached only by a block.io send re-issued with its nonce (a "
+    "nonce backend)",
+    "broadcast.after_retry_send": "reached only by a block.io send re-issued with its nonce (a "
+    "nonce backend)",
+    "broadcast.before_late_reply_commit": "reached only when the node's reply arrives after the "
+    "send's lease ended",
+    "broadcast.isolation_after_collect": "reached when the node refuses one output of a batch; "
+    "covered in process with a node that refuses dust (tests/test_withdrawal_control.py), no child "
+    "scenario yet",
+    "broadcast.before_refusal_commit": "reached when the node refuses one output of a batch; "
+    "covered in process with a node that refuses dust (tests/test_withdrawal_control.py), no child "
+    "scenario yet",
+    "outgoing.before_return_update": "reached by a person's reject or cancel; in-process only so "
+    "far (tests/test_withdrawal_control.py: the money stays on 204 when the return dies before "
+    "commit)",
+    "outgoing.before_return_commit": "reached by a person's reject or cancel; in-process only so "
+    "far (tests/test_withdrawal_control.py: the money stays on 204 when the return dies before "
+    "commit)",
 }
 # Kept short so a killed send's lease (when broadcasts have one) ends within the test.
 CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "10", "BROADCAST_LEASE_MARGIN": "1"}
@@ -68,25 +76,29 @@ CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "10", "BROADCAST_LEASE_MARGIN": "1"}
 STUCK = ("is stuck in broadcast", "is still opened at quiescence")
 KNOWN_BUGS = {
     "broadcast.after_open": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): an interrupted broadcast is not settled by the machine on its next run; its "
-        "outgoing stay 'broadcasting' until a person closes it",
+        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, "
+        "would let the machine): an interrupted broadcast is not settled by the machine on its "
+        "next run; its outgoing stay 'broadcasting' until a person closes it",
         STUCK,
     ),
     "broadcast.after_send": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): an interrupted broadcast is not settled by the machine on its next run; it "
-        "paid on chain but the books never learn it",
+        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, "
+        "would let the machine): an interrupted broadcast is not settled by the machine on its "
+        "next run; it paid on chain but the books never learn it",
         STUCK + ("the node paid", "books hold"),
     ),
     # Points of the broadcast branch (not in this branch's source): the same bug, seen on a
     # trial merge of main + poller + broadcast + this branch.
     "broadcast.before_settle_commit": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): a broadcaster killed after sending, before booking, leaves an interrupted "
-        "broadcast the machine does not settle on its next run",
+        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, "
+        "would let the machine): a broadcaster killed after sending, before booking, leaves an "
+        "interrupted broadcast the machine does not settle on its next run",
         STUCK + ("the node paid", "books hold"),
     ),
     "broadcast.before_fail_commit": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): a broadcaster killed before recording a refused send leaves an interrupted "
-        "broadcast the machine does not settle on its next run",
+        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, "
+        "would let the machine): a broadcaster killed before recording a refused send leaves an "
+        "interrupted broadcast the machine does not settle on its next run",
         STUCK,
     ),
 }

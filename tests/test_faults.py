@@ -39,10 +39,13 @@ def test_it_kills_a_child_process_with_sigkill_from_the_environment():
     env = dict(
         os.environ,
         CRYPTOADMIN_FAULT="test.child=kill",
-        DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+        DJANGO_SETTINGS_MODULE="devtools.settings_test",
         PYTHONPATH=str(REPO),
     )
-    code = "import django; django.setup(); from cryptoadmin import faults; faults.point('test.child'); print('alive')"
+    code = (
+        "import django; django.setup(); from cryptoadmin import faults; "
+        "faults.point('test.child'); print('alive')"
+    )
     proc = subprocess.run(
         [PYTHON, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )

@@ -15,8 +15,8 @@ FIELDS = (
 )
 
 
-def seed_query(user_id):
-    return 'query { user(id: "%s") { currencies { %s } } }' % (user_id, FIELDS)
+def balances_query(user_id):
+    return f'query {{ user(id: "{user_id}") {{ currencies {{ {FIELDS} }} }} }}'
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def ask(query, token=None, client=None):
     return client.post("/graphql", {"query": query}, content_type="application/json", **headers)
 
 
-def test_it_answers_the_seed_query_for_a_user_with_several_currencies(balance_cache, token):
+def test_it_answers_the_balances_query_for_a_user_with_several_currencies(balance_cache, token):
     btc, usdt, ltc = currency("BTC"), currency("USDT", decimals=6), currency("LTC", enabled=False)
     deposit(network_account(btc), "u-1", 250_000_000)
     move("u-1", btc, 100_000_000, 201, 202)  # 202 advanced trading
@@ -41,7 +41,7 @@ def test_it_answers_the_seed_query_for_a_user_with_several_currencies(balance_ca
     move("u-1", btc, 5, 205, 206)  # 206 active staking
     deposit(network_account(usdt), "u-1", 1_500_000)
     network_account(ltc)
-    response = ask(seed_query("u-1"), token)
+    response = ask(balances_query("u-1"), token)
     assert response.status_code == 200, response.content
     body = response.json()
     assert "errors" not in body
@@ -81,13 +81,13 @@ def test_it_answers_the_seed_query_for_a_user_with_several_currencies(balance_ca
         },
     ]
     # Served through the cache: a second request is a hit, not a load.
-    assert ask(seed_query("u-1"), token).json() == body
+    assert ask(balances_query("u-1"), token).json() == body
     assert balance_cache.stats()["loads"] == 1 and balance_cache.stats()["hits"] == 1
 
 
 def test_it_returns_a_graphql_error_for_an_unknown_user(balance_cache, token):
     currency("BTC")
-    response = ask(seed_query("ghost"), token)
+    response = ask(balances_query("ghost"), token)
     assert response.status_code == 200
     body = response.json()
     assert body["data"] == {"user": None}
@@ -96,7 +96,7 @@ def test_it_returns_a_graphql_error_for_an_unknown_user(balance_cache, token):
 
 @pytest.mark.parametrize("bad_id", ["", "x" * 129, "a b", "é", "1;DROP", 'a\\"b'])
 def test_it_returns_a_graphql_error_for_a_malformed_user_id(balance_cache, token, bad_id):
-    response = ask(seed_query(bad_id), token)
+    response = ask(balances_query(bad_id), token)
     assert response.status_code in (200, 400)
     body = response.json()
     assert body.get("data") in (None, {"user": None})
@@ -112,7 +112,7 @@ def test_it_reports_a_failed_load_without_internals(balance_cache, token, monkey
         raise ZeroDivisionError("secret internals")
 
     balance_cache.loader = broken
-    body = ask(seed_query("u-2"), token).json()
+    body = ask(balances_query("u-2"), token).json()
     assert body["data"] == {"user": None}
     # A load failure is reported as unavailable, without its internals, a traceback or a 500.
     assert body["errors"][0]["message"] == "balances are unavailable right now, try again"
@@ -122,7 +122,7 @@ def test_it_reports_a_failed_load_without_internals(balance_cache, token, monkey
 def test_it_masks_errors_it_does_not_expect(balance_cache, token, monkeypatch):
     deposit(network_account(currency("BTC")), "u-5", 1)
     monkeypatch.setattr("balances.table.format_units", lambda *a: 1 / 0)
-    response = ask(seed_query("u-5"), token)
+    response = ask(balances_query("u-5"), token)
     assert response.status_code == 200
     assert "division" not in response.content.decode()
     assert response.json()["errors"][0]["message"] == "Unexpected error."
@@ -133,12 +133,12 @@ def test_it_serves_a_staff_session_with_permission_and_keeps_csrf(balance_cache,
     grant(viewer, "balances.view_user_balances")
     client = Client(enforce_csrf_checks=True)
     client.force_login(viewer)
-    assert ask(seed_query("u-3"), client=client).status_code == 403  # no CSRF token
+    assert ask(balances_query("u-3"), client=client).status_code == 403  # no CSRF token
     client.get("/admin/")  # sets the CSRF cookie
     csrf = client.cookies["csrftoken"].value
     response = client.post(
         "/graphql",
-        {"query": seed_query("u-3")},
+        {"query": balances_query("u-3")},
         content_type="application/json",
         HTTP_X_CSRFTOKEN=csrf,
     )
@@ -148,6 +148,6 @@ def test_it_serves_a_staff_session_with_permission_and_keeps_csrf(balance_cache,
 
 def test_it_exempts_token_requests_from_csrf(balance_cache, token):
     deposit(network_account(currency("BTC")), "u-4", 6)
-    response = ask(seed_query("u-4"), token, client=Client(enforce_csrf_checks=True))
+    response = ask(balances_query("u-4"), token, client=Client(enforce_csrf_checks=True))
     assert response.status_code == 200
     assert response.json()["data"]["user"]["currencies"][0]["balance"] == "0.00000006"

@@ -48,8 +48,10 @@ def test_it_refuses_300_aliases_with_a_graphql_error_and_no_balance_query(balanc
     network = network_account(currency("BTC"))
     for i in range(300):
         deposit(network, f"u-{i}", 1000 + i)
-    query = "query { %s }" % " ".join(
-        f'a{i}: user(id: "u-{i}") {{ currencies {{ {FIELDS} }} }}' for i in range(300)
+    query = (
+        "query { "
+        + " ".join(f'a{i}: user(id: "u-{i}") {{ currencies {{ {FIELDS} }} }}' for i in range(300))
+        + " }"
     )
     response, sqls = _ask_counting(query, token)
     body = response.json()
@@ -66,7 +68,8 @@ def test_it_refuses_300_aliases_with_a_graphql_error_and_no_balance_query(balanc
 
 def test_it_refuses_a_document_with_too_many_tokens(balance_cache, token):
     # No aliases and shallow, but huge: the parser stops counting at the limit.
-    query = 'query { user(id: "u-1") { currencies { %s } } }' % " ".join(["id"] * 5000)
+    ids = " ".join(["id"] * 5000)
+    query = f'query {{ user(id: "u-1") {{ currencies {{ {ids} }} }} }}'
     response, sqls = _ask_counting(query, token)
     body = response.json()
     assert body.get("data") is None
@@ -87,8 +90,10 @@ def test_it_refuses_a_query_deeper_than_the_limit(balance_cache, settings):
 
 
 def test_it_refuses_more_aliases_than_the_limit_in_a_small_document(balance_cache, token):
-    query = "query { %s }" % " ".join(
-        f'a{i}: user(id: "u-{i}") {{ currencies {{ id }} }}' for i in range(11)
+    query = (
+        "query { "
+        + " ".join(f'a{i}: user(id: "u-{i}") {{ currencies {{ id }} }}' for i in range(11))
+        + " }"
     )
     response, sqls = _ask_counting(query, token)
     body = response.json()
@@ -107,7 +112,7 @@ def test_it_turns_introspection_off_when_debug_is_off(balance_cache, token):
     _only_the_token_lookup(sqls)
 
 
-def test_it_still_answers_the_seed_query_within_the_limits(balance_cache, token):
+def test_it_still_answers_the_balances_query_within_the_limits(balance_cache, token):
     btc = currency("BTC")
     deposit(network_account(btc), "u-1", 150_000_000)
     query = (

@@ -66,7 +66,8 @@ def test_it_is_503_when_a_node_is_unreachable_and_shows_no_secret(client, btc):
     assert "s3cret" not in raw and "rpcuser" not in raw
 
 
-def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
+def _poll_schedule(next_run):
+    """The only schedule: the poller's, due at `next_run`."""
     from django_q.models import Schedule
 
     Schedule.objects.all().delete()
@@ -75,8 +76,12 @@ def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
         func="ledger.tasks.poll_all_currencies",
         schedule_type="I",
         minutes=1,
-        next_run=timezone.now() - timezone.timedelta(minutes=10),
+        next_run=next_run,
     )
+
+
+def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
+    _poll_schedule(next_run=timezone.now() - timezone.timedelta(minutes=10))
     status, body = _get(client)
     assert status == 503
     assert body["scheduler"]["ok"] is False
@@ -84,16 +89,7 @@ def test_it_is_503_when_schedules_exist_but_nothing_ran(client, db):
 
 
 def test_it_is_200_when_the_scheduler_ran_recently(client, db):
-    from django_q.models import Schedule
-
-    Schedule.objects.all().delete()
-    Schedule.objects.create(
-        name="poll",
-        func="ledger.tasks.poll_all_currencies",
-        schedule_type="I",
-        minutes=1,
-        next_run=timezone.now() + timezone.timedelta(seconds=30),
-    )
+    _poll_schedule(next_run=timezone.now() + timezone.timedelta(seconds=30))
     _recent_task()
     status, body = _get(client)
     assert status == 200, body

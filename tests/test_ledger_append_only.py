@@ -110,7 +110,9 @@ def test_it_refuses_raw_sql_edits_of_a_ledger_row(using):
         ("UPDATE ledger_transaction SET address_id = NULL", []),
         ("UPDATE ledger_transaction SET id = id + 1000", []),
     ]:
-        _refused(using, lambda: connections[using].cursor().execute(sql, params))
+        _refused(
+            using, lambda sql=sql, params=params: connections[using].cursor().execute(sql, params)
+        )
     assert _snapshot(using) == before
     # A write that changes nothing is harmless and allowed (Django's save() of an unchanged row).
     b["row"].save(using=using)

@@ -1,6 +1,9 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from ledger.money import AmountError, format_units, from_units, to_units
 
@@ -109,10 +112,6 @@ def test_it_accepts_exact_amounts_in_any_plain_notation(good, units):
 
 
 # Property-based: any exact amount round-trips; anything else is an AmountError, nothing else.
-from hypothesis import given  # noqa: E402
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
-
 BIGINT = 2**63 - 1
 
 

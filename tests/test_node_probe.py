@@ -61,7 +61,7 @@ def test_it_turns_a_backend_that_cannot_be_made_into_an_error_row(btc):
 
 
 def test_it_reports_a_misconfigured_wallet_in_health_instead_of_raising(btc, settings):
-    from cryptoadmin import health
+    from ops import health
 
     Wallet.objects.create(name="probe-no-url", currency=btc, backend_settings={})
     probed = health.probe_nodes()
@@ -74,7 +74,7 @@ def test_it_reports_a_misconfigured_wallet_in_health_instead_of_raising(btc, set
 
 
 def test_it_gives_up_on_a_hung_node_after_the_health_timeout(btc, settings, hung_url):
-    from cryptoadmin import health
+    from ops import health
 
     settings.HEALTH_NODE_TIMEOUT = 1
     Wallet.objects.create(name="probe-hung", currency=btc, backend_settings={"url": hung_url})
@@ -85,7 +85,7 @@ def test_it_gives_up_on_a_hung_node_after_the_health_timeout(btc, settings, hung
 
 
 def test_it_gives_up_on_a_hung_node_on_the_overview(btc, hung_url, monkeypatch):
-    from cryptoadmin import overview
+    from ops import overview
 
     monkeypatch.setattr(overview, "NODE_TIMEOUT", 1)
     monkeypatch.setattr(overview, "_NODE_CACHE", {})

@@ -3,9 +3,9 @@
 import pytest
 from django.utils import timezone
 
-from cryptoadmin import overview
 from ledger import services
 from ledger.models import NetworkTransaction
+from ops import overview
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +45,7 @@ def test_it_shows_node_and_books_difference_per_wallet(btc, fresh_node):
 def test_it_marks_a_schedule_red_after_three_missed_intervals(db):
     from django_q.models import Schedule
 
-    # Registered jobs: a schedule may run nothing else (cryptoadmin/schedules.py).
+    # Registered jobs: a schedule may run nothing else (ops/scheduler.py).
     Schedule.objects.create(
         name="late",
         func="ledger.tasks.poll_all_currencies",

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_it_serves_the_admin_with_its_css_and_debug_off(child_env, tmp_path, django_user_model):
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-    # Hashed as production hashes (the suite's settings use a fast hasher production does not accept).
+    # Hashed as production hashes (the suite's settings use a fast hasher production does not
+    # accept).
     user = django_user_model.objects.create(
         username="ops",
         is_staff=True,

@@ -101,7 +101,7 @@ def test_it_lets_an_admin_change_the_interval_next_run_and_repeats(client, admin
 
 
 def test_it_offers_only_registered_jobs_when_adding(client, admin):
-    from cryptoadmin.schedules import all_schedules
+    from ops.scheduler import all_schedules
 
     client.force_login(admin)
     form = client.get(ADD).context["adminform"].form
@@ -160,7 +160,7 @@ def _as_before_the_checks():
     """The database as it was before this version: no trigger on the schedule table."""
     from django.db import connection
 
-    from cryptoadmin.schedules import TRIGGER
+    from ops.scheduler import TRIGGER
 
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TRIGGER IF EXISTS {TRIGGER} ON django_q_schedule")
@@ -230,7 +230,8 @@ def test_it_never_queues_a_row_that_bypassed_the_save_check(monkeypatch):
     scheduler = q_scheduler.scheduler
 
     past = timezone.now() - timezone.timedelta(minutes=1)
-    _as_before_the_checks()  # a row from before the checks: only the save-time one is left to stop it
+    # a row from before the checks: only the save-time one is left to stop it
+    _as_before_the_checks()
     Schedule.objects.bulk_create(
         [
             Schedule(

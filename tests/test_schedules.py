@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django_q.models import Schedule
 
-from cryptoadmin.schedules import all_schedules
+from ops.scheduler import all_schedules
 
 pytestmark = pytest.mark.django_db
 

@@ -3,17 +3,9 @@
 import subprocess
 import sys
 
-from tests.support import REPO
+from tests.support import PRODUCTION_ENV, REPO
 
-ENV = {
-    "PATH": "/usr/bin:/bin",
-    "HOME": "/tmp",
-    "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",
-    "DEBUG": "0",
-    "SECRET_KEY": "k" * 20 + "Xy9-PqR7_zT3-wV5_nB1-mL8_cD6-fG2-hJ4",
-    "ALLOWED_HOSTS": "admin.example.com",
-    "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
-}
+ENV = PRODUCTION_ENV
 
 
 def _run(code, **env):
@@ -22,14 +14,22 @@ def _run(code, **env):
     )
 
 
+def _show(setting):
+    """Code printing one setting as a fresh process sees it."""
+    return (
+        "import django; django.setup(); from django.conf import settings; "
+        f"print(settings.{setting})"
+    )
+
+
 def test_it_requires_the_second_factor_when_debug_is_off_and_not_in_the_demo():
-    show = "import django; django.setup(); from django.conf import settings; print(settings.OTP_REQUIRED)"
+    show = _show("OTP_REQUIRED")
     assert _run(show).stdout.strip() == "True"
     assert _run(show, DEBUG="1").stdout.strip() == "False"
 
 
 def test_it_trusts_x_forwarded_for_only_behind_a_configured_proxy():
-    show = "import django; django.setup(); from django.conf import settings; print(settings.TRUSTED_PROXY_COUNT)"
+    show = _show("TRUSTED_PROXY_COUNT")
     assert _run(show).stdout.strip() == "0"
     assert _run(show, BEHIND_TLS_PROXY="1").stdout.strip() == "1"
     assert _run(show, BEHIND_TLS_PROXY="1", TRUSTED_PROXY_COUNT="2").stdout.strip() == "2"

@@ -203,14 +203,14 @@ def test_it_lets_one_of_approve_and_cancel_win_when_they_race(
         "broadcasts.cancel_outgoingtransaction",
     )
     rule(wallet.currency, approval_above=0)
-    for i in range(5):
+    for _ in range(5):
         out = send_external(alice, node.rpc("getnewaddress"), 1_000_000, created_by=operator)
         with faults.armed({"outgoing.before_return_update": "pause:0.2"}):
             # Each person acts on the row as their page showed it: awaiting approval.
             seen_a, seen_b = (OutgoingTransaction.objects.get(pk=out.pk) for _ in range(2))
             outcomes = _race(
-                lambda: services.approve(seen_a, approver),
-                lambda: services.cancel(seen_b, canceller, "race"),
+                lambda a=seen_a: services.approve(a, approver),
+                lambda b=seen_b: services.cancel(b, canceller, "race"),
             )
         kinds = sorted(k for k, _ in outcomes)
         assert kinds == ["ok", "refused"], outcomes

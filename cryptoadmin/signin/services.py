@@ -30,7 +30,8 @@ def pending_authenticator(user) -> TOTPDevice:
 
 def qr_data_url(device: TOTPDevice) -> str:
     """The device's otpauth:// URL as an SVG QR code drawn here (no CDN, no image library), in a
-    data: URL for an <img>: the SVG uses XML namespace prefixes, which HTML does not render inline."""
+    data: URL for an <img>: the SVG uses XML namespace prefixes, which HTML does not render
+    inline."""
     out = io.BytesIO()
     write_qrcode_image(device.config_url, out)
     return "data:image/svg+xml;base64," + base64.b64encode(out.getvalue()).decode()

@@ -30,7 +30,8 @@ class NotSent(NodeUnreachable):
 
 
 class OutcomeUnknown(BackendError):
-    """A state-changing request may or may not have taken effect (timeout, connection lost mid-call)."""
+    """A state-changing request may or may not have taken effect (timeout, connection lost
+    mid-call)."""
 
 
 class AlreadySent(BackendError):
@@ -56,7 +57,8 @@ class BadReply(BackendError):
 
 @dataclass(frozen=True)
 class TxOutput:
-    """One wallet-relevant entry of a transaction: `category` is receive/send/generate/immature/orphan."""
+    """One wallet-relevant entry of a transaction: `category` is
+    receive/send/generate/immature/orphan."""
 
     address: str
     category: str
@@ -221,7 +223,8 @@ class Backend:
         raise NotImplementedError
 
     def find_by_comment(self, comment: str) -> list[str]:
-        """Txids of wallet transactions carrying this comment (to settle an interrupted broadcast)."""
+        """Txids of wallet transactions carrying this comment (to settle an interrupted
+        broadcast)."""
         raise NotImplementedError
 
     def list_received_by_address(self, minconf: int = 0) -> list[ReceivedByAddress]:
@@ -235,7 +238,8 @@ class Backend:
         raise NotImplementedError
 
     def history_size(self) -> int | None:
-        """How many history entries iter_received will read, if the backend knows (for progress bars)."""
+        """How many history entries iter_received will read, if the backend knows (for progress
+        bars)."""
         return None
 
     def block_height(self) -> int:

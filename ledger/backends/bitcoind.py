@@ -278,15 +278,19 @@ class BitcoindBackend(Backend):
         chunk = 2000  # keeps one request body a few hundred KB
         for start in range(0, len(txids), chunk):
             part = txids[start : start + chunk]
-            for txid, reply in zip(part, self.batch([("gettransaction", t) for t in part])):
-                if isinstance(reply, BackendError):
-                    result[txid] = reply
-                    continue
-                try:
-                    result[txid] = self.parse_tx(reply, txid)
-                except BadReply as exc:
-                    result[txid] = exc
+            self._parse_replies(part, self.batch([("gettransaction", t) for t in part]), result)
         return result
+
+    def _parse_replies(self, txids: list[str], replies: list, result: dict) -> None:
+        """Each txid's gettransaction reply into `result`: a TxInfo, or its error in place."""
+        for txid, reply in zip(txids, replies, strict=True):
+            if isinstance(reply, BackendError):
+                result[txid] = reply
+                continue
+            try:
+                result[txid] = self.parse_tx(reply, txid)
+            except BadReply as exc:
+                result[txid] = exc
 
     def list_since_block(self, blockhash: str | None, target_confirmations: int = 1) -> SinceBlock:
         return self._parse_since(
@@ -299,7 +303,8 @@ class BitcoindBackend(Backend):
         is malformed is a BadReply in place for that txid (SinceBlock.errors)."""
         if not isinstance(reply, dict) or not isinstance(reply.get("transactions"), list):
             raise BadReply(
-                f"listsinceblock reply is not an object with a transactions list: {str(reply)[:200]}"
+                "listsinceblock reply is not an object with a transactions list: "
+                f"{str(reply)[:200]}"
             )
         lastblock = reply.get("lastblock")
         if not isinstance(lastblock, str) or not re.fullmatch(r"[0-9a-f]{64}", lastblock):
@@ -359,7 +364,7 @@ class BitcoindBackend(Backend):
 
     def _hashes(self, heights, replies) -> dict:
         hashes = {}
-        for height, reply in zip(heights, replies):
+        for height, reply in zip(heights, replies, strict=True):
             if isinstance(reply, BackendError):
                 if reply.code == -8:  # "Block height out of range": the chain got shorter
                     hashes[height] = None
@@ -378,14 +383,8 @@ class BitcoindBackend(Backend):
             if start == starts[-1]:
                 calls.append(("getbestblockhash",))
             replies = self.batch(calls)
-            for txid, reply in zip(part, replies):
-                if isinstance(reply, BackendError):
-                    result[txid] = reply
-                    continue
-                try:
-                    result[txid] = self.parse_tx(reply, txid)
-                except BadReply as exc:
-                    result[txid] = exc
+            # The last chunk's extra reply (the tip) is read below, not paired with a txid.
+            self._parse_replies(part, replies[: len(part)], result)
             if start == starts[-1]:
                 tip = _tip_after(replies[-1])
         return result, tip

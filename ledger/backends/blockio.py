@@ -161,7 +161,8 @@ class BlockIoBackend(Backend):
                 pause = _retry_after(response, delay)
                 if waited + pause > self.max_retry_after:
                     raise NodeUnreachable(
-                        f"block.io {method}: rate-limited (Retry-After {pause:g} s exceeds the bound)"
+                        f"block.io {method}: rate-limited (Retry-After {pause:g} s exceeds the "
+                        "bound)"
                     )
                 time.sleep(pause)
                 waited += pause

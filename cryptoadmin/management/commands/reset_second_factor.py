@@ -6,8 +6,8 @@ from cryptoadmin.signin.services import reset_devices
 
 class Command(BaseCommand):
     help = (
-        "Remove a user's second-factor devices (authenticator and recovery codes): they enrol a new "
-        "authenticator at their next sign-in. For a lost phone."
+        "Remove a user's second-factor devices (authenticator and recovery codes): they enrol a "
+        "new authenticator at their next sign-in. For a lost phone."
     )
 
     def add_arguments(self, parser):

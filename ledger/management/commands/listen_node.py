@@ -10,7 +10,10 @@ from ledger.models import Wallet
 
 
 class Command(BaseCommand):
-    help = "Follow the nodes' ZMQ feeds: a new block polls at once, a wallet transaction is recorded at once."
+    help = (
+        "Follow the nodes' ZMQ feeds: a new block polls at once, a wallet transaction is recorded "
+        "at once."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(

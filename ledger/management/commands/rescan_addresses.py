@@ -39,7 +39,8 @@ class Command(BaseCommand):
         for name, result in results.items():
             self.stdout.write(
                 f"{name}: {result['found']} missed deposit(s) found "
-                f"({result['receives_on_our_addresses']} receives on {result['addresses']} addresses)"
+                f"({result['receives_on_our_addresses']} receives on {result['addresses']} "
+                "addresses)"
             )
         if not results:
             self.stdout.write("No enabled wallet to rescan.")

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import BaseCommand, CommandError, call_command
 from django.db import connection
 
-from ops.processes import ProcessTree
+from ops.processes import ProcessTree, ignore_stop_signals
 
 
 class _Stop(Exception):
@@ -87,8 +87,7 @@ class Command(BaseCommand):
         except _Stop:
             pass
         finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            ignore_stop_signals()
             tree.stop(timeout=30)
             self.stdout.write("stopped: web server" + ("" if no_scheduler else ", scheduler"))
         if code:

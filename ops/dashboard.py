@@ -9,22 +9,22 @@ def panels(request):
     return [
         {
             "title": "Currencies",
-            "template": "cryptoadmin/panel_currencies.html",
+            "template": "ops/panel_currencies.html",
             "context": {"rows": overview.currency_rows()},
         },
         {
             "title": "Wallets and nodes",
-            "template": "cryptoadmin/panel_wallets.html",
+            "template": "ops/panel_wallets.html",
             "context": {"rows": overview.wallet_rows()},
         },
         {
             "title": "Deposits per hour, last 24 hours",
-            "template": "cryptoadmin/panel_chart.html",
+            "template": "ops/panel_chart.html",
             "context": {"svg": overview.bar_chart_svg(overview.deposits_per_hour())},
         },
         {
             "title": "Scheduler",
-            "template": "cryptoadmin/panel_scheduler.html",
+            "template": "ops/panel_scheduler.html",
             "context": {"rows": overview.schedule_rows()},
         },
     ]

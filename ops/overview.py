@@ -67,7 +67,7 @@ def wallet_rows():
         return []
     nodes = _cached_node_figures(wallets)
     rows = []
-    for wallet, node in zip(wallets, nodes):
+    for wallet, node in zip(wallets, nodes, strict=True):
         books = wallet_books_balance(wallet)
         row = {"wallet": wallet, "books": wallet.currency.format(books), **node}
         if node.get("balance_units") is not None:
@@ -86,7 +86,7 @@ def _cached_node_figures(wallets):
     keys = [(wallet.pk, str(wallet.backend_settings)) for wallet in wallets]
     stale = [
         w
-        for w, key in zip(wallets, keys)
+        for w, key in zip(wallets, keys, strict=True)
         if key not in _NODE_CACHE or now - _NODE_CACHE[key][0] >= NODE_CACHE_SECONDS
     ]
     if stale:
@@ -101,7 +101,7 @@ def _cached_node_figures(wallets):
             on_error=_unreachable,
             errors=(BackendError,),
         )
-        for wallet, figures in zip(stale, fresh):
+        for wallet, figures in zip(stale, fresh, strict=True):
             _NODE_CACHE[(wallet.pk, str(wallet.backend_settings))] = (time.monotonic(), figures)
     return [_NODE_CACHE[key][1] for key in keys]
 

@@ -225,15 +225,16 @@ class LocalBitcoind:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"bitcoind exited with {self.proc.returncode}: {self.proc.stderr.read().decode()[:2000]}"
+                    f"bitcoind exited with {self.proc.returncode}: "
+                    f"{self.proc.stderr.read().decode()[:2000]}"
                 )
             try:
                 self.rpc("getblockcount")
                 return self
-            except Exception:
+            except Exception as exc:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("bitcoind did not answer RPC in time")
+                    raise RuntimeError("bitcoind did not answer RPC in time") from exc
                 time.sleep(0.1)
 
     @property

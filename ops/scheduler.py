@@ -17,7 +17,7 @@ from django.db import connections
 from django.db.models.signals import post_migrate, pre_save
 from django.dispatch import receiver
 
-from .registry import PROJECT_APPS, collect
+from cryptoadmin.registry import collect, project_app_names
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def is_project_task(func) -> bool:
     module_name, _, name = func.rpartition(".")
     app = module_name.split(".")[0]
     if (
-        app not in PROJECT_APPS
+        app not in project_app_names()
         or module_name != f"{app}.tasks"
         or not name.isidentifier()
         or name.startswith("_")
@@ -100,7 +100,8 @@ def _literal(value) -> str:
 
 
 def _registered_condition(columns: dict[str, str]) -> str:
-    """SQL true when NEW's locked columns equal one registry entry's (NULL and '' both "not set")."""
+    """SQL true when NEW's locked columns equal one registry entry's (NULL and '' both "not
+    set")."""
     clauses = [
         "("
         + " AND ".join(
@@ -113,7 +114,8 @@ def _registered_condition(columns: dict[str, str]) -> str:
 
 
 def install_schedule_check(using="default") -> None:
-    """(Re)create the trigger refusing unregistered schedule rows, from the registry as it is now."""
+    """(Re)create the trigger refusing unregistered schedule rows, from the registry as it is
+    now."""
     from django_q.models import Schedule
 
     connection = connections[using]
@@ -121,7 +123,7 @@ def install_schedule_check(using="default") -> None:
     condition = _registered_condition(
         {f: connection.ops.quote_name(Schedule._meta.get_field(f).column) for f in LOCKED_FIELDS}
     )
-    message = "schedules run registered jobs only (cryptoadmin/schedules.py)"
+    message = "schedules run registered jobs only (ops/scheduler.py)"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(f"""
@@ -151,7 +153,7 @@ def install_schedule_check(using="default") -> None:
 
 @receiver(post_migrate)
 def register_schedules(sender, using="default", **kwargs):
-    if sender.name != "cryptoadmin":  # once per migrate, after our app's migrations
+    if sender.name != "ops":  # once per migrate, after our app's migrations
         return
     from django_q.models import Schedule
 
@@ -165,7 +167,8 @@ def register_schedules(sender, using="default", **kwargs):
     for spec in all_schedules():
         spec = {**{name: None for name in LOCKED_FIELDS}, **spec}
         name = spec.pop("name")
-        # The registry decides what runs; the interval, next run and repeats a role chose survive a deploy.
+        # The registry decides what runs; the interval, next run and repeats a role chose
+        # survive a deploy.
         Schedule.objects.using(using).update_or_create(
             name=name,
             defaults={field: spec[field] for field in LOCKED_FIELDS},

@@ -7,8 +7,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-00000000
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cryptoadmin")
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 
-from .settings import *  # noqa: E402,F401,F403
-from .settings import DATABASES  # noqa: E402
+from cryptoadmin.settings import *  # noqa: E402,F401,F403
+from cryptoadmin.settings import DATABASES  # noqa: E402
 
 DATABASES["sqlite"] = {
     "ENGINE": "django.db.backends.sqlite3",

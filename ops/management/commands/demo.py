@@ -20,8 +20,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, call_command
 
-from cryptoadmin.localservices import LocalBitcoind
-from ops.processes import ProcessTree
+from devtools.localservices import LocalBitcoind
+from ops.processes import ProcessTree, ignore_stop_signals
 
 
 def _interrupt(signum, frame):
@@ -78,19 +78,17 @@ class Command(BaseCommand):
             )
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / {password}\n"
-                    f"  Second factor: {self.second_factor_note()}\n"
-                    f"  Node: regtest bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n"
-                    "  Ctrl-C stops the server, the scheduler and the node.\n"
+                    f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / "
+                    f"{password}\n  Second factor: {self.second_factor_note()}\n  Node: regtest "
+                    f"bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n  Ctrl-C stops "
+                    "the server, the scheduler and the node.\n"
                 )
             )
             self.run_until_interrupted(node, wallet, children)
         except KeyboardInterrupt:
             pass
         finally:
-            # A second Ctrl-C while stopping must not cut the stop short.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            ignore_stop_signals()
             children.stop(timeout=20)
             for server in (node, outside):  # both shut down at once; stop() then waits for each
                 if server.proc and server.proc.poll() is None:
@@ -157,7 +155,8 @@ class Command(BaseCommand):
         try:
             entry = imports.import_unaccounted_balance(wallet.pk, treasury.pk)
             self.stdout.write(
-                f"imported {wallet.currency.format(entry.amount)} BTC into the books (account {treasury.pk})"
+                f"imported {wallet.currency.format(entry.amount)} BTC into the books (account "
+                f"{treasury.pk})"
             )
         except imports.WalletImportError as exc:
             self.stdout.write(str(exc))
@@ -184,7 +183,8 @@ class Command(BaseCommand):
             pass
 
     def tick(self, node, wallet):
-        """Some traffic: a block every tick so confirmations move, deposits, now and then a withdrawal."""
+        """Some traffic: a block every tick so confirmations move, deposits, now and then a
+        withdrawal."""
         from ledger.models import Address
 
         if random.random() < 0.5:

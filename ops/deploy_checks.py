@@ -19,7 +19,8 @@ def check_configuration(app_configs, **kwargs):
         errors.append(
             Error(
                 "ALLOWED_HOSTS is empty and DEBUG is off: every request would be refused.",
-                hint="Set ALLOWED_HOSTS to a comma-separated list, e.g. ALLOWED_HOSTS=admin.example.com",
+                hint="Set ALLOWED_HOSTS to a comma-separated list, e.g. "
+                "ALLOWED_HOSTS=admin.example.com",
                 id="cryptoadmin.E002",
             )
         )
@@ -30,21 +31,24 @@ def check_configuration(app_configs, **kwargs):
     if settings.BROADCAST_LEASE_MARGIN < 1:
         errors.append(
             Error(
-                "BROADCAST_LEASE_MARGIN must be at least 1 second: the node call must end before the send's lease does.",
+                "BROADCAST_LEASE_MARGIN must be at least 1 second: the node call must end before "
+                "the send's lease does.",
                 id="cryptoadmin.E004",
             )
         )
     if not 0 < settings.BLOCKIO_NONCE_WINDOW < 3600:
         errors.append(
             Error(
-                "BLOCKIO_NONCE_WINDOW must be between 1 and 3599 seconds: block.io accepts a repeated nonce after an hour.",
+                "BLOCKIO_NONCE_WINDOW must be between 1 and 3599 seconds: block.io accepts a "
+                "repeated nonce after an hour.",
                 id="cryptoadmin.E005",
             )
         )
     if settings.HEALTH_TOKEN and len(settings.HEALTH_TOKEN) < 32:
         errors.append(
             Error(
-                "HEALTH_TOKEN is shorter than 32 characters: it opens /health's details to whoever guesses it.",
+                "HEALTH_TOKEN is shorter than 32 characters: it opens /health's details to whoever "
+                "guesses it.",
                 hint="python -c 'import secrets; print(secrets.token_urlsafe(32))'",
                 id="cryptoadmin.E020",
             )

@@ -3,7 +3,7 @@
 - Scheduled tasks: a new schedule is one of the registered jobs (a choice, never a dotted
   path); an existing one shows what it runs read-only, and only its interval, next run and
   repeats can be changed (`django_q.change_schedule`: Admin). The save-time check in
-  cryptoadmin/schedules.py refuses anything else from anywhere, superusers included.
+  ops/scheduler.py refuses anything else from anywhere, superusers included.
 - Successful / Failed tasks: read-only records. "Re-run" queues a project task again and
   declares `django_q.add_ormq` (Admin); the record stays. Nobody deletes them here.
 - Queued tasks: read-only; deleting one is left to superusers (`django_q.delete_ormq`).
@@ -15,7 +15,9 @@ from django.contrib import admin, messages
 from django.core.validators import MinValueValidator
 from django_q.models import Failure, OrmQ, Schedule, Success
 
-from .schedules import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
+from ledger.admin import ReadOnly
+
+from .scheduler import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
 
 RERUN_PERM = "django_q.add_ormq"
 
@@ -121,20 +123,11 @@ class ScheduleAdmin(q_admin.ScheduleAdmin):
         return ["name", *LOCKED_FIELDS, "schedule_type", "task"]
 
 
-class RerunMixin:
+class RerunMixin(ReadOnly):
     """Task records are evidence: viewable with view permission, changed and deleted by nobody;
     re-running one is an Admin's, and only for a task this project ships."""
 
     actions = ["resubmit_task"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_rerun_permission(self, request):
         return request.user.has_perm(RERUN_PERM)
