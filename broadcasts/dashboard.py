@@ -2,6 +2,9 @@
 
 from django.urls import reverse
 
+from cryptoadmin.words import count as counted
+from cryptoadmin.words import verb
+
 from .models import Broadcast, OutgoingTransaction
 from .services import (
     awaiting_approval,
@@ -19,7 +22,7 @@ def alerts(request):
             dict(
                 level="error",
                 message=(
-                    f"{count} interrupted broadcast(s): broadcasting is stopped for their wallet until an operator "
+                    f"{counted(count, 'interrupted broadcast')}: broadcasting is stopped for their wallet until an operator "
                     "checks the chain and closes them by hand."
                 ),
                 url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
@@ -31,7 +34,7 @@ def alerts(request):
             dict(
                 level="error",
                 message=(
-                    f"{late} broadcast(s) need attention: the node's reply came after a close by hand "
+                    f"{counted(late, 'broadcast')} {verb(late, 'needs', 'need')} attention: the node's reply came after a close by hand "
                     "(see their last error; a payment may have been made twice)."
                 ),
                 url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=attention",
@@ -43,8 +46,10 @@ def alerts(request):
             dict(
                 level="error",
                 message=(
-                    f"{refused} outgoing transaction(s) need attention: the node refused them "
-                    f"{OutgoingTransaction.MAX_REFUSALS} times and they left the queue (see their last error; "
+                    f"{counted(refused, 'outgoing transaction')} "
+                    f"{verb(refused, 'needs', 'need')} attention: the node refused "
+                    f"{verb(refused, 'it', 'them')} {OutgoingTransaction.MAX_REFUSALS} times and "
+                    f"{verb(refused, 'it', 'they')} left the queue (see the last error; "
                     "cancel to give the money back)."
                 ),
                 url=reverse("admin:broadcasts_outgoingtransaction_changelist")

@@ -16,6 +16,7 @@ from django.core.validators import MinValueValidator
 from django_q.models import Failure, OrmQ, Schedule, Success
 
 from .schedules import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
+from .words import count
 
 RERUN_PERM = "django_q.add_ormq"
 
@@ -161,7 +162,7 @@ class RerunMixin:
             self.log_change(request, task, "Re-run queued")
             queued += 1
         if queued:
-            messages.info(request, f"{queued} task(s) queued again.")
+            messages.info(request, f"{count(queued, 'task')} queued again.")
 
 
 class SuccessAdmin(RerunMixin, q_admin.TaskAdmin):

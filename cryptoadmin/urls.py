@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import path
+from django.views.generic import RedirectView
 
 from balances.views import graphql_view
 from ops.metrics import metrics_view
@@ -15,6 +16,8 @@ admin.site.index_title = "Back office"
 admin.site.login_form = SecondFactorLoginForm
 
 urlpatterns = [
+    # The site is the admin: "/" and the admin's "View site" lead there.
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/second-factor/", admin.site.admin_view(enrol), name="second-factor"),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),

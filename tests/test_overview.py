@@ -38,7 +38,7 @@ def test_it_shows_node_and_books_difference_per_wallet(btc, fresh_node):
     services.post(services.system_account(wallet, 910), target, 30 * 10**8, "import")
     row = overview.wallet_rows()[0]
     assert row["reachable"] is True
-    assert row["books"] == "30.00000000"
+    assert row["books_units"] == 30 * 10**8 and row["awaiting_units"] == 0
     assert row["difference_units"] == 20 * 10**8
 
 
