@@ -116,7 +116,7 @@ def import_wallet_balance_view(model_admin, request):
                 wallet=wallet,
                 account=account,
                 fmt={
-                    k: wallet.currency.format(getattr(preview, k))
+                    k: wallet.currency.amount(getattr(preview, k))
                     for k in ("node_balance", "books_balance", "uncredited", "unaccounted")
                 },
             )
@@ -162,5 +162,5 @@ def reconcile_view(model_admin, request, object_id):
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency
-        context.update(result=result, fmt={k: c.format(getattr(result, k)) for k in FIGURES})
+        context.update(result=result, fmt={k: c.amount(getattr(result, k)) for k in FIGURES})
     return TemplateResponse(request, "ledger/reconcile.html", context)
