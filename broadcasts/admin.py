@@ -79,7 +79,7 @@ class BroadcastAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
         "wallet_name",
         "state",
         "attention",
-        "transaction_count",
+        "outgoing",
         "total_display",
         "fee_display",
         "txid_short",
@@ -111,7 +111,7 @@ class BroadcastAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
     fields = [
         "wallet",
         "state",
-        "needs_attention",
+        "attention",
         "sending_until",
         "nonce",
         "label",
@@ -131,7 +131,11 @@ class BroadcastAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
         "close_reason",
         "last_error",
     ]
-    readonly_fields = ["fee_display", "total_display", "outputs_table"]
+    readonly_fields = ["attention", "fee_display", "total_display", "outputs_table"]
+
+    @admin.display(description="outgoing", ordering="transaction_count")
+    def outgoing(self, obj):
+        return obj.transaction_count
 
     @admin.display(description="wallet", ordering="wallet__name")
     def wallet_name(self, obj):

@@ -125,5 +125,7 @@ def test_it_tours_every_page_at_1440_px_in_coins(
         page.fill("#id_password", "wrong")
         page.click("input[type=submit]")
     assert "Too many failed sign-ins" in page.inner_text("#content-main")
-    assert page.evaluate("getComputedStyle(document.body).fontFamily") != "Times New Roman"
+    # Styled as the admin: its stylesheet's header colour, not a bare text page.
+    header = page.evaluate("getComputedStyle(document.querySelector('#header')).backgroundColor")
+    assert header not in ("rgba(0, 0, 0, 0)", "transparent")
     _check(page, "lockout", units)
