@@ -371,7 +371,8 @@ class NetworkTransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
         if not obj.flagged:
             return ""
         return format_html(
-            '<span class="flagged" title="{}" style="color:#ba2121;font-weight:600">⚑ flagged</span>',
+            '<span class="flagged" title="{}" style="color:#ba2121;font-weight:600">'
+            "⚑ flagged</span>",
             obj.flag_reason or "flagged for an operator",
         )
 

@@ -49,7 +49,7 @@ def test_it_shows_amount_and_wallet_on_network_transactions_and_no_cross_for_unf
     )
     page = su.get("/admin/ledger/networktransaction/").content.decode()
     assert "0.75000000 BTC" in page and not raw(75000000, page)
-    assert page.count(f"<td class=\"field-wallet_name\">{db_wallet.name}</td>") == 2
+    assert page.count(f'<td class="field-wallet_name">{db_wallet.name}</td>') == 2
     assert page.count("⚑ flagged") == 1 and "icon-no.svg" not in page
     detail = su.get(
         reverse(
@@ -196,7 +196,9 @@ def test_it_prints_the_broadcast_fee_in_coins(wallet, node):
 
 def test_it_logs_each_4xx_once(client, db):
     """In development (DEBUG) Django's own console handler printed each 4xx beside the root's."""
-    record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Not Found", (), None)
+    record = logging.LogRecord(
+        "django.request", logging.WARNING, __file__, 1, "Not Found", (), None
+    )
     with override_settings(DEBUG=True):
         emitting = []
         logger = logging.getLogger("django.request")

@@ -1,4 +1,4 @@
-"""`{% load money %}` then `{{ units|amount:currency }}`: ledger.money.format_amount in templates."""
+"""`{% load money %}` then `{{ units|amount:currency }}`: money.format_amount in templates."""
 
 from django import template
 
