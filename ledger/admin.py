@@ -336,8 +336,9 @@ class NetworkTransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
     list_select_related = ["currency", "wallet"]
     ordering = ["-opened_at"]
     show_full_result_count = False
-    exclude = ["amount"]  # shown in coins by amount_display
-    readonly_fields = ["amount_display"]
+    # Shown by amount_display (coins) and flag (nothing unless flagged: no red cross for "no").
+    exclude = ["amount", "flagged"]
+    readonly_fields = ["amount_display", "flag"]
     actions = ["check_now", "close_by_hand"]
     change_form_template = "ledger/networktransaction_change_form.html"
 

@@ -58,6 +58,7 @@ def test_it_shows_amount_and_wallet_on_network_transactions_and_no_cross_for_unf
         )
     ).content.decode()
     assert "0.75000000 BTC" in detail and not raw(75000000, detail)
+    assert "icon-no.svg" not in detail
 
 
 def test_it_shows_a_broadcast_s_fee_total_and_outputs_in_coins(su, db_wallet):
