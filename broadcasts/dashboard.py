@@ -22,8 +22,8 @@ def alerts(request):
             dict(
                 level="error",
                 message=(
-                    f"{counted(count, 'interrupted broadcast')}: broadcasting is stopped for their wallet until an operator "
-                    "checks the chain and closes them by hand."
+                    f"{counted(count, 'interrupted broadcast')}: broadcasting is stopped for "
+                    "their wallet until an operator checks the chain and closes them by hand."
                 ),
                 url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes",
             )
@@ -34,8 +34,9 @@ def alerts(request):
             dict(
                 level="error",
                 message=(
-                    f"{counted(late, 'broadcast')} {verb(late, 'needs', 'need')} attention: the node's reply came after a close by hand "
-                    "(see their last error; a payment may have been made twice)."
+                    f"{counted(late, 'broadcast')} {verb(late, 'needs', 'need')} attention: the "
+                    "node's reply came after a close by hand (see their last error; a payment may "
+                    "have been made twice)."
                 ),
                 url=reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=attention",
             )

@@ -31,8 +31,8 @@ def alerts(request):
             parts.append(f"{count(conflicted['never'], 'conflicted deposit')} never credited")
         if conflicted["credited"]:
             parts.append(
-                f"{count(conflicted['credited'], 'conflicted deposit')} already credited (the books may hold coins "
-                "the wallet does not)"
+                f"{count(conflicted['credited'], 'conflicted deposit')} already credited "
+                "(the books may hold coins the wallet does not)"
             )
         out.append(
             dict(

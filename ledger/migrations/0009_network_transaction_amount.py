@@ -31,8 +31,8 @@ class Migration(migrations.Migration):
             name="amount",
             field=models.BigIntegerField(
                 blank=True,
-                help_text="Base units paid to our addresses (deposit) or sent (broadcast); empty on "
-                "rows recorded before it was kept",
+                help_text="Base units paid to our addresses (deposit) or sent (broadcast); "
+                "empty on rows recorded before it was kept",
                 null=True,
             ),
         ),
