@@ -8,6 +8,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from cryptoadmin.audit import record_change
+from cryptoadmin.words import count
+from ledger.models import Account
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
 from .models import ApiToken
@@ -109,7 +111,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
                     token, {"revoked_at": (None, now), "revoked_by": (None, request.user)}
                 )
                 revoked += 1
-        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+        self.message_user(request, f"Revoked {count(revoked, 'token')}.", messages.SUCCESS)
 
     # -- the lookup page -----------------------------------------------------------------------
     def get_urls(self):
@@ -145,7 +147,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 "title": "User balances",
                 "form": form,
                 "rows": rows,
-                "columns": [(name, code) for name, code in FIELD_ACCOUNTS.items()],
+                # Headed as the accounts are named ("230 advanced trading locked"), the GraphQL
+                # field name on hover: the admin's stylesheet capitalises headers.
+                "columns": [
+                    (name, Account.Code(code).label) for name, code in FIELD_ACCOUNTS.items()
+                ],
                 "opts": self.model._meta,
             },
         )

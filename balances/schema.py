@@ -119,7 +119,21 @@ def build_schema(introspection=None):
     if not introspection:
         extensions.append(DisableIntrospection)
     extensions.append(lambda: MaskErrors(should_mask_error=_mask))
-    return strawberry.Schema(query=Query, extensions=extensions)
+    return Schema(query=Query, extensions=extensions)
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors, execution_context=None):
+        """An expected error (unknown user, a document over the limits) is the client's: one
+        line, no traceback. Anything else is logged with its traceback as strawberry does."""
+        unexpected = []
+        for error in errors:
+            if error.original_error is None or isinstance(error.original_error, BalanceQueryError):
+                log.info("graphql: %s", error.message)
+            else:
+                unexpected.append(error)
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
 
 
 schema = build_schema()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger.models import Currency
-from ledger.money import format_units
+from ledger.money import format_amount, format_units
 
 # Balance field -> account code, in column order. The GraphQL field names of the balances query.
 FIELD_ACCOUNTS = {
@@ -34,6 +34,11 @@ class CurrencyRow:
 
     def amounts(self) -> list[str]:
         return [self.amount(field) for field in FIELD_ACCOUNTS]
+
+    def shown_amounts(self) -> list[str]:
+        """The admin page's cells: money.format_amount ("1.50000000 BTC"; a row has the
+        currency's code and decimals)."""
+        return [format_amount(self.balances.get(code, 0), self) for code in FIELD_ACCOUNTS.values()]
 
 
 def currency_rows(snapshot: dict) -> list[CurrencyRow]:

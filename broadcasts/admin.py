@@ -7,12 +7,17 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
+from cryptoadmin.exports import CsvExportMixin
+from cryptoadmin.words import count
 from ledger import actors
-from ledger.admin import ReadOnly
+from ledger.admin import ReadOnly, amount_cell, figures_table
 from ledger.backends import BackendError
 from ledger.models import Wallet
+from ledger.money import format_units
 
 from . import services
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
@@ -58,20 +63,37 @@ class CloseForm(forms.Form):
 
 
 @admin.register(Broadcast)
-class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
+class BroadcastAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
+    # Outputs, the other times and who closed it are on the broadcast's page.
     list_display = [
         "__str__",
-        "wallet",
+        "wallet_name",
         "state",
         "attention",
-        "output_count",
-        "transaction_count",
+        "outgoing",
         "total_display",
         "fee_display",
         "txid_short",
         "opened_at",
-        "broadcasted_at",
-        "closed_at",
+    ]
+    csv_columns = [
+        ("id", lambda b: b.pk),
+        ("label", lambda b: b.label),
+        ("wallet", lambda b: b.wallet.name),
+        ("state", lambda b: b.state),
+        ("needs_attention", lambda b: "yes" if b.needs_attention else ""),
+        ("outgoing", lambda b: b.transaction_count),
+        ("outputs", lambda b: b.output_count),
+        ("total", lambda b: format_units(b.total, b.wallet.currency.decimals)),
+        ("fee", lambda b: "" if b.fee is None else format_units(b.fee, b.wallet.currency.decimals)),
+        ("currency", lambda b: b.wallet.currency.code),
+        ("txid", lambda b: b.txid),
+        ("opened_at", lambda b: b.opened_at),
+        ("broadcasted_at", lambda b: b.broadcasted_at),
+        ("closed_at", lambda b: b.closed_at),
+        ("closed_by", lambda b: b.closed_by or ""),
+        ("close_method", lambda b: b.close_method),
+        ("close_reason", lambda b: b.close_reason),
     ]
     list_filter = ["state", "wallet", InterruptedFilter]
     search_fields = ["label", "txid"]
@@ -80,16 +102,16 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
     fields = [
         "wallet",
         "state",
-        "needs_attention",
+        "attention",
         "sending_until",
         "nonce",
         "label",
         "txid",
-        "fee",
-        "total",
+        "fee_display",
+        "total_display",
         "output_count",
         "transaction_count",
-        "outputs",
+        "outputs_table",
         "network_transaction",
         "created_at",
         "opened_at",
@@ -100,24 +122,46 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         "close_reason",
         "last_error",
     ]
+    readonly_fields = ["attention", "fee_display", "total_display", "outputs_table"]
+
+    @admin.display(description="outgoing", ordering="transaction_count")
+    def outgoing(self, obj):
+        return obj.transaction_count
+
+    @admin.display(description="wallet", ordering="wallet__name")
+    def wallet_name(self, obj):
+        return obj.wallet.name
 
     @admin.display(description="total", ordering="total")
     def total_display(self, obj):
-        return format_html(
-            "<code>{} {}</code>", obj.wallet.currency.format(obj.total), obj.wallet.currency.code
-        )
+        return amount_cell(obj.total, obj.wallet.currency)
 
-    @admin.display(description="attention", boolean=True, ordering="needs_attention")
+    @admin.display(description="attention", ordering="needs_attention")
     def attention(self, obj):
-        return obj.needs_attention
+        # Only a broadcast that needs someone shows anything (no red cross for "no").
+        if not obj.needs_attention:
+            return ""
+        return format_html('<span style="color:#ba2121;font-weight:600">⚠ needs attention</span>')
 
     @admin.display(description="fee", ordering="fee")
     def fee_display(self, obj):
-        return obj.wallet.currency.format(obj.fee) if obj.fee is not None else "—"
+        return amount_cell(obj.fee, obj.wallet.currency) if obj.fee is not None else "—"
+
+    @admin.display(description="outputs")
+    def outputs_table(self, obj):
+        c = obj.wallet.currency
+        return figures_table(
+            [
+                (format_html("<code>{}</code>", a), c.amount(u))
+                for a, u in sorted(obj.outputs.items())
+            ]
+        )
 
     @admin.display(description="txid")
     def txid_short(self, obj):
-        return obj.txid[:16] + "…" if obj.txid else ""
+        if not obj.txid:
+            return ""
+        return format_html('<code title="{}">{}…</code>', obj.txid, obj.txid[:16])
 
     def can_close(self, request, obj):
         return (
@@ -299,7 +343,7 @@ def _decide(modeladmin, request, queryset, verb, decide, needs_reason):
     if done:
         messages.success(
             request,
-            f"{done} outgoing transaction(s) {verb}"
+            f"{count(done, 'outgoing transaction')} {verb}"
             + ("; their amounts are back on the users' 201 balances." if needs_reason else "."),
         )
     return None
@@ -324,27 +368,69 @@ def cancel_outgoing(modeladmin, request, queryset):
 class WithdrawalRuleAdmin(admin.ModelAdmin):
     """Edited here, recorded by django-auditlog (Log entries) with who and before/after."""
 
-    list_display = ["currency", "minimum_amount", "approval_above", "daily_limit"]
+    list_display = ["currency", "minimum", "approval", "daily"]
+    list_select_related = ["currency"]
+
+    @admin.display(description="minimum amount", ordering="minimum_amount")
+    def minimum(self, obj):
+        return amount_cell(obj.minimum_amount, obj.currency)
+
+    @admin.display(description="approval above", ordering="approval_above")
+    def approval(self, obj):
+        return "—" if obj.approval_above is None else amount_cell(obj.approval_above, obj.currency)
+
+    @admin.display(description="daily limit", ordering="daily_limit")
+    def daily(self, obj):
+        return "—" if obj.daily_limit is None else amount_cell(obj.daily_limit, obj.currency)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # These are edited in base units: the labels say so.
+        form = super().get_form(request, obj, change=change, **kwargs)
+        for name in ("minimum_amount", "approval_above", "daily_limit"):
+            if name in form.base_fields:
+                form.base_fields[
+                    name
+                ].label = f"{form.base_fields[name].label} (base units, e.g. satoshis)"
+        return form
 
 
 @admin.register(OutgoingTransaction)
-class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
+class OutgoingTransactionAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
+    # Attempts, refusals and the decisions' details are on the detail page.
     list_display = [
         "id",
-        "created_at",
-        "wallet",
+        "created",
+        "wallet_name",
         "user",
-        "address",
+        "short_address",
         "amount_display",
         "state",
         "broadcast",
-        "attempts",
-        "refusals",
         "why",
+    ]
+    csv_columns = [
+        ("id", lambda o: o.pk),
+        ("created_at", lambda o: o.created_at),
+        ("wallet", lambda o: o.wallet.name if o.wallet_id else ""),
+        ("user", lambda o: o.account.user_id),
+        ("address", lambda o: o.address),
+        ("amount", lambda o: format_units(o.amount, o.currency.decimals)),
+        ("currency", lambda o: o.currency.code),
+        ("state", lambda o: o.state),
+        ("broadcast", lambda o: o.broadcast_id or ""),
+        ("attempts", lambda o: o.attempts),
+        ("refusals", lambda o: o.refusals),
+        ("label", lambda o: o.label),
+        ("approved_by", lambda o: o.approved_by or ""),
+        ("closed_by", lambda o: o.closed_by or ""),
+        ("close_reason", lambda o: o.close_reason),
+        ("last_error", lambda o: o.last_error),
     ]
     list_filter = ["state", "wallet", "currency"]
     actions = [approve_outgoing, reject_outgoing, cancel_outgoing]
+    exclude = ["amount"]  # shown in coins by amount_display
     readonly_fields = [
+        "amount_display",
         "approval_reason",
         "approved_by",
         "approved_at",
@@ -365,12 +451,30 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
     @admin.display(description="why")
     def why(self, obj):
         if obj.state in (OutgoingTransaction.State.REJECTED, OutgoingTransaction.State.CANCELLED):
-            return f"{obj.close_reason} ({obj.closed_by})"
-        if obj.state == OutgoingTransaction.State.NEEDS_ATTENTION:
-            return obj.last_error
-        if obj.state == OutgoingTransaction.State.AWAITING_APPROVAL:
-            return obj.approval_reason
-        return f"approved by {obj.approved_by}" if obj.approved_by_id else ""
+            text = f"{obj.close_reason} ({obj.closed_by})"
+        elif obj.state == OutgoingTransaction.State.NEEDS_ATTENTION:
+            text = obj.last_error
+        elif obj.state == OutgoingTransaction.State.AWAITING_APPROVAL:
+            text = obj.approval_reason
+        else:
+            text = f"approved by {obj.approved_by}" if obj.approved_by_id else ""
+        if len(text) <= 60:
+            return text
+        return format_html('<span title="{}">{}…</span>', text, text[:59])
+
+    @admin.display(description="wallet", ordering="wallet__name")
+    def wallet_name(self, obj):
+        return obj.wallet.name if obj.wallet_id else "—"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj):
+        # To the minute in the list (the seconds are on the detail page): room for the address.
+        return date_format(localtime(obj.created_at), "SHORT_DATETIME_FORMAT")
+
+    @admin.display(description="address", ordering="address")
+    def short_address(self, obj):
+        # Whole: an operator compares it with the user's request character by character.
+        return format_html("<code>{}</code>", obj.address)
 
     search_fields = ["address", "account__user_id", "broadcast__txid"]
     list_select_related = ["wallet", "currency", "account", "broadcast", "approved_by", "closed_by"]
@@ -383,7 +487,7 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj):
-        return format_html("<code>{} {}</code>", obj.currency.format(obj.amount), obj.currency.code)
+        return amount_cell(obj.amount, obj.currency)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = dict(
@@ -421,7 +525,7 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
             else:
                 messages.success(
                     request,
-                    f"Queued {out.currency.format(out.amount)} {out.currency.code} "
+                    f"Queued {out.currency.amount(out.amount)} "
                     f"to {out.address} for user {out.account.user_id}.",
                 )
                 return redirect("admin:broadcasts_outgoingtransaction_changelist")

@@ -2,6 +2,9 @@
 
 from django.urls import reverse
 
+from cryptoadmin.words import count as counted
+from cryptoadmin.words import verb
+
 from .models import Broadcast, OutgoingTransaction
 from .services import (
     awaiting_approval,
@@ -10,26 +13,35 @@ from .services import (
     outgoing_needing_attention,
 )
 
-# Each banner: how many rows need a person, what it says, and the admin list showing them.
+# Each banner: how many rows need a person, what it says of n rows, and the admin list showing them.
 BANNERS = [
     (
         interrupted_broadcasts,
-        "{n} interrupted broadcast(s): broadcasting is stopped for their wallet until an "
-        "operator checks the chain and closes them by hand.",
+        lambda n: (
+            f"{counted(n, 'interrupted broadcast')}: broadcasting is stopped for their wallet "
+            "until an operator checks the chain and closes them by hand."
+        ),
         "admin:broadcasts_broadcast_changelist",
         "?interrupted=yes",
     ),
     (
         needing_attention,
-        "{n} broadcast(s) need attention: the node's reply came after a close by hand (see "
-        "their last error; a payment may have been made twice).",
+        lambda n: (
+            f"{counted(n, 'broadcast')} {verb(n, 'needs', 'need')} attention: the node's reply "
+            "came after a close by hand (see their last error; a payment may have been made "
+            "twice)."
+        ),
         "admin:broadcasts_broadcast_changelist",
         "?interrupted=attention",
     ),
     (
         outgoing_needing_attention,
-        "{n} outgoing transaction(s) need attention: the node refused them {refusals} times and "
-        "they left the queue (see their last error; cancel to give the money back).",
+        lambda n: (
+            f"{counted(n, 'outgoing transaction')} {verb(n, 'needs', 'need')} attention: the node "
+            f"refused {verb(n, 'it', 'them')} {OutgoingTransaction.MAX_REFUSALS} times and "
+            f"{verb(n, 'it', 'they')} left the queue (see the last error; cancel to give the "
+            "money back)."
+        ),
         "admin:broadcasts_outgoingtransaction_changelist",
         "?state=needs_attention",
     ),
@@ -39,10 +51,9 @@ BANNERS = [
 def alerts(request):
     out = []
     for rows, text, changelist, query in BANNERS:
-        count = rows().count()
-        if count:
-            message = text.format(n=count, refusals=OutgoingTransaction.MAX_REFUSALS)
-            out.append(dict(level="error", message=message, url=reverse(changelist) + query))
+        n = rows().count()
+        if n:
+            out.append(dict(level="error", message=text(n), url=reverse(changelist) + query))
     return out
 
 

@@ -250,11 +250,11 @@ class OutgoingTransaction(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.amount} to {self.address}"
+        return f"{self.currency.amount(self.amount)} to {self.address}"
 
     @property
     def amount_display(self):
-        return f"{self.currency.format(self.amount)} {self.currency.code}"
+        return f"{self.currency.amount(self.amount)}"
 
 
 class WithdrawalRule(models.Model):

@@ -210,8 +210,8 @@ def send_external(
         available = ledger.balance(account)
         if available < amount:
             raise OutgoingError(
-                f"too little balance: {account.currency.format(available)} available, "
-                f"{account.currency.format(amount)} requested"
+                f"too little balance: {account.currency.amount(available)} available, "
+                f"{account.currency.amount(amount)} requested"
             )
         why = approval_needed(rule, account, amount)
         entry = ledger.post(
@@ -245,8 +245,8 @@ def send_external(
 def check_minimum(rule: WithdrawalRule | None, currency, amount: int):
     if rule is not None and amount < rule.minimum_amount:
         raise OutgoingError(
-            f"the minimum {currency.code} withdrawal is {currency.format(rule.minimum_amount)} "
-            f"{currency.code}; {currency.format(amount)} requested"
+            f"the minimum {currency.code} withdrawal is {currency.amount(rule.minimum_amount)}; "
+            f"{currency.amount(amount)} requested"
         )
 
 
@@ -751,7 +751,7 @@ class Broadcaster:
                 message=f"{self.wallet.name}: broadcast #{broadcast.pk} LATE REPLY: {note}",
             )
         fee = self.record_fee(broadcast.pk, txid)
-        fee_text = self.wallet.currency.format(fee) if fee is not None else "unknown yet"
+        fee_text = self.wallet.currency.amount(fee) if fee is not None else "unknown yet"
         return Result(
             sent=1,
             fee=fee or 0,
@@ -888,7 +888,7 @@ def _book_sent(broadcast: Broadcast, txid: str, now):
         currency_id=wallet.currency_id,
         txid=txid,
         type=NetworkTransaction.Type.BROADCAST,
-        defaults={"wallet": wallet},
+        defaults={"wallet": wallet, "amount": broadcast.total},
     )
     Broadcast.objects.filter(pk=broadcast.pk).update(network_transaction=network_tx)
     network = ledger.system_account(wallet, Account.Code.NETWORK)

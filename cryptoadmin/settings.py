@@ -144,6 +144,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Times on every page carry their timezone (cryptoadmin/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["cryptoadmin.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -267,6 +269,9 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         # django-axes logs every failure at WARNING and its own steps at INFO.
         "axes": {"level": "WARNING"},
+        # Django's own console handler (DEBUG only) would print each 4xx/5xx a second time
+        # beside the root handler: its records go to the root handler alone.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
     },
 }
 

@@ -6,12 +6,30 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
+
+from cryptoadmin.exports import CsvExportMixin
 
 from . import actors, operator
 from .imports import IMPORT_PERM
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+from .money import format_units
+
+
+def amount_cell(units, currency):
+    """An amount in a list or on a detail page: money.format_amount, kept on one line."""
+    return format_html('<span class="amount">{}</span>', currency.amount(units))
+
+
+def figures_table(rows):
+    """[(label, value)] as a small table on a detail page (instead of raw JSON)."""
+    if not rows:
+        return "—"
+    return format_html(
+        '<table class="figures">{}</table>',
+        format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+    )
 
 
 class ReadOnly:
@@ -60,14 +78,50 @@ class WalletForm(forms.ModelForm):
 @admin.register(Wallet)
 class WalletAdmin(admin.ModelAdmin):
     form = WalletForm
-    list_display = ["name", "currency", "backend", "enabled", "settings_masked", "reconcile_link"]
+    list_display = ["name", "currency", "backend", "enabled", "node", "reconcile_link"]
     change_list_template = "ledger/wallet_change_list.html"
     list_filter = ["backend", "currency", "enabled"]
     list_select_related = ["currency"]
 
     @admin.display(description="backend settings")
     def settings_masked(self, obj):
-        return obj.backend_settings_masked()
+        return figures_table(sorted(obj.backend_settings_masked().items()))
+
+    @admin.display(description="node")
+    def node(self, obj):
+        # The list names where the node is (credentials masked); the rest is on the wallet's page.
+        settings = obj.backend_settings_masked()
+        where = settings.get("url") or settings.get("base_url") or settings.get("rpc_url") or "—"
+        return format_html("<code>{}</code>", where)
+
+    @admin.display(description="last reconciliation")
+    def reconciliation_figures(self, obj):
+        from .reconcile import Reconciliation
+
+        if not obj.last_reconciliation:
+            return "never"
+        result, c = Reconciliation.from_dict(obj.last_reconciliation), obj.currency
+        return figures_table(
+            [
+                ("node balance", c.amount(result.node_balance)),
+                ("books", c.amount(result.books_balance)),
+                ("awaiting credit", c.amount(result.uncredited)),
+                ("difference", c.amount(result.unaccounted)),
+                ("missing deposits", len(result.missing_deposits)),
+            ]
+        )
+
+    @admin.display(description="last rescan result")
+    def rescan_figures(self, obj):
+        result = obj.last_rescan_result or {}
+        return figures_table([(k.replace("_", " "), v) for k, v in sorted(result.items())])
+
+    def get_actions(self, request):
+        # Wallets are never deleted (their accounts and addresses protect them): no action
+        # that is always refused.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
     actions = ["rescan_now"]
     STATUS_FIELDS = [
@@ -76,9 +130,9 @@ class WalletAdmin(admin.ModelAdmin):
         "last_poll_error",
         "last_poll_error_at",
         "last_rescan_at",
-        "last_rescan_result",
+        "rescan_figures",
         "last_reconciled_at",
-        "last_reconciliation",
+        "reconciliation_figures",
     ]
 
     def get_fields(self, request, obj=None):
@@ -108,8 +162,8 @@ class WalletAdmin(admin.ModelAdmin):
         count = queue_rescan(queryset, by=request.user)
         messages.info(
             request,
-            f"Rescan queued for {count} wallet(s): the result appears on each "
-            "wallet's page when done.",
+            f"Rescan queued for {count} wallet{'s' if count != 1 else ''}: the result appears "
+            "on the wallet's page when done.",
         )
 
     def has_rescan_permission(self, request):
@@ -152,7 +206,8 @@ class WalletAdmin(admin.ModelAdmin):
 class AccountAdmin(ReadOnlyAdmin):
     list_display = ["id", "currency", "code", "user_id", "wallet", "created_at"]
     list_filter = ["currency", "code"]
-    search_fields = ["user_id"]
+    # The account picker's search (the import form): "treasury", "treasury 202".
+    search_fields = ["user_id", "=code"]
     list_select_related = ["currency", "wallet__currency"]
     show_full_result_count = False
 
@@ -167,17 +222,27 @@ class AddressAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdmin):
+class TransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
     list_display = [
         "id",
         "created_at",
         "kind",
-        "currency",
         "amount_units",
         "source",
         "destination",
         "txid",
-        "label",
+        "short_label",
+    ]
+    csv_columns = [
+        ("id", lambda t: t.pk),
+        ("created_at", lambda t: t.created_at),
+        ("kind", lambda t: t.kind),
+        ("amount", lambda t: format_units(t.amount, t.currency.decimals)),
+        ("currency", lambda t: t.currency.code),
+        ("source", lambda t: t.source),
+        ("destination", lambda t: t.destination),
+        ("txid", lambda t: t.network_transaction.txid if t.network_transaction_id else ""),
+        ("label", lambda t: t.label),
     ]
     list_filter = ["kind", "currency", "created_at"]
     search_fields = [
@@ -196,14 +261,30 @@ class TransactionAdmin(ReadOnlyAdmin):
     ]
     date_hierarchy = "created_at"
     show_full_result_count = False
+    exclude = ["amount"]  # shown in coins by amount_units
+    readonly_fields = ["amount_units"]
 
     @admin.display(description="amount", ordering="amount")
     def amount_units(self, obj):
-        return format_html("<code>{} {}</code>", obj.currency.format(obj.amount), obj.currency.code)
+        return amount_cell(obj.amount, obj.currency)
 
     @admin.display(description="txid")
     def txid(self, obj):
-        return obj.network_transaction.txid[:16] + "…" if obj.network_transaction_id else ""
+        if not obj.network_transaction_id:
+            return ""
+        txid = obj.network_transaction.txid
+        return format_html('<code title="{}">{}…</code>', txid, txid[:16])
+
+    @admin.display(description="label", ordering="label")
+    def short_label(self, obj):
+        return _short(obj.label, 48)
+
+
+def _short(text, limit):
+    """Long free text in a list: cut, the whole of it on hover (and on the detail page)."""
+    if len(text) <= limit:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])
 
 
 class StuckFilter(admin.SimpleListFilter):
@@ -228,23 +309,41 @@ class CloseByHandForm(forms.Form):
 
 
 @admin.register(NetworkTransaction)
-class NetworkTransactionAdmin(ReadOnlyAdmin):
+class NetworkTransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
+    # What an operator looks for first; last checked, block and reasons are on the detail page.
     list_display = [
         "short_txid",
-        "currency",
+        "wallet_name",
         "type",
+        "amount_display",
         "state",
         "confirmations_of",
         "age",
-        "last_checked_at",
+        "flag",
         "error",
-        "flagged",
+    ]
+    csv_columns = [
+        ("txid", lambda r: r.txid),
+        ("wallet", lambda r: r.wallet.name),
+        ("type", lambda r: r.type),
+        ("amount", lambda r: format_units(r.amount, r.currency.decimals) if r.amount else ""),
+        ("currency", lambda r: r.currency.code),
+        ("state", lambda r: r.state),
+        ("confirmations", lambda r: r.confirmations_now),
+        ("opened_at", lambda r: r.opened_at),
+        ("last_checked_at", lambda r: r.last_checked_at),
+        ("flagged", lambda r: "yes" if r.flagged else ""),
+        ("flag_reason", lambda r: r.flag_reason),
+        ("last_error", lambda r: r.last_error),
     ]
     list_filter = ["currency", "type", "state", StuckFilter, "flagged"]
     search_fields = ["=txid", "ledger_entries__address__address"]
     list_select_related = ["currency", "wallet"]
     ordering = ["-opened_at"]
     show_full_result_count = False
+    # Shown by amount_display (coins) and flag (nothing unless flagged: no red cross for "no").
+    exclude = ["amount", "flagged"]
+    readonly_fields = ["amount_display", "flag"]
     actions = ["check_now", "close_by_hand"]
     change_form_template = "ledger/networktransaction_change_form.html"
 
@@ -256,17 +355,36 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
         # An open mined row's confirmations follow from its wallet's tip (not rewritten per block).
         return super().get_queryset(request).with_confirmations()
 
+    @admin.display(description="wallet", ordering="wallet__name")
+    def wallet_name(self, obj):
+        return obj.wallet.name
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj):
+        return amount_cell(obj.amount, obj.currency)
+
     @admin.display(description="confirmations", ordering="confirmations_now")
     def confirmations_of(self, obj):
         return f"{obj.confirmations_now} / {obj.currency.polling_threshold}"
 
     @admin.display(description="age", ordering="opened_at")
     def age(self, obj):
-        return timesince(obj.opened_at)
+        return timesince(obj.opened_at, depth=1)
+
+    @admin.display(description="flagged", ordering="flagged")
+    def flag(self, obj):
+        # Only a flag is a signal: an unflagged row shows nothing (no red cross for "no").
+        if not obj.flagged:
+            return ""
+        return format_html(
+            '<span class="flagged" title="{}" style="color:#ba2121;font-weight:600">'
+            "⚑ flagged</span>",
+            obj.flag_reason or "flagged for an operator",
+        )
 
     @admin.display(description="last error")
     def error(self, obj):
-        return obj.last_error[:80]
+        return _short(obj.last_error, 40)
 
     def has_check_permission(self, request):
         return actors.allowed(request.user, operator.CHECK_PERM)
@@ -283,7 +401,7 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
         except BackendError as exc:
             self.message_user(request, f"The node could not be asked: {exc}", messages.ERROR)
             return
-        self.message_user(request, f"Checked: {summary}")
+        self.message_user(request, f"Checked: {summary.for_people()}.")
 
     @admin.action(description="Close by hand…", permissions=["close"])
     def close_by_hand(self, request, queryset):
@@ -308,7 +426,10 @@ class NetworkTransactionAdmin(ReadOnlyAdmin):
             except CloseRefused as exc:
                 form.add_error("reason", str(exc))
             else:
-                self.message_user(request, f"Closed {len(closed)} network transaction(s) by hand.")
+                n = len(closed)
+                self.message_user(
+                    request, f"Closed {n} network transaction{'s' if n != 1 else ''} by hand."
+                )
                 return redirect(reverse("admin:ledger_networktransaction_changelist"))
         return TemplateResponse(
             request,

@@ -2,7 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import ForeignKeyRawIdWidget
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -23,13 +23,41 @@ class ImportForm(forms.Form):
     )
     account = forms.ModelChoiceField(
         queryset=Account.objects.select_related("currency"),
-        widget=ForeignKeyRawIdWidget(
-            Transaction._meta.get_field("destination").remote_field, admin.site
-        ),
-        help_text="The account that receives the coins whose owner the books do not know.",
+        # The admin's account search (user id, account code): type "treasury" or "treasury 202".
+        widget=AutocompleteSelect(Transaction._meta.get_field("destination"), admin.site),
+        help_text="The account that receives the coins whose owner the books do not know: "
+        "search by user id and account code (a user id alone is their 201 balance).",
         error_messages={"invalid_choice": "Unknown account."},
     )
     expected = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, data=None, *args, **kwargs):
+        if data is not None and (data.get("account") or "").strip() and data.get("wallet"):
+            data = data.copy()
+            data["account"] = _account_from_text(data["account"], data["wallet"])
+        super().__init__(data, *args, **kwargs)
+
+
+def _account_from_text(text: str, wallet_id) -> str:
+    """The account field as typed without the search (no JavaScript, a script): an account
+    number, or a user id with an optional account code ("treasury", "treasury 202") in the
+    wallet's currency. Anything else is left as typed, for the field to call unknown."""
+    text = text.strip()
+    if text.isdigit():
+        return text
+    parts = text.split()
+    code = parts[1] if len(parts) == 2 and parts[1].isdigit() else None
+    if len(parts) > 2 or (len(parts) == 2 and code is None):
+        return text
+    wallet = Wallet.objects.filter(pk=wallet_id).first() if str(wallet_id).isdigit() else None
+    if wallet is None:
+        return text
+    found = Account.objects.filter(
+        currency_id=wallet.currency_id,
+        user_id=parts[0],
+        code=int(code) if code else Account.Code.BALANCE,
+    ).first()
+    return str(found.pk) if found else text
 
 
 def import_wallet_balance_view(model_admin, request):
@@ -66,8 +94,8 @@ def import_wallet_balance_view(model_admin, request):
             else:
                 messages.success(
                     request,
-                    f"{entry.label}: {wallet.currency.format(entry.amount)} "
-                    f"{wallet.currency.code} put on account {account}.",
+                    f"{entry.label}: {wallet.currency.amount(entry.amount)} "
+                    f"put on account {account}.",
                 )
                 return redirect(reverse("admin:ledger_wallet_change", args=[wallet.pk]))
         # Preview (or preview again after the amount changed): nothing is written.
@@ -88,7 +116,7 @@ def import_wallet_balance_view(model_admin, request):
                 wallet=wallet,
                 account=account,
                 fmt={
-                    k: wallet.currency.format(getattr(preview, k))
+                    k: wallet.currency.amount(getattr(preview, k))
                     for k in ("node_balance", "books_balance", "uncredited", "unaccounted")
                 },
             )
@@ -121,9 +149,7 @@ def reconcile_view(model_admin, request, object_id):
             messages.error(request, f"The node could not be asked: {exc}")
         else:
             c = wallet.currency
-            messages.success(
-                request, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}."
-            )
+            messages.success(request, f"Reconciled: difference {c.amount(result.unaccounted)}.")
         return redirect(request.path)
     context = {
         **model_admin.admin_site.each_context(request),
@@ -136,5 +162,5 @@ def reconcile_view(model_admin, request, object_id):
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency
-        context.update(result=result, fmt={k: c.format(getattr(result, k)) for k in FIGURES})
+        context.update(result=result, fmt={k: c.amount(getattr(result, k)) for k in FIGURES})
     return TemplateResponse(request, "ledger/reconcile.html", context)

@@ -111,6 +111,25 @@ class Summary:
     def __str__(self):
         return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
 
+    PEOPLE_WORDS = {
+        "checked": ("transaction checked", "transactions checked"),
+        "changed": ("changed", "changed"),
+        "credited": ("deposit credited", "deposits credited"),
+        "closed": ("closed", "closed"),
+        "failed": ("could not be checked", "could not be checked"),
+        "discovered": ("new transaction found", "new transactions found"),
+    }
+
+    def for_people(self) -> str:
+        """'6 transactions checked, 1 deposit credited': what an operator's message says
+        (round trips and statements are the poller's own figures, for logs and benchmarks)."""
+        parts = [
+            f"{n} {words[0] if n == 1 else words[1]}"
+            for name, words in self.PEOPLE_WORDS.items()
+            if (n := getattr(self, name)) or name == "checked"
+        ]
+        return ", ".join(parts)
+
 
 def update_confirmations(currency: Currency) -> Summary:
     """Poll every enabled wallet of the currency. A failing wallet is recorded on the wallet
@@ -455,6 +474,7 @@ def record_deposits(wallet: Wallet, infos) -> int:
                 confirmations=max(i.confirmations, 0),
                 max_confirmations=max(i.confirmations, 0),
                 opened_at=now,
+                amount=sum(units for a, units in i.received().items() if a in ours),
             )
             for i in new
             if i.txid not in known

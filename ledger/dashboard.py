@@ -9,6 +9,8 @@
 from django.db.models import Count, Q
 from django.urls import reverse
 
+from cryptoadmin.words import count
+
 from .models import NetworkTransaction, Wallet
 
 
@@ -26,11 +28,11 @@ def alerts(request):
     if conflicted["never"] or conflicted["credited"]:
         parts = []
         if conflicted["never"]:
-            parts.append(f"{conflicted['never']} conflicted deposit(s) never credited")
+            parts.append(f"{count(conflicted['never'], 'conflicted deposit')} never credited")
         if conflicted["credited"]:
             parts.append(
-                f"{conflicted['credited']} conflicted deposit(s) already credited (the books may "
-                "hold coins the wallet does not)"
+                f"{count(conflicted['credited'], 'conflicted deposit')} already credited "
+                "(the books may hold coins the wallet does not)"
             )
         out.append(
             dict(
@@ -51,8 +53,8 @@ def alerts(request):
             dict(
                 level="warning",
                 message=(
-                    f"Polling failed for wallet(s) {', '.join(failing)}: see 'last poll error' "
-                    "on the wallet's page."
+                    f"Polling failed for {'wallet' if len(failing) == 1 else 'wallets'} "
+                    f"{', '.join(failing)}: see 'last poll error' on the wallet's page."
                 ),
                 url=reverse("admin:ledger_wallet_changelist") + "?enabled__exact=1",
             )

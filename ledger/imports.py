@@ -28,7 +28,7 @@ class BooksExceedNode(WalletImportError):
     def __init__(self, difference: int, currency):
         self.difference = difference
         super().__init__(
-            f"The books hold {currency.format(-difference)} {currency.code} more than the node: "
+            f"The books hold {currency.amount(-difference)} more than the node: "
             "that is a reconciliation problem, not an import."
         )
 
@@ -37,9 +37,8 @@ class AmountChanged(WalletImportError):
     def __init__(self, previous: int, current: int, currency):
         self.previous, self.current = previous, current
         super().__init__(
-            f"The unaccounted amount changed from {currency.format(previous)} to "
-            f"{currency.format(current)} {currency.code} since it was shown: check it and confirm "
-            "again."
+            f"The unaccounted amount changed from {currency.amount(previous)} to "
+            f"{currency.amount(current)} since it was shown: check it and confirm again."
         )
 
 
@@ -91,7 +90,7 @@ def confirm_import(wallet: Wallet, account: Account, expected: int, *, by) -> Tr
     actors.log_action(
         by,
         wallet,
-        f"Imported {c.format(entry.amount)} {c.code} to account {account.pk} ({entry.label}).",
+        f"Imported {c.amount(entry.amount)} to account {account.pk} ({entry.label}).",
     )
     return entry
 

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
-from .money import MAX_DECIMALS, format_units
+from .money import MAX_DECIMALS, format_amount, format_units
 from .txids import TXID_PATTERN, TXID_RE  # noqa: F401  walletnotify imports TXID_RE from here
 
 
@@ -51,6 +51,10 @@ class Currency(models.Model):
 
     def format(self, units: int) -> str:
         return format_units(units, self.decimals)
+
+    def amount(self, units: int) -> str:
+        """'1.50000000 BTC': see money.format_amount."""
+        return format_amount(units, self)
 
 
 class WalletQuerySet(models.QuerySet):
@@ -314,6 +318,15 @@ class NetworkTransaction(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     close_reason = models.TextField(blank=True)
+    # What the operator's list shows before anything is credited: a deposit's total to our
+    # receiving addresses as the node first reported it, a broadcast's total sent. Display
+    # only: crediting reads the node's outputs again, never this.
+    amount = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Base units paid to our addresses (deposit) or sent (broadcast); empty on "
+        "rows recorded before it was kept",
+    )
     # Where it was mined, as last seen on the node: confirmations follow from the wallet's tip,
     # and a reorg shows as this hash no longer at this height. Empty / NULL: not mined (or not
     # known yet): asked about by txid.
@@ -453,4 +466,5 @@ class Transaction(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} {self.amount} {self.source_id}->{self.destination_id}"
+        amount = self.currency.amount(self.amount)
+        return f"{self.kind} {amount} {self.source_id}->{self.destination_id}"

@@ -86,3 +86,13 @@ def from_units(units: int, decimals: int) -> Decimal:
 def format_units(units: int, decimals: int) -> str:
     """'1.50000000' for 150000000 at 8 decimals."""
     return f"{from_units(units, decimals):f}"
+
+
+def format_amount(units, currency) -> str:
+    """The one way an amount is shown to a person: '1.50000000 BTC' (the currency's decimals,
+    then its code). Admin pages, lists, panels, messages, history entries, CSV exports and
+    command output all go through this (templates through the `amount` filter); "—" when there
+    is no amount yet (a fee not looked up)."""
+    if units is None:
+        return "—"
+    return f"{format_units(int(units), currency.decimals)} {currency.code}"

@@ -47,9 +47,19 @@ RECONCILE_PERM = "ledger.reconcile_wallet"
 
 def reconcile(wallet: Wallet) -> Reconciliation:
     """Ask the node and compare with the books; writes nothing (see record_reconciliation)."""
-    backend = wallet.get_backend()
-    node_balance = backend.get_balance(minconf=0)
-    received = backend.list_received_by_address(minconf=0)
+    node_balance, received = node_figures(wallet.get_backend())
+    return compare(wallet, node_balance, received)
+
+
+def node_figures(backend) -> tuple[int, list]:
+    """What reconciling asks the node: its balance (pending included) and what each address
+    received. No database here, so the home page can ask several nodes in parallel threads."""
+    return backend.get_balance(minconf=0), backend.list_received_by_address(minconf=0)
+
+
+def compare(wallet: Wallet, node_balance: int, received: list) -> Reconciliation:
+    """The node's figures against the books: the one computation of the difference, used by
+    the reconcile page, its command and the admin home page."""
     ours = dict(
         Address.objects.filter(wallet=wallet, kind=Address.Kind.RECEIVING).values_list(
             "address", "id"
@@ -113,7 +123,7 @@ def record_reconciliation(wallet: Wallet, *, by) -> Reconciliation:
         last_reconciled_at=timezone.now(), last_reconciliation=result.as_dict()
     )
     c = wallet.currency
-    actors.log_action(by, wallet, f"Reconciled: difference {c.format(result.unaccounted)} {c.code}")
+    actors.log_action(by, wallet, f"Reconciled: difference {c.amount(result.unaccounted)}")
     return result
 
 

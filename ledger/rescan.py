@@ -31,6 +31,7 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
         ).values_list("txid", flat=True)
     )
     found: dict[str, int] = {}
+    amounts: dict[str, int] = {}
     receives = 0
     for entry in backend.iter_received(page_size=page_size, progress=progress):
         if entry.address not in ours:
@@ -38,6 +39,7 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
         receives += 1
         if entry.txid not in known:
             found[entry.txid] = max(entry.confirmations, found.get(entry.txid, entry.confirmations))
+            amounts[entry.txid] = amounts.get(entry.txid, 0) + entry.amount
     now = timezone.now()
     with transaction.atomic():
         # ignore_conflicts: the tracker or walletnotify may record the same txid meanwhile.
@@ -51,6 +53,7 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
                     confirmations=max(confs, 0),
                     max_confirmations=max(confs, 0),
                     opened_at=now,
+                    amount=amounts[txid],
                 )
                 for txid, confs in found.items()
             ],

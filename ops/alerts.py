@@ -26,6 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.words import count
 
 from .models import Alert
 from .notify import send
@@ -50,10 +51,10 @@ def interrupted_broadcast_events() -> list[Event]:
             f"broadcast.interrupted:{b.pk}",
             "broadcast.interrupted",
             f"Interrupted broadcast #{b.pk} on {b.wallet.name}",
-            f"Broadcast #{b.pk} ({b.label}) was opened at {b.opened_at:%Y-%m-%d %H:%M:%S} UTC and "
-            f"never finished: {b.output_count} output(s), {b.wallet.currency.format(b.total)} "
-            f"{b.wallet.currency.code}. Broadcasting is stopped for this wallet until it is closed "
-            "by hand.",
+            f"Broadcast #{b.pk} ({b.label}) was opened at {b.opened_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"and never finished: {count(b.output_count, 'output')}, "
+            f"{b.wallet.currency.amount(b.total)}. Broadcasting is stopped for this wallet until "
+            "it is closed by hand.",
         )
         for b in interrupted_broadcasts().select_related("wallet__currency")
     ]
@@ -110,7 +111,7 @@ def outgoing_attention_events() -> list[Event]:
             f"outgoing.needs_attention:{o.pk}",
             "outgoing.needs_attention",
             f"Outgoing #{o.pk} needs attention",
-            f"{o.currency.format(o.amount)} {o.currency.code} to {o.address}: "
+            f"{o.currency.amount(o.amount)} to {o.address}: "
             f"{getattr(o, 'attention_reason', '') or 'see its page'}.",
         )
         for o in rows

@@ -48,18 +48,21 @@ def currency_rows():
                 "stuck": o.get("stuck", 0),
                 "flagged": flagged.get(c.id, 0),
                 "deposits_today": d.get("n", 0),
-                "deposits_today_total": c.format(d.get("total") or 0),
+                "deposits_today_total": d.get("total") or 0,
             }
         )
     return rows
 
 
 def wallet_rows():
-    """Per wallet: node reachability, block height, books vs node difference.
+    """Per wallet: node reachability, block height, and the reconciliation's figures: the
+    difference exactly as the reconcile page computes it (ledger.reconcile.compare), and the
+    deposits awaiting credit apart from it (normal traffic, not a difference).
 
     Node calls run in parallel threads (no database there) and are cached briefly, so a
     dead node costs the page at most its short timeout once per NODE_CACHE_SECONDS."""
     from ledger.models import Wallet
+    from ledger.reconcile import compare
     from ledger.services import wallet_books_balance
 
     wallets = list(Wallet.objects.active().select_related("currency"))
@@ -68,14 +71,15 @@ def wallet_rows():
     nodes = _cached_node_figures(wallets)
     rows = []
     for wallet, node in zip(wallets, nodes, strict=True):
-        books = wallet_books_balance(wallet)
-        row = {"wallet": wallet, "books": wallet.currency.format(books), **node}
-        if node.get("balance_units") is not None:
-            diff = node["balance_units"] - books
+        row = {"wallet": wallet, **node}
+        if node.get("balance_units") is None:
+            row["books_units"] = wallet_books_balance(wallet)
+        else:
+            result = compare(wallet, node["balance_units"], node["received"])
             row.update(
-                node_balance=wallet.currency.format(node["balance_units"]),
-                difference=wallet.currency.format(diff),
-                difference_units=diff,
+                books_units=result.books_balance,
+                awaiting_units=result.uncredited,
+                difference_units=result.unaccounted,
             )
         rows.append(row)
     return rows
@@ -107,10 +111,14 @@ def _cached_node_figures(wallets):
 
 
 def _node_figures(wallet, backend):
+    from ledger.reconcile import node_figures
+
+    balance, received = node_figures(backend)
     return {
         "reachable": True,
         "height": backend.block_height(),
-        "balance_units": backend.get_balance(minconf=0),
+        "balance_units": balance,
+        "received": received,
     }
 
 
@@ -214,7 +222,8 @@ def bar_chart_svg(series, width=720, height=140):
                 n,
                 f(i * bar_w + bar_w / 2),
                 height - 2,
-                h.strftime("%H") if i % 3 == 0 else "",
+                # Every third hour counted back from the last bar, so the current hour is labelled.
+                h.strftime("%H") if (len(series) - 1 - i) % 3 == 0 else "",
             )
             for i, (h, n) in enumerate(series)
         ),

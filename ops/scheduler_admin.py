@@ -15,6 +15,7 @@ from django.contrib import admin, messages
 from django.core.validators import MinValueValidator
 from django_q.models import Failure, OrmQ, Schedule, Success
 
+from cryptoadmin.words import count
 from ledger.admin import ReadOnly
 
 from .scheduler import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
@@ -154,7 +155,7 @@ class RerunMixin(ReadOnly):
             self.log_change(request, task, "Re-run queued")
             queued += 1
         if queued:
-            messages.info(request, f"{queued} task(s) queued again.")
+            messages.info(request, f"{count(queued, 'task')} queued again.")
 
 
 class SuccessAdmin(RerunMixin, q_admin.TaskAdmin):

@@ -230,7 +230,7 @@ def test_it_shows_a_late_reply_in_red_until_someone_acknowledges_it(client, clos
         last_error="LATE REPLY: closed as never left, but the node paid it",
     )
     page = client.get(reverse("admin:index")).content.decode()
-    assert "1 broadcast(s) need attention" in page and "?interrupted=attention" in page
+    assert "1 broadcast needs attention" in page and "?interrupted=attention" in page
     change = client.get(urls(flagged)["change"]).content.decode()
     assert "LATE REPLY" in change and "Acknowledge" in change
     ack = reverse("admin:broadcasts_broadcast_acknowledge", args=[flagged.pk])

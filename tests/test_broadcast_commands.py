@@ -28,7 +28,8 @@ def test_it_broadcasts_and_prints_the_result(wallet, node):
     code, out = run("broadcast", "--wallet", wallet.name)
     broadcast = Broadcast.objects.get()
     assert code == 0 and "broadcasts sent: 1" in out and broadcast.txid in out
-    assert f"total fee (base units): {broadcast.fee}" in out
+    assert f"total fee: {wallet.currency.amount(broadcast.fee)}" in out
+    assert "base units" not in out and f"fee {wallet.currency.amount(broadcast.fee)}" in out
     code, out = run("broadcast", "--wallet", wallet.name)
     assert code == 0 and "nothing to send" in out and "broadcasts sent: 0" in out
     with pytest.raises(CommandError, match="no wallet named"):

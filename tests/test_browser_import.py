@@ -21,7 +21,10 @@ def test_it_previews_confirms_and_shows_the_result(page, live_server, operator, 
     page.goto(f"{live_server.url}/admin/ledger/wallet/")
     page.click("text=Import wallet balance")
     page.select_option("#id_wallet", str(wallet.pk))
-    page.fill("#id_account", str(target.pk))
+    page.click(".select2-selection")  # the account picker, searched by user id
+    page.fill(".select2-search__field", "treasury")
+    page.click(".select2-results__option:has-text('treasury')")
+    assert page.input_value("#id_account") == str(target.pk)
     page.click("input[name=preview]")
     assert page.inner_text("#unaccounted") == "5.00000000 BTC"
     assert not Transaction.objects.filter(kind="import").exists()

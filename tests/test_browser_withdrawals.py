@@ -69,7 +69,7 @@ def test_it_needs_a_second_operator_to_approve_and_returns_a_rejected_one(
     login(page, live_server, "second", "pw-second")
     _select(page, large, "approve_outgoing")
     page.locator(
-        ".messagelist", has_text="1 outgoing transaction(s) approved"
+        ".messagelist", has_text="1 outgoing transaction approved"
     ).wait_for()  # raises if it never shows
     _select(page, other, "reject_outgoing")
     page.fill("#id_reason", "user did not confirm by phone")
@@ -77,7 +77,7 @@ def test_it_needs_a_second_operator_to_approve_and_returns_a_rejected_one(
     page.click("input[type=submit][value=Rejected]")
     page.wait_for_url("**/admin/broadcasts/outgoingtransaction/**")
     page.locator(
-        ".messagelist", has_text="1 outgoing transaction(s) rejected"
+        ".messagelist", has_text="1 outgoing transaction rejected"
     ).wait_for()  # raises if it never shows
 
     Broadcaster(wallet).run()  # what the scheduler does every minute

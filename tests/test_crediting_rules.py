@@ -274,6 +274,6 @@ def test_it_shows_a_credited_conflicted_deposit_apart_and_drops_the_banner_once_
     apply(polled(wallet), {TXID: paying(TXID, -1, **{"addr-alice": 5000})}, currency)
     client.force_login(superuser)
     body = client.get("/admin/").content.decode()
-    assert "1 conflicted deposit(s) already credited" in body and "never credited" not in body
+    assert "1 conflicted deposit already credited" in body and "never credited" not in body
     close_by_hand([row.pk], operator, "checked: double spend, user informed")
     assert "conflicted deposit" not in client.get("/admin/").content.decode()

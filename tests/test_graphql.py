@@ -151,3 +151,22 @@ def test_it_exempts_token_requests_from_csrf(balance_cache, token):
     response = ask(balances_query("u-4"), token, client=Client(enforce_csrf_checks=True))
     assert response.status_code == 200
     assert response.json()["data"]["user"]["currencies"][0]["balance"] == "0.00000006"
+
+
+def test_it_logs_an_expected_error_in_one_line_without_a_traceback(balance_cache, token, caplog):
+    currency("BTC")
+    with caplog.at_level("INFO"):
+        ask(balances_query("ghost"), token)
+    mentions = [r for r in caplog.records if "unknown user 'ghost'" in r.getMessage()]
+    assert len(mentions) == 1 and mentions[0].exc_info is None
+    assert mentions[0].levelname == "INFO"
+
+
+def test_it_still_logs_an_unexpected_error_with_its_traceback(
+    balance_cache, token, monkeypatch, caplog
+):
+    deposit(network_account(currency("BTC")), "u-6", 1)
+    monkeypatch.setattr("balances.table.format_units", lambda *a: 1 / 0)
+    with caplog.at_level("INFO"):
+        ask(balances_query("u-6"), token)
+    assert any(r.exc_info and r.levelname == "ERROR" for r in caplog.records)

@@ -140,7 +140,7 @@ def test_it_checks_now_against_the_node(client, operator, wallet, node):
         currency=wallet.currency, wallet=wallet, txid=txid, type="broadcast"
     )
     response = client.post(LIST, {"action": "check_now", "_selected_action": [row.pk]}, follow=True)
-    assert "Checked: checked 1" in response.content.decode()
+    assert "Checked: 1 transaction checked" in response.content.decode()
     row.refresh_from_db()
     assert row.confirmations == 1 and row.last_checked_at is not None
 

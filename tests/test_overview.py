@@ -1,5 +1,7 @@
 """The admin home's figures."""
 
+import re
+
 import pytest
 from django.utils import timezone
 
@@ -38,7 +40,7 @@ def test_it_shows_node_and_books_difference_per_wallet(btc, fresh_node):
     services.post(services.system_account(wallet, 910), target, 30 * 10**8, "import")
     row = overview.wallet_rows()[0]
     assert row["reachable"] is True
-    assert row["books"] == "30.00000000"
+    assert row["books_units"] == 30 * 10**8 and row["awaiting_units"] == 0
     assert row["difference_units"] == 20 * 10**8
 
 
@@ -109,3 +111,23 @@ def test_it_links_a_books_above_node_difference_in_red_to_the_reconcile_page(
     page = client.get("/admin/").content.decode()
     reconcile = f"/admin/ledger/wallet/{wallet.pk}/reconcile/"
     assert f'href="{reconcile}" style="color:#ba2121' in page and "-0.00000005" in page
+
+
+def test_it_shows_awaiting_credit_apart_and_the_difference_as_reconcile_computes_it(
+    client, superuser, two_nodes
+):
+    from ledger.reconcile import reconcile
+    from tests.support import make_currency, make_wallet, pay_from_outside
+
+    ours, outside = two_nodes
+    wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=4), ours)
+    address = services.new_receiving_address(wallet, "alice")
+    pay_from_outside(ours, outside, address.address, "0.75")  # received, not credited yet
+    overview._NODE_CACHE.clear()
+    row = overview.wallet_rows()[0]
+    assert (row["difference_units"], row["awaiting_units"]) == (0, 75_000_000)
+    assert row["difference_units"] == reconcile(wallet).unaccounted
+    client.force_login(superuser)
+    page = client.get("/admin/").content.decode()
+    assert "0.75000000 BTC" in page
+    assert re.search(r'color:#2e7d32;font-weight:600"[^>]*>0\.00000000 BTC<', page)

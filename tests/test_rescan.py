@@ -109,7 +109,7 @@ def test_it_queues_a_rescan_from_the_admin_for_permitted_users_only(
         {"action": "rescan_now", "_selected_action": [wallet.pk]},
         follow=True,
     )
-    assert "Rescan queued for 1 wallet(s)" in response.content.decode()
+    assert "Rescan queued for 1 wallet:" in response.content.decode()
     assert OrmQ.objects.count() == 1
 
 

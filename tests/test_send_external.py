@@ -57,7 +57,7 @@ def test_it_refuses_non_integer_amounts(wallet, alice, node):
 
 def test_it_refuses_more_than_the_balance(wallet, alice, node):
     send_external(alice, node.rpc("getnewaddress"), 60_000_000)
-    with pytest.raises(OutgoingError, match="too little balance: 0.40000000 available"):
+    with pytest.raises(OutgoingError, match="too little balance: 0.40000000 BTC available"):
         send_external(alice, node.rpc("getnewaddress"), 40_000_001)
     assert OutgoingTransaction.objects.count() == 1
     assert ledger.balance(alice) == 40_000_000

@@ -52,7 +52,7 @@ def test_it_asks_again_when_the_amount_changed(admin_client, managed):
         {"wallet": wallet.pk, "account": target.pk, "expected": 5 * BTC, "confirm": "1"},
         follow=True,
     )
-    assert b"changed from 5.00000000 to 6.00000000" in response.content
+    assert b"changed from 5.00000000 BTC to 6.00000000 BTC" in response.content
     assert response.context["form"]["expected"].value() == 6 * BTC
     assert not Transaction.objects.filter(kind="import").exists()
 

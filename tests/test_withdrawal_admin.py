@@ -55,7 +55,7 @@ def test_it_approves_in_bulk_but_not_what_you_queued(client, awaiting, second, o
     client.force_login(second)
     response = act(client, "approve_outgoing", awaiting + [mine])
     text = " | ".join(str(m) for m in response.context["messages"])
-    assert "2 outgoing transaction(s) approved" in text
+    assert "2 outgoing transactions approved" in text
     assert f"outgoing #{mine.pk} was queued by you: another person must approve it" in text
     states = dict(OutgoingTransaction.objects.values_list("pk", "state"))
     assert [states[o.pk] for o in awaiting] == [Q.QUEUED, Q.QUEUED] and states[
@@ -69,7 +69,7 @@ def test_it_asks_a_reason_to_reject_and_gives_the_money_back(client, awaiting, s
     assert b"Reject" in page.content and b'name="reason"' in page.content
     assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {Q.AWAITING_APPROVAL}
     response = act(client, "reject_outgoing", awaiting, reason="address on a sanctions list")
-    assert "2 outgoing transaction(s) rejected" in response.content.decode()
+    assert "2 outgoing transactions rejected" in response.content.decode()
     assert set(OutgoingTransaction.objects.values_list("state", "close_reason")) == {
         (Q.REJECTED, "address on a sanctions list")
     }
@@ -101,7 +101,7 @@ def test_it_filters_by_state_and_counts_on_the_dashboard(client, awaiting, secon
     assert [o.pk for o in listed] == [awaiting[1].pk]
     home = client.get(reverse("admin:index")).content.decode()
     assert "Awaiting approval" in home and "?state=awaiting_approval" in home
-    assert "?state=needs_attention" in home and "1 outgoing transaction(s) need attention" in home
+    assert "?state=needs_attention" in home and "1 outgoing transaction needs attention" in home
 
 
 def test_it_records_who_changed_a_withdrawal_rule_and_from_what(client, admin_user, btc):

@@ -49,7 +49,7 @@ def balances(currency, user_id):
 def test_it_refuses_an_amount_below_the_minimum_at_queue_time(wallet, alice, node):
     rule(wallet.currency, minimum_amount=10_000)
     with pytest.raises(
-        OutgoingError, match=r"minimum BTC withdrawal is 0\.00010000 BTC; 0\.00009999 requested"
+        OutgoingError, match=r"minimum BTC withdrawal is 0\.00010000 BTC; 0\.00009999 BTC requested"
     ):
         send_external(alice, node.rpc("getnewaddress"), 9_999)
     assert not OutgoingTransaction.objects.exists()

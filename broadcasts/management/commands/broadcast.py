@@ -14,7 +14,8 @@ class Command(BaseCommand):
         parser.add_argument("--wallet", help="Wallet name (default: every enabled wallet)")
 
     def handle(self, *args, wallet=None, **options):
-        wallets = None
+        # The same list broadcast_wallets would take, resolved here: one result per wallet.
+        wallets = list(Wallet.objects.active().select_related("currency"))
         if wallet:
             found = Wallet.objects.filter(name=wallet).select_related("currency").first()
             if found is None:
@@ -24,8 +25,13 @@ class Command(BaseCommand):
         for result in results:
             self.stdout.write(result.message)
         sent = sum(r.sent for r in results)
-        fee = sum(r.fee for r in results)
-        self.stdout.write(f"broadcasts sent: {sent}, total fee (base units): {fee}")
+        # Fees only add up within one currency: one total per currency that paid any.
+        fees = {}
+        for each, result in zip(wallets, results, strict=True):
+            if result.fee:
+                fees[each.currency] = fees.get(each.currency, 0) + result.fee
+        total = ", ".join(c.amount(units) for c, units in fees.items()) or "none"
+        self.stdout.write(f"broadcasts sent: {sent}, total fee: {total}")
         if any(r.refused for r in results):
             # Scripts and cron see that something needs an operator.
             raise SystemExit(2)

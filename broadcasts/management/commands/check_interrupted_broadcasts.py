@@ -21,8 +21,7 @@ class Command(BaseCommand):
         for b in rows:
             self.stdout.write(
                 f"#{b.pk} {b.label} wallet {b.wallet.name} opened {b.opened_at:%Y-%m-%d %H:%M:%S} "
-                f"{b.transaction_count} outgoing, {b.wallet.currency.format(b.total)} "
-                f"{b.wallet.currency.code}"
+                f"{b.transaction_count} outgoing, {b.wallet.currency.amount(b.total)}"
                 + (f" last error: {b.last_error}" if b.last_error else "")
             )
         for b in flagged:

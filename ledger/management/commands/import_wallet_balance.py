@@ -26,10 +26,10 @@ class Command(BaseCommand):
         except (imports.WalletImportError, BackendError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
-            f"node balance: {c.format(preview.node_balance)} {c.code}\n"
-            f"books:        {c.format(preview.books_balance)} {c.code}\n"
-            f"uncredited:   {c.format(preview.uncredited)} {c.code}\n"
-            f"unaccounted:  {c.format(preview.unaccounted)} {c.code}"
+            f"node balance: {c.amount(preview.node_balance)}\n"
+            f"books:        {c.amount(preview.books_balance)}\n"
+            f"uncredited:   {c.amount(preview.uncredited)}\n"
+            f"unaccounted:  {c.amount(preview.unaccounted)}"
         )
         try:
             imports.check_importable(wallet, preview.unaccounted)
@@ -42,7 +42,7 @@ class Command(BaseCommand):
             if not self.stdin_is_interactive():
                 raise CommandError("Not confirmed: run with --yes to import without a prompt.")
             answer = input(
-                f"Import {c.format(preview.unaccounted)} {c.code} to account {account.pk}? [y/N] "
+                f"Import {c.amount(preview.unaccounted)} to account {account.pk}? [y/N] "
             )
             if answer.strip().lower() not in ("y", "yes"):
                 raise CommandError("Not confirmed: nothing imported.")
@@ -51,9 +51,7 @@ class Command(BaseCommand):
         except (imports.WalletImportError, BackendError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
-            self.style.SUCCESS(
-                f"{entry.label}: {c.format(entry.amount)} {c.code} to account {account.pk}"
-            )
+            self.style.SUCCESS(f"{entry.label}: {c.amount(entry.amount)} to account {account.pk}")
         )
 
     @staticmethod

@@ -155,8 +155,8 @@ class Command(BaseCommand):
         try:
             entry = imports.import_unaccounted_balance(wallet.pk, treasury.pk)
             self.stdout.write(
-                f"imported {wallet.currency.format(entry.amount)} BTC into the books (account "
-                f"{treasury.pk})"
+                f"imported {wallet.currency.amount(entry.amount)} into the books "
+                f"(account {treasury.pk})"
             )
         except imports.WalletImportError as exc:
             self.stdout.write(str(exc))
