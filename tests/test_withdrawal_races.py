@@ -10,7 +10,9 @@ import os
 import subprocess
 
 import pytest
+from django.test import Client
 
+from balances.models import ApiToken
 from broadcasts.models import OutgoingTransaction, WithdrawalRule
 from broadcasts.services import send_external
 from ledger import services as ledger
@@ -185,6 +187,22 @@ def test_it_lets_the_first_process_win_when_the_other_is_inside_its_step(
     assert_money_once(wallet.currency)
     want = 0 if winner == "cancel" else 3_000_000
     wait_until(lambda: balance_cache.get_balance("alice", "BTC", 204) == want, timeout=3)
+    # GraphQL, served from this process's cache, answers the same.
+    token = ApiToken.issue("wallets app")[1]
+    query = 'query { user(id: "alice") { currencies { id balance withdrawLockedBalance } } }'
+    answer = Client().post(
+        "/graphql",
+        {"query": query},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert answer.json()["data"]["user"]["currencies"] == [
+        {
+            "id": "BTC",
+            "balance": "1.00000000" if winner == "cancel" else "0.97000000",
+            "withdrawLockedBalance": "0.00000000" if winner == "cancel" else "0.03000000",
+        }
+    ]
 
 
 # -- SQLite: the same race between two processes sharing one database file -----------------
