@@ -249,7 +249,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def notifications(node, wallet, env, count):
+def notifications(node, wallet, env, count, blocks=20):
     """The listener's CPU per notification and a deposit's delay, against walletnotify's process."""
     from ledger import services
     from ledger.models import NetworkTransaction, Wallet
@@ -295,7 +295,6 @@ def notifications(node, wallet, env, count):
         block()  # mines and credits the deposits above
         crediting_block = cpu_seconds(child.pid) - before
         before = cpu_seconds(child.pid)
-        blocks = max(3, count // 4)
         for _ in range(blocks):
             block()
         per_block = (cpu_seconds(child.pid) - before) / blocks
@@ -334,6 +333,9 @@ def main():
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--reference-up-to", type=int, default=10000)
     parser.add_argument("--notifications", type=int, default=20)
+    parser.add_argument(
+        "--blocks", type=int, default=20, help="blocks mined for the CPU per block notification"
+    )
     args = parser.parse_args()
     NODE_DIR.mkdir(parents=True, exist_ok=True)
     pg = LocalPostgres().start()
@@ -361,7 +363,13 @@ def main():
         )
         results = {n: measure(node, wallet, n, n <= args.reference_up_to) for n in sorted(args.n)}
         if args.notifications:
-            notifications(node, wallet, dict(os.environ, PYTHONPATH=str(REPO)), args.notifications)
+            notifications(
+                node,
+                wallet,
+                dict(os.environ, PYTHONPATH=str(REPO)),
+                args.notifications,
+                args.blocks,
+            )
         ten = (
             results.get(10000)
             or results[max(n for n in results if results[n] and "reference" in results[n])]

@@ -364,6 +364,28 @@ def cancel_outgoing(modeladmin, request, queryset):
     return _decide(modeladmin, request, queryset, "cancelled", services.cancel, needs_reason=True)
 
 
+def queued_message(out: OutgoingTransaction) -> str:
+    """What happens next to a withdrawal just queued: the next broadcast, or a second person."""
+    what = (
+        f"{out.currency.amount(out.amount)} to {out.address} "
+        f"for user {out.account.user_id}"
+    )
+    if out.state != OutgoingTransaction.State.AWAITING_APPROVAL:
+        return f"Queued {what} for the next broadcast."
+    names = services.who_may_approve(out)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    who = (
+        f"another person with the approve permission (not you): {shown}"
+        if names
+        else "another person with the approve permission, and nobody else has it yet: "
+        "an admin must grant it"
+    )
+    return (
+        f"Awaiting approval: {what} is not queued for broadcast yet ({out.approval_reason}). "
+        f"It needs {who}; or it can be rejected, and the amount goes back to the user's balance."
+    )
+
+
 @admin.register(WithdrawalRule)
 class WithdrawalRuleAdmin(admin.ModelAdmin):
     """Edited here, recorded by django-auditlog (Log entries) with who and before/after."""
@@ -523,11 +545,7 @@ class OutgoingTransactionAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
             except services.OutgoingError as exc:
                 form.add_error(exc.field, str(exc))
             else:
-                messages.success(
-                    request,
-                    f"Queued {out.currency.amount(out.amount)} "
-                    f"to {out.address} for user {out.account.user_id}.",
-                )
+                messages.success(request, queued_message(out))
                 return redirect("admin:broadcasts_outgoingtransaction_changelist")
         context = dict(
             self.admin_site.each_context(request),

@@ -379,6 +379,19 @@ def cancel(outgoing: OutgoingTransaction, user, reason: str) -> OutgoingTransact
     )
 
 
+def who_may_approve(outgoing: OutgoingTransaction) -> list[str]:
+    """The usernames of the active people who could approve this withdrawal: the permission
+    (directly, through a group, or as superuser) and not the person who queued it."""
+    from django.contrib.auth import get_user_model
+
+    people = get_user_model().objects.with_perm(
+        APPROVE_PERM, include_superusers=True, backend="django.contrib.auth.backends.ModelBackend"
+    )
+    if outgoing.created_by_id is not None:
+        people = people.exclude(pk=outgoing.created_by_id)
+    return sorted(people.values_list(get_user_model().USERNAME_FIELD, flat=True))
+
+
 def awaiting_approval():
     return OutgoingTransaction.objects.filter(state=OutgoingTransaction.State.AWAITING_APPROVAL)
 

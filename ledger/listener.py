@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 
 import zmq
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, connection
 
 from .backends import BackendError
 from .confirmations import poll_wallet, record_poll_error, record_transactions
@@ -36,6 +36,27 @@ from .models import Wallet
 
 log = logging.getLogger(__name__)
 SEEN_LIMIT = 100_000  # txids remembered, so the mined copy of a notified one costs nothing
+
+
+def on_database(work) -> None:
+    """Run one wake-up's work on the process's database connection, kept across wake-ups:
+    opening one per block (close_old_connections with DB_CONN_MAX_AGE=0) cost more CPU than
+    the cycle. A connection the database dropped (a restart, an administrator) fails the work
+    at its first statement: it is closed and the work runs once more on a new one (every step
+    of a cycle may run twice: node calls that read, writes conditional on what was read)."""
+    if connection.connection is not None and (
+        connection.errors_occurred or connection.needs_rollback
+    ):
+        if connection.needs_rollback or not connection.is_usable():
+            connection.close()
+        else:
+            connection.errors_occurred = False
+    try:
+        work()
+    except (OperationalError, InterfaceError):
+        log.warning("listener: database connection lost; once more on a new one")
+        connection.close()
+        work()
 
 
 class Listener:
@@ -148,7 +169,13 @@ class Listener:
                 if txid not in self.seen:
                     txids.append(txid)
         self.handled += len(messages)
-        close_old_connections()
+        on_database(lambda: self._act(url, block, gap, txids, started))
+        for txid in txids:
+            self.seen[txid] = None
+        while len(self.seen) > SEEN_LIMIT:
+            self.seen.popitem(last=False)
+
+    def _act(self, url, block, gap, txids, started) -> None:
         for wallet in Wallet.objects.filter(pk__in=self.groups[url], enabled=True).select_related(
             "currency"
         ):
@@ -173,10 +200,6 @@ class Listener:
                 if not isinstance(exc, BackendError):
                     log.exception("listener: %s failed", wallet.name)
                 record_poll_error(wallet, exc)
-        for txid in txids:
-            self.seen[txid] = None
-        while len(self.seen) > SEEN_LIMIT:
-            self.seen.popitem(last=False)
 
     def backend(self, wallet: Wallet):
         cached = self.backends.get(wallet.pk)
@@ -186,7 +209,9 @@ class Listener:
         return cached
 
     def poll_all(self, reason: str, urls=None) -> None:
-        close_old_connections()
+        on_database(lambda: self._poll_all(reason, urls))
+
+    def _poll_all(self, reason: str, urls) -> None:
         ids = [
             pk for url, group in self.groups.items() if urls is None or url in urls for pk in group
         ]

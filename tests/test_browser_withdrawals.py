@@ -57,6 +57,11 @@ def test_it_needs_a_second_operator_to_approve_and_returns_a_rejected_one(
         page.fill("#id_amount", "0.6")
         page.click("input[type=submit]")
         page.wait_for_url("**/admin/broadcasts/outgoingtransaction/")
+        # The message says what happens next: a second person, named, must approve it.
+        page.locator(
+            ".messagelist", has_text="Awaiting approval: 0.60000000 BTC"
+        ).wait_for()  # raises if it never shows
+        assert "(not you): second" in page.locator(".messagelist").inner_text()
     assert page.locator("#result_list tbody tr", has_text="awaiting approval").count() == 2
     # The one who queued it cannot approve it.
     _select(page, large, "approve_outgoing")

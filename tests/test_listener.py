@@ -116,3 +116,53 @@ def test_it_records_a_deposit_at_once_and_polls_on_a_block_even_across_a_node_re
         code = child.stop()
     assert code == 0, child.lines[-20:]
     assert Transaction.objects.filter(network_transaction__txid=txid).count() == 1
+
+
+def listener_backends():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def test_it_keeps_one_database_connection_and_survives_losing_it(zmq_nodes, child_env):
+    ours, outside = zmq_nodes
+    wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=4), ours)
+    wallet.backend_settings["zmq"] = ours.zmq_url
+    wallet.save()
+    address = services.new_receiving_address(wallet, "alice")
+    child = Child(child_env, "--resync", "3600")
+    try:
+        wait_until(lambda: child.saw(": start:"), what=f"the listener to start: {child.lines}")
+        first = outside.rpc("sendtoaddress", address.address, "0.3")
+        wait_until(lambda: deposit_row(first), timeout=10, what="the deposit from the feed")
+        (kept,) = listener_backends()
+        outside.generate(1)
+        wait_until(
+            lambda: deposit_row(first).block_height is not None,
+            timeout=15,
+            what=f"the block's cycle: {child.lines[-5:]}",
+        )
+        # A connection per wake-up cost more CPU than the cycle: the same one serves them all.
+        assert listener_backends() == {kept}
+
+        # The database drops it (a restart, an administrator): the next wake-up reconnects.
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [kept])
+        wait_until(lambda: kept not in listener_backends(), what="the connection to end")
+        second = outside.rpc("sendtoaddress", address.address, "0.4")
+        wait_until(
+            lambda: deposit_row(second),
+            timeout=10,
+            what=f"a deposit after the connection was lost: {child.lines[-5:]}",
+        )
+        assert child.proc.poll() is None, child.lines[-20:]
+    finally:
+        code = child.stop()
+    assert code == 0, child.lines[-20:]

@@ -119,3 +119,35 @@ def test_it_records_who_changed_a_withdrawal_rule_and_from_what(client, admin_us
         admin_user,
         {"approval_above": ["100000000", "50000000"]},
     )
+
+
+def test_it_says_a_queued_withdrawal_awaits_approval_and_by_whom(
+    client, wallet, node, operator, second, viewer
+):
+    WithdrawalRule.objects.create(currency=wallet.currency, approval_above=1_000_000)
+    credit_user(wallet, "frank", 10**8)
+    grant(
+        operator,
+        "broadcasts.view_outgoingtransaction",
+        "broadcasts.queue_outgoingtransaction",
+        "broadcasts.approve_outgoingtransaction",
+    )
+    client.force_login(operator)
+    url = reverse("admin:broadcasts_outgoingtransaction_queue")
+    form = {"user_id": "frank", "wallet": wallet.pk, "label": ""}
+
+    def queue(amount):
+        page = client.post(
+            url, dict(form, address=node.rpc("getnewaddress"), amount=amount), follow=True
+        )
+        return " | ".join(str(m) for m in page.context["messages"])
+
+    small = queue("0.01")
+    assert small.startswith("Queued 0.01000000 BTC") and "for the next broadcast" in small
+    large = queue("0.02")
+    assert "Queued" not in large, large
+    assert large.startswith("Awaiting approval: 0.02000000 BTC"), large
+    assert "amount 0.02000000 BTC is above 0.01000000 BTC" in large
+    # Who may approve: a person other than the one who queued it, with the permission.
+    assert "another person with the approve permission (not you): second" in large
+    assert "viewer" not in large and f"{operator.username}," not in large
