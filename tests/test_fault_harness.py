@@ -21,7 +21,15 @@ from ledger import services as ledger
 from ledger.models import Account
 from ledger.money import to_units
 from tests import invariants
-from tests.support import PYTHON, REPO, credit_user, make_currency, make_wallet, wait_until
+from tests.support import (
+    PYTHON,
+    REPO,
+    OperatorPersona,
+    credit_user,
+    make_currency,
+    make_wallet,
+    wait_until,
+)
 
 POINT_RE = re.compile(r"""faults\.point\(\s*["']([A-Za-z0-9_.:-]+)["']\s*\)""")
 SOURCE_DIRS = ("ledger", "broadcasts", "balances")
@@ -63,38 +71,6 @@ NO_SCENARIO = {
 # Kept short so a killed send's lease (when broadcasts have one) ends within the test.
 CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "10", "BROADCAST_LEASE_MARGIN": "1"}
 
-# Points that expose bugs being fixed on other branches right now. The lead removes a mark
-# once the fix is merged (strict: an unexpected pass fails the run, so none is forgotten).
-STUCK = ("is stuck in broadcast", "is still opened at quiescence")
-KNOWN_BUGS = {
-    "broadcast.after_open": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): an interrupted broadcast is not settled by the machine on its next run; its "
-        "outgoing stay 'broadcasting' until a person closes it",
-        STUCK,
-    ),
-    "broadcast.after_send": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): an interrupted broadcast is not settled by the machine on its next run; it "
-        "paid on chain but the books never learn it",
-        STUCK + ("the node paid", "books hold"),
-    ),
-    # Points of the broadcast branch (not in this branch's source): the same bug, seen on a
-    # trial merge of main + poller + broadcast + this branch.
-    "broadcast.before_settle_commit": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): a broadcaster killed after sending, before booking, leaves an interrupted "
-        "broadcast the machine does not settle on its next run",
-        STUCK + ("the node paid", "books hold"),
-    ),
-    "broadcast.before_fail_commit": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, would let the machine): a broadcaster killed before recording a refused send leaves an interrupted "
-        "broadcast the machine does not settle on its next run",
-        STUCK,
-    ),
-}
-
-
-class KnownBug(AssertionError):
-    """Only the violations a known bug produces: anything else fails the test outright."""
-
 
 def source_points() -> list[str]:
     found = set()
@@ -122,8 +98,6 @@ def _params():
                     strict=True, raises=NoScenario, reason=f"no scenario: {NO_SCENARIO[point]}"
                 )
             ]
-        elif point in KNOWN_BUGS:
-            marks = [pytest.mark.xfail(strict=True, raises=KnownBug, reason=KNOWN_BUGS[point][0])]
         else:
             marks = []
         out.append(pytest.param(point, marks=marks, id=point))
@@ -221,6 +195,8 @@ def books(pair, transactional_db):
         address=address,
         held=held,
         before=before,
+        # An operator on duty: settles by hand what the machine leaves interrupted.
+        person=OperatorPersona(),
     )
 
 
@@ -287,13 +263,9 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
         ours.rpc("lockunspent", True)
     # The next cycle, in a clean process; then everything settles.
     child(child_env, *command)
-    invariants.quiesce(books["wallet"], ours, outside)
+    invariants.quiesce(books["wallet"], ours, outside, person=books["person"])
     violations = invariants.check(books["wallet"], ours, books["before"])
-    if violations and point in KNOWN_BUGS:
-        signs = KNOWN_BUGS[point][1]
-        assert all(any(sign in v for sign in signs) for v in violations), "\n".join(violations)
-        raise KnownBug("\n".join(violations))
-    assert violations == [], "\n".join(violations)
+    assert violations == [], "\n".join(violations + books["person"].notes)
     if kind == "import":
         # The coins the killed import saw are in the books exactly once.
         assert ledger.balance(books["treasury"]) == books["held"] + to_units("0.7", 8)
