@@ -18,8 +18,8 @@ import pytest
 
 from cryptoadmin.localservices import LocalBitcoind
 from ledger import services as ledger
-from ledger.models import Account
-from ledger.money import to_units
+from ledger.models import Account, Transaction
+from ledger.money import format_units, to_units
 from tests import invariants
 from tests.support import (
     PYTHON,
@@ -49,25 +49,23 @@ SCENARIOS = {
     "settle": "broadcast",
     "import": "import",
     "reconcile": "reconcile",
+    "outgoing": "return",  # a person's reject or cancel
 }
 # Points whose process needs more than their area's usual work to get there.
 POINT_SCENARIOS = {
-    "broadcast.before_fail_commit": "broadcast_refused",  # the node refuses the send (no spendable coins)
+    # The node refuses the send (no spendable coins).
+    "broadcast.before_fail_commit": "broadcast_refused",
+    # The node refuses the batch, accepts one half, refuses the other alone (coins locked).
+    "broadcast.isolation_after_collect": "broadcast_isolated",
+    "broadcast.before_refusal_commit": "broadcast_isolated",
+    # A broadcast a person closed as never left, whose send the node finishes afterwards.
+    "broadcast.before_late_reply_commit": "late_reply",
+    # A block.io send whose reply was lost, re-issued with its nonce (a nonce backend).
+    "broadcast.after_retry_claim": "blockio_retry",
+    "broadcast.after_retry_send": "blockio_retry",
 }
-# Points no bitcoind scenario reaches; each stays visible as an xfail naming why.
-NO_SCENARIO = {
-    "broadcast.after_retry_claim": "reached only by a block.io send re-issued with its nonce (a nonce backend)",
-    "broadcast.after_retry_send": "reached only by a block.io send re-issued with its nonce (a nonce backend)",
-    "broadcast.before_late_reply_commit": "reached only when the node's reply arrives after the send's lease ended",
-    "broadcast.isolation_after_collect": "reached when the node refuses one output of a batch; covered in "
-    "process with a node that refuses dust (tests/test_withdrawal_control.py), no child scenario yet",
-    "broadcast.before_refusal_commit": "reached when the node refuses one output of a batch; covered in "
-    "process with a node that refuses dust (tests/test_withdrawal_control.py), no child scenario yet",
-    "outgoing.before_return_update": "reached by a person's reject or cancel; in-process only so far "
-    "(tests/test_withdrawal_control.py: the money stays on 204 when the return dies before commit)",
-    "outgoing.before_return_commit": "reached by a person's reject or cancel; in-process only so far "
-    "(tests/test_withdrawal_control.py: the money stays on 204 when the return dies before commit)",
-}
+# Points no scenario reaches yet; each stays visible as an xfail naming why.
+NO_SCENARIO: dict[str, str] = {}
 # Kept short so a killed send's lease (when broadcasts have one) ends within the test.
 CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "10", "BROADCAST_LEASE_MARGIN": "1"}
 
@@ -89,9 +87,11 @@ class NoScenario(AssertionError):
     pass
 
 
-def _params():
+def _params(blockio=False):
     out = []
     for point in source_points():
+        if (scenario_of(point) == "blockio_retry") != blockio:
+            continue
         if point in NO_SCENARIO:
             marks = [
                 pytest.mark.xfail(
@@ -200,9 +200,68 @@ def books(pair, transactional_db):
     )
 
 
-def prepare(kind, books, ours, outside) -> list[str]:
+def prepare(kind, books, ours, outside, child_env) -> list[str]:
     """Bring the books to where `kind` has work, and return its command line."""
     wallet, currency = books["wallet"], books["currency"]
+    if kind == "broadcast_isolated":
+        from broadcasts.services import send_external
+
+        # One spendable coin of 1 BTC: two outputs of 0.8 together are refused ("insufficient
+        # funds", provably nothing sent), so the broadcaster isolates: the first half alone is
+        # sent, the second alone refused (its refusal counted). The next cycle runs unlocked.
+        txid = pay(ours, outside, books["address"].address, "1")
+        invariants.mine(ours, outside, currency.polling_threshold)
+        ours.rpc(
+            "lockunspent",
+            False,
+            [
+                {"txid": u["txid"], "vout": u["vout"]}
+                for u in ours.rpc("listunspent", 0)
+                if u["txid"] != txid
+            ],
+        )
+        for _ in range(2):
+            send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.8", 8))
+        return ["broadcast", "--wallet", wallet.name]
+    if kind == "late_reply":
+        from broadcasts.models import Broadcast
+        from broadcasts.services import send_external
+
+        for btc in ("0.5", "0.25"):
+            send_external(books["alice"], outside.rpc("getnewaddress"), to_units(btc, 8))
+        command = ["broadcast", "--wallet", wallet.name]
+        # A broadcaster dies before sending; once its lease is over a person finds nothing on
+        # chain and closes it as never left (its outgoing go back to the queue) ...
+        assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
+        invariants.wait_sends_over(wallet)
+        assert books["person"].settle(wallet) == 1, books["person"].notes
+        broadcast = Broadcast.objects.get(wallet=wallet)
+        assert broadcast.state == Broadcast.State.CLOSED_FAILED
+        # ... then the node finishes that send after all (what a node stalled past its caller's
+        # timeout does): the broadcast's outputs, under its comment, paid by our wallet.
+        ours.rpc(
+            "sendmany",
+            "",
+            {a: format_units(v, 8) for a, v in broadcast.outputs.items()},
+            1,
+            broadcast.label,
+        )
+        # The next broadcaster finds the comment on a wallet send: a late reply, recorded
+        # before it collects the outgoing the close put back.
+        return command
+    if kind == "return":
+        from broadcasts.services import send_external
+
+        out = send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.3", 8))
+        # The person on duty cancels it (the admin's action, through the same service).
+        code = (
+            "from django.contrib.auth import get_user_model; "
+            "from broadcasts.models import OutgoingTransaction; "
+            "from broadcasts.services import cancel; "
+            f"cancel(OutgoingTransaction.objects.get(pk={out.pk}), "
+            f"get_user_model().objects.get(pk={books['person'].user.pk}), 'the user asked')"
+        )
+        return ["shell", "-c", code]
     if kind in ("broadcast", "broadcast_refused"):
         from broadcasts.services import send_external
 
@@ -252,14 +311,14 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
     if point in NO_SCENARIO:
         raise NoScenario(NO_SCENARIO[point])
     kind = scenario_of(point)
-    command = prepare(kind, books, ours, outside)
+    command = prepare(kind, books, ours, outside, child_env)
 
     killed = child(child_env, *command, fault=f"{point}=kill")
     assert killed.returncode == -9, (
         f"{point} was not reached by {command}: {killed.stdout}{killed.stderr[-2000:]}"
     )
 
-    if kind == "broadcast_refused":
+    if kind in ("broadcast_refused", "broadcast_isolated"):
         ours.rpc("lockunspent", True)
     # The next cycle, in a clean process; then everything settles.
     child(child_env, *command)
@@ -269,3 +328,21 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
     if kind == "import":
         # The coins the killed import saw are in the books exactly once.
         assert ledger.balance(books["treasury"]) == books["held"] + to_units("0.7", 8)
+    if kind == "return":
+        # The person's second try gave the money back, once.
+        from broadcasts.models import OutgoingTransaction
+
+        assert OutgoingTransaction.objects.get().state == OutgoingTransaction.State.CANCELLED
+        assert Transaction.objects.filter(kind=Transaction.Kind.RETURNED).count() == 1
+        assert ledger.balance(books["alice"]) == to_units("2", 8)
+    if kind == "late_reply":
+        # Paid once, by the late send, and a person is told.
+        from broadcasts.models import Broadcast
+
+        late = Broadcast.objects.get(close_method=Broadcast.CloseMethod.NEVER_LEFT)
+        assert late.needs_attention and late.txid and "LATE REPLY" in late.last_error
+    if kind == "broadcast_isolated" and point == "broadcast.before_refusal_commit":
+        from broadcasts.models import OutgoingTransaction
+
+        # The killed count is not kept; the output went out once the coins were unlocked.
+        assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {"broadcasted"}
