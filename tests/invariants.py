@@ -202,6 +202,31 @@ def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
     )
 
 
+def check_blockio(wallet: Wallet, fake) -> list[str]:
+    """Every invariant for a block.io wallet, against the loopback block.io of the tests
+    (tests/blockio_server.py): its sent transactions stand for the node wallet's sends."""
+    from decimal import Decimal
+
+    wallet = Wallet.objects.select_related("currency").get(pk=wallet.pk)
+    entries = [
+        {
+            "category": "send",
+            "address": address,
+            "amount": -Decimal(units).scaleb(-wallet.currency.decimals),
+            "txid": sent["txid"],
+            "confirmations": fake.txs[sent["txid"]]["confirmations"],
+        }
+        for sent in fake.sent
+        for address, units in sent["amounts"]
+    ]
+    return (
+        deposits_credited_once(wallet, entries)
+        + outgoing_paid_at_most_once(wallet, entries)
+        + books_equal_node(wallet)
+        + accounts_sum_to_zero()
+    )
+
+
 # -- quiescence --------------------------------------------------------------------------------
 
 

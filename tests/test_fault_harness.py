@@ -149,10 +149,10 @@ def _known(node, txid):
         return False
 
 
-def child(child_env, *args, fault=None, timeout=120):
+def child(child_env, *args, fault=None, timeout=120, settings=CHILD_SETTINGS):
     env = dict(child_env)
     env.pop("CRYPTOADMIN_FAULT", None)
-    env.update(CHILD_SETTINGS)
+    env.update(settings)
     if fault:
         env["CRYPTOADMIN_FAULT"] = fault
     return subprocess.run(
@@ -346,3 +346,80 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
 
         # The killed count is not kept; the output went out once the coins were unlocked.
         assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {"broadcasted"}
+
+
+# -- block.io: a send whose reply was lost, re-issued with its nonce -----------------------------
+
+# The loopback block.io answers at once: a retry's lease (2 x 2 s + 1 s) ends soon.
+BLOCKIO_CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "2", "BROADCAST_LEASE_MARGIN": "1"}
+
+
+@pytest.fixture
+def blockio_books(transactional_db):
+    """A block.io wallet (tests/blockio_server.py, over loopback HTTP, so child processes reach
+    it too) holding 1 BTC imported to alice, and an interrupted broadcast: block.io closed the
+    connection before doing the withdraw, so its outcome is unknown."""
+    from broadcasts.models import Broadcast
+    from broadcasts.services import Broadcaster, send_external
+    from ledger import imports
+    from ledger.models import Wallet
+    from tests.blockio_server import FakeBlockIo, new_address
+    from tests.broadcast_helpers import end_lease
+
+    fake = FakeBlockIo().start()
+    try:
+        currency = make_currency("BTC", network="testnet")
+        wallet = Wallet.objects.create(
+            name="block.io BTC",
+            currency=currency,
+            backend="blockio",
+            backend_settings={
+                "api_key": fake.api_key,
+                "pin": fake.pin,
+                "base_url": fake.base_url,
+                "network": "BTCTEST",
+            },
+        )
+        fake.receive(fake.own_address("house"), "1", confirmations=6)
+        alice = ledger.user_account("alice", currency, Account.Code.BALANCE)
+        imports.import_unaccounted_balance(wallet.pk, alice.pk)
+        destination = new_address()[0]
+        send_external(alice, destination, to_units("0.1", 8))
+        fake.fail_next("withdraw", "drop")
+        Broadcaster(wallet).run()
+        broadcast = Broadcast.objects.get()
+        assert broadcast.state == Broadcast.State.OPENED and broadcast.nonce and fake.sent == []
+        end_lease(broadcast)  # its lease waited out: interrupted, and a retry is safe
+        yield dict(wallet=wallet, fake=fake, destination=destination, broadcast=broadcast)
+    finally:
+        fake.stop()
+
+
+@pytest.mark.parametrize("point", _params(blockio=True))
+def test_it_keeps_the_invariants_when_a_block_io_retry_dies_at(point, blockio_books, child_env):
+    from broadcasts.services import Broadcaster
+
+    wallet, fake = blockio_books["wallet"], blockio_books["fake"]
+    command = ["broadcast", "--wallet", wallet.name]
+
+    killed = child(child_env, *command, fault=f"{point}=kill", settings=BLOCKIO_CHILD_SETTINGS)
+    assert killed.returncode == -9, (
+        f"{point} was not reached by {command}: {killed.stdout}{killed.stderr[-2000:]}"
+    )
+    # Killed after its claim: not sent again yet; after its send: paid, not booked.
+    assert len(fake.sent) == (point == "broadcast.after_retry_send")
+
+    # The next cycle, in a clean process, once the retry's lease is over; then the machine and
+    # a person on duty settle whatever is left.
+    invariants.wait_sends_over(wallet)
+    child(child_env, *command, settings=BLOCKIO_CHILD_SETTINGS)
+    person = OperatorPersona()
+    for _ in range(3):
+        invariants.wait_sends_over(wallet)
+        Broadcaster(wallet).run()
+        person.settle(wallet)
+    violations = invariants.check_blockio(wallet, fake)
+    assert violations == [], "\n".join(violations + person.notes)
+    assert [s["amounts"] for s in fake.sent] == [[(blockio_books["destination"], 10_000_000)]]
+    blockio_books["broadcast"].refresh_from_db()
+    assert blockio_books["broadcast"].txid == fake.sent[0]["txid"]
