@@ -1,7 +1,10 @@
 """Randomized soak over real processes: deposits from an outside node, withdrawals, concurrent
 broadcasters, SIGKILLs at random moments and at armed fault points, our node stopped and
 restarted, reorganisations (invalidateblock / reconsiderblock) and imports; at the end the
-chain is driven to quiescence and every invariant of tests/invariants.py is checked.
+chain is driven to quiescence and every invariant of tests/invariants.py is checked. An
+operator on duty (tests.support.OperatorPersona) settles by hand what a broadcaster run left
+interrupted, and what is still interrupted at quiescence; the report counts the interrupted
+broadcasts settled by a person and by the machine.
 
     .venv/bin/python bench/soak.py --seed 7 --steps 60 [--db postgres|sqlite]
 

@@ -2,11 +2,14 @@
 
 For each point found in the source (ledger/, broadcasts/, balances/), a real child process
 (`manage.py update_confirmations`, `walletnotify`, `broadcast`, `import_wallet_balance`,
-`rescan_addresses`, a reconcile) runs with `CRYPTOADMIN_FAULT=<point>=kill` and must die there
-(-9: the point is on its path); the
-next cycle then runs in a clean process, the chain is driven to quiescence, and the
-invariants (tests/invariants.py) must all hold. Points added later are picked up on their
-own; one whose area has no scenario here fails `test_it_has_a_scenario_for_every_fault_point`.
+`rescan_addresses`, a reconcile, a person's cancel) runs with `CRYPTOADMIN_FAULT=<point>=kill`
+and must die there (-9: the point is on its path); the next cycle then runs in a clean
+process, the chain is driven to quiescence, and the invariants (tests/invariants.py) must all
+hold. An operator on duty (tests.support.OperatorPersona, a member of the Operator group)
+settles by hand, through the close page's services, what the machine leaves interrupted.
+block.io's nonce retry runs against the loopback block.io (tests/blockio_server.py). Points
+added later are picked up on their own; one whose area has no scenario here fails
+`test_it_has_a_scenario_for_every_fault_point`.
 """
 
 from __future__ import annotations
