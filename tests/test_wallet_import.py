@@ -202,3 +202,25 @@ def test_it_refuses_while_a_broadcast_is_unsettled_then_imports_the_right_amount
         broadcast, Broadcast.CloseMethod.REACHED_NETWORK, by=operator, reason="on chain", txid=txid
     )
     assert imports.import_unaccounted_balance(wallet.pk, treasury.pk).amount == 3 * BTC
+
+
+def test_it_refuses_when_a_broadcast_opens_while_the_node_is_asked(managed, monkeypatch):
+    """The broadcaster takes no lock the import holds: one that opens a broadcast while the
+    import asks the node makes the node's answer and the books disagree; checked again after."""
+    from django.utils import timezone
+
+    from broadcasts.models import Broadcast
+
+    wallet, *_ = managed
+    target = services.user_account("treasury", wallet.currency)
+    real = imports.reconcile
+
+    def reconcile_while_a_broadcast_opens(w):
+        result = real(w)
+        Broadcast.objects.create(wallet=w, state="opened", opened_at=timezone.now(), label="x-1")
+        return result
+
+    monkeypatch.setattr(imports, "reconcile", reconcile_while_a_broadcast_opens)
+    with pytest.raises(imports.BroadcastUnsettled, match="broadcast #"):
+        imports.import_unaccounted_balance(wallet.pk, target.pk)
+    assert _imports() == []
