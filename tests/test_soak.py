@@ -39,12 +39,13 @@ def assert_clean(result, lines):
     found = [line for line in lines if line.startswith("VIOLATION: ")]
     assert len(found) == violations, lines
     assert violations == 0 and result.returncode == 0, "\n".join(lines)
-    # Seed 104 kills a broadcaster at broadcast.after_open: one interrupted broadcast, settled
-    # by a person or (sign-first) by the machine, none left behind.
+    # Every broadcast seen interrupted was settled, by a person or by the machine. (Seed 104
+    # kills a broadcaster at broadcast.after_open today; which point a draw picks moves when
+    # points are added, so the count itself is not pinned.)
     settled = SETTLED_LINE.match(lines[-2])
     assert settled, lines[-3:]
     interrupted, person, machine = map(int, settled.groups())
-    assert interrupted >= 1 and person + machine == interrupted, lines[-2]
+    assert person + machine == interrupted, lines[-2]
 
 
 @pytest.mark.node
