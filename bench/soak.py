@@ -1,7 +1,10 @@
 """Randomized soak over real processes: deposits from an outside node, withdrawals, concurrent
 broadcasters, SIGKILLs at random moments and at armed fault points, our node stopped and
 restarted, reorganisations (invalidateblock / reconsiderblock) and imports; at the end the
-chain is driven to quiescence and every invariant of tests/invariants.py is checked.
+chain is driven to quiescence and every invariant of tests/invariants.py is checked. An
+operator on duty (tests.support.OperatorPersona) settles by hand what a broadcaster run left
+interrupted, and what is still interrupted at quiescence; the report counts the interrupted
+broadcasts settled by a person and by the machine.
 
     .venv/bin/python bench/soak.py --seed 7 --steps 60 [--db postgres|sqlite]
 
@@ -112,6 +115,8 @@ class Soak:
         self.nodes = []
         self.addresses = {}
         self.unowned = 0  # paid by outside to our node's addresses the books never gave out
+        self.interrupted = set()  # broadcasts seen opened between steps (no process running)
+        self.counts = (0, 0)  # of those, settled (by a person, by the machine)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -171,6 +176,11 @@ class Soak:
         for user in USERS:
             self.addresses[user] = ledger.new_receiving_address(self.wallet, user).address
         self.treasury = ledger.user_account("treasury", self.currency, 201)
+        from tests.support import OperatorPersona
+
+        # The operator on duty: settles by hand, through the close page's services, what the
+        # broadcaster leaves interrupted (after the machine has had its chance).
+        self.person = OperatorPersona("soak-operator")
         self.points = source_points()
         # Every user starts with a credited deposit, so withdrawals have something to spend.
         for user in USERS:
@@ -273,7 +283,37 @@ class Soak:
         return self.run_children("poll", step)
 
     def do_broadcast(self, step):
-        return self.run_children("broadcast", step)
+        waiting = self.interrupted_now()
+        outcome = self.run_children("broadcast", step)
+        # A person acts on what was interrupted before this run and is still interrupted after
+        # it: the machine had its chance on it and left it.
+        closed = self.person.settle(self.wallet, only=waiting & self.interrupted_now())
+        return outcome + (f"; a person closed {closed} interrupted broadcast(s)" if closed else "")
+
+    def interrupted_now(self) -> set[int]:
+        from broadcasts.services import interrupted_broadcasts
+
+        return set(interrupted_broadcasts().filter(wallet=self.wallet).values_list("pk", flat=True))
+
+    def note_opened(self):
+        from broadcasts.models import Broadcast
+
+        self.interrupted.update(
+            Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED).values_list(
+                "pk", flat=True
+            )
+        )
+
+    def settled_by(self) -> tuple[int, int]:
+        """(by a person, by the machine) among the broadcasts seen interrupted: closed by hand
+        (closed_by set), or out of the opened state with nobody's name on it."""
+        from broadcasts.models import Broadcast
+
+        rows = Broadcast.objects.filter(pk__in=self.interrupted).exclude(
+            state=Broadcast.State.OPENED
+        )
+        person = rows.filter(closed_by__isnull=False).count()
+        return person, rows.count() - person
 
     def do_import(self, step):
         address = self.ours.rpc("getnewaddress")  # coins whose owner the books do not know
@@ -345,10 +385,15 @@ class Soak:
             except Exception as exc:  # a driver error is reported, the soak goes on
                 outcome = f"driver error {type(exc).__name__}: {exc}"
             self.log(f"step {i}/{self.steps}: {describe(step)} -> {outcome}")
+            self.note_opened()
         wallet = Wallet.objects.select_related("currency").get(pk=self.wallet.pk)
-        rounds = self.inv.quiesce(wallet, self.ours, self.outside)
+        rounds = self.inv.quiesce(wallet, self.ours, self.outside, person=self.person)
         self.log(f"quiescent after {rounds} round(s)")
-        return self.finish_imports(wallet) + self.inv.check(wallet, self.ours)
+        for note in self.person.notes:
+            self.log(f"operator: {note}")
+        violations = self.finish_imports(wallet) + self.inv.check(wallet, self.ours)
+        self.counts = self.settled_by()
+        return violations
 
     def finish_imports(self, wallet) -> list[str]:
         """An import killed before its commit is done again by the admin: import what is left,
@@ -427,6 +472,11 @@ def main(argv=None):
     print(
         f"soak: seed {seed} on {args.db}: {time.monotonic() - started:.1f} s; faults: "
         + ", ".join(f"{k} {v}" for k, v in soak.faults.items())
+    )
+    person, machine = soak.counts
+    print(
+        f"soak: {len(soak.interrupted)} interrupted broadcast(s): settled by a person {person}, "
+        f"by the machine {machine}"
     )
     print(f"soak: {args.steps} steps, {faults} faults, {len(violations)} violations", flush=True)
     return 1 if violations else 0

@@ -366,10 +366,7 @@ def cancel_outgoing(modeladmin, request, queryset):
 
 def queued_message(out: OutgoingTransaction) -> str:
     """What happens next to a withdrawal just queued: the next broadcast, or a second person."""
-    what = (
-        f"{out.currency.amount(out.amount)} to {out.address} "
-        f"for user {out.account.user_id}"
-    )
+    what = f"{out.currency.amount(out.amount)} to {out.address} for user {out.account.user_id}"
     if out.state != OutgoingTransaction.State.AWAITING_APPROVAL:
         return f"Queued {what} for the next broadcast."
     names = services.who_may_approve(out)

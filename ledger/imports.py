@@ -8,6 +8,7 @@ received but not yet credited (the tracker will credit those)."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import timezone
 
 from cryptoadmin import faults
 
@@ -30,6 +31,20 @@ class BooksExceedNode(WalletImportError):
         super().__init__(
             f"The books hold {currency.amount(-difference)} more than the node: "
             "that is a reconciliation problem, not an import."
+        )
+
+
+class BroadcastUnsettled(WalletImportError):
+    """A broadcast of the wallet may have moved coins the books do not show yet."""
+
+    def __init__(self, ids: list[int], wallet):
+        self.ids = ids
+        super().__init__(
+            f"Wallet {wallet.name} has an unsettled broadcast ("
+            + ", ".join(f"broadcast #{i}" for i in ids)
+            + "): the node may already have paid what the books still hold, so the unaccounted "
+            "amount is not known. It must be settled first (sent and booked with its fee, or "
+            "closed by hand); nothing was imported."
         )
 
 
@@ -60,6 +75,32 @@ def check_target(wallet: Wallet, account: Account) -> None:
 IMPORT_PERM = "ledger.import_wallet_balance"
 
 
+def unsettled_broadcasts(wallet: Wallet, opened_since=None) -> list[int]:
+    """Broadcasts whose effect on the node the books may not hold: opened (a send in flight
+    or interrupted: it may have paid, unbooked), or sent with the fee not booked yet (the
+    node is short of the books by it). `opened_since`: also any opened at or after then,
+    whatever became of it (the books read before it may be stale)."""
+    from django.db.models import Q
+
+    from broadcasts.models import Broadcast  # broadcasts builds on ledger, not the reverse
+
+    rule = Q(state=Broadcast.State.OPENED) | Q(
+        fee__isnull=True,
+        state__in=[Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED],
+    )
+    if opened_since is not None:
+        rule |= Q(opened_at__gte=opened_since)
+    return list(
+        Broadcast.objects.filter(rule, wallet=wallet).order_by("pk").values_list("pk", flat=True)
+    )
+
+
+def check_settled(wallet: Wallet, opened_since=None) -> None:
+    ids = unsettled_broadcasts(wallet, opened_since)
+    if ids:
+        raise BroadcastUnsettled(ids, wallet)
+
+
 def preview(wallet: Wallet) -> Reconciliation:
     return reconcile(wallet)
 
@@ -80,6 +121,7 @@ def check_importable(wallet: Wallet, amount: int) -> None:
 def preview_import(wallet: Wallet, account: Account, *, by) -> Reconciliation:
     actors.require(by, IMPORT_PERM)
     check_target(wallet, account)
+    check_settled(wallet)
     return preview(wallet)
 
 
@@ -101,12 +143,17 @@ def import_unaccounted_balance(
     """One import transaction for exactly the unaccounted amount, or an error that wrote nothing.
 
     The wallet row is locked while the amount is computed and booked, so two admins
-    confirming at once import once: the second sees nothing left to import."""
+    confirming at once import once: the second sees nothing left to import. Refused while a
+    broadcast of the wallet is unsettled, checked before the node is asked and again after
+    (a broadcast opened meanwhile makes the node's answer and the books disagree)."""
     with transaction.atomic():
         wallet = Wallet.objects.select_for_update().select_related("currency").get(pk=wallet_id)
         account = Account.objects.select_related("currency").get(pk=account_id)
         check_target(wallet, account)
+        started = timezone.now()
+        check_settled(wallet)
         amount = reconcile(wallet).unaccounted
+        check_settled(wallet, opened_since=started)
         check_importable(wallet, amount)
         if expected is not None and expected != amount:
             raise AmountChanged(expected, amount, wallet.currency)

@@ -203,6 +203,31 @@ def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
     )
 
 
+def check_blockio(wallet: Wallet, fake) -> list[str]:
+    """Every invariant for a block.io wallet, against the loopback block.io of the tests
+    (tests/blockio_server.py): its sent transactions stand for the node wallet's sends."""
+    from decimal import Decimal
+
+    wallet = Wallet.objects.select_related("currency").get(pk=wallet.pk)
+    entries = [
+        {
+            "category": "send",
+            "address": address,
+            "amount": -Decimal(units).scaleb(-wallet.currency.decimals),
+            "txid": sent["txid"],
+            "confirmations": fake.txs[sent["txid"]]["confirmations"],
+        }
+        for sent in fake.sent
+        for address, units in sent["amounts"]
+    ]
+    return (
+        deposits_credited_once(wallet, entries)
+        + outgoing_paid_at_most_once(wallet, entries)
+        + books_equal_node(wallet)
+        + accounts_sum_to_zero()
+    )
+
+
 # -- quiescence --------------------------------------------------------------------------------
 
 
@@ -290,13 +315,18 @@ def wait_sends_over(wallet: Wallet, limit=120.0) -> None:
         time.sleep(min(max((until - timezone.now()).total_seconds(), 0) + 0.2, 5))
 
 
-def quiesce(wallet: Wallet, ours, outside, run_cycle=cycle, max_rounds=12) -> int:
-    """Mine and cycle until a round changes nothing and no transaction waits for a block."""
+def quiesce(wallet: Wallet, ours, outside, run_cycle=cycle, max_rounds=12, person=None) -> int:
+    """Mine and cycle until a round changes nothing and no transaction waits for a block.
+
+    `person` (tests.support.OperatorPersona): after the machine's cycle has had its chance,
+    a person settles by hand what is still interrupted, as an operator on duty would."""
     threshold = wallet.currency.polling_threshold
     before = None
     for rounds in range(1, max_rounds + 1):
         wait_sends_over(wallet)
         run_cycle(wallet)
+        if person is not None and person.settle(wallet):
+            run_cycle(wallet)  # what "never left" put back in the queue goes out
         mine(ours, outside, threshold)
         run_cycle(wallet)
         after = _signature(wallet, ours)

@@ -232,3 +232,64 @@ def totp_device(user):
         return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
 
     return device, code
+
+
+# --- the operator persona --------------------------------------------------------------------
+
+
+class OperatorPersona:
+    """A person on duty in the Operator group who settles interrupted broadcasts the way the
+    close page lets them, through the same services: on a nonce backend (block.io), while a
+    retry is safe, "Retry with the same nonce"; otherwise "Find on chain", then "It reached the
+    network" with the one transaction found, or "It never left" when none is. Anything the
+    services refuse (still sending, a broadcaster busy, several transactions found) is left
+    for the next look, and noted.
+
+    `settled` holds the ids of the broadcasts this person closed."""
+
+    def __init__(self, username: str = "operator-on-duty"):
+        from django.contrib.auth import get_user_model
+
+        ensure_roles()
+        existing = get_user_model().objects.filter(username=username).first()
+        self.user = existing or member_of("Operator", username)
+        self.settled: list[int] = []
+        self.notes: list[str] = []
+
+    def settle(self, wallet, only=None) -> int:
+        """Look at the wallet's interrupted broadcasts (`only`: among these ids) and close what
+        the chain shows. Returns how many were closed."""
+        from broadcasts import services
+        from broadcasts.models import Broadcast
+        from ledger.backends import BackendError
+
+        Close = Broadcast.CloseMethod
+        rows = services.interrupted_broadcasts().filter(wallet_id=wallet.pk).order_by("pk")
+        if only is not None:
+            rows = rows.filter(pk__in=list(only))
+        closed = 0
+        for broadcast in rows:
+            txid, how = "", None
+            try:
+                backend = broadcast.wallet.get_backend()
+                if getattr(backend, "supports_nonce", False) and services.nonce_retry_allowed(
+                    broadcast
+                ):
+                    how, reason = Close.SAME_NONCE, "the send's reply was lost; retried its nonce"
+                else:
+                    found = services.search_on_chain(broadcast, by=self.user)
+                    if len(found) == 1:
+                        how, txid = Close.REACHED_NETWORK, found[0]
+                        reason = f"found on chain as {txid}"
+                    elif not found:
+                        how, reason = Close.NEVER_LEFT, "nothing on chain carries its comment"
+                    else:
+                        self.notes.append(f"broadcast #{broadcast.pk}: {len(found)} found: {found}")
+                        continue
+                services.close_by_hand(broadcast, how, by=self.user, reason=reason, txid=txid)
+            except (services.CloseError, BackendError) as exc:
+                self.notes.append(f"broadcast #{broadcast.pk} not closed ({how}): {exc}")
+                continue
+            self.settled.append(broadcast.pk)
+            closed += 1
+        return closed

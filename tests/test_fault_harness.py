@@ -2,11 +2,14 @@
 
 For each point found in the source (ledger/, broadcasts/, balances/), a real child process
 (`manage.py update_confirmations`, `walletnotify`, `broadcast`, `import_wallet_balance`,
-`rescan_addresses`, a reconcile) runs with `CRYPTOADMIN_FAULT=<point>=kill` and must die there
-(-9: the point is on its path); the
-next cycle then runs in a clean process, the chain is driven to quiescence, and the
-invariants (tests/invariants.py) must all hold. Points added later are picked up on their
-own; one whose area has no scenario here fails `test_it_has_a_scenario_for_every_fault_point`.
+`rescan_addresses`, a reconcile, a person's cancel) runs with `CRYPTOADMIN_FAULT=<point>=kill`
+and must die there (-9: the point is on its path); the next cycle then runs in a clean
+process, the chain is driven to quiescence, and the invariants (tests/invariants.py) must all
+hold. An operator on duty (tests.support.OperatorPersona, a member of the Operator group)
+settles by hand, through the close page's services, what the machine leaves interrupted.
+block.io's nonce retry runs against the loopback block.io (tests/blockio_server.py). Points
+added later are picked up on their own; one whose area has no scenario here fails
+`test_it_has_a_scenario_for_every_fault_point`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,18 @@ import pytest
 
 from devtools.localservices import LocalBitcoind
 from ledger import services as ledger
-from ledger.models import Account
-from ledger.money import to_units
+from ledger.models import Account, Transaction
+from ledger.money import format_units, to_units
 from tests import invariants
-from tests.support import PYTHON, REPO, credit_user, make_currency, make_wallet, wait_until
+from tests.support import (
+    PYTHON,
+    REPO,
+    OperatorPersona,
+    credit_user,
+    make_currency,
+    make_wallet,
+    wait_until,
+)
 
 POINT_RE = re.compile(r"""faults\.point\(\s*["']([A-Za-z0-9_.:-]+)["']\s*\)""")
 SOURCE_DIRS = ("ledger", "broadcasts", "balances")
@@ -41,71 +52,25 @@ SCENARIOS = {
     "settle": "broadcast",
     "import": "import",
     "reconcile": "reconcile",
+    "outgoing": "return",  # a person's reject or cancel
 }
 # Points whose process needs more than their area's usual work to get there.
 POINT_SCENARIOS = {
-    # the node refuses the send (no spendable coins)
+    # The node refuses the send (no spendable coins).
     "broadcast.before_fail_commit": "broadcast_refused",
+    # The node refuses the batch, accepts one half, refuses the other alone (coins locked).
+    "broadcast.isolation_after_collect": "broadcast_isolated",
+    "broadcast.before_refusal_commit": "broadcast_isolated",
+    # A broadcast a person closed as never left, whose send the node finishes afterwards.
+    "broadcast.before_late_reply_commit": "late_reply",
+    # A block.io send whose reply was lost, re-issued with its nonce (a nonce backend).
+    "broadcast.after_retry_claim": "blockio_retry",
+    "broadcast.after_retry_send": "blockio_retry",
 }
-# Points no bitcoind scenario reaches; each stays visible as an xfail naming why.
-NO_SCENARIO = {
-    "broadcast.after_retry_claim": "reached only by a block.io send re-issued with its nonce (a "
-    "nonce backend)",
-    "broadcast.after_retry_send": "reached only by a block.io send re-issued with its nonce (a "
-    "nonce backend)",
-    "broadcast.before_late_reply_commit": "reached only when the node's reply arrives after the "
-    "send's lease ended",
-    "broadcast.isolation_after_collect": "reached when the node refuses one output of a batch; "
-    "covered in process with a node that refuses dust (tests/test_withdrawal_control.py), no child "
-    "scenario yet",
-    "broadcast.before_refusal_commit": "reached when the node refuses one output of a batch; "
-    "covered in process with a node that refuses dust (tests/test_withdrawal_control.py), no child "
-    "scenario yet",
-    "outgoing.before_return_update": "reached by a person's reject or cancel; in-process only so "
-    "far (tests/test_withdrawal_control.py: the money stays on 204 when the return dies before "
-    "commit)",
-    "outgoing.before_return_commit": "reached by a person's reject or cancel; in-process only so "
-    "far (tests/test_withdrawal_control.py: the money stays on 204 when the return dies before "
-    "commit)",
-}
+# Points no scenario reaches yet; each stays visible as an xfail naming why.
+NO_SCENARIO: dict[str, str] = {}
 # Kept short so a killed send's lease (when broadcasts have one) ends within the test.
 CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "10", "BROADCAST_LEASE_MARGIN": "1"}
-
-# Points that expose bugs being fixed on other branches right now. The lead removes a mark
-# once the fix is merged (strict: an unexpected pass fails the run, so none is forgotten).
-STUCK = ("is stuck in broadcast", "is still opened at quiescence")
-KNOWN_BUGS = {
-    "broadcast.after_open": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, "
-        "would let the machine): an interrupted broadcast is not settled by the machine on its "
-        "next run; its outgoing stay 'broadcasting' until a person closes it",
-        STUCK,
-    ),
-    "broadcast.after_send": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, "
-        "would let the machine): an interrupted broadcast is not settled by the machine on its "
-        "next run; it paid on chain but the books never learn it",
-        STUCK + ("the node paid", "books hold"),
-    ),
-    # Points of the broadcast branch (not in this branch's source): the same bug, seen on a
-    # trial merge of main + poller + broadcast + this branch.
-    "broadcast.before_settle_commit": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, "
-        "would let the machine): a broadcaster killed after sending, before booking, leaves an "
-        "interrupted broadcast the machine does not settle on its next run",
-        STUCK + ("the node paid", "books hold"),
-    ),
-    "broadcast.before_fail_commit": (
-        "a person settles this today (the harness does not act as one yet; sign-first, issue 16, "
-        "would let the machine): a broadcaster killed before recording a refused send leaves an "
-        "interrupted broadcast the machine does not settle on its next run",
-        STUCK,
-    ),
-}
-
-
-class KnownBug(AssertionError):
-    """Only the violations a known bug produces: anything else fails the test outright."""
 
 
 def source_points() -> list[str]:
@@ -125,17 +90,17 @@ class NoScenario(AssertionError):
     pass
 
 
-def _params():
+def _params(blockio=False):
     out = []
     for point in source_points():
+        if (scenario_of(point) == "blockio_retry") != blockio:
+            continue
         if point in NO_SCENARIO:
             marks = [
                 pytest.mark.xfail(
                     strict=True, raises=NoScenario, reason=f"no scenario: {NO_SCENARIO[point]}"
                 )
             ]
-        elif point in KNOWN_BUGS:
-            marks = [pytest.mark.xfail(strict=True, raises=KnownBug, reason=KNOWN_BUGS[point][0])]
         else:
             marks = []
         out.append(pytest.param(point, marks=marks, id=point))
@@ -187,10 +152,20 @@ def _known(node, txid):
         return False
 
 
-def child(child_env, *args, fault=None, timeout=120):
+def end_leases(wallet):
+    """A killed process's send is over: what waiting out its lease does (the next cycle then
+    finds the broadcast interrupted at once instead of after the lease)."""
+    from broadcasts.models import Broadcast
+    from tests.broadcast_helpers import end_lease
+
+    for broadcast in Broadcast.objects.filter(wallet=wallet, state=Broadcast.State.OPENED):
+        end_lease(broadcast)
+
+
+def child(child_env, *args, fault=None, timeout=120, settings=CHILD_SETTINGS):
     env = dict(child_env)
     env.pop("CRYPTOADMIN_FAULT", None)
-    env.update(CHILD_SETTINGS)
+    env.update(settings)
     if fault:
         env["CRYPTOADMIN_FAULT"] = fault
     return subprocess.run(
@@ -233,12 +208,73 @@ def books(pair, transactional_db):
         address=address,
         held=held,
         before=before,
+        # An operator on duty: settles by hand what the machine leaves interrupted.
+        person=OperatorPersona(),
     )
 
 
-def prepare(kind, books, ours, outside) -> list[str]:
+def prepare(kind, books, ours, outside, child_env) -> list[str]:
     """Bring the books to where `kind` has work, and return its command line."""
     wallet, currency = books["wallet"], books["currency"]
+    if kind == "broadcast_isolated":
+        from broadcasts.services import send_external
+
+        # One spendable coin of 1 BTC: two outputs of 0.8 together are refused ("insufficient
+        # funds", provably nothing sent), so the broadcaster isolates: the first half alone is
+        # sent, the second alone refused (its refusal counted). The next cycle runs unlocked.
+        txid = pay(ours, outside, books["address"].address, "1")
+        invariants.mine(ours, outside, currency.polling_threshold)
+        ours.rpc(
+            "lockunspent",
+            False,
+            [
+                {"txid": u["txid"], "vout": u["vout"]}
+                for u in ours.rpc("listunspent", 0)
+                if u["txid"] != txid
+            ],
+        )
+        for _ in range(2):
+            send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.8", 8))
+        return ["broadcast", "--wallet", wallet.name]
+    if kind == "late_reply":
+        from broadcasts.models import Broadcast
+        from broadcasts.services import send_external
+
+        for btc in ("0.5", "0.25"):
+            send_external(books["alice"], outside.rpc("getnewaddress"), to_units(btc, 8))
+        command = ["broadcast", "--wallet", wallet.name]
+        # A broadcaster dies before sending; once its lease is over a person finds nothing on
+        # chain and closes it as never left (its outgoing go back to the queue) ...
+        assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
+        end_leases(wallet)
+        assert books["person"].settle(wallet) == 1, books["person"].notes
+        broadcast = Broadcast.objects.get(wallet=wallet)
+        assert broadcast.state == Broadcast.State.CLOSED_FAILED
+        # ... then the node finishes that send after all (what a node stalled past its caller's
+        # timeout does): the broadcast's outputs, under its comment, paid by our wallet.
+        ours.rpc(
+            "sendmany",
+            "",
+            {a: format_units(v, 8) for a, v in broadcast.outputs.items()},
+            1,
+            broadcast.label,
+        )
+        # The next broadcaster finds the comment on a wallet send: a late reply, recorded
+        # before it collects the outgoing the close put back.
+        return command
+    if kind == "return":
+        from broadcasts.services import send_external
+
+        out = send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.3", 8))
+        # The person on duty cancels it (the admin's action, through the same service).
+        code = (
+            "from django.contrib.auth import get_user_model; "
+            "from broadcasts.models import OutgoingTransaction; "
+            "from broadcasts.services import cancel; "
+            f"cancel(OutgoingTransaction.objects.get(pk={out.pk}), "
+            f"get_user_model().objects.get(pk={books['person'].user.pk}), 'the user asked')"
+        )
+        return ["shell", "-c", code]
     if kind in ("broadcast", "broadcast_refused"):
         from broadcasts.services import send_external
 
@@ -288,24 +324,116 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
     if point in NO_SCENARIO:
         raise NoScenario(NO_SCENARIO[point])
     kind = scenario_of(point)
-    command = prepare(kind, books, ours, outside)
+    command = prepare(kind, books, ours, outside, child_env)
 
     killed = child(child_env, *command, fault=f"{point}=kill")
     assert killed.returncode == -9, (
         f"{point} was not reached by {command}: {killed.stdout}{killed.stderr[-2000:]}"
     )
 
-    if kind == "broadcast_refused":
+    end_leases(books["wallet"])
+    if kind in ("broadcast_refused", "broadcast_isolated"):
         ours.rpc("lockunspent", True)
     # The next cycle, in a clean process; then everything settles.
     child(child_env, *command)
-    invariants.quiesce(books["wallet"], ours, outside)
+    invariants.quiesce(books["wallet"], ours, outside, person=books["person"])
     violations = invariants.check(books["wallet"], ours, books["before"])
-    if violations and point in KNOWN_BUGS:
-        signs = KNOWN_BUGS[point][1]
-        assert all(any(sign in v for sign in signs) for v in violations), "\n".join(violations)
-        raise KnownBug("\n".join(violations))
-    assert violations == [], "\n".join(violations)
+    assert violations == [], "\n".join(violations + books["person"].notes)
     if kind == "import":
         # The coins the killed import saw are in the books exactly once.
         assert ledger.balance(books["treasury"]) == books["held"] + to_units("0.7", 8)
+    if kind == "return":
+        # The person's second try gave the money back, once.
+        from broadcasts.models import OutgoingTransaction
+
+        assert OutgoingTransaction.objects.get().state == OutgoingTransaction.State.CANCELLED
+        assert Transaction.objects.filter(kind=Transaction.Kind.RETURNED).count() == 1
+        assert ledger.balance(books["alice"]) == to_units("2", 8)
+    if kind == "late_reply":
+        # Paid once, by the late send, and a person is told.
+        from broadcasts.models import Broadcast
+
+        late = Broadcast.objects.get(close_method=Broadcast.CloseMethod.NEVER_LEFT)
+        assert late.needs_attention and late.txid and "LATE REPLY" in late.last_error
+    if kind == "broadcast_isolated" and point == "broadcast.before_refusal_commit":
+        from broadcasts.models import OutgoingTransaction
+
+        # The killed count is not kept; the output went out once the coins were unlocked.
+        assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {"broadcasted"}
+
+
+# -- block.io: a send whose reply was lost, re-issued with its nonce -----------------------------
+
+# The loopback block.io answers at once: a retry's lease (2 x 2 s + 1 s) ends soon.
+BLOCKIO_CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "2", "BROADCAST_LEASE_MARGIN": "1"}
+
+
+@pytest.fixture
+def blockio_books(transactional_db):
+    """A block.io wallet (tests/blockio_server.py, over loopback HTTP, so child processes reach
+    it too) holding 1 BTC imported to alice, and an interrupted broadcast: block.io closed the
+    connection before doing the withdraw, so its outcome is unknown."""
+    from broadcasts.models import Broadcast
+    from broadcasts.services import Broadcaster, send_external
+    from ledger import imports
+    from ledger.models import Wallet
+    from tests.blockio_server import FakeBlockIo, new_address
+    from tests.broadcast_helpers import end_lease
+
+    fake = FakeBlockIo().start()
+    try:
+        currency = make_currency("BTC", network="testnet")
+        wallet = Wallet.objects.create(
+            name="block.io BTC",
+            currency=currency,
+            backend="blockio",
+            backend_settings={
+                "api_key": fake.api_key,
+                "pin": fake.pin,
+                "base_url": fake.base_url,
+                "network": "BTCTEST",
+            },
+        )
+        fake.receive(fake.own_address("house"), "1", confirmations=6)
+        alice = ledger.user_account("alice", currency, Account.Code.BALANCE)
+        imports.import_unaccounted_balance(wallet.pk, alice.pk)
+        destination = new_address()[0]
+        send_external(alice, destination, to_units("0.1", 8))
+        fake.fail_next("withdraw", "drop")
+        Broadcaster(wallet).run()
+        broadcast = Broadcast.objects.get()
+        assert broadcast.state == Broadcast.State.OPENED and broadcast.nonce and fake.sent == []
+        end_lease(broadcast)  # its lease waited out: interrupted, and a retry is safe
+        yield dict(wallet=wallet, fake=fake, destination=destination, broadcast=broadcast)
+    finally:
+        fake.stop()
+
+
+@pytest.mark.parametrize("point", _params(blockio=True))
+def test_it_keeps_the_invariants_when_a_block_io_retry_dies_at(point, blockio_books, child_env):
+    from broadcasts.services import Broadcaster
+
+    wallet, fake = blockio_books["wallet"], blockio_books["fake"]
+    command = ["broadcast", "--wallet", wallet.name]
+
+    killed = child(child_env, *command, fault=f"{point}=kill", settings=BLOCKIO_CHILD_SETTINGS)
+    assert killed.returncode == -9, (
+        f"{point} was not reached by {command}: {killed.stdout}{killed.stderr[-2000:]}"
+    )
+    # Killed after its claim: not sent again yet; after its send: paid, not booked.
+    assert len(fake.sent) == (point == "broadcast.after_retry_send")
+
+    # The next cycle, in a clean process, once the retry's lease is over; then the machine and
+    # a person on duty settle whatever is left.
+    end_leases(wallet)
+    child(child_env, *command, settings=BLOCKIO_CHILD_SETTINGS)
+    person = OperatorPersona()
+    for _ in range(3):
+        invariants.wait_sends_over(wallet)
+        Broadcaster(wallet).run()
+        person.settle(wallet)
+    violations = invariants.check_blockio(wallet, fake)
+    assert violations == [], "\n".join(violations + person.notes)
+    assert [s["amounts"] for s in fake.sent] == [[(blockio_books["destination"], 10_000_000)]]
+    blockio_books["broadcast"].refresh_from_db()
+    assert blockio_books["broadcast"].txid == fake.sent[0]["txid"]

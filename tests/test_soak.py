@@ -9,29 +9,14 @@ import pytest
 from tests.support import PYTHON, REPO
 
 # Seed 104's first ten actions hold every kind of fault (a reorg, a broadcaster killed at a
-# fault point right after a withdrawal was queued, our node restarted, an import killed at its
-# point, a poller armed at one when the source has any) besides deposits and withdrawals.
+# fault point right after a withdrawal was queued, our node restarted, an import armed at its
+# point (refused: step 3's broadcast is not settled yet), a poller armed at one) besides
+# deposits and withdrawals; the interrupted broadcast is settled at the end.
 SEED, STEPS = 104, 10
-INTERRUPTED = (
-    "a broadcaster killed between opening a broadcast and booking it leaves an interrupted "
-    "broadcast that a person settles today (sendmany; sign-first, issue 16, is not built) and "
-    "the soak does not act as that person yet: its outgoing stay 'broadcasting' at quiescence"
-)
 LAST_LINE = re.compile(r"^soak: (\d+) steps, (\d+) faults, (\d+) violations$")
-# The violations that bug produces; any other one fails the test outright.
-# (An unbooked payment also leaves the node short of the books, so the final import of what
-# outside paid to unowned addresses is refused: "imports booked".)
-INTERRUPTED_SIGNS = (
-    "is stuck in broadcast",
-    "is still opened at quiescence",
-    "the node paid",
-    "books hold",
-    "imports booked",
+SETTLED_LINE = re.compile(
+    r"^soak: (\d+) interrupted broadcast\(s\): settled by a person (\d+), by the machine (\d+)$"
 )
-
-
-class KnownBug(AssertionError):
-    pass
 
 
 def soak(*args, timeout=240):
@@ -53,21 +38,22 @@ def assert_clean(result, lines):
     assert steps == STEPS and faults >= 3, lines
     found = [line for line in lines if line.startswith("VIOLATION: ")]
     assert len(found) == violations, lines
-    unknown = [line for line in found if not any(sign in line for sign in INTERRUPTED_SIGNS)]
-    assert not unknown, "\n".join(lines)
-    if found:
-        raise KnownBug("\n".join(found))
     assert violations == 0 and result.returncode == 0, "\n".join(lines)
+    # Every broadcast seen interrupted was settled, by a person or by the machine. (Seed 104
+    # kills a broadcaster at broadcast.after_open today; which point a draw picks moves when
+    # points are added, so the count itself is not pinned.)
+    settled = SETTLED_LINE.match(lines[-2])
+    assert settled, lines[-3:]
+    interrupted, person, machine = map(int, settled.groups())
+    assert person + machine == interrupted, lines[-2]
 
 
 @pytest.mark.node
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=INTERRUPTED)
 def test_it_keeps_the_invariants_through_a_soak_on_postgresql():
     assert_clean(*soak("--seed", str(SEED), "--steps", str(STEPS), "--db", "postgres"))
 
 
 @pytest.mark.node
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=INTERRUPTED)
 def test_it_keeps_the_invariants_through_a_soak_on_sqlite():
     assert_clean(*soak("--seed", str(SEED), "--steps", str(STEPS), "--db", "sqlite"))
 

@@ -161,3 +161,66 @@ def test_it_previews_and_confirms_only_with_the_import_permission(managed, viewe
     shown = imports.preview_import(wallet, target, by=operator).unaccounted
     assert imports.confirm_import(wallet, target, shown, by=operator).created_by == operator
     assert _imports() == [5 * BTC]
+
+
+def test_it_refuses_while_a_broadcast_is_unsettled_then_imports_the_right_amount(managed, operator):
+    """A broadcaster that died after its send, before booking it: the node has paid, the books
+    do not know yet. Unowned coins arriving meanwhile must not be imported as "what the node
+    holds beyond the books" (that would absorb the unbooked payment and its fee)."""
+    from broadcasts import services as broadcasts
+    from broadcasts.models import Broadcast
+    from cryptoadmin import faults
+    from ledger.actors import SYSTEM
+    from tests.broadcast_helpers import end_lease
+
+    wallet, ours, outside = managed
+    alice = services.user_accounts("alice", wallet.currency)
+    imports.import_unaccounted_balance(wallet.pk, alice[201].pk)
+    broadcasts.send_external(alice[201], outside.rpc("getnewaddress"), 2 * BTC)
+    with faults.armed({"broadcast.after_send": "raise"}), pytest.raises(faults.InjectedFault):
+        broadcasts.Broadcaster(wallet).run()
+    broadcast = Broadcast.objects.get()
+    assert broadcast.state == Broadcast.State.OPENED
+    pay_from_outside(ours, outside, ours.rpc("getnewaddress"), "3", mine=1)
+    treasury = services.user_account("treasury", wallet.currency)
+    before = Transaction.objects.count()
+
+    for attempt in (
+        lambda: imports.import_unaccounted_balance(wallet.pk, treasury.pk),
+        lambda: imports.preview_import(wallet, treasury, by=SYSTEM),
+    ):
+        with pytest.raises(imports.WalletImportError, match=f"broadcast #{broadcast.pk}"):
+            attempt()
+        end_lease(broadcast)  # in flight or interrupted: refused alike
+    with pytest.raises(CommandError, match="settled first"):
+        call_command("import_wallet_balance", wallet.name, str(treasury.pk), "--yes")
+    assert (_imports(), Transaction.objects.count()) == ([5 * BTC], before)
+
+    # A person settles it from the chain; then the import takes exactly the unowned coins.
+    [txid] = broadcasts.search_on_chain(broadcast, by=operator)
+    broadcasts.close_by_hand(
+        broadcast, Broadcast.CloseMethod.REACHED_NETWORK, by=operator, reason="on chain", txid=txid
+    )
+    assert imports.import_unaccounted_balance(wallet.pk, treasury.pk).amount == 3 * BTC
+
+
+def test_it_refuses_when_a_broadcast_opens_while_the_node_is_asked(managed, monkeypatch):
+    """The broadcaster takes no lock the import holds: one that opens a broadcast while the
+    import asks the node makes the node's answer and the books disagree; checked again after."""
+    from django.utils import timezone
+
+    from broadcasts.models import Broadcast
+
+    wallet, *_ = managed
+    target = services.user_account("treasury", wallet.currency)
+    real = imports.reconcile
+
+    def reconcile_while_a_broadcast_opens(w):
+        result = real(w)
+        Broadcast.objects.create(wallet=w, state="opened", opened_at=timezone.now(), label="x-1")
+        return result
+
+    monkeypatch.setattr(imports, "reconcile", reconcile_while_a_broadcast_opens)
+    with pytest.raises(imports.BroadcastUnsettled, match="broadcast #"):
+        imports.import_unaccounted_balance(wallet.pk, target.pk)
+    assert _imports() == []
