@@ -81,7 +81,8 @@ def reconcile(wallet: Wallet) -> Reconciliation:
         for row in batch:
             address_id = ours.get(row.address)
             if address_id is None:
-                continue  # change and addresses the books never gave out: part of the unaccounted balance
+                # Change and addresses the books never gave out: part of the unaccounted balance.
+                continue
             gap = row.amount - credited.get(address_id, 0)
             if gap > 0:
                 uncredited += gap
