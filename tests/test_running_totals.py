@@ -188,7 +188,9 @@ def test_it_backfills_the_totals_of_existing_rows_when_migrated():
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "INSERT INTO ledger_currency (code, name, decimals, enabled, crediting_threshold, polling_threshold, network) VALUES ('BTC', '', 8, true, 3, 6, 'regtest') RETURNING id"
+                "INSERT INTO ledger_currency (code, name, decimals, enabled, crediting_threshold,"
+                " polling_threshold, network) VALUES ('BTC', '', 8, true, 3, 6, 'regtest')"
+                " RETURNING id"
             )
             (btc,) = cursor.fetchone()
             ids = []
