@@ -4,14 +4,16 @@ close-by-hand paths for an interrupted broadcast. Every money action goes throug
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from ledger import actors
+from ledger.admin_lists import NOTHING, IndexedSearch, ids, txid_of
 from ledger.backends import BackendError
-from ledger.models import Wallet
+from ledger.models import Account, Wallet
 
 from . import services
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
@@ -68,7 +70,7 @@ class CloseForm(forms.Form):
 
 
 @admin.register(Broadcast)
-class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
+class BroadcastAdmin(IndexedSearch, ReadOnly, admin.ModelAdmin):
     list_display = [
         "__str__",
         "wallet",
@@ -84,8 +86,13 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         "closed_at",
     ]
     list_filter = ["state", "wallet", InterruptedFilter]
-    search_fields = ["label", "txid"]
     list_select_related = ["wallet__currency"]
+    search_help_text = "An exact txid or label."
+
+    def search_q(self, term):
+        txid = txid_of(term)
+        return (Q(txid=txid) if txid else NOTHING) | Q(label=term)
+
     change_form_template = "broadcasts/broadcast_change_form.html"
     fields = [
         "wallet",
@@ -338,7 +345,7 @@ class WithdrawalRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutgoingTransaction)
-class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
+class OutgoingTransactionAdmin(IndexedSearch, ReadOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "created_at",
@@ -382,10 +389,24 @@ class OutgoingTransactionAdmin(ReadOnly, admin.ModelAdmin):
             return obj.approval_reason
         return f"approved by {obj.approved_by}" if obj.approved_by_id else ""
 
-    search_fields = ["address", "account__user_id", "broadcast__txid"]
-    list_select_related = ["wallet", "currency", "account", "broadcast", "approved_by", "closed_by"]
+    # wallet__currency: the wallet column's text names its currency (one query per row without).
+    list_select_related = [
+        "wallet__currency",
+        "currency",
+        "account",
+        "broadcast",
+        "approved_by",
+        "closed_by",
+    ]
     change_list_template = "broadcasts/outgoing_change_list.html"
-    show_full_result_count = False
+    search_help_text = "An exact address, user id or broadcast txid."
+
+    def search_q(self, term):
+        txid = txid_of(term)
+        by_txid = Q(broadcast_id__in=ids(Broadcast.objects.filter(txid=txid))) if txid else NOTHING
+        return (
+            Q(address=term) | Q(account_id__in=ids(Account.objects.filter(user_id=term))) | by_txid
+        )
 
     @admin.display(description="user", ordering="account__user_id")
     def user(self, obj):
