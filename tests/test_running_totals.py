@@ -217,3 +217,22 @@ def test_it_backfills_the_totals_of_existing_rows_when_migrated():
         ids[1]: 43,
     }
     assert services.balance_differences() == []
+
+
+@pytest.mark.django_db
+def test_it_shows_the_dashboards_books_figure_from_the_running_totals():
+    from cryptoadmin import overview
+    from tests.support import offline_wallet
+
+    btc = Currency.objects.create(code="BTC")
+    wallet = offline_wallet(btc)
+    services.post(
+        services.system_account(wallet, 910), services.user_account("a", btc), 250, "import"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE ledger_accountbalance SET balance = -300 WHERE account_id = %s",
+            [services.system_account(wallet, 910).pk],
+        )
+    (row,) = overview.wallet_rows()
+    assert row["books"] == btc.format(300)
