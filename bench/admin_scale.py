@@ -55,6 +55,7 @@ def build_sql(users, ledger, network, ltc_users, **_):
     uid = f"'user-' || (CASE WHEN p < {users} THEN p ELSE p - {users} END)"
     deposits = network - network // 100  # closed ones are credited
     internal = ledger - deposits
+    credited = f"CASE WHEN i % 100 = 0 THEN NULL ELSE now() - ({network} - i) * interval '29 s' END"
     return [
         """INSERT INTO ledger_currency (id, code, name, decimals, enabled, crediting_threshold,
                polling_threshold, network)
@@ -87,8 +88,7 @@ def build_sql(users, ledger, network, ltc_users, **_):
                   CASE WHEN i % 100 = 0 THEN 'open' ELSE 'closed' END,
                   CASE WHEN i % 100 = 0 THEN 1 ELSE 6 END, CASE WHEN i % 100 = 0 THEN 1 ELSE 6 END,
                   now() - ({network} - i) * interval '30 seconds',
-                  CASE WHEN i % 100 = 0 THEN NULL ELSE now() - ({network} - i) * interval '29 seconds' END,
-                  CASE WHEN i % 100 = 0 THEN NULL ELSE now() - ({network} - i) * interval '29 seconds' END,
+                  {credited}, {credited},
                   '', i % 100000 = 7, '', '', ''
            FROM (SELECT i, i % {pairs} AS p FROM generate_series(0, {network - 1}) i) g""",
         # A credit per closed deposit: 900 of its wallet -> the pair's 201.
@@ -105,7 +105,8 @@ def build_sql(users, ledger, network, ltc_users, **_):
            SELECT {cur}, 10 + p * 7 + CASE WHEN j % 2 = 0 THEN 0 ELSE 1 + j % 5 END,
                   10 + p * 7 + CASE WHEN j % 2 = 0 THEN 1 + j % 5 ELSE 0 END,
                   1 + j % 50, 'internal', '', now() - ({internal} - j) * interval '5 seconds'
-           FROM (SELECT j, (j * 7919) % {pairs} AS p FROM generate_series(0, {internal - 1}) j) g""",
+           FROM (SELECT j, (j * 7919) % {pairs} AS p
+                 FROM generate_series(0, {internal - 1}) j) g""",
     ]
 
 
@@ -260,8 +261,8 @@ def pages(cursor):
     user = "user-42"
     graphql = json.dumps(
         {
-            "query": 'query { user(id: "%s") { currencies { id enabled balance '
-            "advancedTradingBalance lockedBalance withdrawLockedBalance } } }" % user
+            "query": 'query { user(id: "' + user + '") { currencies { id enabled balance '
+            "advancedTradingBalance lockedBalance withdrawLockedBalance } } }"
         }
     )
     return [
@@ -451,7 +452,7 @@ def run(pg, reuse, rounds):
     print("| --- | ---: | ---: | ---: | ---: |")
     worst, slowest = 0.0, ("", 0.0)
     for (name, small_ms, small_q), (_, large_ms, large_q) in zip(
-        results["small"], results["large"]
+        results["small"], results["large"], strict=True
     ):
         ratio = large_ms / small_ms
         worst = max(worst, ratio)
