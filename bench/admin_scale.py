@@ -105,7 +105,7 @@ def build_sql(users, ledger, network, ltc_users, **_):
            SELECT {cur}, 10 + p * 7 + CASE WHEN j % 2 = 0 THEN 0 ELSE 1 + j % 5 END,
                   10 + p * 7 + CASE WHEN j % 2 = 0 THEN 1 + j % 5 ELSE 0 END,
                   1 + j % 50, 'internal', '', now() - ({internal} - j) * interval '5 seconds'
-           FROM (SELECT j, (j * 7919) % {pairs} AS p
+           FROM (SELECT j, (j::bigint * 7919) % {pairs} AS p
                  FROM generate_series(0, {internal - 1}) j) g""",
     ]
 
@@ -398,6 +398,8 @@ def run(pg, reuse, rounds):
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")
         built = time.perf_counter() - started
+        if not reuse and size == list(SIZES)[-1]:
+            (CACHE_DIR / "BUILT").write_text(BUILD_ID)
         with connection.cursor() as cursor:
             counts = {}
             for table in ("networktransaction", "transaction", "account"):
