@@ -236,3 +236,15 @@ def test_it_shows_the_dashboards_books_figure_from_the_running_totals():
         )
     (row,) = overview.wallet_rows()
     assert row["books"] == btc.format(300)
+
+
+@pytest.mark.django_db
+def test_it_is_an_invariant_of_the_soak_that_totals_agree_with_the_rows():
+    from tests import invariants
+
+    _, (a, b, _) = _accounts("default")
+    services.post(a, b, 8, "internal")
+    assert invariants.running_totals_agree() == []
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE ledger_accountbalance SET balance = 0 WHERE account_id = %s", [a.pk])
+    assert invariants.running_totals_agree() == [f"account {a.pk}: running total 0, rows -8"]
