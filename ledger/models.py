@@ -362,6 +362,12 @@ class NetworkTransaction(models.Model):
             models.Index(fields=["txid"], name="network_tx_txid_idx"),
             models.Index(fields=["opened_at", "id"], name="network_tx_opened_idx"),
             models.Index(fields=["id"], name="network_tx_flagged_idx", condition=Q(flagged=True)),
+            # The open rows, newest first, without sorting every open row of every currency.
+            models.Index(
+                fields=["opened_at", "id"],
+                name="network_tx_open_list_idx",
+                condition=Q(state="open"),
+            ),
         ]
         permissions = [
             ("close_networktransaction_by_hand", "Can close network transactions by hand"),
@@ -454,6 +460,13 @@ class Transaction(models.Model):
         indexes = [
             models.Index(fields=["source", "amount"], name="transaction_source_amount_idx"),
             models.Index(fields=["destination", "amount"], name="transaction_dest_amount_idx"),
+            # Reconciliation's credited sum per reported address, read from the index alone
+            # (the deposits of an address are scattered over the whole table).
+            models.Index(
+                fields=["address", "amount"],
+                name="transaction_deposit_addr_idx",
+                condition=Q(kind="deposit"),
+            ),
         ]
 
     def __str__(self):
