@@ -4,6 +4,7 @@ close-by-hand paths for an interrupted broadcast. Every money action goes throug
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -15,8 +16,9 @@ from cryptoadmin.exports import CsvExportMixin
 from cryptoadmin.words import count
 from ledger import actors
 from ledger.admin import ReadOnly, amount_cell, figures_table
+from ledger.admin_lists import NOTHING, IndexedSearch, ids, txid_of
 from ledger.backends import BackendError
-from ledger.models import Wallet
+from ledger.models import Account, Wallet
 from ledger.money import format_units
 
 from . import services
@@ -63,7 +65,7 @@ class CloseForm(forms.Form):
 
 
 @admin.register(Broadcast)
-class BroadcastAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
+class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
     # Outputs, the other times and who closed it are on the broadcast's page.
     list_display = [
         "__str__",
@@ -96,8 +98,13 @@ class BroadcastAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
         ("close_reason", lambda b: b.close_reason),
     ]
     list_filter = ["state", "wallet", InterruptedFilter]
-    search_fields = ["label", "txid"]
     list_select_related = ["wallet__currency"]
+    search_help_text = "An exact txid or label."
+
+    def search_q(self, term):
+        txid = txid_of(term)
+        return (Q(txid=txid) if txid else NOTHING) | Q(label=term)
+
     change_form_template = "broadcasts/broadcast_change_form.html"
     fields = [
         "wallet",
@@ -414,7 +421,7 @@ class WithdrawalRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutgoingTransaction)
-class OutgoingTransactionAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
+class OutgoingTransactionAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
     # Attempts, refusals and the decisions' details are on the detail page.
     list_display = [
         "id",
@@ -495,10 +502,24 @@ class OutgoingTransactionAdmin(CsvExportMixin, ReadOnly, admin.ModelAdmin):
         # Whole: an operator compares it with the user's request character by character.
         return format_html("<code>{}</code>", obj.address)
 
-    search_fields = ["address", "account__user_id", "broadcast__txid"]
-    list_select_related = ["wallet", "currency", "account", "broadcast", "approved_by", "closed_by"]
+    # wallet__currency: the wallet column's text names its currency (one query per row without).
+    list_select_related = [
+        "wallet__currency",
+        "currency",
+        "account",
+        "broadcast",
+        "approved_by",
+        "closed_by",
+    ]
     change_list_template = "broadcasts/outgoing_change_list.html"
-    show_full_result_count = False
+    search_help_text = "An exact address, user id or broadcast txid."
+
+    def search_q(self, term):
+        txid = txid_of(term)
+        by_txid = Q(broadcast_id__in=ids(Broadcast.objects.filter(txid=txid))) if txid else NOTHING
+        return (
+            Q(address=term) | Q(account_id__in=ids(Account.objects.filter(user_id=term))) | by_txid
+        )
 
     @admin.display(description="user", ordering="account__user_id")
     def user(self, obj):

@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -12,6 +13,7 @@ from django.utils.timesince import timesince
 from cryptoadmin.exports import CsvExportMixin
 
 from . import actors, operator
+from .admin_lists import NOTHING, IndexedSearch, InputFilter, ids, txid_of
 from .imports import IMPORT_PERM
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 from .money import format_units
@@ -202,27 +204,58 @@ class WalletAdmin(admin.ModelAdmin):
         )
 
 
+def _user_accounts(term: str) -> list:
+    return ids(Account.objects.filter(user_id=term))
+
+
 @admin.register(Account)
-class AccountAdmin(ReadOnlyAdmin):
+class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
     list_display = ["id", "currency", "code", "user_id", "wallet", "created_at"]
     list_filter = ["currency", "code"]
-    # The account picker's search (the import form): "treasury", "treasury 202".
-    search_fields = ["user_id", "=code"]
     list_select_related = ["currency", "wallet__currency"]
-    show_full_result_count = False
+    # Also the account picker's search (the import form): "treasury", "treasury 202".
+    search_help_text = "An exact user id, a user id and an account code, or an account id."
+
+    def search_q(self, term):
+        by_user = Q(user_id=term)
+        user, _, code = term.rpartition(" ")
+        if user.strip() and code.isdigit():
+            by_user |= Q(user_id=user.strip(), code=int(code))
+        return by_user | (Q(pk=int(term)) if term.isdigit() else NOTHING)
 
 
 @admin.register(Address)
-class AddressAdmin(ReadOnlyAdmin):
+class AddressAdmin(IndexedSearch, ReadOnlyAdmin):
     list_display = ["address", "currency", "kind", "wallet", "account", "label", "created_at"]
     list_filter = ["currency", "kind"]
-    search_fields = ["address", "label", "account__user_id"]
     list_select_related = ["currency", "wallet__currency", "account__currency"]
-    show_full_result_count = False
+    search_help_text = "An exact address or user id."
+
+    def search_q(self, term):
+        return Q(address=term) | Q(account_id__in=_user_accounts(term))
+
+
+class UserFilter(InputFilter):
+    title = "user id"
+    parameter_name = "user"
+
+    def filter_q(self, value):
+        accounts = _user_accounts(value)
+        return Q(source_id__in=accounts) | Q(destination_id__in=accounts)
+
+
+class AccountFilter(InputFilter):
+    title = "account id"
+    parameter_name = "account"
+
+    def filter_q(self, value):
+        if not value.isdigit():
+            return NOTHING
+        return Q(source_id=int(value)) | Q(destination_id=int(value))
 
 
 @admin.register(Transaction)
-class TransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
+class TransactionAdmin(CsvExportMixin, IndexedSearch, ReadOnlyAdmin):
     list_display = [
         "id",
         "created_at",
@@ -244,13 +277,9 @@ class TransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
         ("txid", lambda t: t.network_transaction.txid if t.network_transaction_id else ""),
         ("label", lambda t: t.label),
     ]
-    list_filter = ["kind", "currency", "created_at"]
-    search_fields = [
-        "network_transaction__txid",
-        "source__user_id",
-        "destination__user_id",
-        "label",
-    ]
+    # No date_hierarchy: its year links are a DISTINCT over every row's date.
+    list_filter = ["kind", "currency", "created_at", UserFilter, AccountFilter]
+    search_help_text = "An exact txid, user id or receiving address."
     list_select_related = [
         "currency",
         "source__currency",
@@ -259,10 +288,23 @@ class TransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
         "source__wallet",
         "destination__wallet",
     ]
-    date_hierarchy = "created_at"
-    show_full_result_count = False
     exclude = ["amount"]  # shown in coins by amount_units
     readonly_fields = ["amount_units"]
+
+    def search_q(self, term):
+        txid = txid_of(term)
+        by_txid = (
+            Q(network_transaction_id__in=ids(NetworkTransaction.objects.filter(txid=txid)))
+            if txid
+            else NOTHING
+        )
+        accounts = _user_accounts(term)
+        return (
+            by_txid
+            | Q(source_id__in=accounts)
+            | Q(destination_id__in=accounts)
+            | Q(address_id__in=ids(Address.objects.filter(address=term)))
+        )
 
     @admin.display(description="amount", ordering="amount")
     def amount_units(self, obj):
@@ -309,7 +351,7 @@ class CloseByHandForm(forms.Form):
 
 
 @admin.register(NetworkTransaction)
-class NetworkTransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
+class NetworkTransactionAdmin(CsvExportMixin, IndexedSearch, ReadOnlyAdmin):
     # What an operator looks for first; last checked, block and reasons are on the detail page.
     list_display = [
         "short_txid",
@@ -337,13 +379,20 @@ class NetworkTransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
         ("last_error", lambda r: r.last_error),
     ]
     list_filter = ["currency", "type", "state", StuckFilter, "flagged"]
-    search_fields = ["=txid", "ledger_entries__address__address"]
     list_select_related = ["currency", "wallet"]
     ordering = ["-opened_at"]
-    show_full_result_count = False
     # Shown by amount_display (coins) and flag (nothing unless flagged: no red cross for "no").
     exclude = ["amount", "flagged"]
     readonly_fields = ["amount_display", "flag"]
+    search_help_text = "An exact txid, or one of our addresses it paid."
+
+    def search_q(self, term):
+        txid = txid_of(term)
+        paid = Transaction.objects.filter(
+            address_id__in=ids(Address.objects.filter(address=term))
+        ).values_list("network_transaction_id", flat=True)
+        return (Q(txid=txid) if txid else NOTHING) | Q(pk__in=list(paid[:1000]))
+
     actions = ["check_now", "close_by_hand"]
     change_form_template = "ledger/networktransaction_change_form.html"
 

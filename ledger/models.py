@@ -223,6 +223,8 @@ class Address(models.Model):
                 name="address_receiving_has_owner",
             ),
         ]
+        # The operator's exact address search, whatever the currency.
+        indexes = [models.Index(fields=["address"], name="address_address_idx")]
 
     def __str__(self):
         return self.address
@@ -371,6 +373,17 @@ class NetworkTransaction(models.Model):
                 name="network_tx_uncredited_idx",
                 condition=Q(type="deposit", state="open", credited_at__isnull=True),
             ),
+            # Operator pages at any size: the exact txid search, the list's default order
+            # (newest first, id breaking ties as the admin adds it) and the flagged few.
+            models.Index(fields=["txid"], name="network_tx_txid_idx"),
+            models.Index(fields=["opened_at", "id"], name="network_tx_opened_idx"),
+            models.Index(fields=["id"], name="network_tx_flagged_idx", condition=Q(flagged=True)),
+            # The open rows, newest first, without sorting every open row of every currency.
+            models.Index(
+                fields=["opened_at", "id"],
+                name="network_tx_open_list_idx",
+                condition=Q(state="open"),
+            ),
         ]
         permissions = [
             ("close_networktransaction_by_hand", "Can close network transactions by hand"),
@@ -463,8 +476,49 @@ class Transaction(models.Model):
         indexes = [
             models.Index(fields=["source", "amount"], name="transaction_source_amount_idx"),
             models.Index(fields=["destination", "amount"], name="transaction_dest_amount_idx"),
+            # Reconciliation's credited sum per reported address, read from the index alone
+            # (the deposits of an address are scattered over the whole table).
+            models.Index(
+                fields=["address", "amount"],
+                name="transaction_deposit_addr_idx",
+                condition=Q(kind="deposit"),
+            ),
         ]
 
     def __str__(self):
         amount = self.currency.amount(self.amount)
         return f"{self.kind} {amount} {self.source_id}->{self.destination_id}"
+
+
+class AccountBalance(models.Model):
+    """An account's running total: credits minus debits of all its ledger rows, in base units.
+
+    Written only by the database (the trigger of migration 0009, in the same transaction as
+    each ledger row it counts), never by code, so every writer of ledger rows keeps it exact
+    and two posts racing on one account add up (each is an atomic `balance = balance + x`).
+    `currency` and `code` copy the account's, which never change once it has entries (0007):
+    sums over one kind of account (all users' 204) read an index, not the accounts table.
+    A row exists once the account has an entry; no row means zero.
+    `manage.py check_balances` recomputes every total from the ledger rows.
+    """
+
+    account = models.OneToOneField(
+        Account, primary_key=True, on_delete=models.PROTECT, related_name="running_total"
+    )
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    code = models.PositiveIntegerField()
+    balance = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # Sums per currency and code (pending outgoing = all users' 204) over the few
+            # accounts that hold something, whatever the number of users.
+            models.Index(
+                fields=["currency", "code", "balance"],
+                name="account_balance_nonzero_idx",
+                condition=~Q(balance=0),
+            ),
+        ]
+
+    def __str__(self):
+        return f"account {self.account_id}: {self.balance}"

@@ -43,6 +43,8 @@ class Reconciliation:
 
 
 RECONCILE_PERM = "ledger.reconcile_wallet"
+# Addresses of the node's reply looked up per query (three queries per batch).
+RECONCILE_BATCH = 2000
 
 
 def reconcile(wallet: Wallet) -> Reconciliation:
@@ -60,45 +62,54 @@ def node_figures(backend) -> tuple[int, list]:
 def compare(wallet: Wallet, node_balance: int, received: list) -> Reconciliation:
     """The node's figures against the books: the one computation of the difference, used by
     the reconcile page, its command and the admin home page."""
-    ours = dict(
-        Address.objects.filter(wallet=wallet, kind=Address.Kind.RECEIVING).values_list(
-            "address", "id"
-        )
-    )
-    credited = dict(
-        Transaction.objects.filter(kind=Transaction.Kind.DEPOSIT, address__wallet=wallet)
-        .values("address_id")
-        .annotate(s=Sum("amount"))
-        .values_list("address_id", "s")
-    )
-    known_txids = set(
-        NetworkTransaction.objects.filter(
-            wallet=wallet, type=NetworkTransaction.Type.DEPOSIT
-        ).values_list("txid", flat=True)
-    )
     uncredited, missing = 0, []
-    for row in received:
-        address_id = ours.get(row.address)
-        if address_id is None:
-            # change and addresses the books never gave out: part of the unaccounted balance
-            continue
-        gap = row.amount - credited.get(address_id, 0)
-        if gap > 0:
-            uncredited += gap
-        unknown = [t for t in row.txids if t not in known_txids]
-        if unknown:
-            missing.append(
-                {
-                    "address": row.address,
-                    "txids": unknown,
-                    "received": row.amount,
-                    "credited": credited.get(address_id, 0),
-                }
+    # Only what the node reports is looked up, in batches: the cost follows the node's reply,
+    # never the number of deposits or addresses the books have collected over the years.
+    for start in range(0, len(received), RECONCILE_BATCH):
+        batch = received[start : start + RECONCILE_BATCH]
+        ours = dict(
+            Address.objects.filter(
+                wallet=wallet,
+                kind=Address.Kind.RECEIVING,
+                address__in=[row.address for row in batch],
+            ).values_list("address", "id")
+        )
+        credited = dict(
+            Transaction.objects.filter(
+                kind=Transaction.Kind.DEPOSIT, address_id__in=list(ours.values())
             )
+            .values("address_id")
+            .annotate(s=Sum("amount"))
+            .values_list("address_id", "s")
+        )
+        reported = {t for row in batch if row.address in ours for t in row.txids}
+        known_txids = set(
+            NetworkTransaction.objects.filter(
+                wallet=wallet, type=NetworkTransaction.Type.DEPOSIT, txid__in=list(reported)
+            ).values_list("txid", flat=True)
+        )
+        for row in batch:
+            address_id = ours.get(row.address)
+            if address_id is None:
+                # Change and addresses the books never gave out: part of the unaccounted balance.
+                continue
+            gap = row.amount - credited.get(address_id, 0)
+            if gap > 0:
+                uncredited += gap
+            unknown = [t for t in row.txids if t not in known_txids]
+            if unknown:
+                missing.append(
+                    {
+                        "address": row.address,
+                        "txids": unknown,
+                        "received": row.amount,
+                        "credited": credited.get(address_id, 0),
+                    }
+                )
     books = services.wallet_books_balance(wallet)
     system = services.system_accounts(wallet)
     fees = services.balance(system[Account.Code.FEES])
-    pending = _sum_user_accounts(wallet, Account.Code.WITHDRAW_LOCKED)
+    pending = services.total_of_users(wallet.currency_id, Account.Code.WITHDRAW_LOCKED)
     result = Reconciliation(
         wallet_id=wallet.pk,
         node_balance=node_balance,
@@ -125,12 +136,3 @@ def record_reconciliation(wallet: Wallet, *, by) -> Reconciliation:
     c = wallet.currency
     actors.log_action(by, wallet, f"Reconciled: difference {c.amount(result.unaccounted)}")
     return result
-
-
-def _sum_user_accounts(wallet: Wallet, code: int) -> int:
-    ids = list(
-        Account.objects.filter(
-            currency_id=wallet.currency_id, code=code, user_id__isnull=False
-        ).values_list("id", flat=True)
-    )
-    return sum(services.balances(ids).values()) if ids else 0

@@ -7,7 +7,7 @@ from collections import defaultdict
 from django.db.models import Sum
 
 from .errors import CryptoadminError
-from .models import Account, Address, Currency, Transaction, Wallet
+from .models import Account, AccountBalance, Address, Currency, Transaction, Wallet
 from .signals import accounts_changed
 
 
@@ -92,7 +92,21 @@ def post_many(rows: list[Transaction]) -> list[Transaction]:
 
 
 def balances(account_ids) -> dict[int, int]:
-    """account id -> balance in base units (credits minus debits), two grouped queries."""
+    """account id -> balance in base units (credits minus debits), one indexed query.
+
+    Reads the running totals (AccountBalance, kept by the database with every ledger row):
+    the cost does not grow with the accounts' history. `balances_from_rows` is the same
+    figure summed from the rows, for checking (manage.py check_balances)."""
+    ids = list(account_ids)
+    result = {i: 0 for i in ids}
+    result.update(
+        AccountBalance.objects.filter(account_id__in=ids).values_list("account_id", "balance")
+    )
+    return result
+
+
+def balances_from_rows(account_ids) -> dict[int, int]:
+    """account id -> credits minus debits summed over its ledger rows, two grouped queries."""
     ids = list(account_ids)
     result = defaultdict(int, {i: 0 for i in ids})
     for row in (
@@ -106,6 +120,44 @@ def balances(account_ids) -> dict[int, int]:
     ):
         result[row["source_id"]] -= row["s"]
     return dict(result)
+
+
+def total_of_users(currency_id: int, code: int) -> int:
+    """All users' balances of one account code in a currency (e.g. 204: queued withdrawals),
+    from the running totals of the accounts holding something (an index, not every user)."""
+    total = (
+        AccountBalance.objects.filter(currency_id=currency_id, code=code)
+        .exclude(balance=0)
+        .aggregate(s=Sum("balance"))["s"]
+    )
+    return total or 0
+
+
+def balance_differences(using: str = "default") -> list[dict]:
+    """Every account whose running total differs from the sum of its ledger rows (one query
+    over all rows: the check behind manage.py check_balances)."""
+    from django.db import connections
+
+    sql = """
+    WITH moves AS (
+      SELECT destination_id AS account_id, SUM(amount) AS s FROM ledger_transaction
+      GROUP BY destination_id
+      UNION ALL
+      SELECT source_id, -SUM(amount) FROM ledger_transaction GROUP BY source_id
+    ), from_rows AS (
+      SELECT account_id, CAST(SUM(s) AS BIGINT) AS s FROM moves GROUP BY account_id
+    )
+    SELECT COALESCE(r.account_id, b.account_id), COALESCE(r.s, 0), COALESCE(b.balance, 0)
+    FROM from_rows r FULL OUTER JOIN ledger_accountbalance b ON b.account_id = r.account_id
+    WHERE COALESCE(r.s, 0) <> COALESCE(b.balance, 0)
+    ORDER BY 1
+    """
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql)
+        return [
+            {"account_id": a, "from_rows": rows, "running_total": total}
+            for a, rows, total in cursor.fetchall()
+        ]
 
 
 def balance(account: Account) -> int:

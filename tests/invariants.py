@@ -8,7 +8,8 @@
   and its address received exactly what the books sent it), or still queued / returned
   (and then nothing paid it);
 - the books' wallet balance equals the node's, to the satoshi, with nothing uncredited;
-- every account of a currency sums to zero.
+- every account of a currency sums to zero;
+- every account's running total equals the sum of its ledger rows.
 
 "Books equal the node" holds only at quiescence: `quiesce()` first mines on the outside node
 and runs poll and broadcaster cycles until nothing changes any more.
@@ -188,6 +189,14 @@ def accounts_sum_to_zero() -> list[str]:
     return out
 
 
+def running_totals_agree() -> list[str]:
+    """The running totals the pages read (ledger_accountbalance) against the rows."""
+    return [
+        f"account {d['account_id']}: running total {d['running_total']}, rows {d['from_rows']}"
+        for d in ledger.balance_differences()
+    ]
+
+
 def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
     """Every invariant, against `node` (the wallet's own node). Call at quiescence.
 
@@ -200,6 +209,7 @@ def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
         + outgoing_paid_at_most_once(wallet, entries)
         + books_equal_node(wallet)
         + accounts_sum_to_zero()
+        + running_totals_agree()
     )
 
 

@@ -265,7 +265,7 @@ def test_it_lets_one_of_two_processes_win_on_sqlite(tmp_path, node):
     env = dict(os.environ)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(
-        DJANGO_SETTINGS_MODULE="cryptoadmin.settings_test",
+        DJANGO_SETTINGS_MODULE="devtools.settings_test",
         PYTHONPATH=str(REPO),
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
     )
