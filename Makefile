@@ -16,7 +16,7 @@ serve:
 
 test:
 	@scripts/bootstrap test
-	.venv/bin/python -m pytest -n 3 --dist loadfile
+	.venv/bin/python -m pytest -n 3 --dist worksteal
 
 check: venv
 	.venv/bin/python manage.py check
