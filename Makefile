@@ -19,7 +19,7 @@ test:
 	@scripts/bootstrap test
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/python -m pytest -n 3 --dist loadfile
+	.venv/bin/python -m pytest -n 3 --dist worksteal
 
 lint: venv
 	.venv/bin/ruff check .

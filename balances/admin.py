@@ -13,8 +13,7 @@ from ledger.models import Account
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
 from .models import ApiToken
-from .schema import USER_ID_RE
-from .table import FIELD_ACCOUNTS, currency_rows
+from .table import FIELD_ACCOUNTS, USER_ID_RE, currency_rows
 
 
 class ApiTokenForm(forms.ModelForm):

@@ -7,7 +7,6 @@ Amounts are decimal strings in the currency's units ("1.50000000")."""
 from __future__ import annotations
 
 import logging
-import re
 
 import strawberry
 from django.conf import settings
@@ -23,11 +22,9 @@ from strawberry.extensions import (
 from ledger.errors import CryptoadminError
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
-from .table import FIELD_ACCOUNTS, CurrencyRow, currency_rows
+from .table import FIELD_ACCOUNTS, USER_ID_RE, CurrencyRow, currency_rows
 
 log = logging.getLogger(__name__)
-
-USER_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")  # Account.user_id is at most 128 characters
 
 
 class BalanceQueryError(GraphQLError, CryptoadminError):

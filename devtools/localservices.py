@@ -257,9 +257,11 @@ class LocalBitcoind:
     def stop(self, remove: bool | None = None) -> None:
         if self.proc:
             # Our own child: wait() reaps it (kill(pid, 0) would see the zombie as alive).
-            # SIGINT is a clean shutdown that flushes the wallet; it takes well under a second.
+            # SIGTERM is a clean shutdown that flushes the wallet; it takes well under a second.
+            # Not SIGINT: bitcoind runs -walletnotify through system(), which ignores SIGINT in
+            # the whole node while a command runs, and the stop then waited 30 s for the kill.
             try:
-                self.proc.send_signal(signal.SIGINT)
+                self.proc.send_signal(signal.SIGTERM)
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()

@@ -90,9 +90,11 @@ class Command(BaseCommand):
         finally:
             ignore_stop_signals()
             children.stop(timeout=20)
-            for server in (node, outside):  # both shut down at once; stop() then waits for each
+            # Both shut down at once; stop() then waits for each. SIGTERM, as stop() sends it:
+            # a SIGINT is lost while a walletnotify command runs (localservices.py says why).
+            for server in (node, outside):
                 if server.proc and server.proc.poll() is None:
-                    server.proc.send_signal(signal.SIGINT)
+                    server.proc.send_signal(signal.SIGTERM)
             node.stop(remove=False)
             outside.stop(remove=False)
             self.stdout.write("stopped: web server, scheduler, nodes")
