@@ -1,11 +1,11 @@
-"""The suite's and the demo's regtest node (cryptoadmin/localservices.py) stops at once, even
+"""The suite's and the demo's regtest node (devtools/localservices.py) stops at once, even
 while one of its -walletnotify commands runs."""
 
 import time
 
 import pytest
 
-from cryptoadmin.localservices import LocalBitcoind
+from devtools.localservices import LocalBitcoind
 from ops.processes import group_members
 from tests.support import PYTHON, wait_until
 
