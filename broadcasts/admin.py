@@ -96,6 +96,11 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         "label",
         "txid",
         "fee",
+        "signed_first",
+        "signed_fee",
+        "inputs",
+        "stuck_reason",
+        "raw_tx",
         "total",
         "output_count",
         "transaction_count",
@@ -182,7 +187,13 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
             return redirect(url)
         if not found:
             messages.warning(
-                request, f"No transaction with comment {broadcast.label} in the node's wallet."
+                request,
+                (
+                    f"The node does not know the signed transaction {broadcast.txid}, and no "
+                    if broadcast.raw_tx
+                    else "No "
+                )
+                + f"transaction with comment {broadcast.label} is in the node's wallet.",
             )
             return redirect(url)
         if len(found) > 1:
@@ -190,6 +201,8 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
                 request,
                 f"Several transactions carry this comment: {', '.join(found)}. Check by hand.",
             )
+        elif broadcast.raw_tx and found[0] == broadcast.txid:
+            messages.success(request, f"The node knows the signed transaction {found[0]}.")
         else:
             messages.success(request, f"Found {found[0]} with comment {broadcast.label}.")
         return redirect(f"{url}?txid={found[0]}")
@@ -207,6 +220,26 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         else:
             messages.success(request, f"Broadcast #{broadcast.pk} acknowledged.")
         return redirect(change_url)
+
+    def _signed_context(self, broadcast):
+        """The signed transaction's outputs as the node decodes them, in coins (a broadcast
+        signed first); an error in words if the node cannot say now."""
+        if not broadcast.raw_tx:
+            return {}
+        currency = broadcast.wallet.currency
+        try:
+            paid = broadcast.wallet.get_backend().decode_outputs(broadcast.raw_tx)
+        except (BackendError, NotImplementedError) as exc:
+            return dict(signed_error=f"the node cannot decode it now: {exc}")
+        return dict(
+            signed_outputs=[
+                (address, currency.format(units), broadcast.outputs.get(address) == units)
+                for address, units in sorted(paid.items())
+            ],
+            signed_fee=currency.format(broadcast.signed_fee)
+            if broadcast.signed_fee is not None
+            else "",
+        )
 
     def close_view(self, request, object_id):
         broadcast = self._closable(request, object_id)
@@ -251,6 +284,7 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
             nonce_retry_allowed=backend_has_nonce and services.nonce_retry_allowed(broadcast),
             outputs=sorted(broadcast.outputs.items()),
             currency=broadcast.wallet.currency,
+            **self._signed_context(broadcast),
         )
         return TemplateResponse(request, "broadcasts/close_broadcast.html", context)
 
@@ -334,7 +368,15 @@ def cancel_outgoing(modeladmin, request, queryset):
 class WithdrawalRuleAdmin(admin.ModelAdmin):
     """Edited here, recorded by django-auditlog (Log entries) with who and before/after."""
 
-    list_display = ["currency", "minimum_amount", "approval_above", "daily_limit"]
+    list_display = [
+        "currency",
+        "minimum_amount",
+        "approval_above",
+        "daily_limit",
+        "fee_rate",
+        "confirmation_target",
+        "max_fee",
+    ]
 
 
 @admin.register(OutgoingTransaction)

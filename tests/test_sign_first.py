@@ -228,3 +228,32 @@ def test_it_pays_the_currency_fee_rate_and_signs_with_the_name_the_node_knows(se
     # This node has no signrawtransactionwithwallet (-32601): learnt from its answer, once.
     assert bitcoind_backend._SIGN_METHOD[wallet.backend_settings["url"]] == "signrawtransaction"
     assert_one_payment_each(wallet, server, {address: 7_000_000})
+
+
+def test_it_shows_the_signed_transaction_on_the_close_page_and_finds_it_by_txid_first(
+    setup, client, operator
+):
+    from django.urls import reverse
+
+    from cryptoadmin import faults
+    from tests.broadcast_helpers import end_lease
+
+    server, wallet, alice, address = setup
+    with faults.armed({"broadcast.after_sign_commit": "raise"}):
+        with pytest.raises(faults.InjectedFault):
+            Broadcaster(wallet).run()
+    signed = Broadcast.objects.get()
+    server.rpc("sendrawtransaction", signed.raw_tx)  # it did leave, without a comment
+    Broadcast.objects.filter(pk=signed.pk).update(stuck_reason="for the page")
+    end_lease(signed)
+    grant(operator, "broadcasts.view_broadcast", "broadcasts.close_broadcast_by_hand")
+    client.force_login(operator)
+    close = reverse("admin:broadcasts_broadcast_close", args=[signed.pk])
+
+    page = client.get(close).content.decode()
+
+    assert signed.txid in page and "0.07000000" in page and "an expected output" in page
+    assert address in page and "not an expected output: the change" in page
+    found = client.post(reverse("admin:broadcasts_broadcast_find", args=[signed.pk]))
+    assert found.url == f"{close}?txid={signed.txid}"
+    assert server.rpc("listtransactions", "*", 10)[-1].get("comment") is None
