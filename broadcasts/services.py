@@ -1029,6 +1029,7 @@ class Broadcaster:
             self.backend, "list_transactions"
         ):
             return 0
+        found_signed = self.watch_signed_never_left()
         watched = dict(
             Broadcast.objects.filter(
                 wallet=self.wallet,
@@ -1051,7 +1052,34 @@ class Broadcaster:
         }
         for label, txid in found.items():
             record_late_reply(watched[label], txid)
-        return len(found)
+        return len(found) + found_signed
+
+    def watch_signed_never_left(self) -> int:
+        """Signed broadcasts closed as 'never left' in the last day whose stored txid the node
+        knows after all (it had the bytes; a conflict went away): a late reply, as above."""
+        if not getattr(self.backend, "signs_first", False):
+            return 0
+        watched = Broadcast.objects.filter(
+            wallet=self.wallet,
+            state=Broadcast.State.CLOSED_FAILED,
+            signed_first=True,
+            closed_at__gte=timezone.now() - timedelta(days=1),
+        ).exclude(raw_tx="")
+        # Once found, the note stays in its last error: never flagged twice for the same news.
+        watched = watched.exclude(last_error__contains="LATE REPLY")
+        found = 0
+        for broadcast_id, txid in watched.values_list("id", "txid"):
+            try:
+                confirmations = self.backend.known_transaction(txid)
+            except BackendError as exc:
+                log.warning(
+                    "cannot check broadcast #%s closed as never left: %s", broadcast_id, exc
+                )
+                continue
+            if confirmations is not None and confirmations >= 0:
+                record_late_reply(broadcast_id, txid)
+                found += 1
+        return found
 
     def settle_by_nonce(self) -> int:
         """Interrupted broadcasts of a nonce backend, re-issued with their nonce while that is
