@@ -2,7 +2,8 @@
 
 An outgoing transaction is queued by `services.send_external` (201 -> 204 in the books) and
 sent as part of one broadcast: one transaction per wallet, signed and recorded before it is
-sent where the backend signs (bitcoind), a single `sendmany`-style call elsewhere (block.io). Amounts are int base units.
+sent where the backend signs (bitcoind), a single `sendmany`-style call elsewhere (block.io).
+Amounts are int base units.
 """
 
 from django.conf import settings

@@ -504,7 +504,8 @@ class Broadcaster:
                         message="; ".join(
                             recovered.notes
                             + [
-                                f"{self.wallet.name}: broadcast(s) {', '.join(f'#{i}' for i in waiting)} "
+                                f"{self.wallet.name}: broadcast(s) "
+                                f"{', '.join(f'#{i}' for i in waiting)} "
                                 "still sending (a signed one is sent again on the next run)"
                             ]
                         ),
@@ -517,7 +518,8 @@ class Broadcaster:
                         recovered.notes
                         + [
                             f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
-                            f"{', '.join(f'#{i}' for i, *_ in opened if i not in waiting)} must be closed by hand first"
+                            f"{', '.join(f'#{i}' for i, *_ in opened if i not in waiting)} "
+                            "must be closed by hand first"
                         ]
                     ),
                 )
@@ -541,8 +543,8 @@ class Broadcaster:
             if settled:
                 result.sent += settled
                 result.message = (
-                    f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by the machine; "
-                    + result.message
+                    f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by the "
+                    "machine; " + result.message
                 )
             if recovered.notes:
                 result.message = "; ".join(recovered.notes + [result.message])
@@ -711,7 +713,8 @@ class Broadcaster:
             self._unlock(signed.inputs)
             return Result(
                 broadcasts=[broadcast.pk],
-                message=f"{self.wallet.name}: broadcast #{broadcast.pk} was settled elsewhere while it was signed; not sent",
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} was settled elsewhere "
+                "while it was signed; not sent",
             )
         broadcast.raw_tx, broadcast.txid, broadcast.signed_fee, broadcast.inputs = (
             signed.raw,
@@ -747,7 +750,8 @@ class Broadcaster:
             return Result(
                 broadcasts=[broadcast.pk],
                 message=(
-                    f"{self.wallet.name}: broadcast #{broadcast.pk} signed as {broadcast.txid}, its send "
+                    f"{self.wallet.name}: broadcast #{broadcast.pk} signed as {broadcast.txid}, "
+                    "its send "
                     f"not confirmed ({exc}): the next run sends the same transaction again"
                 ),
             )
@@ -776,7 +780,8 @@ class Broadcaster:
         return Result(
             refused=True,
             broadcasts=[broadcast.pk],
-            message=f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED, for a person: {reason}",
+            message=f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED, for a "
+            f"person: {reason}",
         )
 
     def hold_for_fee(self, broadcast: Broadcast, exc: FeeTooHigh) -> Result:
@@ -786,7 +791,8 @@ class Broadcaster:
         currency = self.wallet.currency
         note = (
             f"fee cap: this broadcast of {broadcast.transaction_count} outgoing in "
-            f"{broadcast.output_count} outputs would pay {currency.format(exc.fee)} {currency.code} "
+            f"{broadcast.output_count} outputs would pay {currency.format(exc.fee)} "
+            f"{currency.code} "
             f"in fee, above the {currency.code} cap of {currency.format(exc.cap)} {currency.code}"
         )
         with transaction.atomic():
@@ -805,7 +811,8 @@ class Broadcaster:
         return Result(
             refused=True,
             broadcasts=[broadcast.pk],
-            message=f"{self.wallet.name}: broadcast #{broadcast.pk} NOT SENT, its outgoing need attention: {note}",
+            message=f"{self.wallet.name}: broadcast #{broadcast.pk} NOT SENT, its outgoing "
+            f"need attention: {note}",
         )
 
     def _unlock(self, inputs):
@@ -837,12 +844,14 @@ class Broadcaster:
                     try:
                         fail_broadcast(
                             broadcast,
-                            "no signed transaction was recorded before its lease ended: nothing was sent",
+                            "no signed transaction was recorded before its lease ended: "
+                            "nothing was sent",
                         )
                     except CloseError:
                         continue
                     out.notes.append(
-                        f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: its outgoing are back in the queue"
+                        f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: "
+                        "its outgoing are back in the queue"
                     )
                 continue
             try:

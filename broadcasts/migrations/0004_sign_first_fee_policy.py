@@ -42,7 +42,8 @@ class Migration(migrations.Migration):
             name="confirmation_target",
             field=models.PositiveSmallIntegerField(
                 blank=True,
-                help_text="Blocks; the node estimates the fee rate for it (nodes that support it). Used when no fee rate is set",
+                help_text="Blocks; the node estimates the fee rate for it (nodes that support it). "
+                "Used when no fee rate is set",
                 null=True,
             ),
         ),
@@ -51,7 +52,8 @@ class Migration(migrations.Migration):
             name="fee_rate",
             field=models.BigIntegerField(
                 blank=True,
-                help_text="Base units per 1000 bytes paid as fee. Empty: the confirmation target, or the node's own choice",
+                help_text="Base units per 1000 bytes paid as fee. Empty: the confirmation target, "
+                "or the node's own choice",
                 null=True,
             ),
         ),
@@ -60,7 +62,8 @@ class Migration(migrations.Migration):
             name="max_fee",
             field=models.BigIntegerField(
                 blank=True,
-                help_text="Base units; a broadcast whose fee would be higher is not sent and its outgoing transactions need attention. Empty: no cap",
+                help_text="Base units; a broadcast whose fee would be higher is not sent "
+                "and its outgoing transactions need attention. Empty: no cap",
                 null=True,
             ),
         ),

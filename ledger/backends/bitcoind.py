@@ -59,7 +59,8 @@ _STALE = (
 )
 _WALLET_TX_NOT_FOUND = "Invalid or non-wallet transaction id"
 # sendrawtransaction's answers for bytes the node already has: in its mempool (-27 on every
-# version), or in its chain (-27 "already in block chain"; Bitcoin SV: -26 "257: txn-already-known").
+# version), or in its chain (-27 "already in block chain"; Bitcoin SV: -26 "257:
+# txn-already-known").
 _ALREADY_HAVE = ("already in the mempool", "already in block chain", "txn-already-known")
 # The signing call's name per node URL, learnt from the node's first answer: Bitcoin Core
 # >= 0.17 has signrawtransactionwithwallet; older nodes (this Bitcoin SV) only signrawtransaction.
@@ -463,7 +464,9 @@ class BitcoindBackend(Backend):
                 options["conf_target"] = confirmation_target
             funded = self.call("fundrawtransaction", raw, options)
         except BackendError as exc:
-            if exc.code == -4 and "nsufficient funds" in str(exc):
+            # Bitcoin Core answers a dust output, as sendmany did with -6, "Transaction amount
+            # too small": an output refused, nothing locked.
+            if exc.code == -4 and ("nsufficient funds" in str(exc) or "too small" in str(exc)):
                 raise InsufficientFunds(str(exc), code=exc.code) from exc
             raise
         if not isinstance(funded, dict) or not isinstance(funded.get("hex"), str):
