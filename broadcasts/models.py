@@ -61,6 +61,9 @@ class Broadcast(models.Model):
     # Why the machine cannot settle a signed broadcast (its inputs spent by another
     # transaction): it is then interrupted, for a person. Empty: the machine settles it.
     stuck_reason = models.TextField(blank=True)
+    # When a later run took over a signed broadcast whose own run died or lost the node's
+    # answer (recover_signed): with closed_by empty, it settled itself, no person needed.
+    recovered_at = models.DateTimeField(null=True, blank=True)
     # The send's lease: while it is in the future the send is in flight (a broadcaster holds it,
     # or may still be waiting for the node's reply) and nobody may settle the broadcast. Set in
     # the conditional UPDATE that opens it; the node call's deadline is below it. Interrupted =

@@ -854,6 +854,9 @@ class Broadcaster:
                         "its outgoing are back in the queue"
                     )
                 continue
+            Broadcast.objects.filter(pk=broadcast.pk, recovered_at__isnull=True).update(
+                recovered_at=now
+            )
             try:
                 confirmations = self.backend.known_transaction(broadcast.txid)
             except BackendError as exc:

@@ -92,6 +92,7 @@ def test_it_commits_the_signed_transaction_before_sending_and_sends_it_after_a_k
 
     killed.refresh_from_db()
     assert result.sent == 1 and killed.state == "broadcasted" and killed.closed_by is None
+    assert killed.recovered_at is not None  # settled by a later run, by itself
     assert (
         killed.fee == killed.signed_fee == -server.rpc("gettransaction", killed.txid)["fee"] * 10**8
     )

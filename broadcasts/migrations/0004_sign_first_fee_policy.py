@@ -22,6 +22,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="broadcast",
+            name="recovered_at",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name="broadcast",
             name="signed_fee",
             field=models.BigIntegerField(
                 blank=True, help_text="Base units the signed transaction pays as fee", null=True
