@@ -100,6 +100,7 @@ class BroadcastAdmin(ReadOnly, admin.ModelAdmin):
         "signed_fee",
         "inputs",
         "stuck_reason",
+        "recovered_at",
         "raw_tx",
         "total",
         "output_count",
