@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from cryptoadmin.exports import CsvExportMixin
@@ -116,6 +116,12 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         "txid",
         "fee_display",
         "total_display",
+        "signed_first",
+        "signed_fee_display",
+        "inputs_table",
+        "stuck_reason",
+        "recovered_at",
+        "raw_tx",
         "output_count",
         "transaction_count",
         "outputs_table",
@@ -129,7 +135,14 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         "close_reason",
         "last_error",
     ]
-    readonly_fields = ["attention", "fee_display", "total_display", "outputs_table"]
+    readonly_fields = [
+        "attention",
+        "fee_display",
+        "total_display",
+        "outputs_table",
+        "signed_fee_display",
+        "inputs_table",
+    ]
 
     @admin.display(description="outgoing", ordering="transaction_count")
     def outgoing(self, obj):
@@ -153,6 +166,19 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
     @admin.display(description="fee", ordering="fee")
     def fee_display(self, obj):
         return amount_cell(obj.fee, obj.wallet.currency) if obj.fee is not None else "—"
+
+    @admin.display(description="signed fee")
+    def signed_fee_display(self, obj):
+        if obj.signed_fee is None:
+            return "—"
+        return amount_cell(obj.signed_fee, obj.wallet.currency)
+
+    @admin.display(description="coins spent")
+    def inputs_table(self, obj):
+        # Each coin as "txid:vout", the form the node's lockunspent and the close page use.
+        if not obj.inputs:
+            return "—"
+        return format_html_join(format_html("<br>"), "<code>{}</code>", ((i,) for i in obj.inputs))
 
     @admin.display(description="outputs")
     def outputs_table(self, obj):
@@ -223,7 +249,13 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
             return redirect(url)
         if not found:
             messages.warning(
-                request, f"No transaction with comment {broadcast.label} in the node's wallet."
+                request,
+                (
+                    f"The node does not know the signed transaction {broadcast.txid}, and no "
+                    if broadcast.raw_tx
+                    else "No "
+                )
+                + f"transaction with comment {broadcast.label} is in the node's wallet.",
             )
             return redirect(url)
         if len(found) > 1:
@@ -231,6 +263,8 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
                 request,
                 f"Several transactions carry this comment: {', '.join(found)}. Check by hand.",
             )
+        elif broadcast.raw_tx and found[0] == broadcast.txid:
+            messages.success(request, f"The node knows the signed transaction {found[0]}.")
         else:
             messages.success(request, f"Found {found[0]} with comment {broadcast.label}.")
         return redirect(f"{url}?txid={found[0]}")
@@ -248,6 +282,26 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         else:
             messages.success(request, f"Broadcast #{broadcast.pk} acknowledged.")
         return redirect(change_url)
+
+    def _signed_context(self, broadcast):
+        """The signed transaction's outputs as the node decodes them, in coins (a broadcast
+        signed first); an error in words if the node cannot say now."""
+        if not broadcast.raw_tx:
+            return {}
+        currency = broadcast.wallet.currency
+        try:
+            paid = broadcast.wallet.get_backend().decode_outputs(broadcast.raw_tx)
+        except (BackendError, NotImplementedError) as exc:
+            return dict(signed_error=f"the node cannot decode it now: {exc}")
+        return dict(
+            signed_outputs=[
+                (address, currency.amount(units), broadcast.outputs.get(address) == units)
+                for address, units in sorted(paid.items())
+            ],
+            signed_fee=currency.amount(broadcast.signed_fee)
+            if broadcast.signed_fee is not None
+            else "",
+        )
 
     def close_view(self, request, object_id):
         broadcast = self._closable(request, object_id)
@@ -292,6 +346,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
             nonce_retry_allowed=backend_has_nonce and services.nonce_retry_allowed(broadcast),
             outputs=sorted(broadcast.outputs.items()),
             currency=broadcast.wallet.currency,
+            **self._signed_context(broadcast),
         )
         return TemplateResponse(request, "broadcasts/close_broadcast.html", context)
 
@@ -394,7 +449,7 @@ def queued_message(out: OutgoingTransaction) -> str:
 class WithdrawalRuleAdmin(admin.ModelAdmin):
     """Edited here, recorded by django-auditlog (Log entries) with who and before/after."""
 
-    list_display = ["currency", "minimum", "approval", "daily"]
+    list_display = ["currency", "minimum", "approval", "daily", "fee_cap", "fee_policy"]
     list_select_related = ["currency"]
 
     @admin.display(description="minimum amount", ordering="minimum_amount")
@@ -409,10 +464,22 @@ class WithdrawalRuleAdmin(admin.ModelAdmin):
     def daily(self, obj):
         return "—" if obj.daily_limit is None else amount_cell(obj.daily_limit, obj.currency)
 
+    @admin.display(description="fee cap per broadcast", ordering="max_fee")
+    def fee_cap(self, obj):
+        return "—" if obj.max_fee is None else amount_cell(obj.max_fee, obj.currency)
+
+    @admin.display(description="fee rate or target")
+    def fee_policy(self, obj):
+        if obj.fee_rate is not None:
+            return f"{obj.currency.amount(obj.fee_rate)} per 1000 bytes"
+        if obj.confirmation_target is not None:
+            return f"confirm within {obj.confirmation_target} blocks"
+        return "the node's default"
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         # These are edited in base units: the labels say so.
         form = super().get_form(request, obj, change=change, **kwargs)
-        for name in ("minimum_amount", "approval_above", "daily_limit"):
+        for name in ("minimum_amount", "approval_above", "daily_limit", "fee_rate", "max_fee"):
             if name in form.base_fields:
                 form.base_fields[
                     name

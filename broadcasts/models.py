@@ -1,7 +1,9 @@
 """Outgoing transactions and the broadcasts that carry them to the network.
 
 An outgoing transaction is queued by `services.send_external` (201 -> 204 in the books) and
-sent as part of one broadcast: a single `sendmany` per wallet. Amounts are int base units.
+sent as part of one broadcast: one transaction per wallet, signed and recorded before it is
+sent where the backend signs (bitcoind), a single `sendmany`-style call elsewhere (block.io).
+Amounts are int base units.
 """
 
 from django.conf import settings
@@ -45,6 +47,23 @@ class Broadcast(models.Model):
     transaction_count = models.PositiveIntegerField(default=0)
     total = models.BigIntegerField(default=0, help_text="Base units")
     txid = models.CharField(max_length=64, blank=True)
+    # Sign first, send after (backends that sign here: bitcoind). Set in the opening UPDATE;
+    # the signed transaction, its txid, fee and coins are committed before any byte goes to
+    # the node's network, so the machine settles a lost send itself by re-sending the same
+    # bytes (they can only ever pay once). False: a sendmany-style send (block.io, old rows).
+    signed_first = models.BooleanField(default=False)
+    raw_tx = models.TextField(blank=True, help_text="The signed transaction, hex")
+    signed_fee = models.BigIntegerField(
+        null=True, blank=True, help_text="Base units the signed transaction pays as fee"
+    )
+    # The coins it spends, "txid:vout": locked on the node until it is settled.
+    inputs = models.JSONField(default=list, blank=True)
+    # Why the machine cannot settle a signed broadcast (its inputs spent by another
+    # transaction): it is then interrupted, for a person. Empty: the machine settles it.
+    stuck_reason = models.TextField(blank=True)
+    # When a later run took over a signed broadcast whose own run died or lost the node's
+    # answer (recover_signed): with closed_by empty, it settled itself, no person needed.
+    recovered_at = models.DateTimeField(null=True, blank=True)
     # The send's lease: while it is in the future the send is in flight (a broadcaster holds it,
     # or may still be waiting for the node's reply) and nobody may settle the broadcast. Set in
     # the conditional UPDATE that opens it; the node call's deadline is below it. Interrupted =
@@ -283,6 +302,25 @@ class WithdrawalRule(models.Model):
         help_text="Base units; once a user's withdrawals of the last 24 hours (this one "
         "included) exceed it, the withdrawal waits for approval. Empty: no limit",
     )
+    # The fee policy of a broadcast (bitcoind, which builds and signs it here).
+    fee_rate = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Base units per 1000 bytes paid as fee. Empty: the confirmation target, "
+        "or the node's own choice",
+    )
+    confirmation_target = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Blocks; the node estimates the fee rate for it (nodes that support it). "
+        "Used when no fee rate is set",
+    )
+    max_fee = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Base units; a broadcast whose fee would be higher is not sent and its "
+        "outgoing transactions need attention. Empty: no cap",
+    )
 
     class Meta:
         constraints = [
@@ -296,6 +334,14 @@ class WithdrawalRule(models.Model):
             models.CheckConstraint(
                 condition=Q(daily_limit__isnull=True) | Q(daily_limit__gte=0),
                 name="withdrawal_rule_daily_limit_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(fee_rate__isnull=True) | Q(fee_rate__gt=0),
+                name="withdrawal_rule_fee_rate_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_fee__isnull=True) | Q(max_fee__gte=0),
+                name="withdrawal_rule_max_fee_not_negative",
             ),
         ]
 

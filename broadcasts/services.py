@@ -1,6 +1,15 @@
 """Outgoing transactions and the Broadcaster.
 
 One payment per broadcast, whatever number of processes run and whichever database:
+- where the backend signs (bitcoind), a broadcast is built, funded with locked coins and
+  signed, and its raw transaction, txid and fee committed, BEFORE anything is sent: the same
+  signed bytes can only pay once, so a send whose outcome was lost (crash, timeout, node
+  restart) is settled by the next run without a person (`recover_signed`): the node knows
+  the txid, or takes the identical bytes again, and it is broadcasted; the node says its
+  inputs are spent elsewhere, and it is interrupted for a person (`stuck_reason`). Only one
+  broadcast per wallet is ever collected or opened, and none is built while one is opened,
+  so a new transaction never spends the coins of a signed, unsent one (their locks may not
+  survive a node restart: recovery locks them again before re-sending);
 - the database allows only one collected-or-opened broadcast per wallet (partial unique
   index) and a broadcast is opened by a conditional UPDATE (collected -> opened) that also
   sets its lease (`sending_until`), so no broadcast is sent twice;
@@ -32,7 +41,16 @@ from django.utils import timezone
 from cryptoadmin import faults
 from ledger import actors
 from ledger import services as ledger
-from ledger.backends import AlreadySent, BackendError, InsufficientFunds, InvalidAddress, NotSent
+from ledger.backends import (
+    AlreadySent,
+    BackendError,
+    Conflict,
+    FeeTooHigh,
+    InsufficientFunds,
+    InvalidAddress,
+    NotSent,
+    Refused,
+)
 from ledger.errors import CryptoadminError
 from ledger.models import Account, NetworkTransaction, Transaction, Wallet
 from ledger.money import AmountError, to_units
@@ -114,11 +132,14 @@ def busy_wallet_ids() -> set[int]:
 
 
 def interrupted_broadcasts():
-    """Opened, never closed, their send's lease over, and (PostgreSQL) no live broadcaster
-    holding their wallet."""
-    return Broadcast.objects.filter(
-        Broadcast.lease_over(timezone.now()), state=Broadcast.State.OPENED
-    ).exclude(wallet_id__in=busy_wallet_ids())
+    """Opened, never closed, their send's lease over, (PostgreSQL) no live broadcaster
+    holding their wallet, and not the machine's to settle: a broadcast signed first is
+    settled by the next run (sent again, or found) unless its inputs were spent elsewhere."""
+    return (
+        Broadcast.objects.filter(Broadcast.lease_over(timezone.now()), state=Broadcast.State.OPENED)
+        .exclude(signed_first=True, stuck_reason="")
+        .exclude(wallet_id__in=busy_wallet_ids())
+    )
 
 
 def needing_attention():
@@ -454,6 +475,13 @@ class Result:
         return iter((self.sent, self.fee))
 
 
+@dataclass
+class Recovered:
+    sent: int = 0
+    fee: int = 0
+    notes: list = field(default_factory=list)
+
+
 class Broadcaster:
     def __init__(self, wallet: Wallet, backend=None):
         self.wallet = wallet
@@ -467,28 +495,46 @@ class Broadcaster:
             filled = self.fill_missing_fees()
             self.watch_never_left()
             settled = self.settle_by_nonce()
+            recovered = self.recover_signed()
+            settled += recovered.sent
+            filled += recovered.fee
             opened = list(
-                Broadcast.objects.filter(
-                    wallet=self.wallet, state=Broadcast.State.OPENED
-                ).values_list("id", "sending_until")
+                Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED)
+                .order_by("id")
+                .values_list("id", "sending_until", "signed_first", "stuck_reason")
             )
             if opened:
                 now = timezone.now()
-                in_flight = [i for i, until in opened if until is not None and until > now]
-                if in_flight and len(in_flight) == len(opened):
+                # Still sending, or signed and the machine's to send again: nobody is needed.
+                waiting = [
+                    i
+                    for i, until, signed, stuck in opened
+                    if (until is not None and until > now) or (signed and not stuck)
+                ]
+                if len(waiting) == len(opened):
                     return Result(
+                        sent=settled,
                         fee=filled,
-                        message=(
-                            f"{self.wallet.name}: broadcast(s) "
-                            f"{', '.join(f'#{i}' for i in in_flight)} still sending"
+                        message="; ".join(
+                            recovered.notes
+                            + [
+                                f"{self.wallet.name}: broadcast(s) "
+                                f"{', '.join(f'#{i}' for i in waiting)} "
+                                "still sending (a signed one is sent again on the next run)"
+                            ]
                         ),
                     )
                 return Result(
                     refused=True,
+                    sent=settled,
                     fee=filled,
-                    message=(
-                        f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
-                        f"{', '.join(f'#{i}' for i, _ in opened)} must be closed by hand first"
+                    message="; ".join(
+                        recovered.notes
+                        + [
+                            f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
+                            f"{', '.join(f'#{i}' for i, *_ in opened if i not in waiting)} "
+                            "must be closed by hand first"
+                        ]
                     ),
                 )
             try:
@@ -511,9 +557,11 @@ class Broadcaster:
             if settled:
                 result.sent += settled
                 result.message = (
-                    f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by nonce; "
-                    + result.message
+                    f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by the "
+                    "machine; " + result.message
                 )
+            if recovered.notes:
+                result.message = "; ".join(recovered.notes + [result.message])
             return result
 
     def collect(self, ids=None) -> Broadcast | None:
@@ -567,8 +615,13 @@ class Broadcaster:
         nonce = uuid.uuid4().hex
         # The claim, committed on its own before the node is called, with the send's lease and
         # its nonce: from here on nobody settles it until the lease is over.
+        signs_first = getattr(self.backend, "signs_first", False)
         claimed = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.COLLECTED).update(
-            state=Broadcast.State.OPENED, opened_at=now, sending_until=sending_until, nonce=nonce
+            state=Broadcast.State.OPENED,
+            opened_at=now,
+            sending_until=sending_until,
+            nonce=nonce,
+            signed_first=signs_first,
         )
         if not claimed:
             return Result(
@@ -582,37 +635,16 @@ class Broadcaster:
             sending_until,
             nonce,
         )
+        broadcast.signed_first = signs_first
         faults.point("broadcast.after_open")
+        if signs_first:
+            return self.sign_and_send(broadcast, deadline)
         try:
             txid = self.backend.send_many(
                 broadcast.outputs, broadcast.label, nonce=nonce, deadline=deadline
             )
         except (NotSent, InsufficientFunds, InvalidAddress) as exc:
-            # The node's answer proves nothing was sent: the outgoing go back to the queue.
-            try:
-                fail_broadcast(broadcast, str(exc))
-            except CloseError:
-                # Closed by hand meanwhile (this process stalled past its lease): "never left"
-                # agrees with this answer; "reached the network" contradicts it.
-                if Broadcast.objects.filter(
-                    pk=broadcast.pk, state=Broadcast.State.CLOSED_BROADCASTED
-                ).exists():
-                    flag_attention(
-                        broadcast.pk,
-                        f"the node refused this broadcast's send ({exc}), yet it was "
-                        "closed by hand as reached the network: check its txid",
-                    )
-                return Result(
-                    message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
-                    broadcasts=[broadcast.pk],
-                )
-            # NotSent is the node (down, starting, refusing us), not an output: nothing to isolate.
-            refusal = None if isinstance(exc, NotSent) else exc
-            return Result(
-                message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
-                broadcasts=[broadcast.pk],
-                refusal=refusal,
-            )
+            return self.not_sent(broadcast, exc)
         except Exception as exc:
             # Outcome unknown (AlreadySent included: an earlier request with this nonce went
             # through): leave it opened; interrupted once its lease is over.
@@ -630,6 +662,249 @@ class Broadcaster:
             )
         faults.point("broadcast.after_send")
         return self.settle_reply(broadcast, txid)
+
+    def not_sent(self, broadcast: Broadcast, exc: Exception, refusal=True) -> Result:
+        """The node's answer proves nothing was sent: the outgoing go back to the queue.
+        `refusal` False: the node or the transaction, not an output, so nothing to isolate."""
+        try:
+            fail_broadcast(broadcast, str(exc))
+        except CloseError:
+            # Closed by hand meanwhile (this process stalled past its lease): "never left"
+            # agrees with this answer; "reached the network" contradicts it.
+            if Broadcast.objects.filter(
+                pk=broadcast.pk, state=Broadcast.State.CLOSED_BROADCASTED
+            ).exists():
+                flag_attention(
+                    broadcast.pk,
+                    f"the node refused this broadcast's send ({exc}), yet it was "
+                    "closed by hand as reached the network: check its txid",
+                )
+            return Result(
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
+                broadcasts=[broadcast.pk],
+            )
+        # NotSent is the node (down, starting, refusing us), not an output: nothing to isolate.
+        refusal = None if isinstance(exc, NotSent) or not refusal else exc
+        return Result(
+            message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: {exc}",
+            broadcasts=[broadcast.pk],
+            refusal=refusal,
+        )
+
+    # -- sign first, send after (backends with signs_first: bitcoind) ------------------------
+
+    def fee_policy(self) -> dict:
+        rule = WithdrawalRule.objects.filter(currency_id=self.wallet.currency_id).first()
+        if rule is None:
+            return {}
+        return dict(
+            fee_rate=rule.fee_rate,
+            confirmation_target=rule.confirmation_target,
+            max_fee=rule.max_fee,
+        )
+
+    def sign_and_send(self, broadcast: Broadcast, deadline: float) -> Result:
+        """Build, fund (coins locked), sign; commit the raw transaction, txid, fee and coins on
+        the opened broadcast; only then hand it to the node. Before the commit nothing can
+        have been sent (no byte of it left this process), so any failure puts the outgoing
+        back in the queue; after it, the next run settles whatever happened."""
+        try:
+            signed = self.backend.build_signed(broadcast.outputs, **self.fee_policy())
+        except FeeTooHigh as exc:
+            return self.hold_for_fee(broadcast, exc)
+        except (InsufficientFunds, InvalidAddress) as exc:
+            return self.not_sent(broadcast, exc)
+        except BackendError as exc:
+            # Refused to sign, node down or a lost reply while building: nothing was signed
+            # AND recorded, so nothing can be sent.
+            return self.not_sent(broadcast, exc, refusal=False)
+        faults.point("broadcast.after_sign")
+        committed = Broadcast.objects.filter(
+            pk=broadcast.pk, state=Broadcast.State.OPENED, raw_tx=""
+        ).update(
+            raw_tx=signed.raw, txid=signed.txid, signed_fee=signed.fee, inputs=list(signed.inputs)
+        )
+        if not committed:
+            # Failed by a later run once this process's lease was over: never to be sent.
+            self._unlock(signed.inputs)
+            return Result(
+                broadcasts=[broadcast.pk],
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} was settled elsewhere "
+                "while it was signed; not sent",
+            )
+        broadcast.raw_tx, broadcast.txid, broadcast.signed_fee, broadcast.inputs = (
+            signed.raw,
+            signed.txid,
+            signed.fee,
+            list(signed.inputs),
+        )
+        faults.point("broadcast.after_sign_commit")
+        return self.send_signed(broadcast, deadline)
+
+    def send_signed(self, broadcast: Broadcast, deadline: float) -> Result:
+        """Hand a committed signed transaction to the node, and settle by its answer."""
+        try:
+            txid = self.backend.send_raw(broadcast.raw_tx, broadcast.txid, deadline=deadline)
+        except Conflict as exc:
+            return self.stuck(broadcast, exc)
+        except Refused as exc:
+            # The node will never take these bytes: nothing was sent, the coins are free again.
+            result = self.not_sent(broadcast, exc, refusal="dust" in str(exc))
+            self._unlock(broadcast.inputs)
+            return result
+        except BackendError as exc:
+            # Node down, restarting, or the reply lost: the same bytes go again next run.
+            Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
+                last_error=f"{type(exc).__name__}: {exc}"[:4000]
+            )
+            log.warning(
+                "broadcast #%s signed as %s, send not confirmed: %s",
+                broadcast.pk,
+                broadcast.txid,
+                exc,
+            )
+            return Result(
+                broadcasts=[broadcast.pk],
+                message=(
+                    f"{self.wallet.name}: broadcast #{broadcast.pk} signed as {broadcast.txid}, "
+                    "its send "
+                    f"not confirmed ({exc}): the next run sends the same transaction again"
+                ),
+            )
+        faults.point("broadcast.after_raw_send")
+        return self.settle_reply(broadcast, txid)
+
+    def stuck(self, broadcast: Broadcast, exc: Exception) -> Result:
+        """The signed transaction's inputs are spent by another one, or gone: it can never
+        confirm, and whether that other one pays these outputs is for a person to judge.
+        Interrupted from now on (its lease ends), with the reason and the other txid."""
+        other = getattr(exc, "conflicting_txid", "")
+        if not other:
+            try:
+                other = self.backend.find_spender(broadcast.inputs, exclude=broadcast.txid)
+            except BackendError:
+                other = ""
+        reason = (
+            f"CONFLICT: the inputs of {broadcast.txid} are spent by "
+            + (f"transaction {other}" if other else "another transaction (not in this wallet)")
+            + f" or missing; it can never confirm: {exc}"
+        )
+        Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
+            stuck_reason=reason[:4000], last_error=reason[:4000], sending_until=timezone.now()
+        )
+        log.error("broadcast #%s interrupted: %s", broadcast.pk, reason)
+        return Result(
+            refused=True,
+            broadcasts=[broadcast.pk],
+            message=f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED, for a "
+            f"person: {reason}",
+        )
+
+    def hold_for_fee(self, broadcast: Broadcast, exc: FeeTooHigh) -> Result:
+        """The fee would exceed the currency's cap: nothing was signed. The broadcast fails and
+        its outgoing leave the queue for 'needs attention' with the figures (still on 204),
+        in one transaction."""
+        currency = self.wallet.currency
+        note = (
+            f"fee cap: this broadcast of {broadcast.transaction_count} outgoing in "
+            f"{broadcast.output_count} outputs would pay {currency.amount(exc.fee)} in fee, "
+            f"above the {currency.code} cap of {currency.amount(exc.cap)}"
+        )
+        with transaction.atomic():
+            updated = Broadcast.objects.filter(
+                pk=broadcast.pk, state=Broadcast.State.OPENED
+            ).update(state=Broadcast.State.FAILED, closed_at=timezone.now(), last_error=note)
+            if updated:
+                OutgoingTransaction.objects.filter(broadcast=broadcast).update(
+                    state=OutgoingTransaction.State.NEEDS_ATTENTION,
+                    broadcast=None,
+                    returned_by=broadcast,
+                    last_error=note,
+                )
+            faults.point("broadcast.before_fee_cap_commit")
+        log.error("broadcast #%s not sent: %s", broadcast.pk, note)
+        return Result(
+            refused=True,
+            broadcasts=[broadcast.pk],
+            message=f"{self.wallet.name}: broadcast #{broadcast.pk} NOT SENT, its outgoing "
+            f"need attention: {note}",
+        )
+
+    def _unlock(self, inputs):
+        if inputs:
+            try:
+                self.backend.lock_coins(inputs, lock=False)
+            except BackendError as exc:
+                log.warning(
+                    "cannot unlock %s coins now (a node restart frees them): %s", len(inputs), exc
+                )
+
+    def recover_signed(self) -> Recovered:
+        """This wallet's opened broadcasts that were signed first, settled by the machine
+        before anything new is collected: a signed one the node knows (wallet, mempool or
+        chain) is booked; one it does not is sent again, the same bytes, after locking its
+        coins again (a node restart drops locks); inputs spent elsewhere leave it for a
+        person. One that never recorded a signed transaction and whose lease is over never
+        sent anything: its outgoing go back to the queue."""
+        out = Recovered()
+        if not getattr(self.backend, "signs_first", False):
+            return out
+        rows = Broadcast.objects.filter(
+            wallet=self.wallet, state=Broadcast.State.OPENED, signed_first=True, stuck_reason=""
+        ).order_by("id")
+        for broadcast in rows:
+            now = timezone.now()
+            if not broadcast.raw_tx:
+                if broadcast.sending_until is None or broadcast.sending_until <= now:
+                    try:
+                        fail_broadcast(
+                            broadcast,
+                            "no signed transaction was recorded before its lease ended: "
+                            "nothing was sent",
+                        )
+                    except CloseError:
+                        continue
+                    out.notes.append(
+                        f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: "
+                        "its outgoing are back in the queue"
+                    )
+                continue
+            Broadcast.objects.filter(pk=broadcast.pk, recovered_at__isnull=True).update(
+                recovered_at=now
+            )
+            try:
+                confirmations = self.backend.known_transaction(broadcast.txid)
+            except BackendError as exc:
+                out.notes.append(
+                    f"{self.wallet.name}: broadcast #{broadcast.pk} not settled yet: {exc}"
+                )
+                continue
+            if confirmations is not None and confirmations >= 0:
+                result = self.settle_reply(broadcast, broadcast.txid)
+            elif confirmations is not None:
+                result = self.stuck(
+                    broadcast,
+                    Conflict(
+                        f"the node's wallet has it conflicted ({confirmations} confirmations)"
+                    ),
+                )
+            else:
+                sending_until, deadline = _lease_from(now)
+                # The re-send holds the lease like the first send: no close by hand meanwhile.
+                if not Broadcast.objects.filter(
+                    pk=broadcast.pk, state=Broadcast.State.OPENED
+                ).update(sending_until=sending_until):
+                    continue
+                try:
+                    self.backend.lock_coins(broadcast.inputs)
+                except BackendError:
+                    pass  # spent or unknown coins: the send below says which
+                faults.point("broadcast.before_resend")
+                result = self.send_signed(broadcast, deadline)
+            out.sent += result.sent
+            out.fee += result.fee
+            out.notes.append(result.message)
+        return out
 
     def isolate(self, refused: Broadcast, first: Result) -> Result:
         """The node provably refused a broadcast (an invalid address, dust, a backend's minimum,
@@ -763,7 +1038,10 @@ class Broadcaster:
                 broadcasts=[broadcast.pk],
                 message=f"{self.wallet.name}: broadcast #{broadcast.pk} LATE REPLY: {note}",
             )
-        fee = self.record_fee(broadcast.pk, txid)
+        if broadcast.signed_fee is not None and broadcast.txid == txid:
+            fee = book_fee(broadcast.pk, broadcast.signed_fee)  # known since it was signed
+        else:
+            fee = self.record_fee(broadcast.pk, txid)
         fee_text = self.wallet.currency.amount(fee) if fee is not None else "unknown yet"
         return Result(
             sent=1,
@@ -784,6 +1062,7 @@ class Broadcaster:
             self.backend, "list_transactions"
         ):
             return 0
+        found_signed = self.watch_signed_never_left()
         watched = dict(
             Broadcast.objects.filter(
                 wallet=self.wallet,
@@ -806,7 +1085,34 @@ class Broadcaster:
         }
         for label, txid in found.items():
             record_late_reply(watched[label], txid)
-        return len(found)
+        return len(found) + found_signed
+
+    def watch_signed_never_left(self) -> int:
+        """Signed broadcasts closed as 'never left' in the last day whose stored txid the node
+        knows after all (it had the bytes; a conflict went away): a late reply, as above."""
+        if not getattr(self.backend, "signs_first", False):
+            return 0
+        watched = Broadcast.objects.filter(
+            wallet=self.wallet,
+            state=Broadcast.State.CLOSED_FAILED,
+            signed_first=True,
+            closed_at__gte=timezone.now() - timedelta(days=1),
+        ).exclude(raw_tx="")
+        # Once found, the note stays in its last error: never flagged twice for the same news.
+        watched = watched.exclude(last_error__contains="LATE REPLY")
+        found = 0
+        for broadcast_id, txid in watched.values_list("id", "txid"):
+            try:
+                confirmations = self.backend.known_transaction(txid)
+            except BackendError as exc:
+                log.warning(
+                    "cannot check broadcast #%s closed as never left: %s", broadcast_id, exc
+                )
+                continue
+            if confirmations is not None and confirmations >= 0:
+                record_late_reply(broadcast_id, txid)
+                found += 1
+        return found
 
     def settle_by_nonce(self) -> int:
         """Interrupted broadcasts of a nonce backend, re-issued with their nonce while that is
@@ -1135,9 +1441,14 @@ def _check_closable(broadcast: Broadcast, user, reason: str):
 
 
 def find_on_chain(broadcast: Broadcast, backend=None) -> list[str]:
-    """Txids of the node wallet's transactions carrying this broadcast's comment, or, where
-    the backend keeps no comments, its sends since the broadcast opened paying its outputs."""
+    """The broadcast's stored txid if the node knows it (wallet, mempool or chain; not
+    conflicted); else the txids of the node wallet's transactions carrying its comment, or,
+    where the backend keeps no comments, its sends since it opened paying its outputs."""
     backend = backend or broadcast.wallet.get_backend()
+    if broadcast.txid and getattr(backend, "signs_first", False):
+        confirmations = backend.known_transaction(broadcast.txid)
+        if confirmations is not None and confirmations >= 0:
+            return [broadcast.txid]
     if getattr(backend, "keeps_comments", True):
         return backend.find_by_comment(broadcast.label)
     return backend.find_sent({a: int(v) for a, v in broadcast.outputs.items()}, broadcast.opened_at)
@@ -1255,6 +1566,9 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
             close_method=Broadcast.CloseMethod.NEVER_LEFT,
             close_reason=reason.strip(),
         )
+        if broadcast.inputs:
+            # Its signed transaction can never be sent now: its coins that are left are free.
+            Broadcaster(broadcast.wallet, backend)._unlock(broadcast.inputs)
     broadcast.refresh_from_db()
     return broadcast
 

@@ -46,6 +46,9 @@ class Blind:
     def find_by_comment(self, comment):
         return []
 
+    def known_transaction(self, txid):
+        return None
+
     def __getattr__(self, name):
         return getattr(self.backend, name)
 

@@ -149,7 +149,11 @@ def funded_wallet(currency, server, user_id="alice", blocks=120):
 
 
 class SendOutcomeUnknown(BitcoindBackend):
-    """A real node whose send never answers: the broadcast may or may not have happened."""
+    """A real node whose send never answers: the broadcast may or may not have happened.
+    It sends the sendmany way (not signing first), as a backend that cannot sign here does:
+    the case a person settles by hand."""
+
+    signs_first = False
 
     def send_many(self, outputs, comment, **kwargs):
         raise OutcomeUnknown("read timeout after sending (simulated)")

@@ -114,11 +114,11 @@ def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(
     end_lease(killed)
 
     interrupted = Broadcast.objects.get()
-    assert interrupted.state == Broadcast.State.OPENED and list(interrupted_broadcasts()) == [
-        interrupted
-    ]
-    refused = Broadcaster(wallet).run()
-    assert refused.refused and refused.sent == 0 and node_sends(wallet) == []
+    # Killed before it signed anything: nothing can have been sent, so it is the machine's
+    # (the next run puts its outgoing back in the queue), not listed for a person; a person
+    # may still close it once its lease is over.
+    assert interrupted.state == Broadcast.State.OPENED and not interrupted.raw_tx
+    assert not interrupted_broadcasts().exists() and node_sends(wallet) == []
     with pytest.raises(CloseError, match="do not match|does not confirm"):
         close_as_broadcasted(interrupted, "ab" * 32, closer, "guessing")
 
@@ -136,34 +136,38 @@ def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(
     assert_books_match_node(wallet, "alice")
 
 
-def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(
+def test_it_settles_a_broadcast_killed_after_sending_on_the_next_run_without_a_person(
     btc, node, fresh_node, child_env, closer
 ):
+    # Before issue 16 (one sendmany) this broadcast was interrupted and a person closed it as
+    # reached the network; signed first, its txid is known before the send and the machine
+    # settles it.
     server = fresh_node()
     wallet, alice = funded_wallet(btc, server)
     address = node.rpc("getnewaddress")
     send_external(alice, address, 9_000_000)
-    kill_when_paused(broadcaster_process(child_env, wallet, pause="after_send"), "after_send")
+    kill_when_paused(
+        broadcaster_process(child_env, wallet, pause="after_raw_send"), "after_raw_send"
+    )
     wait_lock_released(wallet)
     end_lease(Broadcast.objects.get())
 
     interrupted = Broadcast.objects.get()
-    assert (interrupted.state, interrupted.txid) == (Broadcast.State.OPENED, "")
-    assert Broadcaster(wallet).run().refused
+    assert interrupted.state == Broadcast.State.OPENED and len(interrupted.txid) == 64
+    assert not interrupted_broadcasts().exists()
     with pytest.raises(CloseError, match="it left"):
         close_as_never_left(interrupted, closer, "wrong guess")
-    [txid] = find_on_chain(interrupted)
-    coinbase = server.rpc("getblock", server.rpc("getblockhash", 1))["tx"][0]
-    with pytest.raises(CloseError, match="do not match"):
-        close_as_broadcasted(interrupted, coinbase, closer, "wrong txid")
+    assert find_on_chain(interrupted) == [interrupted.txid]  # the stored txid, first
+    txid = interrupted.txid
 
-    close_as_broadcasted(interrupted, txid, closer, "found by comment")
+    result = Broadcaster(wallet).run()
 
     interrupted.refresh_from_db()
-    assert (interrupted.state, interrupted.txid, interrupted.close_method) == (
-        "closed_broadcasted",
+    assert result.sent == 1 and not result.refused
+    assert (interrupted.state, interrupted.txid, interrupted.closed_by) == (
+        "broadcasted",
         txid,
-        "reached_network",
+        None,
     )
     assert interrupted.fee == wallet.get_backend().get_transaction(txid).fee > 0
     assert OutgoingTransaction.objects.get().state == "broadcasted"
@@ -173,12 +177,12 @@ def test_it_settles_a_broadcast_killed_after_sendmany_as_reached_the_network(
 
 
 class DiesBeforeSend(BitcoindBackend):
-    """The node answers the ping, then is gone when sendmany connects (refused: provably not
-    sent)."""
+    """The node answers the ping and signs, then is gone when the send connects (refused:
+    provably not sent)."""
 
-    def send_many(self, outputs, comment, **kwargs):
+    def send_raw(self, raw, txid, **kwargs):
         self.url = "http://u:p@127.0.0.1:9"
-        return super().send_many(outputs, comment, **kwargs)
+        return super().send_raw(raw, txid, **kwargs)
 
 
 def test_it_marks_nothing_and_loses_nothing_when_the_node_is_unreachable(btc, node, fresh_node):
@@ -196,9 +200,15 @@ def test_it_marks_nothing_and_loses_nothing_when_the_node_is_unreachable(btc, no
     assert out.state == "queued"
     server.start()
     failed = Broadcaster(wallet, backend=DiesBeforeSend(wallet)).run()
-    assert failed.sent == 0 and Broadcast.objects.get().state == Broadcast.State.FAILED
+    # Signed and recorded, not sent: it stays the machine's, and the next run sends the same
+    # transaction (before issue 16 it failed and its outgoing went back to the queue).
+    signed = Broadcast.objects.get()
+    assert failed.sent == 0 and not failed.refused
+    assert signed.state == Broadcast.State.OPENED and signed.raw_tx
     assert not interrupted_broadcasts().exists()
     assert Broadcaster(wallet).run().sent == 1
+    signed.refresh_from_db()
+    assert signed.state == Broadcast.State.BROADCASTED
     assert_paid_once(wallet, {address: 3_000_000})
     assert_books_match_node(wallet, "alice")
 
@@ -266,7 +276,9 @@ def test_it_leaves_a_refused_send_killed_before_its_commit_for_a_person_and_pays
     wait_lock_released(wallet)
 
     killed = end_lease(Broadcast.objects.get())
-    assert killed.state == Broadcast.State.OPENED and list(interrupted_broadcasts()) == [killed]
+    # Funding was refused, so nothing was signed: the machine's to fail on its next run (not
+    # listed for a person), and a person may close it too.
+    assert killed.state == Broadcast.State.OPENED and not interrupted_broadcasts().exists()
     close_as_never_left(killed, closer, "insufficient funds: nothing on the node")
     out = OutgoingTransaction.objects.get()
     assert (out.state, out.returned_by_id) == ("queued", killed.pk)

@@ -17,6 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class FeeLookupDown(BitcoindBackend):
+    # A sendmany-style send (not signed first): its fee is known only by looking it up.
+    signs_first = False
+
     def get_transaction(self, txid):
         raise NodeUnreachable("gettransaction: node went away (simulated)")
 
@@ -47,8 +50,10 @@ def test_it_sends_the_wallets_queue_in_one_transaction_merging_addresses(btc, no
     )
     info = wallet.get_backend().get_transaction(broadcast.txid)
     assert info.sent() == {a1: 3_000_000, a2: 500_000}
-    assert info.comment == broadcast.label == f"cryptoadmin-broadcast-{broadcast.pk}"
-    assert fee == broadcast.fee == info.fee > 0
+    # Signed first (issue 16): sendrawtransaction carries no comment; the txid was stored
+    # before the send, and the fee with it.
+    assert broadcast.label == f"cryptoadmin-broadcast-{broadcast.pk}" and broadcast.signed_first
+    assert fee == broadcast.fee == broadcast.signed_fee == info.fee > 0
     assert set(OutgoingTransaction.objects.values_list("state", "broadcast")) == {
         ("broadcasted", broadcast.pk)
     }
@@ -86,7 +91,9 @@ def test_it_spends_an_imported_legacy_wallets_coins_held_on_labelled_addresses(b
 
     broadcast = Broadcast.objects.get()
     assert (sent, broadcast.state, broadcast.last_error) == (1, Broadcast.State.BROADCASTED, "")
-    assert fee > 0 and ours.rpc("getbalance", "legacy", 1) == 0
+    # Signed first, fundrawtransaction picks from every coin whatever its account (no
+    # `move` needed, so the legacy account's bookkeeping balance is left as it was).
+    assert fee > 0
     assert ledger.wallet_books_balance(wallet) == wallet.get_backend().get_balance(0)
     # Nothing left: the next run sends nothing.
     assert tuple(Broadcaster(wallet).run()) == (0, 0)
@@ -228,7 +235,10 @@ def test_it_spends_coins_that_arrived_at_users_receiving_addresses(btc, two_node
 
 
 class PaysThenLosesTheReply(BitcoindBackend):
-    """sendmany reaches the node and pays; its answer never comes back."""
+    """sendmany reaches the node and pays; its answer never comes back. A sendmany-style
+    backend (not signed first): the late-reply paths that a person's close can meet."""
+
+    signs_first = False
 
     def send_many(self, outputs, comment, **kwargs):
         super().send_many(outputs, comment, **kwargs)

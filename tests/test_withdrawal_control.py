@@ -298,6 +298,15 @@ class CoreDustPolicy(BitcoindBackend):
             raise InsufficientFunds(f"sendmany: Transaction amount too small ({small[0]})", code=-6)
         return super().send_many(outputs, comment, **kwargs)
 
+    def build_signed(self, outputs, **kwargs):
+        # Signed first (issue 16): Core's fundrawtransaction refuses dust the same way (-4).
+        small = sorted(a for a, v in outputs.items() if v < 546)
+        if small:
+            raise InsufficientFunds(
+                f"fundrawtransaction: Transaction amount too small ({small[0]})", code=-4
+            )
+        return super().build_signed(outputs, **kwargs)
+
 
 def test_it_sends_the_others_when_one_output_is_refused_then_moves_it_to_attention(
     btc, fresh_node, node

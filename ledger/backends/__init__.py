@@ -2,11 +2,15 @@ from .base import (  # noqa: F401
     AlreadySent,
     BackendError,
     BadReply,
+    Conflict,
+    FeeTooHigh,
     InsufficientFunds,
     InvalidAddress,
     NodeUnreachable,
     NotSent,
     OutcomeUnknown,
+    Refused,
+    SignedTx,
     TransactionNotFound,
 )
 

@@ -55,6 +55,40 @@ class BadReply(BackendError):
     """The node answered something we cannot trust (wrong shape, sub-unit precision)."""
 
 
+class Refused(BackendError):
+    """The node refuses this signed transaction for good (dust, a policy rule): it is not in
+    its mempool or chain, and the same bytes will never be accepted."""
+
+
+class Conflict(BackendError):
+    """The signed transaction's inputs are spent by another transaction, or gone: it can
+    never confirm. `conflicting_txid` is that other transaction when it could be found."""
+
+    def __init__(self, message, *, code=None, conflicting_txid: str = ""):
+        super().__init__(message, code=code)
+        self.conflicting_txid = conflicting_txid
+
+
+class FeeTooHigh(BackendError):
+    """Funding the transaction would pay more fee than the currency's cap: nothing was
+    signed, and the coins it had chosen are unlocked again."""
+
+    def __init__(self, message, *, fee: int, cap: int):
+        super().__init__(message)
+        self.fee, self.cap = fee, cap
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    """A funded, signed transaction not yet handed to the network. `inputs` are the coins it
+    spends as "txid:vout"; `fee` is what its inputs hold less its outputs (base units)."""
+
+    raw: str
+    txid: str
+    fee: int
+    inputs: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class TxOutput:
     """One wallet-relevant entry of a transaction: `category` is
@@ -191,6 +225,51 @@ class Backend:
 
     # True when a repeated send with the same nonce cannot pay twice (within a window).
     supports_nonce = False
+    # True when a broadcast is built and signed here (build_signed), committed by the caller,
+    # then handed to the network (send_raw): the same signed bytes can only pay once.
+    signs_first = False
+
+    def build_signed(
+        self,
+        outputs: dict[str, int],
+        *,
+        fee_rate: int | None = None,
+        confirmation_target: int | None = None,
+        max_fee: int | None = None,
+    ) -> SignedTx:
+        """Build a transaction paying `outputs`, funded with this wallet's coins (locked until
+        it is settled) at `fee_rate` base units per 1000 bytes (or the node's estimate for
+        `confirmation_target` blocks, or the node's default), and signed. Nothing reaches
+        the network. Raises InsufficientFunds / InvalidAddress / Refused (nothing locked),
+        FeeTooHigh (above `max_fee`: unlocked again, nothing signed)."""
+        raise NotImplementedError
+
+    def send_raw(self, raw: str, txid: str, *, deadline: float | None = None) -> str:
+        """Hand a signed transaction to the network; returns its txid, also when the node
+        already had it (mempool or chain). Raises Conflict (its inputs are spent by another
+        transaction or missing), Refused (never accepted), NotSent, OutcomeUnknown."""
+        raise NotImplementedError
+
+    def known_transaction(self, txid: str) -> int | None:
+        """Confirmations of a transaction the node knows (its wallet, mempool or chain: 0 in
+        the mempool, negative when conflicted), None when it knows nothing of it."""
+        raise NotImplementedError
+
+    def lock_coins(self, inputs, lock: bool = True) -> None:
+        """Keep (or release) coins from the wallet's coin selection ("txid:vout" each)."""
+        raise NotImplementedError
+
+    def locked_coins(self) -> set[str]:
+        raise NotImplementedError
+
+    def find_spender(self, inputs, exclude: str = "") -> str:
+        """A wallet transaction other than `exclude` spending one of `inputs`, or ''."""
+        return ""
+
+    def decode_outputs(self, raw: str) -> dict[str, int]:
+        """address -> base units paid by a raw transaction, read by the node."""
+        raise NotImplementedError
+
     # True when find_by_comment can prove a send never reached the wallet.
     keeps_comments = True
 

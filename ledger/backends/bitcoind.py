@@ -28,6 +28,8 @@ from .base import (
     BackendError,
     BadReply,
     ChainTip,
+    Conflict,
+    FeeTooHigh,
     InsufficientFunds,
     InvalidAddress,
     NodeUnreachable,
@@ -35,6 +37,8 @@ from .base import (
     OutcomeUnknown,
     ReceivedByAddress,
     ReceivedEntry,
+    Refused,
+    SignedTx,
     SinceBlock,
     TransactionNotFound,
     TxInfo,
@@ -54,6 +58,13 @@ _STALE = (
     http.client.ResponseNotReady,
 )
 _WALLET_TX_NOT_FOUND = "Invalid or non-wallet transaction id"
+# sendrawtransaction's answers for bytes the node already has: in its mempool (-27 on every
+# version), or in its chain (-27 "already in block chain"; Bitcoin SV: -26 "257:
+# txn-already-known").
+_ALREADY_HAVE = ("already in the mempool", "already in block chain", "txn-already-known")
+# The signing call's name per node URL, learnt from the node's first answer: Bitcoin Core
+# >= 0.17 has signrawtransactionwithwallet; older nodes (this Bitcoin SV) only signrawtransaction.
+_SIGN_METHOD: dict[str, str] = {}
 
 
 class BitcoindBackend(Backend):
@@ -433,6 +444,140 @@ class BitcoindBackend(Backend):
                 f"before sendmany, moving accounts to the default one: {exc}", code=exc.code
             ) from exc
 
+    # -- sign first, send after -------------------------------------------------------------
+
+    signs_first = True
+
+    def build_signed(self, outputs, *, fee_rate=None, confirmation_target=None, max_fee=None):
+        if not outputs:
+            raise AmountError("build_signed needs at least one output")
+        amounts = {address: self.amount_str(units) for address, units in outputs.items()}
+        # No `move` first, unlike sendmany: fundrawtransaction picks from every coin of the
+        # wallet, whatever account a node that still has accounts put it in.
+        try:
+            raw = self.call("createrawtransaction", [], amounts)
+            options = {"lockUnspents": True}
+            if fee_rate is not None:
+                options["feeRate"] = format_units(fee_rate, self.decimals)
+            elif confirmation_target is not None:
+                options["conf_target"] = confirmation_target
+            funded = self.call("fundrawtransaction", raw, options)
+        except BackendError as exc:
+            # Bitcoin Core answers a dust output, as sendmany did with -6, "Transaction amount
+            # too small": an output refused, nothing locked.
+            if exc.code == -4 and ("nsufficient funds" in str(exc) or "too small" in str(exc)):
+                raise InsufficientFunds(str(exc), code=exc.code) from exc
+            raise
+        if not isinstance(funded, dict) or not isinstance(funded.get("hex"), str):
+            raise BadReply(
+                f"fundrawtransaction reply is not an object with hex: {str(funded)[:200]}"
+            )
+        fee = self.units(funded.get("fee"))
+        decoded = self.call("decoderawtransaction", funded["hex"])
+        inputs = tuple(f"{v['txid']}:{v['vout']}" for v in decoded.get("vin", []))
+        if max_fee is not None and fee > max_fee:
+            self._unlock_quietly(inputs)
+            raise FeeTooHigh(
+                f"the fee would be {format_units(fee, self.decimals)}, above the cap of "
+                f"{format_units(max_fee, self.decimals)}",
+                fee=fee,
+                cap=max_fee,
+            )
+        try:
+            signed = self._sign(funded["hex"])
+        except BackendError:
+            self._unlock_quietly(inputs)
+            raise
+        if not isinstance(signed, dict) or not signed.get("complete") or not signed.get("hex"):
+            self._unlock_quietly(inputs)
+            raise Refused(f"the node could not sign the transaction: {str(signed)[:300]}")
+        txid = check_txid(
+            self.call("decoderawtransaction", signed["hex"]).get("txid"), "decoded tx"
+        )
+        return SignedTx(raw=signed["hex"], txid=txid, fee=fee, inputs=inputs)
+
+    def _sign(self, raw: str):
+        method = _SIGN_METHOD.get(self.url, "signrawtransactionwithwallet")
+        try:
+            return self.call(method, raw)
+        except BackendError as exc:
+            if exc.code != -32601 or method == "signrawtransaction":
+                raise
+        _SIGN_METHOD[self.url] = "signrawtransaction"
+        return self.call("signrawtransaction", raw)
+
+    def send_raw(self, raw: str, txid: str, *, deadline: float | None = None) -> str:
+        timeout = seconds_left(deadline, self.timeout)
+        try:
+            got = self.call_once("sendrawtransaction", raw, timeout=timeout)
+        except BackendError as exc:
+            message = str(exc)
+            if exc.code in (-27, -26) and any(m in message for m in _ALREADY_HAVE):
+                return txid
+            if exc.code == -25 or (exc.code == -26 and "conflict" in message):
+                raise Conflict(
+                    f"its inputs are spent by another transaction or missing: {message}",
+                    code=exc.code,
+                ) from exc
+            if exc.code in (-26, -22):  # rejected by policy or unreadable: never accepted
+                raise Refused(message, code=exc.code) from exc
+            raise
+        if got != txid:
+            raise OutcomeUnknown(f"sendrawtransaction answered {got!r}, not {txid}")
+        return txid
+
+    def known_transaction(self, txid: str) -> int | None:
+        try:
+            return self.get_transaction(txid).confirmations
+        except TransactionNotFound:
+            pass
+        try:
+            self.call("getmempoolentry", txid)
+            return 0
+        except BackendError as exc:
+            if exc.code == -5:
+                return None
+            raise
+
+    def lock_coins(self, inputs, lock: bool = True) -> None:
+        coins = [_coin(i) for i in inputs]
+        if coins:
+            # lockunspent's first argument is "unlock".
+            self.call("lockunspent", not lock, coins)
+
+    def _unlock_quietly(self, inputs):
+        try:
+            self.lock_coins(inputs, lock=False)
+        except BackendError:
+            pass  # a node restart drops every lock anyway
+
+    def locked_coins(self) -> set[str]:
+        return {f"{c['txid']}:{c['vout']}" for c in self.call("listlockunspent")}
+
+    def find_spender(self, inputs, exclude: str = "") -> str:
+        wanted = set(inputs)
+        txids = []
+        for entry in self.list_transactions(200):
+            t = entry.get("txid")
+            if t and t != exclude and t not in txids and entry.get("category") == "send":
+                txids.append(t)
+        for t in txids:
+            try:
+                raw = self.call("gettransaction", t).get("hex")
+                vin = self.call("decoderawtransaction", raw).get("vin", [])
+            except BackendError:
+                continue
+            if any(f"{v.get('txid')}:{v.get('vout')}" in wanted for v in vin):
+                return t
+        return ""
+
+    def decode_outputs(self, raw: str) -> dict[str, int]:
+        paid: dict[str, int] = {}
+        for out in self.call("decoderawtransaction", raw).get("vout", []):
+            for address in out.get("scriptPubKey", {}).get("addresses", [])[:1]:
+                paid[address] = paid.get(address, 0) + self.units(out["value"])
+        return paid
+
     def spends_own_coins(self, txid: str) -> bool:
         # bitcoind lists "send" details only for transactions whose inputs its wallet debited.
         return any(out.category == "send" for out in self.get_transaction(txid).outputs)
@@ -509,6 +654,11 @@ def _tip_after(reply) -> str | None:
     if isinstance(reply, str) and HASH_RE.match(reply):
         return reply
     return None
+
+
+def _coin(text: str) -> dict:
+    txid, _, vout = text.partition(":")
+    return {"txid": txid, "vout": int(vout)}
 
 
 def _refuse_inexact(params):
