@@ -210,6 +210,7 @@ def _user_accounts(term: str) -> list:
 
 @admin.register(Account)
 class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
+    ordering = ["id"]  # the primary key: a stable page order at any size
     list_display = ["id", "currency", "code", "user_id", "wallet", "created_at"]
     list_filter = ["currency", "code"]
     list_select_related = ["currency", "wallet__currency"]
