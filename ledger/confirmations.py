@@ -7,8 +7,12 @@ keeps where it was mined (block_hash, block_height), the wallet keeps the tip it
 (NetworkTransaction.objects.with_confirmations()), never rewritten row by row. One poll
 cycle of a bitcoind wallet is, whatever the number of open rows:
 
-- one `getblockchaininfo` (the tip). Unchanged tip: nothing else, except the rows with no
-  block (unconfirmed, conflicted, vanished) asked by txid in one batch;
+- one batch of `getblockchaininfo` (the tip) and `getwalletinfo` (the wallet's transaction
+  count). Unchanged tip and count: nothing else, except the rows with no block (unconfirmed,
+  conflicted, vanished) asked by txid in one batch;
+- an unchanged tip but a changed count (a wallet transaction arrived unmined, e.g. a deposit
+  paid to us): one batch of `listsinceblock <last tip>` (the unconfirmed ones) and
+  `getbestblockhash`; new deposits recorded, nothing placed or closed;
 - a new tip: ONE batch of `listsinceblock <last tip>` (only the wallet transactions mined
   since, and the unconfirmed ones), `getblockhash <last tip's height>` (the last tip still
   there means every block below it is: no open row was reorged out) and `getbestblockhash`
@@ -202,16 +206,20 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     old_hash, old_height = wallet.last_block_hash or "", wallet.last_block_height
     window: dict[str, TxInfo] = {}
     trusted, wallet_error, moved = True, None, tip.hash != old_hash or tip.height != old_height
+    # The same tip but a wallet transaction count that changed: something arrived unmined (a
+    # deposit paid to us). Its window is the unconfirmed transactions: recorded now, nothing
+    # placed or closed (no block arrived).
+    arrived = not moved and tip.tx_count is not None and tip.tx_count != wallet.last_tx_count
     reorged = None  # rows whose block left the main chain (only looked for after a reorg)
-    if moved:
+    if moved or arrived:
         try:
             # The last tip still on the main chain at its height means every block below it
             # is too: one getblockhash checks every open row's block.
             since, main, after = backend.since_tip(
-                old_hash, [old_height] if old_height is not None else []
+                old_hash, [old_height] if moved and old_height is not None else []
             )
             summary.round_trips += 1
-            if old_height is not None and main.get(old_height) != old_hash:
+            if moved and old_height is not None and main.get(old_height) != old_hash:
                 reorged, deeper, after = _after_reorg(wallet, backend, old_height, summary)
                 since = SinceBlock(
                     since.transactions + deeper.transactions,
@@ -265,10 +273,14 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     faults.point("poll.before_cursor")
     # Not a counted field: tells the listener this cycle read the window of a new tip, which
     # holds every wallet transaction announced with the block (no need to ask about them).
-    summary.read_window = moved and trusted
+    summary.read_window = (moved or arrived) and trusted
     done = {"last_polled_at": now, "last_poll_error": "", "last_poll_error_at": None}
     if trusted and wallet_error is None:
         done.update(last_block_hash=tip.hash, last_block_height=tip.height)
+        if tip.tx_count is not None:
+            # Read before the window: a transaction arriving meanwhile is in the window and
+            # only makes the next cycle read it again, never skip one.
+            done.update(last_tx_count=tip.tx_count)
     if wallet_error is not None:
         done.update(
             last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 import socket
 from decimal import Decimal
@@ -47,6 +48,8 @@ from .base import (
     mask_url,
     seconds_left,
 )
+
+log = logging.getLogger(__name__)
 
 # A stale keep-alive connection: safe to reconnect and repeat a read-only call.
 _STALE = (
@@ -351,13 +354,23 @@ class BitcoindBackend(Backend):
 
     def chain_tip(self) -> ChainTip:
         # getblockchaininfo reads height and hash under one lock: never a mismatched pair.
-        reply = self.call("getblockchaininfo")
+        # getwalletinfo's txcount in the same round trip tells a new wallet transaction under
+        # an unchanged tip (it grows when one arrives; being mined does not change it).
+        reply, wallet_info = self.batch([("getblockchaininfo",), ("getwalletinfo",)])
+        if isinstance(reply, BackendError):
+            raise reply
         if not isinstance(reply, dict):
             raise BadReply(f"getblockchaininfo reply is {type(reply).__name__}, not an object")
         height, best = reply.get("blocks"), reply.get("bestblockhash")
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
             raise BadReply(f"getblockchaininfo: blocks {str(height)[:40]!r} is not a height")
-        return ChainTip(height, _block_hash(best, "getblockchaininfo bestblockhash"))
+        count = wallet_info.get("txcount") if isinstance(wallet_info, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            # Unknown: the poller follows the tip alone (walletnotify and the listener still
+            # see unconfirmed deposits at once).
+            log.warning("getwalletinfo gave no usable txcount: %.80r", wallet_info)
+            count = None
+        return ChainTip(height, _block_hash(best, "getblockchaininfo bestblockhash"), count)
 
     def since_tip(self, blockhash: str, heights: list[int]) -> tuple[SinceBlock, dict, str | None]:
         replies = self.batch(

@@ -1,0 +1,80 @@
+"""A deposit paid to us while the tip stays where it was is recorded by the next poll cycle,
+without waiting for a block: the tip call also reads the wallet's transaction count, and a
+changed count reads the window of the unchanged tip (the unconfirmed transactions)."""
+
+import pytest
+
+from ledger import services
+from ledger.confirmations import poll_wallet
+from ledger.models import NetworkTransaction, Transaction, Wallet
+from tests.support import make_currency, make_wallet, pay_from_outside, wait_until
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup(db, two_nodes):
+    ours, outside = two_nodes
+    wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=4), ours)
+    return wallet, ours, outside
+
+
+def poll(wallet):
+    wallet.refresh_from_db()
+    return poll_wallet(wallet)
+
+
+def test_it_records_an_unconfirmed_deposit_when_the_tip_did_not_move(setup):
+    wallet, ours, outside = setup
+    address = services.new_receiving_address(wallet, "alice")
+    poll(wallet)
+    tip = Wallet.objects.get(pk=wallet.pk).last_block_hash
+    txid = pay_from_outside(ours, outside, address.address, "0.75")
+    assert ours.rpc("getbestblockhash") == tip  # nothing mined in between
+    summary = poll(wallet)
+    row = NetworkTransaction.objects.with_confirmations().get(txid=txid)
+    assert (row.type, row.state, row.confirmations, row.credited_at) == (
+        "deposit",
+        "open",
+        0,
+        None,
+    ), summary
+    assert row.block_height is None and row.confirmations_now == 0
+    assert summary.discovered == 1 and summary.closed == 0
+    assert not Transaction.objects.filter(kind="deposit").exists()
+    assert services.balance(services.user_account("alice", wallet.currency)) == 0
+    assert Wallet.objects.get(pk=wallet.pk).last_block_hash == tip
+    assert summary.round_trips == 2, summary  # the tip and count, then the window
+    count = ours.rpc("getwalletinfo")["txcount"]
+    assert Wallet.objects.get(pk=wallet.pk).last_tx_count == count
+    # Seen once: the next cycle reads no window; it asks the unconfirmed row by txid, as every
+    # cycle asks the rows with no block.
+    again = poll(wallet)
+    assert (again.round_trips, again.discovered, again.checked) == (2, 0, 1), again
+    assert NetworkTransaction.objects.filter(txid=txid).count() == 1
+
+
+def test_it_reads_no_window_when_neither_the_tip_nor_the_count_moved(setup):
+    wallet, ours, outside = setup
+    services.new_receiving_address(wallet, "alice")
+    poll(wallet)
+    idle = poll(wallet)
+    assert idle.round_trips == 1 and idle.statements <= 3, idle
+    assert Wallet.objects.get(pk=wallet.pk).last_tx_count == ours.rpc("getwalletinfo")["txcount"]
+
+
+def test_it_places_and_credits_the_mempool_deposit_once_it_is_mined(setup):
+    wallet, ours, outside = setup
+    address = services.new_receiving_address(wallet, "alice")
+    poll(wallet)
+    txid = pay_from_outside(ours, outside, address.address, "0.5")
+    poll(wallet)
+    for _ in range(2):
+        outside.generate(1)
+        height = outside.rpc("getblockcount")
+        wait_until(lambda h=height: ours.rpc("getblockcount") == h, what="block relay")
+        poll(wallet)
+    row = NetworkTransaction.objects.with_confirmations().get(txid=txid)
+    assert row.confirmations_now == 2 and row.credited_at is not None
+    assert Transaction.objects.filter(kind="deposit", network_transaction=row).count() == 1
+    assert services.balance(services.user_account("alice", wallet.currency)) == 50_000_000
