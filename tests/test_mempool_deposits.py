@@ -4,6 +4,7 @@ changed count reads the window of the unchanged tip (the unconfirmed transaction
 
 import pytest
 
+from cryptoadmin import faults
 from ledger import services
 from ledger.confirmations import poll_wallet
 from ledger.models import NetworkTransaction, Transaction, Wallet
@@ -78,3 +79,27 @@ def test_it_places_and_credits_the_mempool_deposit_once_it_is_mined(setup):
     assert row.confirmations_now == 2 and row.credited_at is not None
     assert Transaction.objects.filter(kind="deposit", network_transaction=row).count() == 1
     assert services.balance(services.user_account("alice", wallet.currency)) == 50_000_000
+
+
+@pytest.mark.parametrize(
+    "point", ["poll.after_listsinceblock", "poll.after_record", "poll.before_cursor"]
+)
+def test_it_records_the_mempool_deposit_once_when_the_cycle_dies(setup, point):
+    """Dead before the count is stored: the next cycle sees the count changed again and reads
+    the window again; the deposit is one row, open and uncredited."""
+    wallet, ours, outside = setup
+    address = services.new_receiving_address(wallet, "alice")
+    poll(wallet)
+    stored = Wallet.objects.get(pk=wallet.pk).last_tx_count
+    txid = pay_from_outside(ours, outside, address.address, "0.25")
+    with faults.armed({point: "raise"}) as reached, pytest.raises(faults.InjectedFault):
+        poll(wallet)
+    assert reached[point] == 1
+    assert Wallet.objects.get(pk=wallet.pk).last_tx_count == stored
+    summary = poll(wallet)
+    assert summary.round_trips == 2, summary  # the window read again
+    row = NetworkTransaction.objects.get(txid=txid)
+    assert (row.state, row.credited_at) == ("open", None)
+    assert NetworkTransaction.objects.filter(txid=txid).count() == 1
+    assert Wallet.objects.get(pk=wallet.pk).last_tx_count == ours.rpc("getwalletinfo")["txcount"]
+    assert not Transaction.objects.filter(kind="deposit").exists()
