@@ -2,6 +2,7 @@
 
 Import from here: `from tests.support import make_currency, grant, wait_until`."""
 
+import os
 import subprocess
 import sys
 import time
@@ -44,6 +45,30 @@ def manage_process(env, *args, fault="") -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def sqlite_child_env(db_path) -> dict:
+    """An environment for child `manage.py` processes on a fresh SQLite file `db_path`, migrated:
+    the test settings, no fault armed, and no async-unsafe allowance (browser tests set it in
+    this process; a child must not inherit it)."""
+    env = dict(os.environ)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.pop("CRYPTOADMIN_FAULT", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="devtools.settings_test",
+        PYTHONPATH=str(REPO),
+        DATABASE_URL=f"sqlite:///{db_path}",
+    )
+    done = subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return env
 
 
 def expect_paused(proc, point):
