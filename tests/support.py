@@ -137,6 +137,23 @@ def make_wallet(currency, server, name=None, **kwargs):
     )
 
 
+def blockio_wallet_on(fake, currency, name="block.io BTC"):
+    """A block.io wallet talking to `fake` (tests.blockio_server.FakeBlockIo) on BTC testnet."""
+    from ledger.models import Wallet
+
+    return Wallet.objects.create(
+        name=name,
+        currency=currency,
+        backend="blockio",
+        backend_settings={
+            "api_key": fake.api_key,
+            "pin": fake.pin,
+            "base_url": fake.base_url,
+            "network": "BTCTEST",
+        },
+    )
+
+
 def offline_wallet(currency, name="offline", **kwargs):
     """A bitcoind wallet row whose node is nowhere: for tests that need only the database."""
     from ledger.models import Wallet

@@ -28,6 +28,7 @@ from tests.support import (
     PYTHON,
     REPO,
     OperatorPersona,
+    blockio_wallet_on,
     credit_user,
     make_currency,
     make_wallet,
@@ -384,24 +385,13 @@ def blockio_books(transactional_db):
     from broadcasts.models import Broadcast
     from broadcasts.services import Broadcaster, send_external
     from ledger import imports
-    from ledger.models import Wallet
     from tests.blockio_server import FakeBlockIo, new_address
     from tests.broadcast_helpers import end_lease
 
     fake = FakeBlockIo().start()
     try:
         currency = make_currency("BTC", network="testnet")
-        wallet = Wallet.objects.create(
-            name="block.io BTC",
-            currency=currency,
-            backend="blockio",
-            backend_settings={
-                "api_key": fake.api_key,
-                "pin": fake.pin,
-                "base_url": fake.base_url,
-                "network": "BTCTEST",
-            },
-        )
+        wallet = blockio_wallet_on(fake, currency)
         fake.receive(fake.own_address("house"), "1", confirmations=6)
         alice = ledger.user_account("alice", currency, Account.Code.BALANCE)
         imports.import_unaccounted_balance(wallet.pk, alice.pk)
