@@ -59,16 +59,23 @@ def sqlite_child_env(db_path) -> dict:
         PYTHONPATH=str(REPO),
         DATABASE_URL=f"sqlite:///{db_path}",
     )
+    manage(env, "migrate", "--noinput")
+    return env
+
+
+def manage(env, *args, timeout=120) -> str:
+    """`manage.py <args>` run to its end on `env`; it must succeed (its stderr in the failure).
+    Returns its output."""
     done = subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput"],
+        [PYTHON, "manage.py", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr
-    return env
+    return done.stdout
 
 
 def expect_paused(proc, point):

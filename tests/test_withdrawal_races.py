@@ -16,7 +16,7 @@ from broadcasts.models import OutgoingTransaction, WithdrawalRule
 from broadcasts.services import send_external
 from ledger import services as ledger
 from ledger.models import Account, Transaction
-from tests.support import PYTHON, REPO, credit_user, grant, sqlite_child_env, wait_until
+from tests.support import PYTHON, REPO, credit_user, grant, manage, sqlite_child_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -244,16 +244,8 @@ print(json.dumps(dict(
 
 
 def shell(env, code):
-    done = subprocess.run(
-        [PYTHON, "manage.py", "shell", "--no-imports", "-c", code],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    out = manage(env, "shell", "--no-imports", "-c", code).strip()
+    return out.splitlines()[-1] if out else ""
 
 
 def test_it_lets_one_of_two_processes_win_on_sqlite(tmp_path, node):
