@@ -63,17 +63,17 @@ def sqlite_child_env(db_path) -> dict:
     return env
 
 
+def run_python(env, *args, timeout=120) -> subprocess.CompletedProcess:
+    """`python <args>` in the repository on `env`, run to its end, its output captured."""
+    return subprocess.run(
+        [PYTHON, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def manage(env, *args, timeout=120) -> str:
     """`manage.py <args>` run to its end on `env`; it must succeed (its stderr in the failure).
     Returns its output."""
-    done = subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    done = run_python(env, "manage.py", *args, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

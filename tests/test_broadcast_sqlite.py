@@ -2,12 +2,11 @@
 parked mid-send, an operator closing by hand from another process, the node paying for real."""
 
 import json
-import subprocess
 import time
 
 import pytest
 
-from tests.support import PYTHON, REPO, expect_paused, manage_process, sqlite_child_env
+from tests.support import expect_paused, manage_process, run_python, sqlite_child_env
 
 
 @pytest.fixture
@@ -16,14 +15,7 @@ def sqlite_env(tmp_path):
 
 
 def child(env, *args, timeout=60):
-    done = subprocess.run(
-        [PYTHON, "-m", "tests.broadcast_sqlite_child", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    done = run_python(env, "-m", "tests.broadcast_sqlite_child", *args, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 

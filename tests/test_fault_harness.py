@@ -15,7 +15,6 @@ added later are picked up on their own; one whose area has no scenario here fail
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
@@ -25,13 +24,13 @@ from ledger.models import Account, Transaction
 from ledger.money import format_units, to_units
 from tests import invariants
 from tests.support import (
-    PYTHON,
     REPO,
     OperatorPersona,
     blockio_wallet_on,
     credit_user,
     make_currency,
     make_wallet,
+    run_python,
     wait_until,
 )
 
@@ -177,14 +176,7 @@ def child(child_env, *args, fault=None, timeout=120, settings=CHILD_SETTINGS):
     env.update(settings)
     if fault:
         env["CRYPTOADMIN_FAULT"] = fault
-    return subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_python(env, "manage.py", *args, timeout=timeout)
 
 
 @pytest.fixture
