@@ -20,7 +20,6 @@ Prints a table, then `worst_large_over_small: <x>x` and `slowest_large_page_ms: 
 
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devtools.localservices import LocalPostgres  # noqa: E402
+from devtools.localservices import kept_postgres  # noqa: E402
 
 CACHE_DIR = REPO / "bench" / ".cache" / "admin-scale-pg"
 BUILD_ID = "v1"
@@ -334,24 +333,8 @@ def main():
         CACHE_DIR = CACHE_DIR.with_name("admin-scale-smoke")
         SIZES["large"] = {k: v // 100 for k, v in SIZES["large"].items()}
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
-    if (
-        "--rebuild" in sys.argv
-        or not (CACHE_DIR / "BUILT").exists()
-        or (CACHE_DIR / "BUILT").read_text() != BUILD_ID
-    ):
-        shutil.rmtree(CACHE_DIR, ignore_errors=True)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    pg = LocalPostgres(base=str(CACHE_DIR)).start()
-    try:
-        run(pg, reuse=(CACHE_DIR / "BUILT").exists(), rounds=rounds)
-    finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:
-            pass
-        pg.stop(remove=False)
+    with kept_postgres(CACHE_DIR, BUILD_ID, rebuild="--rebuild" in sys.argv) as (pg, reuse):
+        run(pg, reuse=reuse, rounds=rounds)
 
 
 def run(pg, reuse, rounds):

@@ -7,7 +7,6 @@ minute on two cores; --rebuild starts from scratch. The last line is `hot_vs_unc
 """
 
 import os
-import shutil
 import statistics
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devtools.localservices import LocalPostgres  # noqa: E402
+from devtools.localservices import kept_postgres  # noqa: E402
 
 CACHE_DIR = REPO / "bench" / ".cache" / "balances-pg"
 BUILD_ID = "v1 users=10000 currencies=20 entries=1000000"
@@ -123,27 +122,16 @@ WHERE a.user_id = %s AND c.code = %s AND a.code = %s
 
 
 def main():
-    if (
-        "--rebuild" in sys.argv
-        or not (CACHE_DIR / "BUILT").exists()
-        or (CACHE_DIR / "BUILT").read_text() != BUILD_ID
-    ):
-        shutil.rmtree(CACHE_DIR, ignore_errors=True)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    pg = LocalPostgres(base=str(CACHE_DIR)).start()
-    try:
-        run(pg, reuse=(CACHE_DIR / "BUILT").exists())
-    finally:
+    with kept_postgres(CACHE_DIR, BUILD_ID, rebuild="--rebuild" in sys.argv) as (pg, reuse):
         try:
-            from django.db import connections
+            run(pg, reuse=reuse)
+        finally:
+            try:
+                from balances.cache import reset_cache
 
-            from balances.cache import reset_cache
-
-            reset_cache()
-            connections.close_all()
-        except Exception:
-            pass
-        pg.stop(remove=False)
+                reset_cache()
+            except Exception:
+                pass
 
 
 def run(pg, reuse):

@@ -15,7 +15,7 @@ from django.utils.timezone import localtime
 from cryptoadmin.exports import CsvExportMixin
 from cryptoadmin.words import count
 from ledger import actors
-from ledger.admin import ReadOnly, amount_cell, figures_table
+from ledger.admin import AmountColumn, ReadOnly, amount_cell, figures_table
 from ledger.admin_lists import NOTHING, IndexedSearch, ids, txid_of
 from ledger.backends import BackendError
 from ledger.models import Account, Wallet
@@ -488,7 +488,9 @@ class WithdrawalRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutgoingTransaction)
-class OutgoingTransactionAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
+class OutgoingTransactionAdmin(
+    AmountColumn, CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin
+):
     # Attempts, refusals and the decisions' details are on the detail page.
     list_display = [
         "id",
@@ -591,10 +593,6 @@ class OutgoingTransactionAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.Mo
     @admin.display(description="user", ordering="account__user_id")
     def user(self, obj):
         return obj.account.user_id
-
-    @admin.display(description="amount", ordering="amount")
-    def amount_display(self, obj):
-        return amount_cell(obj.amount, obj.currency)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = dict(

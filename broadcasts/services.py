@@ -652,13 +652,9 @@ class Broadcaster:
                 last_error=f"{type(exc).__name__}: {exc}"[:4000]
             )
             log.error("broadcast #%s interrupted: %r", broadcast.pk, exc)
-            return Result(
-                refused=True,
-                broadcasts=[broadcast.pk],
-                message=(
-                    f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED (outcome unknown: "
-                    f"{exc}); close it by hand after checking the chain"
-                ),
+            return self.refused(
+                broadcast,
+                f"INTERRUPTED (outcome unknown: {exc}); close it by hand after checking the chain",
             )
         faults.point("broadcast.after_send")
         return self.settle_reply(broadcast, txid)
@@ -793,12 +789,7 @@ class Broadcaster:
             stuck_reason=reason[:4000], last_error=reason[:4000], sending_until=timezone.now()
         )
         log.error("broadcast #%s interrupted: %s", broadcast.pk, reason)
-        return Result(
-            refused=True,
-            broadcasts=[broadcast.pk],
-            message=f"{self.wallet.name}: broadcast #{broadcast.pk} INTERRUPTED, for a "
-            f"person: {reason}",
-        )
+        return self.refused(broadcast, f"INTERRUPTED, for a person: {reason}")
 
     def hold_for_fee(self, broadcast: Broadcast, exc: FeeTooHigh) -> Result:
         """The fee would exceed the currency's cap: nothing was signed. The broadcast fails and
@@ -823,11 +814,15 @@ class Broadcaster:
                 )
             faults.point("broadcast.before_fee_cap_commit")
         log.error("broadcast #%s not sent: %s", broadcast.pk, note)
+        return self.refused(broadcast, f"NOT SENT, its outgoing need attention: {note}")
+
+    def refused(self, broadcast: Broadcast, what: str) -> Result:
+        """The run's answer when `broadcast` did not go as planned: `what` says how, for a
+        person, after the wallet and the broadcast's number."""
         return Result(
             refused=True,
             broadcasts=[broadcast.pk],
-            message=f"{self.wallet.name}: broadcast #{broadcast.pk} NOT SENT, its outgoing "
-            f"need attention: {note}",
+            message=f"{self.wallet.name}: broadcast #{broadcast.pk} {what}",
         )
 
     def _unlock(self, inputs):
@@ -1033,11 +1028,7 @@ class Broadcaster:
             settle_broadcasted(broadcast, txid, **close_fields)
         except CloseError:
             note = record_late_reply(broadcast.pk, txid)
-            return Result(
-                refused=True,
-                broadcasts=[broadcast.pk],
-                message=f"{self.wallet.name}: broadcast #{broadcast.pk} LATE REPLY: {note}",
-            )
+            return self.refused(broadcast, f"LATE REPLY: {note}")
         if broadcast.signed_fee is not None and broadcast.txid == txid:
             fee = book_fee(broadcast.pk, broadcast.signed_fee)  # known since it was signed
         else:

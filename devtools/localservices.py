@@ -6,6 +6,7 @@ stopped by its process id; nothing binds anything but 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -130,6 +131,28 @@ class LocalPostgres:
             self.pid = None
         if remove:
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def kept_postgres(cache_dir: Path, build_id: str, rebuild: bool = False):
+    """A benchmark's PostgreSQL cluster kept in `cache_dir` between runs: yields (pg, reuse),
+    reuse true when `cache_dir/BUILT` says this `build_id` built it (the benchmark writes it
+    once built); emptied first when stale or on `rebuild`. Stopped, not removed, at the end."""
+    built = cache_dir / "BUILT"
+    if rebuild or not built.exists() or built.read_text() != build_id:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    pg = LocalPostgres(base=str(cache_dir)).start()
+    try:
+        yield pg, built.exists()
+    finally:
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:
+            pass
+        pg.stop(remove=False)
 
 
 def bitcoind_binary() -> Path:

@@ -24,6 +24,14 @@ def amount_cell(units, currency):
     return format_html('<span class="amount">{}</span>', currency.amount(units))
 
 
+class AmountColumn:
+    """An admin's `amount_display` column and detail field: a row's `amount` in its `currency`."""
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj):
+        return amount_cell(obj.amount, obj.currency)
+
+
 def figures_table(rows):
     """[(label, value)] as a small table on a detail page (instead of raw JSON)."""
     if not rows:
@@ -352,7 +360,7 @@ class CloseByHandForm(forms.Form):
 
 
 @admin.register(NetworkTransaction)
-class NetworkTransactionAdmin(CsvExportMixin, IndexedSearch, ReadOnlyAdmin):
+class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadOnlyAdmin):
     # What an operator looks for first; last checked, block and reasons are on the detail page.
     list_display = [
         "short_txid",
@@ -408,10 +416,6 @@ class NetworkTransactionAdmin(CsvExportMixin, IndexedSearch, ReadOnlyAdmin):
     @admin.display(description="wallet", ordering="wallet__name")
     def wallet_name(self, obj):
         return obj.wallet.name
-
-    @admin.display(description="amount", ordering="amount")
-    def amount_display(self, obj):
-        return amount_cell(obj.amount, obj.currency)
 
     @admin.display(description="confirmations", ordering="confirmations_now")
     def confirmations_of(self, obj):

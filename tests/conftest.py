@@ -8,6 +8,7 @@ import pytest
 from devtools.localservices import LocalBitcoind, LocalPostgres
 from tests.support import (
     REPO,
+    blockio_wallet_on,
     ensure_roles,
     make_currency,
     make_wallet,
@@ -163,20 +164,8 @@ def blockio():
 
 @pytest.fixture
 def blockio_wallet(db, blockio):
-    from ledger.models import Wallet
-
     currency = make_currency("BTC", crediting_threshold=2, polling_threshold=4, network="testnet")
-    return Wallet.objects.create(
-        name="block.io BTC",
-        currency=currency,
-        backend="blockio",
-        backend_settings={
-            "api_key": blockio.api_key,
-            "pin": blockio.pin,
-            "base_url": blockio.base_url,
-            "network": "BTCTEST",
-        },
-    )
+    return blockio_wallet_on(blockio, currency)
 
 
 @pytest.fixture

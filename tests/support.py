@@ -2,6 +2,7 @@
 
 Import from here: `from tests.support import make_currency, grant, wait_until`."""
 
+import os
 import subprocess
 import sys
 import time
@@ -44,6 +45,37 @@ def manage_process(env, *args, fault="") -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def sqlite_child_env(db_path) -> dict:
+    """An environment for child `manage.py` processes on a fresh SQLite file `db_path`, migrated:
+    the test settings, no fault armed, and no async-unsafe allowance (browser tests set it in
+    this process; a child must not inherit it)."""
+    env = dict(os.environ)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.pop("CRYPTOADMIN_FAULT", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="devtools.settings_test",
+        PYTHONPATH=str(REPO),
+        DATABASE_URL=f"sqlite:///{db_path}",
+    )
+    manage(env, "migrate", "--noinput")
+    return env
+
+
+def run_python(env, *args, timeout=120) -> subprocess.CompletedProcess:
+    """`python <args>` in the repository on `env`, run to its end, its output captured."""
+    return subprocess.run(
+        [PYTHON, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def manage(env, *args, timeout=120) -> str:
+    """`manage.py <args>` run to its end on `env`; it must succeed (its stderr in the failure).
+    Returns its output."""
+    done = run_python(env, "manage.py", *args, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def expect_paused(proc, point):
@@ -109,6 +141,23 @@ def make_wallet(currency, server, name=None, **kwargs):
         backend="bitcoind",
         backend_settings={"url": server.url},
         **kwargs,
+    )
+
+
+def blockio_wallet_on(fake, currency, name="block.io BTC"):
+    """A block.io wallet talking to `fake` (tests.blockio_server.FakeBlockIo) on BTC testnet."""
+    from ledger.models import Wallet
+
+    return Wallet.objects.create(
+        name=name,
+        currency=currency,
+        backend="blockio",
+        backend_settings={
+            "api_key": fake.api_key,
+            "pin": fake.pin,
+            "base_url": fake.base_url,
+            "network": "BTCTEST",
+        },
     )
 
 

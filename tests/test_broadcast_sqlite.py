@@ -2,45 +2,20 @@
 parked mid-send, an operator closing by hand from another process, the node paying for real."""
 
 import json
-import os
-import subprocess
 import time
 
 import pytest
 
-from tests.support import PYTHON, REPO, expect_paused, manage_process
+from tests.support import expect_paused, manage_process, run_python, sqlite_child_env
 
 
 @pytest.fixture
 def sqlite_env(tmp_path):
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="devtools.settings_test",
-        PYTHONPATH=str(REPO),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-    )
-    env.pop("CRYPTOADMIN_FAULT", None)
-    done = subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return env
+    return sqlite_child_env(tmp_path / "db.sqlite3")
 
 
 def child(env, *args, timeout=60):
-    done = subprocess.run(
-        [PYTHON, "-m", "tests.broadcast_sqlite_child", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    done = run_python(env, "-m", "tests.broadcast_sqlite_child", *args, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 

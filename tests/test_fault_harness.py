@@ -15,7 +15,6 @@ added later are picked up on their own; one whose area has no scenario here fail
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
@@ -25,12 +24,13 @@ from ledger.models import Account, Transaction
 from ledger.money import format_units, to_units
 from tests import invariants
 from tests.support import (
-    PYTHON,
     REPO,
     OperatorPersona,
+    blockio_wallet_on,
     credit_user,
     make_currency,
     make_wallet,
+    run_python,
     wait_until,
 )
 
@@ -176,14 +176,7 @@ def child(child_env, *args, fault=None, timeout=120, settings=CHILD_SETTINGS):
     env.update(settings)
     if fault:
         env["CRYPTOADMIN_FAULT"] = fault
-    return subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_python(env, "manage.py", *args, timeout=timeout)
 
 
 @pytest.fixture
@@ -384,24 +377,13 @@ def blockio_books(transactional_db):
     from broadcasts.models import Broadcast
     from broadcasts.services import Broadcaster, send_external
     from ledger import imports
-    from ledger.models import Wallet
     from tests.blockio_server import FakeBlockIo, new_address
     from tests.broadcast_helpers import end_lease
 
     fake = FakeBlockIo().start()
     try:
         currency = make_currency("BTC", network="testnet")
-        wallet = Wallet.objects.create(
-            name="block.io BTC",
-            currency=currency,
-            backend="blockio",
-            backend_settings={
-                "api_key": fake.api_key,
-                "pin": fake.pin,
-                "base_url": fake.base_url,
-                "network": "BTCTEST",
-            },
-        )
+        wallet = blockio_wallet_on(fake, currency)
         fake.receive(fake.own_address("house"), "1", confirmations=6)
         alice = ledger.user_account("alice", currency, Account.Code.BALANCE)
         imports.import_unaccounted_balance(wallet.pk, alice.pk)

@@ -55,6 +55,15 @@ class Child:
         return self.proc.returncode
 
 
+def listened_wallet(ours):
+    """A BTC wallet on `ours` with its ZMQ feed set (credit at 2, polled to 4 confirmations)
+    and alice's receiving address on it."""
+    wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=4), ours)
+    wallet.backend_settings["zmq"] = ours.zmq_url
+    wallet.save()
+    return wallet, services.new_receiving_address(wallet, "alice")
+
+
 def deposit_row(txid):
     return NetworkTransaction.objects.filter(txid=txid, type="deposit").first()
 
@@ -63,10 +72,7 @@ def test_it_records_a_deposit_at_once_and_polls_on_a_block_even_across_a_node_re
     zmq_nodes, child_env
 ):
     ours, outside = zmq_nodes
-    wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=4), ours)
-    wallet.backend_settings["zmq"] = ours.zmq_url
-    wallet.save()
-    address = services.new_receiving_address(wallet, "alice")
+    wallet, address = listened_wallet(ours)
     # No resync poll during the test: whatever is recorded comes from the feed.
     child = Child(child_env, "--resync", "3600")
     try:
@@ -131,10 +137,7 @@ def listener_backends():
 
 def test_it_keeps_one_database_connection_and_survives_losing_it(zmq_nodes, child_env):
     ours, outside = zmq_nodes
-    wallet = make_wallet(make_currency("BTC", crediting_threshold=2, polling_threshold=4), ours)
-    wallet.backend_settings["zmq"] = ours.zmq_url
-    wallet.save()
-    address = services.new_receiving_address(wallet, "alice")
+    wallet, address = listened_wallet(ours)
     child = Child(child_env, "--resync", "3600")
     try:
         wait_until(lambda: child.saw(": start:"), what=f"the listener to start: {child.lines}")

@@ -6,7 +6,6 @@ the loser is told someone acted first, and the money is in exactly one place. On
 LISTEN/NOTIFY) and on SQLite (a migrated temporary file, children only)."""
 
 import json
-import os
 import subprocess
 
 import pytest
@@ -17,7 +16,7 @@ from broadcasts.models import OutgoingTransaction, WithdrawalRule
 from broadcasts.services import send_external
 from ledger import services as ledger
 from ledger.models import Account, Transaction
-from tests.support import PYTHON, REPO, credit_user, grant, wait_until
+from tests.support import PYTHON, REPO, credit_user, grant, manage, sqlite_child_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -245,31 +244,12 @@ print(json.dumps(dict(
 
 
 def shell(env, code):
-    done = subprocess.run(
-        [
-            PYTHON,
-            "manage.py",
-            *(["shell", "--no-imports", "-c", code] if code else ["migrate", "--noinput"]),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    out = manage(env, "shell", "--no-imports", "-c", code).strip()
+    return out.splitlines()[-1] if out else ""
 
 
 def test_it_lets_one_of_two_processes_win_on_sqlite(tmp_path, node):
-    env = dict(os.environ)
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="devtools.settings_test",
-        PYTHONPATH=str(REPO),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-    )
-    shell(env, None)  # migrate
+    env = sqlite_child_env(tmp_path / "db.sqlite3")
     addresses = [node.rpc("getnewaddress") for _ in range(3)]
     ids = shell(env, SETUP.format(port=node.rpc_port, url=node.url, addresses=addresses)).split()
     winners = [assert_one_won(*race(env, ids[0]))]
