@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
 from cryptoadmin.exports import CsvExportMixin
@@ -161,7 +162,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         # Only a broadcast that needs someone shows anything (no red cross for "no").
         if not obj.needs_attention:
             return ""
-        return format_html('<span style="color:#ba2121;font-weight:600">⚠ needs attention</span>')
+        return mark_safe('<span style="color:#ba2121;font-weight:600">⚠ needs attention</span>')
 
     @admin.display(description="fee", ordering="fee")
     def fee_display(self, obj):
