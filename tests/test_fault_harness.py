@@ -244,12 +244,24 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         for btc in ("0.5", "0.25"):
             send_external(books["alice"], outside.rpc("getnewaddress"), to_units(btc, 8))
         command = ["broadcast", "--wallet", wallet.name]
-        # A broadcaster dies before sending; once its lease is over a person finds nothing on
-        # chain and closes it as never left (its outgoing go back to the queue) ...
+        # A broadcaster dies before signing; once its lease is over a person finds nothing on
+        # chain and closes it as never left (its outgoing go back to the queue). Since issue 16
+        # the machine would fail such a broadcast itself (nothing was signed); the person acts
+        # first here, through the close page's service ...
+        from broadcasts.services import close_by_hand, search_on_chain
+
         assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
         end_leases(wallet)
-        assert books["person"].settle(wallet) == 1, books["person"].notes
         broadcast = Broadcast.objects.get(wallet=wallet)
+        person = books["person"].user
+        assert search_on_chain(broadcast, by=person) == []
+        close_by_hand(
+            broadcast,
+            Broadcast.CloseMethod.NEVER_LEFT,
+            by=person,
+            reason="nothing on chain carries its comment",
+        )
+        broadcast.refresh_from_db()
         assert broadcast.state == Broadcast.State.CLOSED_FAILED
         # ... then the node finishes that send after all (what a node stalled past its caller's
         # timeout does): the broadcast's outputs, under its comment, paid by our wallet.

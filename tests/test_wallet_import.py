@@ -177,7 +177,7 @@ def test_it_refuses_while_a_broadcast_is_unsettled_then_imports_the_right_amount
     alice = services.user_accounts("alice", wallet.currency)
     imports.import_unaccounted_balance(wallet.pk, alice[201].pk)
     broadcasts.send_external(alice[201], outside.rpc("getnewaddress"), 2 * BTC)
-    with faults.armed({"broadcast.after_send": "raise"}), pytest.raises(faults.InjectedFault):
+    with faults.armed({"broadcast.after_raw_send": "raise"}), pytest.raises(faults.InjectedFault):
         broadcasts.Broadcaster(wallet).run()
     broadcast = Broadcast.objects.get()
     assert broadcast.state == Broadcast.State.OPENED
