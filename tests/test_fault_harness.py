@@ -63,6 +63,10 @@ POINT_SCENARIOS = {
     "broadcast.before_refusal_commit": "broadcast_isolated",
     # A broadcast a person closed as never left, whose send the node finishes afterwards.
     "broadcast.before_late_reply_commit": "late_reply",
+    # A signed broadcast whose sender died before sending: the next run sends the same bytes.
+    "broadcast.before_resend": "resend",
+    # A broadcast whose fee would pass the currency's cap: its outgoing go to needs attention.
+    "broadcast.before_fee_cap_commit": "fee_cap",
     # A block.io send whose reply was lost, re-issued with its nonce (a nonce backend).
     "broadcast.after_retry_claim": "blockio_retry",
     "broadcast.after_retry_send": "blockio_retry",
@@ -72,10 +76,6 @@ NO_SCENARIO: dict[str, str] = {
     "broadcast.after_send": "reached only by a sendmany-style send (block.io's first send); "
     "bitcoind signs first since issue 16 (broadcast.after_sign_commit, broadcast.after_raw_send "
     "are its points, run by the broadcast scenario)",
-    "broadcast.before_resend": "reached when a signed broadcast's send was lost and a later run "
-    "sends the same bytes again; covered with real processes in tests/test_sign_first.py",
-    "broadcast.before_fee_cap_commit": "reached when a currency's max_fee is below the fee; "
-    "covered in process in tests/test_sign_first.py",
 }
 # Kept short so a killed send's lease (when broadcasts have one) ends within the test.
 CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "10", "BROADCAST_LEASE_MARGIN": "1"}
@@ -237,6 +237,22 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         for _ in range(2):
             send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.8", 8))
         return ["broadcast", "--wallet", wallet.name]
+    if kind == "resend":
+        from broadcasts.services import send_external
+
+        send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.5", 8))
+        command = ["broadcast", "--wallet", wallet.name]
+        # A broadcaster dies after signing and recording, before sending: the next run is the
+        # machine's, and sends the same bytes again (issue 16).
+        assert child(child_env, *command, fault="broadcast.after_sign_commit=kill").returncode == -9
+        return command
+    if kind == "fee_cap":
+        from broadcasts.models import WithdrawalRule
+        from broadcasts.services import send_external
+
+        WithdrawalRule.objects.update_or_create(currency=currency, defaults={"max_fee": 1})
+        send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.5", 8))
+        return ["broadcast", "--wallet", wallet.name]
     if kind == "late_reply":
         from broadcasts.models import Broadcast
         from broadcasts.services import send_external
@@ -368,6 +384,21 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
 
         late = Broadcast.objects.get(close_method=Broadcast.CloseMethod.NEVER_LEFT)
         assert late.needs_attention and late.txid and "LATE REPLY" in late.last_error
+    if kind == "resend":
+        # The signed bytes were sent by the next run, once: alice's 0.5 left exactly once.
+        from broadcasts.models import Broadcast
+
+        (sent,) = Broadcast.objects.filter(wallet=books["wallet"])
+        assert sent.state == Broadcast.State.BROADCASTED and sent.recovered_at
+        assert sent.closed_by is None
+    if kind == "fee_cap":
+        # Never sent: the withdrawal waits for a person with the figures, its money still on 204.
+        from broadcasts.models import OutgoingTransaction
+
+        (out,) = OutgoingTransaction.objects.all()
+        assert out.state == OutgoingTransaction.State.NEEDS_ATTENTION
+        assert "fee" in out.last_error
+        assert ledger.balance(books["alice"]) == to_units("1.5", 8)
     if kind == "broadcast_isolated" and point == "broadcast.before_refusal_commit":
         from broadcasts.models import OutgoingTransaction
 
