@@ -477,16 +477,6 @@ class WithdrawalRuleAdmin(admin.ModelAdmin):
             return f"confirm within {obj.confirmation_target} blocks"
         return "the node's default"
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        # These are edited in base units: the labels say so.
-        form = super().get_form(request, obj, change=change, **kwargs)
-        for name in ("minimum_amount", "approval_above", "daily_limit", "fee_rate", "max_fee"):
-            if name in form.base_fields:
-                form.base_fields[
-                    name
-                ].label = f"{form.base_fields[name].label} (base units, e.g. satoshis)"
-        return form
-
 
 @admin.register(OutgoingTransaction)
 class OutgoingTransactionAdmin(

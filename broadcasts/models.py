@@ -286,17 +286,20 @@ class WithdrawalRule(models.Model):
         "ledger.Currency", on_delete=models.PROTECT, related_name="withdrawal_rule"
     )
     minimum_amount = models.BigIntegerField(
+        "minimum amount (base units)",
         default=0,
         help_text="Base units; smaller withdrawals are refused when queued (the node's dust limit, "
         "block.io's minimum)",
     )
     approval_above = models.BigIntegerField(
+        "approval above (base units)",
         null=True,
         blank=True,
         help_text="Base units; a larger withdrawal waits for a second person's approval. "
         "Empty: none waits for its amount",
     )
     daily_limit = models.BigIntegerField(
+        "daily limit (base units)",
         null=True,
         blank=True,
         help_text="Base units; once a user's withdrawals of the last 24 hours (this one "
@@ -304,6 +307,7 @@ class WithdrawalRule(models.Model):
     )
     # The fee policy of a broadcast (bitcoind, which builds and signs it here).
     fee_rate = models.BigIntegerField(
+        "fee rate (base units per 1000 bytes)",
         null=True,
         blank=True,
         help_text="Base units per 1000 bytes paid as fee. Empty: the confirmation target, "
@@ -316,6 +320,7 @@ class WithdrawalRule(models.Model):
         "Used when no fee rate is set",
     )
     max_fee = models.BigIntegerField(
+        "max fee (base units)",
         null=True,
         blank=True,
         help_text="Base units; a broadcast whose fee would be higher is not sent and its "

@@ -179,3 +179,17 @@ def test_it_records_second_factor_enrolment_and_reset_without_keys(client, opera
         ).count()
         == 1
     )
+
+
+@pytest.mark.django_db
+def test_it_labels_a_withdrawal_rule_change_in_base_units_in_the_history():
+    """The rule's amounts are edited in base units: the history entry says so beside the
+    figures, so nobody reads 150000 as coins."""
+    from broadcasts.models import WithdrawalRule
+    from tests.support import make_currency
+
+    rule = WithdrawalRule.objects.create(currency=make_currency("BTC"), max_fee=100_000)
+    rule.max_fee = 150_000
+    rule.save()
+    changes = _entries(rule).last().changes_display_dict
+    assert changes == {"max fee (base units)": ["100000", "150000"]}
