@@ -70,13 +70,12 @@ POINT_SCENARIOS = {
     # A block.io send whose reply was lost, re-issued with its nonce (a nonce backend).
     "broadcast.after_retry_claim": "blockio_retry",
     "broadcast.after_retry_send": "blockio_retry",
+    # Reached only by a sendmany-style send, block.io's first one: bitcoind signs first since
+    # issue 16 (its points are broadcast.after_sign_commit and broadcast.after_raw_send).
+    "broadcast.after_send": "blockio_send",
 }
 # Points no child scenario reaches yet; each stays visible as an xfail naming why.
-NO_SCENARIO: dict[str, str] = {
-    "broadcast.after_send": "reached only by a sendmany-style send (block.io's first send); "
-    "bitcoind signs first since issue 16 (broadcast.after_sign_commit, broadcast.after_raw_send "
-    "are its points, run by the broadcast scenario)",
-}
+NO_SCENARIO: dict[str, str] = {}
 # Kept short so a killed send's lease (when broadcasts have one) ends within the test.
 CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "10", "BROADCAST_LEASE_MARGIN": "1"}
 
@@ -98,10 +97,12 @@ class NoScenario(AssertionError):
     pass
 
 
-def _params(blockio=False):
+def _params(only=None):
+    """The points of one block.io scenario (`only`), or else every point of our node's."""
     out = []
     for point in source_points():
-        if (scenario_of(point) == "blockio_retry") != blockio:
+        kind = scenario_of(point) or ""
+        if (kind != only) if only else kind.startswith("blockio"):
             continue
         if point in NO_SCENARIO:
             marks = [
@@ -442,7 +443,7 @@ def blockio_books(transactional_db):
         fake.stop()
 
 
-@pytest.mark.parametrize("point", _params(blockio=True))
+@pytest.mark.parametrize("point", _params(only="blockio_retry"))
 def test_it_keeps_the_invariants_when_a_block_io_retry_dies_at(point, blockio_books, child_env):
     from broadcasts.services import Broadcaster
 
@@ -470,3 +471,45 @@ def test_it_keeps_the_invariants_when_a_block_io_retry_dies_at(point, blockio_bo
     assert [s["amounts"] for s in fake.sent] == [[(blockio_books["destination"], 10_000_000)]]
     blockio_books["broadcast"].refresh_from_db()
     assert blockio_books["broadcast"].txid == fake.sent[0]["txid"]
+
+
+@pytest.mark.parametrize("point", _params(only="blockio_send"))
+def test_it_keeps_the_invariants_when_a_block_io_send_dies_at(point, transactional_db, child_env):
+    """block.io's first send killed once the withdraw was done, before the books know: the
+    next cycles (the machine, then a person on duty retrying the same nonce) settle it, and
+    block.io paid once."""
+    from broadcasts.models import Broadcast
+    from broadcasts.services import Broadcaster, send_external
+    from ledger import imports
+    from tests.blockio_server import FakeBlockIo, new_address
+
+    fake = FakeBlockIo().start()
+    try:
+        currency = make_currency("BTC", network="testnet")
+        wallet = blockio_wallet_on(fake, currency)
+        fake.receive(fake.own_address("house"), "1", confirmations=6)
+        alice = ledger.user_account("alice", currency, Account.Code.BALANCE)
+        imports.import_unaccounted_balance(wallet.pk, alice.pk)
+        destination = new_address()[0]
+        send_external(alice, destination, to_units("0.1", 8))
+        command = ["broadcast", "--wallet", wallet.name]
+
+        killed = child(child_env, *command, fault=f"{point}=kill", settings=BLOCKIO_CHILD_SETTINGS)
+        assert killed.returncode == -9, f"{point} was not reached: {killed.stderr[-2000:]}"
+        assert len(fake.sent) == 1  # paid; the books do not know yet
+
+        end_leases(wallet)
+        child(child_env, *command, settings=BLOCKIO_CHILD_SETTINGS)
+        person = OperatorPersona()
+        for _ in range(3):
+            invariants.wait_sends_over(wallet)
+            Broadcaster(wallet).run()
+            person.settle(wallet)
+        violations = invariants.check_blockio(wallet, fake)
+        assert violations == [], "\n".join(violations + person.notes)
+        assert [s["amounts"] for s in fake.sent] == [[(destination, 10_000_000)]]
+        (broadcast,) = Broadcast.objects.filter(wallet=wallet)
+        assert broadcast.state == Broadcast.State.BROADCASTED
+        assert broadcast.txid == fake.sent[0]["txid"]
+    finally:
+        fake.stop()
