@@ -34,6 +34,26 @@ def _totals(using, accounts):
 
 @pytest.mark.django_db(databases=["default", "sqlite"])
 @pytest.mark.parametrize("using", ENGINES)
+def test_it_counts_a_bulk_insert_of_many_rows_into_one_account(using):
+    """One statement of 20,000 rows into the same accounts (a settlement, an import): each
+    total counts every row once. On PostgreSQL the totals are kept per statement: a row
+    trigger rewriting one total per row made this quadratic (142 s in a suite run, 1.6 s now)."""
+    btc, (a, b, c) = _accounts(using)
+    n = 20_000
+    Transaction.objects.using(using).bulk_create(
+        [
+            Transaction(
+                currency=btc, source=a, destination=b if i % 2 else c, amount=1, kind="internal"
+            )
+            for i in range(n)
+        ],
+        batch_size=n,
+    )
+    assert _totals(using, [a, b, c]) == [-n, n // 2, n // 2]
+
+
+@pytest.mark.django_db(databases=["default", "sqlite"])
+@pytest.mark.parametrize("using", ENGINES)
 def test_it_keeps_each_accounts_total_with_every_ledger_write(using):
     btc, (a, b, c) = _accounts(using)
     if using == "default":
