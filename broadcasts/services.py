@@ -700,10 +700,11 @@ class Broadcaster:
         )
 
     def sign_and_send(self, broadcast: Broadcast, deadline: float) -> Result:
-        """Build, fund (coins locked), sign; commit the raw transaction, txid, fee and coins on
-        the opened broadcast; only then hand it to the node. Before the commit nothing can
-        have been sent (no byte of it left this process), so any failure puts the outgoing
-        back in the queue; after it, the next run settles whatever happened."""
+        """Build, fund, sign; commit the raw transaction, txid, fee and coins on the opened
+        broadcast, lock those coins on the node; only then hand it to the node. Before the
+        commit nothing can have been sent (no byte of it left this process), so any failure
+        puts the outgoing back in the queue; after it, the next run settles whatever
+        happened."""
         try:
             signed = self.backend.build_signed(broadcast.outputs, **self.fee_policy())
         except FeeTooHigh as exc:
@@ -721,8 +722,8 @@ class Broadcaster:
             raw_tx=signed.raw, txid=signed.txid, signed_fee=signed.fee, inputs=list(signed.inputs)
         )
         if not committed:
-            # Failed by a later run once this process's lease was over: never to be sent.
-            self._unlock(signed.inputs)
+            # Failed by a later run once this process's lease was over: never to be sent (its
+            # coins were never locked).
             return Result(
                 broadcasts=[broadcast.pk],
                 message=f"{self.wallet.name}: broadcast #{broadcast.pk} was settled elsewhere "
@@ -734,6 +735,11 @@ class Broadcaster:
             signed.fee,
             list(signed.inputs),
         )
+        try:
+            # Recorded first, locked second: a lock never outlives the record that frees it.
+            self.backend.lock_coins(signed.inputs)
+        except BackendError:
+            pass  # the node is gone: the send below fails too, and a later run locks again
         faults.point("broadcast.after_sign_commit")
         return self.send_signed(broadcast, deadline)
 

@@ -133,6 +133,28 @@ def test_it_fails_a_broadcast_killed_before_signing_once_its_lease_is_over(setup
     assert_one_payment_each(wallet, server, {address: 7_000_000})
 
 
+def test_it_leaves_no_coin_locked_when_killed_between_signing_and_recording(setup, child_env):
+    """Signed, not recorded: nothing can have been sent, and no coin stays locked for a
+    transaction nobody will ever send (coins are locked only once the signed transaction is
+    recorded with them; a lock taken while funding would outlive the process until the node
+    restarts, and later broadcasts would be refused for want of those coins)."""
+    from tests.broadcast_helpers import end_lease
+
+    server, wallet, alice, address = setup
+    run_killed_at(child_env, wallet, "broadcast.after_sign")
+    wait_unlocked(wallet)
+    killed = Broadcast.objects.get()
+    assert killed.state == "opened" and not killed.raw_tx
+    assert server.rpc("listlockunspent") == []
+    end_lease(killed)
+
+    result = Broadcaster(wallet).run()
+
+    killed.refresh_from_db()
+    assert killed.state == "failed" and result.sent == 1  # failed, then sent as a new one
+    assert_one_payment_each(wallet, server, {address: 7_000_000})
+
+
 def test_it_settles_a_send_the_node_stopped_during_once_it_is_back(setup, child_env):
     server, wallet, alice, address = setup
     env = dict(child_env, CRYPTOADMIN_FAULT="broadcast.after_sign_commit=pause:4")

@@ -469,7 +469,11 @@ class BitcoindBackend(Backend):
         # wallet, whatever account a node that still has accounts put it in.
         try:
             raw = self.call("createrawtransaction", [], amounts)
-            options = {"lockUnspents": True}
+            # Coins are locked by the caller once the signed transaction is recorded with them
+            # (lock_coins): a lock taken here would outlive a process killed before that
+            # record, until the node restarts. Only one broadcast of a wallet is open at a
+            # time, so no other broadcast of ours picks these coins meanwhile.
+            options = {"lockUnspents": False}
             if fee_rate is not None:
                 options["feeRate"] = format_units(fee_rate, self.decimals)
             elif confirmation_target is not None:
@@ -489,20 +493,14 @@ class BitcoindBackend(Backend):
         decoded = self.call("decoderawtransaction", funded["hex"])
         inputs = tuple(f"{v['txid']}:{v['vout']}" for v in decoded.get("vin", []))
         if max_fee is not None and fee > max_fee:
-            self._unlock_quietly(inputs)
             raise FeeTooHigh(
                 f"the fee would be {format_units(fee, self.decimals)}, above the cap of "
                 f"{format_units(max_fee, self.decimals)}",
                 fee=fee,
                 cap=max_fee,
             )
-        try:
-            signed = self._sign(funded["hex"])
-        except BackendError:
-            self._unlock_quietly(inputs)
-            raise
+        signed = self._sign(funded["hex"])
         if not isinstance(signed, dict) or not signed.get("complete") or not signed.get("hex"):
-            self._unlock_quietly(inputs)
             raise Refused(f"the node could not sign the transaction: {str(signed)[:300]}")
         txid = check_txid(
             self.call("decoderawtransaction", signed["hex"]).get("txid"), "decoded tx"
@@ -557,12 +555,6 @@ class BitcoindBackend(Backend):
         if coins:
             # lockunspent's first argument is "unlock".
             self.call("lockunspent", not lock, coins)
-
-    def _unlock_quietly(self, inputs):
-        try:
-            self.lock_coins(inputs, lock=False)
-        except BackendError:
-            pass  # a node restart drops every lock anyway
 
     def locked_coins(self) -> set[str]:
         return {f"{c['txid']}:{c['vout']}" for c in self.call("listlockunspent")}
