@@ -18,6 +18,35 @@ from tests.support import (
     wait_until,
 )
 
+# The suite's longest tests (about 35-90 s each). Each xdist worker starts with one of them, so
+# none begins near the end of the run and holds the suite up alone: worksteal hands each
+# worker one contiguous block of the (shuffled) collection, and steals only from the ends.
+LONGEST = (
+    "test_it_sends_every_outgoing_exactly_once_with_4_broadcaster_processes",
+    "test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row",
+    "test_it_runs_on_two_web_workers_and_two_clusters_with_one_database",
+    "test_it_keeps_the_invariants_through_a_soak_on_postgresql",
+    "test_it_keeps_the_invariants_through_a_soak_on_sqlite",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    slow = [item for name in LONGEST for item in items if item.name == name]
+    if workers < 2 or not slow:
+        return
+    rest = [item for item in items if item not in slow]
+    size = len(items) // workers  # each worker's block, as the scheduler cuts it
+    blocks = [[] for _ in range(workers)]
+    for n, item in enumerate(slow):
+        blocks[n % workers].append(item)
+    for block in blocks:
+        while len(block) < size and rest:
+            block.append(rest.pop(0))
+    items[:] = [item for block in blocks for item in block] + rest
+
+
 pytest_plugins = ["tests.browser"]  # browser/page fixtures, defined once for the session
 
 
