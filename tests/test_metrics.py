@@ -189,30 +189,20 @@ def test_it_reports_poll_cycle_duration_and_last_success_age_per_schedule(client
             func="ledger.tasks.poll_all_currencies", schedule_type="I", minutes=1, repeats=-1
         ),
     )
-    Task.objects.create(
-        id="a" * 32,
-        name="old",
-        func="ledger.tasks.poll_all_currencies",
-        success=True,
-        started=now - timedelta(seconds=300),
-        stopped=now - timedelta(seconds=298),
-    )
-    Task.objects.create(
-        id="b" * 32,
-        name="last",
-        func="ledger.tasks.poll_all_currencies",
-        success=True,
-        started=now - timedelta(seconds=120.5),
-        stopped=now - timedelta(seconds=120),
-    )
-    Task.objects.create(
-        id="c" * 32,
-        name="failed",
-        func="ledger.tasks.poll_all_currencies",
-        success=False,
-        started=now - timedelta(seconds=10),
-        stopped=now - timedelta(seconds=1),
-    )
+    # (id, name, success, started and stopped seconds ago): the last success took 0.5 s.
+    for key, name, success, started, stopped in (
+        ("a", "old", True, 300, 298),
+        ("b", "last", True, 120.5, 120),
+        ("c", "failed", False, 10, 1),
+    ):
+        Task.objects.create(
+            id=key * 32,
+            name=name,
+            func="ledger.tasks.poll_all_currencies",
+            success=success,
+            started=now - timedelta(seconds=started),
+            stopped=now - timedelta(seconds=stopped),
+        )
     samples = scrape(client, HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert value(samples, "cryptoadmin_poll_cycle_seconds") == pytest.approx(0.5)
     age = value(
