@@ -1,8 +1,10 @@
 """Races and faults with real processes: concurrent broadcasters, a broadcaster killed
 mid-send (both close-by-hand paths), and an unreachable node."""
 
+import json
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 
@@ -24,7 +26,7 @@ from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account
 from ledger.money import to_units
 from tests.broadcast_helpers import end_lease
-from tests.support import expect_paused, funded_wallet, grant, manage_process
+from tests.support import PYTHON, REPO, expect_paused, funded_wallet, grant, manage_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,21 +74,57 @@ def closer(operator):
     return grant(operator, "broadcasts.close_broadcast_by_hand")
 
 
+def race_processes(child_env, wallet, count):
+    """`count` broadcaster processes (tests/broadcast_race_child.py), started and ready."""
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-m", "tests.broadcast_race_child", wallet.name],
+            cwd=REPO,
+            env=child_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    return procs
+
+
+def race_round(procs) -> list[dict]:
+    """Release every process at once into one broadcast run; each one's result."""
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    replies = []
+    for proc in procs:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()  # the process died
+        replies.append(json.loads(line))
+    return replies
+
+
 def test_it_sends_every_outgoing_exactly_once_with_4_broadcaster_processes(
     btc, node, fresh_node, child_env
 ):
     wallet, alice = funded_wallet(btc, fresh_node())
     expected, outputs = {}, []
-    for round_ in range(20):
-        for i in range(3):
-            address = node.rpc("getnewaddress")
-            expected[address] = 100_000 + round_ * 10 + i
-            send_external(alice, address, expected[address])
-        procs = [broadcaster_process(child_env, wallet) for _ in range(4)]
+    procs = race_processes(child_env, wallet, 4)
+    try:
+        for round_ in range(20):
+            for i in range(3):
+                address = node.rpc("getnewaddress")
+                expected[address] = 100_000 + round_ * 10 + i
+                send_external(alice, address, expected[address])
+            for reply in race_round(procs):
+                assert reply["code"] == 0, reply["err"]
+                outputs.append(reply["out"])
+    finally:
         for proc in procs:
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
-            outputs.append(out)
+            proc.stdin.close()
+            proc.wait(timeout=30)
 
     broadcasts = list(Broadcast.objects.all())
     assert len(broadcasts) == 20 and {b.state for b in broadcasts} == {Broadcast.State.BROADCASTED}
