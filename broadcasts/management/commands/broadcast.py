@@ -1,13 +1,14 @@
 """`manage.py broadcast [--wallet W]`: one Broadcaster run per wallet, printing what happened."""
 
-from django.core.management import BaseCommand, CommandError
+from django.core.management import CommandError
 
+from cryptoadmin.commands import MoneyCommand
 from ledger.models import Wallet
 
 from ...services import broadcast_wallets
 
 
-class Command(BaseCommand):
+class Command(MoneyCommand):
     help = "Collect queued outgoing transactions into one broadcast per wallet and send it."
 
     def add_arguments(self, parser):

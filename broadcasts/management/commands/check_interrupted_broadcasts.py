@@ -1,12 +1,12 @@
 """`manage.py check_interrupted_broadcasts`: list interrupted broadcasts, and closed ones a late
 reply flagged for attention; exit 1 if there are any."""
 
-from django.core.management import BaseCommand
+from cryptoadmin.commands import MoneyCommand
 
 from ...services import interrupted_broadcasts, needing_attention
 
 
-class Command(BaseCommand):
+class Command(MoneyCommand):
     help = (
         "List broadcasts opened but never closed, and those needing attention after a late reply "
         "(exit status 1 if there are any)."

@@ -1,11 +1,10 @@
 import sys
 
-from django.core.management import BaseCommand
-
+from cryptoadmin.commands import MoneyCommand
 from ledger.services import balance_differences
 
 
-class Command(BaseCommand):
+class Command(MoneyCommand):
     help = (
         "Recompute every account's balance from the ledger rows and compare it with its "
         "running total; exit 1 and list the accounts if any differ."

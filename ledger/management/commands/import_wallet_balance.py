@@ -1,12 +1,13 @@
-from django.core.management import BaseCommand, CommandError
+from django.core.management import CommandError
 
+from cryptoadmin.commands import MoneyCommand
 from ledger import imports
 from ledger.actors import SYSTEM
 from ledger.backends import BackendError
 from ledger.models import Account, Wallet
 
 
-class Command(BaseCommand):
+class Command(MoneyCommand):
     help = "Put a wallet's unaccounted balance (node minus books) on one account."
 
     def add_arguments(self, parser):

@@ -3,13 +3,14 @@ ZMQ feed (ledger/listener.py). Runs until SIGTERM or SIGINT; the process manager
 
 import signal
 
-from django.core.management import BaseCommand, CommandError
+from django.core.management import CommandError
 
+from cryptoadmin.commands import MoneyCommand
 from ledger.listener import Listener
 from ledger.models import Wallet
 
 
-class Command(BaseCommand):
+class Command(MoneyCommand):
     help = (
         "Follow the nodes' ZMQ feeds: a new block polls at once, a wallet transaction is recorded "
         "at once."

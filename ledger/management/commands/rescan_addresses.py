@@ -1,13 +1,14 @@
-from django.core.management import BaseCommand, CommandError
+from django.core.management import CommandError
 from tqdm import tqdm
 
+from cryptoadmin.commands import MoneyCommand
 from ledger.actors import SYSTEM
 from ledger.backends import BackendError
 from ledger.models import Currency
 from ledger.rescan import rescan_addresses
 
 
-class Command(BaseCommand):
+class Command(MoneyCommand):
     help = "Scan our receiving addresses on the node for deposits the books missed."
 
     def add_arguments(self, parser):

@@ -1,10 +1,11 @@
-from django.core.management import BaseCommand, CommandError
+from django.core.management import CommandError
 
+from cryptoadmin.commands import MoneyCommand
 from ledger.confirmations import update_confirmations
 from ledger.models import Currency
 
 
-class Command(BaseCommand):
+class Command(MoneyCommand):
     help = "Poll open network transactions once and print what happened."
 
     def add_arguments(self, parser):

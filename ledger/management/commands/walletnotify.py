@@ -4,14 +4,13 @@ Bad input is a clear message and exit code 2, with nothing written."""
 
 import sys
 
-from django.core.management import BaseCommand
-
+from cryptoadmin.commands import MoneyCommand
 from ledger.backends import BackendError
 from ledger.confirmations import update_one
 from ledger.models import TXID_RE, Currency
 
 
-class Command(BaseCommand):
+class Command(MoneyCommand):
     help = "Update one transaction at once (bitcoind's walletnotify fast path)."
 
     def add_arguments(self, parser):
