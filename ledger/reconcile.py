@@ -50,22 +50,27 @@ RECONCILE_BATCH = 5000
 # One statement per batch for both engines; only where the reported values come from differs.
 # Our receiving addresses among the reported ones with what the books credited to each
 # (kind 'a'), then the reported txids on those addresses that the books have as a deposit of
-# this wallet (kind 't'). Every lookup goes through an index: the address, the deposits'
-# (address, amount) index, the (wallet, txid, type) unique constraint.
+# this wallet (kind 't'). Every lookup is one index probe per reported value (the address,
+# the deposits' (address, amount) index, the (wallet, txid, type) unique constraint): the
+# address as a scalar subquery so the planner never hashes all the wallet's addresses
+# instead, and `reported` used twice so PostgreSQL computes it once.
 _LOOKUP = """
-WITH ours AS (
-  SELECT a.id, a.address FROM {addresses}
-  JOIN ledger_address a ON a.address = r.address AND a.wallet_id = %s AND a.kind = 'receiving'
+WITH reported AS (
+  SELECT r.address, (
+    SELECT a.id FROM ledger_address a
+    WHERE a.address = r.address AND a.wallet_id = %s AND a.kind = 'receiving'
+  ) AS id FROM {addresses}
 )
 SELECT 'a', o.address, (
   SELECT CAST(COALESCE(SUM(t.amount), 0) AS BIGINT) FROM ledger_transaction t
   WHERE t.address_id = o.id AND t.kind = 'deposit'
-), NULL FROM ours o
+), NULL FROM reported o WHERE o.id IS NOT NULL
 UNION ALL
-SELECT 't', p.address, NULL, n.txid FROM {pairs}
-JOIN ours o ON o.address = p.address
-JOIN ledger_networktransaction n
-  ON n.wallet_id = %s AND n.txid = p.txid AND n.type = 'deposit'
+SELECT 't', p.address, NULL, p.txid FROM {pairs}
+WHERE p.address IN (SELECT address FROM reported WHERE id IS NOT NULL) AND EXISTS (
+  SELECT 1 FROM ledger_networktransaction n
+  WHERE n.wallet_id = %s AND n.txid = p.txid AND n.type = 'deposit'
+)
 """
 # Per engine: the reported addresses (r.address) and (address, txid) pairs (p.address,
 # p.txid) as tables, and how a list of strings is passed as one parameter.
@@ -95,8 +100,8 @@ def lookup(wallet: Wallet, rows: list) -> tuple[dict[str, int], set[tuple[str, s
     txids = [t for row in rows for t in row.txids]
     sql = _LOOKUP.format(addresses=addresses_sql, pairs=pairs_sql)
     params = [
-        as_param([row.address for row in rows]),
         wallet.pk,
+        as_param([row.address for row in rows]),
         as_param(pair_addresses),
         as_param(txids),
         wallet.pk,
