@@ -161,3 +161,62 @@ def test_it_looks_up_a_batch_in_one_query_on_both_engines(using):
     # of our addresses); _txid(3) is on an address not ours, so it is not looked up.
     assert known == {("addr0", _txid(0)), ("addr1", _txid(1)), ("addr1", _txid(2))}
     assert reconcile_module.lookup(wallet, []) == ({}, set())
+
+
+def test_it_reconciles_on_sqlite_as_the_default_database(node_reply, tmp_path):
+    """The demo and a small install run on SQLite: the whole comparison, in a process whose
+    default database is SQLite, against the node double of this process."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    reply, double = node_reply
+    reply["received"] = [
+        {"address": "addr0", "amount": 0.0000015, "confirmations": 6, "txids": [_txid(0)]},
+        {"address": "addr1", "amount": 0.000001, "confirmations": 6, "txids": [_txid(1), _txid(9)]},
+        {"address": "change", "amount": 0.5, "confirmations": 6, "txids": [_txid(8)]},
+    ]
+    reply["balance"] = 0.0000035
+    script = f"""
+import django, json
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.db import connection
+from ledger import reconcile, services
+from ledger.models import Address, Currency, NetworkTransaction, Wallet
+assert connection.vendor == "sqlite"
+btc = Currency.objects.create(code="BTC")
+wallet = Wallet.objects.create(name="w", currency=btc, backend_settings={{"url": "{double.url}"}})
+network = services.system_account(wallet, 900)
+for i in range(3):
+    account = services.user_account(f"u{{i}}", btc)
+    address = Address.objects.create(
+        currency=btc, wallet=wallet, account=account, address=f"addr{{i}}", kind="receiving"
+    )
+    nt = NetworkTransaction.objects.create(
+        currency=btc, wallet=wallet, txid=f"{{i:064x}}", type="deposit"
+    )
+    services.post(network, account, 100, "deposit", network_transaction=nt, address=address)
+reconcile.RECONCILE_BATCH = 2
+print(json.dumps(reconcile.reconcile(wallet).as_dict()))
+"""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "cryptoadmin.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["books_balance"] == 300
+    assert result["uncredited"] == 50  # addr0: 150 received, 100 credited
+    assert result["missing_deposits"] == [
+        {"address": "addr1", "txids": [_txid(9)], "received": 100, "credited": 100}
+    ]
+    assert result["unaccounted"] == 350 - 300 - 50
