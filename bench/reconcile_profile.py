@@ -113,7 +113,6 @@ def cumulative(stats, filename_end, function):
 def breakdown(stats):
     node = cumulative(stats, "ledger/reconcile.py", "node_figures")
     compare = cumulative(stats, "ledger/reconcile.py", "compare")
-    sql = 0.0
     # Every query the comparison runs goes through Django's cursor wrapper.
     sql = cumulative(stats, "django/db/backends/utils.py", "_execute") + sum(
         cumulative(stats, "django/db/backends/utils.py", f) for f in ("fetchall", "fetchone")

@@ -140,8 +140,8 @@ def compare(wallet: Wallet, node_balance: int, received: list) -> Reconciliation
             if row.address not in credited:
                 # Change and addresses the books never gave out: part of the unaccounted balance.
                 continue
-            books = credited[row.address]
-            gap = row.amount - books
+            credited_here = credited[row.address]
+            gap = row.amount - credited_here
             if gap > 0:
                 uncredited += gap
             unknown = [t for t in row.txids if (row.address, t) not in known]
@@ -151,7 +151,7 @@ def compare(wallet: Wallet, node_balance: int, received: list) -> Reconciliation
                         "address": row.address,
                         "txids": unknown,
                         "received": row.amount,
-                        "credited": books,
+                        "credited": credited_here,
                     }
                 )
     books = services.wallet_books_balance(wallet)
