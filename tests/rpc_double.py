@@ -3,7 +3,8 @@
 The real regtest node cannot be made to misbehave; this one speaks bitcoind's HTTP JSON-RPC
 (keep-alive, application/json) closely enough for python-bitcoinrpc and our batch call.
 `answer(request)` gets the decoded request (a dict, or a list for a batch) and returns the
-Python value sent back as the whole reply body; the default answers every call with null."""
+Python value sent back as the whole reply body (or bytes, sent as they are); the default
+answers every call with null. `content_type` is the reply's Content-Type header."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class RpcDouble:
-    def __init__(self, answer=None):
+    def __init__(self, answer=None, content_type="application/json"):
         self.answer = answer or (
             lambda request: {"result": None, "error": None, "id": request.get("id")}
         )
@@ -27,9 +28,11 @@ class RpcDouble:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 request = json.loads(body)
                 double.requests.append(request)
-                reply = json.dumps(double.answer(request)).encode()
+                reply = double.answer(request)
+                if not isinstance(reply, bytes):
+                    reply = json.dumps(reply).encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)

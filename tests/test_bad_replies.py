@@ -250,3 +250,26 @@ def test_it_records_a_whole_batch_failure_on_the_wallet_and_polls_the_others(
     bad_wallet.refresh_from_db()
     assert "BadReply" in bad_wallet.last_poll_error
     assert services.balance(services.user_account("carol", currency)) == 50_000_000
+
+
+def test_it_refuses_a_reply_that_is_not_json_or_a_bare_value_as_a_bad_reply(bad_wallet):
+    # What python-bitcoinrpc refused, our reading of the reply refuses the same way: a body
+    # that is not application/json (a proxy's error page), and JSON that is no object.
+    page = RpcDouble(lambda request: b"<html>502 Bad Gateway</html>", content_type="text/html")
+    page.start()
+    try:
+        bad_wallet.backend_settings = {"url": page.url}
+        with pytest.raises(BadReply, match="non-JSON HTTP response with '200 OK'"):
+            BitcoindBackend(bad_wallet).get_balance()
+        with pytest.raises(BadReply, match="non-JSON"):
+            BitcoindBackend(bad_wallet).get_transactions([T1])
+    finally:
+        page.stop()
+    for body in (b"5", b"null", b"true", b"{not json"):
+        bare = RpcDouble(lambda request, body=body: body).start()
+        try:
+            bad_wallet.backend_settings = {"url": bare.url}
+            with pytest.raises(BadReply, match="unreadable reply"):
+                BitcoindBackend(bad_wallet).get_balance()
+        finally:
+            bare.stop()

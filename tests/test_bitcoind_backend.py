@@ -1,6 +1,9 @@
 """The bitcoind backend against a real regtest node."""
 
+import json
+import logging
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
@@ -164,3 +167,29 @@ def test_it_sends_nothing_without_time_left_in_the_lease_and_proves_its_own_spen
     assert backend.spends_own_coins(txid) is True
     coinbase = node.rpc("getblock", node.rpc("getblockhash", 1))["tx"][0]
     assert backend.spends_own_coins(coinbase) is False
+
+
+def test_it_reads_a_reply_once_and_never_encodes_it_again(wallet, node, monkeypatch, caplog):
+    """python-bitcoinrpc encodes every reply back to JSON for a debug log line, debug logging
+    on or not: for a listreceivedbyaddress of 100,000 rows that took longer than reading it."""
+    from bitcoinrpc import authproxy
+
+    encoded = []
+
+    def dumps(value, *args, **kwargs):
+        encoded.append(json.dumps(value, *args, **kwargs))
+        return encoded[-1]
+
+    monkeypatch.setattr(authproxy, "json", SimpleNamespace(dumps=dumps, loads=json.loads))
+    backend = wallet.get_backend()
+    address = backend.new_address()
+    node.rpc("sendtoaddress", address, "0.12345678")
+    encoded.clear()
+    rows = {r.address: r for r in backend.list_received_by_address(minconf=0)}
+    assert rows[address].amount == 12_345_678  # still read exactly, as a Decimal
+    assert isinstance(backend.call("getbalance", "*", 0), Decimal)
+    assert not any(address in text for text in encoded), "the reply was encoded again"
+    # With debug logging on, python-bitcoinrpc's logger still shows each reply.
+    caplog.set_level(logging.DEBUG, logger="BitcoinRPC")
+    backend.list_received_by_address(minconf=0)
+    assert address in caplog.text

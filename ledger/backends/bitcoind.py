@@ -7,7 +7,10 @@ Traps of AuthServiceProxy this module works around:
 - it is not thread-safe: one backend instance per unit of work, never shared;
 - it encodes Decimal as float (EncodeDecimal): we send amounts as exact decimal strings,
   which bitcoind accepts, and refuse floats and Decimals at this boundary;
-- `batch_` raises on the first failing item: our batch keeps per-item errors.
+- `batch_` raises on the first failing item: our batch keeps per-item errors;
+- its `_get_response` serializes every reply back to JSON for a debug log line, even with
+  debug logging off: for a listreceivedbyaddress of 100,000 rows that cost more than reading
+  the reply. _Proxy reads each reply once and logs it only when debug logging is on.
 """
 
 from __future__ import annotations
@@ -70,6 +73,52 @@ _ALREADY_HAVE = ("already in the mempool", "already in block chain", "txn-alread
 _SIGN_METHOD: dict[str, str] = {}
 
 
+# python-bitcoinrpc's own logger: whoever turns its debug log on still sees every reply.
+_rpc_log = logging.getLogger("BitcoinRPC")
+
+
+class _Proxy(AuthServiceProxy):
+    """AuthServiceProxy whose replies are parsed once and never serialized again (the
+    library's `_get_response` re-encodes every result for log.debug, whatever the level)."""
+
+    def __getattr__(self, name):
+        # The library builds each method's callable as an AuthServiceProxy by name; ours must
+        # be a _Proxy too, or the call would read its reply with the library's method.
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        service = self._AuthServiceProxy__service_name
+        return _Proxy(
+            self._AuthServiceProxy__service_url,
+            f"{service}.{name}" if service is not None else name,
+            self._AuthServiceProxy__timeout,
+            self._AuthServiceProxy__conn,
+        )
+
+    def _get_response(self):
+        # The library's checks and errors, in its order: no response, a content type other
+        # than JSON (-342), then the body parsed with every JSON fraction as a Decimal.
+        http_response = self._AuthServiceProxy__conn.getresponse()
+        if http_response is None:
+            raise JSONRPCException({"code": -342, "message": "missing HTTP response from server"})
+        if http_response.getheader("Content-Type") != "application/json":
+            raise JSONRPCException(
+                {
+                    "code": -342,
+                    "message": f"non-JSON HTTP response with '{http_response.status} "
+                    f"{http_response.reason}' from server",
+                }
+            )
+        body = http_response.read().decode("utf8")
+        response = json.loads(body, parse_float=Decimal)
+        # As with the library: a bare number, true/false or null is a TypeError here, which
+        # _translate reports as BadReply.
+        if not isinstance(response, (dict, list, str)):
+            raise TypeError(f"the reply is a bare {type(response).__name__}")
+        if _rpc_log.isEnabledFor(logging.DEBUG):
+            _rpc_log.debug("<-- %s", body)
+        return response
+
+
 class BitcoindBackend(Backend):
     def __init__(self, wallet, timeout: int | None = None):
         super().__init__(wallet)
@@ -83,7 +132,7 @@ class BitcoindBackend(Backend):
     # -- transport ---------------------------------------------------------------------
 
     def _new_proxy(self, timeout: float | None = None):
-        return AuthServiceProxy(self.url, timeout=timeout or self.timeout)
+        return _Proxy(self.url, timeout=timeout or self.timeout)
 
     def _proxy_for_reads(self):
         if self._proxy is None:

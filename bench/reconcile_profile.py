@@ -1,0 +1,131 @@
+"""Where the reconcile page's time goes, on admin_scale.py's cached large dataset.
+
+Run from the repository root, after admin_scale.py has built its cache:
+.venv/bin/python bench/reconcile_profile.py [--smoke] [--size small|large] [--rounds N]
+
+POSTs /admin/ledger/wallet/1/reconcile/ (the node double answering 100,000
+listreceivedbyaddress rows, as in admin_scale.py) N times (3) for the median, then once under
+cProfile, and prints the split: the node read (reconcile.node_figures: the HTTP round trip, the
+JSON parse, the rows built), the comparison's SQL (cursor execute/fetch inside compare), the
+rest of compare, and the rest of the request (session, redirect, audit record).
+"""
+
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import admin_scale  # noqa: E402
+
+from devtools.localservices import kept_postgres  # noqa: E402
+
+
+def main():
+    cache = admin_scale.CACHE_DIR
+    if "--smoke" in sys.argv:
+        cache = cache.with_name("admin-scale-smoke")
+    size = sys.argv[sys.argv.index("--size") + 1] if "--size" in sys.argv else "large"
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+    if not (cache / "BUILT").exists():
+        sys.exit(f"no built cache at {cache}: run bench/admin_scale.py first")
+    with kept_postgres(cache, admin_scale.BUILD_ID) as (pg, reuse):
+        assert reuse
+        run(pg, size, rounds)
+
+
+def run(pg, size, rounds):
+    os.environ.update(
+        DATABASE_URL=pg.url_for(size),
+        DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
+        SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-secret-key-" + "x" * 40,
+        OTP_REQUIRED="0",
+        ALLOWED_HOSTS="testserver",
+        SECURE_SSL_REDIRECT="0",
+    )
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from ledger.models import Wallet
+
+    call_command("migrate", verbosity=0)  # as admin_scale.py does: the cache may predate one
+    with connection.cursor() as cursor:
+        received = admin_scale.received_rows(cursor)
+    double = admin_scale.node_double(received)
+    try:
+        Wallet.objects.update(backend_settings={"url": double.url})
+        user, _ = get_user_model().objects.get_or_create(
+            username="bench", defaults=dict(is_staff=True, is_superuser=True)
+        )
+        client = Client()
+        client.force_login(user)
+        url = "/admin/ledger/wallet/1/reconcile/"
+        times = []
+        for _ in range(rounds):
+            with CaptureQueriesContext(connection) as captured:
+                t = time.perf_counter()
+                response = client.post(url, {})
+                times.append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 302, response.status_code
+        load = os.getloadavg()
+        print(
+            f"{size}: reconcile POST median of {rounds}: {statistics.median(times):.0f} ms "
+            f"({', '.join(f'{t:.0f}' for t in times)}), {len(captured)} queries; "
+            f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+        )
+        profile = cProfile.Profile()
+        t = time.perf_counter()
+        profile.enable()
+        client.post(url, {})
+        profile.disable()
+        total = (time.perf_counter() - t) * 1000
+        stats = pstats.Stats(profile)
+        split = breakdown(stats)
+        print(f"under cProfile: {total:.0f} ms (profiling adds its own overhead)")
+        for name, ms in split:
+            print(f"  {name}: {ms:.0f} ms")
+        stats.sort_stats("cumulative").print_stats(25)
+        stats.sort_stats("tottime").print_stats(15)
+    finally:
+        double.stop()
+
+
+def cumulative(stats, filename_end, function):
+    for (filename, _, name), (_, _, _, ct, _) in stats.stats.items():
+        if filename.endswith(filename_end) and name == function:
+            return ct * 1000
+    return 0.0
+
+
+def breakdown(stats):
+    node = cumulative(stats, "ledger/reconcile.py", "node_figures")
+    compare = cumulative(stats, "ledger/reconcile.py", "compare")
+    # Every query the comparison runs goes through Django's cursor wrapper.
+    sql = cumulative(stats, "django/db/backends/utils.py", "_execute") + sum(
+        cumulative(stats, "django/db/backends/utils.py", f) for f in ("fetchall", "fetchone")
+    )
+    request = cumulative(stats, "django/test/client.py", "request")
+    return [
+        ("node read (node_figures: round trip, JSON parse, rows built)", node),
+        ("SQL of the whole request (execute + fetch)", sql),
+        ("compare, SQL included", compare),
+        ("whole request", request),
+        ("rest of the request (outside node_figures and compare)", request - node - compare),
+    ]
+
+
+if __name__ == "__main__":
+    main()
