@@ -72,7 +72,8 @@ class Command(BaseCommand):
                 return
             env = dict(os.environ)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-            children.start(manage + ["qcluster"], env=env)
+            # This command ran the system checks at its start, on the same settings.
+            children.start(manage + ["qcluster", "--skip-checks"], env=env)
             children.start(
                 manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env
             )
