@@ -18,11 +18,10 @@ from tests.support import (
     wait_until,
 )
 
-# The suite's longest tests (about 35-90 s each). Each xdist worker starts with one of them, so
+# The suite's longest tests (about 30-70 s each). Each xdist worker starts with one of them, so
 # none begins near the end of the run and holds the suite up alone: worksteal hands each
 # worker one contiguous block of the (shuffled) collection, and steals only from the ends.
 LONGEST = (
-    "test_it_sends_every_outgoing_exactly_once_with_4_broadcaster_processes",
     "test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row",
     "test_it_runs_on_two_web_workers_and_two_clusters_with_one_database",
     "test_it_keeps_the_invariants_through_a_soak_on_postgresql",
