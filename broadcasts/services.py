@@ -1353,8 +1353,13 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
                     ),
                 )
                 if taken:
+                    signed_txid = broadcast.txid
                     broadcast.refresh_from_db()
                     _book_sent(broadcast, txid, now)
+                    if broadcast.signed_fee is not None and signed_txid == txid:
+                        # Its own signed bytes: the fee is known, booked with the send (else
+                        # the books would hold the fee until the next run's missing-fee fill).
+                        book_fee(broadcast.pk, broadcast.signed_fee)
                 note = (
                     f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
                     f"{taken} outgoing still queued were taken back and booked as sent by it."

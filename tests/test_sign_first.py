@@ -280,3 +280,34 @@ def test_it_shows_the_signed_transaction_on_the_close_page_and_finds_it_by_txid_
     found = client.post(reverse("admin:broadcasts_broadcast_find", args=[signed.pk]))
     assert found.url == f"{close}?txid={signed.txid}"
     assert server.rpc("listtransactions", "*", 10)[-1].get("comment") is None
+
+
+def test_it_takes_back_a_signed_broadcast_closed_as_never_left_that_the_node_sends_later(
+    setup, child_env, operator
+):
+    from broadcasts.services import close_as_never_left
+    from tests.broadcast_helpers import end_lease
+
+    server, wallet, alice, address = setup
+    run_killed_at(child_env, wallet, "broadcast.after_sign_commit")
+    wait_unlocked(wallet)
+    signed = Broadcast.objects.get()
+    end_lease(signed)
+    closer = grant(operator, "broadcasts.close_broadcast_by_hand")
+    # Nothing on the node carries it yet: a person closes it as never left, which puts its
+    # withdrawal back in the queue and frees its coins ...
+    close_as_never_left(signed, closer, "not on the node")
+    assert OutgoingTransaction.objects.get().state == OutgoingTransaction.State.QUEUED
+    # ... and then its signed bytes reach the node after all (a copy relayed late).
+    assert server.rpc("sendrawtransaction", signed.raw_tx) == signed.txid
+
+    Broadcaster(wallet).run()
+
+    signed.refresh_from_db()
+    assert signed.needs_attention and "LATE REPLY" in signed.last_error
+    assert Broadcast.objects.count() == 1  # the withdrawal was taken back, not sent again
+    # Booked as sent with the fee it signed for, at once: the books equal the node already.
+    assert signed.fee == signed.signed_fee
+    assert_one_payment_each(wallet, server, {address: 7_000_000})
+    Broadcaster(wallet).run()  # flagged once: the next run finds nothing new
+    assert Broadcast.objects.count() == 1 and len(sends(server)) == 1
