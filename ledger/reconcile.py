@@ -11,7 +11,7 @@ from django.utils import timezone
 from cryptoadmin import faults
 
 from . import actors, services
-from .models import Account, Wallet
+from .models import Account, NetworkTransaction, Wallet
 
 
 @dataclass
@@ -41,6 +41,47 @@ class Reconciliation:
         """The result recorded on the wallet (as_dict), to show without asking the node again."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class QuickFigures:
+    """Node against books without reading what every address received: the node's balance,
+    the books' running totals and the deposits recorded but not credited yet. Its cost does
+    not grow with the books' history nor with the node's number of addresses, so a page can
+    show it on every load; a deposit the node has and the books never recorded (no row yet)
+    is not among the awaiting ones and shows in the difference until a rescan or a full
+    reconciliation (`reconcile`) finds it."""
+
+    wallet_id: int
+    node_balance: int  # minconf 0, as the full reconciliation
+    books_balance: int  # services.wallet_books_balance
+    awaiting_credit: int  # known amounts of NetworkTransaction.objects.awaiting_credit()
+    unknown_amount: int = 0  # awaiting rows recorded before their amount was kept
+
+    @property
+    def difference(self) -> int:
+        """Node - books - awaiting credit (not exact while unknown_amount > 0)."""
+        return self.node_balance - self.books_balance - self.awaiting_credit
+
+
+def quick(wallet: Wallet, node_balance: int | None = None, awaiting=None) -> QuickFigures:
+    """The quick figures of one wallet: one node call (its balance, unless the caller asked
+    already, e.g. in a thread with no database) and a few queries on running totals and open
+    rows. `awaiting`: the wallet's (total, unknown) when the caller read several wallets'
+    at once (NetworkTransaction.objects.awaiting_credit_per_wallet)."""
+    if node_balance is None:
+        node_balance = wallet.get_backend().get_balance(minconf=0)
+    if awaiting is None:
+        per_wallet = NetworkTransaction.objects.filter(wallet=wallet).awaiting_credit_per_wallet()
+        awaiting = per_wallet.get(wallet.pk, (0, 0))
+    total, unknown = awaiting
+    return QuickFigures(
+        wallet_id=wallet.pk,
+        node_balance=node_balance,
+        books_balance=services.wallet_books_balance(wallet),
+        awaiting_credit=total,
+        unknown_amount=unknown,
+    )
 
 
 RECONCILE_PERM = "ledger.reconcile_wallet"
@@ -122,14 +163,15 @@ def reconcile(wallet: Wallet) -> Reconciliation:
 
 
 def node_figures(backend) -> tuple[int, list]:
-    """What reconciling asks the node: its balance (pending included) and what each address
-    received. No database here, so the home page can ask several nodes in parallel threads."""
+    """What the full reconciliation asks the node: its balance (pending included) and what
+    each address received (the long read: every address the node's wallet has)."""
     return backend.get_balance(minconf=0), backend.list_received_by_address(minconf=0)
 
 
 def compare(wallet: Wallet, node_balance: int, received: list) -> Reconciliation:
-    """The node's figures against the books: the one computation of the difference, used by
-    the reconcile page, its command and the admin home page."""
+    """The node's figures against the books, address by address: the full reconciliation's
+    one computation of the difference (the reconcile task, the import; the admin home page
+    shows the quick figures instead, see `quick`)."""
     uncredited, missing = 0, []
     # Only what the node reports is looked up, in batches: the cost follows the node's reply,
     # never the number of deposits or addresses the books have collected over the years.
