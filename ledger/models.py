@@ -91,6 +91,17 @@ class Wallet(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     last_reconciliation = models.JSONField(default=dict, blank=True)
+    # A full reconciliation queued by "Reconcile now" and not finished: set by a conditional
+    # UPDATE (one scan at a time per wallet), cleared by the UPDATE recording the result or
+    # the failure. Older than the task queue's timeout: the worker died, a new request may
+    # queue it again (ledger/reconcile.py).
+    reconcile_requested_at = models.DateTimeField(null=True, blank=True)
+    reconcile_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The last queued reconciliation that failed (node unreachable, ...), until one succeeds.
+    last_reconcile_error = models.TextField(blank=True)
+    last_reconcile_error_at = models.DateTimeField(null=True, blank=True)
     last_rescan_at = models.DateTimeField(null=True, blank=True)
     last_rescan_result = models.JSONField(default=dict, blank=True)
     # The poller's last cycle of this wallet: a failing wallet is recorded here and the
