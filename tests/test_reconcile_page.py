@@ -213,3 +213,63 @@ def test_it_reads_without_recording_and_records_only_with_the_permission(viewer,
     recorded = record_reconciliation(wallet, by=operator)
     wallet.refresh_from_db()
     assert wallet.last_reconciliation["unaccounted"] == recorded.unaccounted
+
+
+def test_it_rolls_the_request_back_when_the_task_cannot_be_queued(operator, watched, monkeypatch):
+    import django_q.tasks
+
+    from ledger.reconcile import request_reconciliation
+
+    wallet, _ = watched
+
+    def broker_down(*args, **kwargs):
+        raise RuntimeError("broker down")
+
+    monkeypatch.setattr(django_q.tasks, "async_task", broker_down)
+    with pytest.raises(RuntimeError):
+        request_reconciliation(wallet, by=operator)
+    wallet.refresh_from_db()
+    # No marker without its task: it would block every request until the queue's timeout.
+    assert wallet.reconcile_requested_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_is_run_by_a_real_worker(operator, btc, child_env, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from ledger.models import Wallet
+    from ledger.reconcile import request_reconciliation
+    from tests.support import PYTHON, REPO, wait_until
+
+    double = _double()
+    wallet = Wallet.objects.create(
+        currency=btc, name="worked", backend="bitcoind", backend_settings={"url": double.url}
+    )
+    log = tmp_path / "cluster.log"
+    cluster = subprocess.Popen(
+        [PYTHON, "manage.py", "qcluster"],
+        cwd=REPO,
+        env=dict(child_env, Q_WORKERS="1"),
+        start_new_session=True,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert request_reconciliation(wallet, by=operator) is True
+
+        def recorded():
+            wallet.refresh_from_db()
+            return wallet.last_reconciled_at is not None and wallet.reconcile_requested_at is None
+
+        wait_until(recorded, timeout=60, interval=0.5, what=f"the worker's reconciliation ({log})")
+        assert wallet.last_reconciliation["node_balance"] == 250_000_000
+    finally:
+        os.killpg(cluster.pid, signal.SIGTERM)
+        try:
+            cluster.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+            cluster.wait()
+        double.stop()
