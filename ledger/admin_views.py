@@ -7,11 +7,17 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from . import actors, imports
 from .backends import BackendError
 from .models import Account, Transaction, Wallet
-from .reconcile import RECONCILE_PERM, Reconciliation, record_reconciliation
+from .reconcile import (
+    RECONCILE_PERM,
+    Reconciliation,
+    request_reconciliation,
+    request_stale_after,
+)
 
 
 class ImportForm(forms.Form):
@@ -136,20 +142,24 @@ FIGURES = (
 
 
 def reconcile_view(model_admin, request, object_id):
-    """GET shows the last recorded reconciliation and calls no node; POST (with
-    `ledger.reconcile_wallet`) asks the node, records the result and comes back here."""
-    wallet = get_object_or_404(Wallet.objects.select_related("currency"), pk=object_id)
+    """GET shows the last recorded reconciliation and any pending or failed request; it
+    writes nothing and calls no node. POST (with `ledger.reconcile_wallet`) queues the full
+    reconciliation for a worker and comes back here at once."""
+    wallet = get_object_or_404(
+        Wallet.objects.select_related("currency", "reconcile_requested_by"), pk=object_id
+    )
     if not model_admin.has_view_permission(request, wallet):
         raise PermissionDenied
     can_record = actors.allowed(request.user, RECONCILE_PERM)
     if request.method == "POST":
-        try:
-            result = record_reconciliation(wallet, by=request.user)
-        except BackendError as exc:
-            messages.error(request, f"The node could not be asked: {exc}")
+        if request_reconciliation(wallet, by=request.user):
+            messages.success(
+                request,
+                "Reconciliation queued: it runs in the background (it reads every address the "
+                "node has); this page shows the result when it is done.",
+            )
         else:
-            c = wallet.currency
-            messages.success(request, f"Reconciled: difference {c.amount(result.unaccounted)}.")
+            messages.info(request, "A reconciliation of this wallet is already running.")
         return redirect(request.path)
     context = {
         **model_admin.admin_site.each_context(request),
@@ -159,6 +169,14 @@ def reconcile_view(model_admin, request, object_id):
         "wallet": wallet,
         "can_record": can_record,
     }
+    pending = wallet.reconcile_requested_at
+    if pending is not None:
+        context.update(
+            pending_since=pending,
+            pending_by=wallet.reconcile_requested_by,
+            # No live worker on it any more: a new request queues it again.
+            pending_stale=timezone.now() - pending > request_stale_after(),
+        )
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency

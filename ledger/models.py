@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, F, Q, When
+from django.db.models import Case, Count, F, Q, Sum, When
 from django.utils import timezone
 
 from .money import MAX_DECIMALS, format_amount, format_units
@@ -91,6 +91,17 @@ class Wallet(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     last_reconciliation = models.JSONField(default=dict, blank=True)
+    # A full reconciliation queued by "Reconcile now" and not finished: set by a conditional
+    # UPDATE (one scan at a time per wallet), cleared by the UPDATE recording the result or
+    # the failure. Older than the task queue's timeout: the worker died, a new request may
+    # queue it again (ledger/reconcile.py).
+    reconcile_requested_at = models.DateTimeField(null=True, blank=True)
+    reconcile_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The last queued reconciliation that failed (node unreachable, ...), until one succeeds.
+    last_reconcile_error = models.TextField(blank=True)
+    last_reconcile_error_at = models.DateTimeField(null=True, blank=True)
     last_rescan_at = models.DateTimeField(null=True, blank=True)
     last_rescan_result = models.JSONField(default=dict, blank=True)
     # The poller's last cycle of this wallet: a failing wallet is recorded here and the
@@ -241,6 +252,27 @@ class NetworkTransactionQuerySet(models.QuerySet):
     def polled(self):
         """Rows the poller still asks about: open ones, and troubled ones that may come back."""
         return self.filter(state__in=POLLED_STATES)
+
+    def awaiting_credit(self):
+        """Deposits the node reported that the books have not credited yet: polled (open, or
+        troubled and maybe coming back) and no credit. The quick reconciliation sums their
+        `amount` (a row recorded before the amount was kept has none: counted, never guessed)."""
+        return self.filter(
+            type=NetworkTransaction.Type.DEPOSIT,
+            state__in=POLLED_STATES,
+            credited_at__isnull=True,
+        )
+
+    def awaiting_credit_per_wallet(self) -> dict[int, tuple[int, int]]:
+        """{wallet id: (sum of the known amounts, rows of unknown amount)} of awaiting_credit(),
+        in one grouped query over the open rows only (never the closed history)."""
+        rows = (
+            self.awaiting_credit()
+            .values("wallet_id")
+            .annotate(total=Sum("amount"), unknown=Count("id", filter=Q(amount__isnull=True)))
+            .order_by()
+        )
+        return {r["wallet_id"]: (r["total"] or 0, r["unknown"]) for r in rows}
 
     def stuck(self, now=None):
         """Open for longer than STUCK_AFTER: a deposit or broadcast an operator should look at."""

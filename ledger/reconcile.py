@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from datetime import timedelta
 
-from django.db import connections
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from cryptoadmin import faults
 
 from . import actors, services
-from .models import Account, Wallet
+from .models import Account, NetworkTransaction, Wallet
 
 
 @dataclass
@@ -41,6 +44,47 @@ class Reconciliation:
         """The result recorded on the wallet (as_dict), to show without asking the node again."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class QuickFigures:
+    """Node against books without reading what every address received: the node's balance,
+    the books' running totals and the deposits recorded but not credited yet. Its cost does
+    not grow with the books' history nor with the node's number of addresses, so a page can
+    show it on every load; a deposit the node has and the books never recorded (no row yet)
+    is not among the awaiting ones and shows in the difference until a rescan or a full
+    reconciliation (`reconcile`) finds it."""
+
+    wallet_id: int
+    node_balance: int  # minconf 0, as the full reconciliation
+    books_balance: int  # services.wallet_books_balance
+    awaiting_credit: int  # known amounts of NetworkTransaction.objects.awaiting_credit()
+    unknown_amount: int = 0  # awaiting rows recorded before their amount was kept
+
+    @property
+    def difference(self) -> int:
+        """Node - books - awaiting credit (not exact while unknown_amount > 0)."""
+        return self.node_balance - self.books_balance - self.awaiting_credit
+
+
+def quick(wallet: Wallet, node_balance: int | None = None, awaiting=None) -> QuickFigures:
+    """The quick figures of one wallet: one node call (its balance, unless the caller asked
+    already, e.g. in a thread with no database) and a few queries on running totals and open
+    rows. `awaiting`: the wallet's (total, unknown) when the caller read several wallets'
+    at once (NetworkTransaction.objects.awaiting_credit_per_wallet)."""
+    if node_balance is None:
+        node_balance = wallet.get_backend().get_balance(minconf=0)
+    if awaiting is None:
+        per_wallet = NetworkTransaction.objects.filter(wallet=wallet).awaiting_credit_per_wallet()
+        awaiting = per_wallet.get(wallet.pk, (0, 0))
+    total, unknown = awaiting
+    return QuickFigures(
+        wallet_id=wallet.pk,
+        node_balance=node_balance,
+        books_balance=services.wallet_books_balance(wallet),
+        awaiting_credit=total,
+        unknown_amount=unknown,
+    )
 
 
 RECONCILE_PERM = "ledger.reconcile_wallet"
@@ -122,14 +166,15 @@ def reconcile(wallet: Wallet) -> Reconciliation:
 
 
 def node_figures(backend) -> tuple[int, list]:
-    """What reconciling asks the node: its balance (pending included) and what each address
-    received. No database here, so the home page can ask several nodes in parallel threads."""
+    """What the full reconciliation asks the node: its balance (pending included) and what
+    each address received (the long read: every address the node's wallet has)."""
     return backend.get_balance(minconf=0), backend.list_received_by_address(minconf=0)
 
 
 def compare(wallet: Wallet, node_balance: int, received: list) -> Reconciliation:
-    """The node's figures against the books: the one computation of the difference, used by
-    the reconcile page, its command and the admin home page."""
+    """The node's figures against the books, address by address: the full reconciliation's
+    one computation of the difference (the reconcile task, the import; the admin home page
+    shows the quick figures instead, see `quick`)."""
     uncredited, missing = 0, []
     # Only what the node reports is looked up, in batches: the cost follows the node's reply,
     # never the number of deposits or addresses the books have collected over the years.
@@ -173,14 +218,81 @@ def compare(wallet: Wallet, node_balance: int, received: list) -> Reconciliation
 
 
 def record_reconciliation(wallet: Wallet, *, by) -> Reconciliation:
-    """The operator's "Reconcile now": reconcile, then record the result on the wallet (what
-    the reconciliation page shows without asking the node again)."""
+    """The full reconciliation recorded on the wallet (what the reconciliation page shows
+    without asking the node again): run by the queued task of "Reconcile now", or directly.
+    The UPDATE recording the result also ends a pending request: the result answers it."""
     actors.require(by, RECONCILE_PERM)
     result = reconcile(wallet)
     faults.point("reconcile.before_record")  # the node was asked; nothing recorded yet
     Wallet.objects.filter(pk=wallet.pk).update(
-        last_reconciled_at=timezone.now(), last_reconciliation=result.as_dict()
+        last_reconciled_at=timezone.now(),
+        last_reconciliation=result.as_dict(),
+        reconcile_requested_at=None,
+        reconcile_requested_by=None,
+        last_reconcile_error="",
+        last_reconcile_error_at=None,
     )
     c = wallet.currency
     actors.log_action(by, wallet, f"Reconciled: difference {c.amount(result.unaccounted)}")
     return result
+
+
+def request_stale_after() -> timedelta:
+    """A pending request older than the task queue's timeout has no live worker on it (the
+    cluster kills a task at its timeout): a new request may queue the scan again."""
+    return timedelta(seconds=settings.Q_CLUSTER["timeout"])
+
+
+def request_reconciliation(wallet: Wallet, *, by) -> bool:
+    """The operator's "Reconcile now": queue the full reconciliation for a worker (it reads
+    every address the node has: seconds at a large node, too long for a request). One at a
+    time per wallet: the request is marked on the wallet by a conditional UPDATE, in the same
+    database transaction as the queued task (the ORM broker's row), so a double click queues
+    one scan and a crash leaves neither. False: one is pending already, nothing queued."""
+    from django_q.tasks import async_task
+
+    actors.require(by, RECONCILE_PERM)
+    now = timezone.now()
+    who = actors.person(by)
+    with transaction.atomic():
+        claimed = (
+            Wallet.objects.filter(pk=wallet.pk)
+            .filter(
+                Q(reconcile_requested_at__isnull=True)
+                | Q(reconcile_requested_at__lt=now - request_stale_after())
+            )
+            .update(reconcile_requested_at=now, reconcile_requested_by=who)
+        )
+        if not claimed:
+            return False
+        async_task(
+            "ledger.tasks.reconcile_wallet_task",
+            wallet.pk,
+            who.pk if who else None,
+            task_name=f"reconcile {wallet.name}",
+            group="reconcile",
+        )
+        actors.log_action(by, wallet, "Reconciliation queued")
+    return True
+
+
+def reconcile_wallet_task(wallet_id: int, requested_by_id: int | None = None) -> dict:
+    """django-q2 entry point of "Reconcile now": the full reconciliation as the person who
+    asked (their permission checked again, the history entry theirs). A failure is recorded
+    on the wallet and ends the request, so the page says so and it can be asked again."""
+    from django.contrib.auth import get_user_model
+
+    wallet = Wallet.objects.select_related("currency").get(pk=wallet_id)
+    by = actors.SYSTEM
+    if requested_by_id is not None:
+        by = get_user_model().objects.filter(pk=requested_by_id).first() or actors.SYSTEM
+    try:
+        return record_reconciliation(wallet, by=by).as_dict()
+    except Exception as exc:
+        Wallet.objects.filter(pk=wallet_id).update(
+            reconcile_requested_at=None,
+            reconcile_requested_by=None,
+            last_reconcile_error=f"{type(exc).__name__}: {exc}"[:500],
+            last_reconcile_error_at=timezone.now(),
+        )
+        raise

@@ -113,10 +113,11 @@ def test_it_links_a_books_above_node_difference_in_red_to_the_reconcile_page(
     assert f'href="{reconcile}" style="color:#ba2121' in page and "-0.00000005" in page
 
 
-def test_it_shows_awaiting_credit_apart_and_the_difference_as_reconcile_computes_it(
+def test_it_shows_awaiting_credit_apart_and_the_difference_as_reconcile_computes_it_once_recorded(
     client, superuser, two_nodes
 ):
     from ledger.reconcile import reconcile
+    from ledger.rescan import rescan_wallet
     from tests.support import make_currency, make_wallet, pay_from_outside
 
     ours, outside = two_nodes
@@ -124,10 +125,90 @@ def test_it_shows_awaiting_credit_apart_and_the_difference_as_reconcile_computes
     address = services.new_receiving_address(wallet, "alice")
     pay_from_outside(ours, outside, address.address, "0.75")  # received, not credited yet
     overview._NODE_CACHE.clear()
+    # The quick figures know only the deposits the books recorded: one the node has and the
+    # books never saw is in the difference until a rescan (or the poller) records it.
     row = overview.wallet_rows()[0]
+    assert (row["difference_units"], row["awaiting_units"]) == (75_000_000, 0)
+    assert reconcile(wallet).missing_deposits  # the full reconciliation names it
+    rescan_wallet(wallet)
+    row = overview.wallet_rows()[0]  # the node's balance is cached; the books are read again
     assert (row["difference_units"], row["awaiting_units"]) == (0, 75_000_000)
     assert row["difference_units"] == reconcile(wallet).unaccounted
     client.force_login(superuser)
     page = client.get("/admin/").content.decode()
     assert "0.75000000 BTC" in page
     assert re.search(r'color:#2e7d32;font-weight:600"[^>]*>0\.00000000 BTC<', page)
+
+
+def _node_double(balance):
+    """A node answering getbalance and getblockcount, recording every method asked."""
+    from tests.rpc_double import RpcDouble
+
+    def answer(request):
+        calls = request if isinstance(request, list) else [request]
+        replies = [
+            {
+                "result": {"getbalance": balance, "getblockcount": 321}.get(c.get("method")),
+                "error": None,
+                "id": c.get("id"),
+            }
+            for c in calls
+        ]
+        return replies if isinstance(request, list) else replies[0]
+
+    return RpcDouble(answer).start()
+
+
+def _methods(double):
+    return [c.get("method") for r in double.requests for c in (r if isinstance(r, list) else [r])]
+
+
+def test_it_shows_the_quick_figures_without_reading_every_received_address(client, superuser, btc):
+    from ledger.models import Wallet
+    from ledger.reconcile import quick
+
+    double = _node_double(1.5)  # 150,000,000 units on the node, pending included
+    try:
+        wallet = Wallet.objects.create(
+            currency=btc, name="quick", backend="bitcoind", backend_settings={"url": double.url}
+        )
+        services.post(
+            services.system_account(wallet, 910),
+            services.user_account("alice", btc),
+            10**8,
+            "import",
+        )
+        deposit = dict(currency=btc, wallet=wallet, type="deposit")
+        # Awaiting credit: seen on the node, not credited yet (open, or troubled and polled).
+        NetworkTransaction.objects.create(txid="a" * 64, amount=30_000_000, **deposit)
+        NetworkTransaction.objects.create(
+            txid="b" * 64, amount=5_000_000, state="conflicted", **deposit
+        )
+        # Not awaiting: credited (still open until the polling threshold) or closed.
+        now = timezone.now()
+        NetworkTransaction.objects.create(
+            txid="c" * 64, amount=7_000_000, credited_at=now, **deposit
+        )
+        NetworkTransaction.objects.create(
+            txid="d" * 64, amount=9_000_000, state="closed", credited_at=now, **deposit
+        )
+        overview._NODE_CACHE.clear()
+        row = overview.wallet_rows()[0]
+        assert (row["balance_units"], row["books_units"]) == (150_000_000, 10**8)
+        assert (row["awaiting_units"], row["unknown_amount"]) == (35_000_000, 0)
+        assert row["difference_units"] == 150_000_000 - 10**8 - 35_000_000
+        # A row recorded before its amount was kept cannot be summed: counted and said.
+        NetworkTransaction.objects.create(txid="e" * 64, **deposit)
+        client.force_login(superuser)
+        overview._NODE_CACHE.clear()
+        page = client.get("/admin/").content.decode()
+        assert "1 open deposit of unknown amount" in page
+        assert "until a rescan or a full reconciliation finds it" in page
+        assert "0.35000000 BTC" in page and "+0.15000000 BTC" in page
+        figures = quick(wallet)  # the one home of these figures, asking the node itself
+        assert (figures.awaiting_credit, figures.unknown_amount) == (35_000_000, 1)
+        assert figures.difference == 15_000_000
+        assert "listreceivedbyaddress" not in _methods(double)
+        assert "getbalance" in _methods(double)
+    finally:
+        double.stop()

@@ -5,7 +5,7 @@ from django.contrib.admin.models import LogEntry
 
 from ledger import services
 from ledger.models import Transaction
-from tests.support import grant, make_currency, make_wallet, pay_from_outside
+from tests.support import grant, make_currency, make_wallet, pay_from_outside, run_queued_tasks
 
 URL = "/admin/ledger/wallet/import/"
 BTC = 10**8
@@ -96,11 +96,14 @@ def test_it_shows_the_reconciliation_page(admin_client, admin, managed):
     address = services.new_receiving_address(wallet, "carol")
     txid = pay_from_outside(ours, outside, address.address, "2")
     grant(admin, "ledger.reconcile_wallet")
-    # Recording is a POST (a GET only shows the last one); it comes back to the page.
+    # Recording is a POST (a GET only shows the last one); it queues the full scan and comes
+    # back to the page (issue 20); the worker records it, then the page shows it.
     response = admin_client.post(
         f"/admin/ledger/wallet/{wallet.pk}/reconcile/", {"reconcile": "1"}, follow=True
     )
     assert response.status_code == 200
+    assert run_queued_tasks(group="reconcile")
+    response = admin_client.get(f"/admin/ledger/wallet/{wallet.pk}/reconcile/")
     result = response.context["result"]
     assert (result.node_balance, result.books_balance, result.uncredited) == (7 * BTC, 0, 2 * BTC)
     assert result.unaccounted == 5 * BTC
