@@ -254,12 +254,14 @@ class NetworkTransactionQuerySet(models.QuerySet):
         return self.filter(state__in=POLLED_STATES)
 
     def awaiting_credit(self):
-        """Deposits the node reported that the books have not credited yet: polled (open, or
-        troubled and maybe coming back) and no credit. The quick reconciliation sums their
-        `amount` (a row recorded before the amount was kept has none: counted, never guessed)."""
+        """Deposits in the node's balance that the books have not credited yet: open, no
+        credit. Conflicted and vanished ones are polled too but out of the node's balance (and
+        of listreceivedbyaddress), so counting them would show a difference that is not there.
+        The quick reconciliation sums their `amount` (a row recorded before the amount was kept
+        has none: counted, never guessed)."""
         return self.filter(
             type=NetworkTransaction.Type.DEPOSIT,
-            state__in=POLLED_STATES,
+            state=NetworkTransaction.State.OPEN,
             credited_at__isnull=True,
         )
 
