@@ -235,12 +235,11 @@ def test_it_rolls_the_request_back_when_the_task_cannot_be_queued(operator, watc
 
 @pytest.mark.django_db(transaction=True)
 def test_it_is_run_by_a_real_worker(operator, btc, child_env, tmp_path):
-    import os
-    import signal
     import subprocess
 
     from ledger.models import Wallet
     from ledger.reconcile import request_reconciliation
+    from tests.prodserver import stop
     from tests.support import PYTHON, REPO, wait_until
 
     double = _double()
@@ -266,10 +265,5 @@ def test_it_is_run_by_a_real_worker(operator, btc, child_env, tmp_path):
         wait_until(recorded, timeout=60, interval=0.5, what=f"the worker's reconciliation ({log})")
         assert wallet.last_reconciliation["node_balance"] == 250_000_000
     finally:
-        os.killpg(cluster.pid, signal.SIGTERM)
-        try:
-            cluster.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(cluster.pid, signal.SIGKILL)
-            cluster.wait()
+        stop(cluster)  # the leader only: a signal to its whole group hangs its shutdown
         double.stop()
