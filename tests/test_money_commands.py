@@ -61,3 +61,14 @@ def test_it_starts_every_money_command_without_the_web_side(env):
 def test_it_refuses_to_run_a_money_command_with_a_lease_margin_under_a_second(env):
     for result in run_each(dict(env, BROADCAST_LEASE_MARGIN="0")):
         assert result["code"] != 0 and "cryptoadmin.E004" in result["stderr"], result
+
+
+def test_it_covers_every_command_of_the_money_apps():
+    from django.core.management import get_commands, load_command_class
+
+    from cryptoadmin.commands import MoneyCommand
+
+    money = {name: app for name, app in get_commands().items() if app in ("ledger", "broadcasts")}
+    assert set(money) == {c[0] for c in COMMANDS}
+    for name, app in money.items():
+        assert isinstance(load_command_class(app, name), MoneyCommand), name
