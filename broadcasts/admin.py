@@ -179,7 +179,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         # Each coin as "txid:vout", the form the node's lockunspent and the close page use.
         if not obj.inputs:
             return "—"
-        return format_html_join(format_html("<br>"), "<code>{}</code>", ((i,) for i in obj.inputs))
+        return format_html_join(mark_safe("<br>"), "<code>{}</code>", ((i,) for i in obj.inputs))
 
     @admin.display(description="outputs")
     def outputs_table(self, obj):
