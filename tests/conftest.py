@@ -196,6 +196,17 @@ def blockio_wallet(db, blockio):
     return blockio_wallet_on(blockio, currency)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's test databases, and before they are dropped, this process's balance
+    cache reset: a test that served balances without `balance_cache` leaves its LISTEN
+    connection open, and PostgreSQL refuses to drop a database someone is connected to."""
+    yield
+    from balances.cache import reset_cache
+
+    reset_cache()
+
+
 @pytest.fixture
 def balance_cache():
     """This process's balance cache, fresh for the test; reset after it, which also closes its
