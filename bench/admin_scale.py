@@ -362,6 +362,20 @@ def main():
         run(pg, reuse=reuse, rounds=rounds)
 
 
+def bench_environment(database_url):
+    """The production settings on the bench's database, for the Django test client (no second
+    factor, no TLS redirect); reconcile_profile.py uses the same."""
+    os.environ.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
+        SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-secret-key-" + "x" * 40,
+        OTP_REQUIRED="0",
+        ALLOWED_HOSTS="testserver",
+        SECURE_SSL_REDIRECT="0",
+    )
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
 def run(pg, reuse, rounds):
     import psycopg2
 
@@ -371,15 +385,7 @@ def run(pg, reuse, rounds):
         for size in SIZES:
             admin.cursor().execute(f"CREATE DATABASE {size}")
         admin.close()
-    os.environ.update(
-        DATABASE_URL=pg.url_for("small"),
-        DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
-        SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-secret-key-" + "x" * 40,
-        OTP_REQUIRED="0",
-        ALLOWED_HOSTS="testserver",
-        SECURE_SSL_REDIRECT="0",
-    )
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    bench_environment(pg.url_for("small"))
     import django
     from django.conf import settings
 

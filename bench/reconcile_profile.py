@@ -42,15 +42,7 @@ def main():
 
 
 def run(pg, size, rounds):
-    os.environ.update(
-        DATABASE_URL=pg.url_for(size),
-        DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
-        SECRET_KEY=os.environ.get("SECRET_KEY") or "bench-only-secret-key-" + "x" * 40,
-        OTP_REQUIRED="0",
-        ALLOWED_HOSTS="testserver",
-        SECURE_SSL_REDIRECT="0",
-    )
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    admin_scale.bench_environment(pg.url_for(size))
     import django
 
     django.setup()

@@ -414,15 +414,12 @@ BLOCKIO_CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "2", "BROADCAST_LEASE_MARGIN": "1"
 
 
 @pytest.fixture
-def blockio_books(transactional_db):
+def blockio_queued(transactional_db):
     """A block.io wallet (tests/blockio_server.py, over loopback HTTP, so child processes reach
-    it too) holding 1 BTC imported to alice, and an interrupted broadcast: block.io closed the
-    connection before doing the withdraw, so its outcome is unknown."""
-    from broadcasts.models import Broadcast
-    from broadcasts.services import Broadcaster, send_external
+    it too) holding 1 BTC imported to alice, who has 0.1 BTC queued to an outside address."""
+    from broadcasts.services import send_external
     from ledger import imports
     from tests.blockio_server import FakeBlockIo, new_address
-    from tests.broadcast_helpers import end_lease
 
     fake = FakeBlockIo().start()
     try:
@@ -433,20 +430,46 @@ def blockio_books(transactional_db):
         imports.import_unaccounted_balance(wallet.pk, alice.pk)
         destination = new_address()[0]
         send_external(alice, destination, to_units("0.1", 8))
-        fake.fail_next("withdraw", "drop")
-        Broadcaster(wallet).run()
-        broadcast = Broadcast.objects.get()
-        assert broadcast.state == Broadcast.State.OPENED and broadcast.nonce and fake.sent == []
-        end_lease(broadcast)  # its lease waited out: interrupted, and a retry is safe
-        yield dict(wallet=wallet, fake=fake, destination=destination, broadcast=broadcast)
+        yield dict(wallet=wallet, fake=fake, destination=destination)
     finally:
         fake.stop()
 
 
-@pytest.mark.parametrize("point", _params(only="blockio_retry"))
-def test_it_keeps_the_invariants_when_a_block_io_retry_dies_at(point, blockio_books, child_env):
+@pytest.fixture
+def blockio_books(blockio_queued):
+    """blockio_queued, and an interrupted broadcast: block.io closed the connection before
+    doing the withdraw, so its outcome is unknown."""
+    from broadcasts.models import Broadcast
+    from broadcasts.services import Broadcaster
+    from tests.broadcast_helpers import end_lease
+
+    wallet, fake = blockio_queued["wallet"], blockio_queued["fake"]
+    fake.fail_next("withdraw", "drop")
+    Broadcaster(wallet).run()
+    broadcast = Broadcast.objects.get()
+    assert broadcast.state == Broadcast.State.OPENED and broadcast.nonce and fake.sent == []
+    end_lease(broadcast)  # its lease waited out: interrupted, and a retry is safe
+    return dict(blockio_queued, broadcast=broadcast)
+
+
+def settle_blockio(child_env, wallet, fake, command):
+    """After the kill: the next cycle in a clean process once the leases are over, then the
+    machine and a person on duty settle whatever is left; block.io's invariants must hold."""
     from broadcasts.services import Broadcaster
 
+    end_leases(wallet)
+    child(child_env, *command, settings=BLOCKIO_CHILD_SETTINGS)
+    person = OperatorPersona()
+    for _ in range(3):
+        invariants.wait_sends_over(wallet)
+        Broadcaster(wallet).run()
+        person.settle(wallet)
+    violations = invariants.check_blockio(wallet, fake)
+    assert violations == [], "\n".join(violations + person.notes)
+
+
+@pytest.mark.parametrize("point", _params(only="blockio_retry"))
+def test_it_keeps_the_invariants_when_a_block_io_retry_dies_at(point, blockio_books, child_env):
     wallet, fake = blockio_books["wallet"], blockio_books["fake"]
     command = ["broadcast", "--wallet", wallet.name]
 
@@ -457,59 +480,28 @@ def test_it_keeps_the_invariants_when_a_block_io_retry_dies_at(point, blockio_bo
     # Killed after its claim: not sent again yet; after its send: paid, not booked.
     assert len(fake.sent) == (point == "broadcast.after_retry_send")
 
-    # The next cycle, in a clean process, once the retry's lease is over; then the machine and
-    # a person on duty settle whatever is left.
-    end_leases(wallet)
-    child(child_env, *command, settings=BLOCKIO_CHILD_SETTINGS)
-    person = OperatorPersona()
-    for _ in range(3):
-        invariants.wait_sends_over(wallet)
-        Broadcaster(wallet).run()
-        person.settle(wallet)
-    violations = invariants.check_blockio(wallet, fake)
-    assert violations == [], "\n".join(violations + person.notes)
+    settle_blockio(child_env, wallet, fake, command)
     assert [s["amounts"] for s in fake.sent] == [[(blockio_books["destination"], 10_000_000)]]
     blockio_books["broadcast"].refresh_from_db()
     assert blockio_books["broadcast"].txid == fake.sent[0]["txid"]
 
 
 @pytest.mark.parametrize("point", _params(only="blockio_send"))
-def test_it_keeps_the_invariants_when_a_block_io_send_dies_at(point, transactional_db, child_env):
+def test_it_keeps_the_invariants_when_a_block_io_send_dies_at(point, blockio_queued, child_env):
     """block.io's first send killed once the withdraw was done, before the books know: the
     next cycles (the machine, then a person on duty retrying the same nonce) settle it, and
     block.io paid once."""
     from broadcasts.models import Broadcast
-    from broadcasts.services import Broadcaster, send_external
-    from ledger import imports
-    from tests.blockio_server import FakeBlockIo, new_address
 
-    fake = FakeBlockIo().start()
-    try:
-        currency = make_currency("BTC", network="testnet")
-        wallet = blockio_wallet_on(fake, currency)
-        fake.receive(fake.own_address("house"), "1", confirmations=6)
-        alice = ledger.user_account("alice", currency, Account.Code.BALANCE)
-        imports.import_unaccounted_balance(wallet.pk, alice.pk)
-        destination = new_address()[0]
-        send_external(alice, destination, to_units("0.1", 8))
-        command = ["broadcast", "--wallet", wallet.name]
+    wallet, fake = blockio_queued["wallet"], blockio_queued["fake"]
+    command = ["broadcast", "--wallet", wallet.name]
 
-        killed = child(child_env, *command, fault=f"{point}=kill", settings=BLOCKIO_CHILD_SETTINGS)
-        assert killed.returncode == -9, f"{point} was not reached: {killed.stderr[-2000:]}"
-        assert len(fake.sent) == 1  # paid; the books do not know yet
+    killed = child(child_env, *command, fault=f"{point}=kill", settings=BLOCKIO_CHILD_SETTINGS)
+    assert killed.returncode == -9, f"{point} was not reached: {killed.stderr[-2000:]}"
+    assert len(fake.sent) == 1  # paid; the books do not know yet
 
-        end_leases(wallet)
-        child(child_env, *command, settings=BLOCKIO_CHILD_SETTINGS)
-        person = OperatorPersona()
-        for _ in range(3):
-            invariants.wait_sends_over(wallet)
-            Broadcaster(wallet).run()
-            person.settle(wallet)
-        violations = invariants.check_blockio(wallet, fake)
-        assert violations == [], "\n".join(violations + person.notes)
-        assert [s["amounts"] for s in fake.sent] == [[(destination, 10_000_000)]]
-        (broadcast,) = Broadcast.objects.filter(wallet=wallet)
-        assert broadcast.state == Broadcast.State.BROADCASTED
-        assert broadcast.txid == fake.sent[0]["txid"]
-    finally:
-        fake.stop()
+    settle_blockio(child_env, wallet, fake, command)
+    assert [s["amounts"] for s in fake.sent] == [[(blockio_queued["destination"], 10_000_000)]]
+    (broadcast,) = Broadcast.objects.filter(wallet=wallet)
+    assert broadcast.state == Broadcast.State.BROADCASTED
+    assert broadcast.txid == fake.sent[0]["txid"]
