@@ -5,3 +5,8 @@ rolled-back write changes nothing. Any bulk write path must send it too."""
 from django.dispatch import Signal
 
 accounts_changed = Signal()  # kwargs: account_ids (set[int]), using (str)
+
+# Money paths report what changed through `ledger.outbox.emit` inside their own transaction;
+# the events app (a higher layer) receives this and writes the outbox rows in that transaction,
+# so an event commits or rolls back with its change.
+events_emitted = Signal()  # kwargs: rows (list[outbox.Emitted]), using (str)
