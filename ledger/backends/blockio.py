@@ -22,6 +22,9 @@ Decisions:
   of the account's addresses: matching outputs alone could be anyone's payment.
 - block.io has no transaction comments: find_by_comment raises; find_sent lists the sent
   transactions (get_transactions type=sent) since a time whose outputs match.
+- An output of a transaction we sent that pays one of our own addresses (a withdrawal to
+  another user's deposit address) is a payment as well as a receipt: find_sent counts it,
+  and get_transaction lists it as "send" too once the transaction is known to be ours.
 - Addresses are validated locally: base58check with the network's version bytes.
 - The API key and PIN never appear in an exception, a log line or the admin.
 """
@@ -94,6 +97,8 @@ class BlockIoBackend(Backend):
         self.session = session or requests.Session()
         self._mine: set[str] | None = None
         self._fees: dict[str, int] = {}
+        # Txids this backend has seen spend the wallet's coins (its own sends).
+        self._ours: set[str] = set()
 
     # -- transport ---------------------------------------------------------------------
 
@@ -285,14 +290,11 @@ class BlockIoBackend(Backend):
             address = self._address(script)
             if address is None:
                 continue
-            outputs.append(
-                TxOutput(
-                    address=address,
-                    category="receive" if address in mine else "send",
-                    amount=value,
-                    vout=vout,
-                )
-            )
+            if address in mine:
+                outputs.append(TxOutput(address, "receive", value, vout))
+            # Ours and sent by us: a payment too, as bitcoind lists a send to itself.
+            if address not in mine or txid in self._ours:
+                outputs.append(TxOutput(address, "send", value, vout))
         return TxInfo(
             txid=txid,
             confirmations=confirmations,
@@ -318,11 +320,15 @@ class BlockIoBackend(Backend):
         if inputs and txid not in self._fees and spent >= sum(value for value, _ in outputs):
             # All inputs are ours, so we know what they held: the fee is what the outputs leave.
             self._fees[txid] = spent - sum(value for value, _ in outputs)
+        if inputs:
+            self._ours.add(txid)
         return bool(inputs)
 
-    def find_sent(self, outputs: dict[str, int], since) -> list[str]:
-        """Sent transactions since `since` (paged newest first) paying exactly `outputs`; change
-        back to our own addresses is not counted as paid."""
+    def find_sent(self, outputs: dict[str, int], since, *, any_output: bool = False) -> list[str]:
+        """Sent transactions since `since` (paged newest first) paying exactly `outputs`: each
+        of them its amount, anything else only to our own addresses (change). An output to one
+        of our own addresses that `outputs` names is paid like any other. `any_output`: the
+        sends paying at least one of `outputs` its amount (what "never left" must not find)."""
         cutoff = since.timestamp() - 60  # block.io's clock and ours may differ a little
         mine = self.my_addresses()
         found, before = [], None
@@ -337,16 +343,15 @@ class BlockIoBackend(Backend):
                         return found
                     paid: dict[str, int] = {}
                     for a in tx["amounts_sent"]:
-                        if a["recipient"] not in mine:
-                            paid[a["recipient"]] = paid.get(a["recipient"], 0) + self.units(
-                                a["amount"]
-                            )
+                        paid[a["recipient"]] = paid.get(a["recipient"], 0) + self.units(a["amount"])
                 except (KeyError, TypeError, ValueError):
                     raise BadReply(
                         "block.io get_transactions: a sent transaction lacks txid, time or amounts"
                     ) from None
-                if paid == outputs:
-                    found.append(check_txid(tx.get("txid"), "block.io get_transactions type=sent"))
+                if _pays(paid, outputs, mine, any_output):
+                    txid = check_txid(tx.get("txid"), "block.io get_transactions type=sent")
+                    self._ours.add(txid)
+                    found.append(txid)
             if not txs:
                 return found
             before = txs[-1]["txid"]
@@ -401,6 +406,7 @@ class BlockIoBackend(Backend):
         txid = data.get("txid")
         if not is_txid(txid):
             raise OutcomeUnknown("block.io withdraw: no txid in a success reply, outcome unknown")
+        self._ours.add(txid)
         try:
             self._fees[txid] = self.units(data.get("network_fee"))
         except BadReply:
@@ -444,6 +450,15 @@ class BlockIoBackend(Backend):
     def block_height(self):
         self.read("get_balance")  # reachability: block.io reports no block height
         return None
+
+
+def _pays(paid: dict[str, int], outputs: dict[str, int], mine: set[str], any_output: bool) -> bool:
+    """Whether a send's recipients `paid` pay `outputs` (see find_sent)."""
+    if any_output:
+        return any(paid.get(a) == v for a, v in outputs.items())
+    return all(paid.get(a) == v for a, v in outputs.items()) and all(
+        a in outputs or a in mine for a in paid
+    )
 
 
 def _retry_after(response, default: float) -> float:
