@@ -31,13 +31,13 @@ Decisions:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from decimal import Decimal
 
 import requests
 
+from .. import rawtx
 from ..money import AmountError, format_units, to_units
 from ..txids import is_txid
 from .base import (
@@ -473,16 +473,6 @@ def _refused(exc) -> bool:
     return "Connection refused" in text or "NewConnectionError" in text or "Errno 111" in text
 
 
-def _sha256d(data: bytes) -> bytes:
-    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
-
-
-def _txid(raw: bytes) -> str:
-    """The txid: double SHA-256 of the serialization without witness data (BIP 144), so a
-    segwit transaction's is not the hash of the bytes block.io returns."""
-    return _sha256d(_parse(raw)[2])[::-1].hex()
-
-
 def _b58check_decode(address: str) -> bytes | None:
     try:
         number = 0
@@ -493,11 +483,11 @@ def _b58check_decode(address: str) -> bytes | None:
     full = number.to_bytes((number.bit_length() + 7) // 8, "big")
     full = b"\x00" * (len(address) - len(address.lstrip("1"))) + full
     payload, checksum = full[:-4], full[-4:]
-    return payload if len(full) > 4 and _sha256d(payload)[:4] == checksum else None
+    return payload if len(full) > 4 and rawtx.sha256d(payload)[:4] == checksum else None
 
 
 def b58check_encode(payload: bytes) -> str:
-    data = payload + _sha256d(payload)[:4]
+    data = payload + rawtx.sha256d(payload)[:4]
     number = int.from_bytes(data, "big")
     out = ""
     while number:
@@ -506,55 +496,15 @@ def b58check_encode(payload: bytes) -> str:
     return "1" * (len(data) - len(data.lstrip(b"\x00"))) + out
 
 
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
-    first = raw[pos]
-    if first < 0xFD:
-        return first, pos + 1
-    size = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
-    return int.from_bytes(raw[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
-
-
-def _parse(raw: bytes) -> tuple[list[tuple[str, int]], list[tuple[int, bytes]], bytes]:
-    """(inputs as (prev txid, vout), outputs as (base units, scriptPubKey), the serialization
-    without witness data) of a serialized transaction, legacy or BIP 144 segwit."""
+def _parse(raw: bytes):
     try:
-        pos = 4
-        segwit = raw[pos] == 0 and raw[pos + 1] == 1
-        if segwit:
-            pos += 2
-        body_start = pos
-        n_in, pos = _varint(raw, pos)
-        inputs = []
-        for _ in range(n_in):
-            inputs.append(
-                (
-                    raw[pos : pos + 32][::-1].hex(),
-                    int.from_bytes(raw[pos + 32 : pos + 36], "little"),
-                )
-            )
-            pos += 36
-            length, pos = _varint(raw, pos)
-            pos += length + 4
-        n_out, pos = _varint(raw, pos)
-        outputs = []
-        for _ in range(n_out):
-            value = int.from_bytes(raw[pos : pos + 8], "little")
-            length, pos = _varint(raw, pos + 8)
-            outputs.append((value, raw[pos : pos + length]))
-            pos += length
-        body_end = pos
-        if segwit:
-            for _ in range(n_in):
-                items, pos = _varint(raw, pos)
-                for _ in range(items):
-                    length, pos = _varint(raw, pos)
-                    pos += length
-        if pos + 4 != len(raw):
-            raise IndexError
-        stripped = raw[:4] + raw[body_start:body_end] + raw[pos : pos + 4] if segwit else raw
-        return inputs, outputs, stripped
-    except (IndexError, KeyError):
+        return rawtx.parse(raw)
+    except rawtx.RawTxError:
         raise BadReply("block.io tx_hex is not a serialized transaction") from None
+
+
+def _txid(raw: bytes) -> str:
+    return rawtx.sha256d(_parse(raw)[2])[::-1].hex()
 
 
 def _decode_outputs(raw: bytes) -> list[tuple[int, bytes]]:
