@@ -25,6 +25,7 @@ from tests.support import (
     expect_paused,
     funded_wallet,
     grant,
+    manage_process,
     wait_until,
 )
 
@@ -148,3 +149,51 @@ def test_it_refuses_never_left_for_a_block_io_withdrawal_to_our_own_address_that
     broadcast.refresh_from_db()
     assert (broadcast.state, broadcast.txid) == ("closed_broadcasted", txid)
     assert Broadcaster(blockio_wallet).run().sent == 0 and len(blockio.sent) == 1
+
+
+# -- SQLite: two broadcasters and no advisory lock ----------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="recovery fails a signed broadcast on a stale read (to fix)")
+def test_it_never_fails_a_broadcast_whose_sender_signed_it_while_a_later_run_looked(
+    tmp_path, fresh_node
+):
+    from tests.support import manage, run_python, sqlite_child_env
+
+    env = sqlite_child_env(tmp_path / "db.sqlite3")
+    env.update(NODE_RPC_TIMEOUT="3", BROADCAST_LEASE_MARGIN="1")  # a 7 s lease
+    server = fresh_node()
+    server.generate(101)
+    address = server.rpc("getnewaddress")
+    done = run_python(
+        env, "-m", "tests.broadcast_sqlite_child", "setup", server.url, address, "5000000"
+    )
+    assert done.returncode == 0, done.stderr
+    # The first run opens the broadcast and stalls before signing it ...
+    first = manage_process(
+        env,
+        "broadcast",
+        "--wallet",
+        "sqlite-btc",
+        fault="broadcast.after_open=pause:4;broadcast.after_raw_send=kill",
+    )
+    expect_paused(first, "broadcast.after_open")
+    # ... a later run reads it unsigned, and stalls past its lease before failing it; meanwhile
+    # the first signs, records, sends (and dies before booking it).
+    later = manage_process(
+        env, "broadcast", "--wallet", "sqlite-btc", fault="broadcast.before_fail_unsigned=pause:7"
+    )
+    expect_paused(later, "broadcast.before_fail_unsigned")
+    first.communicate(timeout=60)
+    assert first.returncode == -9
+    out, err = later.communicate(timeout=60)
+    assert later.returncode == 0, err
+
+    manage(env, "broadcast", "--wallet", "sqlite-btc")  # the next run settles what is left
+
+    paid = [
+        e
+        for e in server.rpc("listtransactions", "*", 100)
+        if e["category"] == "send" and e["address"] == address and e["confirmations"] >= 0
+    ]
+    assert len(paid) == 1, out
