@@ -52,22 +52,11 @@ def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
 def _give_back(
     outgoing: OutgoingTransaction, user, reason: str, state, from_states, verb
 ) -> OutgoingTransaction:
-    if not actors.allowed(user, CANCEL_PERM):
-        raise DecisionError(
-            f"you do not have the permission to {verb.rstrip('ed')} outgoing transactions"
-        )
-    reason = (reason or "").strip()
-    if not reason:
-        raise DecisionError("give a reason")
+    reason = _check_give_back(outgoing, user, reason, from_states, verb)
     now = timezone.now()
     # The old state is the one the person saw (the instance they acted on): if anyone changed
     # it since (an approval, the broadcaster), they decided on something else, and are told.
     seen = outgoing.state
-    if seen not in from_states:
-        raise DecisionError(
-            f"outgoing #{outgoing.pk} is {OutgoingTransaction.State(seen).label}: "
-            f"it cannot be {verb}"
-        )
     row = OutgoingTransaction.objects.select_related("account", "hold_account").get(pk=outgoing.pk)
     with transaction.atomic():
         entry = ledger.post(
@@ -92,6 +81,23 @@ def _give_back(
         faults.point("outgoing.before_return_commit")
     outgoing.refresh_from_db()
     return outgoing
+
+
+def _check_give_back(outgoing: OutgoingTransaction, user, reason: str, from_states, verb) -> str:
+    """A give-back's checks before anything is written; returns the reason, stripped."""
+    if not actors.allowed(user, CANCEL_PERM):
+        raise DecisionError(
+            f"you do not have the permission to {verb.rstrip('ed')} outgoing transactions"
+        )
+    reason = (reason or "").strip()
+    if not reason:
+        raise DecisionError("give a reason")
+    if outgoing.state not in from_states:
+        raise DecisionError(
+            f"outgoing #{outgoing.pk} is {OutgoingTransaction.State(outgoing.state).label}: "
+            f"it cannot be {verb}"
+        )
+    return reason
 
 
 def reject(outgoing: OutgoingTransaction, user, reason: str) -> OutgoingTransaction:

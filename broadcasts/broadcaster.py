@@ -1,4 +1,4 @@
-"""Outgoing transactions and the Broadcaster.
+"""The Broadcaster: one run per wallet collects its queue into one broadcast and sends it.
 
 One payment per broadcast, whatever number of processes run and whichever database:
 - where the backend signs (bitcoind), a broadcast is built, funded with locked coins and
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 
 class Broadcaster(SignFirst, Isolation):
+    """One wallet's runs: settle what earlier runs left, then collect, open and send; the
+    signing, isolating and reply steps are those of its bases."""
+
     def run(self) -> Result:
         """Collect this wallet's queue into one broadcast and send it, once."""
         with wallet_lock(self.wallet.pk) as got:
@@ -58,45 +61,9 @@ class Broadcaster(SignFirst, Isolation):
             recovered = self.recover_signed()
             settled += recovered.sent
             filled += recovered.fee
-            opened = list(
-                Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED)
-                .order_by("id")
-                .values_list("id", "sending_until", "signed_first", "stuck_reason")
-            )
-            if opened:
-                now = timezone.now()
-                # Still sending, or signed and the machine's to send again: nobody is needed.
-                waiting = [
-                    i
-                    for i, until, signed, stuck in opened
-                    if (until is not None and until > now) or (signed and not stuck)
-                ]
-                if len(waiting) == len(opened):
-                    return Result(
-                        sent=settled,
-                        fee=filled,
-                        message="; ".join(
-                            recovered.notes
-                            + [
-                                f"{self.wallet.name}: broadcast(s) "
-                                f"{', '.join(f'#{i}' for i in waiting)} "
-                                "still sending (a signed one is sent again on the next run)"
-                            ]
-                        ),
-                    )
-                return Result(
-                    refused=True,
-                    sent=settled,
-                    fee=filled,
-                    message="; ".join(
-                        recovered.notes
-                        + [
-                            f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
-                            f"{', '.join(f'#{i}' for i, *_ in opened if i not in waiting)} "
-                            "must be closed by hand first"
-                        ]
-                    ),
-                )
+            held = self._held_by_opened(settled, filled, recovered.notes)
+            if held is not None:
+                return held
             try:
                 # A cheap read first: when the node is down nothing is collected or marked.
                 self.backend.block_height()
@@ -105,15 +72,7 @@ class Broadcaster(SignFirst, Isolation):
                     fee=filled,
                     message=f"{self.wallet.name}: node not answering, nothing collected: {exc}",
                 )
-            broadcast = self.collect()
-            if broadcast is None:
-                result = Result(fee=filled, message=f"{self.wallet.name}: nothing to send")
-            else:
-                faults.point("broadcast.after_collect")
-                result = self.send(broadcast)
-                if result.refusal is not None:
-                    result = self.isolate(broadcast, result)
-                result.fee += filled
+            result = self._collect_and_send(filled)
             if settled:
                 result.sent += settled
                 result.message = (
@@ -123,6 +82,61 @@ class Broadcaster(SignFirst, Isolation):
             if recovered.notes:
                 result.message = "; ".join(recovered.notes + [result.message])
             return result
+
+    def _held_by_opened(self, settled: int, filled: int, notes: list) -> Result | None:
+        """The run's answer while this wallet has an opened broadcast (nothing new is built
+        then), or None when it has none."""
+        opened = list(
+            Broadcast.objects.filter(wallet=self.wallet, state=Broadcast.State.OPENED)
+            .order_by("id")
+            .values_list("id", "sending_until", "signed_first", "stuck_reason")
+        )
+        if not opened:
+            return None
+        now = timezone.now()
+        # Still sending, or signed and the machine's to send again: nobody is needed.
+        waiting = [
+            i
+            for i, until, signed, stuck in opened
+            if (until is not None and until > now) or (signed and not stuck)
+        ]
+        if len(waiting) == len(opened):
+            return Result(
+                sent=settled,
+                fee=filled,
+                message="; ".join(
+                    notes
+                    + [
+                        f"{self.wallet.name}: broadcast(s) "
+                        f"{', '.join(f'#{i}' for i in waiting)} "
+                        "still sending (a signed one is sent again on the next run)"
+                    ]
+                ),
+            )
+        return Result(
+            refused=True,
+            sent=settled,
+            fee=filled,
+            message="; ".join(
+                notes
+                + [
+                    f"{self.wallet.name}: refusing to broadcast: interrupted broadcast(s) "
+                    f"{', '.join(f'#{i}' for i, *_ in opened if i not in waiting)} "
+                    "must be closed by hand first"
+                ]
+            ),
+        )
+
+    def _collect_and_send(self, filled: int) -> Result:
+        broadcast = self.collect()
+        if broadcast is None:
+            return Result(fee=filled, message=f"{self.wallet.name}: nothing to send")
+        faults.point("broadcast.after_collect")
+        result = self.send(broadcast)
+        if result.refusal is not None:
+            result = self.isolate(broadcast, result)
+        result.fee += filled
+        return result
 
     def collect(self, ids=None) -> Broadcast | None:
         """A collected broadcast of this wallet: one left by a crash before opening, or a new one
@@ -146,18 +160,7 @@ class Broadcaster(SignFirst, Isolation):
             )
             if not rows:
                 return None
-            outputs: dict[str, int] = {}
-            for _, address, amount in rows:
-                outputs[address] = outputs.get(address, 0) + amount
-            broadcast = Broadcast.objects.create(
-                wallet=self.wallet,
-                outputs=outputs,
-                output_count=len(outputs),
-                transaction_count=len(rows),
-                total=sum(outputs.values()),
-            )
-            broadcast.label = f"cryptoadmin-broadcast-{broadcast.pk}"
-            Broadcast.objects.filter(pk=broadcast.pk).update(label=broadcast.label)
+            broadcast = self._new_broadcast(rows)
             # Still queued: another collector may have taken a row between our read and now
             # (SQLite has no row locks); it then stays with the broadcast that took it.
             taken = OutgoingTransaction.objects.filter(
@@ -169,39 +172,36 @@ class Broadcaster(SignFirst, Isolation):
                 return None
             return broadcast
 
-    def send(self, broadcast: Broadcast) -> Result:
-        now = timezone.now()
-        sending_until, deadline = lease_from(now)
-        nonce = uuid.uuid4().hex
-        # The claim, committed on its own before the node is called, with the send's lease and
-        # its nonce: from here on nobody settles it until the lease is over.
-        signs_first = getattr(self.backend, "signs_first", False)
-        claimed = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.COLLECTED).update(
-            state=Broadcast.State.OPENED,
-            opened_at=now,
-            sending_until=sending_until,
-            nonce=nonce,
-            signed_first=signs_first,
+    def _new_broadcast(self, rows) -> Broadcast:
+        """The broadcast paying these (id, address, amount) rows, one output per address."""
+        outputs: dict[str, int] = {}
+        for _, address, amount in rows:
+            outputs[address] = outputs.get(address, 0) + amount
+        broadcast = Broadcast.objects.create(
+            wallet=self.wallet,
+            outputs=outputs,
+            output_count=len(outputs),
+            transaction_count=len(rows),
+            total=sum(outputs.values()),
         )
-        if not claimed:
+        broadcast.label = f"cryptoadmin-broadcast-{broadcast.pk}"
+        Broadcast.objects.filter(pk=broadcast.pk).update(label=broadcast.label)
+        return broadcast
+
+    def send(self, broadcast: Broadcast) -> Result:
+        deadline = self._open(broadcast)
+        if deadline is None:
             return Result(
                 message=(
                     f"{self.wallet.name}: broadcast #{broadcast.pk} was claimed by another process"
                 )
             )
-        broadcast.state, broadcast.opened_at, broadcast.sending_until, broadcast.nonce = (
-            Broadcast.State.OPENED,
-            now,
-            sending_until,
-            nonce,
-        )
-        broadcast.signed_first = signs_first
         faults.point("broadcast.after_open")
-        if signs_first:
+        if broadcast.signed_first:
             return self.sign_and_send(broadcast, deadline)
         try:
             txid = self.backend.send_many(
-                broadcast.outputs, broadcast.label, nonce=nonce, deadline=deadline
+                broadcast.outputs, broadcast.label, nonce=broadcast.nonce, deadline=deadline
             )
         except (NotSent, InsufficientFunds, InvalidAddress) as exc:
             return self.not_sent(broadcast, exc)
@@ -218,6 +218,33 @@ class Broadcaster(SignFirst, Isolation):
             )
         faults.point("broadcast.after_send")
         return self.settle_reply(broadcast, txid)
+
+    def _open(self, broadcast: Broadcast) -> float | None:
+        """Claim a collected broadcast (collected -> opened) with the send's lease and a fresh
+        nonce; the node call's deadline, or None if another process claimed it."""
+        now = timezone.now()
+        sending_until, deadline = lease_from(now)
+        nonce = uuid.uuid4().hex
+        # The claim, committed on its own before the node is called, with the send's lease and
+        # its nonce: from here on nobody settles it until the lease is over.
+        signs_first = getattr(self.backend, "signs_first", False)
+        claimed = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.COLLECTED).update(
+            state=Broadcast.State.OPENED,
+            opened_at=now,
+            sending_until=sending_until,
+            nonce=nonce,
+            signed_first=signs_first,
+        )
+        if not claimed:
+            return None
+        broadcast.state, broadcast.opened_at, broadcast.sending_until, broadcast.nonce = (
+            Broadcast.State.OPENED,
+            now,
+            sending_until,
+            nonce,
+        )
+        broadcast.signed_first = signs_first
+        return deadline
 
     def fill_missing_fees(self) -> int:
         """Fees of sent broadcasts whose lookup failed earlier (one batched node call)."""

@@ -34,64 +34,10 @@ class Isolation(Replies):
             .order_by("id")
             .values_list("id", flat=True)
         )
-        budget = [min(64, 2 * len(ids).bit_length() + 2)]
-        total = Result(broadcasts=list(first.broadcasts))
-        notes, unfunded, stopped = [], [], []
-
-        def send_ids(group):
-            broadcast = self.collect(group)
-            if broadcast is None:
-                return None
-            faults.point("broadcast.isolation_after_collect")
-            result = self.send(broadcast)
-            total.broadcasts += result.broadcasts
-            total.sent += result.sent
-            total.fee += result.fee
-            return result
-
-        def search(group, exc):
-            if stopped:
-                return
-            if len(group) == 1:
-                outcome = self._refused_alone(group[0], exc)
-                if outcome is None:
-                    unfunded.append(group[0])
-                else:
-                    notes.append(outcome)
-                return
-            mid = len(group) // 2
-            for half in (group[:mid], group[mid:]):
-                if stopped:
-                    return
-                if budget[0] <= 0:
-                    stopped.append(
-                        "isolation stopped after its sends for this run; the rest wait for the next"
-                    )
-                    return
-                budget[0] -= 1
-                result = send_ids(half)
-                if result is None:
-                    stopped.append("nothing left to collect")
-                elif result.refusal is not None:
-                    search(half, result.refusal)
-                elif not result.sent:
-                    stopped.append(result.message)  # outcome unknown, node down, claimed elsewhere
-                    total.refused = total.refused or result.refused
-
-        search(ids, first.refusal)
-        parts = [
-            f"{self.wallet.name}: broadcast #{refused.pk} refused ({first.refusal}); "
-            f"{total.sent} broadcast(s) sent without the refused outputs"
-        ]
-        parts += [n for n in notes if n]
-        if unfunded:
-            parts.append(
-                f"the wallet's balance cannot cover {len(unfunded)} outgoing "
-                f"({', '.join(f'#{i}' for i in unfunded)}): they wait, oldest first, until it can"
-            )
-        parts += stopped
-        total.message = "; ".join(parts)
-        return total
+        halving = _Halving(self, len(ids), first)
+        halving.search(ids, first.refusal)
+        halving.total.message = halving.summary(refused, first)
+        return halving.total
 
     def _refused_alone(self, outgoing_id: int, exc: Exception):
         """An outgoing the node refused on its own: its refusal counted (and at the third it
@@ -135,3 +81,68 @@ class Isolation(Replies):
                 f"{OutgoingTransaction.MAX_REFUSALS} times: {exc})"
             )
         return f"outgoing #{outgoing_id} refused by the node: {exc}"
+
+
+class _Halving:
+    """One isolation: its budget of sends, what it sent, and what it learnt on the way."""
+
+    def __init__(self, broadcaster: Isolation, count: int, first: Result):
+        self.broadcaster = broadcaster
+        self.budget = min(64, 2 * count.bit_length() + 2)
+        self.total = Result(broadcasts=list(first.broadcasts))
+        self.notes, self.unfunded, self.stopped = [], [], []
+
+    def send_ids(self, group) -> Result | None:
+        broadcast = self.broadcaster.collect(group)
+        if broadcast is None:
+            return None
+        faults.point("broadcast.isolation_after_collect")
+        result = self.broadcaster.send(broadcast)
+        self.total.broadcasts += result.broadcasts
+        self.total.sent += result.sent
+        self.total.fee += result.fee
+        return result
+
+    def search(self, group, exc):
+        if self.stopped:
+            return
+        if len(group) == 1:
+            outcome = self.broadcaster._refused_alone(group[0], exc)
+            if outcome is None:
+                self.unfunded.append(group[0])
+            else:
+                self.notes.append(outcome)
+            return
+        mid = len(group) // 2
+        for half in (group[:mid], group[mid:]):
+            if self.stopped:
+                return
+            if self.budget <= 0:
+                self.stopped.append(
+                    "isolation stopped after its sends for this run; the rest wait for the next"
+                )
+                return
+            self.budget -= 1
+            result = self.send_ids(half)
+            if result is None:
+                self.stopped.append("nothing left to collect")
+            elif result.refusal is not None:
+                self.search(half, result.refusal)
+            elif not result.sent:
+                self.stopped.append(result.message)  # outcome unknown, node down, claimed elsewhere
+                self.total.refused = self.total.refused or result.refused
+
+    def summary(self, refused: Broadcast, first: Result) -> str:
+        parts = [
+            f"{self.broadcaster.wallet.name}: broadcast #{refused.pk} refused ({first.refusal}); "
+            f"{self.total.sent} broadcast(s) sent without the refused outputs"
+        ]
+        parts += [n for n in self.notes if n]
+        if self.unfunded:
+            parts.append(
+                f"the wallet's balance cannot cover {len(self.unfunded)} outgoing "
+                f"({', '.join(f'#{i}' for i in self.unfunded)}): they wait, oldest first, "
+                "until it can"
+            )
+        parts += self.stopped
+        return "; ".join(parts)

@@ -40,17 +40,7 @@ def retry_same_nonce(broadcast: Broadcast, user=None, reason: str = "", backend=
     A txid settles it; a repeat refusal means the first went through, and it is settled by the
     send found paying its outputs, or left for 'It reached the network'. By a person (user)
     or by the broadcaster (user None)."""
-    if user is not None:
-        check_closable(broadcast, user, reason)
-    broadcast.refresh_from_db()
-    backend = backend or broadcast.wallet.get_backend()
-    if not getattr(backend, "supports_nonce", False) or not broadcast.nonce:
-        raise CloseError("this wallet's backend has no nonce to repeat a send safely")
-    if not nonce_retry_allowed(broadcast):
-        raise CloseError(
-            f"opened more than {settings.BLOCKIO_NONCE_WINDOW} s ago: the backend could accept the "
-            "same nonce again and pay twice; check its sent transactions and close by hand"
-        )
+    backend = _check_retry(broadcast, user, reason, backend)
     now = timezone.now()
     sending_until, deadline = lease_from(now)
     with wallet_lock(broadcast.wallet_id) as got:
@@ -65,16 +55,7 @@ def retry_same_nonce(broadcast: Broadcast, user=None, reason: str = "", backend=
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
         faults.point("broadcast.after_retry_claim")
-        close_fields = (
-            {}
-            if user is None
-            else dict(
-                state=Broadcast.State.CLOSED_BROADCASTED,
-                closed_by=actors.person(user),
-                close_method=Broadcast.CloseMethod.SAME_NONCE,
-                close_reason=reason.strip(),
-            )
-        )
+        close_fields = _close_fields(user, reason)
         try:
             txid = backend.send_many(
                 broadcast.outputs, broadcast.label, nonce=broadcast.nonce, deadline=deadline
@@ -82,23 +63,56 @@ def retry_same_nonce(broadcast: Broadcast, user=None, reason: str = "", backend=
         except AlreadySent as exc:
             _end_lease(broadcast, f"retry with the same nonce: {exc}")
             return _settle_found(broadcast, backend, close_fields, exc)
-        except (NotSent, InsufficientFunds, InvalidAddress) as exc:
-            _end_lease(broadcast, f"retry with the same nonce refused: {exc}")
-            raise CloseError(
-                f"the retry was refused and sent nothing ({exc}); the first request's outcome is "
-                "still unknown"
-            ) from exc
         except Exception as exc:
-            Broadcast.objects.filter(pk=broadcast.pk).update(
-                last_error=f"retry: {type(exc).__name__}: {exc}"[:4000]
-            )
-            raise CloseError(
-                f"the retry's outcome is unknown too ({exc}); try again once its lease is over"
-            ) from exc
+            raise _retry_failed(broadcast, exc) from exc
         faults.point("broadcast.after_retry_send")
         Replies(broadcast.wallet, backend).settle_reply(broadcast, txid, **close_fields)
     broadcast.refresh_from_db()
     return broadcast
+
+
+def _check_retry(broadcast: Broadcast, user, reason: str, backend):
+    """A retry's checks before anything is claimed; returns the backend to send with."""
+    if user is not None:
+        check_closable(broadcast, user, reason)
+    broadcast.refresh_from_db()
+    backend = backend or broadcast.wallet.get_backend()
+    if not getattr(backend, "supports_nonce", False) or not broadcast.nonce:
+        raise CloseError("this wallet's backend has no nonce to repeat a send safely")
+    if not nonce_retry_allowed(broadcast):
+        raise CloseError(
+            f"opened more than {settings.BLOCKIO_NONCE_WINDOW} s ago: the backend could accept the "
+            "same nonce again and pay twice; check its sent transactions and close by hand"
+        )
+    return backend
+
+
+def _close_fields(user, reason: str) -> dict:
+    """How a person's retry closes the broadcast (the broadcaster's own retry closes nothing)."""
+    if user is None:
+        return {}
+    return dict(
+        state=Broadcast.State.CLOSED_BROADCASTED,
+        closed_by=actors.person(user),
+        close_method=Broadcast.CloseMethod.SAME_NONCE,
+        close_reason=reason.strip(),
+    )
+
+
+def _retry_failed(broadcast: Broadcast, exc: Exception) -> CloseError:
+    """The retry did not return a txid: refused (nothing sent, its lease ends) or unknown."""
+    if isinstance(exc, (NotSent, InsufficientFunds, InvalidAddress)):
+        _end_lease(broadcast, f"retry with the same nonce refused: {exc}")
+        return CloseError(
+            f"the retry was refused and sent nothing ({exc}); the first request's outcome is "
+            "still unknown"
+        )
+    Broadcast.objects.filter(pk=broadcast.pk).update(
+        last_error=f"retry: {type(exc).__name__}: {exc}"[:4000]
+    )
+    return CloseError(
+        f"the retry's outcome is unknown too ({exc}); try again once its lease is over"
+    )
 
 
 def _end_lease(broadcast: Broadcast, error: str):

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Result:
+    """What one run (or one send) did, for the command, the schedule and the tests."""
+
     sent: int = 0
     fee: int = 0
     message: str = ""
@@ -36,6 +38,8 @@ class Result:
 
 @dataclass
 class Recovered:
+    """What settling the signed broadcasts left by earlier runs did."""
+
     sent: int = 0
     fee: int = 0
     notes: list = field(default_factory=list)

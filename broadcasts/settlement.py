@@ -175,67 +175,7 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
                 "twice"
             )
         elif broadcast.state in (Broadcast.State.CLOSED_FAILED, Broadcast.State.FAILED):
-            if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
-                note = (
-                    f"LATE REPLY: the node paid it as {txid}, which already settles another "
-                    "broadcast"
-                )
-                taken = 0
-            else:
-                # Taken back only while still queued: a conditional UPDATE on the queued state (on
-                # PostgreSQL it waits for a collector holding the rows, then skips what it took).
-                taken = OutgoingTransaction.objects.filter(
-                    returned_by=broadcast,
-                    state=OutgoingTransaction.State.QUEUED,
-                ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
-                # Closed as never left, yet it paid: booked as sent by the machine, the wrong
-                # close kept on the row (who, how, why) for the person who looks at it.
-                Broadcast.objects.filter(pk=broadcast.pk).update(
-                    txid=txid,
-                    **(
-                        {"state": Broadcast.State.BROADCASTED, "broadcasted_at": now}
-                        if taken
-                        else {}
-                    ),
-                )
-                if taken:
-                    signed_txid = broadcast.txid
-                    broadcast.refresh_from_db()
-                    book_sent(broadcast, txid, now)
-                    if broadcast.signed_fee is not None and signed_txid == txid:
-                        # Its own signed bytes: the fee is known, booked with the send (else
-                        # the books would hold the fee until the next run's missing-fee fill).
-                        book_fee(broadcast.pk, broadcast.signed_fee)
-                note = (
-                    f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
-                    f"{taken} outgoing still queued were taken back and booked as sent by it."
-                )
-            resent = list(
-                OutgoingTransaction.objects.filter(returned_by=broadcast, broadcast__isnull=False)
-                .exclude(broadcast=broadcast)
-                .values_list("id", "broadcast_id")
-            )
-            if resent:
-                note += (
-                    " ALREADY SENT AGAIN: outgoing "
-                    + ", ".join(f"#{o} (broadcast #{b})" for o, b in resent)
-                    + ": paid twice unless that broadcast never left; recover the difference by "
-                    "hand."
-                )
-            # Rejected or cancelled after this broadcast failed: the amount went back to 201,
-            # and the node paid it too. Nothing is re-booked; a person recovers it.
-            given_back = list(
-                OutgoingTransaction.objects.filter(
-                    returned_by=broadcast, state__in=OutgoingTransaction.RETURNED_STATES
-                ).values_list("id", flat=True)
-            )
-            if given_back:
-                note += (
-                    " PAID AND GIVEN BACK: outgoing "
-                    + ", ".join(f"#{o}" for o in given_back)
-                    + " were returned to the user's 201 after this broadcast failed, yet it paid "
-                    "them: the user has them twice; recover by hand."
-                )
+            note = _take_back(broadcast, txid, who, now) + _paid_twice(broadcast)
         else:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(
@@ -244,4 +184,68 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
         )
         faults.point("broadcast.before_late_reply_commit")
     log.error("broadcast #%s: %s", broadcast_id, note)
+    return note
+
+
+def _take_back(broadcast: Broadcast, txid: str, who: str, now) -> str:
+    """A failed broadcast the node paid after all: its outgoing still queued are taken back
+    and booked as sent by `txid` (in the caller's transaction). Returns the note."""
+    if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
+        return f"LATE REPLY: the node paid it as {txid}, which already settles another broadcast"
+    # Taken back only while still queued: a conditional UPDATE on the queued state (on
+    # PostgreSQL it waits for a collector holding the rows, then skips what it took).
+    taken = OutgoingTransaction.objects.filter(
+        returned_by=broadcast,
+        state=OutgoingTransaction.State.QUEUED,
+    ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
+    # Closed as never left, yet it paid: booked as sent by the machine, the wrong
+    # close kept on the row (who, how, why) for the person who looks at it.
+    Broadcast.objects.filter(pk=broadcast.pk).update(
+        txid=txid,
+        **({"state": Broadcast.State.BROADCASTED, "broadcasted_at": now} if taken else {}),
+    )
+    if taken:
+        signed_txid = broadcast.txid
+        broadcast.refresh_from_db()
+        book_sent(broadcast, txid, now)
+        if broadcast.signed_fee is not None and signed_txid == txid:
+            # Its own signed bytes: the fee is known, booked with the send (else
+            # the books would hold the fee until the next run's missing-fee fill).
+            book_fee(broadcast.pk, broadcast.signed_fee)
+    return (
+        f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
+        f"{taken} outgoing still queued were taken back and booked as sent by it."
+    )
+
+
+def _paid_twice(broadcast: Broadcast) -> str:
+    """What a late payment of a failed broadcast paid twice: its outgoing already in another
+    broadcast, or given back to the user since. '' when nothing."""
+    note = ""
+    resent = list(
+        OutgoingTransaction.objects.filter(returned_by=broadcast, broadcast__isnull=False)
+        .exclude(broadcast=broadcast)
+        .values_list("id", "broadcast_id")
+    )
+    if resent:
+        note += (
+            " ALREADY SENT AGAIN: outgoing "
+            + ", ".join(f"#{o} (broadcast #{b})" for o, b in resent)
+            + ": paid twice unless that broadcast never left; recover the difference by "
+            "hand."
+        )
+    # Rejected or cancelled after this broadcast failed: the amount went back to 201,
+    # and the node paid it too. Nothing is re-booked; a person recovers it.
+    given_back = list(
+        OutgoingTransaction.objects.filter(
+            returned_by=broadcast, state__in=OutgoingTransaction.RETURNED_STATES
+        ).values_list("id", flat=True)
+    )
+    if given_back:
+        note += (
+            " PAID AND GIVEN BACK: outgoing "
+            + ", ".join(f"#{o}" for o in given_back)
+            + " were returned to the user's 201 after this broadcast failed, yet it paid "
+            "them: the user has them twice; recover by hand."
+        )
     return note

@@ -55,12 +55,7 @@ class SignFirst(Replies):
             # AND recorded, so nothing can be sent.
             return self.not_sent(broadcast, exc, refusal=False)
         faults.point("broadcast.after_sign")
-        committed = Broadcast.objects.filter(
-            pk=broadcast.pk, state=Broadcast.State.OPENED, raw_tx=""
-        ).update(
-            raw_tx=signed.raw, txid=signed.txid, signed_fee=signed.fee, inputs=list(signed.inputs)
-        )
-        if not committed:
+        if not self._commit_signed(broadcast, signed):
             # Failed by a later run once this process's lease was over: never to be sent (its
             # coins were never locked).
             return Result(
@@ -68,12 +63,6 @@ class SignFirst(Replies):
                 message=f"{self.wallet.name}: broadcast #{broadcast.pk} was settled elsewhere "
                 "while it was signed; not sent",
             )
-        broadcast.raw_tx, broadcast.txid, broadcast.signed_fee, broadcast.inputs = (
-            signed.raw,
-            signed.txid,
-            signed.fee,
-            list(signed.inputs),
-        )
         try:
             # Recorded first, locked second: a lock never outlives the record that frees it.
             self.backend.lock_coins(signed.inputs)
@@ -81,6 +70,23 @@ class SignFirst(Replies):
             pass  # the node is gone: the send below fails too, and a later run locks again
         faults.point("broadcast.after_sign_commit")
         return self.send_signed(broadcast, deadline)
+
+    def _commit_signed(self, broadcast: Broadcast, signed) -> bool:
+        """Record the signed transaction on the opened broadcast, once; False if it is no
+        longer opened."""
+        committed = Broadcast.objects.filter(
+            pk=broadcast.pk, state=Broadcast.State.OPENED, raw_tx=""
+        ).update(
+            raw_tx=signed.raw, txid=signed.txid, signed_fee=signed.fee, inputs=list(signed.inputs)
+        )
+        if committed:
+            broadcast.raw_tx, broadcast.txid, broadcast.signed_fee, broadcast.inputs = (
+                signed.raw,
+                signed.txid,
+                signed.fee,
+                list(signed.inputs),
+            )
+        return bool(committed)
 
     def send_signed(self, broadcast: Broadcast, deadline: float) -> Result:
         """Hand a committed signed transaction to the node, and settle by its answer."""
@@ -177,19 +183,9 @@ class SignFirst(Replies):
         for broadcast in rows:
             now = timezone.now()
             if not broadcast.raw_tx:
-                if broadcast.sending_until is None or broadcast.sending_until <= now:
-                    try:
-                        fail_broadcast(
-                            broadcast,
-                            "no signed transaction was recorded before its lease ended: "
-                            "nothing was sent",
-                        )
-                    except CloseError:
-                        continue
-                    out.notes.append(
-                        f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: "
-                        "its outgoing are back in the queue"
-                    )
+                note = self._never_signed(broadcast, now)
+                if note:
+                    out.notes.append(note)
                 continue
             Broadcast.objects.filter(pk=broadcast.pk, recovered_at__isnull=True).update(
                 recovered_at=now
@@ -201,29 +197,50 @@ class SignFirst(Replies):
                     f"{self.wallet.name}: broadcast #{broadcast.pk} not settled yet: {exc}"
                 )
                 continue
-            if confirmations is not None and confirmations >= 0:
-                result = self.settle_reply(broadcast, broadcast.txid)
-            elif confirmations is not None:
-                result = self.stuck(
-                    broadcast,
-                    Conflict(
-                        f"the node's wallet has it conflicted ({confirmations} confirmations)"
-                    ),
-                )
-            else:
-                sending_until, deadline = lease_from(now)
-                # The re-send holds the lease like the first send: no close by hand meanwhile.
-                if not Broadcast.objects.filter(
-                    pk=broadcast.pk, state=Broadcast.State.OPENED
-                ).update(sending_until=sending_until):
-                    continue
-                try:
-                    self.backend.lock_coins(broadcast.inputs)
-                except BackendError:
-                    pass  # spent or unknown coins: the send below says which
-                faults.point("broadcast.before_resend")
-                result = self.send_signed(broadcast, deadline)
+            result = self._settle_signed(broadcast, confirmations, now)
+            if result is None:
+                continue
             out.sent += result.sent
             out.fee += result.fee
             out.notes.append(result.message)
         return out
+
+    def _never_signed(self, broadcast: Broadcast, now) -> str | None:
+        """An opened broadcast with no signed transaction recorded: once its lease is over,
+        nothing was sent, and its outgoing go back to the queue. Returns the note, if any."""
+        if broadcast.sending_until is not None and broadcast.sending_until > now:
+            return None
+        try:
+            fail_broadcast(
+                broadcast,
+                "no signed transaction was recorded before its lease ended: nothing was sent",
+            )
+        except CloseError:
+            return None
+        return (
+            f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: "
+            "its outgoing are back in the queue"
+        )
+
+    def _settle_signed(self, broadcast: Broadcast, confirmations, now) -> Result | None:
+        """A recorded signed broadcast by what the node knows of its txid: booked, stuck, or
+        sent again (None when another process took it meanwhile)."""
+        if confirmations is not None and confirmations >= 0:
+            return self.settle_reply(broadcast, broadcast.txid)
+        if confirmations is not None:
+            return self.stuck(
+                broadcast,
+                Conflict(f"the node's wallet has it conflicted ({confirmations} confirmations)"),
+            )
+        sending_until, deadline = lease_from(now)
+        # The re-send holds the lease like the first send: no close by hand meanwhile.
+        if not Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
+            sending_until=sending_until
+        ):
+            return None
+        try:
+            self.backend.lock_coins(broadcast.inputs)
+        except BackendError:
+            pass  # spent or unknown coins: the send below says which
+        faults.point("broadcast.before_resend")
+        return self.send_signed(broadcast, deadline)

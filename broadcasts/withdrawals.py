@@ -79,12 +79,7 @@ def send_external(
         # Serialises withdrawals of one user so two cannot both spend the same balance (nor
         # both slip under the daily limit).
         Account.objects.select_for_update().get(pk=account.pk)
-        available = ledger.balance(account)
-        if available < amount:
-            raise OutgoingError(
-                f"too little balance: {account.currency.amount(available)} available, "
-                f"{account.currency.amount(amount)} requested"
-            )
+        _check_balance(account, amount)
         why = approval_needed(rule, account, amount)
         entry = ledger.post(
             account,
@@ -108,6 +103,15 @@ def send_external(
             state=OutgoingTransaction.State.AWAITING_APPROVAL
             if why
             else OutgoingTransaction.State.QUEUED,
+        )
+
+
+def _check_balance(account: Account, amount: int):
+    available = ledger.balance(account)
+    if available < amount:
+        raise OutgoingError(
+            f"too little balance: {account.currency.amount(available)} available, "
+            f"{account.currency.amount(amount)} requested"
         )
 
 
