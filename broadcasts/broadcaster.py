@@ -36,7 +36,7 @@ from ledger.models import Wallet
 
 from .isolation import Isolation
 from .lease import lease_from, wallet_lock
-from .models import Broadcast, OutgoingTransaction
+from .models import Broadcast, BroadcastMember, OutgoingTransaction
 from .nonce import settle_by_nonce
 from .replies import Result
 from .settlement import book_fee
@@ -170,6 +170,9 @@ class Broadcaster(SignFirst, Isolation):
             if taken != len(rows):
                 transaction.set_rollback(True)
                 return None
+            BroadcastMember.objects.bulk_create(
+                [BroadcastMember(broadcast=broadcast, outgoing_id=r[0]) for r in rows]
+            )
             return broadcast
 
     def _new_broadcast(self, rows) -> Broadcast:

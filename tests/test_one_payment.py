@@ -8,14 +8,11 @@ from datetime import timedelta
 
 import pytest
 
+from broadcasts.broadcaster import Broadcaster
+from broadcasts.closing import close_as_broadcasted, close_as_never_left
+from broadcasts.errors import CloseError
 from broadcasts.models import Broadcast, OutgoingTransaction
-from broadcasts.services import (
-    Broadcaster,
-    CloseError,
-    close_as_broadcasted,
-    close_as_never_left,
-    send_external,
-)
+from broadcasts.withdrawals import send_external
 from ledger import imports
 from ledger import services as ledger
 from tests.broadcast_helpers import end_lease
@@ -62,7 +59,6 @@ def queued(btc, node, fresh_node):
     return server, wallet, address
 
 
-@pytest.mark.xfail(strict=True, reason="a late copy after a failed re-collect pays twice (to fix)")
 def test_it_pays_once_when_a_signed_attempt_closed_as_never_left_arrives_after_a_failed_retry(
     queued, child_env, operator
 ):
