@@ -183,7 +183,9 @@ class SignFirst(Replies):
         for broadcast in rows:
             now = timezone.now()
             if not broadcast.raw_tx:
-                note = self._never_signed(broadcast, now)
+                # Between the read above and the decision: its sender may sign it meanwhile.
+                faults.point("broadcast.before_fail_unsigned")
+                note = self._never_signed(broadcast, timezone.now())
                 if note:
                     out.notes.append(note)
                 continue

@@ -65,6 +65,8 @@ POINT_SCENARIOS = {
     "broadcast.before_late_reply_commit": "late_reply",
     # A signed broadcast whose sender died before sending: the next run sends the same bytes.
     "broadcast.before_resend": "resend",
+    # A broadcast whose sender died before signing: the next run fails it once its lease is over.
+    "broadcast.before_fail_unsigned": "unsigned",
     # A broadcast whose fee would pass the currency's cap: its outgoing go to needs attention.
     "broadcast.before_fee_cap_commit": "fee_cap",
     # A block.io send whose reply was lost, re-issued with its nonce (a nonce backend).
@@ -246,6 +248,14 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         # A broadcaster dies after signing and recording, before sending: the next run is the
         # machine's, and sends the same bytes again (issue 16).
         assert child(child_env, *command, fault="broadcast.after_sign_commit=kill").returncode == -9
+        return command
+    if kind == "unsigned":
+        from broadcasts.withdrawals import send_external
+
+        send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.5", 8))
+        command = ["broadcast", "--wallet", wallet.name]
+        assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
+        end_leases(wallet)
         return command
     if kind == "fee_cap":
         from broadcasts.models import WithdrawalRule
