@@ -21,25 +21,31 @@ def find_on_chain(broadcast: Broadcast, backend=None) -> list[str]:
     return backend.find_sent({a: int(v) for a, v in broadcast.outputs.items()}, broadcast.opened_at)
 
 
+def paying_any(broadcast: Broadcast, backend) -> list[str]:
+    """Where the backend keeps no comments: the wallet's sends since the broadcast opened that
+    pay any one of its outputs (all of them listed, or BackendError)."""
+    outputs = {a: int(v) for a, v in broadcast.outputs.items()}
+    return backend.find_sent(outputs, broadcast.opened_at, any_output=True)
+
+
 def verify_paid_by(broadcast: Broadcast, txid: str, backend):
-    """The txid is a transaction of this wallet paying exactly the broadcast's outputs."""
+    """The txid is a transaction of this wallet paying exactly the broadcast's outputs (an
+    output to one of our own addresses is paid like any other; anything more goes only to our
+    own addresses: the change)."""
     try:
+        ours = backend.spends_own_coins(txid)  # first: block.io then reads it as our send
         info = backend.get_transaction(txid)
     except BackendError as exc:
         raise CloseError(f"the node does not confirm this transaction: {exc}") from exc
-    sent = info.sent()
+    sent, own = info.sent(), info.received()
     expected = {a: int(v) for a, v in broadcast.outputs.items()}
-    if sent != expected:
-        missing = {a: v for a, v in expected.items() if sent.get(a) != v}
-        extra = {a: v for a, v in sent.items() if expected.get(a) != v}
+    missing = {a: v for a, v in expected.items() if sent.get(a) != v}
+    extra = {a: v for a, v in sent.items() if a not in expected and a not in own}
+    if missing or extra:
         raise CloseError(
             f"the outputs of {txid} do not match the broadcast: expected but not paid "
             f"{missing or '{}'}, paid but not expected {extra or '{}'}"
         )
-    try:
-        ours = backend.spends_own_coins(txid)
-    except BackendError as exc:
-        raise CloseError(f"cannot check the inputs of {txid}: {exc}") from exc
     if not ours:
         raise CloseError(
             f"{txid} pays these outputs but does not spend this wallet's coins: someone else's "

@@ -115,18 +115,27 @@ def settle_broadcasted(
 
 
 def fail_broadcast(
-    broadcast: Broadcast, error: str, *, state=Broadcast.State.FAILED, by_hand=False, **close_fields
+    broadcast: Broadcast,
+    error: str,
+    *,
+    state=Broadcast.State.FAILED,
+    by_hand=False,
+    unsigned=False,
+    **close_fields,
 ):
     """Nothing left the wallet: close the broadcast and put its outgoing back in the queue.
+    `unsigned`: only while no signed transaction is recorded on it and its lease is over (a
+    later run's recovery; its sender may have signed it since the row was read).
 
     The withdrawals stay locked on 204 and go out with the next broadcast; a user's money is
     never returned behind the operator's back because a node was down for a minute."""
     now = timezone.now()
     close_fields.setdefault("closed_at", now)
+    rows = opened_rows(broadcast, by_hand, now)
+    if unsigned:
+        rows = rows.filter(Broadcast.lease_over(now), raw_tx="")
     with transaction.atomic():
-        updated = opened_rows(broadcast, by_hand, now).update(
-            state=state, last_error=error[:4000], **close_fields
-        )
+        updated = rows.update(state=state, last_error=error[:4000], **close_fields)
         if not updated:
             raise CloseError(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"

@@ -114,7 +114,6 @@ def lost_to_our_address(blockio_wallet, blockio, settings):
     return end_lease(broadcast), txid
 
 
-@pytest.mark.xfail(strict=True, reason="find_sent reads outputs to our own addresses (to fix)")
 def test_it_settles_a_lost_block_io_withdrawal_to_our_own_address_by_its_nonce(
     blockio_wallet, blockio, lost_to_our_address
 ):
@@ -127,7 +126,6 @@ def test_it_settles_a_lost_block_io_withdrawal_to_our_own_address_by_its_nonce(
     assert Broadcaster(blockio_wallet).run().sent == 0 and len(blockio.sent) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="find_sent reads outputs to our own addresses (to fix)")
 def test_it_refuses_never_left_for_a_block_io_withdrawal_to_our_own_address_that_left(
     blockio_wallet, blockio, lost_to_our_address, operator
 ):
@@ -150,7 +148,6 @@ def test_it_refuses_never_left_for_a_block_io_withdrawal_to_our_own_address_that
 # -- SQLite: two broadcasters and no advisory lock ----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="recovery fails a signed broadcast on a stale read (to fix)")
 def test_it_never_fails_a_broadcast_whose_sender_signed_it_while_a_later_run_looked(
     tmp_path, fresh_node
 ):
