@@ -190,3 +190,69 @@ def test_it_never_fails_a_broadcast_whose_sender_signed_it_while_a_later_run_loo
         if e["category"] == "send" and e["address"] == address and e["confirmations"] >= 0
     ]
     assert len(paid) == 1, out
+
+
+# -- the rule itself ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signed_then_never_left(queued, child_env, operator):
+    """A signed attempt recorded, its process killed before sending, closed as never left."""
+    server, wallet, address = queued
+    killed_at(child_env, wallet, "broadcast.after_sign_commit")
+    first = end_lease(Broadcast.objects.get())
+    close_as_never_left(first, grant(operator, "broadcasts.close_broadcast_by_hand"), "not seen")
+    return server, wallet, address, first
+
+
+def test_it_pays_a_withdrawal_again_only_with_a_coin_of_its_earlier_signed_attempt(
+    signed_then_never_left,
+):
+    from tests.invariants import books_equal_node, signed_attempts_conflict
+
+    server, wallet, address, first = signed_then_never_left
+
+    assert Broadcaster(wallet).run().sent == 1
+
+    second = Broadcast.objects.exclude(pk=first.pk).get()
+    assert second.state == "broadcasted" and set(first.inputs) & set(second.inputs)
+    with pytest.raises(Exception, match="-26|-25"):  # the late copy can never confirm now
+        server.rpc("sendrawtransaction", first.raw_tx)
+    assert signed_attempts_conflict(wallet) == [] and books_equal_node(wallet) == []
+
+
+def test_it_settles_as_the_earlier_attempt_when_the_node_holds_it(signed_then_never_left):
+    server, wallet, address, first = signed_then_never_left
+    # A copy reached the node long after the close: past what the watch looks at.
+    Broadcast.objects.filter(pk=first.pk).update(closed_at=first.closed_at - timedelta(days=2))
+    server.rpc("sendrawtransaction", first.raw_tx)
+
+    result = Broadcaster(wallet).run()
+
+    first.refresh_from_db()
+    second = Broadcast.objects.exclude(pk=first.pk).get()
+    assert result.sent == 1 and (first.state, second.state) == ("broadcasted", "failed")
+    assert not second.raw_tx and f"earlier attempt #{first.pk}" in second.last_error
+    assert [e["txid"] for e in sends(server, address)] == [first.txid]
+    assert OutgoingTransaction.objects.get().broadcast == first
+
+
+def test_it_settles_as_the_earlier_attempt_when_the_node_refuses_the_retry_as_conflicting(
+    signed_then_never_left,
+):
+    from cryptoadmin import faults
+
+    server, wallet, address, first = signed_then_never_left
+    Broadcast.objects.filter(pk=first.pk).update(closed_at=first.closed_at - timedelta(days=2))
+    with faults.armed({"broadcast.after_sign_commit": "raise"}):
+        with pytest.raises(faults.InjectedFault):
+            Broadcaster(wallet).run()  # the retry is signed and recorded, not sent yet ...
+    server.rpc("sendrawtransaction", first.raw_tx)  # ... when the first one reaches the node
+
+    Broadcaster(wallet).run()  # the retry is refused as conflicting: the first one pays
+
+    first.refresh_from_db()
+    second = Broadcast.objects.exclude(pk=first.pk).get()
+    assert (first.state, second.state) == ("broadcasted", "failed") and second.raw_tx
+    assert [e["txid"] for e in sends(server, address)] == [first.txid]
+    assert OutgoingTransaction.objects.get().state == "broadcasted"
