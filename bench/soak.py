@@ -117,6 +117,7 @@ class Soak:
         self.unowned = 0  # paid by outside to our node's addresses the books never gave out
         self.interrupted = set()  # broadcasts seen opened between steps (no process running)
         self.counts = (0, 0)  # of those, settled (by a person, by the machine)
+        self.step_violations: list[str] = []
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -387,12 +388,17 @@ class Soak:
                 outcome = f"driver error {type(exc).__name__}: {exc}"
             self.log(f"step {i}/{self.steps}: {describe(step)} -> {outcome}")
             self.note_opened()
+            # One payment by construction, from the database alone, after every step.
+            for problem in self.inv.signed_attempts_conflict(self.wallet):
+                self.step_violations.append(f"after step {i}: {problem}")
         wallet = Wallet.objects.select_related("currency").get(pk=self.wallet.pk)
         rounds = self.inv.quiesce(wallet, self.ours, self.outside, person=self.person)
         self.log(f"quiescent after {rounds} round(s)")
         for note in self.person.notes:
             self.log(f"operator: {note}")
-        violations = self.finish_imports(wallet) + self.inv.check(wallet, self.ours)
+        violations = (
+            self.step_violations + self.finish_imports(wallet) + self.inv.check(wallet, self.ours)
+        )
         self.counts = self.settled_by()
         return violations
 

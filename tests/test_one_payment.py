@@ -196,10 +196,14 @@ def test_it_never_fails_a_broadcast_whose_sender_signed_it_while_a_later_run_loo
 
 
 @pytest.fixture
-def signed_then_never_left(queued, child_env, operator):
-    """A signed attempt recorded, its process killed before sending, closed as never left."""
+def signed_then_never_left(queued, operator):
+    """A signed attempt recorded, its run stopped before sending, closed as never left."""
+    from cryptoadmin import faults
+
     server, wallet, address = queued
-    killed_at(child_env, wallet, "broadcast.after_sign_commit")
+    with faults.armed({"broadcast.after_sign_commit": "raise"}):
+        with pytest.raises(faults.InjectedFault):
+            Broadcaster(wallet).run()
     first = end_lease(Broadcast.objects.get())
     close_as_never_left(first, grant(operator, "broadcasts.close_broadcast_by_hand"), "not seen")
     return server, wallet, address, first
