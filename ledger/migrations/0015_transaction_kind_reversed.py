@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ledger', '0014_wallet_reconcile_requested'),
+        ("ledger", "0014_wallet_reconcile_requested"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='transaction',
-            name='kind',
-            field=models.CharField(choices=[('deposit', 'deposit'), ('internal', 'internal'), ('pending_outgoing', 'pending outgoing (withdraw lock)'), ('broadcasted', 'broadcasted (left the wallet)'), ('returned', 'returned (failed outgoing)'), ('fee', 'network fee'), ('import', 'import'), ('reversed', 'reversed (a sent transaction lost)')], max_length=20),
+            model_name="transaction",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("deposit", "deposit"),
+                    ("internal", "internal"),
+                    ("pending_outgoing", "pending outgoing (withdraw lock)"),
+                    ("broadcasted", "broadcasted (left the wallet)"),
+                    ("returned", "returned (failed outgoing)"),
+                    ("fee", "network fee"),
+                    ("import", "import"),
+                    ("reversed", "reversed (a sent transaction lost)"),
+                ],
+                max_length=20,
+            ),
         ),
     ]
