@@ -59,3 +59,26 @@ def verify_paid_by(broadcast: Broadcast, txid: str, backend):
     if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
         raise CloseError(f"{txid} already settles another broadcast")
     return info
+
+
+def coins_left_by(broadcast: Broadcast, txid: str, backend) -> list[str]:
+    """A signed broadcast settled by another transaction than its own: that one must spend one
+    of its coins (else the signed one could still confirm and pay the outputs again). Returns
+    its coins, to unlock: those the other transaction leaves are free again (a lock outlives
+    the spend of its coin, so the spent ones too)."""
+    if not broadcast.raw_tx:
+        return []
+    from ledger import rawtx
+
+    if txid == rawtx.txid(bytes.fromhex(broadcast.raw_tx)):
+        return []
+    try:
+        spent = backend.transaction_coins(txid)
+    except BackendError as exc:
+        raise CloseError(f"cannot read the coins {txid} spends: {exc}") from exc
+    if not spent & set(broadcast.inputs):
+        raise CloseError(
+            f"{txid} spends none of the coins of this broadcast's signed transaction, which "
+            "could then still confirm and pay these outputs again"
+        )
+    return sorted(broadcast.inputs)

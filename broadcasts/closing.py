@@ -8,7 +8,8 @@ from ledger import actors
 from ledger.backends import BackendError
 from ledger.txids import parse_txid
 
-from .chain import find_on_chain, paying_any, verify_paid_by
+from .attempts import unlock
+from .chain import coins_left_by, find_on_chain, paying_any, verify_paid_by
 from .closable import CLOSE_PERM, check_closable
 from .errors import CloseError
 from .lease import wallet_lock
@@ -39,8 +40,9 @@ def close_as_broadcasted(
     broadcast: Broadcast, txid: str, user, reason: str, backend=None
 ) -> Broadcast:
     """'It reached the network': the txid must be a wallet transaction spending this wallet's
-    coins and sending exactly the broadcast's outputs. Booked as a normal success, with
-    who/how/why."""
+    coins and sending exactly the broadcast's outputs, and, if the broadcast signed a
+    transaction, be that one or spend one of its coins (its other coins are then free).
+    Booked as a normal success, with who/how/why."""
     check_closable(broadcast, user, reason)
     txid = parse_txid(txid)
     if txid is None:
@@ -52,6 +54,7 @@ def close_as_broadcasted(
                 "a broadcaster is working on this wallet right now; try again in a moment"
             )
         info = verify_paid_by(broadcast, txid, backend)
+        free = coins_left_by(broadcast, txid, backend)
         with transaction.atomic():
             settle_broadcasted(
                 broadcast,
@@ -65,6 +68,7 @@ def close_as_broadcasted(
             )
             if info.fee is not None:
                 book_fee(broadcast.pk, info.fee)
+        unlock(backend, free)
     broadcast.refresh_from_db()
     return broadcast
 

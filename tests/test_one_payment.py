@@ -260,3 +260,42 @@ def test_it_settles_as_the_earlier_attempt_when_the_node_refuses_the_retry_as_co
     assert (first.state, second.state) == ("broadcasted", "failed") and second.raw_tx
     assert [e["txid"] for e in sends(server, address)] == [first.txid]
     assert OutgoingTransaction.objects.get().state == "broadcasted"
+
+
+# -- found reading the code ----------------------------------------------------------------------
+
+
+def test_it_closes_a_signed_attempt_by_another_txid_only_if_it_spends_one_of_its_coins(
+    btc, node, fresh_node, operator
+):
+    """Paid by hand with one of its coins: accepted, and its other coin is free again; paid by
+    hand with other coins: refused (the signed one could still confirm and pay again)."""
+    from cryptoadmin import faults
+
+    server = fresh_node()
+    wallet, alice = funded_wallet(btc, server)
+    address = node.rpc("getnewaddress")
+    send_external(alice, address, 60 * 10**8)  # more than one coin of 50
+    with faults.armed({"broadcast.after_sign_commit": "raise"}):
+        with pytest.raises(faults.InjectedFault):
+            Broadcaster(wallet).run()
+    signed = end_lease(Broadcast.objects.get())
+    assert len(signed.inputs) == 2
+    closer = grant(operator, "broadcasts.close_broadcast_by_hand")
+
+    def by_hand(coins):
+        raw = server.rpc("createrawtransaction", coins, {address: "60"})
+        funded = server.rpc("fundrawtransaction", raw, {"lockUnspents": False})["hex"]
+        return server.rpc("sendrawtransaction", server.rpc("signrawtransaction", funded)["hex"])
+
+    elsewhere = by_hand([])
+    with pytest.raises(CloseError, match="spends none of the coins"):
+        close_as_broadcasted(signed, elsewhere, closer, "paid by hand")
+    txid, vout = signed.inputs[0].split(":")
+    ours = by_hand([{"txid": txid, "vout": int(vout)}])
+
+    close_as_broadcasted(signed, ours, closer, "paid by hand with its coin")
+
+    assert server.rpc("listlockunspent") == [], (signed.inputs, ours)  # its other coin is free
+    signed.refresh_from_db()
+    assert (signed.state, signed.txid) == ("closed_broadcasted", ours)

@@ -254,6 +254,10 @@ class Backend:
         node's mempool."""
         raise NotImplementedError
 
+    def transaction_coins(self, txid: str) -> set[str]:
+        """The coins ("txid:vout") a transaction the node knows spends."""
+        raise NotImplementedError
+
     def spender_confirmations(self, coins, exclude: str = "") -> int | None:
         """Confirmations of the deepest wallet transaction other than `exclude` that spends one
         of `coins`, None when none is known."""

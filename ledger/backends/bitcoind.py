@@ -25,6 +25,7 @@ from decimal import Decimal
 from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
 
+from .. import rawtx
 from ..money import AmountError, format_units, to_units
 from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
 from .base import (
@@ -667,6 +668,13 @@ class BitcoindBackend(Backend):
             if reply is not None:
                 out.add(coin)
         return out
+
+    def transaction_coins(self, txid: str) -> set[str]:
+        raw = self.call("gettransaction", txid).get("hex")
+        try:
+            return rawtx.coins(raw)
+        except (rawtx.RawTxError, ValueError, TypeError):
+            raise BadReply(f"gettransaction {txid}: its hex is not a transaction") from None
 
     def spender_confirmations(self, coins, exclude: str = "") -> int | None:
         depths = [c for _, c in self._spenders(coins, exclude, 1000)]

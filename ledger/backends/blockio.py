@@ -324,6 +324,10 @@ class BlockIoBackend(Backend):
             self._ours.add(txid)
         return bool(inputs)
 
+    def transaction_coins(self, txid: str) -> set[str]:
+        _, raw = self._raw(txid)
+        return {f"{t}:{v}" for t, v in _parse(raw)[0]}
+
     def find_sent(self, outputs: dict[str, int], since, *, any_output: bool = False) -> list[str]:
         """Sent transactions since `since` (paged newest first) paying exactly `outputs`: each
         of them its amount, anything else only to our own addresses (change). An output to one
