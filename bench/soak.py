@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.soak_chaos import Chaos, chaos_plan  # noqa: E402
+
 PYTHON = sys.executable
 USERS = ("u0", "u1", "u2", "u3")
 # Weights of the random actions (a step is one of them).
@@ -106,9 +108,10 @@ def source_points() -> list[str]:
     return scan()
 
 
-class Soak:
-    def __init__(self, seed: int, steps: int, db: str, log=print):
+class Soak(Chaos):
+    def __init__(self, seed: int, steps: int, db: str, log=print, chaos=True):
         self.seed, self.steps, self.db, self.log = seed, steps, db, log
+        self.chaos_on = chaos
         self.faults = {"killed": 0, "node_down": 0, "reorg": 0}
         self.workdir = Path(tempfile.mkdtemp(prefix="cryptoadmin-soak-"))
         self.postgres = None
@@ -381,12 +384,19 @@ class Soak:
         from ledger.models import Wallet
 
         steps = plan(self.seed, self.steps)
+        extras = chaos_plan(self.seed, self.steps) if self.chaos_on else {}
         for i, step in enumerate(steps, 1):
             try:
                 outcome = self.do(step)
             except Exception as exc:  # a driver error is reported, the soak goes on
                 outcome = f"driver error {type(exc).__name__}: {exc}"
             self.log(f"step {i}/{self.steps}: {describe(step)} -> {outcome}")
+            if i in extras:
+                try:
+                    outcome = self.chaos(extras[i])
+                except Exception as exc:
+                    outcome = f"driver error {type(exc).__name__}: {exc}"
+                self.log(f"step {i}/{self.steps} extra: {outcome}")
             self.note_opened()
             # One payment by construction, from the database alone, after every step.
             for problem in self.inv.signed_attempts_conflict(self.wallet):
@@ -446,6 +456,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--plan", action="store_true", help="print the seed's actions and exit")
+    parser.add_argument(
+        "--no-chaos", action="store_true", help="without the extra faults of bench/soak_chaos.py"
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     print(
@@ -466,6 +479,7 @@ def main(argv=None):
         args.steps,
         args.db,
         log=lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}", flush=True),
+        chaos=not args.no_chaos,
     )
     try:
         soak.start()

@@ -25,6 +25,8 @@ from decimal import Decimal
 from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
 
+from cryptoadmin import faults
+
 from .. import rawtx
 from ..money import AmountError, format_units, to_units
 from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
@@ -554,6 +556,7 @@ class BitcoindBackend(Backend):
                 f"fundrawtransaction reply is not an object with hex: {str(funded)[:200]}"
             )
         fee = self.units(funded.get("fee"))
+        faults.point("broadcast.after_fund")  # inside the build: nothing signed or recorded
         decoded = call("decoderawtransaction", funded["hex"])
         spent = tuple(f"{v['txid']}:{v['vout']}" for v in decoded.get("vin", []))
         if not set(inputs) <= set(spent):
