@@ -15,6 +15,8 @@ Actions:
 - `raise`: raise `InjectedFault` (a database error or a bug at that point);
 - `pause:<seconds>`: print `paused <name>` to stdout, flushed, then sleep, so a parent can
   SIGKILL the process or act while it is parked there;
+- `wait:<path>`: print `paused <name>`, then wait (at most two minutes) until the file
+  `path` exists: the parent decides when it goes on, whatever the machine's load;
 - any action may be prefixed `N*` to act only on the N-th time the point is reached
   (`2*kill`: the second deposit in a loop).
 
@@ -75,6 +77,11 @@ def point(name: str) -> None:
     elif action.startswith("pause:"):
         print(f"paused {name}", flush=True)
         time.sleep(float(action.split(":", 1)[1]))
+    elif action.startswith("wait:"):
+        print(f"paused {name}", flush=True)
+        until = time.monotonic() + 120
+        while not os.path.exists(action.split(":", 1)[1]) and time.monotonic() < until:
+            time.sleep(0.02)
     else:
         raise ValueError(f"unknown fault action {action!r} at {name}")
 

@@ -151,34 +151,43 @@ def test_it_refuses_never_left_for_a_block_io_withdrawal_to_our_own_address_that
 def test_it_never_fails_a_broadcast_whose_sender_signed_it_while_a_later_run_looked(
     tmp_path, fresh_node
 ):
+    import sqlite3
+
     from tests.support import manage, run_python, sqlite_child_env
 
-    env = sqlite_child_env(tmp_path / "db.sqlite3")
-    env.update(NODE_RPC_TIMEOUT="3", BROADCAST_LEASE_MARGIN="1")  # a 7 s lease
+    db = tmp_path / "db.sqlite3"
+    env = sqlite_child_env(db)
     server = fresh_node()
     server.generate(101)
     address = server.rpc("getnewaddress")
-    done = run_python(
-        env, "-m", "tests.broadcast_sqlite_child", "setup", server.url, address, "5000000"
-    )
-    assert done.returncode == 0, done.stderr
+    setup = ("-m", "tests.broadcast_sqlite_child", "setup", server.url, address, "5000000")
+    assert run_python(env, *setup).returncode == 0
+    go_first, go_later = tmp_path / "first", tmp_path / "later"
     # The first run opens the broadcast and stalls before signing it ...
     first = manage_process(
         env,
         "broadcast",
         "--wallet",
         "sqlite-btc",
-        fault="broadcast.after_open=pause:4;broadcast.after_raw_send=kill",
+        fault=f"broadcast.after_open=wait:{go_first};broadcast.after_raw_send=kill",
     )
     expect_paused(first, "broadcast.after_open")
-    # ... a later run reads it unsigned, and stalls past its lease before failing it; meanwhile
-    # the first signs, records, sends (and dies before booking it).
+    # ... a later run reads it unsigned and stalls before deciding; meanwhile the first
+    # signs, records and sends it (and dies before booking it), and its lease ends.
     later = manage_process(
-        env, "broadcast", "--wallet", "sqlite-btc", fault="broadcast.before_fail_unsigned=pause:7"
+        env,
+        "broadcast",
+        "--wallet",
+        "sqlite-btc",
+        fault=f"broadcast.before_fail_unsigned=wait:{go_later}",
     )
     expect_paused(later, "broadcast.before_fail_unsigned")
+    go_first.touch()
     first.communicate(timeout=60)
     assert first.returncode == -9
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE broadcasts_broadcast SET sending_until = '2000-01-01 00:00:00'")
+    go_later.touch()
     out, err = later.communicate(timeout=60)
     assert later.returncode == 0, err
 
