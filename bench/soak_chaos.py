@@ -23,6 +23,7 @@ KINDS = [
     ("pg_terminate", 2),
 ]
 PG_ONLY = ("pg_crash", "pg_terminate")
+IN_FLIGHT = ("broadcast.after_open", "broadcast.after_sign_commit", "broadcast.after_raw_send")
 
 
 def chaos_plan(seed: int, steps: int, rate: float = 0.3) -> dict[int, dict]:
@@ -93,7 +94,10 @@ class Chaos:
         from ledger.backends import BackendError
         from tests.broadcast_helpers import end_lease
 
-        proc = self.spawn("broadcast")
+        self.chaos_own_address(extra)  # something to send
+        # Parked at one of the send's steps while the person acts: in flight for real.
+        point = IN_FLIGHT[int(extra["delay"] * 100) % len(IN_FLIGHT)]
+        proc = self.spawn("broadcast", f"{point}=pause:3")
         time.sleep(extra["delay"])
         closed = []
         for broadcast in Broadcast.objects.filter(wallet=self.wallet, state="opened"):
