@@ -2,6 +2,7 @@
 same transaction as its state), and who may approve it."""
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from cryptoadmin import faults
@@ -10,7 +11,7 @@ from ledger import services as ledger
 from ledger.models import Transaction
 
 from .errors import DecisionError
-from .models import OutgoingTransaction
+from .models import BroadcastMember, OutgoingTransaction
 
 APPROVE_PERM = "broadcasts.approve_outgoingtransaction"
 CANCEL_PERM = "broadcasts.cancel_outgoingtransaction"
@@ -73,14 +74,33 @@ def _give_back(
         # another person, an approval or a collecting broadcaster (on PostgreSQL it waits for a
         # collector's row lock, then finds the row taken) exactly one wins; the loser's entry
         # is rolled back with its transaction.
-        updated = OutgoingTransaction.objects.filter(pk=row.pk, state=seen).update(
-            state=state, closed_by=user, closed_at=now, close_reason=reason, return_entry=entry
+        # Never given back while a signed transaction that contained it may still confirm:
+        # the user would have it twice (checked in the UPDATE, so a signing cannot slip in).
+        updated = (
+            OutgoingTransaction.objects.filter(pk=row.pk, state=seen)
+            .exclude(Exists(_live_signed_attempts(OuterRef("pk"))))
+            .update(
+                state=state, closed_by=user, closed_at=now, close_reason=reason, return_entry=entry
+            )
         )
         if not updated:
+            if _live_signed_attempts(row.pk).exists():
+                raise DecisionError(
+                    f"outgoing #{row.pk} was part of a signed transaction that may still "
+                    "confirm: it is paid again only by a transaction conflicting with it, and "
+                    f"cannot be {verb} until that one is provably dead"
+                )
             raise _lost_race(row.pk, verb)
         faults.point("outgoing.before_return_commit")
     outgoing.refresh_from_db()
     return outgoing
+
+
+def _live_signed_attempts(outgoing_id):
+    """A withdrawal's memberships of signed broadcasts not recorded dead."""
+    return BroadcastMember.objects.filter(
+        outgoing_id=outgoing_id, broadcast__dead_reason=""
+    ).exclude(broadcast__raw_tx="")
 
 
 def _check_give_back(outgoing: OutgoingTransaction, user, reason: str, from_states, verb) -> str:

@@ -308,3 +308,21 @@ def test_it_closes_a_signed_attempt_by_another_txid_only_if_it_spends_one_of_its
     assert server.rpc("listlockunspent") == [], (signed.inputs, ours)  # its other coin is free
     signed.refresh_from_db()
     assert (signed.state, signed.txid) == ("closed_broadcasted", ours)
+
+
+def test_it_never_gives_back_a_withdrawal_whose_signed_attempt_may_still_confirm(
+    signed_then_never_left, operator
+):
+    from broadcasts.approvals import cancel
+    from broadcasts.errors import DecisionError
+
+    server, wallet, address, first = signed_then_never_left
+    person = grant(operator, "broadcasts.cancel_outgoingtransaction")
+    waiting = OutgoingTransaction.objects.get()
+    assert waiting.state == "queued"
+
+    with pytest.raises(DecisionError, match="may still confirm"):
+        cancel(waiting, person, "the user asked")
+
+    assert OutgoingTransaction.objects.get().state == "queued"
+    assert Broadcaster(wallet).run().sent == 1  # paid once, by a transaction conflicting with it
