@@ -98,7 +98,9 @@ class Chaos:
         # Parked at one of the send's steps while the person acts: in flight for real.
         point = IN_FLIGHT[int(extra["delay"] * 100) % len(IN_FLIGHT)]
         proc = self.spawn("broadcast", f"{point}=pause:3")
-        time.sleep(extra["delay"])
+        if not proc.stdout.readline().startswith("paused"):  # nothing sent, or not its turn
+            return f"nothing in flight; broadcaster {self.wait_child(proc)}"
+        time.sleep(extra["delay"] / 2)
         closed = []
         for broadcast in Broadcast.objects.filter(wallet=self.wallet, state="opened"):
             end_lease(broadcast)  # a wrong clock: the send may still be in flight
@@ -123,6 +125,8 @@ class Chaos:
             .first()
         )
         if candidate is None:
+            candidate = self.signed_and_closed()
+        if candidate is None:
             return "no signed attempt to copy"
         self.ours.rpc("setnetworkactive", False)
         try:
@@ -137,6 +141,26 @@ class Chaos:
             self.ours.rpc("setnetworkactive", True)
         self.inv.wait_synced(self.ours, self.outside, timeout=60)
         return f"{mined}; while cut off: {outcome}"
+
+    def signed_and_closed(self):
+        """A withdrawal signed by a broadcaster killed before sending, then closed by a person
+        as never left: a signed attempt whose bytes only the database holds."""
+        from broadcasts.closing import close_by_hand
+        from broadcasts.errors import CloseError
+        from broadcasts.models import Broadcast
+        from tests.broadcast_helpers import end_lease
+
+        self.chaos_own_address({"delay": 0.5})
+        self.wait_child(self.spawn("broadcast", "broadcast.after_sign_commit=kill"))
+        for broadcast in Broadcast.objects.filter(wallet=self.wallet, state="opened"):
+            end_lease(broadcast)
+            try:
+                close_by_hand(broadcast, "never_left", by=self.person.user, reason="soak: copy")
+            except CloseError:
+                continue
+            if broadcast.raw_tx:
+                return broadcast
+        return None
 
     def chaos_pg_crash(self, extra) -> str:
         from django.db import connections
