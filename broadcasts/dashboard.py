@@ -9,7 +9,8 @@ from .models import Broadcast, OutgoingTransaction
 from .selections import (
     awaiting_approval,
     interrupted_broadcasts,
-    needing_attention,
+    late_replies,
+    lost_broadcasts,
     outgoing_needing_attention,
 )
 
@@ -25,7 +26,19 @@ BANNERS = [
         "?interrupted=yes",
     ),
     (
-        needing_attention,
+        lost_broadcasts,
+        lambda n: (
+            f"{counted(n, 'sent broadcast')} lost to another transaction that confirmed: "
+            f"{verb(n, 'its', 'their')} booking was reversed and {verb(n, 'its', 'their')} "
+            "withdrawals are back in the queue, paid again only by a transaction conflicting "
+            "with every earlier one (see the last error; if the winner is not ours, the wallet "
+            "paid it)."
+        ),
+        "admin:broadcasts_broadcast_changelist",
+        "?interrupted=attention",
+    ),
+    (
+        late_replies,
         lambda n: (
             f"{counted(n, 'broadcast')} {verb(n, 'needs', 'need')} attention: the node's reply "
             "came after a close by hand (see their last error; a payment may have been made "

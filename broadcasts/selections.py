@@ -23,6 +23,16 @@ def needing_attention():
     return Broadcast.objects.filter(needs_attention=True)
 
 
+def late_replies():
+    """Flagged broadcasts a late reply contradicted (not lost ones)."""
+    return needing_attention().filter(reversed_at__isnull=True)
+
+
+def lost_broadcasts():
+    """Sent broadcasts that lost to another transaction, reversed, not yet acknowledged."""
+    return needing_attention().filter(reversed_at__isnull=False)
+
+
 def awaiting_approval():
     return OutgoingTransaction.objects.filter(state=OutgoingTransaction.State.AWAITING_APPROVAL)
 

@@ -326,3 +326,26 @@ def test_it_never_gives_back_a_withdrawal_whose_signed_attempt_may_still_confirm
 
     assert OutgoingTransaction.objects.get().state == "queued"
     assert Broadcaster(wallet).run().sent == 1  # paid once, by a transaction conflicting with it
+
+
+def test_it_says_on_every_admin_page_that_a_sent_broadcast_lost(db_wallet, rf):
+    from django.utils import timezone
+
+    from broadcasts.dashboard import alerts
+
+    lost = Broadcast.objects.create(
+        wallet=db_wallet,
+        state="broadcasted",
+        txid="ab" * 32,
+        opened_at=timezone.now(),
+        needs_attention=True,
+        reversed_at=timezone.now(),
+        last_error="LOST: ...",
+    )
+
+    (banner,) = alerts(rf.get("/admin/"))
+
+    assert "1 sent broadcast lost to another transaction" in banner["message"]
+    assert "booking was reversed" in banner["message"] and banner["level"] == "error"
+    Broadcast.objects.filter(pk=lost.pk).update(reversed_at=None)  # a late reply instead
+    assert "after a close by hand" in alerts(rf.get("/admin/"))[0]["message"]
