@@ -50,10 +50,27 @@ def killed_at(child_env, wallet, point):
     assert proc.returncode == -9, (proc.stdout, proc.stderr[-2000:])
 
 
+@pytest.fixture(scope="module")
+def our_node():
+    """A node of this module's own, its coins matured once: each test's wallet takes in the
+    whole balance it has then (nothing mines on it during a test), its coins unlocked."""
+    from devtools.localservices import LocalBitcoind
+
+    server = LocalBitcoind().start()
+    server.generate(120)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def queued(btc, node, fresh_node):
-    server = fresh_node()
-    wallet, alice = funded_wallet(btc, server)
+def server(our_node):
+    our_node.rpc("lockunspent", True)
+    return our_node
+
+
+@pytest.fixture
+def queued(btc, node, server):
+    wallet, alice = funded_wallet(btc, server, blocks=0)
     address = node.rpc("getnewaddress")
     send_external(alice, address, WITHDRAWAL)
     return server, wallet, address
@@ -149,7 +166,7 @@ def test_it_refuses_never_left_for_a_block_io_withdrawal_to_our_own_address_that
 
 
 def test_it_never_fails_a_broadcast_whose_sender_signed_it_while_a_later_run_looked(
-    tmp_path, fresh_node
+    tmp_path, server
 ):
     import sqlite3
 
@@ -157,8 +174,6 @@ def test_it_never_fails_a_broadcast_whose_sender_signed_it_while_a_later_run_loo
 
     db = tmp_path / "db.sqlite3"
     env = sqlite_child_env(db)
-    server = fresh_node()
-    server.generate(101)
     address = server.rpc("getnewaddress")
     setup = ("-m", "tests.broadcast_sqlite_child", "setup", server.url, address, "5000000")
     assert run_python(env, *setup).returncode == 0
@@ -275,14 +290,13 @@ def test_it_settles_as_the_earlier_attempt_when_the_node_refuses_the_retry_as_co
 
 
 def test_it_closes_a_signed_attempt_by_another_txid_only_if_it_spends_one_of_its_coins(
-    btc, node, fresh_node, operator
+    btc, node, server, operator
 ):
     """Paid by hand with one of its coins: accepted, and its other coin is free again; paid by
     hand with other coins: refused (the signed one could still confirm and pay again)."""
     from cryptoadmin import faults
 
-    server = fresh_node()
-    wallet, alice = funded_wallet(btc, server)
+    wallet, alice = funded_wallet(btc, server, blocks=0)
     address = node.rpc("getnewaddress")
     send_external(alice, address, 60 * 10**8)  # more than one coin of 50
     with faults.armed({"broadcast.after_sign_commit": "raise"}):
