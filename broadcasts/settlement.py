@@ -9,6 +9,7 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from cryptoadmin import faults
+from ledger import rawtx
 from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
 
@@ -178,12 +179,24 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
         )  # not joined: FOR UPDATE
         if broadcast.state in (Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED):
             if broadcast.txid == txid:
-                return f"already settled as {txid}"
-            note = (
-                f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was settled "
-                f"{who}as {broadcast.txid}: if both transactions confirm, the outputs were paid "
-                "twice"
-            )
+                # Its transaction pays every withdrawal it contained: one waiting to be paid
+                # again (it was in another broadcast when this one was settled) is paid.
+                taken = _take_waiting(broadcast)
+                if not taken:
+                    return f"already settled as {txid}"
+                book_sent(broadcast, txid, now)
+                if broadcast.raw_tx and rawtx.txid(bytes.fromhex(broadcast.raw_tx)) == txid:
+                    book_fee(broadcast.pk, broadcast.signed_fee)  # once: the fee IS NULL claim
+                note = (
+                    f"LATE REPLY: {taken} more outgoing of this broadcast were waiting to be paid "
+                    f"again; taken back and booked as sent by {txid}, which pays them"
+                )
+            else:
+                note = (
+                    f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was "
+                    f"settled {who}as {broadcast.txid}: if both transactions confirm, the outputs "
+                    "were paid twice"
+                )
         elif broadcast.state in (Broadcast.State.CLOSED_FAILED, Broadcast.State.FAILED):
             note = _take_back(broadcast, txid, who, now) + _paid_twice(broadcast)
         else:
@@ -202,12 +215,7 @@ def _take_back(broadcast: Broadcast, txid: str, who: str, now) -> str:
     back and booked as sent by `txid` (in the caller's transaction). Returns the note."""
     if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
         return f"LATE REPLY: the node paid it as {txid}, which already settles another broadcast"
-    # Taken back only while still waiting: a conditional UPDATE on those states (on
-    # PostgreSQL it waits for a collector holding the rows, then skips what it took).
-    taken = OutgoingTransaction.objects.filter(
-        memberships__broadcast=broadcast,
-        state__in=[OutgoingTransaction.State.QUEUED, OutgoingTransaction.State.NEEDS_ATTENTION],
-    ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
+    taken = _take_waiting(broadcast)
     # Closed as never left, yet it paid: booked as sent by the machine, the wrong
     # close kept on the row (who, how, why) for the person who looks at it.
     Broadcast.objects.filter(pk=broadcast.pk).update(
@@ -226,6 +234,16 @@ def _take_back(broadcast: Broadcast, txid: str, who: str, now) -> str:
         f"LATE REPLY: closed {who}as never left, but the node paid it as {txid}. "
         f"{taken} outgoing still queued were taken back and booked as sent by it."
     )
+
+
+def _take_waiting(broadcast: Broadcast) -> int:
+    """Its withdrawals still waiting to be paid, moved into it (to be booked as sent by it).
+    Only while still waiting: a conditional UPDATE on those states (on PostgreSQL it waits for
+    a collector holding the rows, then skips what it took)."""
+    return OutgoingTransaction.objects.filter(
+        memberships__broadcast=broadcast,
+        state__in=[OutgoingTransaction.State.QUEUED, OutgoingTransaction.State.NEEDS_ATTENTION],
+    ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
 
 
 def _paid_twice(broadcast: Broadcast) -> str:

@@ -363,3 +363,29 @@ def test_it_says_on_every_admin_page_that_a_sent_broadcast_lost(db_wallet, rf):
     assert "booking was reversed" in banner["message"] and banner["level"] == "error"
     Broadcast.objects.filter(pk=lost.pk).update(reversed_at=None)  # a late reply instead
     assert "after a close by hand" in alerts(rf.get("/admin/"))[0]["message"]
+
+
+def test_it_books_a_withdrawal_of_an_earlier_attempt_settled_while_it_was_collected_elsewhere(
+    queued, node, operator
+):
+    from cryptoadmin import faults
+    from tests.invariants import books_equal_node
+
+    server, wallet, address = queued
+    (one,) = OutgoingTransaction.objects.all()
+    two = send_external(one.account, node.rpc("getnewaddress"), WITHDRAWAL)
+    with faults.armed({"broadcast.after_sign_commit": "raise"}):
+        with pytest.raises(faults.InjectedFault):
+            Broadcaster(wallet).run()
+    first = end_lease(Broadcast.objects.get())
+    close_as_never_left(first, grant(operator, "broadcasts.close_broadcast_by_hand"), "not seen")
+    other = Broadcaster(wallet).collect([one.pk])  # another run's, not opened yet
+    server.rpc("sendrawtransaction", first.raw_tx)  # the first reaches the node after all ...
+    Broadcaster(wallet).run()  # ... it pays both: the one waiting is booked, then the other
+
+    other.refresh_from_db()
+    assert other.state == "failed" and not other.raw_tx
+    paid = OutgoingTransaction.objects.filter(pk__in=[one.pk, two.pk], state="broadcasted")
+    assert set(paid.values_list("broadcast_id", flat=True)) == {first.pk} and paid.count() == 2
+    assert [e["txid"] for e in sends(server, address)] == [first.txid]
+    assert books_equal_node(wallet) == []
