@@ -33,14 +33,21 @@ def verify_paid_by(broadcast: Broadcast, txid: str, backend):
     output to one of our own addresses is paid like any other; anything more goes only to our
     own addresses: the change)."""
     try:
-        ours = backend.spends_own_coins(txid)  # first: block.io then reads it as our send
         info = backend.get_transaction(txid)
     except BackendError as exc:
         raise CloseError(f"the node does not confirm this transaction: {exc}") from exc
-    sent, own = info.sent(), info.received()
+    try:
+        ours = backend.spends_own_coins(txid)
+    except BackendError as exc:
+        raise CloseError(f"cannot check the inputs of {txid}: {exc}") from exc
+    own = info.received()
+    paid = dict(info.sent())
+    if ours:  # our own send: what it pays our own addresses is paid too
+        for address, units in own.items():
+            paid.setdefault(address, units)
     expected = {a: int(v) for a, v in broadcast.outputs.items()}
-    missing = {a: v for a, v in expected.items() if sent.get(a) != v}
-    extra = {a: v for a, v in sent.items() if a not in expected and a not in own}
+    missing = {a: v for a, v in expected.items() if paid.get(a) != v}
+    extra = {a: v for a, v in paid.items() if a not in expected and a not in own}
     if missing or extra:
         raise CloseError(
             f"the outputs of {txid} do not match the broadcast: expected but not paid "
