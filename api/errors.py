@@ -40,7 +40,9 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 def _field(loc) -> str | None:
     # ninja locates an error as ("body", "payload", "transfers", 3, "amount"): keep the rest.
-    parts = [str(part) for part in loc if part not in ("body", "payload")]
+    parts = [
+        str(part) for part in loc if part not in ("body", "payload", "header", "query", "path")
+    ]
     return ".".join(parts) or None
 
 

@@ -308,3 +308,7 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
     "api.middleware.ApiErrorShapeMiddleware",
 )
+# Money requests' Idempotency-Key answers are kept this long (at least 24 hours), and a request
+# waits this long for another with its key to finish before answering 409 (PostgreSQL).
+IDEMPOTENCY_KEY_HOURS = max(24, env_int("IDEMPOTENCY_KEY_HOURS", 48))
+IDEMPOTENCY_WAIT_MS = env_int("IDEMPOTENCY_WAIT_MS", 5000)
