@@ -4,7 +4,7 @@ of its own, added below; every error leaves in one shape (api/errors.py)."""
 
 from ninja import NinjaAPI
 
-from . import errors, transfers
+from . import addresses, errors, transfers
 
 api = NinjaAPI(
     title="cryptoadmin API",
@@ -17,4 +17,5 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 errors.install(api)
+api.add_router("", addresses.router)
 api.add_router("", transfers.router)

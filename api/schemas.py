@@ -54,3 +54,18 @@ class TransfersOut(Schema):
 
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+class AddressIn(Schema):
+    user: str = USER
+    currency: str = Field(..., min_length=1, max_length=16, examples=["BTC"])
+    label: str = Field("", max_length=128)
+
+
+class AddressOut(Schema):
+    address: str
+    currency: str
+    user: str
+    wallet: str
+    label: str
+    created_at: datetime
