@@ -9,6 +9,7 @@ from ledger import services
 from ledger.backends.base import BackendError, NodeUnreachable
 from ledger.models import Currency, Wallet
 
+from .actors import actor
 from .auth import scoped
 from .errors import ApiError
 from .schemas import ERRORS, AddressIn, AddressOut, ErrorOut
@@ -30,7 +31,7 @@ def create_address(request, payload: AddressIn):
     if wallet is None:
         raise ApiError(422, "no_wallet", f"no enabled {currency.code} wallet", "currency")
     try:
-        row = services.new_receiving_address(wallet, payload.user, payload.label)
+        row = services.new_receiving_address(wallet, payload.user, payload.label, by=actor(request))
     except NodeUnreachable as exc:
         raise ApiError(503, "node_unreachable", f"the {currency.code} node: {exc}") from None
     except BackendError as exc:

@@ -5,6 +5,7 @@ of its own, added below; every error leaves in one shape (api/errors.py)."""
 from ninja import NinjaAPI
 
 from . import addresses, errors, transfers
+from .throttle import TokenRateThrottle
 
 api = NinjaAPI(
     title="cryptoadmin API",
@@ -15,6 +16,7 @@ api = NinjaAPI(
         'take an Idempotency-Key header. Errors: {"error": {"code", "message", "field"?}}.'
     ),
     urls_namespace="api",
+    throttle=[TokenRateThrottle()],
 )
 errors.install(api)
 api.add_router("", addresses.router)

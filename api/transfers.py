@@ -12,6 +12,7 @@ from ledger.money import AmountError, to_units
 from ledger.transfers import MOVABLE_CODES, Move, TransferRefused, post_transfers
 
 from . import idempotency
+from .actors import actor
 from .auth import scoped
 from .errors import ApiError
 from .schemas import ERRORS, TransfersIn, TransfersOut
@@ -33,7 +34,8 @@ def create_transfers(
     if currency is None:
         raise ApiError(400, "unknown_currency", f"no currency {payload.currency!r}", "currency")
     moves = [_move(index, item, currency) for index, item in enumerate(payload.transfers)]
-    return idempotency.once(request, lambda: (201, _post(currency, moves)))
+    user = actor(request).acting_user
+    return idempotency.once(request, lambda: (201, _post(currency, moves, user)))
 
 
 def _code(index: int, side: str, name: str) -> int:
@@ -61,9 +63,9 @@ def _move(index: int, item, currency: Currency) -> Move:
     )
 
 
-def _post(currency: Currency, moves: list[Move]) -> dict:
+def _post(currency: Currency, moves: list[Move], user) -> dict:
     try:
-        rows = post_transfers(currency, moves, names=NAMES)
+        rows = post_transfers(currency, moves, names=NAMES, created_by=user)
     except TransferRefused as refused:
         field = "transfers" if refused.index is None else f"transfers.{refused.index}"
         raise ApiError(422, refused.code, refused.message, field) from None

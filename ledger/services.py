@@ -7,7 +7,7 @@ from collections import defaultdict
 from django.db import transaction
 from django.db.models import Sum
 
-from . import outbox
+from . import actors, outbox
 from .errors import CryptoadminError
 from .models import Account, AccountBalance, Address, Currency, Transaction, Wallet
 from .signals import accounts_changed
@@ -179,10 +179,11 @@ def wallet_books_balance(wallet: Wallet) -> int:
 
 
 def new_receiving_address(
-    wallet: Wallet, user_id: str, label: str = "", *, timeout=None
+    wallet: Wallet, user_id: str, label: str = "", *, timeout=None, by=None
 ) -> Address:
     """Ask the node for a fresh address and give it to the user's balance account (201),
-    reporting `address.created`. Nothing is recorded when the node fails."""
+    reporting `address.created` (and, with `by`, an admin history entry). Nothing is recorded
+    when the node fails."""
     if not user_id or not str(user_id).strip():
         raise LedgerError("a user id is required")
     label = label or f"user:{user_id}"
@@ -200,6 +201,7 @@ def new_receiving_address(
             label=label,
         )
         outbox.emit("address.created", "address", row.address, address_data(row, user_id))
+        actors.log_action(by, row, f"Created for user {user_id}", added=True)
     return row
 
 

@@ -40,7 +40,7 @@ class TransferRefused(services.LedgerError):
 
 
 def post_transfers(
-    currency: Currency, moves: list[Move], names: dict[int, str] | None = None
+    currency: Currency, moves: list[Move], names: dict[int, str] | None = None, *, created_by=None
 ) -> list[Transaction]:
     """Post the moves in order, all or none; returns the ledger rows. Raises TransferRefused.
     `names` gives the accounts' names in the caller's vocabulary for the events (the API speaks
@@ -60,6 +60,7 @@ def post_transfers(
                 amount=m.amount,
                 kind=Transaction.Kind.INTERNAL,
                 label=m.label,
+                created_by=created_by,
             )
             for m in moves
         ]

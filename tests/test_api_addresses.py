@@ -58,3 +58,12 @@ def test_it_refuses_bad_input_without_recording(db_wallet, body, status, code):
 def test_it_needs_the_addresses_write_scope(db_wallet):
     response = ask(token("transfers:write"), {"user": "alice", "currency": "BTC"})
     assert response.status_code == 403 and error(response)["code"] == "missing_scope"
+
+
+def test_it_writes_the_history_entry_under_the_tokens_name(wallet):
+    from django.contrib.admin.models import LogEntry
+
+    response = ask(token("addresses:write", name="wallet app"), {"user": "bob", "currency": "BTC"})
+    row = Address.objects.get(address=response.json()["address"])
+    entry = LogEntry.objects.get(object_id=str(row.pk), content_type__model="address")
+    assert entry.user.get_full_name() == "API token wallet app" and "bob" in entry.change_message

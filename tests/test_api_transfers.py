@@ -185,3 +185,13 @@ def test_it_never_takes_an_account_below_zero_under_concurrent_batches():
     statuses = sorted(r.status_code for r in results)
     assert statuses == [201, 201, 422, 422], statuses
     assert balance("alice", cur, 201) == 20_000_000 and balance("alice", cur, 203) == 80_000_000
+
+
+def test_it_records_the_token_as_the_author_of_the_moves(btc):
+    response = transfer(
+        token("transfers:write", name="trading engine"),
+        [move("alice", "balance", "bob", "balance", "0.1")],
+    )
+    row = Transaction.objects.get(pk=int(response.json()["transfers"][0]["id"]))
+    assert row.created_by.get_full_name() == "API token trading engine"
+    assert not row.created_by.is_active and not row.created_by.has_usable_password()
