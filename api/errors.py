@@ -84,4 +84,7 @@ def install(api) -> None:
         Throttled, lambda r, e: error_response(429, "rate_limited", "too many requests; slow down")
     )
     api.add_exception_handler(HttpError, _http_error)
+    # ninja answers these two itself unless told: they get the shape too.
+    api.add_exception_handler(Http404, _fallback)
+    api.add_exception_handler(PermissionDenied, _fallback)
     api.add_exception_handler(Exception, _fallback)

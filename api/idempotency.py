@@ -25,6 +25,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.http import HttpResponse
 from django.utils import timezone
+from ninja import Header
 
 from cryptoadmin import faults
 
@@ -34,6 +35,10 @@ from .models import IdempotencyKey
 HEADER = "Idempotency-Key"
 KEY_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's lock_timeout error
+# The header as a view parameter: documented in the OpenAPI document, required.
+KEY_PARAM = Header(
+    ..., alias=HEADER, description="1-255 printable characters, new for each new request"
+)
 
 
 def require_key(request) -> str:

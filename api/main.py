@@ -4,7 +4,7 @@ of its own, added below; every error leaves in one shape (api/errors.py)."""
 
 from ninja import NinjaAPI
 
-from . import addresses, errors, transfers
+from . import addresses, errors, transfers, withdrawals
 from .throttle import TokenRateThrottle
 
 api = NinjaAPI(
@@ -21,3 +21,4 @@ api = NinjaAPI(
 errors.install(api)
 api.add_router("", addresses.router)
 api.add_router("", transfers.router)
+api.add_router("", withdrawals.router)

@@ -3,13 +3,14 @@ decimal strings in the currency's units; accounts are the balances query's field
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from ninja import Field, Schema
 
 USER = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]{1,128}$")
 AMOUNT = Field(..., min_length=1, max_length=64, examples=["0.10000000"])
 LABEL = Field("", max_length=255)
+CREATED_AT = Field(
+    ..., description="ISO 8601 with its UTC offset", examples=["2026-01-01T12:00:00+00:00"]
+)
 
 
 class ErrorDetail(Schema):
@@ -45,7 +46,7 @@ class MoveOut(Schema):
     to: Party
     amount: str
     label: str
-    created_at: datetime
+    created_at: str = CREATED_AT
 
 
 class TransfersOut(Schema):
@@ -68,4 +69,34 @@ class AddressOut(Schema):
     user: str
     wallet: str
     label: str
-    created_at: datetime
+    created_at: str = CREATED_AT
+
+
+class WithdrawalIn(Schema):
+    user: str = USER
+    currency: str = Field(..., min_length=1, max_length=16, examples=["BTC"])
+    address: str = Field(..., min_length=1, max_length=128)
+    amount: str = AMOUNT
+    label: str = LABEL
+
+
+class WithdrawalOut(Schema):
+    id: str
+    state: str = Field(
+        ...,
+        examples=["awaiting_approval", "queued", "broadcasting", "broadcasted", "rejected"],
+        description="awaiting_approval, queued, broadcasting, broadcasted, rejected, cancelled "
+        "or needs_attention",
+    )
+    user: str
+    currency: str
+    address: str
+    amount: str
+    label: str
+    created_at: str = CREATED_AT
+    txid: str | None = None
+    confirmations: int | None = None
+    fee: str | None = Field(None, description="This withdrawal's share of the network fee")
+    reason: str | None = Field(
+        None, description="Why it waits for approval, was returned or needs attention"
+    )

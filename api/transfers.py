@@ -4,7 +4,7 @@ none (ledger.transfers does the money), once per Idempotency-Key."""
 from __future__ import annotations
 
 from django.utils import timezone
-from ninja import Header, Router
+from ninja import Router
 
 from balances.table import FIELD_ACCOUNTS
 from ledger.models import Currency
@@ -27,9 +27,7 @@ NAMES = {code: name for name, code in FIELD_ACCOUNTS.items()}
     response={201: TransfersOut, **ERRORS},
     summary="Move money between users' accounts, all or none",
 )
-def create_transfers(
-    request, payload: TransfersIn, idempotency_key: str = Header(..., alias="Idempotency-Key")
-):
+def create_transfers(request, payload: TransfersIn, idempotency_key: str = idempotency.KEY_PARAM):
     currency = Currency.objects.filter(code=payload.currency).first()
     if currency is None:
         raise ApiError(400, "unknown_currency", f"no currency {payload.currency!r}", "currency")
