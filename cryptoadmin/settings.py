@@ -224,6 +224,16 @@ GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 1000)
 GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 
+# --- Hosts the server may call (ledger/hosts.py; docs/security.md) ---------------------------
+# Node URLs and block.io's base_url must name a host on NODE_HOSTS, webhook URLs one on
+# WEBHOOK_HOSTS: checked when a wallet or an endpoint is saved and before every request, so a
+# person editing one cannot make the server call an arbitrary address. Entries: host names,
+# ".example.com" (the domain and its subdomains), IP addresses, IP networks (10.0.0.0/8).
+# Loopback is added in DEBUG only (a node on this machine in development).
+LOOPBACK_HOSTS = ["localhost", "127.0.0.0/8", "::1"]
+NODE_HOSTS = env_list("NODE_HOSTS") + (LOOPBACK_HOSTS if DEBUG else [])
+WEBHOOK_HOSTS = env_list("WEBHOOK_HOSTS") + (LOOPBACK_HOSTS if DEBUG else [])
+
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
