@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 
 from balances.models import ApiToken
-from broadcasts.services import QUEUE_PERM
+from broadcasts.withdrawals import QUEUE_PERM
 
 # The permissions a scope carries into the services it calls.
 SCOPE_PERMS = {"withdrawals:write": {QUEUE_PERM}}

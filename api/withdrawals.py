@@ -7,9 +7,9 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 
+from broadcasts.errors import OutgoingError
 from broadcasts.models import OutgoingTransaction
-from broadcasts.services import OutgoingError, queue_withdrawal
-from ledger.backends.base import BackendError
+from broadcasts.withdrawals import queue_withdrawal
 from ledger.models import Currency
 
 from . import idempotency
@@ -20,7 +20,19 @@ from .models import IdempotencyKey
 from .schemas import ERRORS, ErrorOut, WithdrawalIn, WithdrawalOut
 
 router = Router(tags=["withdrawals"])
-FIELDS = {"user_id": "user", "amount": "amount", "address": "address"}
+# The service's refusal code -> the answer's status and the request field at fault.
+REFUSALS = {
+    "invalid_amount": (400, "amount"),
+    "unknown_user": (422, "user"),
+    "address_required": (400, "address"),
+    "invalid_address": (422, "address"),
+    "insufficient_funds": (422, "amount"),
+    "below_minimum": (422, "amount"),
+    "node_unreachable": (503, "address"),
+    "currency_disabled": (422, "currency"),
+    "no_wallet": (422, "currency"),
+    "wallet_disabled": (422, "currency"),
+}
 State = OutgoingTransaction.State
 
 
@@ -77,13 +89,8 @@ def _queue(payload: WithdrawalIn, currency: Currency, by) -> dict:
             payload.user, currency, payload.address, payload.amount, by=by, label=payload.label
         )
     except OutgoingError as exc:
-        if isinstance(exc.__cause__, BackendError):
-            raise ApiError(503, "node_unreachable", str(exc), "address") from None
-        field = FIELDS.get(exc.field, exc.field)
-        if field == "amount":  # the amount as sent is not a number of this currency
-            raise ApiError(400, "invalid_amount", str(exc), field) from None
-        code = getattr(exc, "code", None) or "withdrawal_refused"
-        raise ApiError(422, code, str(exc), field) from None
+        status, field = REFUSALS.get(exc.code, (422, None))
+        raise ApiError(status, exc.code, str(exc), field) from None
     return data(_rows().get(pk=out.pk))
 
 

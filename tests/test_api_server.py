@@ -20,10 +20,7 @@ from tests.balances_helpers import currency, deposit, network_account
 from tests.prodserver import production_env, start_serve, stop
 from tests.support import REPO, credit_user, make_currency, make_wallet, offline_wallet, run_python
 
-# Sequences reset with every flush: the server's processes outlive the tests, and the content
-# types recreated after a flush must keep the ids those processes cached (the admin history
-# and the audit log point at them).
-pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 PAUSE = 0.5  # every fresh money request holds its key this long before committing
 
 
@@ -44,6 +41,8 @@ def server(postgres, django_db_setup, tmp_path_factory):
         DJANGO_SETTINGS_MODULE="devtools.settings_test",
         CRYPTOADMIN_FAULT=f"api.idempotency.before_commit=pause:{PAUSE}",
         API_RATE_LIMIT="",
+        # The server outlives the flushes of this module's tests and of others on this worker.
+        FRESH_CONTENT_TYPES="1",
     )
     proc, base = start_serve(env, tmp / "serve.log", "--web-workers", "2", "--no-scheduler")
     yield base

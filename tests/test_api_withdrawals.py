@@ -5,7 +5,8 @@ approver, the state as the model names it, reads by id and by idempotency key.""
 import pytest
 from django.contrib.admin.models import LogEntry
 
-from broadcasts import services as broadcasts
+from broadcasts import approvals
+from broadcasts.errors import DecisionError
 from broadcasts.models import OutgoingTransaction, WithdrawalRule
 from ledger import services
 from ledger.models import Transaction
@@ -59,9 +60,9 @@ def test_it_waits_for_a_person_to_approve_and_is_never_its_own_approver(funded, 
     out = request(raw, body(address)).json()
     assert out["state"] == "awaiting_approval" and "above" in out["reason"]
     row = OutgoingTransaction.objects.get(pk=int(out["id"]))
-    with pytest.raises(broadcasts.DecisionError):
-        broadcasts.approve(row, row.created_by)  # the token's own user row may not approve
-    broadcasts.approve(row, operator)
+    with pytest.raises(DecisionError):
+        approvals.approve(row, row.created_by)  # the token's own user row may not approve
+    approvals.approve(row, operator)
     assert call("GET", f"/api/v1/withdrawals/{out['id']}", raw).json()["state"] == "queued"
 
 
@@ -82,25 +83,26 @@ def test_it_queues_once_per_key(funded, address):
 
 
 @pytest.mark.parametrize(
-    "change, status, field",
+    "change, status, code",
     [
-        (dict(amount="2"), 422, None),
-        (dict(amount="0.1.0"), 400, "amount"),
-        (dict(amount="0.000000001"), 400, "amount"),
-        (dict(amount="0"), 422, None),
-        (dict(user="nobody"), 422, "user"),
-        (dict(address="not-an-address"), 422, None),
-        (dict(currency="XYZ"), 400, "currency"),
-        (dict(address=""), 400, "address"),
+        (dict(amount="2"), 422, "insufficient_funds"),
+        (dict(amount="0.1.0"), 400, "invalid_amount"),
+        (dict(amount="0.000000001"), 400, "invalid_amount"),
+        (dict(amount="0"), 400, "invalid_amount"),
+        (dict(user="nobody"), 422, "unknown_user"),
+        (dict(address="not-an-address"), 422, "invalid_address"),
+        (dict(currency="XYZ"), 400, "unknown_currency"),
+        (dict(address=" "), 400, "address_required"),
+        (dict(address=""), 400, "invalid"),
     ],
 )
-def test_it_refuses_what_the_admin_would_refuse_and_writes_nothing(
-    funded, address, change, status, field
+def test_it_refuses_what_the_admin_would_refuse_with_a_code_and_writes_nothing(
+    funded, address, change, status, code
 ):
     before = Transaction.objects.count()
     response = request(token("withdrawals:write"), {**body(address), **change})
     assert response.status_code == status, response.content
-    assert error(response).get("field") == field
+    assert error(response)["code"] == code
     assert not OutgoingTransaction.objects.exists() and Transaction.objects.count() == before
 
 
@@ -111,3 +113,14 @@ def test_it_answers_404_and_403_in_the_error_shape(funded):
     assert refused.status_code == 403 and error(refused)["code"] == "missing_scope"
     bad_id = call("GET", "/api/v1/withdrawals/abc", token("withdrawals:read"))
     assert bad_id.status_code == 400
+
+
+def test_it_refuses_below_the_minimum_and_answers_503_while_the_node_is_down(funded, address):
+    WithdrawalRule.objects.create(currency=funded.currency, minimum_amount=50_000_000)
+    small = request(token("withdrawals:write"), body(address))
+    assert small.status_code == 422 and error(small)["code"] == "below_minimum"
+    funded.backend_settings = {"url": "http://u:p@127.0.0.1:9"}
+    funded.save()
+    down = request(token("withdrawals:write"), body(address, amount="0.6"))
+    assert down.status_code == 503 and error(down)["code"] == "node_unreachable"
+    assert not OutgoingTransaction.objects.exists()
