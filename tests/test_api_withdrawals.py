@@ -124,3 +124,25 @@ def test_it_refuses_below_the_minimum_and_answers_503_while_the_node_is_down(fun
     down = request(token("withdrawals:write"), body(address, amount="0.6"))
     assert down.status_code == 503 and error(down)["code"] == "node_unreachable"
     assert not OutgoingTransaction.objects.exists()
+
+
+def test_it_reads_the_txid_fee_share_and_confirmations_once_sent(btc, node, fresh_node):
+    from broadcasts.broadcaster import Broadcaster
+    from broadcasts.models import Broadcast
+    from tests.support import funded_wallet
+
+    wallet, _ = funded_wallet(btc, fresh_node(), user_id="alice")
+    raw = token("withdrawals:write", "withdrawals:read")
+    ids = [
+        request(raw, body(node.rpc("getnewaddress"), amount=amount)).json()["id"]
+        for amount in ("0.30000000", "0.10000000")
+    ]
+    Broadcaster(wallet).run()
+    broadcast = Broadcast.objects.get()
+    first, second = (call("GET", f"/api/v1/withdrawals/{i}", raw).json() for i in ids)
+    assert first["state"] == second["state"] == "broadcasted"
+    assert first["txid"] == second["txid"] == broadcast.txid and broadcast.fee > 0
+    assert first["confirmations"] == 0
+    # Pro rata, rounded down: three quarters and one quarter of the fee.
+    fee = broadcast.fee
+    assert first["fee"] == btc.format(fee * 3 // 4) and second["fee"] == btc.format(fee // 4)
