@@ -4,7 +4,7 @@ one to MAX_MOVES moves posted all or none in one database transaction.
 Only the accounts a user's product moves money between (201, 202, 203, 205, 206, 230): 204
 belongs to withdrawals, system accounts to the outside world. No source goes below zero at any
 move of the batch, even with concurrent batches and withdrawals: the source accounts' rows are
-locked in id order (the lock a withdrawal takes on its 201 row), then their balances read."""
+locked in id order (a withdrawal locks its 201 row too), then their balances read."""
 
 from __future__ import annotations
 
@@ -49,8 +49,11 @@ def post_transfers(
     with transaction.atomic():
         accounts = _accounts(currency, moves)
         sources = sorted({accounts[m.from_user, m.from_code].pk for m in moves})
-        # Fixed order: two batches sharing accounts queue instead of deadlocking.
-        list(Account.objects.select_for_update().filter(pk__in=sources).order_by("pk"))
+        # Fixed order: two batches sharing accounts queue instead of deadlocking. NO KEY UPDATE,
+        # not UPDATE: each commit's foreign-key checks take KEY SHARE on its destinations, which
+        # a plain FOR UPDATE held by a batch going the other way would block (a deadlock).
+        sources_query = Account.objects.select_for_update(no_key=True).filter(pk__in=sources)
+        list(sources_query.order_by("pk"))
         _check_funds(currency, moves, accounts, sources)
         rows = [
             Transaction(

@@ -195,3 +195,23 @@ def test_it_records_the_token_as_the_author_of_the_moves(btc):
     row = Transaction.objects.get(pk=int(response.json()["transfers"][0]["id"]))
     assert row.created_by.get_full_name() == "API token trading engine"
     assert not row.created_by.is_active and not row.created_by.has_usable_password()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_never_deadlocks_two_batches_moving_money_in_opposite_directions():
+    from tests.balances_helpers import in_threads
+
+    cur = currency("BTC")
+    network = network_account(cur)
+    for user in ("alice", "bob"):
+        deposit(network, user, 100_000_000)
+    raw = token("transfers:write")
+    directions = [
+        [move("alice", "balance", "bob", "balance", "0.01")],
+        [move("bob", "balance", "alice", "balance", "0.01")],
+    ]
+    statuses = []
+    for _ in range(15):
+        statuses += [r.status_code for r in in_threads(2, lambda i: transfer(raw, directions[i]))]
+    assert statuses == [201] * 30, statuses
+    assert balance("alice", cur, 201) == balance("bob", cur, 201) == 100_000_000
