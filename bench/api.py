@@ -32,7 +32,7 @@ from devtools.localservices import LocalBitcoind, LocalPostgres, free_port  # no
 
 CLIENTS = 4
 FULL = {"single": 3000, "batches": 20, "withdrawals": 600}
-QUICK = {"single": 40, "batches": 2, "withdrawals": 10}
+QUICK = {"single": 20, "batches": 1, "withdrawals": 5}
 USERS = 200
 
 

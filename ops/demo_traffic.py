@@ -15,8 +15,9 @@ from ledger.money import format_units
 
 TOKEN_NAME = "demo traffic"
 SCOPES = ["addresses:write", "withdrawals:write", "withdrawals:read", "transfers:write"]
-# (from account, to account) moves a product makes between a user's own accounts: trading
-# funds in and out, locks for open orders, staking and its activation, and back.
+# (from account, to account) moves a product makes between a user's own accounts, as one
+# cycle from the balance back to it (each move's destination is the next one's source):
+# trading funds in and out, locks for open orders, staking and its activation.
 OWN_MOVES = [
     ("balance", "advancedTradingBalance"),
     ("advancedTradingBalance", "advancedTradingLockedBalance"),
@@ -67,24 +68,25 @@ class ProductTraffic:
         return self.post("/api/v1/withdrawals", body)
 
     def shuffle(self) -> list[int]:
-        """A few single-move requests: between a user's own accounts, and a trade between two
-        users. One with too little on its source is refused (422) and writes nothing."""
-        statuses = []
-        for _ in range(2):
-            user = random.choice(self.users)
-            source, destination = random.choice(OWN_MOVES)
-            statuses.append(self.transfer([self._move(user, source, user, destination)]))
+        """Two batches: one user's money along the start of the cycle (it rests in the
+        column where the batch stops), and a trade between two users. One with too little on
+        a source is refused (422) and writes nothing."""
+        user, stop = random.choice(self.users), random.randint(1, len(OWN_MOVES))
+        amount = self.amount(100_000, 2_000_000)
+        own = [self._move(user, src, user, dst, amount) for src, dst in OWN_MOVES[:stop]]
         seller, buyer = random.sample(list(self.users), 2)
-        trade = self._move(seller, "advancedTradingBalance", buyer, "advancedTradingBalance")
-        statuses.append(self.transfer([trade]))
-        return statuses
+        trade = self._move(
+            seller, "advancedTradingBalance", buyer, "advancedTradingBalance", amount
+        )
+        return [self.transfer(own), self.transfer([trade])]
 
     def transfer(self, moves: list[dict]) -> int:
         return self.post("/api/v1/transfers", {"currency": self.currency, "transfers": moves})
 
-    def _move(self, from_user, from_account, to_user, to_account) -> dict:
+    @staticmethod
+    def _move(from_user, from_account, to_user, to_account, amount: str) -> dict:
         return {
             "from": {"user": from_user, "account": from_account},
             "to": {"user": to_user, "account": to_account},
-            "amount": self.amount(100_000, 2_000_000),
+            "amount": amount,
         }

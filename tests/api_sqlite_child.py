@@ -3,7 +3,6 @@ stack (the test client): tests run several at once to see SQLite serialise them.
 
 python -m tests.api_sqlite_child setup        -> prints a transfers:write token
 python -m tests.api_sqlite_child send TOKEN KEY AMOUNT -> prints status and body
-python -m tests.api_sqlite_child state        -> prints JSON: internal entries, alice's 201
 """
 
 import json
@@ -43,20 +42,5 @@ def send(token, key, amount):
     print(response.status_code, response.content.decode(), flush=True)
 
 
-def state():
-    from ledger import services
-    from ledger.models import Currency, Transaction
-
-    btc = Currency.objects.get(code="BTC")
-    print(
-        json.dumps(
-            {
-                "internal": Transaction.objects.filter(kind="internal").count(),
-                "alice": services.balance(services.user_account("alice", btc, 201)),
-            }
-        )
-    )
-
-
 if __name__ == "__main__":
-    {"setup": setup, "send": send, "state": state}[sys.argv[1]](*sys.argv[2:])
+    {"setup": setup, "send": send}[sys.argv[1]](*sys.argv[2:])

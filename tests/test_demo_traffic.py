@@ -6,7 +6,7 @@ import random
 import pytest
 
 from ledger import services
-from ledger.models import USER_CODES, AccountBalance, Address
+from ledger.models import USER_CODES, AccountBalance, Address, Transaction
 from ops.demo_traffic import ProductTraffic
 from tests.support import credit_user
 
@@ -19,16 +19,16 @@ def test_it_moves_every_balance_column_through_the_api(live_server, wallet, node
         credit_user(wallet, user, 100_000_000)
     random.seed(7)
     product = ProductTraffic(live_server.url, USERS)
-    statuses = [status for _ in range(50) for status in product.shuffle()]
+    statuses = [status for _ in range(20) for status in product.shuffle()]
     statuses += [product.withdraw(node.rpc("getnewaddress")) for _ in range(3)]
     statuses.append(product.new_address())
-    assert statuses.count(201) >= 50 and set(statuses) <= {201, 422}, statuses
-    moved = set(
-        AccountBalance.objects.filter(account__user_id__in=USERS, balance__gt=0).values_list(
-            "code", flat=True
-        )
+    assert statuses.count(201) >= 20 and set(statuses) <= {201, 422}, statuses
+    moved_into = set(
+        Transaction.objects.filter(destination__user_id__in=USERS)
+        .exclude(kind="import")
+        .values_list("destination__code", flat=True)
     )
-    assert moved == set(USER_CODES)
+    assert moved_into == set(USER_CODES)  # money went into every column
     assert Address.objects.filter(wallet=wallet).count() == 1
     books = sum(
         services.balances(
