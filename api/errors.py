@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
@@ -63,6 +63,10 @@ def _fallback(request, exc: Exception):
         return error_response(404, "not_found", "no such object")
     if isinstance(exc, PermissionDenied):
         return error_response(403, "forbidden", "not allowed")
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(400, "request_too_large", "the request body is too large")
+    if isinstance(exc, SuspiciousOperation):
+        return error_response(400, "bad_request", "the request was refused")
     if isinstance(exc, DatabaseError):
         log.exception("database error in %s", request.path)
         return error_response(503, "unavailable", "the database is unavailable; retry later")

@@ -215,3 +215,11 @@ def test_it_never_deadlocks_two_batches_moving_money_in_opposite_directions():
         statuses += [r.status_code for r in in_threads(2, lambda i: transfer(raw, directions[i]))]
     assert statuses == [201] * 30, statuses
     assert balance("alice", cur, 201) == balance("bob", cur, 201) == 100_000_000
+
+
+def test_it_answers_a_body_over_the_size_limit_with_400(btc, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    moves = [move("alice", "balance", "bob", "balance", "0.00000001", "x" * 200)] * 100
+    response = transfer(token("transfers:write"), moves)
+    assert response.status_code == 400 and error(response)["code"] == "request_too_large"
+    assert balance("alice", btc, 201) == 100_000_000
