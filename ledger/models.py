@@ -139,6 +139,27 @@ class Wallet(models.Model):
                 masked[key] = value
         return masked
 
+    def clean(self):
+        # A node URL off the deployment's NODE_HOSTS is refused when the wallet is saved (and
+        # again by the backend before every request).
+        from django.core.exceptions import ValidationError
+
+        from .backends import BackendError, HostRefused
+
+        if not isinstance(self.backend_settings, dict):
+            raise ValidationError(
+                {"backend_settings": 'a JSON object, e.g. {"url": "http://user:pw@host:8332"}'},
+                code="invalid",
+            )
+        if self.currency_id is None:
+            return  # the form reports the missing currency
+        try:
+            self.get_backend()
+        except HostRefused as exc:
+            raise ValidationError({"backend_settings": str(exc)}, code=exc.code) from None
+        except BackendError:
+            pass  # settings missing: the first node call says so, as before
+
     def get_backend(self, timeout=None):
         from .backends import backend_for
 

@@ -29,6 +29,11 @@ class NotSent(NodeUnreachable):
     """The request provably never reached the node (connection refused): nothing happened."""
 
 
+class HostRefused(NotSent):
+    """The node URL names a host the deployment does not allow (NODE_HOSTS): never called.
+    `code` is ledger.hosts.UrlRefused's."""
+
+
 class OutcomeUnknown(BackendError):
     """A state-changing request may or may not have taken effect (timeout, connection lost
     mid-call)."""
@@ -157,6 +162,20 @@ class ChainTip:
     hash: str
     # The wallet's transaction count read in the same round trip (None: not known).
     tx_count: int | None = None
+
+
+def checked_node_url(url) -> str:
+    """`url` if the deployment lets the server call its host (NODE_HOSTS), else HostRefused:
+    every backend asks this before each connection, whatever a wallet's settings say."""
+    from django.conf import settings
+
+    from ..hosts import UrlRefused, check_url
+
+    try:
+        check_url(url, settings.NODE_HOSTS)
+    except UrlRefused as exc:
+        raise HostRefused(f"node URL refused: {exc}", code=exc.code) from None
+    return url
 
 
 def check_txid(value, what: str) -> str:

@@ -15,12 +15,14 @@ Traps of AuthServiceProxy this module works around:
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
 import re
 import socket
 from decimal import Decimal
+from urllib.parse import unquote, urlsplit
 
 from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
@@ -48,6 +50,7 @@ from .base import (
     TxInfo,
     TxOutput,
     check_txid,
+    checked_node_url,
     mask_url,
     seconds_left,
 )
@@ -80,6 +83,15 @@ _rpc_log = logging.getLogger("BitcoinRPC")
 class _Proxy(AuthServiceProxy):
     """AuthServiceProxy whose replies are parsed once and never serialized again (the
     library's `_get_response` re-encodes every result for log.debug, whatever the level)."""
+
+    def __init__(self, service_url, *args, **kwargs):
+        super().__init__(service_url, *args, **kwargs)
+        # The library sends the user and password as written in the URL; a password holding
+        # '/', '?', '#' or '@' can only be written percent-encoded, so it is decoded here.
+        parts = urlsplit(service_url)
+        if "%" in (parts.username or "") + (parts.password or ""):
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self._AuthServiceProxy__auth_header = b"Basic " + base64.b64encode(pair.encode())
 
     def __getattr__(self, name):
         # The library builds each method's callable as an AuthServiceProxy by name; ours must
@@ -125,14 +137,14 @@ class BitcoindBackend(Backend):
         url = (wallet.backend_settings or {}).get("url")
         if not url:
             raise BackendError(f"wallet {wallet.name} has no 'url' in its backend settings")
-        self.url = url
+        self.url = checked_node_url(url)
         self.timeout = timeout or settings.NODE_RPC_TIMEOUT
         self._proxy = None
 
     # -- transport ---------------------------------------------------------------------
 
     def _new_proxy(self, timeout: float | None = None):
-        return _Proxy(self.url, timeout=timeout or self.timeout)
+        return _Proxy(checked_node_url(self.url), timeout=timeout or self.timeout)
 
     def _proxy_for_reads(self):
         if self._proxy is None:
