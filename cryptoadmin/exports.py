@@ -10,8 +10,9 @@ the code in its own column, so a spreadsheet can sum them."""
 
 import csv
 
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 
@@ -41,7 +42,14 @@ class CsvExportMixin:
     def export_csv_view(self, request):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        queryset = self.get_changelist_instance(request).get_queryset(request)
+        try:
+            queryset = self.get_changelist_instance(request).get_queryset(request)
+        except IncorrectLookupParameters:
+            # The list itself answers these with its "?e=1" page; a file cannot: say why.
+            return HttpResponseBadRequest(
+                "bad_filter: a filter of this export is unknown or its value invalid\n",
+                content_type="text/plain",
+            )
         writer = csv.writer(_Echo())
 
         def rows():

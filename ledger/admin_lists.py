@@ -138,10 +138,24 @@ class IndexedSearch(IndexedSorting):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(self.search_q(term)), False
+        return queryset.filter(self.search_q(term) if typed(term) else NOTHING), False
 
 
 NOTHING = Q(pk__in=[])
+
+
+def as_id(text) -> int | None:
+    """A row id or code as a person typed it: ASCII digits that fit a 64-bit key, else None
+    (str.isdigit() also says yes to '²' and '٣', which int() refuses)."""
+    text = str(text).strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
+
+
+def typed(text) -> bool:
+    """Text a lookup may be given: PostgreSQL refuses a NUL character in a string."""
+    return "\x00" not in text
 
 
 def ids(queryset) -> list:
@@ -169,7 +183,9 @@ class InputFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         value = (self.value() or "").strip()
-        return queryset.filter(self.filter_q(value)) if value else queryset
+        if not value:
+            return queryset
+        return queryset.filter(self.filter_q(value) if typed(value) else NOTHING)
 
     def choices(self, changelist):
         # The other parameters of the page, kept as hidden inputs of the filter's form.
