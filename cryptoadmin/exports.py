@@ -69,6 +69,10 @@ def _cell(value):
     if hasattr(value, "isoformat"):
         return value.isoformat()
     text = str(value)
-    # A cell starting with = + - @ is a formula to a spreadsheet: addresses, labels and reasons
-    # come from outside, so such text is quoted as text.
-    return "'" + text if text[:1] in ("=", "+", "@") else text
+    # A cell starting with one of these is a formula to some spreadsheet (OWASP's CSV injection
+    # rule, with the full-width forms): labels, addresses and reasons come from outside, so
+    # such text is quoted as text.
+    return "'" + text if text[:1] in FORMULA_STARTS else text
+
+
+FORMULA_STARTS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
