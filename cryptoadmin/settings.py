@@ -193,17 +193,22 @@ TRUSTED_PROXY_COUNT = env_int(
     "TRUSTED_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0
 )
 
-# django-axes: failures counted per username and, separately, per address; either reaching
-# the limit locks. Attempts made while locked are not counted, so one address can spend at most
-# LOGIN_MAX_FAILURES failures in all: it cannot lock out every user, only itself (and at most
-# one username it hammered).
+# django-axes: failures counted per (username, address) and per address; either reaching
+# LOGIN_MAX_FAILURES locks. Guesses from other addresses never lock a person out: a username is
+# locked as a whole only at LOGIN_USERNAME_MAX_FAILURES failures in the window, and not from an
+# address that user signed in from within LOGIN_KNOWN_PLACE_DAYS (cryptoadmin/signin/lockout.py).
+# Attempts made while locked are not counted, so one address can spend at most
+# LOGIN_MAX_FAILURES failures in all: it cannot lock out every user, only itself.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+AXES_HANDLER = "cryptoadmin.signin.lockout.SignInHandler"
 AXES_FAILURE_LIMIT = env_int("LOGIN_MAX_FAILURES", 5)
 AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_FAILURE_WINDOW", 900))
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+LOGIN_USERNAME_MAX_FAILURES = env_int("LOGIN_USERNAME_MAX_FAILURES", 50)
+LOGIN_KNOWN_PLACE_AGE = timedelta(days=env_int("LOGIN_KNOWN_PLACE_DAYS", 90))
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "cryptoadmin.signin.clientip.client_ip"
