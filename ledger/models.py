@@ -127,17 +127,10 @@ class Wallet(models.Model):
         return f"{self.name} ({self.currency.code}, {self.backend})"
 
     def backend_settings_masked(self) -> dict:
-        from .backends.base import mask_url
+        from .masking import mask_value
 
-        masked = {}
-        for key, value in (self.backend_settings or {}).items():
-            if "url" in key.lower():  # url, rpc_url, base_url: any may carry credentials
-                masked[key] = mask_url(str(value))
-            elif any(s in key.lower() for s in ("password", "api_key", "pin", "secret", "token")):
-                masked[key] = "••••••" if value else ""
-            else:
-                masked[key] = value
-        return masked
+        settings = self.backend_settings
+        return mask_value(settings) if isinstance(settings, dict) else {"settings": "••••••"}
 
     def clean(self):
         # A node URL off the deployment's NODE_HOSTS is refused when the wallet is saved (and
