@@ -229,6 +229,29 @@ GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 1000)
 GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 
+# --- Content-Security-Policy (django-csp; docs/security.md) ---------------------------------
+# Every page: scripts, styles, fonts, images, requests and forms from this site only; no inline
+# script, no plugin, no framing. Inline style attributes stay allowed (the admin's own pages and
+# this project's cells use them; they run no code). data: images: the second factor's QR code.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+
 # --- Hosts the server may call (ledger/hosts.py; docs/security.md) ---------------------------
 # Node URLs and block.io's base_url must name a host on NODE_HOSTS, webhook URLs one on
 # WEBHOOK_HOSTS: checked when a wallet or an endpoint is saved and before every request, so a
