@@ -190,7 +190,7 @@ class Listener:
                         f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary} "
                         f"({(time.perf_counter() - started) * 1000:.0f} ms)"
                     )
-                if txids and not getattr(summary, "read_window", False):
+                if txids and not (summary is not None and summary.read_window):
                     summary = record_transactions(wallet, txids, self.backend(wallet))
                     if summary.discovered or summary.changed:
                         self.out(

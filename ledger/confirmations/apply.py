@@ -31,21 +31,8 @@ def apply(
     for row in rows:
         info = infos.get(row.txid)
         before = [getattr(row, f) for f in UPDATED_FIELDS]
-        if info is None or isinstance(info, BackendError):
-            record_missing(row, info, now)
-            summary.failed += 1
-        else:
-            record_state(row, info, currency, now)
-            record_block(row, info, tip_height)
-            if (
-                row.type == NT.Type.DEPOSIT
-                and row.credited_at is None
-                and row.state == NT.State.OPEN
-                and info.confirmations >= currency.crediting_threshold
-            ):
-                to_credit.append((row, info))
-            if row.state == NT.State.CLOSED and before[2] != NT.State.CLOSED:
-                summary.closed += 1
+        if _record_answer(row, info, currency, tip_height, now, summary):
+            to_credit.append((row, info))
         diff = {f for f, old in zip(UPDATED_FIELDS, before, strict=True) if getattr(row, f) != old}
         if diff:
             changed.append(row)
@@ -72,3 +59,23 @@ def apply(
             if row.state == NT.State.CLOSED:
                 summary.closed += 1
     return summary
+
+
+def _record_answer(row, info, currency: Currency, tip_height, now, summary: Summary) -> bool:
+    """Record the node's answer about one row in memory, counting a failure or a close.
+    True when the row is a deposit now due a credit."""
+    if info is None or isinstance(info, BackendError):
+        record_missing(row, info, now)
+        summary.failed += 1
+        return False
+    was_closed = row.state == NT.State.CLOSED
+    record_state(row, info, currency, now)
+    record_block(row, info, tip_height)
+    if row.state == NT.State.CLOSED and not was_closed:
+        summary.closed += 1
+    return (
+        row.type == NT.Type.DEPOSIT
+        and row.credited_at is None
+        and row.state == NT.State.OPEN
+        and info.confirmations >= currency.crediting_threshold
+    )

@@ -2,6 +2,7 @@
 one, the rows placed, closed, asked and moved, then the wallet's cursor."""
 
 import logging
+from dataclasses import dataclass, field
 
 from django.db.models import Q
 from django.utils import timezone
@@ -38,8 +39,19 @@ def poll_wallet(wallet: Wallet, backend=None) -> Summary:
     return summary
 
 
+@dataclass
+class _Window:
+    """What the node's window since the last tip said: its transactions, whether heights may
+    be derived from the tip (no block arrived meanwhile), a malformed part of it, and the rows
+    whose block left the main chain (only looked for after a reorg)."""
+
+    transactions: dict[str, TxInfo] = field(default_factory=dict)
+    trusted: bool = True
+    error: Exception | None = None
+    reorged: Q | None = None
+
+
 def _poll(wallet: Wallet, backend, summary: Summary) -> None:
-    currency = wallet.currency
     try:
         tip = backend.chain_tip()
         summary.round_trips += 1
@@ -47,64 +59,83 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
         return _poll_by_txid(wallet, backend, summary, None, discover=True)
     except BadReply as exc:
         return _poll_by_txid(wallet, backend, summary, exc)
-    old_hash, old_height = wallet.last_block_hash or "", wallet.last_block_height
-    window: dict[str, TxInfo] = {}
-    trusted, wallet_error, moved = True, None, tip.hash != old_hash or tip.height != old_height
+    moved = tip.hash != (wallet.last_block_hash or "") or tip.height != wallet.last_block_height
     # The same tip but a wallet transaction count that changed: something arrived unmined (a
     # deposit paid to us). Its window is the unconfirmed transactions: recorded now, nothing
     # placed or closed (no block arrived).
     arrived = not moved and tip.tx_count is not None and tip.tx_count != wallet.last_tx_count
-    reorged = None  # rows whose block left the main chain (only looked for after a reorg)
+    window = _Window()
     if moved or arrived:
         try:
-            # The last tip still on the main chain at its height means every block below it
-            # is too: one getblockhash checks every open row's block.
-            since, main, after = backend.since_tip(
-                old_hash, [old_height] if moved and old_height is not None else []
-            )
-            summary.round_trips += 1
-            if moved and old_height is not None and main.get(old_height) != old_hash:
-                reorged, deeper, after = _after_reorg(wallet, backend, old_height, summary)
-                since = SinceBlock(
-                    since.transactions + deeper.transactions,
-                    deeper.lastblock,
-                    {**since.errors, **deeper.errors},
-                )
+            window = _read_window(wallet, backend, tip, moved, summary)
         except BadReply as exc:
             return _poll_by_txid(wallet, backend, summary, exc)
-        window = {tx.txid: tx for tx in since.transactions}
-        if since.errors:
-            # A deposit inside a malformed entry must not be skipped: keep the cursor where it
-            # is so the next cycle reads that window again (its rows are asked by txid below).
-            wallet_error = BadReply(
-                f"listsinceblock: {len(since.errors)} malformed entr(y/ies): "
-                + "; ".join(f"{t}: {e}" for t, e in list(since.errors.items())[:5])
-            )
-            for txid in since.errors:
-                window.pop(txid, None)
-        if after != tip.hash or since.lastblock != tip.hash:
-            # A block arrived during the cycle: a height derived from `tip` could be one off.
-            # Record what arrived, derive nothing; that block's own cycle does the rest.
-            trusted = False
     faults.point("poll.after_listsinceblock")
-    summary.discovered += record_deposits(wallet, window.values())
+    summary.discovered += record_deposits(wallet, window.transactions.values())
     faults.point("poll.after_record")
     now = timezone.now()
+    _place_and_ask(wallet, backend, tip, window, moved, summary, now)
+    faults.point("poll.before_cursor")
+    # Tells the listener this cycle read the window of a new tip, which holds every wallet
+    # transaction announced with the block (no need to ask about them).
+    summary.read_window = (moved or arrived) and window.trusted
+    _save_cursor(wallet, tip, window, summary, now)
+
+
+def _read_window(wallet: Wallet, backend, tip, moved: bool, summary: Summary) -> _Window:
+    """The wallet transactions since the last tip (after a reorg, since below the lowest
+    reorged row). Raises BadReply when the node's answer cannot be read."""
+    old_hash, old_height = wallet.last_block_hash or "", wallet.last_block_height
+    # The last tip still on the main chain at its height means every block below it
+    # is too: one getblockhash checks every open row's block.
+    since, main, after = backend.since_tip(
+        old_hash, [old_height] if moved and old_height is not None else []
+    )
+    summary.round_trips += 1
+    window = _Window()
+    if moved and old_height is not None and main.get(old_height) != old_hash:
+        window.reorged, deeper, after = _after_reorg(wallet, backend, old_height, summary)
+        since = SinceBlock(
+            since.transactions + deeper.transactions,
+            deeper.lastblock,
+            {**since.errors, **deeper.errors},
+        )
+    window.transactions = {tx.txid: tx for tx in since.transactions}
+    if since.errors:
+        # A deposit inside a malformed entry must not be skipped: keep the cursor where it
+        # is so the next cycle reads that window again (its rows are asked by txid below).
+        window.error = BadReply(
+            f"listsinceblock: {len(since.errors)} malformed entr(y/ies): "
+            + "; ".join(f"{t}: {e}" for t, e in list(since.errors.items())[:5])
+        )
+        for txid in since.errors:
+            window.transactions.pop(txid, None)
+    if after != tip.hash or since.lastblock != tip.hash:
+        # A block arrived during the cycle: a height derived from `tip` could be one off.
+        # Record what arrived, derive nothing; that block's own cycle does the rest.
+        window.trusted = False
+    return window
+
+
+def _place_and_ask(wallet: Wallet, backend, tip, window: _Window, moved: bool, summary, now):
+    """The window's rows placed in their blocks, rows at the threshold closed, then the rows
+    that need the node's word asked by txid and every one moved forward."""
+    currency, trusted, txs = wallet.currency, window.trusted, window.transactions
     # Read before placing the window: a row the window re-places after a reorg is still
     # among these, so apply() sees its confirmations drop.
-    rows = list(rows_to_ask(wallet, currency, tip.height if trusted else None, reorged))
-    if trusted and window:
+    rows = list(rows_to_ask(wallet, currency, tip.height if trusted else None, window.reorged))
+    if trusted and txs:
         listed = {row.txid for row in rows}
         summary.checked += place_in_blocks(
-            wallet, [i for i in window.values() if i.txid not in listed], tip.height
+            wallet, [i for i in txs.values() if i.txid not in listed], tip.height
         )
     if trusted and moved:  # the tip moved (an unchanged tip closes nothing new)
-        summary.closed += close_at_threshold(wallet, currency, tip.height, reorged, now)
+        summary.closed += close_at_threshold(wallet, currency, tip.height, window.reorged, now)
     faults.point(
         "poll.after_place"
     )  # placed and closed (committed); the asking and crediting to come
-    infos = {row.txid: window[row.txid] for row in rows if row.txid in window}
-    asked = [row.txid for row in rows if row.txid not in window]
+    infos = {row.txid: txs[row.txid] for row in rows if row.txid in txs}
+    asked = [row.txid for row in rows if row.txid not in txs]
     height = tip.height if trusted else None
     if asked:
         answers, after = backend.get_transactions_at_tip(asked)
@@ -114,20 +145,21 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
             height = None  # the tip moved while they were asked: place none of them
     if rows:
         summary += apply(rows, infos, currency, tip_height=height)
-    faults.point("poll.before_cursor")
-    # Not a counted field: tells the listener this cycle read the window of a new tip, which
-    # holds every wallet transaction announced with the block (no need to ask about them).
-    summary.read_window = (moved or arrived) and trusted
+
+
+def _save_cursor(wallet: Wallet, tip, window: _Window, summary: Summary, now) -> None:
+    """The cycle done: the tip it read becomes the wallet's cursor, unless heights could not
+    be trusted or part of the window was malformed (then the error is recorded)."""
     done = {"last_polled_at": now, "last_poll_error": "", "last_poll_error_at": None}
-    if trusted and wallet_error is None:
+    if window.trusted and window.error is None:
         done.update(last_block_hash=tip.hash, last_block_height=tip.height)
         if tip.tx_count is not None:
             # Read before the window: a transaction arriving meanwhile is in the window and
             # only makes the next cycle read it again, never skip one.
             done.update(last_tx_count=tip.tx_count)
-    if wallet_error is not None:
+    if window.error is not None:
         done.update(
-            last_poll_error=f"{type(wallet_error).__name__}: {wallet_error}"[:2000],
+            last_poll_error=f"{type(window.error).__name__}: {window.error}"[:2000],
             last_poll_error_at=now,
         )
         summary.failed += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextvars
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from django.db import connection
 
@@ -22,14 +22,20 @@ class Summary:
     discovered: int = 0
     round_trips: int = 0
     statements: int = 0
+    # Not a count: a poll cycle read the window of a new tip, which holds every wallet
+    # transaction announced with the block (the listener need not ask about them again).
+    read_window: bool = field(default=False, compare=False, repr=False, metadata={"counted": False})
+
+    def counts(self):
+        return [f for f in fields(self) if f.metadata.get("counted", True)]
 
     def __iadd__(self, other: Summary):
-        for f in fields(self):
+        for f in self.counts():
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
 
     def __str__(self):
-        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+        return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in self.counts())
 
     PEOPLE_WORDS = {
         "checked": ("transaction checked", "transactions checked"),
