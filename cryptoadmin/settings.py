@@ -337,3 +337,12 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 ALERT_URLS = os.environ.get("ALERT_URLS", "")
 ALERT_REMINDER_MINUTES = env_int("ALERT_REMINDER_MINUTES", 60)
 ALERT_NODE_DOWN_MINUTES = env_int("ALERT_NODE_DOWN_MINUTES", 5)
+
+# --- The product's API (/api/v1/) ------------------------------------------------------------
+# ninja serves its docs page's scripts from its own static files (nothing from outside).
+INSTALLED_APPS += ["ninja", "api"]
+# Outermost after security and static files: a refusal from any later layer keeps the API's shape.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "api.middleware.ApiErrorShapeMiddleware",
+)
