@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make run` (the dashboard) and `make test` (the suite).
-.PHONY: run serve test lint venv bench check
+.PHONY: run serve test lint venv bench check screenshots
 
 venv:
 	@scripts/bootstrap
@@ -20,6 +20,11 @@ test:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/python -m pytest -n 3 --dist worksteal
+
+# The suite saves its browser pictures to a temporary folder; this refreshes the docs' on purpose.
+screenshots:
+	@scripts/bootstrap test
+	SCREENSHOTS_DIR=docs/screenshots .venv/bin/python -m pytest -n 2 tests/test_browser_*.py
 
 lint: venv
 	.venv/bin/ruff check .
