@@ -8,7 +8,7 @@ run:
 	@scripts/bootstrap run
 	DEBUG=$${DEBUG:-1} .venv/bin/python manage.py demo
 
-# Production processes from the environment (DATABASE_URL, SECRET_KEY, ALLOWED_HOSTS...; see README "Production").
+# Production processes from the environment (DATABASE_URL, SECRET_KEY, ALLOWED_HOSTS...; see docs/operations.md).
 serve:
 	@scripts/bootstrap run
 	.venv/bin/python manage.py migrate --noinput
