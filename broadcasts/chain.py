@@ -12,11 +12,11 @@ def find_on_chain(broadcast: Broadcast, backend=None) -> list[str]:
     conflicted); else the txids of the node wallet's transactions carrying its comment, or,
     where the backend keeps no comments, its sends since it opened paying its outputs."""
     backend = backend or broadcast.wallet.get_backend()
-    if broadcast.txid and getattr(backend, "signs_first", False):
+    if broadcast.txid and backend.signs_first:
         confirmations = backend.known_transaction(broadcast.txid)
         if confirmations is not None and confirmations >= 0:
             return [broadcast.txid]
-    if getattr(backend, "keeps_comments", True):
+    if backend.keeps_comments:
         return backend.find_by_comment(broadcast.label)
     return backend.find_sent({a: int(v) for a, v in broadcast.outputs.items()}, broadcast.opened_at)
 

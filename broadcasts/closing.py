@@ -76,7 +76,7 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
     retry with its nonce can no longer tell, since that retry is the safe way)."""
     check_closable(broadcast, user, reason)
     backend = backend or broadcast.wallet.get_backend()
-    if not getattr(backend, "keeps_comments", True) and nonce_retry_allowed(broadcast):
+    if not backend.keeps_comments and nonce_retry_allowed(broadcast):
         raise CloseError(
             "this wallet cannot prove that nothing left; use 'Retry with the same nonce': "
             "it pays once if the first request never did, and is refused if it did"

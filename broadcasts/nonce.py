@@ -77,7 +77,7 @@ def _check_retry(broadcast: Broadcast, user, reason: str, backend):
         check_closable(broadcast, user, reason)
     broadcast.refresh_from_db()
     backend = backend or broadcast.wallet.get_backend()
-    if not getattr(backend, "supports_nonce", False) or not broadcast.nonce:
+    if not backend.supports_nonce or not broadcast.nonce:
         raise CloseError("this wallet's backend has no nonce to repeat a send safely")
     if not nonce_retry_allowed(broadcast):
         raise CloseError(
@@ -155,7 +155,7 @@ def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Bro
 def settle_by_nonce(wallet: Wallet, backend) -> int:
     """Interrupted broadcasts of a nonce backend, re-issued with their nonce while that is
     safe: the repeat pays if the first request never did, and is refused if it did."""
-    if not getattr(backend, "supports_nonce", False):
+    if not backend.supports_nonce:
         return 0
     settled = 0
     # Not interrupted_broadcasts(): this run holds the wallet's lock, so it counts as busy.

@@ -180,6 +180,7 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(
             needs_attention=True,
+            late_reply_at=now,
             last_error=(f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000],
         )
         faults.point("broadcast.before_late_reply_commit")

@@ -96,7 +96,7 @@ class SignFirst(Replies):
             return self.stuck(broadcast, exc)
         except Refused as exc:
             # The node will never take these bytes: nothing was sent, the coins are free again.
-            result = self.not_sent(broadcast, exc, refusal="dust" in str(exc))
+            result = self.not_sent(broadcast, exc, refusal=exc.reason == Refused.DUST)
             self.unlock(broadcast.inputs)
             return result
         except BackendError as exc:
@@ -175,7 +175,7 @@ class SignFirst(Replies):
         person. One that never recorded a signed transaction and whose lease is over never
         sent anything: its outgoing go back to the queue."""
         out = Recovered()
-        if not getattr(self.backend, "signs_first", False):
+        if not self.backend.signs_first:
             return out
         rows = Broadcast.objects.filter(
             wallet=self.wallet, state=Broadcast.State.OPENED, signed_first=True, stuck_reason=""

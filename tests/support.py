@@ -363,7 +363,7 @@ class OperatorPersona:
             txid, how = "", None
             try:
                 backend = broadcast.wallet.get_backend()
-                if getattr(backend, "supports_nonce", False) and nonce_retry_allowed(broadcast):
+                if backend.supports_nonce and nonce_retry_allowed(broadcast):
                     how, reason = Close.SAME_NONCE, "the send's reply was lost; retried its nonce"
                 else:
                     found = search_on_chain(broadcast, by=self.user)

@@ -56,7 +56,16 @@ class BadReply(BackendError):
 
 class Refused(BackendError):
     """The node refuses this signed transaction for good (dust, a policy rule): it is not in
-    its mempool or chain, and the same bytes will never be accepted."""
+    its mempool or chain, and the same bytes will never be accepted. `reason` says why, as a
+    code read where the node's answer enters: DUST (an output too small: the others may go
+    alone) or POLICY (the transaction as a whole)."""
+
+    DUST = "dust"
+    POLICY = "policy"
+
+    def __init__(self, message, *, code=None, reason: str = POLICY):
+        super().__init__(message, code=code)
+        self.reason = reason
 
 
 class Conflict(BackendError):

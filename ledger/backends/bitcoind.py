@@ -581,7 +581,8 @@ class BitcoindBackend(Backend):
                     code=exc.code,
                 ) from exc
             if exc.code in (-26, -22):  # rejected by policy or unreadable: never accepted
-                raise Refused(message, code=exc.code) from exc
+                reason = Refused.DUST if "dust" in message else Refused.POLICY
+                raise Refused(message, code=exc.code, reason=reason) from exc
             raise
         if got != txid:
             raise OutcomeUnknown(f"sendrawtransaction answered {got!r}, not {txid}")
