@@ -29,7 +29,7 @@ from collections import OrderedDict
 from django.conf import settings
 from django.db import connections
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 from ledger.models import Account
 
 ACCOUNT_CODES = Account.USER_CODES

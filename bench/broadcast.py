@@ -21,19 +21,46 @@ from devtools.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 def queue(wallet, n, n_addresses, n_users=500):
     """Queue n outgoing transactions in bulk, as send_external would leave them (201 -> 204)."""
     from broadcasts.models import OutgoingTransaction
-    from ledger import services as ledger
-    from ledger.models import Account, Transaction
 
+    addresses = new_addresses(wallet, n_addresses)
+    amounts = [10_000 + i % 97 for i in range(n)]
+    users, locks = lock_amounts(wallet, amounts, f"bench{n}", n_users)
+    OutgoingTransaction.objects.bulk_create(
+        [
+            OutgoingTransaction(
+                wallet=wallet,
+                currency=wallet.currency,
+                account=users[i % n_users][201],
+                hold_account=users[i % n_users][204],
+                address=addresses[i % n_addresses],
+                amount=amount,
+                lock_entry=lock,
+            )
+            for i, (amount, lock) in enumerate(zip(amounts, locks, strict=True))
+        ],
+        batch_size=2000,
+    )
+    return sum(amounts)
+
+
+def new_addresses(wallet, count):
+    """`count` fresh addresses of the node, each checked valid by it."""
     backend = wallet.get_backend()
-    addresses = backend.batch([("getnewaddress", "bench")] * n_addresses)
+    addresses = backend.batch([("getnewaddress", "bench")] * count)
     assert all(isinstance(a, str) for a in addresses) and all(
         r.get("isvalid") for r in backend.batch([("validateaddress", a) for a in addresses])
     )
+    return addresses
+
+
+def lock_amounts(wallet, amounts, tag, n_users):
+    """Users funded by an import, then each amount moved 201 -> 204: (users, lock entries)."""
+    from ledger import services as ledger
+    from ledger.models import Account, Transaction
+
     currency = wallet.currency
-    tag = f"bench{n}"
     users = [ledger.user_accounts(f"{tag}-{u}", currency) for u in range(n_users)]
     importer = ledger.system_account(wallet, Account.Code.IMPORT)
-    amounts = [10_000 + i % 97 for i in range(n)]
     per_user = {}
     for i, amount in enumerate(amounts):
         per_user[i % n_users] = per_user.get(i % n_users, 0) + amount
@@ -61,22 +88,7 @@ def queue(wallet, n, n_addresses, n_users=500):
             for i, amount in enumerate(amounts)
         ]
     )
-    OutgoingTransaction.objects.bulk_create(
-        [
-            OutgoingTransaction(
-                wallet=wallet,
-                currency=currency,
-                account=users[i % n_users][201],
-                hold_account=users[i % n_users][204],
-                address=addresses[i % n_addresses],
-                amount=amount,
-                lock_entry=lock,
-            )
-            for i, (amount, lock) in enumerate(zip(amounts, locks, strict=True))
-        ],
-        batch_size=2000,
-    )
-    return sum(amounts)
+    return users, locks
 
 
 def measure(wallet, n, n_addresses):

@@ -88,10 +88,8 @@ def run(pg, size, rounds):
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     from ledger.models import Wallet
-    from ledger.reconcile import reconcile_wallet_task
 
     call_command("migrate", verbosity=0)  # as admin_scale.py does: the cache may predate one
     with connection.cursor() as cursor:
@@ -102,34 +100,51 @@ def run(pg, size, rounds):
         user, _ = get_user_model().objects.get_or_create(
             username="bench", defaults=dict(is_staff=True, is_superuser=True)
         )
-        times = []
-        for _ in range(rounds):
-            with CaptureQueriesContext(connection) as captured:
-                t = time.perf_counter()
-                reconcile_wallet_task(1, user.pk)
-                times.append((time.perf_counter() - t) * 1000)
-        load = os.getloadavg()
-        print(
-            f"{size}: reconcile task median of {rounds}: {statistics.median(times):.0f} ms "
-            f"({', '.join(f'{t:.0f}' for t in times)}), {len(captured)} queries; "
-            f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
-        )
-        profile = cProfile.Profile()
-        t = time.perf_counter()
-        profile.enable()
-        reconcile_wallet_task(1, user.pk)
-        profile.disable()
-        total = (time.perf_counter() - t) * 1000
-        stats = pstats.Stats(profile)
-        split = breakdown(stats)
-        print(f"under cProfile: {total:.0f} ms (profiling adds its own overhead)")
-        for name, ms in split:
-            print(f"  {name}: {ms:.0f} ms")
-        stats.sort_stats("cumulative").print_stats(25)
-        stats.sort_stats("tottime").print_stats(15)
+        times = timed(size, rounds, user)
+        profiled(user)
         print(f"reconcile_task_ms: {statistics.median(times):.0f}")
     finally:
         double.stop()
+
+
+def timed(size, rounds, user) -> list[float]:
+    """The task `rounds` times, in ms, with the queries of the last."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from ledger.reconcile import reconcile_wallet_task
+
+    times = []
+    for _ in range(rounds):
+        with CaptureQueriesContext(connection) as captured:
+            t = time.perf_counter()
+            reconcile_wallet_task(1, user.pk)
+            times.append((time.perf_counter() - t) * 1000)
+    load = os.getloadavg()
+    print(
+        f"{size}: reconcile task median of {rounds}: {statistics.median(times):.0f} ms "
+        f"({', '.join(f'{t:.0f}' for t in times)}), {len(captured)} queries; "
+        f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
+    return times
+
+
+def profiled(user):
+    """The task once under cProfile: the split of its time, then the top functions."""
+    from ledger.reconcile import reconcile_wallet_task
+
+    profile = cProfile.Profile()
+    t = time.perf_counter()
+    profile.enable()
+    reconcile_wallet_task(1, user.pk)
+    profile.disable()
+    total = (time.perf_counter() - t) * 1000
+    stats = pstats.Stats(profile)
+    print(f"under cProfile: {total:.0f} ms (profiling adds its own overhead)")
+    for name, ms in breakdown(stats):
+        print(f"  {name}: {ms:.0f} ms")
+    stats.sort_stats("cumulative").print_stats(25)
+    stats.sort_stats("tottime").print_stats(15)
 
 
 def cumulative(stats, filename_end, function):

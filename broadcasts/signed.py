@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger.backends import (
     BackendError,
     Conflict,
@@ -16,7 +17,6 @@ from ledger.backends import (
     Refused,
 )
 
-from .errors import CloseError
 from .lease import lease_from
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 from .replies import Recovered, Replies, Result
@@ -215,7 +215,7 @@ class SignFirst(Replies):
                 broadcast,
                 "no signed transaction was recorded before its lease ended: nothing was sent",
             )
-        except CloseError:
+        except CloseRefused:
             return None
         return (
             f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: "

@@ -347,11 +347,11 @@ class OperatorPersona:
     def settle(self, wallet, only=None) -> int:
         """Look at the wallet's interrupted broadcasts (`only`: among these ids) and close what
         the chain shows. Returns how many were closed."""
-        from broadcasts.closing import close_by_hand, search_on_chain
-        from broadcasts.errors import CloseError
+        from broadcasts.closing import close_broadcast_by_hand, search_on_chain
         from broadcasts.models import Broadcast
         from broadcasts.nonce import nonce_retry_allowed
         from broadcasts.selections import interrupted_broadcasts
+        from cryptoadmin.errors import CloseRefused
         from ledger.backends import BackendError
 
         Close = Broadcast.CloseMethod
@@ -375,8 +375,8 @@ class OperatorPersona:
                     else:
                         self.notes.append(f"broadcast #{broadcast.pk}: {len(found)} found: {found}")
                         continue
-                close_by_hand(broadcast, how, by=self.user, reason=reason, txid=txid)
-            except (CloseError, BackendError) as exc:
+                close_broadcast_by_hand(broadcast, how, by=self.user, reason=reason, txid=txid)
+            except (CloseRefused, BackendError) as exc:
                 self.notes.append(f"broadcast #{broadcast.pk} not closed ({how}): {exc}")
                 continue
             self.settled.append(broadcast.pk)

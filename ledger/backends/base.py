@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
+
 from ..txids import is_txid
 
 
