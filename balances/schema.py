@@ -21,7 +21,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
 from .table import FIELD_ACCOUNTS, USER_ID_RE, CurrencyRow, currency_rows

@@ -17,6 +17,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from .masking import mask_value
 from .signin.clientip import client_ip
 
 MASK = "••••••"
@@ -31,8 +32,6 @@ def mask_backend_settings(value: str) -> str:
         return MASK if value else value
     if not isinstance(data, dict):
         return MASK
-    from ledger.masking import mask_value
-
     return json.dumps(mask_value(data), sort_keys=True)
 
 

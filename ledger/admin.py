@@ -466,16 +466,16 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         return self._close_view(request, [object_id])
 
     def _close_view(self, request, ids):
-        from .confirmations.closing import CloseRefused
+        from cryptoadmin.errors import CloseRefused
 
         if not self.has_close_permission(request):
-            # The page is the close flow's; operator.close_by_hand checks again.
+            # The page is the close flow's; operator.close_transactions_by_hand checks again.
             raise PermissionDenied
         rows = list(NetworkTransaction.objects.filter(pk__in=ids).select_related("currency"))
         form = CloseByHandForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
             try:
-                closed = operator.close_by_hand(
+                closed = operator.close_transactions_by_hand(
                     [r.pk for r in rows], by=request.user, reason=form.cleaned_data["reason"]
                 )
             except CloseRefused as exc:

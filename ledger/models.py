@@ -127,7 +127,7 @@ class Wallet(models.Model):
         return f"{self.name} ({self.currency.code}, {self.backend})"
 
     def backend_settings_masked(self) -> dict:
-        from .masking import mask_value
+        from cryptoadmin.masking import mask_value
 
         settings = self.backend_settings
         return mask_value(settings) if isinstance(settings, dict) else {"settings": "••••••"}
@@ -157,6 +157,13 @@ class Wallet(models.Model):
         from .backends import backend_for
 
         return backend_for(self, timeout)
+
+    @property
+    def backend_class(self) -> type:
+        """The class of this wallet's backend: its capabilities, without a node call."""
+        from .backends import backend_class
+
+        return backend_class(self.backend)
 
 
 # The one list of each kind of account code: the Account constraint, the balance cache's query

@@ -6,7 +6,7 @@ import json
 import pytest
 from auditlog.models import LogEntry
 
-from ledger.masking import mask_value
+from cryptoadmin.masking import mask_value
 from ledger.models import Wallet
 from tests.support import make_currency
 

@@ -6,10 +6,10 @@ its own boundary (bitcoind speaks Decimal JSON numbers, block.io decimal strings
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from ..errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
+
 from ..txids import is_txid
 
 
@@ -62,7 +62,16 @@ class BadReply(BackendError):
 
 class Refused(BackendError):
     """The node refuses this signed transaction for good (dust, a policy rule): it is not in
-    its mempool or chain, and the same bytes will never be accepted."""
+    its mempool or chain, and the same bytes will never be accepted. `reason` says why, as a
+    code read where the node's answer enters: DUST (an output too small: the others may go
+    alone) or POLICY (the transaction as a whole)."""
+
+    DUST = "dust"
+    POLICY = "policy"
+
+    def __init__(self, message, *, code=None, reason: str = POLICY):
+        super().__init__(message, code=code)
+        self.reason = reason
 
 
 class Conflict(BackendError):
@@ -344,19 +353,6 @@ class Backend:
 
     def block_height(self) -> int:
         raise NotImplementedError
-
-
-# Credentials end at the LAST '@' (a password may contain '@' and '/'); the scheme is
-# matched in any case (HTTP:// too) and is optional. Masking a path that holds an '@' as
-# well hides more than needed, never less.
-_URL_CREDENTIALS = re.compile(
-    r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL
-)
-
-
-def mask_url(url: str) -> str:
-    """http://user:pass@host:port -> http://•••@host:port"""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}•••@", url, count=1)
 
 
 def seconds_left(deadline: float | None, default: float) -> float:

@@ -27,6 +27,8 @@ from urllib.parse import unquote, urlsplit
 from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
 
+from cryptoadmin.masking import mask_url
+
 from ..money import AmountError, format_units, to_units
 from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
 from .base import (
@@ -51,7 +53,6 @@ from .base import (
     TxOutput,
     check_txid,
     checked_node_url,
-    mask_url,
     seconds_left,
 )
 
@@ -592,7 +593,8 @@ class BitcoindBackend(Backend):
                     code=exc.code,
                 ) from exc
             if exc.code in (-26, -22):  # rejected by policy or unreadable: never accepted
-                raise Refused(message, code=exc.code) from exc
+                reason = Refused.DUST if "dust" in message else Refused.POLICY
+                raise Refused(message, code=exc.code, reason=reason) from exc
             raise
         if got != txid:
             raise OutcomeUnknown(f"sendrawtransaction answered {got!r}, not {txid}")

@@ -1,14 +1,22 @@
-"""Secrets never shown: a wallet's backend settings as the admin page and the audit log show
-them. A value is masked by its key (password, api_key, pin, rpcauth, passphrase, credentials...)
-and by its shape (a URL's credentials, a `user:secret` pair, a long random-looking string),
-at any depth of dicts and lists, so a secret under a name nobody foresaw stays hidden too."""
-
-from __future__ import annotations
+"""Credentials out of URLs before they are shown or recorded (node URLs in messages, the
+admin and the audit log). A bottom module: it imports nothing of the project."""
 
 import re
 
-from .backends.base import mask_url
+# Credentials end at the LAST '@' (a password may contain '@' and '/'); the scheme is
+# matched in any case (HTTP:// too) and is optional. Masking a path that holds an '@' as
+# well hides more than needed, never less.
+_URL_CREDENTIALS = re.compile(
+    r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL
+)
 
+
+def mask_url(url: str) -> str:
+    """http://user:pass@host:port -> http://•••@host:port"""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}•••@", url, count=1)
+
+
+# Secrets by key and by shape.
 MASK = "••••••"
 SECRET_WORDS = (
     "pass",  # password, passwd, passphrase
