@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from devtools.localservices import LocalBitcoind, LocalPostgres, free_port  # noqa: E402
 
+FIGURES = ("single_transfers", "batch_transfers", "withdrawal_requests")
 CLIENTS = 4
 FULL = {"single": 3000, "batches": 20, "withdrawals": 600}
 QUICK = {"single": 20, "batches": 1, "withdrawals": 5}

@@ -1,6 +1,6 @@
 """The broadcasts app's refusals: each means nothing was written, and says why."""
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 
 class OutgoingError(CryptoadminError, ValueError):
@@ -12,10 +12,6 @@ class OutgoingError(CryptoadminError, ValueError):
         super().__init__(message)
         self.field = field
         self.code = code
-
-
-class CloseError(CryptoadminError, ValueError):
-    """A close by hand refused; nothing was written. The message says why."""
 
 
 class DecisionError(CryptoadminError, ValueError):

@@ -9,10 +9,10 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
 
-from .errors import CloseError
 from .models import Broadcast, OutgoingTransaction
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def settle_broadcasted(
             state=state, txid=txid, broadcasted_at=now, **close_fields
         )
         if not updated:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
         book_sent(broadcast, txid, now)
@@ -128,7 +128,7 @@ def fail_broadcast(
             state=state, last_error=error[:4000], **close_fields
         )
         if not updated:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
         OutgoingTransaction.objects.filter(broadcast=broadcast).update(
@@ -180,6 +180,7 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(
             needs_attention=True,
+            late_reply_at=now,
             last_error=(f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000],
         )
         faults.point("broadcast.before_late_reply_commit")

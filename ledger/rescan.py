@@ -3,7 +3,7 @@
 Found deposits are recorded as open deposit network transactions of the wallet; the
 confirmation tracker takes over from there and credits each exactly once at the threshold.
 Rescan only inserts rows it does not know (ignore_conflicts): it never writes an existing
-row, so a deposit closed by hand stays closed and uncredited (see ledger/confirmations.py)."""
+row, so a deposit closed by hand stays closed and uncredited (ledger/confirmations/)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,12 @@ def queue_rescan(wallets, *, by) -> int:
         )
         actors.log_action(by, wallet, "Rescan queued")
     return len(wallets)
+
+
+def rerun_rescan(wallet_id, *args, by, **kwargs) -> bool:
+    """A re-run of a queued rescan from the task records: a new "Rescan now" by the person
+    re-running it."""
+    return queue_rescan(Wallet.objects.filter(pk=wallet_id), by=by) == 1
 
 
 def rescan_wallet_task(wallet_id: int) -> dict:

@@ -7,8 +7,9 @@ from collections import defaultdict
 from django.db import transaction
 from django.db.models import Sum
 
+from cryptoadmin.errors import CryptoadminError
+
 from . import actors, outbox
-from .errors import CryptoadminError
 from .models import Account, AccountBalance, Address, Currency, Transaction, Wallet
 from .signals import accounts_changed
 
