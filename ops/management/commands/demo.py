@@ -43,8 +43,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, port, no_serve, var=None, **options):
-        port = port or settings.PORT
-        self.port = port
+        port = self.port = port or settings.PORT
         # Explicit handlers: a shell that starts us in the background ignores SIGINT for us.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _interrupt)
