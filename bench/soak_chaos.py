@@ -87,7 +87,7 @@ class Chaos:
         return ", ".join(self.wait_child(p) for p in (first, second))
 
     def chaos_never_left(self, extra) -> str:
-        from broadcasts.closing import close_by_hand
+        from broadcasts.closing import close_broadcast_by_hand
         from broadcasts.models import Broadcast
         from cryptoadmin.errors import CloseRefused
         from ledger.backends import BackendError
@@ -99,7 +99,7 @@ class Chaos:
         for broadcast in Broadcast.objects.filter(wallet=self.wallet, state="opened"):
             end_lease(broadcast)  # a wrong clock: the send may still be in flight
             try:
-                close_by_hand(
+                close_broadcast_by_hand(
                     broadcast, "never_left", by=self.person.user, reason="soak: at random"
                 )
                 closed.append(broadcast.pk)

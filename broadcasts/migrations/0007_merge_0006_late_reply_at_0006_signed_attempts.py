@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('broadcasts', '0006_late_reply_at'),
-        ('broadcasts', '0006_signed_attempts'),
+        ("broadcasts", "0006_late_reply_at"),
+        ("broadcasts", "0006_signed_attempts"),
     ]
 
-    operations = [
-    ]
+    operations = []
