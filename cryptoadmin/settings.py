@@ -299,3 +299,17 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 ALERT_URLS = os.environ.get("ALERT_URLS", "")
 ALERT_REMINDER_MINUTES = env_int("ALERT_REMINDER_MINUTES", 60)
 ALERT_NODE_DOWN_MINUTES = env_int("ALERT_NODE_DOWN_MINUTES", 5)
+
+# --- Events, the feed and webhooks (docs/events.md) ------------------------------------------
+INSTALLED_APPS += ["events"]
+# Hosts webhook URLs may name (comma separated; "*.example.internal" for a domain's hosts).
+# Loopback is allowed only with DEBUG (or WEBHOOK_ALLOW_LOOPBACK), as for nodes.
+WEBHOOK_HOSTS = env_list("WEBHOOK_HOSTS")
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", DEBUG)
+# Seconds one attempt may take (connect and read), and concurrent requests per endpoint.
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 10.0)
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)
+# Endpoints a dispatcher serves at once (one thread each): a slow one holds only its own.
+WEBHOOK_WORKERS = env_int("WEBHOOK_WORKERS", 8)
+# An endpoint failing this long raises an alert.
+WEBHOOK_ALERT_AFTER_HOURS = env_int("WEBHOOK_ALERT_AFTER_HOURS", 24)
