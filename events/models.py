@@ -127,7 +127,9 @@ class Delivery(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     created_at = models.DateTimeField()
     next_attempt_at = models.DateTimeField()
+    # A dispatcher's claim: its token and its lease; another claims the row once the lease ends.
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claim = models.UUIDField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_status = models.PositiveSmallIntegerField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
