@@ -224,6 +224,16 @@ GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 1000)
 GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 
+# --- Hosts the server may call (ledger/hosts.py; docs/security.md) ---------------------------
+# Node URLs and block.io's base_url must name a host on NODE_HOSTS, webhook URLs one on
+# WEBHOOK_HOSTS: checked when a wallet or an endpoint is saved and before every request, so a
+# person editing one cannot make the server call an arbitrary address. Entries: host names,
+# ".example.com" (the domain and its subdomains), IP addresses, IP networks (10.0.0.0/8).
+# Loopback is added in DEBUG only (a node on this machine in development).
+LOOPBACK_HOSTS = ["localhost", "127.0.0.0/8", "::1"]
+NODE_HOSTS = env_list("NODE_HOSTS") + (LOOPBACK_HOSTS if DEBUG else [])
+WEBHOOK_HOSTS = env_list("WEBHOOK_HOSTS") + (LOOPBACK_HOSTS if DEBUG else [])
+
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
@@ -301,11 +311,8 @@ ALERT_REMINDER_MINUTES = env_int("ALERT_REMINDER_MINUTES", 60)
 ALERT_NODE_DOWN_MINUTES = env_int("ALERT_NODE_DOWN_MINUTES", 5)
 
 # --- Events, the feed and webhooks (docs/events.md) ------------------------------------------
+# Webhook URLs must name a host on WEBHOOK_HOSTS (above).
 INSTALLED_APPS += ["events"]
-# Hosts webhook URLs may name (comma separated; "*.example.internal" for a domain's hosts).
-# Loopback is allowed only with DEBUG (or WEBHOOK_ALLOW_LOOPBACK), as for nodes.
-WEBHOOK_HOSTS = env_list("WEBHOOK_HOSTS")
-WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", DEBUG)
 # Seconds one attempt may take (connect and read), and concurrent requests per endpoint.
 WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 10.0)
 WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)
@@ -313,3 +320,12 @@ WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)
 WEBHOOK_WORKERS = env_int("WEBHOOK_WORKERS", 8)
 # An endpoint failing this long raises an alert.
 WEBHOOK_ALERT_AFTER_HOURS = env_int("WEBHOOK_ALERT_AFTER_HOURS", 24)
+
+# --- The product's API (/api/v1/) ------------------------------------------------------------
+# ninja serves its docs page's scripts from its own static files (nothing from outside).
+INSTALLED_APPS += ["ninja", "api"]
+# Outermost after security and static files: a refusal from any later layer keeps the API's shape.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "api.middleware.ApiErrorShapeMiddleware",
+)

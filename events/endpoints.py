@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from ledger import actors
+from ledger.hosts import UrlRefused
+from ledger.hosts import check_url as check_host
 
-from .hosts import url_problem
 from .models import Delivery, Event, WebhookEndpoint, new_secret
 from .outbox import CHANNEL
 
@@ -20,17 +22,12 @@ CHANGE_PERM = "events.change_webhookendpoint"
 REPLAY_PERM = "events.replay_event"
 ROTATION_OVERLAP = timedelta(hours=24)  # the old secret still signs this long after a rotation
 
-URL_MESSAGES = {
-    "bad_url": "is not a valid URL",
-    "scheme": "must start with http:// or https://",
-    "host_not_allowed": "names a host that is not in WEBHOOK_HOSTS",
-}
-
 
 def check_url(url: str) -> None:
-    problem = url_problem(url)
-    if problem:
-        raise ValidationError(f"{url} {URL_MESSAGES[problem]}.", code=problem)
+    try:
+        check_host(url, settings.WEBHOOK_HOSTS, setting="WEBHOOK_HOSTS")
+    except UrlRefused as refused:
+        raise ValidationError(f"Refused: {refused}.", code=refused.code) from None
 
 
 def check_types(types) -> None:

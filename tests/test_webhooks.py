@@ -122,7 +122,7 @@ def test_it_ends_an_attempt_at_its_timeout(receiver):
 @ONE_AT_A_TIME
 def test_it_calls_no_host_off_the_allow_list(receiver):
     outbox.emit("deposit.seen", "deposit", 1)
-    with override_settings(WEBHOOK_ALLOW_LOOPBACK=False, WEBHOOK_HOSTS=["hooks.example"]):
+    with override_settings(WEBHOOK_HOSTS=["hooks.example"]):
         serve_endpoint(receiver.endpoint.pk, 10)
     assert receiver.paths == []
     assert Delivery.objects.get().attempt_set.get().outcome == "host_not_allowed"
