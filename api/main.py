@@ -17,3 +17,7 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 errors.install(api)
+
+from . import events  # noqa: E402
+
+api.add_router("/events", events.router)
