@@ -96,19 +96,35 @@ def record(deliveries, results) -> None:
                 for d, r in zip(deliveries, results, strict=True)
             ]
         )
+        _settle_successes(deliveries, results, now)
         for d, r in zip(deliveries, results, strict=True):
-            _settle(d, r, now)
+            if not r.ok:
+                _settle_failure(d, r, now)
         _endpoint_health(deliveries, results, now)
 
 
-def _settle(delivery, result, now) -> None:
+def _settle_successes(deliveries, results, now) -> None:
+    """One UPDATE per 2xx code (a batch usually has one): these rows are delivered."""
+    by_status: dict = {}
+    for d, r in zip(deliveries, results, strict=True):
+        if r.ok:
+            by_status.setdefault(r.status, []).append(d.pk)
+    for status, ids in by_status.items():
+        Delivery.objects.filter(pk__in=ids, claim=deliveries[0].claim, state="pending").update(
+            state=Delivery.State.DELIVERED,
+            delivered_at=now,
+            attempts=F("attempts") + 1,
+            last_status=status,
+            claimed_until=None,
+            claim=None,
+        )
+
+
+def _settle_failure(delivery, result, now) -> None:
     mine = Delivery.objects.filter(pk=delivery.pk, claim=delivery.claim, state="pending")
     common = dict(
         attempts=F("attempts") + 1, last_status=result.status, claimed_until=None, claim=None
     )
-    if result.ok:
-        mine.update(state=Delivery.State.DELIVERED, delivered_at=now, **common)
-        return
     when = None
     if result.outcome != "gone":
         when = next_attempt(

@@ -45,6 +45,8 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a production receiver would
+
             def log_message(self, *args):
                 pass
 
@@ -67,7 +69,12 @@ class Receiver:
                 self.rejected += 1
             reply = (400, {}, b"bad signature")
         else:
-            record = {"id": request.headers["webhook-id"], "body": payload, "status": reply[0]}
+            record = {
+                "id": request.headers["webhook-id"],
+                "body": payload,
+                "status": reply[0],
+                "at": time.time(),
+            }
             with self.lock:
                 self.got.append(record)
                 if self.outfile:
