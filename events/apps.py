@@ -10,4 +10,5 @@ class EventsConfig(AppConfig):
     hooks_order = 45  # see cryptoadmin/registry.py
 
     def ready(self):
-        from . import outbox  # noqa: F401  writes the rows of ledger.outbox.emit
+        # The rows of ledger.outbox.emit, and the deposit events of ledger's deposits_changed.
+        from . import deposits, outbox  # noqa: F401

@@ -165,3 +165,19 @@ class Attempt(models.Model):
 
     def __str__(self):
         return f"{self.outcome} {self.status or ''}".strip()
+
+
+class DepositReport(models.Model):
+    """What the events last said about a deposit (network transaction): the confirmations and
+    state reported, so each change is emitted once; final once the deposit left the polled
+    states and its last figures were reported."""
+
+    network_transaction = models.OneToOneField(
+        "ledger.NetworkTransaction", on_delete=models.CASCADE, related_name="event_report"
+    )
+    confirmations = models.IntegerField(default=-1)
+    state = models.CharField(max_length=16, blank=True)
+    final = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"deposit {self.network_transaction_id}: {self.confirmations} ({self.state})"
