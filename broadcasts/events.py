@@ -13,9 +13,12 @@ State = OutgoingTransaction.State
 
 def fee_share(out: OutgoingTransaction, broadcast) -> str | None:
     """Pro rata of the amounts sent, rounded down: the shares never add up to more than the fee."""
-    if broadcast is None or broadcast.fee is None or not broadcast.total:
+    fee = broadcast.fee if broadcast is not None and broadcast.fee is not None else None
+    if fee is None and broadcast is not None:
+        fee = broadcast.signed_fee  # signed first: known before it is booked
+    if fee is None or not broadcast.total:
         return None
-    return out.currency.format(broadcast.fee * out.amount // broadcast.total)
+    return out.currency.format(fee * out.amount // broadcast.total)
 
 
 def withdrawal_data(out: OutgoingTransaction) -> dict:

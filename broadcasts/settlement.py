@@ -12,6 +12,7 @@ from cryptoadmin import faults
 from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
 
+from . import events
 from .errors import CloseError
 from .models import Broadcast, OutgoingTransaction
 
@@ -78,9 +79,12 @@ def book_sent(broadcast: Broadcast, txid: str, now):
             for row in per_account
         ]
     )
-    OutgoingTransaction.objects.filter(
+    sending = OutgoingTransaction.objects.filter(
         broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING
-    ).update(state=OutgoingTransaction.State.BROADCASTED)
+    )
+    ids = list(sending.values_list("pk", flat=True))
+    sending.filter(pk__in=ids).update(state=OutgoingTransaction.State.BROADCASTED)
+    events.emit("withdrawal.broadcasted", ids)
 
 
 def opened_rows(broadcast: Broadcast, by_hand: bool, now):
@@ -131,12 +135,16 @@ def fail_broadcast(
             raise CloseError(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
-        OutgoingTransaction.objects.filter(broadcast=broadcast).update(
+        ids = list(
+            OutgoingTransaction.objects.filter(broadcast=broadcast).values_list("pk", flat=True)
+        )
+        OutgoingTransaction.objects.filter(pk__in=ids, broadcast=broadcast).update(
             state=OutgoingTransaction.State.QUEUED,
             broadcast=None,
             returned_by=broadcast,
             attempts=F("attempts") + 1,
         )
+        events.emit("withdrawal.queued", ids)  # back in the queue for the next broadcast
         faults.point("broadcast.before_fail_commit")
     broadcast.refresh_from_db()
     return broadcast
