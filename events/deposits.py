@@ -1,6 +1,7 @@
 """Deposit events from what the ledger's rows say now: deposit.seen the first time a deposit
 is reported, deposit.confirmations on every change of its confirmations until it is closed
-(the reference's txupdate), deposit.conflicted when it turns conflicted or vanished.
+(the reference's txupdate), deposit.conflicted when it turns conflicted or vanished; and
+withdrawal.confirmed when our own send's row closes at the threshold.
 
 The poller does not rewrite every open row per block (a mined row's confirmations follow
 from its wallet's tip), so the ledger tells this module where to look (`deposits_changed`,
@@ -62,7 +63,7 @@ def current_confirmations(row: NT) -> int:
 
 
 def _candidates(wallet_id, ids, using) -> list[int]:
-    deposits = NT.objects.using(using).filter(type=NT.Type.DEPOSIT)
+    deposits = NT.objects.using(using)
     if ids is not None:
         return sorted(deposits.filter(pk__in=list(ids)).values_list("pk", flat=True))
     polled = Q(state__in=POLLED_STATES) | Q(event_report__final=False)
@@ -102,9 +103,16 @@ def report(*, wallet_id=None, ids=None, known=None, using="default") -> int:
     }
     rows = NT.objects.using(using).filter(pk__in=ids).select_related("currency", "wallet")
     emitted, changed = [], []
+    confirmed = []
     for row in rows.order_by("pk"):
         seen = (known or {}).get(row.pk, current_confirmations(row))
         last = reports[row.pk]
+        if row.type == NT.Type.BROADCAST:
+            # Our own send reaching the threshold confirms the withdrawals it paid.
+            if row.state == NT.State.CLOSED and (row.pk in new or last.state != row.state):
+                confirmed.append(row.pk)
+            _remember(last, seen, row.state, changed)
+            continue
         data = deposit_data(row, seen)
         if row.pk in new:
             emitted.append(Emitted("deposit.seen", "deposit", str(row.pk), data))
@@ -112,12 +120,29 @@ def report(*, wallet_id=None, ids=None, known=None, using="default") -> int:
             emitted.append(Emitted("deposit.confirmations", "deposit", str(row.pk), data))
         if row.state in TROUBLED and last.state != row.state:
             emitted.append(Emitted("deposit.conflicted", "deposit", str(row.pk), data))
-        final = row.state not in POLLED_STATES
-        if (last.confirmations, last.state, last.final) != (seen, row.state, final):
-            last.confirmations, last.state, last.final = seen, row.state, final
-            changed.append(last)
+        _remember(last, seen, row.state, changed)
     DepositReport.objects.using(using).bulk_update(
         changed, ["confirmations", "state", "final"], batch_size=500
     )
     outbox.emit_many(emitted, using=using)
-    return len(emitted)
+    return len(emitted) + _confirm_withdrawals(confirmed)
+
+
+def _remember(last: DepositReport, confirmations: int, state: str, changed: list) -> None:
+    final = state not in POLLED_STATES
+    if (last.confirmations, last.state, last.final) != (confirmations, state, final):
+        last.confirmations, last.state, last.final = confirmations, state, final
+        changed.append(last)
+
+
+def _confirm_withdrawals(network_ids) -> int:
+    if not network_ids:
+        return 0
+    from broadcasts import events as withdrawal_events
+    from broadcasts.models import OutgoingTransaction
+
+    ids = OutgoingTransaction.objects.filter(
+        broadcast__network_transaction_id__in=network_ids,
+        state=OutgoingTransaction.State.BROADCASTED,
+    ).values_list("pk", flat=True)
+    return withdrawal_events.emit("withdrawal.confirmed", ids)
