@@ -78,10 +78,11 @@ def _new_reports(ids, using) -> set[int]:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             cursor.execute(
-                f"INSERT INTO {table} (network_transaction_id, confirmations, state, final) "
-                f"VALUES {', '.join(['(%s, -1, %s, %s)'] * len(chunk))} "
+                f"INSERT INTO {table} "
+                "(network_transaction_id, confirmations, state, credited, final) "
+                f"VALUES {', '.join(['(%s, -1, %s, %s, %s)'] * len(chunk))} "
                 "ON CONFLICT (network_transaction_id) DO NOTHING RETURNING network_transaction_id",
-                [p for pk in chunk for p in (pk, "", False)],
+                [p for pk in chunk for p in (pk, "", False, False)],
             )
             new.update(r[0] for r in cursor.fetchall())
     return new
@@ -102,8 +103,7 @@ def report(*, wallet_id=None, ids=None, known=None, using="default") -> int:
         .order_by("network_transaction_id")
     }
     rows = NT.objects.using(using).filter(pk__in=ids).select_related("currency", "wallet")
-    emitted, changed = [], []
-    confirmed = []
+    emitted, changed, confirmed = [], [], []
     for row in rows.order_by("pk"):
         seen = (known or {}).get(row.pk, current_confirmations(row))
         last = reports[row.pk]
@@ -111,28 +111,63 @@ def report(*, wallet_id=None, ids=None, known=None, using="default") -> int:
             # Our own send reaching the threshold confirms the withdrawals it paid.
             if row.state == NT.State.CLOSED and (row.pk in new or last.state != row.state):
                 confirmed.append(row.pk)
-            _remember(last, seen, row.state, changed)
-            continue
-        data = deposit_data(row, seen)
-        if row.pk in new:
-            emitted.append(Emitted("deposit.seen", "deposit", str(row.pk), data))
-        elif seen != last.confirmations:
-            emitted.append(Emitted("deposit.confirmations", "deposit", str(row.pk), data))
-        if row.state in TROUBLED and last.state != row.state:
-            emitted.append(Emitted("deposit.conflicted", "deposit", str(row.pk), data))
-        _remember(last, seen, row.state, changed)
+        else:
+            emitted += _deposit_events(row, last, seen, row.pk in new)
+        if _remember(last, seen, row.state, row.credited_at is not None):
+            changed.append(last)
     DepositReport.objects.using(using).bulk_update(
-        changed, ["confirmations", "state", "final"], batch_size=500
+        changed,
+        ["confirmations", "state", "credited", "final"],
+        batch_size=500,
     )
     outbox.emit_many(emitted, using=using)
     return len(emitted) + _confirm_withdrawals(confirmed)
 
 
-def _remember(last: DepositReport, confirmations: int, state: str, changed: list) -> None:
-    final = state not in POLLED_STATES
-    if (last.confirmations, last.state, last.final) != (confirmations, state, final):
-        last.confirmations, last.state, last.final = confirmations, state, final
-        changed.append(last)
+def _deposit_events(row: NT, last: DepositReport, seen: int, new: bool) -> list[Emitted]:
+    """What changed since `last`, in order: first sight or confirmations, credit, trouble."""
+    data = deposit_data(row, seen)
+    out = []
+    if new:
+        out.append(Emitted("deposit.seen", "deposit", str(row.pk), data))
+    elif seen != last.confirmations:
+        out.append(Emitted("deposit.confirmations", "deposit", str(row.pk), data))
+    if row.credited_at is not None and not last.credited:
+        out.append(Emitted("deposit.credited", "deposit", str(row.pk), _credits(row, data)))
+    if row.state in TROUBLED and last.state != row.state:
+        out.append(Emitted("deposit.conflicted", "deposit", str(row.pk), data))
+    return out
+
+
+def _remember(last: DepositReport, confirmations: int, state: str, credited: bool) -> bool:
+    """Set what is now reported; True if it changed."""
+    now = (confirmations, state, last.credited or credited, state not in POLLED_STATES)
+    if (last.confirmations, last.state, last.credited, last.final) == now:
+        return False
+    last.confirmations, last.state, last.credited, last.final = now
+    return True
+
+
+def _credits(row: NT, data: dict) -> dict:
+    """The deposit with what was credited to whom (the ledger's deposit entries)."""
+    from ledger.models import Transaction
+
+    entries = Transaction.objects.filter(
+        network_transaction_id=row.pk, kind=Transaction.Kind.DEPOSIT
+    ).select_related("destination", "address")
+    decimals = row.currency.decimals
+    return {
+        **data,
+        "credits": [
+            {
+                "user": e.destination.user_id,
+                "account": "balance",
+                "address": e.address.address if e.address_id else None,
+                "amount": format_units(e.amount, decimals),
+            }
+            for e in entries.order_by("pk")
+        ],
+    }
 
 
 def _confirm_withdrawals(network_ids) -> int:

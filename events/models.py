@@ -177,6 +177,7 @@ class DepositReport(models.Model):
     )
     confirmations = models.IntegerField(default=-1)
     state = models.CharField(max_length=16, blank=True)
+    credited = models.BooleanField(default=False)
     final = models.BooleanField(default=False)
 
     def __str__(self):

@@ -1,5 +1,6 @@
 """events/deposits.py: deposit.seen once, deposit.confirmations on each change until closed
-(derived from the wallet's tip for mined open rows), deposit.conflicted, nothing twice."""
+(derived from the wallet's tip for mined open rows), deposit.credited once, deposit.conflicted,
+nothing twice."""
 
 import pytest
 
@@ -51,9 +52,10 @@ def test_it_reports_seen_then_each_change_of_confirmations_until_closed(db_walle
         ("deposit.confirmations", 1),
         ("deposit.confirmations", 3),
         ("deposit.confirmations", 6),
+        ("deposit.credited", 6),  # (a credit without ledger entries here: no credits listed)
     ]
     events = Event.objects.order_by("id")
-    assert [e.sequence for e in events] == [1, 2, 3, 4]
+    assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
     last = events.last().data
     assert (last["credited"], last["amount"], last["txid"], last["currency"]) == (
         True,
