@@ -11,6 +11,7 @@ from django.utils import timezone
 from cryptoadmin import faults
 from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
+from ledger.signals import deposits_changed
 
 from . import events
 from .errors import CloseError
@@ -54,6 +55,8 @@ def book_sent(broadcast: Broadcast, txid: str, now):
         defaults={"wallet": wallet, "amount": broadcast.total},
     )
     Broadcast.objects.filter(pk=broadcast.pk).update(network_transaction=network_tx)
+    # Followed from now on: withdrawal.confirmed when it closes at the threshold.
+    deposits_changed.send(NetworkTransaction, ids=[network_tx.pk], using="default")
     network = ledger.system_account(wallet, Account.Code.NETWORK)
     # One entry per user's 204 account (the sum of that user's outgoing in this broadcast):
     # the outgoing rows link each withdrawal to the broadcast, the books stay compact.

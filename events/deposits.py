@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.dispatch import receiver
 
 from ledger import outbox
-from ledger.models import POLLED_STATES, NetworkTransaction
+from ledger.models import POLLED_STATES, NetworkTransaction, Wallet
 from ledger.money import format_units
 from ledger.outbox import Emitted
 from ledger.signals import deposits_changed
@@ -62,64 +62,56 @@ def current_confirmations(row: NT) -> int:
     return row.confirmations
 
 
-def _candidates(wallet_id, ids, using) -> list[int]:
-    deposits = NT.objects.using(using)
+def _rows(wallet_id, ids, using):
+    """The rows to compare, each with its report (None: never reported). A wallet's pass: its
+    polled deposits, and the deposits and sends whose report is not final yet."""
+    rows = NT.objects.using(using).select_related("currency", "wallet", "event_report")
     if ids is not None:
-        return sorted(deposits.filter(pk__in=list(ids)).values_list("pk", flat=True))
-    polled = Q(state__in=POLLED_STATES) | Q(event_report__final=False)
-    return sorted(deposits.filter(polled, wallet_id=wallet_id).values_list("pk", flat=True))
+        return list(rows.filter(pk__in=list(ids)).order_by("pk"))
+    live = Q(type=NT.Type.DEPOSIT, state__in=POLLED_STATES) | Q(event_report__final=False)
+    return list(rows.filter(live, wallet_id=wallet_id).order_by("pk"))
 
 
-def _new_reports(ids, using) -> set[int]:
-    """Report rows for deposits never reported; returns those this call inserted."""
-    table = DepositReport._meta.db_table
-    new = set()
-    with connections[using].cursor() as cursor:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            cursor.execute(
-                f"INSERT INTO {table} "
-                "(network_transaction_id, confirmations, state, credited, final) "
-                f"VALUES {', '.join(['(%s, -1, %s, %s, %s)'] * len(chunk))} "
-                "ON CONFLICT (network_transaction_id) DO NOTHING RETURNING network_transaction_id",
-                [p for pk in chunk for p in (pk, "", False, False)],
-            )
-            new.update(r[0] for r in cursor.fetchall())
-    return new
+def _lock_wallets(ids, using) -> None:
+    """One reporter per wallet at a time (the poll cycle's cursor update holds this lock too):
+    two never compare with the same report and emit one change twice."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return  # SQLite runs one writer at a time
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {Wallet._meta.db_table} WHERE id IN (SELECT wallet_id FROM "
+            f"{NT._meta.db_table} WHERE id = ANY(%s)) ORDER BY id FOR UPDATE",
+            [list(ids)],
+        )
 
 
 def report(*, wallet_id=None, ids=None, known=None, using="default") -> int:
-    ids = _candidates(wallet_id, ids, using)
-    if not ids:
-        return 0
-    new = _new_reports(ids, using)
-    # Locked in id order before the rows are read: a concurrent reporter waits, then compares
-    # with what this one reported.
-    reports = {
-        r.network_transaction_id: r
-        for r in DepositReport.objects.using(using)
-        .select_for_update()
-        .filter(network_transaction_id__in=ids)
-        .order_by("network_transaction_id")
-    }
-    rows = NT.objects.using(using).filter(pk__in=ids).select_related("currency", "wallet")
-    emitted, changed, confirmed = [], [], []
-    for row in rows.order_by("pk"):
+    if ids is not None:
+        if not ids:
+            return 0
+        _lock_wallets(ids, using)
+    emitted, changed, added, confirmed = [], [], [], []
+    for row in _rows(wallet_id, ids, using):
         seen = (known or {}).get(row.pk, current_confirmations(row))
-        last = reports[row.pk]
+        last = getattr(row, "event_report", None)
+        new = last is None
+        if new:
+            last = DepositReport(network_transaction=row)
+            added.append(last)
         if row.type == NT.Type.BROADCAST:
-            # Our own send reaching the threshold confirms the withdrawals it paid.
-            if row.state == NT.State.CLOSED and (row.pk in new or last.state != row.state):
+            # Our own send reaching the threshold confirms the withdrawals it paid; its state
+            # alone is followed (no write per block).
+            if row.state == NT.State.CLOSED and last.state != row.state:
                 confirmed.append(row.pk)
+            seen = -1
         else:
-            emitted += _deposit_events(row, last, seen, row.pk in new)
-        if _remember(last, seen, row.state, row.credited_at is not None):
+            emitted += _deposit_events(row, last, seen, new)
+        if _remember(last, seen, row.state, row.credited_at is not None) and not new:
             changed.append(last)
-    DepositReport.objects.using(using).bulk_update(
-        changed,
-        ["confirmations", "state", "credited", "final"],
-        batch_size=500,
-    )
+    reports = DepositReport.objects.using(using)
+    reports.bulk_create(added, batch_size=500)
+    reports.bulk_update(changed, ["confirmations", "state", "credited", "final"], batch_size=500)
     outbox.emit_many(emitted, using=using)
     return len(emitted) + _confirm_withdrawals(confirmed)
 

@@ -59,9 +59,10 @@ def apply(
             summary.credited += 1
             if row.state == NT.State.CLOSED:
                 summary.closed += 1
-    with transaction.atomic():
-        # The events of what the node's answers changed (confirmations, conflicts).
-        deposits_changed.send(NT, ids=[row.pk for row in rows], using="default")
+    if changed:
+        with transaction.atomic():
+            # The events of what the node's answers changed (confirmations, conflicts).
+            deposits_changed.send(NT, ids=[row.pk for row in changed], using="default")
     return summary
 
 

@@ -169,8 +169,13 @@ def _save_cursor(wallet: Wallet, tip, window: _Window, summary: Summary, now) ->
 
 
 def _done(wallet: Wallet, fields: dict) -> None:
-    """The wallet's cursor and, in its transaction, the events of every change of its polled
-    rows (a new tip moves every mined open row's confirmations without writing the row)."""
+    """The wallet's cursor and, when the tip moved, in its transaction the events of every
+    change of its polled rows (a new tip moves every mined open row's confirmations without
+    writing the row, and closes rows at the threshold)."""
+    moved = fields.get("last_block_hash", wallet.last_block_hash) != wallet.last_block_hash
+    if not moved:
+        Wallet.objects.filter(pk=wallet.pk).update(**fields)
+        return
     with transaction.atomic():
         Wallet.objects.filter(pk=wallet.pk).update(**fields)
         deposits_changed.send(NT, wallet_id=wallet.pk, using="default")
