@@ -11,6 +11,7 @@ from broadcasts.models import Broadcast, OutgoingTransaction, WithdrawalRule
 from broadcasts.settlement import fail_broadcast
 from broadcasts.withdrawals import send_external
 from events.models import Event
+from ledger.confirmations.entry_points import update_confirmations
 from tests.support import credit_user, grant
 
 pytestmark = pytest.mark.django_db
@@ -66,6 +67,19 @@ def test_it_emits_broadcasted_with_the_txid_and_fee_share(wallet, alice, node):
     assert data["txid"] == broadcast.txid and data["state"] == "broadcasted"
     fee = broadcast.fee if broadcast.fee is not None else broadcast.signed_fee
     assert data["fee"] == wallet.currency.format(fee * out.amount // broadcast.total)
+    node.generate(wallet.currency.polling_threshold)
+    update_confirmations(wallet.currency)  # our send's row closes at the threshold
+    assert types(out) == ["withdrawal.queued", "withdrawal.broadcasted", "withdrawal.confirmed"]
+    update_confirmations(wallet.currency)
+    assert types(out)[-1] == "withdrawal.confirmed" and len(types(out)) == 3  # once
+
+
+def test_it_emits_needs_attention_over_the_fee_cap(wallet, alice, node):
+    WithdrawalRule.objects.create(currency=wallet.currency, max_fee=1)
+    out = send_external(alice, node.rpc("getnewaddress"), 1_000_000)
+    Broadcaster(wallet).run()
+    assert types(out) == ["withdrawal.queued", "withdrawal.needs_attention"]
+    assert "fee cap" in Event.objects.get(type="withdrawal.needs_attention").data["reason"]
 
 
 def test_it_emits_queued_again_when_a_broadcast_fails(wallet, alice, node):
