@@ -13,7 +13,7 @@ from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from devtools.localservices import LocalPostgres, free_port  # noqa: E402
 
+FIGURES = ("events_per_second", "commit_to_2xx_p50_ms", "commit_to_2xx_p99_ms")
+
 
 def environment(database_url):
     env = dict(os.environ)

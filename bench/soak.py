@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:
 
 PYTHON = sys.executable
 USERS = ("u0", "u1", "u2", "u3")
+FIGURES = ("soak",)
 # Weights of the random actions (a step is one of them).
 ACTIONS = [
     ("deposit", 5),
@@ -432,7 +433,7 @@ class Soak:
         return []
 
 
-def main(argv=None):
+def arguments(argv):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -440,8 +441,23 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--plan", action="store_true", help="print the seed's actions and exit")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 steps of seed 108 on SQLite, no kill: seconds (the suite)",
+    )
     args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+    if args.quick:
+        args.steps, args.db = 5, "sqlite"
+        args.seed = 108 if args.seed is None else args.seed
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1_000_000)
+    return args
+
+
+def main(argv=None):
+    args = arguments(argv)
+    seed = args.seed
     print(
         f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db "
         f"{args.db})",
@@ -467,11 +483,15 @@ def main(argv=None):
         violations = soak.run()
     finally:
         soak.stop()
+    return report(soak, args, violations, time.monotonic() - started)
+
+
+def report(soak, args, violations, seconds) -> int:
     for violation in violations:
         print(f"VIOLATION: {violation}")
     faults = sum(soak.faults.values())
     print(
-        f"soak: seed {seed} on {args.db}: {time.monotonic() - started:.1f} s; faults: "
+        f"soak: seed {args.seed} on {args.db}: {seconds:.1f} s; faults: "
         + ", ".join(f"{k} {v}" for k, v in soak.faults.items())
     )
     person, machine = soak.counts

@@ -91,11 +91,15 @@ def _give_back(
     return outgoing
 
 
+# The action a person takes, by the state it leads to ("rejected" -> "reject").
+_ACTIONS = {"rejected": "reject", "cancelled": "cancel"}
+
+
 def _check_give_back(outgoing: OutgoingTransaction, user, reason: str, from_states, verb) -> str:
     """A give-back's checks before anything is written; returns the reason, stripped."""
     if not actors.allowed(user, CANCEL_PERM):
         raise DecisionError(
-            f"you do not have the permission to {verb.rstrip('ed')} outgoing transactions"
+            f"you do not have the permission to {_ACTIONS[verb]} outgoing transactions"
         )
     reason = (reason or "").strip()
     if not reason:

@@ -1,6 +1,6 @@
 """The broadcasts app's refusals: each means nothing was written, and says why."""
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 
 class OutgoingError(CryptoadminError, ValueError):
@@ -10,10 +10,6 @@ class OutgoingError(CryptoadminError, ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
-
-
-class CloseError(CryptoadminError, ValueError):
-    """A close by hand refused; nothing was written. The message says why."""
 
 
 class DecisionError(CryptoadminError, ValueError):

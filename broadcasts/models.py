@@ -95,6 +95,9 @@ class Broadcast(models.Model):
     )
     close_method = models.CharField(max_length=24, choices=CloseMethod.choices, blank=True)
     close_reason = models.TextField(blank=True)
+    # When the node's answer to a send arrived after the broadcast was settled or closed by
+    # hand (a late reply): the watch for such answers never reports one twice.
+    late_reply_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
     class Meta:

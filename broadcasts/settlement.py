@@ -9,12 +9,12 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
 from ledger.signals import deposits_changed
 
 from . import events
-from .errors import CloseError
 from .models import Broadcast, OutgoingTransaction
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def settle_broadcasted(
             state=state, txid=txid, broadcasted_at=now, **close_fields
         )
         if not updated:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
         book_sent(broadcast, txid, now)
@@ -135,7 +135,7 @@ def fail_broadcast(
             state=state, last_error=error[:4000], **close_fields
         )
         if not updated:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
         ids = list(
@@ -191,6 +191,7 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(
             needs_attention=True,
+            late_reply_at=now,
             last_error=(f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000],
         )
         faults.point("broadcast.before_late_reply_commit")

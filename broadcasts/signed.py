@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger.backends import (
     BackendError,
     Conflict,
@@ -17,7 +18,6 @@ from ledger.backends import (
 )
 
 from . import events
-from .errors import CloseError
 from .lease import lease_from
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 from .replies import Recovered, Replies, Result
@@ -97,7 +97,7 @@ class SignFirst(Replies):
             return self.stuck(broadcast, exc)
         except Refused as exc:
             # The node will never take these bytes: nothing was sent, the coins are free again.
-            result = self.not_sent(broadcast, exc, refusal="dust" in str(exc))
+            result = self.not_sent(broadcast, exc, refusal=exc.reason == Refused.DUST)
             self.unlock(broadcast.inputs)
             return result
         except BackendError as exc:
@@ -182,7 +182,7 @@ class SignFirst(Replies):
         person. One that never recorded a signed transaction and whose lease is over never
         sent anything: its outgoing go back to the queue."""
         out = Recovered()
-        if not getattr(self.backend, "signs_first", False):
+        if not self.backend.signs_first:
             return out
         rows = Broadcast.objects.filter(
             wallet=self.wallet, state=Broadcast.State.OPENED, signed_first=True, stuck_reason=""
@@ -222,7 +222,7 @@ class SignFirst(Replies):
                 broadcast,
                 "no signed transaction was recorded before its lease ended: nothing was sent",
             )
-        except CloseError:
+        except CloseRefused:
             return None
         return (
             f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: "

@@ -18,7 +18,7 @@ from django.db import connections
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 from .models import Event
 

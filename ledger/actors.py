@@ -53,3 +53,13 @@ def log_action(by, obj, message: str, *, added: bool = False) -> None:
     LogEntry.objects.log_actions(
         user_id=who.pk, queryset=[obj], action_flag=flag, change_message=message, single_object=True
     )
+
+
+def signed_in_staff(user) -> bool:
+    """A staff session signed in with every factor the deployment requires (OTP_REQUIRED: the
+    second factor too): what the admin, /health's details and /metrics open to."""
+    from django.conf import settings
+
+    if user is None or not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    return not settings.OTP_REQUIRED or user.is_verified()

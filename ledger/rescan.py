@@ -117,6 +117,12 @@ def queue_rescan(wallets, *, by) -> int:
     return len(wallets)
 
 
+def rerun_rescan(wallet_id, *args, by, **kwargs) -> bool:
+    """A re-run of a queued rescan from the task records: a new "Rescan now" by the person
+    re-running it."""
+    return queue_rescan(Wallet.objects.filter(pk=wallet_id), by=by) == 1
+
+
 def rescan_wallet_task(wallet_id: int) -> dict:
     """django-q2 entry point for the admin's "Rescan now"."""
     return rescan_wallet(Wallet.objects.select_related("currency").get(pk=wallet_id))

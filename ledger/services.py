@@ -6,7 +6,8 @@ from collections import defaultdict
 
 from django.db.models import Sum
 
-from .errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
+
 from .models import Account, AccountBalance, Address, Currency, Transaction, Wallet
 from .signals import accounts_changed
 

@@ -81,14 +81,18 @@ def flagged_deposit_events() -> list[Event]:
     ]
 
 
+# The kind of a node the scheduler's probe found unreachable; the anonymous /health reads it.
+NODE_DOWN = "node.unreachable"
+
+
 def node_events() -> list[Event]:
     from ops.health import probe_nodes
 
     delay = timedelta(minutes=settings.ALERT_NODE_DOWN_MINUTES)
     return [
         Event(
-            f"node.unreachable:{name}",
-            "node.unreachable",
+            f"{NODE_DOWN}:{name}",
+            NODE_DOWN,
             f"Node of wallet {name} is unreachable",
             f"The node of wallet {name} did not answer ({status.get('error', 'no answer')}).",
             delay,

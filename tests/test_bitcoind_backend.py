@@ -122,6 +122,24 @@ def test_it_reports_wrong_credentials_clearly(btc, node):
     assert "wrong" not in str(info.value)
 
 
+def test_it_decodes_percent_encoded_credentials(btc, node):
+    # A password holding '/', '#' or '@' can only be written percent-encoded in the URL.
+    from urllib.parse import urlsplit
+
+    from ledger.models import Wallet
+
+    parts = urlsplit(node.url)
+    encoded = "".join(f"%{ord(ch):02X}" for ch in parts.password)
+    wallet = Wallet.objects.create(
+        name="encoded",
+        currency=btc,
+        backend_settings={
+            "url": f"http://{parts.username}:{encoded}@{parts.hostname}:{parts.port}"
+        },
+    )
+    assert wallet.get_backend().block_height() == node.rpc("getblockcount")
+
+
 def test_it_masks_credentials_in_settings_shown_to_people(wallet):
     masked = wallet.backend_settings_masked()
     assert wallet.get_backend().url.split("@")[0].split(":")[-1] not in str(masked)

@@ -265,14 +265,14 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         # chain and closes it as never left (its outgoing go back to the queue). Since issue 16
         # the machine would fail such a broadcast itself (nothing was signed); the person acts
         # first here, through the close page's service ...
-        from broadcasts.closing import close_by_hand, search_on_chain
+        from broadcasts.closing import close_broadcast_by_hand, search_on_chain
 
         assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
         end_leases(wallet)
         broadcast = Broadcast.objects.get(wallet=wallet)
         person = books["person"].user
         assert search_on_chain(broadcast, by=person) == []
-        close_by_hand(
+        close_broadcast_by_hand(
             broadcast,
             Broadcast.CloseMethod.NEVER_LEFT,
             by=person,

@@ -15,15 +15,19 @@ Traps of AuthServiceProxy this module works around:
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
 import re
 import socket
 from decimal import Decimal
+from urllib.parse import unquote, urlsplit
 
 from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
+
+from cryptoadmin.masking import mask_url
 
 from ..money import AmountError, format_units, to_units
 from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
@@ -48,7 +52,7 @@ from .base import (
     TxInfo,
     TxOutput,
     check_txid,
-    mask_url,
+    checked_node_url,
     seconds_left,
 )
 
@@ -80,6 +84,15 @@ _rpc_log = logging.getLogger("BitcoinRPC")
 class _Proxy(AuthServiceProxy):
     """AuthServiceProxy whose replies are parsed once and never serialized again (the
     library's `_get_response` re-encodes every result for log.debug, whatever the level)."""
+
+    def __init__(self, service_url, *args, **kwargs):
+        super().__init__(service_url, *args, **kwargs)
+        # The library sends the user and password as written in the URL; a password holding
+        # '/', '?', '#' or '@' can only be written percent-encoded, so it is decoded here.
+        parts = urlsplit(service_url)
+        if "%" in (parts.username or "") + (parts.password or ""):
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self._AuthServiceProxy__auth_header = b"Basic " + base64.b64encode(pair.encode())
 
     def __getattr__(self, name):
         # The library builds each method's callable as an AuthServiceProxy by name; ours must
@@ -125,14 +138,14 @@ class BitcoindBackend(Backend):
         url = (wallet.backend_settings or {}).get("url")
         if not url:
             raise BackendError(f"wallet {wallet.name} has no 'url' in its backend settings")
-        self.url = url
+        self.url = checked_node_url(url)
         self.timeout = timeout or settings.NODE_RPC_TIMEOUT
         self._proxy = None
 
     # -- transport ---------------------------------------------------------------------
 
     def _new_proxy(self, timeout: float | None = None):
-        return _Proxy(self.url, timeout=timeout or self.timeout)
+        return _Proxy(checked_node_url(self.url), timeout=timeout or self.timeout)
 
     def _proxy_for_reads(self):
         if self._proxy is None:
@@ -580,7 +593,8 @@ class BitcoindBackend(Backend):
                     code=exc.code,
                 ) from exc
             if exc.code in (-26, -22):  # rejected by policy or unreadable: never accepted
-                raise Refused(message, code=exc.code) from exc
+                reason = Refused.DUST if "dust" in message else Refused.POLICY
+                raise Refused(message, code=exc.code, reason=reason) from exc
             raise
         if got != txid:
             raise OutcomeUnknown(f"sendrawtransaction answered {got!r}, not {txid}")
