@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections, connection, connections
+from django.db import DatabaseError, close_old_connections, connection, connections
 
 from .dispatch import due_endpoints, next_due_in, serve_endpoint
 from .outbox import CHANNEL
@@ -87,10 +87,16 @@ class Dispatcher:
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="webhooks")
         try:
             while not self.stop.is_set():
-                started = self._start_due(pool, waker)
+                try:
+                    started = self._start_due(pool, waker)
+                    wait = next_due_in()
+                except DatabaseError as exc:
+                    # A locked SQLite file or a PostgreSQL restart: wait and try again.
+                    log.warning("deliver_events: database error, retrying: %s", exc)
+                    connection.close()
+                    started, wait = 1, poll
                 if until_idle and not started and not self.busy:
                     break
-                wait = next_due_in()
                 wait = poll if wait is None else min(poll, wait)
                 close_old_connections()
                 waker.wait(max(wait, 0.01))
