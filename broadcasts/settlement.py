@@ -12,7 +12,9 @@ from cryptoadmin import faults
 from cryptoadmin.errors import CloseRefused
 from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
+from ledger.signals import deposits_changed
 
+from . import events
 from .models import Broadcast, OutgoingTransaction
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ def book_sent(broadcast: Broadcast, txid: str, now):
         defaults={"wallet": wallet, "amount": broadcast.total},
     )
     Broadcast.objects.filter(pk=broadcast.pk).update(network_transaction=network_tx)
+    # Followed from now on: withdrawal.confirmed when it closes at the threshold.
+    deposits_changed.send(NetworkTransaction, ids=[network_tx.pk], using="default")
     network = ledger.system_account(wallet, Account.Code.NETWORK)
     # One entry per user's 204 account (the sum of that user's outgoing in this broadcast):
     # the outgoing rows link each withdrawal to the broadcast, the books stay compact.
@@ -78,9 +82,12 @@ def book_sent(broadcast: Broadcast, txid: str, now):
             for row in per_account
         ]
     )
-    OutgoingTransaction.objects.filter(
+    sending = OutgoingTransaction.objects.filter(
         broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING
-    ).update(state=OutgoingTransaction.State.BROADCASTED)
+    )
+    ids = list(sending.values_list("pk", flat=True))
+    sending.filter(pk__in=ids).update(state=OutgoingTransaction.State.BROADCASTED)
+    events.emit("withdrawal.broadcasted", ids)
 
 
 def opened_rows(broadcast: Broadcast, by_hand: bool, now):
@@ -140,12 +147,16 @@ def fail_broadcast(
             raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
-        OutgoingTransaction.objects.filter(broadcast=broadcast).update(
+        ids = list(
+            OutgoingTransaction.objects.filter(broadcast=broadcast).values_list("pk", flat=True)
+        )
+        OutgoingTransaction.objects.filter(pk__in=ids, broadcast=broadcast).update(
             state=OutgoingTransaction.State.QUEUED,
             broadcast=None,
             returned_by=broadcast,
             attempts=F("attempts") + 1,
         )
+        events.emit("withdrawal.queued", ids)  # back in the queue for the next broadcast
         faults.point("broadcast.before_fail_commit")
     broadcast.refresh_from_db()
     return broadcast

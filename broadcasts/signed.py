@@ -18,7 +18,7 @@ from ledger.backends import (
     Refused,
 )
 
-from . import attempts
+from . import attempts, events
 from .lease import lease_from
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 from .replies import Recovered, Replies, Result
@@ -208,12 +208,18 @@ class SignFirst(Replies):
                 pk=broadcast.pk, state=Broadcast.State.OPENED
             ).update(state=Broadcast.State.FAILED, closed_at=timezone.now(), last_error=note)
             if updated:
-                OutgoingTransaction.objects.filter(broadcast=broadcast).update(
+                held = list(
+                    OutgoingTransaction.objects.filter(broadcast=broadcast).values_list(
+                        "pk", flat=True
+                    )
+                )
+                OutgoingTransaction.objects.filter(pk__in=held).update(
                     state=OutgoingTransaction.State.NEEDS_ATTENTION,
                     broadcast=None,
                     returned_by=broadcast,
                     last_error=note,
                 )
+                events.emit("withdrawal.needs_attention", held)
             faults.point("broadcast.before_fee_cap_commit")
         log.error("broadcast #%s not sent: %s", broadcast.pk, note)
         return self.refused(broadcast, f"NOT SENT, its outgoing need attention: {note}")
