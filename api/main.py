@@ -4,7 +4,7 @@ of its own, added below; every error leaves in one shape (api/errors.py)."""
 
 from ninja import NinjaAPI
 
-from . import addresses, errors, transfers, withdrawals
+from . import addresses, errors, events, transfers, withdrawals
 from .throttle import TokenRateThrottle
 
 api = NinjaAPI(
@@ -22,3 +22,4 @@ errors.install(api)
 api.add_router("", addresses.router)
 api.add_router("", transfers.router)
 api.add_router("", withdrawals.router)
+api.add_router("/events", events.router)

@@ -13,6 +13,7 @@ from ledger.backends import BackendError
 from ledger.models import Account, Transaction, Wallet
 from ledger.money import AmountError, to_units
 
+from . import events
 from .errors import OutgoingError
 from .models import OutgoingTransaction, WithdrawalRule
 
@@ -101,7 +102,7 @@ def send_external(
             label=label or f"withdrawal to {address}",
             created_by=created_by,
         )
-        return OutgoingTransaction.objects.create(
+        out = OutgoingTransaction.objects.create(
             wallet=wallet,
             currency_id=account.currency_id,
             account=account,
@@ -116,6 +117,8 @@ def send_external(
             if why
             else OutgoingTransaction.State.QUEUED,
         )
+        events.emit(f"withdrawal.{out.state}", [out.pk])
+        return out
 
 
 def _check_balance(account: Account, amount: int):

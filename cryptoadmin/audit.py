@@ -89,6 +89,13 @@ def register():
             "revoked_by",
         ],
     )
+    # Where events go and what is sent: the secrets never (masked as soon as they are set).
+    auditlog.register(
+        apps.get_model("events", "WebhookEndpoint"),
+        include_fields=["url", "event_types", "enabled", "disabled_reason", "secret"],
+        mask_fields=["secret"],
+        mask_callable="cryptoadmin.audit.mask_all",
+    )
     auditlog.register(Group, m2m_fields={"permissions"})
     # Who was made staff, superuser or given a role; never the password hash.
     auditlog.register(

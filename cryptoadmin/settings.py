@@ -338,6 +338,17 @@ ALERT_URLS = os.environ.get("ALERT_URLS", "")
 ALERT_REMINDER_MINUTES = env_int("ALERT_REMINDER_MINUTES", 60)
 ALERT_NODE_DOWN_MINUTES = env_int("ALERT_NODE_DOWN_MINUTES", 5)
 
+# --- Events, the feed and webhooks (docs/events.md) ------------------------------------------
+# Webhook URLs must name a host on WEBHOOK_HOSTS (above).
+INSTALLED_APPS += ["events"]
+# Seconds one attempt may take (connect and read), and concurrent requests per endpoint.
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 10.0)
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)
+# Endpoints a dispatcher serves at once (one thread each): a slow one holds only its own.
+WEBHOOK_WORKERS = env_int("WEBHOOK_WORKERS", 8)
+# An endpoint failing this long raises an alert.
+WEBHOOK_ALERT_AFTER_HOURS = env_int("WEBHOOK_ALERT_AFTER_HOURS", 24)
+
 # --- The product's API (/api/v1/) ------------------------------------------------------------
 # ninja serves its docs page's scripts from its own static files (nothing from outside).
 INSTALLED_APPS += ["ninja", "api"]

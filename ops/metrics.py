@@ -196,6 +196,12 @@ def balance_cache_metrics():
     return out + [users]
 
 
+def webhook_metrics(now):
+    from events.metrics import metrics
+
+    return metrics(now)
+
+
 class DatabaseCollector:
     def collect(self):
         now = timezone.now()
@@ -204,6 +210,7 @@ class DatabaseCollector:
         yield from node_metrics()
         yield from scheduler_metrics(now)
         yield from balance_cache_metrics()
+        yield from webhook_metrics(now)
 
 
 def render() -> bytes:

@@ -74,6 +74,7 @@ class Command(BaseCommand):
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             # This command ran the system checks at its start, on the same settings.
             children.start(manage + ["qcluster", "--skip-checks"], env=env)
+            children.start(manage + ["deliver_events", "--skip-checks"], env=env)
             children.start(
                 manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env
             )
@@ -82,7 +83,7 @@ class Command(BaseCommand):
                     f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / "
                     f"{password}\n  Second factor: {self.second_factor_note()}\n  Node: regtest "
                     f"bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n  Ctrl-C stops "
-                    "the server, the scheduler and the node.\n"
+                    "the server, the scheduler, the event dispatcher and the node.\n"
                 )
             )
             self.run_until_interrupted(node, wallet, children)
@@ -98,7 +99,7 @@ class Command(BaseCommand):
                     server.proc.send_signal(signal.SIGTERM)
             node.stop(remove=False)
             outside.stop(remove=False)
-            self.stdout.write("stopped: web server, scheduler, nodes")
+            self.stdout.write("stopped: web server, scheduler, event dispatcher, nodes")
 
     def setup_books(self, node):
         from ledger.models import Currency, Wallet
