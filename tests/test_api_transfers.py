@@ -223,3 +223,19 @@ def test_it_answers_a_body_over_the_size_limit_with_400(btc, settings):
     response = transfer(token("transfers:write"), moves)
     assert response.status_code == 400 and error(response)["code"] == "request_too_large"
     assert balance("alice", btc, 201) == 100_000_000
+
+
+@pytest.mark.django_db(transaction=True)  # the cache hears of a change when it commits
+def test_it_shows_a_transfer_in_the_balances_query_at_once(balance_cache):
+    from tests.test_graphql import ask, balances_query
+
+    cur = currency("BTC")
+    deposit(network_account(cur), "alice", 100_000_000)
+    query = balances_query("alice")
+    reader = token("balances:read")
+    before = ask(query, reader).json()["data"]["user"]["currencies"][0]
+    assert (before["balance"], before["lockedBalance"]) == ("1.00000000", "0.00000000")
+    moves = [move("alice", "balance", "alice", "lockedBalance", "0.25")]
+    assert transfer(token("transfers:write"), moves).status_code == 201
+    after = ask(query, reader).json()["data"]["user"]["currencies"][0]
+    assert (after["balance"], after["lockedBalance"]) == ("0.75000000", "0.25000000")
