@@ -103,7 +103,7 @@ def _claim(token, key, fp) -> IdempotencyKey | None:
     finally:
         if postgres:
             with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = 0")
+                cursor.execute("SET LOCAL lock_timeout TO DEFAULT")  # the session's own again
 
 
 def _replay(found: IdempotencyKey, fp: str) -> HttpResponse:

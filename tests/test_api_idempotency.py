@@ -116,3 +116,19 @@ def test_it_moves_money_once_when_two_requests_with_one_key_race():
     bodies = {r.content for r in results if r.status_code == 201}
     assert len(bodies) == 1
     assert alice(cur) == 90_000_000 and Transaction.objects.filter(kind="internal").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_409_while_a_request_with_the_key_is_still_running(settings):
+    settings.IDEMPOTENCY_WAIT_MS = 200
+    cur = currency("BTC")
+    deposit(network_account(cur), "alice", 100_000_000)
+    raw, key = token("transfers:write"), new_key()
+    # The first request to take the key holds it a second before committing.
+    with faults.armed({"api.idempotency.before_commit": "1*pause:1"}):
+        results = in_threads(2, lambda i: post(raw, key, body()))
+    assert sorted(r.status_code for r in results) == [201, 409]
+    (busy,) = [r for r in results if r.status_code == 409]
+    assert error(busy)["code"] == "request_in_flight"
+    assert alice(cur) == 90_000_000
+    assert post(raw, key, body())["Idempotent-Replayed"] == "true"
