@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from ledger.errors import CryptoadminError
 
+from .cache import get_cache
 from .models import ApiToken, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one UPDATE per token per minute
@@ -36,7 +37,7 @@ def authenticate(request) -> str:
     if raw is not None:
         if len(raw) > 200:
             raise Denied(401, "invalid API token")
-        token = ApiToken.objects.filter(token_hash=hash_token(raw)).first()
+        token = get_cache().reference.token(hash_token(raw))
         if token is None:
             raise Denied(401, "invalid API token")
         if token.revoked_at is not None:
@@ -44,6 +45,8 @@ def authenticate(request) -> str:
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            # The cached row too: this process writes again only a resolution later.
+            token.last_used_at = now
         request.api_token = token
         return "token"
     user = getattr(request, "user", None)

@@ -11,12 +11,15 @@ import logging
 import strawberry
 from django.conf import settings
 from graphql import GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
-    DisableIntrospection,
+    AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    ParserCache,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
 )
 
 from ledger.errors import CryptoadminError
@@ -25,6 +28,7 @@ from .cache import BalanceCacheError, UnknownUser, get_user_balances
 from .table import FIELD_ACCOUNTS, USER_ID_RE, CurrencyRow, currency_rows
 
 log = logging.getLogger(__name__)
+DOCUMENT_CACHE_SIZE = 128  # distinct documents parsed and validated once per process
 
 
 class BalanceQueryError(GraphQLError, CryptoadminError):
@@ -100,7 +104,9 @@ def build_schema(introspection=None):
     """The schema with its abuse limits. Parsing (tokens) and validation (aliases, depth,
     introspection) run before any resolver, so an over-limit document costs no SQL query and
     never touches the balance cache. `introspection` defaults to settings.GRAPHQL_INTROSPECTION
-    (on only in DEBUG)."""
+    (on only in DEBUG). A repeated document is parsed and validated once: strawberry's caches,
+    bounded, keyed by the document and by rule classes made here once (the limiters' own
+    factories would make new classes per request, and no validation would ever be reused)."""
     if introspection is None:
         introspection = settings.GRAPHQL_INTROSPECTION
     tokens, aliases, depth = (
@@ -108,14 +114,19 @@ def build_schema(introspection=None):
         settings.GRAPHQL_MAX_ALIASES,
         settings.GRAPHQL_MAX_DEPTH,
     )
-    extensions = [
-        lambda: MaxTokensLimiter(max_token_count=tokens),
-        lambda: MaxAliasesLimiter(max_alias_count=aliases),
-        lambda: QueryDepthLimiter(max_depth=depth),
+    rules = [
+        max_aliases.create_validator(aliases),
+        query_depth_limiter.create_validator(depth, None),
     ]
     if not introspection:
-        extensions.append(DisableIntrospection)
-    extensions.append(lambda: MaskErrors(should_mask_error=_mask))
+        rules.append(NoSchemaIntrospectionCustomRule)
+    extensions = [
+        lambda: MaxTokensLimiter(max_token_count=tokens),
+        lambda: AddValidationRules(rules),
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: MaskErrors(should_mask_error=_mask),
+    ]
     return Schema(query=Query, extensions=extensions)
 
 
