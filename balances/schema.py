@@ -44,17 +44,12 @@ def check_user_id(user_id) -> str:
     return user_id
 
 
-def _amount_field(field_name: str):
-    def resolve(root: CurrencyBalances) -> str:
-        return root.row.amount(field_name)
-
-    return strawberry.field(resolver=resolve)
-
-
 def _currency_type():
+    # Plain fields, each amount formatted when the row is made: a field with a resolver of its
+    # own costs strawberry's resolver machinery per field and currency, most of a request.
     namespace = {"__annotations__": {"id": strawberry.ID, "enabled": bool}}
     for field_name in FIELD_ACCOUNTS:
-        namespace[field_name] = _amount_field(field_name)
+        namespace["__annotations__"][field_name] = str
     cls = type("CurrencyBalances", (), namespace)
     return strawberry.type(cls, name="CurrencyBalances")
 
@@ -63,9 +58,9 @@ CurrencyBalances = _currency_type()
 
 
 def _currency_balances(row: CurrencyRow):
-    obj = CurrencyBalances(id=row.code, enabled=row.enabled)
-    obj.row = row  # not a GraphQL field: what the amount resolvers read
-    return obj
+    return CurrencyBalances(
+        id=row.code, enabled=row.enabled, **dict(zip(FIELD_ACCOUNTS, row.amounts(), strict=True))
+    )
 
 
 @strawberry.type
