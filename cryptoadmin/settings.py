@@ -226,6 +226,11 @@ GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
+# The listener's unix socket, where deploy/walletnotify (ledger/walletnotify_push.py, which reads
+# the same variable with the same default) hands over the txids bitcoind announces.
+WALLETNOTIFY_SOCKET = os.environ.get("WALLETNOTIFY_SOCKET") or str(
+    BASE_DIR / "var" / "walletnotify.sock"
+)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
 # A broadcast's send is leased for 2 x NODE_RPC_TIMEOUT (the node calls' budget: the
 # state-changing call's own timeouts are cut to fit what is left of it) + this margin. While
