@@ -4,7 +4,7 @@ the balance cache and invalidated the same way, so a hot request runs no SQL.
 - A row is served only while the balance cache may serve memory at all (its `fresh` flag, kept by
   the NOTIFY listener's heartbeats) and, in TTL mode, before the row's own expiry: a revoked token
   is refused in every process within the balance cache's staleness bound.
-- PostgreSQL triggers on both tables (migration balances 0002) NOTIFY every committed change,
+- PostgreSQL triggers on both tables (migration balances 0003) NOTIFY every committed change,
   whatever wrote it (a queryset update, raw SQL, another program); this process also forgets at
   commit when the change came through a model save (balances/signals.py).
 - A token is cached as its whole row (every field, new ones included), read-only: do not mutate

@@ -51,7 +51,7 @@ def _forget_reference(table, using):
 @receiver(post_delete, dispatch_uid="balances.reference_deleted")
 def forget_reference_rows(sender, using="default", **kwargs):
     """This process forgets a saved token or currency at commit; other processes hear the
-    table's trigger (balances migration 0002), which also covers queryset updates."""
+    table's trigger (balances migration 0003), which also covers queryset updates."""
     table = sender._meta.db_table
     if table in TABLES:
         _forget_reference(table, using)

@@ -44,5 +44,5 @@ def backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("balances", "0001_initial"), ("ledger", "0001_initial")]
+    dependencies = [("balances", "0002_apitoken_scopes"), ("ledger", "0001_initial")]
     operations = [migrations.RunPython(forward, backward)]
