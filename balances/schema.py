@@ -24,7 +24,7 @@ from strawberry.extensions import (
 
 from ledger.errors import CryptoadminError
 
-from .cache import BalanceCacheError, UnknownUser, get_user_balances
+from .cache import BalanceCacheError, UnknownUser, get_cache, get_user_balances
 from .table import FIELD_ACCOUNTS, USER_ID_RE, CurrencyRow, currency_rows
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class UserBalances:
 @strawberry.type
 class Query:
     @strawberry.field
-    def user(self, id: strawberry.ID) -> UserBalances | None:
+    def user(self, id: strawberry.ID, info: strawberry.Info) -> UserBalances | None:
         user_id = check_user_id(id)
         try:
             # One snapshot for the whole answer: every field of a reply comes from the same load.
@@ -83,7 +83,11 @@ class Query:
             # The cause (a database error) stays in the server's log, not in the reply.
             log.exception("balances of user %r could not be loaded", user_id)
             raise BalanceQueryError("balances are unavailable right now, try again") from None
-        currencies = [_currency_balances(row) for row in currency_rows(snapshot)]
+        rows = get_cache().reference.currencies()
+        reads = getattr(getattr(info.context, "request", None), "balances_reads", None)
+        if reads is not None:
+            reads.append((user_id, snapshot, rows))  # what the reply depends on (answers.py)
+        currencies = [_currency_balances(row) for row in currency_rows(snapshot, rows)]
         return UserBalances(id=user_id, currencies=currencies)
 
 

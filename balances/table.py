@@ -48,11 +48,11 @@ class CurrencyRow:
         return [format_amount(self.balances.get(code, 0), self) for code in FIELD_ACCOUNTS.values()]
 
 
-def currency_rows(snapshot: dict) -> list[CurrencyRow]:
+def currency_rows(snapshot: dict, currencies=None) -> list[CurrencyRow]:
     """Every currency, by code, with the user's balances from `snapshot` (currency code ->
-    account code -> units, as the balance cache returns it); the currencies are cached beside the
-    balances."""
+    account code -> units, as the balance cache returns it); the currencies (code, enabled,
+    decimals) as given, else from their cache beside the balances."""
     return [
         CurrencyRow(code, enabled, decimals, snapshot.get(code, {}))
-        for code, enabled, decimals in get_cache().reference.currencies()
+        for code, enabled, decimals in (currencies or get_cache().reference.currencies())
     ]

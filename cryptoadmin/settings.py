@@ -261,6 +261,9 @@ BALANCE_CACHE_MAX_USERS = env_int("BALANCE_CACHE_MAX_USERS", 10_000)
 BALANCE_CACHE_WAIT_TIMEOUT = env_float("BALANCE_CACHE_WAIT_TIMEOUT", 10.0)
 # Worst-case cross-process staleness, seconds.
 BALANCE_CACHE_MAX_STALENESS = env_float("BALANCE_CACHE_MAX_STALENESS", 2.0)
+# Replies to the balances query kept per process with the snapshot they were computed from
+# (balances/answers.py); 0 turns it off.
+BALANCES_ANSWER_CACHE_SIZE = env_int("BALANCES_ANSWER_CACHE_SIZE", 10_000)
 # "notify" (PostgreSQL LISTEN/NOTIFY), "ttl" (entries expire after MAX_STALENESS), "off" (single
 # process only); anything else: notify on PostgreSQL, ttl otherwise.
 BALANCE_CACHE_CROSS_PROCESS = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()
