@@ -236,7 +236,7 @@ def show_balances(wallet, n):
 def idle_cycle(wallet):
     import statistics
 
-    from ledger.confirmations import poll_wallet
+    from ledger.confirmations.cycle import poll_wallet
 
     took = []
     for _ in range(5):
@@ -251,7 +251,7 @@ def reference(anchor, txids):
     (record, then credit) per transaction, as a walletnotify per transaction would."""
     from django.db import transaction
 
-    from ledger.confirmations import credit_deposit, record_deposits
+    from ledger.confirmations.crediting import credit_deposit, record_deposits
     from ledger.models import NetworkTransaction as NT
 
     backend = anchor.get_backend()
