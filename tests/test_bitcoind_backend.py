@@ -193,3 +193,30 @@ def test_it_reads_a_reply_once_and_never_encodes_it_again(wallet, node, monkeypa
     caplog.set_level(logging.DEBUG, logger="BitcoinRPC")
     backend.list_received_by_address(minconf=0)
     assert address in caplog.text
+
+
+def test_it_reads_the_tip_with_the_newest_wallet_transaction_not_the_whole_wallet():
+    """getwalletinfo sums the wallet's balances over its whole history: the tip call reads the
+    newest few listtransactions entries instead, whose cost does not grow with it."""
+    from tests.rpc_double import RpcDouble, single
+
+    newest = "c3" * 32
+    entries = [{"txid": "a1" * 32, "category": "send"}, {"txid": newest, "category": "receive"}]
+
+    def answer(request):
+        replies = {
+            "getblockchaininfo": {"blocks": 7, "bestblockhash": "b7" * 32},
+            "listtransactions": entries + [{"category": "move"}],  # a move has no txid
+        }
+        return [single(replies.get(q["method"]), q) for q in request]
+
+    double = RpcDouble(answer).start()
+    try:
+        currency = make_currency("BTC")
+        wallet = make_wallet(currency, SimpleNamespace(url=double.url, rpc_port=0))
+        tip = BitcoindBackend(wallet, timeout=5).chain_tip()
+    finally:
+        double.stop()
+    assert (tip.height, tip.hash, tip.newest_tx) == (7, "b7" * 32, newest)
+    methods = [q["method"] for batch in double.requests for q in batch]
+    assert methods == ["getblockchaininfo", "listtransactions"]

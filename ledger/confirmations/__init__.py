@@ -7,11 +7,12 @@ keeps where it was mined (block_hash, block_height), the wallet keeps the tip it
 (NetworkTransaction.objects.with_confirmations()), never rewritten row by row. One poll
 cycle of a bitcoind wallet is, whatever the number of open rows:
 
-- one batch of `getblockchaininfo` (the tip) and `getwalletinfo` (the wallet's transaction
-  count). Unchanged tip and count: nothing else, except the rows with no block (unconfirmed,
-  conflicted, vanished) asked by txid in one batch;
-- an unchanged tip but a changed count (a wallet transaction arrived unmined, e.g. a deposit
-  paid to us): one batch of `listsinceblock <last tip>` (the unconfirmed ones) and
+- one batch of `getblockchaininfo` (the tip) and `listtransactions * 5` (the wallet's newest
+  transaction; its cost does not grow with the wallet's history, where `getwalletinfo` walks
+  every transaction). Unchanged tip and newest transaction: nothing else, except the rows
+  with no block (unconfirmed, conflicted, vanished) asked by txid in one batch;
+- an unchanged tip but another newest transaction (a wallet transaction arrived unmined, e.g.
+  a deposit paid to us): one batch of `listsinceblock <last tip>` (the unconfirmed ones) and
   `getbestblockhash`; new deposits recorded, nothing placed or closed;
 - a new tip: ONE batch of `listsinceblock <last tip>` (only the wallet transactions mined
   since, and the unconfirmed ones), `getblockhash <last tip's height>` (the last tip still
