@@ -328,6 +328,32 @@ def notifications(node, wallet, env, count, blocks=20):
     )
 
 
+def tip_calls(node):
+    """What an idle cycle asks the node besides the tip, at this wallet's size: the wallet's
+    newest transaction (listtransactions, ours) and the count getwalletinfo computes by walking
+    every transaction (the idle cycle before)."""
+    from bitcoinrpc.authproxy import AuthServiceProxy
+
+    rpc = AuthServiceProxy(node.url, timeout=600)
+    size = rpc.getwalletinfo()["txcount"]
+
+    def best_of(call, rounds=5):
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return min(times) * 1000
+
+    newest = best_of(lambda: rpc.listtransactions("*", 5, 0, True))
+    walk = best_of(rpc.getwalletinfo)
+    print(
+        f"wallet: {size:,} transactions | listtransactions * 5 (the idle cycle's): {newest:.2f} ms "
+        f"| getwalletinfo (the idle cycle's before): {walk:.2f} ms (best of 5 each)",
+        flush=True,
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -336,7 +362,14 @@ def main():
     parser.add_argument(
         "--blocks", type=int, default=20, help="blocks mined for the CPU per block notification"
     )
+    parser.add_argument(
+        "--node-dir", default=None, help="the node's kept data directory (another wallet size)"
+    )
     args = parser.parse_args()
+    global NODE_DIR, TXIDS
+    if args.node_dir:
+        NODE_DIR = Path(args.node_dir).resolve()
+        TXIDS = NODE_DIR.with_name(NODE_DIR.name + "-txids.json")
     NODE_DIR.mkdir(parents=True, exist_ok=True)
     pg = LocalPostgres().start()
     node = LocalBitcoind(datadir=str(NODE_DIR), zmq=True).start()
@@ -361,6 +394,7 @@ def main():
         wallet = Wallet.objects.create(
             name="bench", currency=btc, backend_settings={"url": node.url}
         )
+        tip_calls(node)
         results = {n: measure(node, wallet, n, n <= args.reference_up_to) for n in sorted(args.n)}
         if args.notifications:
             notifications(

@@ -24,7 +24,7 @@ cycle of a bitcoind wallet is, whatever the number of open rows:
 - a constant number of SQL statements: new deposits inserted, the window's rows placed in
   their blocks, rows past the polling threshold closed (range scan on block_height), then
   the few rows that need the node's word (no block, troubled, reorged, due a credit) read
-  and asked by txid in one batch; deposits due a credit are credited one transaction each.
+  and asked by txid in one batch; deposits due a credit are credited many per transaction.
 
 block.io has no blocks to follow (chain_tip raises NotImplementedError): its polled rows are
 asked by txid in batches, as are a bitcoind wallet's when its node answers something unreadable.
