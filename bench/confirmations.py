@@ -13,7 +13,11 @@ CPU per notification (deposits, then blocks) and how long a deposit takes to be 
 against one `manage.py walletnotify` process.
 
 The node's data directory is kept in bench/.cache/ (the transactions are made once, about
-2,000 per round: one fan-out to our addresses, then one raw transaction spending each).
+2,000 per round: one fan-out to our addresses, then one raw transaction spending each);
+`--node-dir DIR` keeps another one (another wallet size: the idle cycle at 100,000 and at
+1,000,000 wallet transactions). The first line gives the wallet's size and what the idle
+cycle's node call costs there (listtransactions' newest entries) beside getwalletinfo (what it
+called before, whose cost grows with the wallet's history).
 Lines `idle_speedup: ...x` and, last, `speedup: <reference / ours at 10,000 after one new block>x`.
 """
 
