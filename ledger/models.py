@@ -84,10 +84,10 @@ class Wallet(models.Model):
     )
     # The height of that tip: a mined row's confirmations are this - its block_height + 1.
     last_block_height = models.IntegerField(null=True, blank=True)
-    # The wallet's transaction count (getwalletinfo txcount) read with that tip: a count that
-    # changed under an unchanged tip means a new wallet transaction (an unconfirmed deposit)
+    # The wallet's newest transaction (the newest listtransactions entry) read with that tip:
+    # another one under an unchanged tip means a new wallet transaction (an unconfirmed deposit)
     # the poller reads at once instead of waiting for it to be mined.
-    last_tx_count = models.IntegerField(null=True, blank=True)
+    last_tx_marker = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     last_reconciliation = models.JSONField(default=dict, blank=True)
