@@ -126,6 +126,9 @@ class WalletAdmin(admin.ModelAdmin):
         result = obj.last_rescan_result or {}
         return figures_table([(k.replace("_", " "), v) for k, v in sorted(result.items())])
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # its accounts and ledger rows protect it: a Delete would only fail
+
     def get_actions(self, request):
         # Wallets are never deleted (their accounts and addresses protect them): no action
         # that is always refused.
@@ -219,9 +222,9 @@ def _user_accounts(term: str) -> list:
 @admin.register(Account)
 class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
     ordering = ["id"]  # the primary key: a stable page order at any size
-    list_display = ["id", "currency", "code", "user_id", "wallet", "created_at"]
+    list_display = ["id", "currency", "code", "user_id", "wallet", "balance", "created_at"]
     list_filter = ["currency", "code"]
-    list_select_related = ["currency", "wallet__currency"]
+    list_select_related = ["currency", "wallet__currency", "running_total"]
     # Also the account picker's search (the import form): "treasury", "treasury 202".
     search_help_text = "An exact user id, a user id and an account code, or an account id."
 
@@ -231,6 +234,12 @@ class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
         if user.strip() and code.isdigit():
             by_user |= Q(user_id=user.strip(), code=int(code))
         return by_user | (Q(pk=int(term)) if term.isdigit() else NOTHING)
+
+    @admin.display(description="balance", ordering="running_total__balance")
+    def balance(self, obj):
+        # The database's running total (no row: nothing ever moved, zero).
+        total = getattr(obj, "running_total", None)
+        return amount_cell(total.balance if total else 0, obj.currency)
 
 
 @admin.register(Address)

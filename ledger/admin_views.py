@@ -32,7 +32,7 @@ class ImportForm(forms.Form):
         # The admin's account search (user id, account code): type "treasury" or "treasury 202".
         widget=AutocompleteSelect(Transaction._meta.get_field("destination"), admin.site),
         help_text="The account that receives the coins whose owner the books do not know: "
-        "search by user id and account code (a user id alone is their 201 balance).",
+        "search by user id (their balance), or a user id and an account code.",
         error_messages={"invalid_choice": "Unknown account."},
     )
     expected = forms.IntegerField(required=False, widget=forms.HiddenInput)
@@ -180,5 +180,8 @@ def reconcile_view(model_admin, request, object_id):
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency
-        context.update(result=result, fmt={k: c.amount(getattr(result, k)) for k in FIGURES})
+        fmt = {k: c.amount(getattr(result, k)) for k in FIGURES}
+        # The fees account gives what the network took: a person reads the fees paid, positive.
+        fmt["fees_paid"] = c.amount(-result.fees)
+        context.update(result=result, fmt=fmt)
     return TemplateResponse(request, "ledger/reconcile.html", context)

@@ -155,18 +155,20 @@ SYSTEM_CODES = (900, 910, 920)
 class Account(models.Model):
     """A user's account (codes 201..206, 230) per currency, or a wallet's system account."""
 
+    # Labels are what people read: a user account's name is its balances query field in words
+    # (balances/table.py derives them and its tests hold these to it), never the code.
     class Code(models.IntegerChoices):
-        BALANCE = 201, "201 balance"
-        ADVANCED_TRADING = 202, "202 advanced trading"
-        LOCKED = 203, "203 locked"
-        WITHDRAW_LOCKED = 204, "204 withdraw locked"
-        STAKING_LOCKED = 205, "205 staking locked"
-        ACTIVE_STAKING = 206, "206 active staking"
-        ADVANCED_TRADING_LOCKED = 230, "230 advanced trading locked"
+        BALANCE = 201, "balance"
+        ADVANCED_TRADING = 202, "advanced trading"
+        LOCKED = 203, "locked"
+        WITHDRAW_LOCKED = 204, "withdraw locked"
+        STAKING_LOCKED = 205, "staking locked"
+        ACTIVE_STAKING = 206, "active staking"
+        ADVANCED_TRADING_LOCKED = 230, "advanced trading locked"
         # System accounts, one each per wallet: the outside world seen from the books.
-        NETWORK = 900, "900 network"
-        IMPORT = 910, "910 import"
-        FEES = 920, "920 network fees"
+        NETWORK = 900, "network"
+        IMPORT = 910, "import"
+        FEES = 920, "network fees"
 
     USER_CODES = USER_CODES
     SYSTEM_CODES = SYSTEM_CODES
@@ -206,8 +208,8 @@ class Account(models.Model):
         ]
 
     def __str__(self):
-        owner = f"user {self.user_id}" if self.user_id is not None else f"wallet {self.wallet_id}"
-        return f"{self.currency.code} {self.code} {owner}"
+        owner = self.user_id if self.user_id is not None else f"wallet {self.wallet.name}"
+        return f"{self.get_code_display()} of {owner} ({self.currency.code})"
 
 
 class Address(models.Model):
@@ -525,7 +527,7 @@ class Transaction(models.Model):
 
     def __str__(self):
         amount = self.currency.amount(self.amount)
-        return f"{self.kind} {amount} {self.source_id}->{self.destination_id}"
+        return f"{self.get_kind_display()} {amount}: {self.source} to {self.destination}"
 
 
 class AccountBalance(models.Model):
