@@ -13,6 +13,8 @@ from django.utils.timesince import timesince
 from cryptoadmin.exports import CsvExportMixin
 
 from . import actors, operator
+from . import network_display as shown
+from .actors import people_actions
 from .admin_lists import NOTHING, IndexedSearch, InputFilter, ids, txid_of
 from .imports import IMPORT_PERM
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
@@ -378,6 +380,7 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         "amount_display",
         "state",
         "confirmations_of",
+        "paid_to",
         "age",
         "flag",
         "error",
@@ -389,7 +392,10 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         ("amount", lambda r: format_units(r.amount, r.currency.decimals) if r.amount else ""),
         ("currency", lambda r: r.currency.code),
         ("state", lambda r: r.state),
-        ("confirmations", lambda r: r.confirmations_now),
+        ("confirmations", lambda r: r.confirmations_shown),
+        ("users", lambda r: " ".join(user for user, _, _ in shown.paid(r))),
+        ("addresses", lambda r: " ".join(address for _, address, _ in shown.paid(r))),
+        ("ledger entries", lambda r: " ".join(str(e.pk) for e in r.ledger_entries.all())),
         ("opened_at", lambda r: r.opened_at),
         ("last_checked_at", lambda r: r.last_checked_at),
         ("flagged", lambda r: "yes" if r.flagged else ""),
@@ -401,7 +407,8 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
     ordering = ["-opened_at"]
     # Shown by amount_display (coins) and flag (nothing unless flagged: no red cross for "no").
     exclude = ["amount", "flagged"]
-    readonly_fields = ["amount_display", "flag"]
+    readonly_fields = ["amount_display", "flag", "entries"]
+    object_history_template = "ledger/networktransaction_history.html"
     search_help_text = "An exact txid, or one of our addresses it paid."
 
     def search_q(self, term):
@@ -419,16 +426,34 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         return format_html('<code title="{}">{}…</code>', obj.txid, obj.txid[:16])
 
     def get_queryset(self, request):
-        # An open mined row's confirmations follow from its wallet's tip (not rewritten per block).
-        return super().get_queryset(request).with_confirmations()
+        # A mined row's confirmations follow from its wallet's tip (not rewritten per block); the
+        # entries say whom it paid.
+        return (
+            super().get_queryset(request).with_confirmations_shown().prefetch_related(shown.ENTRIES)
+        )
 
     @admin.display(description="wallet", ordering="wallet__name")
     def wallet_name(self, obj):
         return obj.wallet.name
 
-    @admin.display(description="confirmations", ordering="confirmations_now")
+    @admin.display(description="confirmations", ordering="confirmations_shown")
     def confirmations_of(self, obj):
-        return f"{obj.confirmations_now} / {obj.currency.polling_threshold}"
+        return shown.confirmations_cell(obj)
+
+    @admin.display(description="paid")
+    def paid_to(self, obj):
+        return shown.paid_cell(obj)
+
+    @admin.display(description="ledger entries (whom it paid)")
+    def entries(self, obj):
+        return shown.entries_table(obj)
+
+    def history_view(self, request, object_id, extra_context=None):
+        row = self.get_object(request, object_id)
+        timeline = shown.timeline(row, people_actions(row)) if row is not None else []
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "timeline": timeline}
+        )
 
     @admin.display(description="age", ordering="opened_at")
     def age(self, obj):
