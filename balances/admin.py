@@ -11,6 +11,7 @@ from cryptoadmin.audit import record_change
 from cryptoadmin.words import count
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
+from .dashboard import cache_figures
 from .models import ApiToken
 from .table import FIELD_ACCOUNTS, USER_ID_RE, account_name, currency_rows
 
@@ -149,5 +150,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 # field name on hover: the admin's stylesheet capitalises headers.
                 "columns": [(name, account_name(code)) for name, code in FIELD_ACCOUNTS.items()],
                 "opts": self.model._meta,
+                "panel": cache_figures(),
             },
         )

@@ -6,6 +6,7 @@ from balances.views import graphql_view
 from ops.health import health
 from ops.metrics import metrics_view
 
+from . import home
 from .signin.forms import SecondFactorLoginForm
 from .signin.views import enrol
 
@@ -22,6 +23,7 @@ urlpatterns = [
     # The site is the admin: "/" and the admin's "View site" lead there.
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/second-factor/", admin.site.admin_view(enrol), name="second-factor"),
+    path("admin/needs-person/", home.fragment, name="needs-person"),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("graphql", graphql_view, name="graphql"),

@@ -80,6 +80,20 @@ class CurrencyAdmin(admin.ModelAdmin):
         return ["decimals"] if obj and obj.transactions.exists() else []
 
 
+class PollingFilter(admin.SimpleListFilter):
+    title = "polling"
+    parameter_name = "polling"
+
+    def lookups(self, request, model_admin):
+        return [("failing", "failing (node down)")]
+
+    def queryset(self, request, queryset):
+        # The wallets the poller works on whose last cycle failed: the home page's "nodes down".
+        if self.value() == "failing":
+            return queryset.active().exclude(last_poll_error="")
+        return queryset
+
+
 class WalletForm(forms.ModelForm):
     class Meta:
         model = Wallet
@@ -92,7 +106,7 @@ class WalletAdmin(admin.ModelAdmin):
     form = WalletForm
     list_display = ["name", "currency", "backend", "enabled", "node", "reconcile_link"]
     change_list_template = "ledger/wallet_change_list.html"
-    list_filter = ["backend", "currency", "enabled"]
+    list_filter = ["backend", "currency", "enabled", PollingFilter]
     list_select_related = ["currency"]
 
     @admin.display(description="backend settings")
