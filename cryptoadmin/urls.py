@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from balances.views import graphql_view
 from ops.health import health
 from ops.metrics import metrics_view
+from ops.person import person_view
 
 from . import home
 from .signin.forms import SecondFactorLoginForm
@@ -24,6 +25,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/second-factor/", admin.site.admin_view(enrol), name="second-factor"),
     path("admin/needs-person/", home.fragment, name="needs-person"),
+    path("admin/person/<str:user_id>/", admin.site.admin_view(person_view), name="person"),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("graphql", graphql_view, name="graphql"),

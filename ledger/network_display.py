@@ -48,10 +48,12 @@ def paid_cell(row):
     user, address, entry = rows[0]
     more = f" +{len(rows) - 1}" if len(rows) > 1 else ""
     return format_html(
-        '<a href="{}">{}</a>{} <code title="{}">{}</code>',
-        entry_url(entry),
+        '<a href="{}" title="their page">{}</a>{} <a href="{}" title="the ledger entry">'
+        '<code title="{}">{}</code></a>',
+        reverse("person", args=[user]),
         user,
         more,
+        entry_url(entry),
         address,
         f"{address[:12]}…" if len(address) > 13 else address,
     )
