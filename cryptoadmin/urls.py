@@ -3,6 +3,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from balances.views import graphql_view
+from ops.activity import activity_view
 from ops.health import health
 from ops.metrics import metrics_view
 from ops.person import person_view
@@ -25,6 +26,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/second-factor/", admin.site.admin_view(enrol), name="second-factor"),
     path("admin/needs-person/", home.fragment, name="needs-person"),
+    path("admin/activity/", admin.site.admin_view(activity_view), name="activity"),
     path("admin/person/<str:user_id>/", admin.site.admin_view(person_view), name="person"),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),

@@ -25,4 +25,4 @@ def needs_refresh_ms():
 @register.inclusion_tag("cryptoadmin/lists.html", takes_context=True)
 def project_lists(context):
     """Every list the person may open, one line per app (instead of Django's app tables)."""
-    return {"apps": context.get("app_list", [])}
+    return {"apps": context.get("app_list", []), "perms": context.get("perms")}
