@@ -12,14 +12,21 @@ from cryptoadmin.words import count
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
 from .dashboard import cache_figures
-from .models import ApiToken
+from .models import SCOPES, ApiToken, default_scopes
 from .table import FIELD_ACCOUNTS, USER_ID_RE, account_name, currency_rows
 
 
 class ApiTokenForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, f"{scope}: {what}") for scope, what in SCOPES.items()],
+        widget=forms.CheckboxSelectMultiple,
+        initial=default_scopes,
+        help_text="What the token may do; fixed once it is issued.",
+    )
+
     class Meta:
         model = ApiToken
-        fields = ["name"]
+        fields = ["name", "scopes"]
 
 
 class UserBalancesForm(forms.Form):
@@ -39,6 +46,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "name",
         "prefix",
         "status",
+        "scope_list",
         "created_by",
         "created_at",
         "last_used_at",
@@ -46,6 +54,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     ]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     readonly_fields = [
+        "scope_list",
         "prefix",
         "created_by",
         "created_at",
@@ -59,8 +68,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def status(self, obj):
         return "revoked" if obj.is_revoked else "active"
 
+    @admin.display(description="scopes")
+    def scope_list(self, obj):
+        return " ".join(obj.scopes or ())
+
     def get_fields(self, request, obj=None):
-        return ["name"] if obj is None else ["name", *self.readonly_fields]
+        return ["name", "scopes"] if obj is None else ["name", *self.readonly_fields]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is not None:
+            # Scopes are fixed at issue: the change page edits the name only.
+            kwargs["form"] = forms.modelform_factory(ApiToken, fields=["name"])
+        return super().get_form(request, obj, change, **kwargs)
 
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead: the row records who made and used the token
@@ -71,12 +90,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        token, raw = ApiToken.issue(obj.name, created_by=request.user)
-        obj.pk, obj.token_hash, obj.prefix, obj.created_at = (
+        scopes = form.cleaned_data["scopes"]
+        token, raw = ApiToken.issue(obj.name, created_by=request.user, scopes=scopes)
+        obj.pk, obj.token_hash, obj.prefix, obj.created_at, obj.scopes = (
             token.pk,
             token.token_hash,
             token.prefix,
             token.created_at,
+            token.scopes,
         )
         obj._state.adding = False
         obj._raw_token = raw  # shown once by response_add, stored nowhere

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from ledger.errors import CryptoadminError
 
-from .models import ApiToken, hash_token
+from .models import BALANCES_READ, ApiToken, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one UPDATE per token per minute
 
@@ -30,20 +30,28 @@ def bearer_token(request):
     return value.strip()
 
 
+def live_token(raw: str) -> ApiToken:
+    """The unrevoked token whose raw value this is (its last use recorded); Denied otherwise."""
+    if len(raw) > 200:
+        raise Denied(401, "invalid API token")
+    token = ApiToken.objects.filter(token_hash=hash_token(raw)).first()
+    if token is None:
+        raise Denied(401, "invalid API token")
+    if token.revoked_at is not None:
+        raise Denied(403, "this API token was revoked")
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token
+
+
 def authenticate(request) -> str:
     """'token' or 'session'; raises Denied(401|403) otherwise."""
     raw = bearer_token(request)
     if raw is not None:
-        if len(raw) > 200:
-            raise Denied(401, "invalid API token")
-        token = ApiToken.objects.filter(token_hash=hash_token(raw)).first()
-        if token is None:
-            raise Denied(401, "invalid API token")
-        if token.revoked_at is not None:
-            raise Denied(403, "this API token was revoked")
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token = live_token(raw)
+        if not token.has_scope(BALANCES_READ):
+            raise Denied(403, f"this API token lacks the scope {BALANCES_READ}")
         request.api_token = token
         return "token"
     user = getattr(request, "user", None)

@@ -224,6 +224,16 @@ GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 1000)
 GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 
+# --- Hosts the server may call (ledger/hosts.py; docs/security.md) ---------------------------
+# Node URLs and block.io's base_url must name a host on NODE_HOSTS, webhook URLs one on
+# WEBHOOK_HOSTS: checked when a wallet or an endpoint is saved and before every request, so a
+# person editing one cannot make the server call an arbitrary address. Entries: host names,
+# ".example.com" (the domain and its subdomains), IP addresses, IP networks (10.0.0.0/8).
+# Loopback is added in DEBUG only (a node on this machine in development).
+LOOPBACK_HOSTS = ["localhost", "127.0.0.0/8", "::1"]
+NODE_HOSTS = env_list("NODE_HOSTS") + (LOOPBACK_HOSTS if DEBUG else [])
+WEBHOOK_HOSTS = env_list("WEBHOOK_HOSTS") + (LOOPBACK_HOSTS if DEBUG else [])
+
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
@@ -299,3 +309,12 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 ALERT_URLS = os.environ.get("ALERT_URLS", "")
 ALERT_REMINDER_MINUTES = env_int("ALERT_REMINDER_MINUTES", 60)
 ALERT_NODE_DOWN_MINUTES = env_int("ALERT_NODE_DOWN_MINUTES", 5)
+
+# --- The product's API (/api/v1/) ------------------------------------------------------------
+# ninja serves its docs page's scripts from its own static files (nothing from outside).
+INSTALLED_APPS += ["ninja", "api"]
+# Outermost after security and static files: a refusal from any later layer keeps the API's shape.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
+    "api.middleware.ApiErrorShapeMiddleware",
+)

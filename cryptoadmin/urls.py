@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
+from api.main import api
 from balances.views import graphql_view
 from ops.activity import activity_view
 from ops.health import health
@@ -32,4 +33,5 @@ urlpatterns = [
     path("health", health, name="health"),
     path("graphql", graphql_view, name="graphql"),
     path("metrics", metrics_view, name="metrics"),
+    path("api/v1/", api.urls),
 ]

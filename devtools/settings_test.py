@@ -8,7 +8,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crypto
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 
 from cryptoadmin.settings import *  # noqa: E402,F401,F403
-from cryptoadmin.settings import DATABASES  # noqa: E402
+from cryptoadmin.settings import DATABASES, LOOPBACK_HOSTS, NODE_HOSTS, WEBHOOK_HOSTS  # noqa: E402
 
 DATABASES["sqlite"] = {
     "ENGINE": "django.db.backends.sqlite3",
@@ -20,3 +20,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TEST_HOOKS = (
     True  # cryptoadmin.faults: tests crash or park a process at named money-path boundaries
 )
+# The suite's regtest nodes, block.io double and webhook receivers listen on loopback.
+NODE_HOSTS = NODE_HOSTS + LOOPBACK_HOSTS
+WEBHOOK_HOSTS = WEBHOOK_HOSTS + LOOPBACK_HOSTS

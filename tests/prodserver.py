@@ -29,6 +29,8 @@ def production_env(child_env, tmp_path, **extra) -> dict:
             "STATIC_ROOT": str(tmp_path / "static"),
             "CRYPTOADMIN_FAULT": "",
             "Q_WORKERS": "1",
+            # The suite's regtest node listens on loopback.
+            "NODE_HOSTS": "127.0.0.1",
         }
     )
     env.update(extra)

@@ -71,9 +71,13 @@ def test_it_stores_only_a_hash_and_records_last_use(funded):
 def test_it_shows_the_raw_token_once_when_created_in_the_admin(superuser):
     client = Client()
     client.force_login(superuser)
-    response = client.post("/admin/balances/apitoken/add/", {"name": "mobile app"})
+    response = client.post(
+        "/admin/balances/apitoken/add/",
+        {"name": "mobile app", "scopes": ["balances:read", "transfers:write"]},
+    )
     assert response.status_code == 200
     token = ApiToken.objects.get(name="mobile app")
+    assert token.scopes == ["balances:read", "transfers:write"]
     page = response.content.decode()
     raw = page.split('<code id="raw-token" style="font-size: 1.2em">')[1].split("</code>")[0]
     assert hash_token(raw) == token.token_hash and token.created_by == superuser
@@ -96,3 +100,43 @@ def test_it_lets_only_permitted_staff_revoke(funded, viewer):
     token.refresh_from_db()
     assert token.revoked_at is not None and token.revoked_by == viewer
     assert ask(balances_query("u-1"), raw).status_code == 403
+
+
+def test_it_refuses_the_balances_query_to_a_token_without_balances_read(funded):
+    _, raw = ApiToken.issue("events reader", scopes=["events:read"])
+    response = ask(balances_query("u-1"), raw)
+    assert response.status_code == 403
+    assert "data" not in response.json() and "balances:read" in response.content.decode()
+
+
+def test_it_refuses_an_admin_token_without_a_scope(superuser):
+    client = Client()
+    client.force_login(superuser)
+    response = client.post("/admin/balances/apitoken/add/", {"name": "nothing"})
+    assert response.status_code == 200 and b'id="raw-token"' not in response.content
+    assert not ApiToken.objects.filter(name="nothing").exists()
+
+
+def test_it_issues_a_token_from_the_command_with_its_scopes_and_issuer(superuser):
+    from io import StringIO
+
+    from django.contrib.admin.models import LogEntry
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command(
+        "issue_api_token",
+        "shop",
+        "--scope",
+        "transfers:write",
+        "--scope",
+        "events:read",
+        "--by",
+        superuser.username,
+        stdout=out,
+    )
+    raw = out.getvalue().strip().splitlines()[-1]
+    token = ApiToken.objects.get(token_hash=hash_token(raw))
+    assert token.name == "shop" and token.scopes == ["events:read", "transfers:write"]
+    assert token.created_by == superuser
+    assert LogEntry.objects.filter(object_id=str(token.pk), user=superuser).exists()

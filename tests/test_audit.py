@@ -91,7 +91,9 @@ def test_it_records_a_new_wallet_with_its_secrets_masked(client, admin_user):
 
 def test_it_records_api_token_issue_and_revocation(client, admin_user):
     client.force_login(admin_user)
-    client.post("/admin/balances/apitoken/add/", {"name": "wallets app"})
+    client.post(
+        "/admin/balances/apitoken/add/", {"name": "wallets app", "scopes": ["balances:read"]}
+    )
     token = ApiToken.objects.get(name="wallets app")
     response = client.post(
         "/admin/balances/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}

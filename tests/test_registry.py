@@ -13,6 +13,7 @@ def test_it_lists_the_project_apps_of_installed_apps_in_their_panel_order():
         "ledger",
         "broadcasts",
         "balances",
+        "api",
         "cryptoadmin",
     ]
 
