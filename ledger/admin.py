@@ -12,7 +12,7 @@ from django.utils.timesince import timesince
 
 from cryptoadmin.exports import CsvExportMixin
 
-from . import actors, operator
+from . import actors, operator, wallet_form
 from . import network_display as shown
 from .actors import people_actions
 from .admin_lists import NOTHING, IndexedSearch, InputFilter, ids, txid_of
@@ -94,18 +94,12 @@ class PollingFilter(admin.SimpleListFilter):
         return queryset
 
 
-class WalletForm(forms.ModelForm):
-    class Meta:
-        model = Wallet
-        fields = ["name", "currency", "backend", "backend_settings", "enabled"]
-        help_texts = {"backend_settings": "Secrets are stored as entered and shown masked."}
-
-
 @admin.register(Wallet)
 class WalletAdmin(admin.ModelAdmin):
-    form = WalletForm
+    form = wallet_form.WalletForm
     list_display = ["name", "currency", "backend", "enabled", "node", "reconcile_link"]
     change_list_template = "ledger/wallet_change_list.html"
+    change_form_template = "ledger/wallet_change_form.html"
     list_filter = ["backend", "currency", "enabled", PollingFilter]
     list_select_related = ["currency"]
 
@@ -152,7 +146,7 @@ class WalletAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    actions = ["rescan_now"]
+    actions = ["rescan_now", "retire"]
     STATUS_FIELDS = [
         "last_block_hash",
         "last_polled_at",
@@ -164,25 +158,68 @@ class WalletAdmin(admin.ModelAdmin):
         "reconciliation_figures",
     ]
 
-    def get_fields(self, request, obj=None):
-        # Existing wallets never render their secrets back into the page.
-        if obj is not None:
+    def get_fieldsets(self, request, obj=None):
+        # The node settings of the wallet's backend as fields; an existing wallet shows them
+        # masked beside the fields that replace them (secrets never rendered back).
+        if obj is None:
             return [
-                "name",
-                "currency",
-                "backend",
-                "settings_masked",
-                "enabled",
-                *self.STATUS_FIELDS,
+                (None, {"fields": ["name", "currency", "backend", "enabled"]}),
+                *[(t, {"fields": f}) for t, f in wallet_form.FIELDSETS.values()],
             ]
-        return super().get_fields(request, obj)
+        title, fields = wallet_form.FIELDSETS[obj.backend]
+        return [
+            (None, {"fields": ["name", "currency", "backend", "enabled", "retired_at"]}),
+            (title, {"fields": ["settings_masked", *fields]}),
+            ("Status", {"fields": self.STATUS_FIELDS}),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         return (
-            ["settings_masked", "currency", "backend", *self.STATUS_FIELDS]
+            ["settings_masked", "currency", "backend", "retired_at", *self.STATUS_FIELDS]
             if obj is not None
             else []
         )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = wallet_form.WalletForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    @admin.action(description="Retire (disable for good, free the name)", permissions=["retire"])
+    def retire(self, request, queryset):
+        from .wallets import RetireRefused, retire
+
+        for wallet in queryset:
+            try:
+                retire(wallet, by=request.user)
+            except RetireRefused as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"Retired {wallet.name}.", messages.SUCCESS)
+
+    def has_retire_permission(self, request):
+        from .wallets import RETIRE_PERM
+
+        return actors.allowed(request.user, RETIRE_PERM)
+
+    def test_connection_view(self, request):
+        """Tries the settings typed in the form against the node: a POST that saves nothing."""
+        from django.http import JsonResponse
+
+        from .wallets import try_connection
+
+        if request.method != "POST":
+            return JsonResponse({"ok": False, "code": "post_only"}, status=405)
+        obj = None
+        if (request.POST.get("object_id") or "").isdigit():
+            obj = Wallet.objects.filter(pk=int(request.POST["object_id"])).first()
+        if not (self.has_add_permission(request) or self.has_change_permission(request, obj)):
+            raise PermissionDenied
+        form = wallet_form.WalletForm(request.POST, instance=obj)
+        if not form.is_valid():
+            errors = {k: [str(m) for m in v] for k, v in form.errors.items()}
+            return JsonResponse({"ok": False, "code": "invalid", "errors": errors}, status=400)
+        ok, code, message = try_connection(form.instance)
+        return JsonResponse({"ok": ok, "code": code, "message": message})
 
     @admin.action(description="Rescan now (queued)", permissions=["rescan"])
     def rescan_now(self, request, queryset):
@@ -209,6 +246,11 @@ class WalletAdmin(admin.ModelAdmin):
                 "import/",
                 wrap(lambda r: admin_views.import_wallet_balance_view(self, r)),
                 name="ledger_wallet_import",
+            ),
+            path(
+                "test-connection/",
+                wrap(self.test_connection_view),
+                name="ledger_wallet_test_connection",
             ),
             path(
                 "<int:object_id>/reconcile/",

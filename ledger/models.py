@@ -77,6 +77,9 @@ class Wallet(models.Model):
     # Secrets: never shown in the admin or logs (see backend_settings_masked).
     backend_settings = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    # Retired: disabled for good and renamed, so its name can be given to a new wallet; its
+    # accounts, addresses and history stay (ledger/wallets.py).
+    retired_at = models.DateTimeField(null=True, blank=True)
     last_block_hash = models.CharField(
         max_length=64,
         blank=True,
