@@ -6,8 +6,6 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from cryptoadmin.audit import record_change
-
 from . import actors, services
 from .backends import BackendError, NodeUnreachable
 from .errors import CryptoadminError
@@ -58,13 +56,10 @@ def retire(wallet: Wallet, *, by) -> Wallet:
             raise RetireRefused(
                 f"{row.name} has network transactions still followed.", code="wallet_busy"
             )
-        now = timezone.now()
-        old = (row.name, row.enabled)
-        new_name = f"{row.name} (retired #{row.pk})"[:64]
-        Wallet.objects.filter(pk=row.pk, retired_at__isnull=True).update(
-            name=new_name, enabled=False, retired_at=now
-        )
-        row.name, row.enabled, row.retired_at = new_name, False, now
-        record_change(row, {"name": (old[0], new_name), "enabled": (old[1], False)})
-        actors.log_action(by, row, f"Retired (was {old[0]})")
+        old_name = row.name
+        row.name = f"{row.name} (retired #{row.pk})"[:64]
+        row.enabled, row.retired_at = False, timezone.now()
+        # A save of the locked row (not a queryset update): the audit log sees the change.
+        row.save(update_fields=["name", "enabled", "retired_at"])
+        actors.log_action(by, row, f"Retired (was {old_name})")
     return row

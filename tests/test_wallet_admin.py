@@ -118,3 +118,12 @@ def test_it_retires_an_empty_wallet_and_frees_its_name(client, superuser, btc, d
     client.post("/admin/ledger/wallet/", {"action": "retire", "_selected_action": [full.pk]})
     full.refresh_from_db()
     assert full.retired_at is None and full.enabled  # it holds coins: not retired
+
+
+def test_it_records_a_retirement_in_the_audit_log(client, superuser, db_wallet):
+    from auditlog.models import LogEntry as AuditEntry
+
+    client.force_login(superuser)
+    client.post("/admin/ledger/wallet/", {"action": "retire", "_selected_action": [db_wallet.pk]})
+    entry = AuditEntry.objects.get_for_object(db_wallet).first()
+    assert entry.actor == superuser and entry.changes_dict["enabled"] == ["True", "False"]
