@@ -83,8 +83,8 @@ def measure(wallet, n, n_addresses):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from broadcasts.broadcaster import Broadcaster
     from broadcasts.models import Broadcast
-    from broadcasts.services import Broadcaster
 
     total = queue(wallet, n, n_addresses)
     broadcaster = Broadcaster(wallet)

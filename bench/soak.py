@@ -263,7 +263,8 @@ class Soak:
         return f"outside paid {step['user']} {step['amount']} in {txid[:12]}"
 
     def do_withdraw(self, step):
-        from broadcasts.services import OutgoingError, send_external
+        from broadcasts.errors import OutgoingError
+        from broadcasts.withdrawals import send_external
         from ledger import services as ledger
 
         account = ledger.user_account(step["user"], self.currency, 201)
@@ -291,7 +292,7 @@ class Soak:
         return outcome + (f"; a person closed {closed} interrupted broadcast(s)" if closed else "")
 
     def interrupted_now(self) -> set[int]:
-        from broadcasts.services import interrupted_broadcasts
+        from broadcasts.selections import interrupted_broadcasts
 
         return set(interrupted_broadcasts().filter(wallet=self.wallet).values_list("pk", flat=True))
 

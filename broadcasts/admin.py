@@ -22,7 +22,8 @@ from ledger.backends import BackendError
 from ledger.models import Account, Wallet
 from ledger.money import format_units
 
-from . import services
+from . import approvals, closable, closing, nonce, selections, withdrawals
+from .errors import CloseError, DecisionError, OutgoingError
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 
 
@@ -35,7 +36,7 @@ class InterruptedFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(pk__in=services.interrupted_broadcasts().values("pk"))
+            return queryset.filter(pk__in=selections.interrupted_broadcasts().values("pk"))
         if self.value() == "attention":
             return queryset.filter(needs_attention=True)
         return queryset
@@ -199,10 +200,10 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
 
     def can_close(self, request, obj):
         return (
-            services.may_close(request.user)
+            closable.may_close(request.user)
             and obj is not None
             and obj.state == Broadcast.State.OPENED
-            and obj.pk in set(services.interrupted_broadcasts().values_list("pk", flat=True))
+            and obj.pk in set(selections.interrupted_broadcasts().values_list("pk", flat=True))
         )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -212,7 +213,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
             can_close=self.can_close(request, obj),
             interrupted=obj is not None and obj.state == Broadcast.State.OPENED,
             in_flight=obj is not None and obj.in_flight,
-            can_acknowledge=services.may_close(request.user),
+            can_acknowledge=closable.may_close(request.user),
         )
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -236,7 +237,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
 
     def _closable(self, request, object_id):
         # The page itself is the close flow's: its services check again on every action.
-        if not services.may_close(request.user):
+        if not closable.may_close(request.user):
             raise PermissionDenied
         return get_object_or_404(Broadcast.objects.select_related("wallet__currency"), pk=object_id)
 
@@ -244,7 +245,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         broadcast = self._closable(request, object_id)
         url = reverse("admin:broadcasts_broadcast_close", args=[broadcast.pk])
         try:
-            found = services.search_on_chain(broadcast, by=request.user)
+            found = closing.search_on_chain(broadcast, by=request.user)
         except BackendError as exc:
             messages.error(request, f"Cannot search the node's wallet: {exc}")
             return redirect(url)
@@ -277,8 +278,8 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
             return redirect(change_url)
         reason = request.POST.get("reason", "")
         try:
-            services.acknowledge_attention(broadcast, request.user, reason)
-        except services.CloseError as exc:
+            closing.acknowledge_attention(broadcast, request.user, reason)
+        except CloseError as exc:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Broadcast #{broadcast.pk} acknowledged.")
@@ -319,14 +320,14 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
             if form.is_valid():
                 data = form.cleaned_data
                 try:
-                    how = services.close_by_hand(
+                    how = closing.close_by_hand(
                         broadcast,
                         data["method"],
                         by=request.user,
                         reason=data["reason"],
                         txid=data["txid"],
                     )
-                except services.CloseError as exc:
+                except CloseError as exc:
                     form.add_error(None, str(exc))
                 else:
                     messages.success(request, f"Broadcast #{broadcast.pk} closed by hand: {how}.")
@@ -344,7 +345,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
             broadcast=broadcast,
             form=form,
             backend_has_nonce=backend_has_nonce,
-            nonce_retry_allowed=backend_has_nonce and services.nonce_retry_allowed(broadcast),
+            nonce_retry_allowed=backend_has_nonce and nonce.nonce_retry_allowed(broadcast),
             outputs=sorted(broadcast.outputs.items()),
             currency=broadcast.wallet.currency,
             **self._signed_context(broadcast),
@@ -353,7 +354,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
 
 
 class QueueForm(forms.Form):
-    """Only the inputs; services.queue_withdrawal applies every rule."""
+    """Only the inputs; withdrawals.queue_withdrawal applies every rule."""
 
     user_id = forms.CharField(
         max_length=128, help_text="External user id (paid from their 201 balance)"
@@ -396,7 +397,7 @@ def _decide(modeladmin, request, queryset, verb, decide, needs_reason):
     for out in queryset.select_related("currency", "account"):
         try:
             decide(out, request.user, reason) if needs_reason else decide(out, request.user)
-        except services.DecisionError as exc:
+        except DecisionError as exc:
             messages.error(request, str(exc))
         else:
             done += 1
@@ -414,17 +415,17 @@ def _decide(modeladmin, request, queryset, verb, decide, needs_reason):
 
 @admin.action(description="Approve (four eyes: not ones you queued)", permissions=["approve"])
 def approve_outgoing(modeladmin, request, queryset):
-    return _decide(modeladmin, request, queryset, "approved", services.approve, needs_reason=False)
+    return _decide(modeladmin, request, queryset, "approved", approvals.approve, needs_reason=False)
 
 
 @admin.action(description="Reject awaiting approval (money back to 201)", permissions=["cancel"])
 def reject_outgoing(modeladmin, request, queryset):
-    return _decide(modeladmin, request, queryset, "rejected", services.reject, needs_reason=True)
+    return _decide(modeladmin, request, queryset, "rejected", approvals.reject, needs_reason=True)
 
 
 @admin.action(description="Cancel (money back to 201)", permissions=["cancel"])
 def cancel_outgoing(modeladmin, request, queryset):
-    return _decide(modeladmin, request, queryset, "cancelled", services.cancel, needs_reason=True)
+    return _decide(modeladmin, request, queryset, "cancelled", approvals.cancel, needs_reason=True)
 
 
 def queued_message(out: OutgoingTransaction) -> str:
@@ -432,7 +433,7 @@ def queued_message(out: OutgoingTransaction) -> str:
     what = f"{out.currency.amount(out.amount)} to {out.address} for user {out.account.user_id}"
     if out.state != OutgoingTransaction.State.AWAITING_APPROVAL:
         return f"Queued {what} for the next broadcast."
-    names = services.who_may_approve(out)
+    names = approvals.who_may_approve(out)
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     who = (
         f"another person with the approve permission (not you): {shown}"
@@ -529,10 +530,10 @@ class OutgoingTransactionAdmin(
     ]
 
     def has_approve_permission(self, request):
-        return actors.allowed(request.user, services.APPROVE_PERM)
+        return actors.allowed(request.user, approvals.APPROVE_PERM)
 
     def has_cancel_permission(self, request):
-        return actors.allowed(request.user, services.CANCEL_PERM)
+        return actors.allowed(request.user, approvals.CANCEL_PERM)
 
     @admin.display(description="why")
     def why(self, obj):
@@ -587,7 +588,7 @@ class OutgoingTransactionAdmin(
 
     def changelist_view(self, request, extra_context=None):
         extra_context = dict(
-            extra_context or {}, can_queue=actors.allowed(request.user, services.QUEUE_PERM)
+            extra_context or {}, can_queue=actors.allowed(request.user, withdrawals.QUEUE_PERM)
         )
         return super().changelist_view(request, extra_context)
 
@@ -601,13 +602,13 @@ class OutgoingTransactionAdmin(
         ] + super().get_urls()
 
     def queue_view(self, request):
-        if not actors.allowed(request.user, services.QUEUE_PERM):
+        if not actors.allowed(request.user, withdrawals.QUEUE_PERM):
             raise PermissionDenied  # the page is the queue flow's; queue_withdrawal checks again
         form = QueueForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                out = services.queue_withdrawal(
+                out = withdrawals.queue_withdrawal(
                     data["user_id"],
                     data["wallet"].currency,
                     data["address"],
@@ -616,7 +617,7 @@ class OutgoingTransactionAdmin(
                     wallet=data["wallet"],
                     label=data["label"],
                 )
-            except services.OutgoingError as exc:
+            except OutgoingError as exc:
                 form.add_error(exc.field, str(exc))
             else:
                 messages.success(request, queued_message(out))

@@ -6,7 +6,7 @@ from cryptoadmin.words import count as counted
 from cryptoadmin.words import verb
 
 from .models import Broadcast, OutgoingTransaction
-from .services import (
+from .selections import (
     awaiting_approval,
     interrupted_broadcasts,
     needing_attention,

@@ -1,4 +1,4 @@
-from .services import interrupted_broadcasts, needing_attention
+from .selections import interrupted_broadcasts, needing_attention
 
 
 def checks():

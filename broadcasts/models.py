@@ -1,6 +1,6 @@
 """Outgoing transactions and the broadcasts that carry them to the network.
 
-An outgoing transaction is queued by `services.send_external` (201 -> 204 in the books) and
+An outgoing transaction is queued by `withdrawals.send_external` (201 -> 204 in the books) and
 sent as part of one broadcast: one transaction per wallet, signed and recorded before it is
 sent where the backend signs (bitcoind), a single `sendmany`-style call elsewhere (block.io).
 Amounts are int base units.
@@ -280,7 +280,7 @@ class WithdrawalRule(models.Model):
     """A currency's withdrawal rules, edited in the admin and audited (cryptoadmin/audit.py).
 
     Kept here rather than on ledger.Currency: they are rules of queueing withdrawals, read
-    only by broadcasts/services.py, and a currency without a row has no limits."""
+    only by broadcasts/withdrawals.py and signed.py, and a currency without a row has no limits."""
 
     currency = models.OneToOneField(
         "ledger.Currency", on_delete=models.PROTECT, related_name="withdrawal_rule"

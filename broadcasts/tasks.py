@@ -1,6 +1,6 @@
 """django-q2 entry points: thin, the work is in services."""
 
-from .services import broadcast_wallets
+from .broadcaster import broadcast_wallets
 
 
 def broadcast_all_wallets():

@@ -408,7 +408,7 @@ class NetworkTransaction(models.Model):
             models.UniqueConstraint(
                 fields=["wallet", "txid", "type"], name="network_tx_unique_per_wallet_txid_type"
             ),
-            # Our own broadcast is one row whatever wallet looks it up (broadcasts/services.py
+            # Our own broadcast is one row whatever wallet looks it up (broadcasts/settlement.py
             # finds it by currency and txid).
             models.UniqueConstraint(
                 fields=["currency", "txid"],

@@ -44,7 +44,7 @@ class Event:
 
 
 def interrupted_broadcast_events() -> list[Event]:
-    from broadcasts.services import interrupted_broadcasts
+    from broadcasts.selections import interrupted_broadcasts
 
     return [
         Event(

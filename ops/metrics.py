@@ -77,7 +77,7 @@ def network_transaction_metrics(now):
 
 def outgoing_metrics():
     from broadcasts.models import OutgoingTransaction as OT
-    from broadcasts.services import interrupted_broadcasts
+    from broadcasts.selections import interrupted_broadcasts
     from ledger.models import Currency, Wallet
 
     codes = dict(Currency.objects.values_list("id", "code"))

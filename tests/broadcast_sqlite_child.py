@@ -22,7 +22,7 @@ from django.db import connection  # noqa: E402
 def setup(node_url, address, units):
     from django.contrib.auth import get_user_model
 
-    from broadcasts.services import send_external
+    from broadcasts.withdrawals import send_external
     from ledger.models import Wallet
     from tests.support import credit_user, grant, make_currency
 
@@ -56,7 +56,8 @@ class Blind:
 def close(method, *args):
     from django.contrib.auth import get_user_model
 
-    from broadcasts import services
+    from broadcasts.closing import close_as_broadcasted, close_as_never_left
+    from broadcasts.errors import CloseError
     from broadcasts.models import Broadcast
 
     blind = "--blind" in args
@@ -68,14 +69,12 @@ def close(method, *args):
         backend = Blind(backend)
     try:
         if method == "never_left":
-            services.close_as_never_left(
-                broadcast, user, "checked by the sqlite test", backend=backend
-            )
+            close_as_never_left(broadcast, user, "checked by the sqlite test", backend=backend)
         else:
-            services.close_as_broadcasted(
+            close_as_broadcasted(
                 broadcast, args[0], user, "checked by the sqlite test", backend=backend
             )
-    except services.CloseError as exc:
+    except CloseError as exc:
         print("refused:", exc, flush=True)
         return
     print("closed", flush=True)
@@ -83,7 +82,7 @@ def close(method, *args):
 
 def state():
     from broadcasts.models import Broadcast, OutgoingTransaction
-    from broadcasts.services import interrupted_broadcasts
+    from broadcasts.selections import interrupted_broadcasts
 
     print(
         json.dumps(

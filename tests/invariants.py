@@ -291,7 +291,7 @@ def _signature(wallet: Wallet, ours):
 
 def cycle(wallet: Wallet) -> None:
     """One poll and one broadcaster run, in this process."""
-    from broadcasts.services import Broadcaster
+    from broadcasts.broadcaster import Broadcaster
     from ledger.confirmations import poll_wallet
 
     wallet = Wallet.objects.select_related("currency").get(pk=wallet.pk)

@@ -347,12 +347,15 @@ class OperatorPersona:
     def settle(self, wallet, only=None) -> int:
         """Look at the wallet's interrupted broadcasts (`only`: among these ids) and close what
         the chain shows. Returns how many were closed."""
-        from broadcasts import services
+        from broadcasts.closing import close_by_hand, search_on_chain
+        from broadcasts.errors import CloseError
         from broadcasts.models import Broadcast
+        from broadcasts.nonce import nonce_retry_allowed
+        from broadcasts.selections import interrupted_broadcasts
         from ledger.backends import BackendError
 
         Close = Broadcast.CloseMethod
-        rows = services.interrupted_broadcasts().filter(wallet_id=wallet.pk).order_by("pk")
+        rows = interrupted_broadcasts().filter(wallet_id=wallet.pk).order_by("pk")
         if only is not None:
             rows = rows.filter(pk__in=list(only))
         closed = 0
@@ -360,12 +363,10 @@ class OperatorPersona:
             txid, how = "", None
             try:
                 backend = broadcast.wallet.get_backend()
-                if getattr(backend, "supports_nonce", False) and services.nonce_retry_allowed(
-                    broadcast
-                ):
+                if getattr(backend, "supports_nonce", False) and nonce_retry_allowed(broadcast):
                     how, reason = Close.SAME_NONCE, "the send's reply was lost; retried its nonce"
                 else:
-                    found = services.search_on_chain(broadcast, by=self.user)
+                    found = search_on_chain(broadcast, by=self.user)
                     if len(found) == 1:
                         how, txid = Close.REACHED_NETWORK, found[0]
                         reason = f"found on chain as {txid}"
@@ -374,8 +375,8 @@ class OperatorPersona:
                     else:
                         self.notes.append(f"broadcast #{broadcast.pk}: {len(found)} found: {found}")
                         continue
-                services.close_by_hand(broadcast, how, by=self.user, reason=reason, txid=txid)
-            except (services.CloseError, BackendError) as exc:
+                close_by_hand(broadcast, how, by=self.user, reason=reason, txid=txid)
+            except (CloseError, BackendError) as exc:
                 self.notes.append(f"broadcast #{broadcast.pk} not closed ({how}): {exc}")
                 continue
             self.settled.append(broadcast.pk)

@@ -70,7 +70,7 @@ def test_it_rescans_only_active_wallets(wallets, monkeypatch):
 
 
 def test_it_broadcasts_only_for_active_wallets(wallets, monkeypatch):
-    from broadcasts import services
+    from broadcasts import broadcaster
 
     seen = []
 
@@ -79,9 +79,9 @@ def test_it_broadcasts_only_for_active_wallets(wallets, monkeypatch):
             seen.append(wallet.name)
 
         def run(self):
-            return services.Result(message="")
+            return broadcaster.Result(message="")
 
-    monkeypatch.setattr(services, "Broadcaster", Recorder)
-    services.broadcast_wallets()
+    monkeypatch.setattr(broadcaster, "Broadcaster", Recorder)
+    broadcaster.broadcast_wallets()
     assert "active-on" in seen
     assert not {"active-currency-off", "active-wallet-off"} & set(seen)

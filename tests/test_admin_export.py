@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from broadcasts.models import Broadcast, OutgoingTransaction
-from broadcasts.services import send_external
+from broadcasts.withdrawals import send_external
 from ledger.models import NetworkTransaction
 from tests.support import credit_user, grant
 

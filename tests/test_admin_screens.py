@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from broadcasts.models import Broadcast
-from broadcasts.services import send_external
+from broadcasts.withdrawals import send_external
 from ledger import services
 from ledger.models import NetworkTransaction, Wallet
 from tests.support import credit_user, grant

@@ -6,15 +6,12 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
+from broadcasts.broadcaster import Broadcaster
+from broadcasts.closing import close_as_broadcasted, close_as_never_left
+from broadcasts.errors import CloseError
 from broadcasts.models import Broadcast
-from broadcasts.services import (
-    Broadcaster,
-    CloseError,
-    close_as_broadcasted,
-    close_as_never_left,
-    interrupted_broadcasts,
-    send_external,
-)
+from broadcasts.selections import interrupted_broadcasts
+from broadcasts.withdrawals import send_external
 from ledger import imports, services
 from ledger.confirmations import update_confirmations
 from ledger.models import NetworkTransaction, Transaction

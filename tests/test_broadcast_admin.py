@@ -5,8 +5,9 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
+from broadcasts.broadcaster import Broadcaster
 from broadcasts.models import Broadcast, OutgoingTransaction
-from broadcasts.services import Broadcaster, send_external
+from broadcasts.withdrawals import send_external
 from tests.broadcast_helpers import end_lease
 from tests.support import SendOutcomeUnknown, credit_user, grant
 
@@ -258,7 +259,8 @@ def test_it_closes_by_hand_through_one_service_that_checks_the_permission(
 ):
     from django.core.exceptions import PermissionDenied
 
-    from broadcasts.services import CloseError, close_by_hand
+    from broadcasts.closing import close_by_hand
+    from broadcasts.errors import CloseError
     from ledger.actors import SYSTEM
 
     with pytest.raises(PermissionDenied):

@@ -6,8 +6,9 @@ import subprocess
 import pytest
 from django.core.management import CommandError, call_command
 
+from broadcasts.broadcaster import Broadcaster
 from broadcasts.models import Broadcast
-from broadcasts.services import Broadcaster, send_external
+from broadcasts.withdrawals import send_external
 from tests.broadcast_helpers import end_lease
 from tests.support import PYTHON, REPO, SendOutcomeUnknown, credit_user
 

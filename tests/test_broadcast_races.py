@@ -10,17 +10,14 @@ from collections import Counter
 
 import pytest
 
+from broadcasts.broadcaster import Broadcaster
+from broadcasts.chain import find_on_chain
+from broadcasts.closing import close_as_broadcasted, close_as_never_left
+from broadcasts.errors import CloseError
+from broadcasts.lease import busy_wallet_ids
 from broadcasts.models import Broadcast, OutgoingTransaction
-from broadcasts.services import (
-    Broadcaster,
-    CloseError,
-    busy_wallet_ids,
-    close_as_broadcasted,
-    close_as_never_left,
-    find_on_chain,
-    interrupted_broadcasts,
-    send_external,
-)
+from broadcasts.selections import interrupted_broadcasts
+from broadcasts.withdrawals import send_external
 from ledger import services as ledger
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account

@@ -4,8 +4,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from broadcasts.broadcaster import Broadcaster
 from broadcasts.models import Broadcast, OutgoingTransaction
-from broadcasts.services import Broadcaster, interrupted_broadcasts, send_external
+from broadcasts.selections import interrupted_broadcasts
+from broadcasts.withdrawals import send_external
 from ledger import services as ledger
 from ledger.backends import NodeUnreachable, OutcomeUnknown
 from ledger.backends.bitcoind import BitcoindBackend
@@ -255,7 +257,7 @@ class NodeNotCaughtUp(BitcoindBackend):
 def test_it_takes_back_what_a_wrong_never_left_close_requeued_once_the_send_shows_up(
     btc, node, fresh_node, operator
 ):
-    from broadcasts.services import close_as_never_left
+    from broadcasts.closing import close_as_never_left
     from tests.support import grant
 
     wallet, alice = funded_wallet(btc, fresh_node())
@@ -301,7 +303,8 @@ class WalletListNotCaughtUp(BitcoindBackend):
 def test_it_flags_a_late_payment_whose_outgoing_were_already_sent_again_and_books_nothing_twice(
     btc, node, fresh_node, operator
 ):
-    from broadcasts.services import close_as_never_left, record_late_reply
+    from broadcasts.closing import close_as_never_left
+    from broadcasts.settlement import record_late_reply
     from tests.support import grant
 
     wallet, alice = funded_wallet(btc, fresh_node())

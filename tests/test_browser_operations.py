@@ -6,8 +6,9 @@ import re
 import pytest
 from django.utils import timezone
 
+from broadcasts.broadcaster import Broadcaster
 from broadcasts.models import Broadcast
-from broadcasts.services import Broadcaster, send_external
+from broadcasts.withdrawals import send_external
 from ledger import imports, services
 from ledger.confirmations import update_confirmations
 from tests.browser import login, screenshot

@@ -11,8 +11,9 @@ import re
 import pytest
 
 from balances.models import ApiToken
+from broadcasts.broadcaster import Broadcaster
 from broadcasts.models import Broadcast
-from broadcasts.services import Broadcaster, send_external
+from broadcasts.withdrawals import send_external
 from ledger import actors, imports, services
 from ledger.confirmations import update_confirmations
 from ledger.reconcile import record_reconciliation

@@ -3,8 +3,8 @@ operator approves it and it is broadcast; a third is rejected and the user's 201
 
 import pytest
 
+from broadcasts.broadcaster import Broadcaster
 from broadcasts.models import OutgoingTransaction, WithdrawalRule
-from broadcasts.services import Broadcaster
 from ledger import services as ledger
 from tests.browser import login, screenshot
 from tests.support import funded_wallet, grant, make_currency

@@ -44,8 +44,8 @@ def test_it_finds_the_domain_errors_it_checks():
         "ledger.money.AmountError",
         "ledger.services.LedgerError",
         "balances.cache.LoadTimeout",
-        "broadcasts.services.OutgoingError",
-        "broadcasts.services.CloseError",
+        "broadcasts.errors.OutgoingError",
+        "broadcasts.errors.CloseError",
         "ledger.confirmations.CloseRefused",
         "balances.auth.Denied",
     ):
@@ -63,7 +63,7 @@ def test_it_roots_every_domain_error_in_one_class():
 
 def test_it_keeps_the_builtin_bases():
     from balances.cache import BalanceLoadError, UnknownUser
-    from broadcasts.services import CloseError, OutgoingError
+    from broadcasts.errors import CloseError, OutgoingError
     from ledger.confirmations import CloseRefused
     from ledger.money import AmountError
     from ledger.services import LedgerError

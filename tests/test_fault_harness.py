@@ -219,7 +219,7 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
     """Bring the books to where `kind` has work, and return its command line."""
     wallet, currency = books["wallet"], books["currency"]
     if kind == "broadcast_isolated":
-        from broadcasts.services import send_external
+        from broadcasts.withdrawals import send_external
 
         # One spendable coin of 1 BTC: two outputs of 0.8 together are refused ("insufficient
         # funds", provably nothing sent), so the broadcaster isolates: the first half alone is
@@ -239,7 +239,7 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
             send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.8", 8))
         return ["broadcast", "--wallet", wallet.name]
     if kind == "resend":
-        from broadcasts.services import send_external
+        from broadcasts.withdrawals import send_external
 
         send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.5", 8))
         command = ["broadcast", "--wallet", wallet.name]
@@ -249,14 +249,14 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         return command
     if kind == "fee_cap":
         from broadcasts.models import WithdrawalRule
-        from broadcasts.services import send_external
+        from broadcasts.withdrawals import send_external
 
         WithdrawalRule.objects.update_or_create(currency=currency, defaults={"max_fee": 1})
         send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.5", 8))
         return ["broadcast", "--wallet", wallet.name]
     if kind == "late_reply":
         from broadcasts.models import Broadcast
-        from broadcasts.services import send_external
+        from broadcasts.withdrawals import send_external
 
         for btc in ("0.5", "0.25"):
             send_external(books["alice"], outside.rpc("getnewaddress"), to_units(btc, 8))
@@ -265,7 +265,7 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         # chain and closes it as never left (its outgoing go back to the queue). Since issue 16
         # the machine would fail such a broadcast itself (nothing was signed); the person acts
         # first here, through the close page's service ...
-        from broadcasts.services import close_by_hand, search_on_chain
+        from broadcasts.closing import close_by_hand, search_on_chain
 
         assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
         end_leases(wallet)
@@ -293,20 +293,20 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         # before it collects the outgoing the close put back.
         return command
     if kind == "return":
-        from broadcasts.services import send_external
+        from broadcasts.withdrawals import send_external
 
         out = send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.3", 8))
         # The person on duty cancels it (the admin's action, through the same service).
         code = (
             "from django.contrib.auth import get_user_model; "
             "from broadcasts.models import OutgoingTransaction; "
-            "from broadcasts.services import cancel; "
+            "from broadcasts.approvals import cancel; "
             f"cancel(OutgoingTransaction.objects.get(pk={out.pk}), "
             f"get_user_model().objects.get(pk={books['person'].user.pk}), 'the user asked')"
         )
         return ["shell", "-c", code]
     if kind in ("broadcast", "broadcast_refused"):
-        from broadcasts.services import send_external
+        from broadcasts.withdrawals import send_external
 
         for btc in ("0.5", "0.25"):
             send_external(books["alice"], outside.rpc("getnewaddress"), to_units(btc, 8))
@@ -417,7 +417,7 @@ BLOCKIO_CHILD_SETTINGS = {"NODE_RPC_TIMEOUT": "2", "BROADCAST_LEASE_MARGIN": "1"
 def blockio_queued(transactional_db):
     """A block.io wallet (tests/blockio_server.py, over loopback HTTP, so child processes reach
     it too) holding 1 BTC imported to alice, who has 0.1 BTC queued to an outside address."""
-    from broadcasts.services import send_external
+    from broadcasts.withdrawals import send_external
     from ledger import imports
     from tests.blockio_server import FakeBlockIo, new_address
 
@@ -439,8 +439,8 @@ def blockio_queued(transactional_db):
 def blockio_books(blockio_queued):
     """blockio_queued, and an interrupted broadcast: block.io closed the connection before
     doing the withdraw, so its outcome is unknown."""
+    from broadcasts.broadcaster import Broadcaster
     from broadcasts.models import Broadcast
-    from broadcasts.services import Broadcaster
     from tests.broadcast_helpers import end_lease
 
     wallet, fake = blockio_queued["wallet"], blockio_queued["fake"]
@@ -455,7 +455,7 @@ def blockio_books(blockio_queued):
 def settle_blockio(child_env, wallet, fake, command):
     """After the kill: the next cycle in a clean process once the leases are over, then the
     machine and a person on duty settle whatever is left; block.io's invariants must hold."""
-    from broadcasts.services import Broadcaster
+    from broadcasts.broadcaster import Broadcaster
 
     end_leases(wallet)
     child(child_env, *command, settings=BLOCKIO_CHILD_SETTINGS)

@@ -70,7 +70,8 @@ def test_it_sees_deposits_credited_wrongly_or_not_at_all_and_books_off_the_node(
 
 
 def test_it_sees_an_outgoing_stuck_paid_twice_or_unbooked(paid):
-    from broadcasts.services import Broadcaster, send_external
+    from broadcasts.broadcaster import Broadcaster
+    from broadcasts.withdrawals import send_external
 
     wallet, ours, outside, alice = paid
     destination = outside.rpc("getnewaddress")

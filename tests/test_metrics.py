@@ -8,7 +8,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from broadcasts.models import Broadcast, OutgoingTransaction
-from broadcasts.services import send_external
+from broadcasts.withdrawals import send_external
 from ledger.models import NetworkTransaction as NT
 from ledger.models import Wallet
 from tests.support import credit_user, make_currency

@@ -2,8 +2,9 @@
 
 import pytest
 
+from broadcasts.errors import OutgoingError
 from broadcasts.models import OutgoingTransaction
-from broadcasts.services import OutgoingError, send_external
+from broadcasts.withdrawals import send_external
 from ledger import services as ledger
 from ledger.models import Account, Transaction
 from tests.support import credit_user
@@ -92,7 +93,7 @@ def test_it_pays_only_from_a_201_account(wallet, alice, node):
 def test_it_queues_for_an_existing_user_from_the_amount_as_typed(wallet, alice, operator, node):
     from django.contrib.admin.models import LogEntry
 
-    from broadcasts.services import queue_withdrawal
+    from broadcasts.withdrawals import queue_withdrawal
     from tests.support import grant
 
     grant(operator, "broadcasts.queue_outgoingtransaction")
@@ -109,7 +110,7 @@ def test_it_queues_for_an_existing_user_from_the_amount_as_typed(wallet, alice, 
 
 
 def test_it_queues_only_for_existing_users_and_exact_amounts(wallet, alice, operator, node):
-    from broadcasts.services import queue_withdrawal
+    from broadcasts.withdrawals import queue_withdrawal
     from tests.support import grant
 
     grant(operator, "broadcasts.queue_outgoingtransaction")
@@ -129,7 +130,7 @@ def test_it_refuses_to_queue_without_the_permission_and_lets_the_system_queue(
 ):
     from django.core.exceptions import PermissionDenied
 
-    from broadcasts.services import queue_withdrawal
+    from broadcasts.withdrawals import queue_withdrawal
     from ledger.actors import SYSTEM
 
     with pytest.raises(PermissionDenied):

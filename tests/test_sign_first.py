@@ -9,14 +9,12 @@ from decimal import Decimal
 
 import pytest
 
+from broadcasts.broadcaster import Broadcaster
+from broadcasts.chain import find_on_chain
+from broadcasts.closing import close_as_broadcasted
 from broadcasts.models import Broadcast, OutgoingTransaction, WithdrawalRule
-from broadcasts.services import (
-    Broadcaster,
-    close_as_broadcasted,
-    find_on_chain,
-    interrupted_broadcasts,
-    send_external,
-)
+from broadcasts.selections import interrupted_broadcasts
+from broadcasts.withdrawals import send_external
 from ledger.backends import bitcoind as bitcoind_backend
 from tests.support import PYTHON, REPO, funded_wallet, grant
 
@@ -38,7 +36,7 @@ def run_killed_at(child_env, wallet, point):
 
 
 def wait_unlocked(wallet):
-    from broadcasts.services import busy_wallet_ids
+    from broadcasts.lease import busy_wallet_ids
 
     deadline = time.monotonic() + 10
     while wallet.pk in busy_wallet_ids():
@@ -285,7 +283,7 @@ def test_it_shows_the_signed_transaction_on_the_close_page_and_finds_it_by_txid_
 def test_it_takes_back_a_signed_broadcast_closed_as_never_left_that_the_node_sends_later(
     setup, child_env, operator
 ):
-    from broadcasts.services import close_as_never_left
+    from broadcasts.closing import close_as_never_left
     from tests.broadcast_helpers import end_lease
 
     server, wallet, alice, address = setup

@@ -56,8 +56,9 @@ def test_it_makes_the_database_refuse_a_bad_txid(btc):
 def test_it_checks_the_operators_txid_when_closing_a_broadcast(btc, superuser):
     from django.utils import timezone
 
+    from broadcasts.closing import close_as_broadcasted
+    from broadcasts.errors import CloseError
     from broadcasts.models import Broadcast
-    from broadcasts.services import CloseError, close_as_broadcasted
     from ledger.models import Wallet
 
     wallet = Wallet.objects.create(name="txid-close", currency=btc, backend_settings=DEAD)

@@ -167,8 +167,10 @@ def test_it_refuses_while_a_broadcast_is_unsettled_then_imports_the_right_amount
     """A broadcaster that died after its send, before booking it: the node has paid, the books
     do not know yet. Unowned coins arriving meanwhile must not be imported as "what the node
     holds beyond the books" (that would absorb the unbooked payment and its fee)."""
-    from broadcasts import services as broadcasts
+    from broadcasts.broadcaster import Broadcaster
+    from broadcasts.closing import close_by_hand, search_on_chain
     from broadcasts.models import Broadcast
+    from broadcasts.withdrawals import send_external
     from cryptoadmin import faults
     from ledger.actors import SYSTEM
     from tests.broadcast_helpers import end_lease
@@ -176,9 +178,9 @@ def test_it_refuses_while_a_broadcast_is_unsettled_then_imports_the_right_amount
     wallet, ours, outside = managed
     alice = services.user_accounts("alice", wallet.currency)
     imports.import_unaccounted_balance(wallet.pk, alice[201].pk)
-    broadcasts.send_external(alice[201], outside.rpc("getnewaddress"), 2 * BTC)
+    send_external(alice[201], outside.rpc("getnewaddress"), 2 * BTC)
     with faults.armed({"broadcast.after_raw_send": "raise"}), pytest.raises(faults.InjectedFault):
-        broadcasts.Broadcaster(wallet).run()
+        Broadcaster(wallet).run()
     broadcast = Broadcast.objects.get()
     assert broadcast.state == Broadcast.State.OPENED
     pay_from_outside(ours, outside, ours.rpc("getnewaddress"), "3", mine=1)
@@ -197,8 +199,8 @@ def test_it_refuses_while_a_broadcast_is_unsettled_then_imports_the_right_amount
     assert (_imports(), Transaction.objects.count()) == ([5 * BTC], before)
 
     # A person settles it from the chain; then the import takes exactly the unowned coins.
-    [txid] = broadcasts.search_on_chain(broadcast, by=operator)
-    broadcasts.close_by_hand(
+    [txid] = search_on_chain(broadcast, by=operator)
+    close_by_hand(
         broadcast, Broadcast.CloseMethod.REACHED_NETWORK, by=operator, reason="on chain", txid=txid
     )
     assert imports.import_unaccounted_balance(wallet.pk, treasury.pk).amount == 3 * BTC

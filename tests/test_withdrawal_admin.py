@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from broadcasts.models import OutgoingTransaction, WithdrawalRule
-from broadcasts.services import send_external
+from broadcasts.withdrawals import send_external
 from ledger import services as ledger
 from ledger.models import Account
 from tests.support import credit_user, grant

@@ -6,9 +6,13 @@ import threading
 import pytest
 from django.db import connection
 
-from broadcasts import services
+from broadcasts.approvals import approve, cancel, reject
+from broadcasts.broadcaster import Broadcaster
+from broadcasts.errors import DecisionError, OutgoingError
 from broadcasts.models import Broadcast, OutgoingTransaction, WithdrawalRule
-from broadcasts.services import Broadcaster, DecisionError, OutgoingError, send_external
+from broadcasts.selections import outgoing_needing_attention
+from broadcasts.settlement import fail_broadcast, record_late_reply
+from broadcasts.withdrawals import send_external
 from cryptoadmin import faults
 from ledger import services as ledger
 from ledger.backends import InsufficientFunds
@@ -71,7 +75,7 @@ def test_it_holds_a_withdrawal_above_the_threshold_until_another_person_approves
     small.refresh_from_db(), large.refresh_from_db()
     assert (small.state, large.state, large.broadcast) == (Q.BROADCASTED, Q.AWAITING_APPROVAL, None)
 
-    services.approve(large, approver)
+    approve(large, approver)
     assert (large.state, large.approved_by, large.approved_at is not None) == (
         Q.QUEUED,
         approver,
@@ -89,12 +93,12 @@ def test_it_refuses_approval_by_the_person_who_queued_it_superuser_included(
     rule(wallet.currency, approval_above=0)
     by_root = send_external(alice, node.rpc("getnewaddress"), 1_000_000, created_by=superuser)
     with pytest.raises(DecisionError, match="queued by you: another person must approve it"):
-        services.approve(by_root, superuser)
+        approve(by_root, superuser)
     by_approver = send_external(alice, node.rpc("getnewaddress"), 1_000_000, created_by=approver)
     with pytest.raises(DecisionError, match="queued by you"):
-        services.approve(by_approver, approver)
+        approve(by_approver, approver)
     assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {Q.AWAITING_APPROVAL}
-    services.approve(by_root, approver)  # another person may
+    approve(by_root, approver)  # another person may
     by_root.refresh_from_db()
     assert by_root.state == Q.QUEUED
 
@@ -103,9 +107,9 @@ def test_it_refuses_approval_without_the_permission(wallet, alice, node, operato
     rule(wallet.currency, approval_above=0)
     out = send_external(alice, node.rpc("getnewaddress"), 1_000_000, created_by=operator)
     with pytest.raises(DecisionError, match="permission to approve"):
-        services.approve(out, viewer)
+        approve(out, viewer)
     with pytest.raises(DecisionError, match="permission to reject"):
-        services.reject(out, viewer, "no")
+        reject(out, viewer, "no")
     out.refresh_from_db()
     assert out.state == Q.AWAITING_APPROVAL
 
@@ -126,7 +130,7 @@ def test_it_holds_withdrawals_past_the_users_daily_total(wallet, alice, node):
 def test_it_does_not_count_returned_withdrawals_in_the_daily_total(wallet, alice, node, approver):
     rule(wallet.currency, daily_limit=30_000_000)
     first = send_external(alice, node.rpc("getnewaddress"), 30_000_000)
-    services.cancel(first, approver, "user asked")
+    cancel(first, approver, "user asked")
     assert send_external(alice, node.rpc("getnewaddress"), 30_000_000).state == Q.QUEUED
 
 
@@ -138,8 +142,8 @@ def test_it_gives_the_money_back_on_reject_with_who_when_why(
     assert balance_cache.get_balance("alice", "BTC", 201) == 60_000_000
     assert balance_cache.get_balance("alice", "BTC", 204) == 40_000_000
     with pytest.raises(DecisionError, match="give a reason"):
-        services.reject(out, approver, "  ")
-    services.reject(out, approver, "unknown address")
+        reject(out, approver, "  ")
+    reject(out, approver, "unknown address")
     assert (out.state, out.closed_by, out.close_reason) == (Q.REJECTED, approver, "unknown address")
     entry = out.return_entry
     assert (entry.kind, entry.amount, entry.source, entry.destination) == (
@@ -153,7 +157,7 @@ def test_it_gives_the_money_back_on_reject_with_who_when_why(
     assert balance_cache.get_balance("alice", "BTC", 201) == 10**8
     assert balance_cache.get_balance("alice", "BTC", 204) == 0
     with pytest.raises(DecisionError, match=r"is rejected \(returned\): it cannot be cancelled"):
-        services.cancel(out, approver, "again")
+        cancel(out, approver, "again")
     assert Transaction.objects.filter(kind="returned").count() == 1
 
 
@@ -165,7 +169,7 @@ def test_it_keeps_the_money_on_204_when_the_return_dies_before_commit(
         faults.armed({"outgoing.before_return_commit": "raise"}),
         pytest.raises(faults.InjectedFault),
     ):
-        services.cancel(out, approver, "user asked")
+        cancel(out, approver, "user asked")
     out.refresh_from_db()
     assert (out.state, out.return_entry) == (Q.QUEUED, None)
     assert balances(wallet.currency, "alice") == (60_000_000, 40_000_000)
@@ -209,8 +213,8 @@ def test_it_lets_one_of_approve_and_cancel_win_when_they_race(
             # Each person acts on the row as their page showed it: awaiting approval.
             seen_a, seen_b = (OutgoingTransaction.objects.get(pk=out.pk) for _ in range(2))
             outcomes = _race(
-                lambda a=seen_a: services.approve(a, approver),
-                lambda b=seen_b: services.cancel(b, canceller, "race"),
+                lambda a=seen_a: approve(a, approver),
+                lambda b=seen_b: cancel(b, canceller, "race"),
             )
         kinds = sorted(k for k, _ in outcomes)
         assert kinds == ["ok", "refused"], outcomes
@@ -250,7 +254,7 @@ def test_it_sends_or_returns_never_both_when_cancel_races_the_broadcaster(
     out = send_external(alice, node.rpc("getnewaddress"), 25_000_000)
     actions = {
         "broadcaster": lambda: Broadcaster(wallet).run(),
-        "cancel": lambda: services.cancel(out, approver, "race"),
+        "cancel": lambda: cancel(out, approver, "race"),
     }
     pause = {"broadcaster": "broadcast.after_collect", "cancel": "outgoing.before_return_commit"}[
         first
@@ -341,7 +345,7 @@ def test_it_sends_the_others_when_one_output_is_refused_then_moves_it_to_attenti
     assert (
         Broadcaster(wallet, backend).run().message.endswith("nothing to send")
     )  # out of the queue
-    assert list(services.outgoing_needing_attention()) == [dust]
+    assert list(outgoing_needing_attention()) == [dust]
     # Still on 204 until a person cancels it: then back on 201.
     hold = ledger.user_account("alice", btc, Account.Code.WITHDRAW_LOCKED)
     assert ledger.balance(hold) == 1
@@ -373,11 +377,11 @@ def test_it_names_a_cancelled_outgoing_its_failed_broadcast_paid_after_all(
     out = send_external(alice, node.rpc("getnewaddress"), 5_000_000)
     broadcast = Broadcaster(wallet).collect()
     Broadcast.objects.filter(pk=broadcast.pk).update(state="opened", opened_at=broadcast.created_at)
-    services.fail_broadcast(broadcast, "node refused (simulated)")
+    fail_broadcast(broadcast, "node refused (simulated)")
     out.refresh_from_db()
-    services.cancel(out, approver, "user asked")  # money back on 201
+    cancel(out, approver, "user asked")  # money back on 201
 
-    note = services.record_late_reply(broadcast.pk, "ab" * 32)  # ...yet the send went through
+    note = record_late_reply(broadcast.pk, "ab" * 32)  # ...yet the send went through
 
     assert f"PAID AND GIVEN BACK: outgoing #{out.pk}" in note and "broadcast #None" not in note
     out.refresh_from_db()

@@ -13,7 +13,7 @@ from django.test import Client
 
 from balances.models import ApiToken
 from broadcasts.models import OutgoingTransaction, WithdrawalRule
-from broadcasts.services import send_external
+from broadcasts.withdrawals import send_external
 from ledger import services as ledger
 from ledger.models import Account, Transaction
 from tests.support import PYTHON, REPO, credit_user, grant, manage, sqlite_child_env, wait_until
@@ -27,16 +27,17 @@ Q = OutgoingTransaction.State
 DECIDE = """
 import sys
 from django.contrib.auth import get_user_model
-from broadcasts import services
+from broadcasts import approvals
+from broadcasts.errors import DecisionError
 from broadcasts.models import OutgoingTransaction
 seen = OutgoingTransaction.objects.get(pk={pk})
 person = get_user_model().objects.get(username={username!r})
 print("ready", flush=True)
 sys.stdin.readline()
 try:
-    services.{verb}(seen, person{reason})
+    approvals.{verb}(seen, person{reason})
     print("won", flush=True)
-except services.DecisionError as exc:
+except DecisionError as exc:
     print("lost", exc, flush=True)
 """
 
@@ -209,7 +210,7 @@ def test_it_lets_the_first_process_win_when_the_other_is_inside_its_step(
 SETUP = """
 from django.contrib.auth import get_user_model
 from broadcasts.models import WithdrawalRule
-from broadcasts.services import send_external
+from broadcasts.withdrawals import send_external
 from tests.support import credit_user, grant, make_currency, make_wallet
 
 class Node:

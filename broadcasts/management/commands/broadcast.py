@@ -5,7 +5,7 @@ from django.core.management import CommandError
 from cryptoadmin.commands import MoneyCommand
 from ledger.models import Wallet
 
-from ...services import broadcast_wallets
+from ...broadcaster import broadcast_wallets
 
 
 class Command(MoneyCommand):

@@ -3,7 +3,7 @@ reply flagged for attention; exit 1 if there are any."""
 
 from cryptoadmin.commands import MoneyCommand
 
-from ...services import interrupted_broadcasts, needing_attention
+from ...selections import interrupted_broadcasts, needing_attention
 
 
 class Command(MoneyCommand):

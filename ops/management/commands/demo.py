@@ -202,7 +202,7 @@ class Command(BaseCommand):
         from ledger import services
 
         try:
-            from broadcasts.services import send_external
+            from broadcasts.withdrawals import send_external
         except ImportError:
             return
         user = random.choice(self.USERS)

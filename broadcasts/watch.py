@@ -1,0 +1,74 @@
+"""Broadcasts closed by hand as 'never left' whose send turns up after all: handled as late
+replies before a run collects what that close put back in the queue."""
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+
+from ledger.backends import BackendError
+from ledger.models import Wallet
+
+from .models import Broadcast
+from .settlement import record_late_reply
+
+log = logging.getLogger(__name__)
+
+
+def watch_never_left(wallet: Wallet, backend) -> int:
+    """Broadcasts closed as 'never left' in the last day whose comment has since appeared
+    on a wallet send (the node finished a send its caller had given up on): handled as a
+    late reply, before this run collects the outgoing that close put back in the queue.
+    One node call, and only while such broadcasts exist."""
+    if not getattr(backend, "keeps_comments", True) or not hasattr(backend, "list_transactions"):
+        return 0
+    found_signed = watch_signed_never_left(wallet, backend)
+    watched = dict(
+        Broadcast.objects.filter(
+            wallet=wallet,
+            state=Broadcast.State.CLOSED_FAILED,
+            txid="",
+            closed_at__gte=timezone.now() - timedelta(days=1),
+        ).values_list("label", "id")
+    )
+    if not watched:
+        return 0
+    try:
+        entries = backend.list_transactions(1000)
+    except BackendError as exc:
+        log.warning("cannot check broadcasts closed as never left: %s", exc)
+        return 0
+    found = {
+        e.get("comment"): e["txid"]
+        for e in entries
+        if e.get("category") == "send" and e.get("comment") in watched
+    }
+    for label, txid in found.items():
+        record_late_reply(watched[label], txid)
+    return len(found) + found_signed
+
+
+def watch_signed_never_left(wallet: Wallet, backend) -> int:
+    """Signed broadcasts closed as 'never left' in the last day whose stored txid the node
+    knows after all (it had the bytes; a conflict went away): a late reply, as above."""
+    if not getattr(backend, "signs_first", False):
+        return 0
+    watched = Broadcast.objects.filter(
+        wallet=wallet,
+        state=Broadcast.State.CLOSED_FAILED,
+        signed_first=True,
+        closed_at__gte=timezone.now() - timedelta(days=1),
+    ).exclude(raw_tx="")
+    # Once found, the note stays in its last error: never flagged twice for the same news.
+    watched = watched.exclude(last_error__contains="LATE REPLY")
+    found = 0
+    for broadcast_id, txid in watched.values_list("id", "txid"):
+        try:
+            confirmations = backend.known_transaction(txid)
+        except BackendError as exc:
+            log.warning("cannot check broadcast #%s closed as never left: %s", broadcast_id, exc)
+            continue
+        if confirmations is not None and confirmations >= 0:
+            record_late_reply(broadcast_id, txid)
+            found += 1
+    return found
