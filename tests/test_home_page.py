@@ -76,3 +76,33 @@ def test_it_refreshes_the_counts_from_a_fragment_without_a_reload(client, superu
 
 def test_it_refuses_the_fragment_to_someone_not_signed_in(client, db):
     assert client.get(FRAGMENT).status_code == 302
+
+
+def test_it_counts_withdrawals_awaiting_approval_and_links_to_exactly_them(
+    client, superuser, db_wallet
+):
+    from broadcasts.models import OutgoingTransaction
+    from ledger import services
+
+    accounts = services.user_accounts("u-w", db_wallet.currency)
+    services.post(services.system_account(db_wallet, 910), accounts[201], 10**8, "import")
+    for state in ("awaiting_approval", "awaiting_approval", "queued", "needs_attention"):
+        lock = services.post(accounts[201], accounts[204], 1000, "pending_outgoing")
+        OutgoingTransaction.objects.create(
+            wallet=db_wallet,
+            currency=db_wallet.currency,
+            account=accounts[201],
+            hold_account=accounts[204],
+            address="bcrt1qx",
+            amount=1000,
+            lock_entry=lock,
+            state=state,
+        )
+    client.force_login(superuser)
+    items = _items(client.get(FRAGMENT).content.decode())
+    assert items["awaiting_approval"][0] == 2 and items["outgoing_attention"][0] == 1
+    assert items["interrupted_broadcasts"][0] == 0
+    for key in ("awaiting_approval", "outgoing_attention", "interrupted_broadcasts"):
+        n, url = items[key]
+        cl = client.get(url).context["cl"]
+        assert cl.result_count == n and cl.get_filters_params(), key
