@@ -101,7 +101,9 @@ def test_it_filters_by_state_and_counts_on_the_dashboard(client, awaiting, secon
     assert [o.pk for o in listed] == [awaiting[1].pk]
     home = client.get(reverse("admin:index")).content.decode()
     assert "Awaiting approval" in home and "?state__exact=awaiting_approval" in home
-    assert "?state__exact=needs_attention" in home and "1 outgoing transaction needs attention" in home
+    assert (
+        "?state__exact=needs_attention" in home and "1 outgoing transaction needs attention" in home
+    )
 
 
 def test_it_records_who_changed_a_withdrawal_rule_and_from_what(client, admin_user, btc):
