@@ -15,7 +15,8 @@ class Migration(migrations.Migration):
             model_name="outgoingtransaction",
             name="lock_entry",
             field=models.OneToOneField(
-                help_text="The ledger entry that moved the amount from the user's balance to withdraw locked",
+                help_text="The ledger entry that moved the amount from the user's balance to "
+                "withdraw locked",
                 on_delete=django.db.models.deletion.PROTECT,
                 related_name="+",
                 to="ledger.transaction",
