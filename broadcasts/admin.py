@@ -359,11 +359,30 @@ class QueueForm(forms.Form):
         max_length=128, help_text="External user id (paid from their balance)"
     )
     wallet = forms.ModelChoiceField(Wallet.objects.active().select_related("currency"))
-    address = forms.CharField(max_length=128)
+    address = forms.CharField(max_length=128, widget=forms.TextInput(attrs={"size": 70}))
     amount = forms.CharField(
         help_text="In currency units, e.g. 0.015 (exact; no more decimals than the currency)"
     )
     label = forms.CharField(max_length=255, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        only = list(self.fields["wallet"].queryset[:2])
+        if len(only) == 1:
+            self.fields["wallet"].initial = only[0].pk  # nothing to choose
+
+
+def available(user_id: str) -> list[str]:
+    """A user's balance (what a withdrawal may take) per currency, for the queue form."""
+    from ledger import services as ledger_services
+
+    accounts = list(
+        Account.objects.filter(user_id=user_id, code=Account.Code.BALANCE).select_related(
+            "currency"
+        )
+    )
+    amounts = ledger_services.balances([a.pk for a in accounts])
+    return [a.currency.amount(amounts.get(a.pk, 0)) for a in accounts]
 
 
 approve_outgoing = admin_review.action("approve")
@@ -572,8 +591,13 @@ class OutgoingTransactionAdmin(
     def queue_view(self, request):
         if not actors.allowed(request.user, withdrawals.QUEUE_PERM):
             raise PermissionDenied  # the page is the queue flow's; queue_withdrawal checks again
-        form = QueueForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
+        # "Show the user's balance": the form again with their balance, nothing queued.
+        showing = "show" in request.POST
+        form = (
+            QueueForm(initial=request.POST.dict()) if showing else QueueForm(request.POST or None)
+        )
+        user_id = (request.POST.get("user_id") or request.GET.get("user_id") or "").strip()
+        if request.method == "POST" and not showing and form.is_valid():
             data = form.cleaned_data
             try:
                 out = withdrawals.queue_withdrawal(
@@ -595,5 +619,7 @@ class OutgoingTransactionAdmin(
             title="Queue an outgoing transaction",
             opts=self.model._meta,
             form=form,
+            user_id=user_id,
+            available=available(user_id) if user_id else None,
         )
         return TemplateResponse(request, "broadcasts/queue_outgoing.html", context)
