@@ -53,3 +53,17 @@ def log_action(by, obj, message: str, *, added: bool = False) -> None:
     LogEntry.objects.log_actions(
         user_id=who.pk, queryset=[obj], action_flag=flag, change_message=message, single_object=True
     )
+
+
+def people_actions(obj):
+    """The admin history entries of `obj`, oldest first (log_action writes them)."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    return (
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
+        )
+        .select_related("user")
+        .order_by("action_time")
+    )

@@ -12,7 +12,9 @@ from django.utils.timesince import timesince
 
 from cryptoadmin.exports import CsvExportMixin
 
-from . import actors, operator
+from . import actors, operator, wallet_form
+from . import network_display as shown
+from .actors import people_actions
 from .admin_lists import NOTHING, IndexedSearch, InputFilter, ids, txid_of
 from .imports import IMPORT_PERM
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
@@ -78,19 +80,27 @@ class CurrencyAdmin(admin.ModelAdmin):
         return ["decimals"] if obj and obj.transactions.exists() else []
 
 
-class WalletForm(forms.ModelForm):
-    class Meta:
-        model = Wallet
-        fields = ["name", "currency", "backend", "backend_settings", "enabled"]
-        help_texts = {"backend_settings": "Secrets are stored as entered and shown masked."}
+class PollingFilter(admin.SimpleListFilter):
+    title = "polling"
+    parameter_name = "polling"
+
+    def lookups(self, request, model_admin):
+        return [("failing", "failing (node down)")]
+
+    def queryset(self, request, queryset):
+        # The wallets the poller works on whose last cycle failed: the home page's "nodes down".
+        if self.value() == "failing":
+            return queryset.active().exclude(last_poll_error="")
+        return queryset
 
 
 @admin.register(Wallet)
 class WalletAdmin(admin.ModelAdmin):
-    form = WalletForm
+    form = wallet_form.WalletForm
     list_display = ["name", "currency", "backend", "enabled", "node", "reconcile_link"]
     change_list_template = "ledger/wallet_change_list.html"
-    list_filter = ["backend", "currency", "enabled"]
+    change_form_template = "ledger/wallet_change_form.html"
+    list_filter = ["backend", "currency", "enabled", PollingFilter]
     list_select_related = ["currency"]
 
     @admin.display(description="backend settings")
@@ -126,6 +136,9 @@ class WalletAdmin(admin.ModelAdmin):
         result = obj.last_rescan_result or {}
         return figures_table([(k.replace("_", " "), v) for k, v in sorted(result.items())])
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # its accounts and ledger rows protect it: a Delete would only fail
+
     def get_actions(self, request):
         # Wallets are never deleted (their accounts and addresses protect them): no action
         # that is always refused.
@@ -133,7 +146,7 @@ class WalletAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    actions = ["rescan_now"]
+    actions = ["rescan_now", "retire"]
     STATUS_FIELDS = [
         "last_block_hash",
         "last_polled_at",
@@ -145,25 +158,68 @@ class WalletAdmin(admin.ModelAdmin):
         "reconciliation_figures",
     ]
 
-    def get_fields(self, request, obj=None):
-        # Existing wallets never render their secrets back into the page.
-        if obj is not None:
+    def get_fieldsets(self, request, obj=None):
+        # The node settings of the wallet's backend as fields; an existing wallet shows them
+        # masked beside the fields that replace them (secrets never rendered back).
+        if obj is None:
             return [
-                "name",
-                "currency",
-                "backend",
-                "settings_masked",
-                "enabled",
-                *self.STATUS_FIELDS,
+                (None, {"fields": ["name", "currency", "backend", "enabled"]}),
+                *[(t, {"fields": f}) for t, f in wallet_form.FIELDSETS.values()],
             ]
-        return super().get_fields(request, obj)
+        title, fields = wallet_form.FIELDSETS[obj.backend]
+        return [
+            (None, {"fields": ["name", "currency", "backend", "enabled", "retired_at"]}),
+            (title, {"fields": ["settings_masked", *fields]}),
+            ("Status", {"fields": self.STATUS_FIELDS}),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         return (
-            ["settings_masked", "currency", "backend", *self.STATUS_FIELDS]
+            ["settings_masked", "currency", "backend", "retired_at", *self.STATUS_FIELDS]
             if obj is not None
             else []
         )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = wallet_form.WalletForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    @admin.action(description="Retire (disable for good, free the name)", permissions=["retire"])
+    def retire(self, request, queryset):
+        from .wallets import RetireRefused, retire
+
+        for wallet in queryset:
+            try:
+                retire(wallet, by=request.user)
+            except RetireRefused as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"Retired {wallet.name}.", messages.SUCCESS)
+
+    def has_retire_permission(self, request):
+        from .wallets import RETIRE_PERM
+
+        return actors.allowed(request.user, RETIRE_PERM)
+
+    def test_connection_view(self, request):
+        """Tries the settings typed in the form against the node: a POST that saves nothing."""
+        from django.http import JsonResponse
+
+        from .wallets import try_connection
+
+        if request.method != "POST":
+            return JsonResponse({"ok": False, "code": "post_only"}, status=405)
+        obj = None
+        if (request.POST.get("object_id") or "").isdigit():
+            obj = Wallet.objects.filter(pk=int(request.POST["object_id"])).first()
+        if not (self.has_add_permission(request) or self.has_change_permission(request, obj)):
+            raise PermissionDenied
+        form = wallet_form.WalletForm(request.POST, instance=obj)
+        if not form.is_valid():
+            errors = {k: [str(m) for m in v] for k, v in form.errors.items()}
+            return JsonResponse({"ok": False, "code": "invalid", "errors": errors}, status=400)
+        ok, code, message = try_connection(form.instance)
+        return JsonResponse({"ok": ok, "code": code, "message": message})
 
     @admin.action(description="Rescan now (queued)", permissions=["rescan"])
     def rescan_now(self, request, queryset):
@@ -190,6 +246,11 @@ class WalletAdmin(admin.ModelAdmin):
                 "import/",
                 wrap(lambda r: admin_views.import_wallet_balance_view(self, r)),
                 name="ledger_wallet_import",
+            ),
+            path(
+                "test-connection/",
+                wrap(self.test_connection_view),
+                name="ledger_wallet_test_connection",
             ),
             path(
                 "<int:object_id>/reconcile/",
@@ -219,9 +280,9 @@ def _user_accounts(term: str) -> list:
 @admin.register(Account)
 class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
     ordering = ["id"]  # the primary key: a stable page order at any size
-    list_display = ["id", "currency", "code", "user_id", "wallet", "created_at"]
+    list_display = ["id", "currency", "code", "user_id", "wallet", "balance", "created_at"]
     list_filter = ["currency", "code"]
-    list_select_related = ["currency", "wallet__currency"]
+    list_select_related = ["currency", "wallet__currency", "running_total"]
     # Also the account picker's search (the import form): "treasury", "treasury 202".
     search_help_text = "An exact user id, a user id and an account code, or an account id."
 
@@ -231,6 +292,12 @@ class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
         if user.strip() and code.isdigit():
             by_user |= Q(user_id=user.strip(), code=int(code))
         return by_user | (Q(pk=int(term)) if term.isdigit() else NOTHING)
+
+    @admin.display(description="balance", ordering="running_total__balance")
+    def balance(self, obj):
+        # The database's running total (no row: nothing ever moved, zero).
+        total = getattr(obj, "running_total", None)
+        return amount_cell(total.balance if total else 0, obj.currency)
 
 
 @admin.register(Address)
@@ -369,6 +436,7 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         "amount_display",
         "state",
         "confirmations_of",
+        "paid_to",
         "age",
         "flag",
         "error",
@@ -380,7 +448,10 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         ("amount", lambda r: format_units(r.amount, r.currency.decimals) if r.amount else ""),
         ("currency", lambda r: r.currency.code),
         ("state", lambda r: r.state),
-        ("confirmations", lambda r: r.confirmations_now),
+        ("confirmations", lambda r: r.confirmations_shown),
+        ("users", lambda r: " ".join(user for user, _, _ in shown.paid(r))),
+        ("addresses", lambda r: " ".join(address for _, address, _ in shown.paid(r))),
+        ("ledger entries", lambda r: " ".join(str(e.pk) for e in r.ledger_entries.all())),
         ("opened_at", lambda r: r.opened_at),
         ("last_checked_at", lambda r: r.last_checked_at),
         ("flagged", lambda r: "yes" if r.flagged else ""),
@@ -392,7 +463,8 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
     ordering = ["-opened_at"]
     # Shown by amount_display (coins) and flag (nothing unless flagged: no red cross for "no").
     exclude = ["amount", "flagged"]
-    readonly_fields = ["amount_display", "flag"]
+    readonly_fields = ["amount_display", "flag", "entries"]
+    object_history_template = "ledger/networktransaction_history.html"
     search_help_text = "An exact txid, or one of our addresses it paid."
 
     def search_q(self, term):
@@ -410,16 +482,34 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         return format_html('<code title="{}">{}…</code>', obj.txid, obj.txid[:16])
 
     def get_queryset(self, request):
-        # An open mined row's confirmations follow from its wallet's tip (not rewritten per block).
-        return super().get_queryset(request).with_confirmations()
+        # A mined row's confirmations follow from its wallet's tip (not rewritten per block); the
+        # entries say whom it paid.
+        return (
+            super().get_queryset(request).with_confirmations_shown().prefetch_related(shown.ENTRIES)
+        )
 
     @admin.display(description="wallet", ordering="wallet__name")
     def wallet_name(self, obj):
         return obj.wallet.name
 
-    @admin.display(description="confirmations", ordering="confirmations_now")
+    @admin.display(description="confirmations", ordering="confirmations_shown")
     def confirmations_of(self, obj):
-        return f"{obj.confirmations_now} / {obj.currency.polling_threshold}"
+        return shown.confirmations_cell(obj)
+
+    @admin.display(description="paid")
+    def paid_to(self, obj):
+        return shown.paid_cell(obj)
+
+    @admin.display(description="ledger entries (whom it paid)")
+    def entries(self, obj):
+        return shown.entries_table(obj)
+
+    def history_view(self, request, object_id, extra_context=None):
+        row = self.get_object(request, object_id)
+        timeline = shown.timeline(row, people_actions(row)) if row is not None else []
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "timeline": timeline}
+        )
 
     @admin.display(description="age", ordering="opened_at")
     def age(self, obj):

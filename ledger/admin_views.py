@@ -28,14 +28,34 @@ class ImportForm(forms.Form):
         error_messages={"invalid_choice": "Unknown wallet."},
     )
     account = forms.ModelChoiceField(
+        required=False,
         queryset=Account.objects.select_related("currency"),
         # The admin's account search (user id, account code): type "treasury" or "treasury 202".
         widget=AutocompleteSelect(Transaction._meta.get_field("destination"), admin.site),
         help_text="The account that receives the coins whose owner the books do not know: "
-        "search by user id and account code (a user id alone is their 201 balance).",
+        "search by user id (their balance), or a user id and an account code.",
         error_messages={"invalid_choice": "Unknown account."},
     )
+    new_user = forms.RegexField(
+        required=False,
+        regex=r"^[A-Za-z0-9_.:@-]{1,128}$",
+        label="Or a new user id",
+        help_text='A user with no account yet (a fresh install\'s "treasury"): their balance '
+        "account is opened with the import when you confirm.",
+        error_messages={"invalid": "Use 1 to 128 letters, digits and _ . : @ -"},
+    )
     expected = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and bool(data.get("account")) == bool(data.get("new_user")):
+            raise forms.ValidationError("Choose an account, or type a new user id: one of the two.")
+        return data
+
+    def target(self):
+        """The chosen account, or the new user's (unsaved until the import is confirmed)."""
+        data = self.cleaned_data
+        return data["account"] or imports.new_user_target(data["wallet"], data["new_user"])
 
     def __init__(self, data=None, *args, **kwargs):
         if data is not None and (data.get("account") or "").strip() and data.get("wallet"):
@@ -76,7 +96,7 @@ def import_wallet_balance_view(model_admin, request):
     }
     form = ImportForm(request.POST or None, initial={"wallet": request.GET.get("wallet")})
     if request.method == "POST" and form.is_valid():
-        wallet, account = form.cleaned_data["wallet"], form.cleaned_data["account"]
+        wallet, account = form.cleaned_data["wallet"], form.target()
         if "confirm" in request.POST and form.cleaned_data.get("expected") is not None:
             try:
                 entry = imports.confirm_import(
@@ -101,7 +121,7 @@ def import_wallet_balance_view(model_admin, request):
                 messages.success(
                     request,
                     f"{entry.label}: {wallet.currency.amount(entry.amount)} "
-                    f"put on account {account}.",
+                    f"put on {entry.destination}.",
                 )
                 return redirect(reverse("admin:ledger_wallet_change", args=[wallet.pk]))
         # Preview (or preview again after the amount changed): nothing is written.
@@ -180,5 +200,8 @@ def reconcile_view(model_admin, request, object_id):
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency
-        context.update(result=result, fmt={k: c.amount(getattr(result, k)) for k in FIGURES})
+        fmt = {k: c.amount(getattr(result, k)) for k in FIGURES}
+        # The fees account gives what the network took: a person reads the fees paid, positive.
+        fmt["fees_paid"] = c.amount(-result.fees)
+        context.update(result=result, fmt=fmt)
     return TemplateResponse(request, "ledger/reconcile.html", context)

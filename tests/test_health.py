@@ -189,3 +189,14 @@ def test_it_is_503_while_a_late_reply_needs_attention(client, wallet):
     status, body = _get(client)
     assert status == 503
     assert body["broadcasts"] == {"ok": False, "interrupted": [], "attention": [flagged.pk]}
+
+
+def test_it_is_200_on_a_fresh_start_before_any_task_ran(client, db):
+    # Just migrated: the schedules are registered, no task has run yet and none is late.
+    from django_q.models import Schedule, Task
+
+    Schedule.objects.update(next_run=timezone.now() + timezone.timedelta(seconds=30))
+    assert not Task.objects.exists()
+    status, body = _get(client)
+    assert status == 200, body
+    assert body["scheduler"]["ok"] is True and body["scheduler"]["last_task_at"] is None
