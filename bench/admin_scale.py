@@ -1,7 +1,8 @@
 """Operator pages at a small and at a large service, in one run, on PostgreSQL.
 
 Run from the repository root: .venv/bin/python bench/admin_scale.py [--rebuild] [--rounds N]
-[--smoke] (--smoke: the large dataset at 1/100, in a cache of its own, to try the script)
+[--smoke] [--quick] (--smoke: the large dataset at 1/100, in a cache of its own, to try the
+script; --quick: both sizes tiny on a temporary cluster, one round, in seconds: the suite runs it)
 
 Two databases in one PostgreSQL cluster of the bench's own (devtools.localservices):
 - small: 1,000 network transactions, 10,000 ledger rows, 100 users;
@@ -31,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devtools.localservices import kept_postgres  # noqa: E402
+from devtools.localservices import LocalPostgres, kept_postgres  # noqa: E402
 
 CACHE_DIR = REPO / "bench" / ".cache" / "admin-scale-pg"
 BUILD_ID = "v1"
@@ -352,12 +353,32 @@ def no_pending_reconciliation():
     OrmQ.objects.all().delete()
 
 
+FIGURES = ("worst_large_over_small", "slowest_large_page_ms")
+QUICK = "--quick" in sys.argv  # both sizes small, one round, a temporary cluster: seconds
+
+
 def main():
-    global CACHE_DIR
+    global CACHE_DIR, RECEIVED_ROWS
     if "--smoke" in sys.argv:  # the whole run at 1/100 of the large size, to try the script
         CACHE_DIR = CACHE_DIR.with_name("admin-scale-smoke")
         SIZES["large"] = {k: v // 100 for k, v in SIZES["large"].items()}
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
+    if QUICK:
+        SIZES["small"] = {k: v // 10 for k, v in SIZES["small"].items()}
+        SIZES["large"] = {k: v // 1000 for k, v in SIZES["large"].items()}
+        RECEIVED_ROWS = 1000
+        pg = LocalPostgres().start()
+        try:
+            run(pg, reuse=False, rounds=1)
+        finally:
+            from django.db import connections
+
+            from balances.cache import reset_cache
+
+            reset_cache()  # its LISTEN connection, before the cluster goes
+            connections.close_all()
+            pg.stop()
+        return
     with kept_postgres(CACHE_DIR, BUILD_ID, rebuild="--rebuild" in sys.argv) as (pg, reuse):
         run(pg, reuse=reuse, rounds=rounds)
 
@@ -422,7 +443,7 @@ def run(pg, reuse, rounds):
                     print(f"{size}: cache patched: {cursor.rowcount:,} deposit amounts set")
                     cursor.execute("VACUUM ANALYZE ledger_networktransaction")
         built = time.perf_counter() - started
-        if not reuse and size == list(SIZES)[-1]:
+        if not reuse and not QUICK and size == list(SIZES)[-1]:
             (CACHE_DIR / "BUILT").write_text(BUILD_ID)
         with connection.cursor() as cursor:
             counts = {}

@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:
 
 PYTHON = sys.executable
 USERS = ("u0", "u1", "u2", "u3")
+FIGURES = ("soak",)
 # Weights of the random actions (a step is one of them).
 ACTIONS = [
     ("deposit", 5),
@@ -440,7 +441,15 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--plan", action="store_true", help="print the seed's actions and exit")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 steps of seed 108 on SQLite, no kill: seconds (the suite)",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.db = 5, "sqlite"
+        args.seed = 108 if args.seed is None else args.seed
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     print(
         f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db "

@@ -313,7 +313,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
                 f"Broadcast #{broadcast.pk} is {broadcast.get_state_display()}: nothing to close.",
             )
             return redirect(change_url)
-        backend_has_nonce = broadcast.wallet.backend == "blockio"
+        backend_has_nonce = broadcast.wallet.backend_class.supports_nonce
         if request.method == "POST":
             form = CloseForm(request.POST, nonce=backend_has_nonce)
             if form.is_valid():

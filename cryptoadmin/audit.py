@@ -17,6 +17,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from .masking import mask_url
 from .signin.clientip import client_ip
 
 SECRET_WORDS = ("password", "api_key", "apikey", "pin", "secret", "token", "key")
@@ -24,8 +25,6 @@ MASK = "••••••"
 
 
 def _mask_value(key, value):
-    from ledger.backends.base import mask_url
-
     if any(word in str(key).lower() for word in SECRET_WORDS):
         return MASK if value else value
     if isinstance(value, str) and "://" in value:

@@ -7,6 +7,8 @@ alerts without editing a shared file.
   admin index, and `alerts(request) -> list[dict(level, message, url)]` for a banner on
   every admin page.
 - `<app>/health.py`: `checks() -> [{name: {"ok": bool, ...}}]` merged into /health.
+- `<app>/unsettled.py`: `unsettled(wallet, opened_since) -> [ids]` of sends the books may not
+  hold yet; a wallet import waits for them (ledger.imports).
 
 An app is found by being in INSTALLED_APPS; its AppConfig's `hooks_order` places its hooks.
 """

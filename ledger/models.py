@@ -130,7 +130,7 @@ class Wallet(models.Model):
         return f"{self.name} ({self.currency.code}, {self.backend})"
 
     def backend_settings_masked(self) -> dict:
-        from .backends.base import mask_url
+        from cryptoadmin.masking import mask_url
 
         masked = {}
         for key, value in (self.backend_settings or {}).items():
@@ -146,6 +146,13 @@ class Wallet(models.Model):
         from .backends import backend_for
 
         return backend_for(self, timeout)
+
+    @property
+    def backend_class(self) -> type:
+        """The class of this wallet's backend: its capabilities, without a node call."""
+        from .backends import backend_class
+
+        return backend_class(self.backend)
 
 
 # The one list of each kind of account code: the Account constraint, the balance cache's query

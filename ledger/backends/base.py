@@ -6,7 +6,6 @@ its own boundary (bitcoind speaks Decimal JSON numbers, block.io decimal strings
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ..errors import CryptoadminError
@@ -325,19 +324,6 @@ class Backend:
 
     def block_height(self) -> int:
         raise NotImplementedError
-
-
-# Credentials end at the LAST '@' (a password may contain '@' and '/'); the scheme is
-# matched in any case (HTTP:// too) and is optional. Masking a path that holds an '@' as
-# well hides more than needed, never less.
-_URL_CREDENTIALS = re.compile(
-    r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL
-)
-
-
-def mask_url(url: str) -> str:
-    """http://user:pass@host:port -> http://•••@host:port"""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}•••@", url, count=1)
 
 
 def seconds_left(deadline: float | None, default: float) -> float:

@@ -25,6 +25,8 @@ from decimal import Decimal
 from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
 
+from cryptoadmin.masking import mask_url
+
 from ..money import AmountError, format_units, to_units
 from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
 from .base import (
@@ -48,7 +50,6 @@ from .base import (
     TxInfo,
     TxOutput,
     check_txid,
-    mask_url,
     seconds_left,
 )
 
