@@ -1,0 +1,53 @@
+"""A bitcoind node's RPC address from its parts (host, port, user, password) and back, and its
+cookie file: the wallet form writes URLs with these, the backend reads cookies with them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from .errors import CryptoadminError
+
+
+class CookieUnreadable(CryptoadminError, ValueError):
+    code = "cookie_unreadable"
+
+
+def compose(host: str, port, user: str = "", password: str = "", scheme="http") -> str:
+    # Percent-encoded: a password holding '/', '?', '#' or '@' cannot be told from the host.
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{credentials}{host}" + (f":{int(port)}" if port else "")
+
+
+def parts(url: str) -> dict:
+    split = urlsplit(url)
+    return {
+        "host": split.hostname or "",
+        "port": split.port,
+        "rpc_user": unquote(split.username or ""),
+        "password": unquote(split.password or ""),
+    }
+
+
+def read_cookie(path: str) -> tuple[str, str]:
+    """(user, password) of the node's .cookie file ("__cookie__:<hex>")."""
+    if not Path(path).is_absolute():
+        raise CookieUnreadable("The cookie file's path must be absolute.")
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise CookieUnreadable(
+            f"The service cannot read the cookie file ({exc.strerror})."
+        ) from None
+    user, colon, password = text.partition(":")
+    if not (colon and user and password) or "\n" in text:
+        raise CookieUnreadable("The cookie file does not hold one user:password line.")
+    return user, password
+
+
+def with_cookie(url: str, path: str) -> str:
+    """The URL with the cookie's credentials (read now: the node writes one at each start)."""
+    user, password = read_cookie(path)
+    split = urlsplit(url)
+    return compose(split.hostname, split.port, user, password, scheme=split.scheme)

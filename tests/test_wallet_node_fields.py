@@ -1,0 +1,73 @@
+"""A bitcoind wallet's node as fields (host, port, user, password, or the node's cookie file)
+in the wallet form: checked, tried, and editable later with the password never shown back."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+ADD = "/admin/ledger/wallet/add/"
+TEST = "/admin/ledger/wallet/test-connection/"
+
+
+def _fields(btc, node, **kwargs):
+    fields = {"name": "hot", "currency": btc.pk, "backend": "bitcoind", "enabled": "on"}
+    return {**fields, "host": "127.0.0.1", "port": node.rpc_port, **kwargs}
+
+
+def test_it_makes_the_node_url_from_host_port_user_and_password(client, superuser, btc, node):
+    from ledger.models import Wallet
+
+    client.force_login(superuser)
+    page = client.get(ADD).content.decode()
+    for name in ("host", "port", "rpc_user", "rpc_password", "cookie_file"):
+        assert f'name="{name}"' in page, name
+    fields = _fields(btc, node, rpc_user=node.user, rpc_password=node.password)
+    assert client.post(TEST, fields).json()["code"] == "connected"
+    assert client.post(ADD, fields).status_code == 302
+    wallet = Wallet.objects.get()
+    assert wallet.backend_settings == {"url": node.url}
+    # Changed later: host, port and user shown again, the password never; left empty, kept.
+    change = f"/admin/ledger/wallet/{wallet.pk}/change/"
+    page = client.get(change).content.decode()
+    assert f'value="{node.rpc_port}"' in page and f'value="{node.user}"' in page
+    assert node.password not in page
+    kept = {"name": "hot", "enabled": "on", "host": "127.0.0.1", "port": node.rpc_port}
+    assert client.post(change, {**kept, "rpc_user": node.user}).status_code == 302
+    wallet.refresh_from_db()
+    assert wallet.backend_settings == {"url": node.url}
+    assert wallet.get_backend().block_height() == node.rpc("getblockcount")
+    refused = client.post(change, {**kept, "rpc_user": "other"}).content.decode()
+    assert "The RPC password is required with a user." in refused
+    refused = client.post(change, {**kept, "port": "", "rpc_user": node.user}).content.decode()
+    assert "The node&#x27;s RPC port is required with its host." in refused
+    wallet.refresh_from_db()
+    assert wallet.backend_settings == {"url": node.url}
+
+
+def test_it_connects_with_the_nodes_cookie_file(client, superuser, btc, node, tmp_path):
+    from ledger.backends import NotSent
+    from ledger.models import Wallet
+
+    cookie = tmp_path / ".cookie"
+    cookie.write_text(f"{node.user}:{node.password}")  # the file bitcoind writes: user:password
+    client.force_login(superuser)
+    fields = _fields(btc, node, cookie_file=str(cookie))
+    assert client.post(TEST, fields).json()["code"] == "connected"
+    both = client.post(ADD, {**fields, "rpc_user": "u", "rpc_password": "p"}).content.decode()
+    assert "A user and password, or a cookie file: not both." in both
+    missing = client.post(ADD, {**fields, "cookie_file": str(tmp_path / "none")})
+    assert "The service cannot read the cookie file" in missing.content.decode()
+    assert not Wallet.objects.exists()
+    assert client.post(ADD, fields).status_code == 302
+    wallet = Wallet.objects.get()
+    assert wallet.backend_settings == {
+        "url": f"http://127.0.0.1:{node.rpc_port}",
+        "cookie_file": str(cookie),
+    }
+    assert wallet.get_backend().block_height() == node.rpc("getblockcount")
+    cookie.unlink()  # a stopped node removes its cookie: nothing is sent, and it says why
+    shown = {"object_id": wallet.pk, "name": "hot", "enabled": "on", **fields}
+    tried = client.post(TEST, shown).json()
+    assert tried["ok"] is False and "cookie_file" in tried["errors"]
+    with pytest.raises(NotSent, match="cannot read the cookie file"):
+        wallet.get_backend()
