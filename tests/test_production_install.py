@@ -167,10 +167,13 @@ def _first_wallet(browser, url, currency, node):
         "currency": currency,
         "backend": "bitcoind",
         "enabled": "on",
-        "url": node.url,
+        "host": "127.0.0.1",
+        "port": node.rpc_port,
+        "rpc_user": node.user,
+        "rpc_password": node.password,
     }
     form = browser.get("/admin/ledger/wallet/add/")
-    assert 'name="url"' in form.text and "Test connection" in form.text
+    assert 'name="rpc_password"' in form.text and "Test connection" in form.text
     token = browser.csrf_token(form.text)
     tried = browser.post(
         "/admin/ledger/wallet/test-connection/",
