@@ -71,3 +71,16 @@ def test_it_connects_with_the_nodes_cookie_file(client, superuser, btc, node, tm
     assert tried["ok"] is False and "cookie_file" in tried["errors"]
     with pytest.raises(NotSent, match="cannot read the cookie file"):
         wallet.get_backend()
+
+
+def test_it_shows_the_saved_settings_that_are_not_secrets_again(client, superuser, btc):
+    from ledger.models import Wallet
+
+    settings = {"api_key": "k-1", "pin": "p-1", "network": "BTCTEST", "base_url": "https://x.test"}
+    wallet = Wallet.objects.create(
+        name="bio", currency=btc, backend="blockio", backend_settings=settings
+    )
+    client.force_login(superuser)
+    page = client.get(f"/admin/ledger/wallet/{wallet.pk}/change/").content.decode()
+    assert 'value="BTCTEST"' in page and 'value="https://x.test"' in page
+    assert "k-1" not in page and "p-1" not in page
