@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from cryptoadmin.exports import CsvExportMixin
+from cryptoadmin.words import count
 
 from . import actors, operator, wallet_form
 from . import network_display as shown
@@ -405,6 +406,15 @@ def _short(text, limit):
     return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])
 
 
+def _totals(rows) -> list[str]:
+    """Each currency's total of the rows' recorded amounts, in coins."""
+    sums = {}
+    for r in rows:
+        if r.amount:
+            sums[r.currency] = sums.get(r.currency, 0) + r.amount
+    return [c.amount(t) for c, t in sorted(sums.items(), key=lambda kv: kv[0].code)]
+
+
 class StuckFilter(admin.SimpleListFilter):
     title = "stuck"
     parameter_name = "stuck"
@@ -584,6 +594,8 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
                 "title": "Close network transactions by hand",
                 "opts": self.model._meta,
                 "rows": rows,
+                "count": count(len(rows), "network transaction"),
+                "totals": _totals(rows),
                 "form": form,
                 "ids": ids,
             },
