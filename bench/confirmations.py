@@ -4,7 +4,7 @@ a regtest bitcoind started here, each open row backed by a real wallet transacti
     .venv/bin/python bench/confirmations.py [--n 1000 10000 100000] [--notifications 20]
 
 The reference, a naive poller, asks the node once per open transaction (one gettransaction each) and
-writes each in its own database transaction. Ours (ledger/confirmations.py): the tip, and
+writes each in its own database transaction. Ours (ledger/confirmations/): the tip, and
 when it moved one batch (window since the last tip + block checks), then a constant number
 of SQL statements. Measured in the same run, for each N (the reference only up to 10,000):
 the reference cycle and ours after one new block, ours with no new block (median of 5).
@@ -176,7 +176,7 @@ def check(node, wallet, txids):
 
 
 def measure(node, wallet, n, with_reference):
-    from ledger.confirmations import poll_wallet
+    from ledger.confirmations.cycle import poll_wallet
     from ledger.models import Wallet
 
     txids = newest_txids(node, n)

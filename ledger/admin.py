@@ -566,7 +566,7 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         return self._close_view(request, [object_id])
 
     def _close_view(self, request, ids):
-        from .confirmations import CloseRefused
+        from .confirmations.closing import CloseRefused
 
         if not self.has_close_permission(request):
             # The page is the close flow's; operator.close_by_hand checks again.

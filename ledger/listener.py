@@ -9,7 +9,7 @@ transaction hash on ZMQ (`-zmqpubhashblock`, `-zmqpubhashtx`) and one long-runni
 - a new block starts a poll cycle of the wallets on that node at once (poll_wallet: the tip,
   one window batch, a constant number of statements);
 - new transactions are asked about in one `gettransaction` batch per wake-up, and those of
-  the wallet are recorded at once (confirmations.record_transactions). The node publishes a
+  the wallet are recorded at once (record_transactions). The node publishes a
   transaction again when it is mined: txids handled recently are skipped;
 - ZMQ drops what is published while the subscriber is away (a node restart, a listener
   restart): a reconnection (seen on the socket's monitor) or a gap in a topic's sequence
@@ -17,7 +17,7 @@ transaction hash on ZMQ (`-zmqpubhashblock`, `-zmqpubhashtx`) and one long-runni
   missed while away is found by the cycle of the block that mines it (its window), and the
   scheduler's poll stays the safety net.
 
-Everything that writes goes through ledger/confirmations.py, so THE RULE there holds here.
+Everything that writes goes through ledger/confirmations/, so THE RULE there holds here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import zmq
 from django.db import InterfaceError, OperationalError, connection
 
 from .backends import BackendError
-from .confirmations import poll_wallet, record_poll_error, record_transactions
+from .confirmations.cycle import poll_wallet, record_poll_error
+from .confirmations.entry_points import record_transactions
 from .models import Wallet
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class Listener:
                         f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary} "
                         f"({(time.perf_counter() - started) * 1000:.0f} ms)"
                     )
-                if txids and not getattr(summary, "read_window", False):
+                if txids and not (summary is not None and summary.read_window):
                     summary = record_transactions(wallet, txids, self.backend(wallet))
                     if summary.discovered or summary.changed:
                         self.out(

@@ -108,7 +108,7 @@ class Wallet(models.Model):
     last_rescan_at = models.DateTimeField(null=True, blank=True)
     last_rescan_result = models.JSONField(default=dict, blank=True)
     # The poller's last cycle of this wallet: a failing wallet is recorded here and the
-    # others are polled as usual (ledger/confirmations.py).
+    # others are polled as usual (ledger/confirmations/).
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_poll_error = models.TextField(blank=True)
     last_poll_error_at = models.DateTimeField(null=True, blank=True)
@@ -339,7 +339,7 @@ class NetworkTransaction(models.Model):
 
     Open (polled) until its confirmations reach the currency's polling threshold.
 
-    The rule for deposits (ledger/confirmations.py applies it, the CHECK below backs it): a
+    The rule for deposits (ledger/confirmations/ applies it, the CHECK below backs it): a
     deposit row leaves the polled states (open, conflicted, vanished) only in the database
     transaction that credits it, or when an operator closes it by hand, and then nothing
     credits it. One row per wallet: a transaction paying two of our wallets is a deposit of each.

@@ -3,7 +3,7 @@
 Found deposits are recorded as open deposit network transactions of the wallet; the
 confirmation tracker takes over from there and credits each exactly once at the threshold.
 Rescan only inserts rows it does not know (ignore_conflicts): it never writes an existing
-row, so a deposit closed by hand stays closed and uncredited (see ledger/confirmations.py)."""
+row, so a deposit closed by hand stays closed and uncredited (ledger/confirmations/)."""
 
 from __future__ import annotations
 

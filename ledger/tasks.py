@@ -1,5 +1,5 @@
 """django-q2 entry points: thin wrappers over the services."""
 
-from .confirmations import poll_all_currencies  # noqa: F401
+from .confirmations.entry_points import poll_all_currencies  # noqa: F401
 from .reconcile import reconcile_wallet_task  # noqa: F401
 from .rescan import rescan_wallet_task, scheduled_rescan  # noqa: F401

@@ -292,7 +292,7 @@ def _signature(wallet: Wallet, ours):
 def cycle(wallet: Wallet) -> None:
     """One poll and one broadcaster run, in this process."""
     from broadcasts.broadcaster import Broadcaster
-    from ledger.confirmations import poll_wallet
+    from ledger.confirmations.cycle import poll_wallet
 
     wallet = Wallet.objects.select_related("currency").get(pk=wallet.pk)
     poll_wallet(wallet)
@@ -349,7 +349,7 @@ def quiesce(wallet: Wallet, ours, outside, run_cycle=cycle, max_rounds=12, perso
 def _nothing_left(wallet: Wallet) -> bool:
     """No transaction polled, no outgoing waiting or in a broadcast, no fee unknown."""
     from broadcasts.models import Broadcast, OutgoingTransaction
-    from ledger.confirmations import POLLED_STATES
+    from ledger.models import POLLED_STATES
 
     return not (
         NT.objects.filter(wallet=wallet, state__in=POLLED_STATES).exists()

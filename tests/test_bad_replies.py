@@ -7,7 +7,7 @@ import pytest
 from ledger import services
 from ledger.backends import BadReply
 from ledger.backends.bitcoind import BitcoindBackend
-from ledger.confirmations import update_confirmations
+from ledger.confirmations.entry_points import update_confirmations
 from ledger.models import Address, NetworkTransaction, Transaction, Wallet
 from tests.rpc_double import RpcDouble, single, wallet_tx
 from tests.support import make_currency, make_wallet

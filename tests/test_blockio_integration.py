@@ -13,7 +13,7 @@ from broadcasts.models import Broadcast
 from broadcasts.selections import interrupted_broadcasts
 from broadcasts.withdrawals import send_external
 from ledger import imports, services
-from ledger.confirmations import update_confirmations
+from ledger.confirmations.entry_points import update_confirmations
 from ledger.models import NetworkTransaction, Transaction
 from ledger.reconcile import reconcile
 from ledger.rescan import rescan_wallet

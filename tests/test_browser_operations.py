@@ -10,7 +10,7 @@ from broadcasts.broadcaster import Broadcaster
 from broadcasts.models import Broadcast
 from broadcasts.withdrawals import send_external
 from ledger import imports, services
-from ledger.confirmations import update_confirmations
+from ledger.confirmations.entry_points import update_confirmations
 from tests.browser import login, screenshot
 from tests.support import make_currency, make_wallet, pay_from_outside, wait_until
 

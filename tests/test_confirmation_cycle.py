@@ -4,7 +4,7 @@ reorgs found by block hash, a constant number of node round trips and SQL statem
 import pytest
 
 from ledger.backends.bitcoind import BitcoindBackend
-from ledger.confirmations import poll_wallet
+from ledger.confirmations.cycle import poll_wallet
 from ledger.models import NetworkTransaction, Wallet
 from tests.support import make_currency, make_wallet
 

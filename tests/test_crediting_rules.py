@@ -8,8 +8,10 @@ import pytest
 from cryptoadmin import faults
 from ledger import services
 from ledger.backends.base import TxInfo, TxOutput
-from ledger.confirmations import POLLED_STATES, apply, close_by_hand, record_deposits
-from ledger.models import Address, NetworkTransaction, Transaction, Wallet
+from ledger.confirmations.apply import apply
+from ledger.confirmations.closing import close_by_hand
+from ledger.confirmations.crediting import record_deposits
+from ledger.models import POLLED_STATES, Address, NetworkTransaction, Transaction, Wallet
 from tests.support import make_currency, offline_wallet
 
 pytestmark = pytest.mark.django_db

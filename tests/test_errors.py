@@ -46,7 +46,7 @@ def test_it_finds_the_domain_errors_it_checks():
         "balances.cache.LoadTimeout",
         "broadcasts.errors.OutgoingError",
         "broadcasts.errors.CloseError",
-        "ledger.confirmations.CloseRefused",
+        "ledger.confirmations.closing.CloseRefused",
         "balances.auth.Denied",
     ):
         assert expected in names
@@ -64,7 +64,7 @@ def test_it_roots_every_domain_error_in_one_class():
 def test_it_keeps_the_builtin_bases():
     from balances.cache import BalanceLoadError, UnknownUser
     from broadcasts.errors import CloseError, OutgoingError
-    from ledger.confirmations import CloseRefused
+    from ledger.confirmations.closing import CloseRefused
     from ledger.money import AmountError
     from ledger.services import LedgerError
 

@@ -6,7 +6,7 @@ import pytest
 
 from cryptoadmin import faults
 from ledger import services
-from ledger.confirmations import poll_wallet
+from ledger.confirmations.cycle import poll_wallet
 from ledger.models import NetworkTransaction, Transaction, Wallet
 from tests.support import make_currency, make_wallet, pay_from_outside, wait_until
 

@@ -1,0 +1,117 @@
+"""Deposits: recorded once per wallet and transaction, and credited exactly once, in the
+transaction that claims the row (and closes it at the polling threshold)."""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cryptoadmin import faults
+
+from .. import services
+from ..backends.base import TxInfo
+from ..models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+from .rows import flag
+
+NT = NetworkTransaction
+
+
+def our_addresses(wallet_id: int, candidates) -> dict[str, Address]:
+    wanted = set(candidates)
+    if not wanted:
+        return {}
+    return {
+        a.address: a
+        for a in Address.objects.filter(
+            wallet_id=wallet_id, kind=Address.Kind.RECEIVING, address__in=wanted
+        ).select_related("account")
+    }
+
+
+def record_deposits(wallet: Wallet, infos) -> int:
+    """Transactions paying this wallet's receiving addresses become its deposit rows, once:
+    UNIQUE (wallet, txid, type). A transaction paying two of our wallets is a row of each.
+    Existing rows are left alone (ignore_conflicts), hand-closed ones included."""
+    paying = {info.txid: info for info in infos if info.received()}
+    if not paying:
+        return 0
+    ours = our_addresses(wallet.pk, {a for info in paying.values() for a in info.received()})
+    new = [info for info in paying.values() if any(a in ours for a in info.received())]
+    if not new:
+        return 0
+    known = set(
+        NT.objects.filter(
+            wallet=wallet, type=NT.Type.DEPOSIT, txid__in=[i.txid for i in new]
+        ).values_list("txid", flat=True)
+    )
+    now = timezone.now()
+    created = NT.objects.bulk_create(
+        [
+            NT(
+                currency_id=wallet.currency_id,
+                wallet=wallet,
+                txid=i.txid,
+                type=NT.Type.DEPOSIT,
+                confirmations=max(i.confirmations, 0),
+                max_confirmations=max(i.confirmations, 0),
+                opened_at=now,
+                amount=sum(units for a, units in i.received().items() if a in ours),
+            )
+            for i in new
+            if i.txid not in known
+        ],
+        ignore_conflicts=True,
+    )
+    return len(created)
+
+
+def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) -> int:
+    """Credit each of this wallet's addresses the transaction pays, exactly once, and close the
+    row if it is at the polling threshold, all in one transaction. Returns 1 if this call credited.
+
+    The claim requires the row still open and uncredited: a row closed by hand, or credited by
+    another worker, is 0 rows and nothing is written."""
+    ours = our_addresses(row.wallet_id, info.received())
+    if not ours:
+        _flag_unpayable(row)
+        return 0
+    network = services.system_account(Wallet.objects.get(pk=row.wallet_id), Account.Code.NETWORK)
+    now = timezone.now()
+    claim = {"credited_at": now}
+    if info.confirmations >= currency.polling_threshold:
+        claim.update(state=NT.State.CLOSED, state_changed_at=now, closed_at=now)
+    try:
+        with transaction.atomic():
+            # The claim: whoever flips credited_at first credits; everyone else sees 0 rows.
+            claimed = NT.objects.filter(
+                pk=row.pk, credited_at__isnull=True, state=NT.State.OPEN
+            ).update(**claim)
+            if not claimed:
+                return 0
+            for address, amount in info.received().items():
+                if address in ours:
+                    services.post(
+                        network,
+                        ours[address].account,
+                        amount,
+                        Transaction.Kind.DEPOSIT,
+                        network_transaction_id=row.pk,
+                        address=ours[address],
+                        label=f"deposit {row.txid[:16]}",
+                    )
+            faults.point("credit.before_commit")
+    except IntegrityError:
+        # The UNIQUE (network transaction, address) backstop fired: someone else credited.
+        return 0
+    faults.point("credit.after_commit")
+    for field, value in claim.items():
+        setattr(row, field, value)
+    return 1
+
+
+def _flag_unpayable(row: NetworkTransaction) -> None:
+    """A deposit due a credit that pays none of its wallet's receiving addresses (one was
+    removed or changed kind): it stays polled and flagged until an operator closes it by hand."""
+    reason = "due a credit but pays none of this wallet's receiving addresses: close it by hand"
+    if row.flagged and reason in row.flag_reason:
+        return
+    flag(row, reason)
+    NT.objects.polled().filter(pk=row.pk).update(flagged=True, flag_reason=row.flag_reason)
