@@ -7,7 +7,7 @@ from balances.views import graphql_view
 from ops.activity import activity_view
 from ops.health import health
 from ops.metrics import metrics_view
-from ops.person import person_view
+from ops.person import new_address_view, person_view
 
 from . import home
 from .signin.forms import SecondFactorLoginForm
@@ -29,6 +29,11 @@ urlpatterns = [
     path("admin/needs-person/", home.fragment, name="needs-person"),
     path("admin/activity/", admin.site.admin_view(activity_view), name="activity"),
     path("admin/person/<str:user_id>/", admin.site.admin_view(person_view), name="person"),
+    path(
+        "admin/person/<str:user_id>/address/",
+        admin.site.admin_view(new_address_view),
+        name="person-address",
+    ),
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
     path("graphql", graphql_view, name="graphql"),

@@ -216,3 +216,15 @@ def test_it_derives_a_closed_rows_confirmations_from_the_tip_and_says_when_check
     listed = staff_client.get(LIST).content.decode()
     assert "17 / " not in listed and ">31<" in listed
     assert "checked 20 s ago" in listed
+
+
+def test_it_reviews_a_close_by_hand_with_count_total_and_what_moves(client, operator, db_wallet):
+    grant(operator, "ledger.view_networktransaction", "ledger.close_networktransaction_by_hand")
+    rows = _rows(db_wallet, 2, amount=150_000_000)
+    client.force_login(operator)
+    page = client.post(
+        LIST, {"action": "close_by_hand", "_selected_action": [r.pk for r in rows]}
+    ).content.decode()
+    assert "2 network transactions" in page and "3.00000000 BTC" in page
+    assert "nobody is credited" in page
+    assert set(NetworkTransaction.objects.values_list("state", flat=True)) == {"open"}

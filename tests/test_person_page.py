@@ -76,3 +76,24 @@ def test_it_answers_an_unknown_person_with_a_404_and_an_outsider_with_a_403(
     assert client.get("/admin/person/nobody-here/").status_code == 403
     grant(staff, "ledger.view_account")
     assert client.get("/admin/person/nobody-here/").status_code == 404
+
+
+def test_it_gives_a_person_a_new_receiving_address_with_the_permission(
+    client, operator, superuser, wallet
+):
+    from ledger.models import Address
+
+    services.user_accounts("dora", wallet.currency)
+    url = "/admin/person/dora/address/"
+    client.force_login(operator)
+    assert client.post(url, {"wallet": wallet.pk}).status_code == 403
+    assert not Address.objects.filter(account__user_id="dora").exists()
+    client.force_login(superuser)
+    assert (
+        'action="/admin/person/dora/address/"' in client.get("/admin/person/dora/").content.decode()
+    )
+    response = client.post(url, {"wallet": wallet.pk})
+    assert response.status_code == 302 and response["Location"] == "/admin/person/dora/"
+    (address,) = Address.objects.filter(account__user_id="dora")
+    assert address.wallet == wallet and address.account.code == 201
+    assert client.post(url, {"wallet": "nope"}).status_code == 400
