@@ -82,9 +82,9 @@ class WalletForm(forms.ModelForm):
         label="Or the whole RPC URL",
         max_length=500,
         widget=forms.TextInput(attrs={"size": 60, "placeholder": "http://USER:PASSWORD@HOST:PORT"}),
-        help_text="bitcoind's rpcuser, rpcpassword and rpcport (regtest 18443, testnet 18332, "
-        "mainnet 8332); the host must be on NODE_HOSTS. Shown masked once saved: left empty "
-        "on an existing wallet, it stays as it is.",
+        help_text="Instead of the fields above: the URL with rpcuser and rpcpassword ('/', '?', "
+        "'#' and '@' in them percent-encoded); the host must be on NODE_HOSTS. Shown masked "
+        "once saved: left empty on an existing wallet, it stays as it is.",
     )
     api_key = _secret(
         "API key", "From block.io's dashboard. Left empty on an existing wallet: kept."
