@@ -8,14 +8,19 @@ from urllib.parse import quote, unquote, urlsplit
 
 from .errors import CryptoadminError
 
+# RFC 3986's sub-delimiters: allowed as they are in a URL's user and password.
+SUB_DELIMS = "!$&'()*+,;="
+
 
 class CookieUnreadable(CryptoadminError, ValueError):
     code = "cookie_unreadable"
 
 
 def compose(host: str, port, user: str = "", password: str = "", scheme="http") -> str:
-    # Percent-encoded: a password holding '/', '?', '#' or '@' cannot be told from the host.
-    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
+    # Percent-encoded only where a URL needs it (a password holding '/', '?', '#' or '@' cannot
+    # be told from the host); the backend decodes them before it sends them to the node.
+    credentials = f"{quote(user, safe=SUB_DELIMS)}:{quote(password, safe=SUB_DELIMS + ':')}@"
+    credentials = credentials if user else ""
     host = f"[{host}]" if ":" in host else host
     return f"{scheme}://{credentials}{host}" + (f":{int(port)}" if port else "")
 

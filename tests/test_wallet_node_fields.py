@@ -84,3 +84,16 @@ def test_it_shows_the_saved_settings_that_are_not_secrets_again(client, superuse
     page = client.get(f"/admin/ledger/wallet/{wallet.pk}/change/").content.decode()
     assert 'value="BTCTEST"' in page and 'value="https://x.test"' in page
     assert "k-1" not in page and "p-1" not in page
+
+
+def test_it_writes_a_password_with_url_characters_so_that_it_reads_back():
+    from ledger.node_address import compose, parts
+
+    url = compose("10.0.0.5", 8332, "rpc", "a!b:c/d@e#f?g%")
+    assert url.endswith("@10.0.0.5:8332") and url.startswith("http://rpc:a!b:c%2Fd%40e%23f%3Fg%25")
+    assert parts(url) == {
+        "host": "10.0.0.5",
+        "port": 8332,
+        "rpc_user": "rpc",
+        "password": "a!b:c/d@e#f?g%",
+    }
