@@ -143,7 +143,9 @@ class WalletForm(forms.ModelForm):
                 except UrlRefused as exc:
                     self.add_error(key, str(exc))
         if backend == BITCOIND and new.get("cookie_file"):
-            self._check_cookie(new)
+            # A saved file is not read again here: a stopped node removes it, and the wallet
+            # must stay editable (disabled, say) meanwhile.
+            self._check_cookie(new, read=new["cookie_file"] != old.get("cookie_file"))
         self.instance.backend_settings = new
         return data
 
@@ -167,9 +169,11 @@ class WalletForm(forms.ModelForm):
             return
         data["url"] = node_address.compose(host, data["port"], user, password)
 
-    def _check_cookie(self, new):
+    def _check_cookie(self, new, read):
         if urlsplit(new.get("url", "")).username:
             self.add_error("cookie_file", "A user and password, or a cookie file: not both.")
+            return
+        if not read:
             return
         try:
             node_address.read_cookie(new["cookie_file"])

@@ -32,6 +32,9 @@ def test_it_makes_the_node_url_from_host_port_user_and_password(client, superuse
     assert f'value="{node.rpc_port}"' in page and f'value="{node.user}"' in page
     assert node.password not in page
     kept = {"name": "hot", "enabled": "on", "host": "127.0.0.1", "port": node.rpc_port}
+    # Test connection from that page: the password left empty is the saved one.
+    tried = client.post(TEST, {"object_id": wallet.pk, **kept, "rpc_user": node.user}).json()
+    assert tried["code"] == "connected", tried
     assert client.post(change, {**kept, "rpc_user": node.user}).status_code == 302
     wallet.refresh_from_db()
     assert wallet.backend_settings == {"url": node.url}
@@ -66,11 +69,16 @@ def test_it_connects_with_the_nodes_cookie_file(client, superuser, btc, node, tm
     }
     assert wallet.get_backend().block_height() == node.rpc("getblockcount")
     cookie.unlink()  # a stopped node removes its cookie: nothing is sent, and it says why
-    shown = {"object_id": wallet.pk, "name": "hot", "enabled": "on", **fields}
-    tried = client.post(TEST, shown).json()
-    assert tried["ok"] is False and "cookie_file" in tried["errors"]
+    shown = {"name": "hot", "host": "127.0.0.1", "port": node.rpc_port, "cookie_file": str(cookie)}
+    tried = client.post(TEST, {"object_id": wallet.pk, **shown, "enabled": "on"}).json()
+    assert tried["ok"] is False and "cannot read the cookie file" in tried["message"]
     with pytest.raises(NotSent, match="cannot read the cookie file"):
         wallet.get_backend()
+    # The wallet stays editable meanwhile: disabled while its node is down.
+    change = client.post(f"/admin/ledger/wallet/{wallet.pk}/change/", shown)
+    assert change.status_code == 302, change.content.decode()[-2000:]
+    wallet.refresh_from_db()
+    assert not wallet.enabled and wallet.backend_settings["cookie_file"] == str(cookie)
 
 
 def test_it_shows_the_saved_settings_that_are_not_secrets_again(client, superuser, btc):
