@@ -77,7 +77,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         "total_display",
         "fee_display",
         "txid_short",
-        "opened_at",
+        "opened",
     ]
     csv_columns = [
         ("id", lambda b: b.pk),
@@ -148,6 +148,12 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
     @admin.display(description="outgoing", ordering="transaction_count")
     def outgoing(self, obj):
         return obj.transaction_count
+
+    @admin.display(description="opened", ordering="opened_at")
+    def opened(self, obj):
+        # Date over time: the list keeps to a 1280 px window (the seconds are on its page).
+        moment = localtime(obj.opened_at)
+        return format_html("{}<br>{}", moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M"))
 
     @admin.display(description="wallet", ordering="wallet__name")
     def wallet_name(self, obj):
@@ -454,7 +460,7 @@ class OutgoingTransactionAdmin(
         "short_address",
         "amount_display",
         "state",
-        "broadcast",
+        "broadcast_no",
         "why",
     ]
     csv_columns = [
@@ -523,8 +529,8 @@ class OutgoingTransactionAdmin(
 
     @admin.display(description="address", ordering="address")
     def short_address(self, obj):
-        # Whole: an operator compares it with the user's request character by character.
-        return format_html("<code>{}</code>", obj.address)
+        # Whole (wrapped in a narrow window): an operator compares it character by character.
+        return format_html('<code style="overflow-wrap:anywhere">{}</code>', obj.address)
 
     # wallet__currency: the wallet column's text names its currency (one query per row without).
     list_select_related = [
@@ -543,6 +549,17 @@ class OutgoingTransactionAdmin(
         by_txid = Q(broadcast_id__in=ids(Broadcast.objects.filter(txid=txid))) if txid else NOTHING
         return (
             Q(address=term) | Q(account_id__in=ids(Account.objects.filter(user_id=term))) | by_txid
+        )
+
+    @admin.display(description="broadcast", ordering="broadcast_id")
+    def broadcast_no(self, obj):
+        # Its number, linking to its page (the node's label is on that page): room for the why.
+        if not obj.broadcast_id:
+            return "—"
+        return format_html(
+            '<a href="{}">#{}</a>',
+            reverse("admin:broadcasts_broadcast_change", args=[obj.broadcast_id]),
+            obj.broadcast_id,
         )
 
     @admin.display(description="user", ordering="account__user_id")

@@ -178,22 +178,7 @@ def _entry(entry):
 
 def life(out) -> str:
     """The withdrawal's life as a small table: requested, approval, broadcast, outcome."""
-    c = out.currency
-    rows = [
-        (
-            "requested",
-            format_html(
-                '{} by {} for <a href="{}">{}</a>: {} to <code>{}</code>{}',
-                out.created_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                out.created_by or "the API",
-                reverse("person", args=[out.account.user_id]),
-                out.account.user_id,
-                c.amount(out.amount),
-                out.address,
-                _entry(out.lock_entry),
-            ),
-        )
-    ]
+    rows = [("requested", _requested(out))]
     if out.approval_reason:
         rows.append(("needed approval", out.approval_reason))
     if out.approved_by_id:
@@ -219,6 +204,19 @@ def life(out) -> str:
     return format_html(
         '<table class="figures" id="withdrawal-life">{}</table>',
         format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+    )
+
+
+def _requested(out):
+    return format_html(
+        '{} by {} for <a href="{}">{}</a>: {} to <code>{}</code>{}',
+        out.created_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        out.created_by or "the API",
+        reverse("person", args=[out.account.user_id]),
+        out.account.user_id,
+        out.currency.amount(out.amount),
+        out.address,
+        _entry(out.lock_entry),
     )
 
 

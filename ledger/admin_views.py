@@ -161,6 +161,13 @@ FIGURES = (
 )
 
 
+def _figures(result, currency) -> dict:
+    fmt = {k: currency.amount(getattr(result, k)) for k in FIGURES}
+    # The fees account gives what the network took: a person reads the fees paid, positive.
+    fmt["fees_paid"] = currency.amount(-result.fees)
+    return fmt
+
+
 def reconcile_view(model_admin, request, object_id):
     """GET shows the last recorded reconciliation and any pending or failed request; it
     writes nothing and calls no node. POST (with `ledger.reconcile_wallet`) queues the full
@@ -200,10 +207,7 @@ def reconcile_view(model_admin, request, object_id):
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency
-        fmt = {k: c.amount(getattr(result, k)) for k in FIGURES}
-        # The fees account gives what the network took: a person reads the fees paid, positive.
-        fmt["fees_paid"] = c.amount(-result.fees)
-        context.update(result=result, fmt=fmt)
+        context.update(result=result, fmt=_figures(result, c))
     return TemplateResponse(request, "ledger/reconcile.html", context)
 
 

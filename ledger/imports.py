@@ -143,6 +143,14 @@ def confirm_import(wallet: Wallet, account: Account, expected: int, *, by) -> Tr
     return entry
 
 
+def _target(wallet: Wallet, account_id, new_user_id) -> Account:
+    """The import's account: a new user's balance account is opened in the import's own
+    transaction (rolled back with it)."""
+    if new_user_id:
+        return services.user_account(new_user_id, wallet.currency)
+    return Account.objects.select_related("currency").get(pk=account_id)
+
+
 def import_unaccounted_balance(
     wallet_id: int,
     account_id: int | None,
@@ -158,10 +166,7 @@ def import_unaccounted_balance(
     (a broadcast opened meanwhile makes the node's answer and the books disagree)."""
     with transaction.atomic():
         wallet = Wallet.objects.select_for_update().select_related("currency").get(pk=wallet_id)
-        if new_user_id:
-            account = services.user_account(new_user_id, wallet.currency)
-        else:
-            account = Account.objects.select_related("currency").get(pk=account_id)
+        account = _target(wallet, account_id, new_user_id)
         check_target(wallet, account)
         started = timezone.now()
         check_settled(wallet)

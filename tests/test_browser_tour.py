@@ -70,7 +70,7 @@ def tour_page(browser):
 ACCOUNT_CODES = re.compile(r"\b(201|202|203|204|205|206|230|900|910|920)\b")
 
 
-def _operator_pages(page, url, units, wallet, shots):
+def _operator_pages(page, url, units, wallet, broadcast, shots):
     """The operator's day pages at 1440 x 900 and 1280 x 800: no sideways scroll, no raw base
     units, no account codes, no traceback; the approval's review shown before its POST."""
     from broadcasts.models import OutgoingTransaction
@@ -99,6 +99,11 @@ def _operator_pages(page, url, units, wallet, shots):
         ("wallet", f"ledger/wallet/{wallet.pk}/change/"),
         ("accounts", "ledger/account/"),
         ("user-balances", "balances/apitoken/user-balances/?user_id=treasury"),
+        ("broadcast", f"broadcasts/broadcast/{broadcast.pk}/change/"),
+        ("broadcasts", "broadcasts/broadcast/"),
+        ("outgoing", "broadcasts/outgoingtransaction/"),
+        ("wallets", "ledger/wallet/"),
+        ("reconcile", f"ledger/wallet/{wallet.pk}/reconcile/"),
     ]
     for width, height in ((1440, 900), (1280, 800)):
         page.set_viewport_size({"width": width, "height": height})
@@ -115,6 +120,14 @@ def _operator_pages(page, url, units, wallet, shots):
         page.wait_for_selector("#review-summary")
         _check(page, f"review-approve-{width}", units, ["0.02345678 BTC"], width, shots)
         assert OutgoingTransaction.objects.get(pk=waiting.pk).state == "awaiting_approval"
+        # Close by hand: its review (what closes, what moves) before the POST.
+        page.goto(url + "ledger/networktransaction/?state__exact=open&type__exact=deposit")
+        page.check("#action-toggle")
+        page.select_option("select[name=action]", "close_by_hand")
+        page.click("button[name=index]")
+        page.wait_for_selector("#close-summary")
+        _check(page, f"review-close-{width}", units, width=width, shots=shots)
+        assert not NetworkTransaction.objects.filter(state="closed_by_hand").exists()
     page.set_viewport_size({"width": WIDTH, "height": 900})
 
 
@@ -174,7 +187,7 @@ def test_it_tours_every_page_at_1440_px_in_coins(
     page.goto(url + "balances/apitoken/")
     _check(page, "api-tokens", units)
 
-    _operator_pages(page, url, units, wallet, tmp_path)
+    _operator_pages(page, url, units, wallet, broadcast, tmp_path)
 
     page.context.clear_cookies()
     settings.AXES_FAILURE_LIMIT = 3
