@@ -63,6 +63,8 @@ if not SECRET_KEY:
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# A refused form names the settings that decide it (CSRF_TRUSTED_ORIGINS, BEHIND_TLS_PROXY).
+CSRF_FAILURE_VIEW = "cryptoadmin.csrf.failure"
 
 _db_url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 try:
