@@ -77,6 +77,32 @@ def received_rows(cursor):
     return rows
 
 
+# (name, URL) of the pages fetched with GET; {txid}, {address}, {user} and {broadcast_txid}
+# are values read from the database being measured.
+GET_PAGES = [
+    ("admin home", "/admin/"),
+    ("network transactions, default", "/admin/ledger/networktransaction/"),
+    ("network transactions, search txid", "/admin/ledger/networktransaction/?q={txid}"),
+    ("network transactions, search address", "/admin/ledger/networktransaction/?q={address}"),
+    ("network transactions, open", "/admin/ledger/networktransaction/?state__exact=open"),
+    ("ledger transactions, default", "/admin/ledger/transaction/"),
+    ("ledger transactions, currency=BTC", "/admin/ledger/transaction/?currency__id__exact=1"),
+    ("ledger transactions, search user id", "/admin/ledger/transaction/?q={user}"),
+    ("ledger transactions, search txid", "/admin/ledger/transaction/?q={txid}"),
+    ("ledger transactions, user filter", "/admin/ledger/transaction/?user={user}"),
+    ("ledger transactions, account 900", "/admin/ledger/transaction/?account=1"),
+    ("accounts, default", "/admin/ledger/account/"),
+    ("accounts, search user id", "/admin/ledger/account/?q={user}"),
+    ("addresses, search address", "/admin/ledger/address/?q={address}"),
+    ("broadcasts", "/admin/broadcasts/broadcast/"),
+    ("outgoing transactions", "/admin/broadcasts/outgoingtransaction/"),
+    (
+        "outgoing, search broadcast txid",
+        "/admin/broadcasts/outgoingtransaction/?q={broadcast_txid}",
+    ),
+]
+
+
 def pages(cursor):
     """(name, method, url, body) of every page timed, with values from this database."""
     cursor.execute("SELECT txid FROM ledger_networktransaction WHERE id = 2")
@@ -84,68 +110,15 @@ def pages(cursor):
     cursor.execute("SELECT address FROM ledger_address WHERE id = 3")
     address = cursor.fetchone()[0]
     cursor.execute("SELECT txid FROM broadcasts_broadcast ORDER BY id LIMIT 1")
-    broadcast_txid = cursor.fetchone()[0]
-    user = "user-42"
+    values = dict(txid=txid, address=address, user="user-42", broadcast_txid=cursor.fetchone()[0])
     graphql = json.dumps(
         {
-            "query": 'query { user(id: "' + user + '") { currencies { id enabled balance '
-            "advancedTradingBalance lockedBalance withdrawLockedBalance } } }"
+            "query": 'query { user(id: "' + values["user"] + '") { currencies { id enabled '
+            "balance advancedTradingBalance lockedBalance withdrawLockedBalance } } }"
         }
     )
-    return [
-        ("admin home", "get", "/admin/", None),
-        ("network transactions, default", "get", "/admin/ledger/networktransaction/", None),
-        (
-            "network transactions, search txid",
-            "get",
-            f"/admin/ledger/networktransaction/?q={txid}",
-            None,
-        ),
-        (
-            "network transactions, search address",
-            "get",
-            f"/admin/ledger/networktransaction/?q={address}",
-            None,
-        ),
-        (
-            "network transactions, open",
-            "get",
-            "/admin/ledger/networktransaction/?state__exact=open",
-            None,
-        ),
-        ("ledger transactions, default", "get", "/admin/ledger/transaction/", None),
-        (
-            "ledger transactions, currency=BTC",
-            "get",
-            "/admin/ledger/transaction/?currency__id__exact=1",
-            None,
-        ),
-        (
-            "ledger transactions, search user id",
-            "get",
-            f"/admin/ledger/transaction/?q={user}",
-            None,
-        ),
-        ("ledger transactions, search txid", "get", f"/admin/ledger/transaction/?q={txid}", None),
-        (
-            "ledger transactions, user filter",
-            "get",
-            f"/admin/ledger/transaction/?user={user}",
-            None,
-        ),
-        ("ledger transactions, account 900", "get", "/admin/ledger/transaction/?account=1", None),
-        ("accounts, default", "get", "/admin/ledger/account/", None),
-        ("accounts, search user id", "get", f"/admin/ledger/account/?q={user}", None),
-        ("addresses, search address", "get", f"/admin/ledger/address/?q={address}", None),
-        ("broadcasts", "get", "/admin/broadcasts/broadcast/", None),
-        ("outgoing transactions", "get", "/admin/broadcasts/outgoingtransaction/", None),
-        (
-            "outgoing, search broadcast txid",
-            "get",
-            f"/admin/broadcasts/outgoingtransaction/?q={broadcast_txid}",
-            None,
-        ),
-        # The POST queues the full scan (timed below on its own line, not as a page).
+    return [(name, "get", url.format(**values), None) for name, url in GET_PAGES] + [
+        # The POST queues the full scan (timed on its own line, not as a page).
         ("reconcile now (POST: queues the scan)", "post", RECONCILE_URL, {}),
         ("reconcile page (GET: last result)", "get", RECONCILE_URL, None),
         ("user balances, GraphQL", "graphql", "/graphql", graphql),

@@ -61,6 +61,38 @@ class Soak:
     # -- set-up ------------------------------------------------------------------------------
 
     def start(self):
+        self.start_services()
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from tests import invariants
+
+        self.inv = invariants
+        self.outside.generate(130)  # 30 mature coinbases to pay us with
+        invariants.wait_synced(self.ours, self.outside)
+        self.open_books()
+        from tests.support import OperatorPersona
+
+        # The operator on duty: settles by hand, through the close page's services, what the
+        # broadcaster leaves interrupted (after the machine has had its chance).
+        self.person = OperatorPersona("soak-operator")
+        self.points = source_points()
+        # Every user starts with a credited deposit, so withdrawals have something to spend.
+        for user in USERS:
+            self.outside.rpc("sendtoaddress", self.addresses[user], "1")
+        invariants.mine(self.ours, self.outside, self.currency.polling_threshold)
+        invariants.cycle(self.wallet)
+        from ledger import services as ledger
+
+        assert ledger.balance(ledger.user_account(USERS[0], self.currency, 201)) == 10**8
+        return self
+
+    def start_services(self):
+        """The database (a PostgreSQL cluster of its own, or a SQLite file), the two nodes and
+        the environment of the child processes."""
         from devtools.localservices import LocalBitcoind, LocalPostgres
 
         if self.db == "postgres":
@@ -90,17 +122,9 @@ class Soak:
         os.environ.update(
             DJANGO_SETTINGS_MODULE="devtools.settings_test", DATABASE_URL=self.database_url
         )
-        import django
 
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        from tests import invariants
-
-        self.inv = invariants
-        self.outside.generate(130)  # 30 mature coinbases to pay us with
-        invariants.wait_synced(self.ours, self.outside)
+    def open_books(self):
+        """The currency, our wallet on our node, each user's receiving address, the treasury."""
         from ledger import services as ledger
         from ledger.models import Currency, Wallet
 
@@ -116,19 +140,6 @@ class Soak:
         for user in USERS:
             self.addresses[user] = ledger.new_receiving_address(self.wallet, user).address
         self.treasury = ledger.user_account("treasury", self.currency, 201)
-        from tests.support import OperatorPersona
-
-        # The operator on duty: settles by hand, through the close page's services, what the
-        # broadcaster leaves interrupted (after the machine has had its chance).
-        self.person = OperatorPersona("soak-operator")
-        self.points = source_points()
-        # Every user starts with a credited deposit, so withdrawals have something to spend.
-        for user in USERS:
-            self.outside.rpc("sendtoaddress", self.addresses[user], "1")
-        invariants.mine(self.ours, self.outside, self.currency.polling_threshold)
-        invariants.cycle(self.wallet)
-        assert ledger.balance(ledger.user_account(USERS[0], self.currency, 201)) == 10**8
-        return self
 
     def stop(self):
         for node in reversed(self.nodes):

@@ -126,56 +126,13 @@ def outgoing(spec):
     from django.db import transaction
     from django.utils import timezone
 
-    from broadcasts.models import Broadcast, OutgoingTransaction
-    from ledger.models import Transaction
+    from broadcasts.models import OutgoingTransaction
 
     n, users = spec["outgoing"], spec["users"]
     sent = max(0, n - 300) if n > 300 else n // 2
-    now = timezone.now()
     with transaction.atomic():
-        broadcasts = Broadcast.objects.bulk_create(
-            [
-                Broadcast(
-                    wallet_id=1,
-                    state="broadcasted",
-                    label=f"broadcast {b}",
-                    txid=f"{b:064x}",
-                    opened_at=now,
-                    broadcasted_at=now,
-                    output_count=100,
-                    transaction_count=100,
-                    total=100 * 1000,
-                    fee=500,
-                )
-                for b in range(-(-sent // 100))
-            ]
-        )
-        locks, sends = [], []
-        for o in range(n):
-            p = (o * 13) % users
-            locks.append(
-                Transaction(
-                    currency_id=1,
-                    source_id=10 + p * 7,
-                    destination_id=10 + p * 7 + 3,
-                    amount=1000,
-                    kind="pending_outgoing",
-                    label="withdrawal",
-                )
-            )
-            if o < sent:
-                sends.append(
-                    Transaction(
-                        currency_id=1,
-                        source_id=10 + p * 7 + 3,
-                        destination_id=1,
-                        amount=1000,
-                        kind="broadcasted",
-                        label="sent",
-                    )
-                )
-        locks = Transaction.objects.bulk_create(locks, batch_size=2000)
-        Transaction.objects.bulk_create(sends, batch_size=2000)
+        broadcasts = sent_broadcasts(sent, timezone.now())
+        locks = ledger_rows(n, users, sent)
         OutgoingTransaction.objects.bulk_create(
             [
                 OutgoingTransaction(
@@ -193,3 +150,48 @@ def outgoing(spec):
             ],
             batch_size=2000,
         )
+
+
+def sent_broadcasts(sent, now):
+    """One broadcasted broadcast per 100 sent outgoing."""
+    from broadcasts.models import Broadcast
+
+    return Broadcast.objects.bulk_create(
+        [
+            Broadcast(
+                wallet_id=1,
+                state="broadcasted",
+                label=f"broadcast {b}",
+                txid=f"{b:064x}",
+                opened_at=now,
+                broadcasted_at=now,
+                output_count=100,
+                transaction_count=100,
+                total=100 * 1000,
+                fee=500,
+            )
+            for b in range(-(-sent // 100))
+        ]
+    )
+
+
+def ledger_rows(n, users, sent):
+    """Each outgoing's lock 201 -> 204, and the first `sent` ones' send 204 -> 900: the locks."""
+    from ledger.models import Transaction
+
+    def row(source, destination, kind, label):
+        return Transaction(
+            currency_id=1,
+            source_id=source,
+            destination_id=destination,
+            amount=1000,
+            kind=kind,
+            label=label,
+        )
+
+    accounts = [10 + ((o * 13) % users) * 7 for o in range(n)]
+    locks = [row(a, a + 3, "pending_outgoing", "withdrawal") for a in accounts]
+    sends = [row(a + 3, 1, "broadcasted", "sent") for a in accounts[:sent]]
+    locks = Transaction.objects.bulk_create(locks, batch_size=2000)
+    Transaction.objects.bulk_create(sends, batch_size=2000)
+    return locks

@@ -31,7 +31,7 @@ MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 40
 LONG_MODULES = {
     "balances/cache.py": 417,
     "bench/confirmations.py": 417,
-    "bench/soak.py": 429,
+    "bench/soak.py": 440,
     "broadcasts/admin.py": 632,
     "ledger/admin.py": 516,
     "ledger/backends/bitcoind.py": 730,
@@ -43,17 +43,14 @@ LONG_MODULES = {
 # "path:function": lines, today's functions over MAX_FUNCTION_LINES (migrations and tests aside).
 LONG_FUNCTIONS = {
     "balances/cache.py:_hot_readers": 52,
-    "bench/admin_scale.py:pages": 73,
     "bench/confirmations.py:make_transactions": 49,
     "bench/confirmations.py:measure": 67,
     "bench/confirmations.py:notifications": 78,
-    "bench/soak.py:start": 69,
     "broadcasts/admin.py:close_view": 46,
     "broadcasts/broadcaster.py:_held_by_opened": 43,
     "broadcasts/isolation.py:_refused_alone": 42,
     "broadcasts/withdrawals.py:send_external": 44,
     "devtools/admin_scale_data.py:build_sql": 60,
-    "devtools/admin_scale_data.py:outgoing": 73,
     "ledger/admin_views.py:import_wallet_balance_view": 62,
     "ledger/admin_views.py:reconcile_view": 41,
     "ledger/backends/bitcoind.py:batch": 63,
