@@ -7,6 +7,7 @@ Amounts are decimal strings in the currency's units ("1.50000000")."""
 from __future__ import annotations
 
 import logging
+import re
 
 import strawberry
 from django.conf import settings
@@ -18,6 +19,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     QueryDepthLimiter,
 )
+from strawberry.schema.config import StrawberryConfig
 
 from cryptoadmin.errors import CryptoadminError
 
@@ -116,13 +118,21 @@ def build_schema(introspection=None):
     if not introspection:
         extensions.append(DisableIntrospection)
     extensions.append(lambda: MaskErrors(should_mask_error=_mask))
-    return Schema(query=Query, extensions=extensions)
+    # Suggestions ("Did you mean 'lockedBalance'?") would list the schema's names anyway.
+    config = StrawberryConfig(disable_field_suggestions=not introspection)
+    return Schema(query=Query, extensions=extensions, config=config)
+
+
+_SUGGESTION = re.compile(r"\s*Did you mean .*\Z", re.DOTALL)
 
 
 class Schema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None):
         """An expected error (unknown user, a document over the limits) is the client's: one
         line, no traceback. Anything else is logged with its traceback as strawberry does."""
+        if self.config.disable_field_suggestions:
+            for error in errors:  # fields, arguments, types: strawberry strips fields' only
+                error.message = _SUGGESTION.sub("", error.message)
         unexpected = []
         for error in errors:
             if error.original_error is None or isinstance(error.original_error, BalanceQueryError):

@@ -9,6 +9,7 @@ from ledger import actors
 from ledger import services as ledger
 from ledger.models import Transaction
 
+from . import events
 from .errors import DecisionError
 from .models import OutgoingTransaction
 
@@ -33,18 +34,22 @@ def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
         raise DecisionError(
             f"outgoing #{outgoing.pk} was queued by you: another person must approve it"
         )
-    updated = (
-        OutgoingTransaction.objects.filter(
-            pk=outgoing.pk,
-            state=OutgoingTransaction.State.AWAITING_APPROVAL,
+    with transaction.atomic():
+        updated = (
+            OutgoingTransaction.objects.filter(
+                pk=outgoing.pk,
+                state=OutgoingTransaction.State.AWAITING_APPROVAL,
+            )
+            .exclude(created_by=user)
+            .update(
+                state=OutgoingTransaction.State.QUEUED,
+                approved_by=user,
+                approved_at=timezone.now(),
+            )
         )
-        .exclude(created_by=user)
-        .update(
-            state=OutgoingTransaction.State.QUEUED, approved_by=user, approved_at=timezone.now()
-        )
-    )
-    if not updated:
-        raise _lost_race(outgoing.pk, "approved")
+        if not updated:
+            raise _lost_race(outgoing.pk, "approved")
+        events.emit("withdrawal.approved", [outgoing.pk])
     outgoing.refresh_from_db()
     return outgoing
 
@@ -78,6 +83,9 @@ def _give_back(
         )
         if not updated:
             raise _lost_race(row.pk, verb)
+        events.emit(f"withdrawal.{state}", [row.pk])
+        # Any return, for consumers that follow the balance rather than the decision.
+        events.emit("withdrawal.returned", [row.pk])
         faults.point("outgoing.before_return_commit")
     outgoing.refresh_from_db()
     return outgoing

@@ -13,7 +13,7 @@ from django.utils.timesince import timesince
 from cryptoadmin.exports import CsvExportMixin
 
 from . import actors, operator
-from .admin_lists import NOTHING, IndexedSearch, InputFilter, ids, txid_of
+from .admin_lists import NOTHING, IndexedSearch, InputFilter, as_id, ids, txid_of
 from .imports import IMPORT_PERM
 from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 from .money import format_units
@@ -228,9 +228,9 @@ class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
     def search_q(self, term):
         by_user = Q(user_id=term)
         user, _, code = term.rpartition(" ")
-        if user.strip() and code.isdigit():
-            by_user |= Q(user_id=user.strip(), code=int(code))
-        return by_user | (Q(pk=int(term)) if term.isdigit() else NOTHING)
+        if user.strip() and as_id(code) is not None:
+            by_user |= Q(user_id=user.strip(), code=as_id(code))
+        return by_user | (Q(pk=as_id(term)) if as_id(term) is not None else NOTHING)
 
 
 @admin.register(Address)
@@ -258,9 +258,10 @@ class AccountFilter(InputFilter):
     parameter_name = "account"
 
     def filter_q(self, value):
-        if not value.isdigit():
+        account = as_id(value)
+        if account is None:
             return NOTHING
-        return Q(source_id=int(value)) | Q(destination_id=int(value))
+        return Q(source_id=account) | Q(destination_id=account)
 
 
 @admin.register(Transaction)

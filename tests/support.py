@@ -29,6 +29,7 @@ PRODUCTION_ENV = {
     "SECRET_KEY": "k" * 20 + "Xy9-PqR7_zT3-wV5_nB1-mL8_cD6-fG2-hJ4",
     "ALLOWED_HOSTS": "admin.example.com",
     "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
+    "NODE_HOSTS": "127.0.0.1",
 }
 
 

@@ -16,7 +16,11 @@ def unit(name):
 
 
 def test_it_stops_only_the_top_process_of_each_unit_first():
-    for name in ("cryptoadmin-web.service", "cryptoadmin-scheduler.service"):
+    for name in (
+        "cryptoadmin-web.service",
+        "cryptoadmin-scheduler.service",
+        "cryptoadmin-events.service",
+    ):
         service = unit(name)["Service"]
         assert service["KillMode"] == "mixed", name
         assert service["EnvironmentFile"] == "/etc/cryptoadmin/env"
@@ -26,6 +30,9 @@ def test_it_stops_only_the_top_process_of_each_unit_first():
     )
     assert unit("cryptoadmin-scheduler.service")["Service"]["ExecStart"].endswith(
         "manage.py qcluster"
+    )
+    assert unit("cryptoadmin-events.service")["Service"]["ExecStart"].endswith(
+        "manage.py deliver_events"
     )
     # A running task (Q_TIMEOUT, 300 s by default) is never cut short by a normal stop.
     assert int(unit("cryptoadmin-scheduler.service")["Service"]["TimeoutStopSec"]) > 300

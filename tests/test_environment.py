@@ -61,6 +61,7 @@ BAD_BUT_PARSEABLE = {
         "BALANCE_CACHE_CROSS_PROCESS='carrier-pigeon' is not one of",
     ),
     "METRICS_TOKEN": ("short", "METRICS_TOKEN is shorter than 20 characters."),
+    "LOGIN_USERNAME_MAX_FAILURES": ("-1", "LOGIN_USERNAME_MAX_FAILURES=-1 is below"),
     "ALERT_URLS": (
         "json://127.0.0.1:9/x, nosuchservice://token@host",
         "ALERT_URLS: URL #2 (nosuchservice://...) is not a notification URL apprise knows.",
@@ -79,6 +80,17 @@ def test_it_fails_check_for_values_that_parse_but_cannot_work_naming_each_at_onc
 def test_it_passes_check_with_the_defaults():
     result = check()
     assert result.returncode == 0, result.stderr
+
+
+def test_it_warns_that_no_node_is_called_without_node_hosts_in_production():
+    result = check(DEBUG="0", SECRET_KEY="k" * 50, ALLOWED_HOSTS="admin.example.com")
+    assert "ops.W020" in result.stderr + result.stdout
+    assert (
+        "ops.W020"
+        not in check(
+            DEBUG="0", SECRET_KEY="k" * 50, ALLOWED_HOSTS="admin.example.com", NODE_HOSTS="10.0.0.5"
+        ).stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,8 +112,10 @@ def test_it_names_a_number_that_does_not_parse(name, raw, message):
 
 
 def test_it_lists_every_variable_the_code_reads_in_the_configuration_table():
-    doc = (REPO / "docs" / "configuration.md").read_text()
-    table = set(re.findall(r"^\| `([A-Z_]+)` \|", doc, re.M))
+    # docs/configuration.md, or the table of the topic page that owns the setting.
+    table = set()
+    for page in sorted((REPO / "docs").glob("*.md")):
+        table |= set(re.findall(r"^\| `([A-Z_]+)` \|", page.read_text(), re.M))
     read = set()
     for path in list(Path(REPO).glob("*/*.py")) + list(Path(REPO).glob("*/*/*.py")):
         if (

@@ -4,6 +4,7 @@ from .base import (  # noqa: F401
     BadReply,
     Conflict,
     FeeTooHigh,
+    HostRefused,
     InsufficientFunds,
     InvalidAddress,
     NodeUnreachable,

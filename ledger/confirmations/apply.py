@@ -8,6 +8,7 @@ from cryptoadmin import faults
 
 from ..backends import BackendError
 from ..models import Currency, NetworkTransaction
+from ..signals import deposits_changed
 from .bulk import UPDATED_FIELDS, write_changes
 from .crediting import credit_deposit
 from .rows import record_block, record_missing, record_state
@@ -58,6 +59,10 @@ def apply(
             summary.credited += 1
             if row.state == NT.State.CLOSED:
                 summary.closed += 1
+    if changed:
+        with transaction.atomic():
+            # The events of what the node's answers changed (confirmations, conflicts).
+            deposits_changed.send(NT, ids=[row.pk for row in changed], using="default")
     return summary
 
 

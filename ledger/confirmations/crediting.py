@@ -9,6 +9,7 @@ from cryptoadmin import faults
 from .. import services
 from ..backends.base import TxInfo
 from ..models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+from ..signals import deposits_changed
 from .rows import flag
 
 NT = NetworkTransaction
@@ -43,24 +44,35 @@ def record_deposits(wallet: Wallet, infos) -> int:
         ).values_list("txid", flat=True)
     )
     now = timezone.now()
-    created = NT.objects.bulk_create(
-        [
-            NT(
-                currency_id=wallet.currency_id,
-                wallet=wallet,
-                txid=i.txid,
-                type=NT.Type.DEPOSIT,
-                confirmations=max(i.confirmations, 0),
-                max_confirmations=max(i.confirmations, 0),
-                opened_at=now,
-                amount=sum(units for a, units in i.received().items() if a in ours),
+    with transaction.atomic():
+        created = NT.objects.bulk_create(
+            [
+                NT(
+                    currency_id=wallet.currency_id,
+                    wallet=wallet,
+                    txid=i.txid,
+                    type=NT.Type.DEPOSIT,
+                    confirmations=max(i.confirmations, 0),
+                    max_confirmations=max(i.confirmations, 0),
+                    opened_at=now,
+                    amount=sum(units for a, units in i.received().items() if a in ours),
+                )
+                for i in new
+                if i.txid not in known
+            ],
+            ignore_conflicts=True,
+        )
+        if created:
+            # deposit.seen with the rows (a row another worker created is reported once).
+            deposits_changed.send(
+                NT, ids=_ids(wallet, [row.txid for row in created]), using="default"
             )
-            for i in new
-            if i.txid not in known
-        ],
-        ignore_conflicts=True,
-    )
     return len(created)
+
+
+def _ids(wallet: Wallet, txids) -> list[int]:
+    rows = NT.objects.filter(wallet=wallet, type=NT.Type.DEPOSIT, txid__in=list(txids))
+    return list(rows.values_list("pk", flat=True))
 
 
 def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) -> int:
@@ -97,6 +109,10 @@ def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) ->
                         address=ours[address],
                         label=f"deposit {row.txid[:16]}",
                     )
+            # deposit.credited (after its confirmations) with the credit, at the node's count.
+            deposits_changed.send(
+                NT, ids=[row.pk], confirmations={row.pk: info.confirmations}, using="default"
+            )
             faults.point("credit.before_commit")
     except IntegrityError:
         # The UNIQUE (network transaction, address) backstop fired: someone else credited.

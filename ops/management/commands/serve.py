@@ -1,10 +1,11 @@
 """`make serve`: the production processes on this machine, from the environment.
 
-gunicorn serves the WSGI app (static files by whitenoise, after collectstatic) and a django-q2
-cluster runs the schedules. No demo data, no migration: run `manage.py migrate` first (and
-again on every upgrade, before restarting). Under systemd, run the two processes as separate
-units instead (deploy/); this command is for one machine or a first try of production settings.
-SIGINT or SIGTERM stops both; if either exits, the other is stopped and this exits 1.
+gunicorn serves the WSGI app (static files by whitenoise, after collectstatic), a django-q2
+cluster runs the schedules and `deliver_events` sends webhooks. No demo data, no migration: run
+`manage.py migrate` first (and again on every upgrade, before restarting). Under systemd, run
+the three processes as separate units instead (deploy/); this command is for one machine or a
+first try of production settings. SIGINT or SIGTERM stops them all; if one exits, the others
+are stopped and this exits 1.
 """
 
 import signal
@@ -73,10 +74,12 @@ class Command(BaseCommand):
                 ]
             )
             if not no_scheduler:
-                tree.start([python, str(settings.BASE_DIR / "manage.py"), "qcluster"])
+                manage = [python, str(settings.BASE_DIR / "manage.py")]
+                tree.start(manage + ["qcluster"])
+                tree.start(manage + ["deliver_events"])
             self.stdout.write(
                 f"serving on http://{bind}/admin/ with {workers} web worker(s)"
-                + ("" if no_scheduler else " and the scheduler"),
+                + ("" if no_scheduler else ", the scheduler and the event dispatcher"),
                 ending="\n",
             )
             self.stdout.flush()
@@ -89,6 +92,8 @@ class Command(BaseCommand):
         finally:
             ignore_stop_signals()
             tree.stop(timeout=30)
-            self.stdout.write("stopped: web server" + ("" if no_scheduler else ", scheduler"))
+            self.stdout.write(
+                "stopped: web server" + ("" if no_scheduler else ", scheduler, event dispatcher")
+            )
         if code:
             sys.exit(code)
