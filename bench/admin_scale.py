@@ -176,6 +176,7 @@ def bench_environment(database_url):
         OTP_REQUIRED="0",
         ALLOWED_HOSTS="testserver",
         SECURE_SSL_REDIRECT="0",
+        NODE_HOSTS="127.0.0.1",  # the node double on loopback
     )
     os.environ.setdefault("LOG_LEVEL", "WARNING")
 
