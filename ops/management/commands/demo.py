@@ -73,11 +73,9 @@ class Command(BaseCommand):
             env = dict(os.environ)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             # This command ran the system checks at its start, on the same settings.
-            children.start(manage + ["qcluster", "--skip-checks"], env=env)
-            children.start(manage + ["deliver_events", "--skip-checks"], env=env)
-            children.start(
-                manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env
-            )
+            web = ["runserver", f"127.0.0.1:{port}", "--noreload"]
+            for args in (["qcluster"], ["deliver_events"], web):
+                children.start(manage + args + ["--skip-checks"], env=env)
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / "

@@ -18,6 +18,8 @@ from django.db import connection
 
 from ops.processes import ProcessTree, ignore_stop_signals
 
+CHILDREN = ", scheduler, event dispatcher"
+
 
 class _Stop(Exception):
     pass
@@ -73,10 +75,8 @@ class Command(BaseCommand):
                     "20",
                 ]
             )
-            if not no_scheduler:
-                manage = [python, str(settings.BASE_DIR / "manage.py")]
-                tree.start(manage + ["qcluster"])
-                tree.start(manage + ["deliver_events"])
+            for command in [] if no_scheduler else ["qcluster", "deliver_events"]:
+                tree.start([python, str(settings.BASE_DIR / "manage.py"), command])
             self.stdout.write(
                 f"serving on http://{bind}/admin/ with {workers} web worker(s)"
                 + ("" if no_scheduler else ", the scheduler and the event dispatcher"),
@@ -92,8 +92,6 @@ class Command(BaseCommand):
         finally:
             ignore_stop_signals()
             tree.stop(timeout=30)
-            self.stdout.write(
-                "stopped: web server" + ("" if no_scheduler else ", scheduler, event dispatcher")
-            )
+            self.stdout.write("stopped: web server" + ("" if no_scheduler else CHILDREN))
         if code:
             sys.exit(code)
