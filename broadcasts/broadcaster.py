@@ -36,7 +36,8 @@ from ledger.models import Wallet
 
 from .isolation import Isolation
 from .lease import lease_from, wallet_lock
-from .models import Broadcast, OutgoingTransaction
+from .lost import reverse_lost
+from .models import Broadcast, BroadcastMember, OutgoingTransaction
 from .nonce import settle_by_nonce
 from .replies import Result
 from .settlement import book_fee
@@ -56,6 +57,7 @@ class Broadcaster(SignFirst, Isolation):
             if not got:
                 return Result(message=f"{self.wallet.name}: another broadcaster is working on it")
             filled = self.fill_missing_fees()
+            lost = reverse_lost(self.wallet, self.backend)
             watch_never_left(self.wallet, self.backend)
             settled = settle_by_nonce(self.wallet, self.backend)
             recovered = self.recover_signed()
@@ -79,8 +81,8 @@ class Broadcaster(SignFirst, Isolation):
                     f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by the "
                     "machine; " + result.message
                 )
-            if recovered.notes:
-                result.message = "; ".join(recovered.notes + [result.message])
+            if recovered.notes or lost:
+                result.message = "; ".join(lost + recovered.notes + [result.message])
             return result
 
     def _held_by_opened(self, settled: int, filled: int, notes: list) -> Result | None:
@@ -170,6 +172,9 @@ class Broadcaster(SignFirst, Isolation):
             if taken != len(rows):
                 transaction.set_rollback(True)
                 return None
+            BroadcastMember.objects.bulk_create(
+                [BroadcastMember(broadcast=broadcast, outgoing_id=r[0]) for r in rows]
+            )
             return broadcast
 
     def _new_broadcast(self, rows) -> Broadcast:

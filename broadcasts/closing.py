@@ -9,12 +9,12 @@ from ledger import actors
 from ledger.backends import BackendError
 from ledger.txids import parse_txid
 
-from .chain import find_on_chain, verify_paid_by
+from .attempts import unlock
+from .chain import coins_left_by, find_on_chain, paying_any, verify_paid_by
 from .closable import CLOSE_PERM, check_closable
 from .lease import wallet_lock
 from .models import Broadcast
 from .nonce import nonce_retry_allowed, retry_same_nonce
-from .replies import Replies
 from .settlement import book_fee, fail_broadcast, settle_broadcasted
 
 
@@ -40,8 +40,9 @@ def close_as_broadcasted(
     broadcast: Broadcast, txid: str, user, reason: str, backend=None
 ) -> Broadcast:
     """'It reached the network': the txid must be a wallet transaction spending this wallet's
-    coins and sending exactly the broadcast's outputs. Booked as a normal success, with
-    who/how/why."""
+    coins and sending exactly the broadcast's outputs, and, if the broadcast signed a
+    transaction, be that one or spend one of its coins (its other coins are then free).
+    Booked as a normal success, with who/how/why."""
     check_closable(broadcast, user, reason)
     txid = parse_txid(txid)
     if txid is None:
@@ -53,6 +54,7 @@ def close_as_broadcasted(
                 "a broadcaster is working on this wallet right now; try again in a moment"
             )
         info = verify_paid_by(broadcast, txid, backend)
+        free = coins_left_by(broadcast, txid, backend)
         with transaction.atomic():
             settle_broadcasted(
                 broadcast,
@@ -66,6 +68,7 @@ def close_as_broadcasted(
             )
             if info.fee is not None:
                 book_fee(broadcast.pk, info.fee)
+        unlock(backend, free)
     broadcast.refresh_from_db()
     return broadcast
 
@@ -88,6 +91,10 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
             )
         try:
             found = find_on_chain(broadcast, backend)
+            if not found and not getattr(backend, "keeps_comments", True):
+                # Past the nonce window only a listing of every send since it opened can tell,
+                # and any send paying one of its outputs may be it.
+                found = paying_any(broadcast, backend)
         except BackendError as exc:
             raise CloseRefused(f"cannot search the node's wallet: {exc}") from exc
         if found:
@@ -104,9 +111,9 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
             close_method=Broadcast.CloseMethod.NEVER_LEFT,
             close_reason=reason.strip(),
         )
-        if broadcast.inputs:
-            # Its signed transaction can never be sent now: its coins that are left are free.
-            Replies(broadcast.wallet, backend).unlock(broadcast.inputs)
+        # A signed one keeps its coins reserved: its withdrawals are paid again only by a
+        # transaction spending one of them, so if its bytes reach the network after all, only
+        # one of the two can ever confirm (attempts.py).
     broadcast.refresh_from_db()
     return broadcast
 
@@ -133,6 +140,11 @@ def close_broadcast_by_hand(
     elif how == Broadcast.CloseMethod.NEVER_LEFT:
         close_as_never_left(broadcast, by, reason)
         done = "never left; its outgoing transactions are back in the queue"
+        if broadcast.raw_tx:
+            done += (
+                ", paid again only by a transaction spending one of its coins (if it reached "
+                "the network after all, only one of the two can confirm)"
+            )
     else:
         raise CloseRefused(f"unknown way to close: {how!r}")
     actors.log_action(by, broadcast, f"Closed by hand: {done}. Reason: {reason.strip()}")

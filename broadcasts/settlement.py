@@ -127,18 +127,27 @@ def settle_broadcasted(
 
 
 def fail_broadcast(
-    broadcast: Broadcast, error: str, *, state=Broadcast.State.FAILED, by_hand=False, **close_fields
+    broadcast: Broadcast,
+    error: str,
+    *,
+    state=Broadcast.State.FAILED,
+    by_hand=False,
+    unsigned=False,
+    **close_fields,
 ):
     """Nothing left the wallet: close the broadcast and put its outgoing back in the queue.
+    `unsigned`: only while no signed transaction is recorded on it and its lease is over (a
+    later run's recovery; its sender may have signed it since the row was read).
 
     The withdrawals stay locked on 204 and go out with the next broadcast; a user's money is
     never returned behind the operator's back because a node was down for a minute."""
     now = timezone.now()
     close_fields.setdefault("closed_at", now)
+    rows = opened_rows(broadcast, by_hand, now)
+    if unsigned:
+        rows = rows.filter(Broadcast.lease_over(now), raw_tx="")
     with transaction.atomic():
-        updated = opened_rows(broadcast, by_hand, now).update(
-            state=state, last_error=error[:4000], **close_fields
-        )
+        updated = rows.update(state=state, last_error=error[:4000], **close_fields)
         if not updated:
             raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
@@ -170,10 +179,11 @@ def flag_attention(broadcast_id: int, note: str):
 
 
 def record_late_reply(broadcast_id: int, txid: str) -> str:
-    """A send's txid arrived after its broadcast was closed by hand. Nothing is re-queued or
-    booked twice: the txid is recorded, the outgoing that a 'never left' close put back in
-    the queue and that are still waiting are taken back and booked as sent by this txid, and
-    the broadcast is flagged for a person with what happened. Returns that note."""
+    """A send's txid arrived after its broadcast failed or was closed by hand. Nothing is
+    re-queued or booked twice: the txid is recorded, its withdrawals still waiting (queued or
+    needing attention, whichever broadcast last gave them back) are taken back and booked as
+    sent by this txid, and the broadcast is flagged for a person with what happened.
+    Returns that note."""
     now = timezone.now()
     with transaction.atomic():
         broadcast = (
@@ -205,15 +215,15 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
 
 
 def _take_back(broadcast: Broadcast, txid: str, who: str, now) -> str:
-    """A failed broadcast the node paid after all: its outgoing still queued are taken back
-    and booked as sent by `txid` (in the caller's transaction). Returns the note."""
+    """A failed broadcast the node paid after all: its withdrawals still waiting are taken
+    back and booked as sent by `txid` (in the caller's transaction). Returns the note."""
     if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
         return f"LATE REPLY: the node paid it as {txid}, which already settles another broadcast"
-    # Taken back only while still queued: a conditional UPDATE on the queued state (on
+    # Taken back only while still waiting: a conditional UPDATE on those states (on
     # PostgreSQL it waits for a collector holding the rows, then skips what it took).
     taken = OutgoingTransaction.objects.filter(
-        returned_by=broadcast,
-        state=OutgoingTransaction.State.QUEUED,
+        memberships__broadcast=broadcast,
+        state__in=[OutgoingTransaction.State.QUEUED, OutgoingTransaction.State.NEEDS_ATTENTION],
     ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
     # Closed as never left, yet it paid: booked as sent by the machine, the wrong
     # close kept on the row (who, how, why) for the person who looks at it.
@@ -240,7 +250,9 @@ def _paid_twice(broadcast: Broadcast) -> str:
     broadcast, or given back to the user since. '' when nothing."""
     note = ""
     resent = list(
-        OutgoingTransaction.objects.filter(returned_by=broadcast, broadcast__isnull=False)
+        OutgoingTransaction.objects.filter(
+            memberships__broadcast=broadcast, broadcast__isnull=False
+        )
         .exclude(broadcast=broadcast)
         .values_list("id", "broadcast_id")
     )
@@ -255,7 +267,7 @@ def _paid_twice(broadcast: Broadcast) -> str:
     # and the node paid it too. Nothing is re-booked; a person recovers it.
     given_back = list(
         OutgoingTransaction.objects.filter(
-            returned_by=broadcast, state__in=OutgoingTransaction.RETURNED_STATES
+            memberships__broadcast=broadcast, state__in=OutgoingTransaction.RETURNED_STATES
         ).values_list("id", flat=True)
     )
     if given_back:

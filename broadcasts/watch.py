@@ -49,13 +49,14 @@ def watch_never_left(wallet: Wallet, backend) -> int:
 
 
 def watch_signed_never_left(wallet: Wallet, backend) -> int:
-    """Signed broadcasts closed as 'never left' in the last day whose stored txid the node
-    knows after all (it had the bytes; a conflict went away): a late reply, as above."""
+    """Signed broadcasts failed or closed as 'never left' in the last day whose stored txid
+    the node knows after all (it had the bytes; a conflict went away): a late reply, as
+    above. Their withdrawals were re-attempted only by transactions conflicting with them."""
     if not backend.signs_first:
         return 0
     watched = Broadcast.objects.filter(
         wallet=wallet,
-        state=Broadcast.State.CLOSED_FAILED,
+        state__in=[Broadcast.State.CLOSED_FAILED, Broadcast.State.FAILED],
         signed_first=True,
         closed_at__gte=timezone.now() - timedelta(days=1),
     ).exclude(raw_tx="")

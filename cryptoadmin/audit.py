@@ -79,7 +79,15 @@ def register():
     # and tells an auditor nothing the prefix does not.
     auditlog.register(
         ApiToken,
-        include_fields=["name", "prefix", "created_by", "created_at", "revoked_at", "revoked_by"],
+        include_fields=[
+            "name",
+            "prefix",
+            "scopes",
+            "created_by",
+            "created_at",
+            "revoked_at",
+            "revoked_by",
+        ],
     )
     # Where events go and what is sent: the secrets never (masked as soon as they are set).
     auditlog.register(

@@ -357,3 +357,9 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
     "api.middleware.ApiErrorShapeMiddleware",
 )
+# Money requests' Idempotency-Key answers are kept this long (at least 24 hours), and a request
+# waits this long for another with its key to finish before answering 409 (PostgreSQL).
+IDEMPOTENCY_KEY_HOURS = max(24, env_int("IDEMPOTENCY_KEY_HOURS", 48))
+IDEMPOTENCY_WAIT_MS = env_int("IDEMPOTENCY_WAIT_MS", 5000)
+# Requests per token per period ("6000/min", "50/s"; empty: no limit), counted per web process.
+API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "6000/min").strip()

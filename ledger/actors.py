@@ -36,8 +36,11 @@ def require(by, perm: str) -> None:
 
 
 def person(by):
-    """The user to store in created_by / closed_by: None for the system."""
-    return None if by is None or isinstance(by, System) else by
+    """The user to store in created_by / closed_by: None for the system; an actor standing for
+    a machine (an API token) names its own user row in `acting_user`."""
+    if by is None or isinstance(by, System):
+        return None
+    return getattr(by, "acting_user", by)
 
 
 def log_action(by, obj, message: str, *, added: bool = False) -> None:

@@ -496,6 +496,8 @@ class Transaction(models.Model):
         RETURNED = "returned", "returned (failed outgoing)"
         FEE = "fee", "network fee"
         IMPORT = "import", "import"
+        # A sent transaction that lost to another one: its booking undone (900 -> 204, fee).
+        REVERSED = "reversed", "reversed (a sent transaction lost)"
 
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="transactions")
     source = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="debits")

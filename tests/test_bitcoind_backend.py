@@ -211,3 +211,26 @@ def test_it_reads_a_reply_once_and_never_encodes_it_again(wallet, node, monkeypa
     caplog.set_level(logging.DEBUG, logger="BitcoinRPC")
     backend.list_received_by_address(minconf=0)
     assert address in caplog.text
+
+
+def test_it_builds_from_given_coins_locked_or_not_and_tells_which_coins_are_spent(wallet, node):
+    import time
+
+    backend = wallet.get_backend()
+    coin = next(u for u in node.rpc("listunspent") if u["amount"] >= 1)
+    given = f"{coin['txid']}:{coin['vout']}"
+    backend.lock_coins([given])
+    dest = node.rpc("getnewaddress")
+    try:
+        # Far more than the given coin holds: the node adds coins and keeps the locked one.
+        signed = backend.build_signed({dest: int(coin["amount"] * 10**8) + 10**8}, inputs=[given])
+        assert given in signed.inputs and len(signed.inputs) >= 2
+        with pytest.raises(NotSent, match="lease"):
+            backend.build_signed({dest: 1000}, inputs=[given], deadline=time.monotonic() + 0.5)
+        assert backend.unspent_coins(signed.inputs) == set(signed.inputs)
+        backend.send_raw(signed.raw, signed.txid)
+        assert backend.unspent_coins(signed.inputs) == set()  # spent in the mempool
+        assert backend.spender_confirmations(signed.inputs) == 0
+        assert backend.spender_confirmations(signed.inputs, exclude=signed.txid) is None
+    finally:
+        backend.lock_coins([given], lock=False)

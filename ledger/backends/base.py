@@ -266,12 +266,29 @@ class Backend:
         fee_rate: int | None = None,
         confirmation_target: int | None = None,
         max_fee: int | None = None,
+        inputs=(),
+        deadline: float | None = None,
     ) -> SignedTx:
-        """Build a transaction paying `outputs`, funded with this wallet's coins (locked until
-        it is settled) at `fee_rate` base units per 1000 bytes (or the node's estimate for
-        `confirmation_target` blocks, or the node's default), and signed. Nothing reaches
-        the network. Raises InsufficientFunds / InvalidAddress / Refused (nothing locked),
-        FeeTooHigh (above `max_fee`: unlocked again, nothing signed)."""
+        """Build a transaction paying `outputs`, spending every coin of `inputs` ("txid:vout",
+        locked ones included) and funded with more of this wallet's coins as needed, at
+        `fee_rate` base units per 1000 bytes (or the node's estimate for `confirmation_target`
+        blocks, or the node's default), and signed. Nothing reaches the network. Each node
+        call ends before `deadline` (time.monotonic()), or is not started: NotSent. Raises
+        InsufficientFunds / InvalidAddress / Refused, FeeTooHigh (above `max_fee`)."""
+        raise NotImplementedError
+
+    def unspent_coins(self, coins) -> set[str]:
+        """Those of `coins` ("txid:vout") that no transaction spends, in the chain or the
+        node's mempool."""
+        raise NotImplementedError
+
+    def transaction_coins(self, txid: str) -> set[str]:
+        """The coins ("txid:vout") a transaction the node knows spends."""
+        raise NotImplementedError
+
+    def spender_confirmations(self, coins, exclude: str = "") -> int | None:
+        """Confirmations of the deepest wallet transaction other than `exclude` that spends one
+        of `coins`, None when none is known."""
         raise NotImplementedError
 
     def send_raw(self, raw: str, txid: str, *, deadline: float | None = None) -> str:
@@ -326,9 +343,10 @@ class Backend:
         """Whether every input of the transaction spends this wallet's coins."""
         raise NotImplementedError
 
-    def find_sent(self, outputs: dict[str, int], since) -> list[str]:
-        """Txids of wallet sends since `since` (a datetime) paying exactly `outputs`, where the
-        backend cannot search by comment."""
+    def find_sent(self, outputs: dict[str, int], since, *, any_output: bool = False) -> list[str]:
+        """Txids of wallet sends since `since` (a datetime) paying exactly `outputs` (outputs to
+        our own addresses included), where the backend cannot search by comment; `any_output`:
+        those paying at least one of `outputs`."""
         raise NotImplementedError
 
     def find_by_comment(self, comment: str) -> list[str]:
