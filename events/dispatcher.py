@@ -19,6 +19,7 @@ from .dispatch import due_endpoints, next_due_in, serve_endpoint
 from .outbox import CHANNEL
 
 log = logging.getLogger(__name__)
+ROUNDS = 20  # batches one endpoint's thread sends before going back to the pool
 
 
 class Waker:
@@ -118,9 +119,14 @@ class Dispatcher:
 
     def _job(self, endpoint_id, waker) -> None:
         try:
-            sent = serve_endpoint(endpoint_id, self.batch)
-            with self.lock:
-                self.sent += sent
+            # A busy endpoint keeps its thread for a few batches in a row (no trip through
+            # the main loop between them); a bounded number, so a stop is heard.
+            for _ in range(ROUNDS):
+                sent = serve_endpoint(endpoint_id, self.batch)
+                with self.lock:
+                    self.sent += sent
+                if sent < self.batch or self.stop.is_set():
+                    break
         except Exception:  # one endpoint's bug must not stop the others
             log.exception("webhook delivery to endpoint %s failed", endpoint_id)
         finally:
