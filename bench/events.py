@@ -37,6 +37,7 @@ def environment(database_url):
         DEBUG="0",
         ALLOWED_HOSTS="testserver",
         WEBHOOK_HOSTS="127.0.0.1",
+        NODE_HOSTS="127.0.0.1",  # no node here; keeps the deploy check quiet
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(REPO),
     )
