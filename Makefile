@@ -8,11 +8,13 @@ run:
 	@scripts/bootstrap run
 	DEBUG=$${DEBUG:-1} .venv/bin/python manage.py demo
 
-# Production processes from the environment (DATABASE_URL, SECRET_KEY, ALLOWED_HOSTS...; see docs/operations.md).
+# Production processes with the service's environment file (CRYPTOADMIN_ENV, default
+# /etc/cryptoadmin/env, as deploy/manage reads it) over the process environment; see
+# docs/operations.md.
 serve:
 	@scripts/bootstrap run
-	.venv/bin/python manage.py migrate --noinput
-	.venv/bin/python manage.py serve
+	deploy/manage migrate --noinput
+	deploy/manage serve
 
 # Lint and format are checked first: a dirty tree fails the run before any test starts.
 test:

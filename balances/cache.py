@@ -32,6 +32,8 @@ from django.db import connections
 from cryptoadmin.errors import CryptoadminError
 from ledger.models import Account
 
+from .reference import ReferenceCache
+
 ACCOUNT_CODES = Account.USER_CODES
 _ACCOUNT_SET = frozenset(ACCOUNT_CODES)
 _monotonic = time.monotonic
@@ -138,6 +140,8 @@ class BalanceCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, _Load] = {}
         self.get_balance, self.get_user = self._hot_readers()
+        # API tokens and currencies, served under the same freshness rules.
+        self.reference = ReferenceCache(self)
         # Test hook: called by the loading thread between the query and the store.
         self.after_load_hook = None
         self.misses = self.loads = self.waits = 0
@@ -316,6 +320,7 @@ class BalanceCache:
         """Forget everything, including loads in flight (e.g. the NOTIFY connection dropped)."""
         with self._lock:
             self.clears += 1
+            self.reference.clear()
             self._entries.clear()
             for load in self._loading.values():
                 load.stale = True

@@ -14,7 +14,11 @@ CPU per notification (deposits, then blocks) and how long a deposit takes to be 
 against one `manage.py walletnotify` process.
 
 The node's data directory is kept in bench/.cache/ (the transactions are made once, about
-2,000 per round: one fan-out to our addresses, then one raw transaction spending each).
+2,000 per round: one fan-out to our addresses, then one raw transaction spending each);
+`--node-dir DIR` keeps another one (another wallet size: the idle cycle at 100,000 and at
+1,000,000 wallet transactions). The first line gives the wallet's size and what the idle
+cycle's node call costs there (listtransactions' newest entries) beside getwalletinfo (what it
+called before, whose cost grows with the wallet's history).
 Lines `idle_speedup: ...x` and, last, `speedup: <reference / ours at 10,000 after one new block>x`.
 """
 
@@ -340,6 +344,32 @@ def notifications(node, wallet, env, count, blocks=20, walletnotify_runs=3):
     )
 
 
+def tip_calls(node):
+    """What an idle cycle asks the node besides the tip, at this wallet's size: the wallet's
+    newest transaction (listtransactions, ours) and the count getwalletinfo computes by walking
+    every transaction (the idle cycle before)."""
+    from bitcoinrpc.authproxy import AuthServiceProxy
+
+    rpc = AuthServiceProxy(node.url, timeout=600)
+    size = rpc.getwalletinfo()["txcount"]
+
+    def best_of(call, rounds=5):
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return min(times) * 1000
+
+    newest = best_of(lambda: rpc.listtransactions("*", 5, 0, True))
+    walk = best_of(rpc.getwalletinfo)
+    print(
+        f"wallet: {size:,} transactions | listtransactions * 5 (the idle cycle's): {newest:.2f} ms "
+        f"| getwalletinfo (the idle cycle's before): {walk:.2f} ms (best of 5 each)",
+        flush=True,
+    )
+
+
 def arguments():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -351,9 +381,16 @@ def arguments():
     parser.add_argument(
         "--quick", action="store_true", help="N=100 on a node of its own, in a few seconds"
     )
+    parser.add_argument(
+        "--node-dir", default=None, help="the node's kept data directory (another wallet size)"
+    )
     args = parser.parse_args()
+    global NODE_DIR, TXIDS
+    if args.node_dir:
+        NODE_DIR = Path(args.node_dir).resolve()
+        TXIDS = NODE_DIR.with_name(NODE_DIR.name + "-txids.json")
     if args.quick:
-        global NODE_DIR, TXIDS, ROUND, SPARE, SETTLE
+        global ROUND, SPARE, SETTLE
         NODE_DIR = Path(tempfile.mkdtemp(prefix="bench-confirmations-"))
         TXIDS, ROUND, SPARE, SETTLE = NODE_DIR / "txids.json", 120, 10, 0.5
         args.n, args.reference_up_to, args.notifications, args.blocks = [100], 100, 2, 2
@@ -367,6 +404,7 @@ def main():
     node = LocalBitcoind(datadir=str(NODE_DIR), zmq=True).start()
     try:
         wallet = set_up(pg, node, max(args.n))
+        tip_calls(node)
         results = {n: measure(node, wallet, n, n <= args.reference_up_to) for n in sorted(args.n)}
         if args.notifications:
             env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -385,6 +423,7 @@ def set_up(pg, node, n):
         DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
         LOG_LEVEL="WARNING",
         ALLOWED_HOSTS="127.0.0.1",
+        NODE_HOSTS="127.0.0.1",  # the bench's own node on loopback
     )
     import django
 

@@ -208,7 +208,8 @@ class OutgoingTransaction(models.Model):
         "ledger.Transaction",
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="The 201 -> 204 ledger entry",
+        help_text="The ledger entry that moved the amount from the user's balance to withdraw "
+        "locked",
     )
     attempts = models.PositiveIntegerField(default=0, help_text="Broadcasts that failed to send it")
     refusals = models.PositiveIntegerField(
@@ -233,7 +234,7 @@ class OutgoingTransaction(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="The 204 -> 201 ledger entry",
+        help_text="The ledger entry that gave the amount back to the user's balance",
     )
     label = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

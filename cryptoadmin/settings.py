@@ -63,6 +63,8 @@ if not SECRET_KEY:
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# A refused form names the settings that decide it (CSRF_TRUSTED_ORIGINS, BEHIND_TLS_PROXY).
+CSRF_FAILURE_VIEW = "cryptoadmin.csrf.failure"
 
 _db_url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 try:
@@ -264,6 +266,11 @@ WEBHOOK_HOSTS = env_list("WEBHOOK_HOSTS") + (LOOPBACK_HOSTS if DEBUG else [])
 
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
+# The listener's unix socket, where deploy/walletnotify (ledger/walletnotify_push.py, which reads
+# the same variable with the same default) hands over the txids bitcoind announces.
+WALLETNOTIFY_SOCKET = os.environ.get("WALLETNOTIFY_SOCKET") or str(
+    BASE_DIR / "var" / "walletnotify.sock"
+)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
 # A broadcast's send is leased for 2 x NODE_RPC_TIMEOUT (the node calls' budget: the
 # state-changing call's own timeouts are cut to fit what is left of it) + this margin. While
@@ -284,6 +291,9 @@ BALANCE_CACHE_MAX_USERS = env_int("BALANCE_CACHE_MAX_USERS", 10_000)
 BALANCE_CACHE_WAIT_TIMEOUT = env_float("BALANCE_CACHE_WAIT_TIMEOUT", 10.0)
 # Worst-case cross-process staleness, seconds.
 BALANCE_CACHE_MAX_STALENESS = env_float("BALANCE_CACHE_MAX_STALENESS", 2.0)
+# Replies to the balances query kept per process with the snapshot they were computed from
+# (balances/answers.py); 0 turns it off.
+BALANCES_ANSWER_CACHE_SIZE = env_int("BALANCES_ANSWER_CACHE_SIZE", 10_000)
 # "notify" (PostgreSQL LISTEN/NOTIFY), "ttl" (entries expire after MAX_STALENESS), "off" (single
 # process only); anything else: notify on PostgreSQL, ttl otherwise.
 BALANCE_CACHE_CROSS_PROCESS = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()

@@ -66,3 +66,17 @@ def signed_in_staff(user) -> bool:
     if user is None or not (user.is_authenticated and user.is_active and user.is_staff):
         return False
     return not settings.OTP_REQUIRED or user.is_verified()
+
+
+def people_actions(obj):
+    """The admin history entries of `obj`, oldest first (log_action writes them)."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    return (
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
+        )
+        .select_related("user")
+        .order_by("action_time")
+    )

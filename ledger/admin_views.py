@@ -1,4 +1,4 @@
-"""Custom admin pages on wallets: import unaccounted balance, reconciliation."""
+"""Custom admin pages: import unaccounted balance, reconciliation, a new receiving address."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -36,14 +36,34 @@ class ImportForm(forms.Form):
         error_messages={"invalid_choice": "Unknown wallet."},
     )
     account = forms.ModelChoiceField(
+        required=False,
         queryset=Account.objects.select_related("currency"),
         # The admin's account search (user id, account code): type "treasury" or "treasury 202".
         widget=AccountSelect(Transaction._meta.get_field("destination"), admin.site),
         help_text="The account that receives the coins whose owner the books do not know: "
-        "search by user id and account code (a user id alone is their 201 balance).",
+        "search by user id (their balance), or a user id and an account code.",
         error_messages={"invalid_choice": "Unknown account."},
     )
+    new_user = forms.RegexField(
+        required=False,
+        regex=r"^[A-Za-z0-9_.:@-]{1,128}$",
+        label="Or a new user id",
+        help_text='A user with no account yet (a fresh install\'s "treasury"): their balance '
+        "account is opened with the import when you confirm.",
+        error_messages={"invalid": "Use 1 to 128 letters, digits and _ . : @ -"},
+    )
     expected = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and bool(data.get("account")) == bool(data.get("new_user")):
+            raise forms.ValidationError("Choose an account, or type a new user id: one of the two.")
+        return data
+
+    def target(self):
+        """The chosen account, or the new user's (unsaved until the import is confirmed)."""
+        data = self.cleaned_data
+        return data["account"] or imports.new_user_target(data["wallet"], data["new_user"])
 
     def __init__(self, data=None, *args, **kwargs):
         if data is not None and (data.get("account") or "").strip() and data.get("wallet"):
@@ -84,7 +104,7 @@ def import_wallet_balance_view(model_admin, request):
     }
     form = ImportForm(request.POST or None, initial={"wallet": request.GET.get("wallet")})
     if request.method == "POST" and form.is_valid():
-        wallet, account = form.cleaned_data["wallet"], form.cleaned_data["account"]
+        wallet, account = form.cleaned_data["wallet"], form.target()
         if "confirm" in request.POST and form.cleaned_data.get("expected") is not None:
             try:
                 entry = imports.confirm_import(
@@ -109,7 +129,7 @@ def import_wallet_balance_view(model_admin, request):
                 messages.success(
                     request,
                     f"{entry.label}: {wallet.currency.amount(entry.amount)} "
-                    f"put on account {account}.",
+                    f"put on {entry.destination}.",
                 )
                 return redirect(reverse("admin:ledger_wallet_change", args=[wallet.pk]))
         # Preview (or preview again after the amount changed): nothing is written.
@@ -147,6 +167,13 @@ FIGURES = (
     "uncredited",
     "unaccounted",
 )
+
+
+def _figures(result, currency) -> dict:
+    fmt = {k: currency.amount(getattr(result, k)) for k in FIGURES}
+    # The fees account gives what the network took: a person reads the fees paid, positive.
+    fmt["fees_paid"] = currency.amount(-result.fees)
+    return fmt
 
 
 def reconcile_view(model_admin, request, object_id):
@@ -188,5 +215,44 @@ def reconcile_view(model_admin, request, object_id):
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency
-        context.update(result=result, fmt={k: c.amount(getattr(result, k)) for k in FIGURES})
+        context.update(result=result, fmt=_figures(result, c))
     return TemplateResponse(request, "ledger/reconcile.html", context)
+
+
+class AddressForm(forms.Form):
+    wallet = forms.ModelChoiceField(
+        queryset=Wallet.objects.active().select_related("currency"),
+        help_text="The wallet whose node makes the address (its currency is the deposit's).",
+        error_messages={"invalid_choice": "Unknown or disabled wallet."},
+    )
+    user_id = forms.RegexField(
+        regex=r"^[A-Za-z0-9_.:@-]{1,128}$",
+        label="User id",
+        help_text="The service's id of the user; their balance account is opened if needed.",
+        error_messages={"invalid": "Use 1 to 128 letters, digits and _ . : @ -"},
+    )
+
+
+def give_address_view(model_admin, request):
+    """Add page of Addresses: asks the chosen wallet's node for a new receiving address."""
+    from .receiving import AddressRefused, give_address
+
+    form = AddressForm(request.POST or None)
+    if len(form.fields["wallet"].queryset) == 1:
+        form.fields["wallet"].initial = form.fields["wallet"].queryset[0]
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            address = give_address(data["wallet"], data["user_id"], by=request.user)
+        except AddressRefused as exc:
+            form.add_error(None, f"{exc} [{exc.code}]")
+        else:
+            messages.success(request, f"{address.address} given to {data['user_id']}.")
+            return redirect(reverse("admin:ledger_address_changelist") + f"?q={address.address}")
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "New receiving address",
+        "opts": model_admin.model._meta,
+        "form": form,
+    }
+    return TemplateResponse(request, "ledger/address_add.html", context)

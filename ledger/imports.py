@@ -114,20 +114,49 @@ def preview_import(wallet: Wallet, account: Account, *, by) -> Reconciliation:
     return preview(wallet)
 
 
+def new_user_target(wallet: Wallet, user_id: str) -> Account:
+    """The balance account a first import opens for `user_id` (a fresh install's treasury):
+    theirs if it exists, else an unsaved one that confirm_import creates with the import."""
+    found = Account.objects.filter(
+        user_id=user_id, currency_id=wallet.currency_id, code=Account.Code.BALANCE
+    ).first()
+    return found or Account(user_id=user_id, currency=wallet.currency, code=Account.Code.BALANCE)
+
+
 def confirm_import(wallet: Wallet, account: Account, expected: int, *, by) -> Transaction:
+    """`account` unsaved (new_user_target): the user's accounts are opened in the import's
+    own transaction, so a refused import leaves no account behind."""
     actors.require(by, IMPORT_PERM)
-    entry = import_unaccounted_balance(wallet.pk, account.pk, expected, user=actors.person(by))
+    entry = import_unaccounted_balance(
+        wallet.pk,
+        account.pk,
+        expected,
+        user=actors.person(by),
+        new_user_id=account.user_id if account.pk is None else None,
+    )
     c = wallet.currency
     actors.log_action(
         by,
         wallet,
-        f"Imported {c.amount(entry.amount)} to account {account.pk} ({entry.label}).",
+        f"Imported {c.amount(entry.amount)} to {entry.destination} ({entry.label}).",
     )
     return entry
 
 
+def _target(wallet: Wallet, account_id, new_user_id) -> Account:
+    """The import's account: a new user's balance account is opened in the import's own
+    transaction (rolled back with it)."""
+    if new_user_id:
+        return services.user_account(new_user_id, wallet.currency)
+    return Account.objects.select_related("currency").get(pk=account_id)
+
+
 def import_unaccounted_balance(
-    wallet_id: int, account_id: int, expected: int | None = None, user=None
+    wallet_id: int,
+    account_id: int | None,
+    expected: int | None = None,
+    user=None,
+    new_user_id: str | None = None,
 ) -> Transaction:
     """One import transaction for exactly the unaccounted amount, or an error that wrote nothing.
 
@@ -137,7 +166,7 @@ def import_unaccounted_balance(
     (a broadcast opened meanwhile makes the node's answer and the books disagree)."""
     with transaction.atomic():
         wallet = Wallet.objects.select_for_update().select_related("currency").get(pk=wallet_id)
-        account = Account.objects.select_related("currency").get(pk=account_id)
+        account = _target(wallet, account_id, new_user_id)
         check_target(wallet, account)
         started = timezone.now()
         check_settled(wallet)

@@ -77,6 +77,9 @@ class Wallet(models.Model):
     # Secrets: never shown in the admin or logs (see backend_settings_masked).
     backend_settings = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    # Retired: disabled for good and renamed, so its name can be given to a new wallet; its
+    # accounts, addresses and history stay (ledger/wallets.py).
+    retired_at = models.DateTimeField(null=True, blank=True)
     last_block_hash = models.CharField(
         max_length=64,
         blank=True,
@@ -84,10 +87,10 @@ class Wallet(models.Model):
     )
     # The height of that tip: a mined row's confirmations are this - its block_height + 1.
     last_block_height = models.IntegerField(null=True, blank=True)
-    # The wallet's transaction count (getwalletinfo txcount) read with that tip: a count that
-    # changed under an unchanged tip means a new wallet transaction (an unconfirmed deposit)
+    # The wallet's newest transaction (the newest listtransactions entry) read with that tip:
+    # another one under an unchanged tip means a new wallet transaction (an unconfirmed deposit)
     # the poller reads at once instead of waiting for it to be mined.
-    last_tx_count = models.IntegerField(null=True, blank=True)
+    last_tx_marker = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     last_reconciliation = models.JSONField(default=dict, blank=True)
@@ -140,8 +143,9 @@ class Wallet(models.Model):
         from .backends import BackendError, HostRefused
 
         if not isinstance(self.backend_settings, dict):
+            # Not tied to a field: the wallet form shows the node's settings as fields of its own.
             raise ValidationError(
-                {"backend_settings": 'a JSON object, e.g. {"url": "http://user:pw@host:8332"}'},
+                'backend settings must be a JSON object, e.g. {"url": "http://user:pw@host:8332"}',
                 code="invalid",
             )
         if self.currency_id is None:
@@ -149,7 +153,7 @@ class Wallet(models.Model):
         try:
             self.get_backend()
         except HostRefused as exc:
-            raise ValidationError({"backend_settings": str(exc)}, code=exc.code) from None
+            raise ValidationError(str(exc), code=exc.code) from None
         except BackendError:
             pass  # settings missing: the first node call says so, as before
 
@@ -176,18 +180,20 @@ SYSTEM_CODES = (900, 910, 920)
 class Account(models.Model):
     """A user's account (codes 201..206, 230) per currency, or a wallet's system account."""
 
+    # Labels are what people read: a user account's name is its balances query field in words
+    # (balances/table.py derives them and its tests hold these to it), never the code.
     class Code(models.IntegerChoices):
-        BALANCE = 201, "201 balance"
-        ADVANCED_TRADING = 202, "202 advanced trading"
-        LOCKED = 203, "203 locked"
-        WITHDRAW_LOCKED = 204, "204 withdraw locked"
-        STAKING_LOCKED = 205, "205 staking locked"
-        ACTIVE_STAKING = 206, "206 active staking"
-        ADVANCED_TRADING_LOCKED = 230, "230 advanced trading locked"
+        BALANCE = 201, "balance"
+        ADVANCED_TRADING = 202, "advanced trading"
+        LOCKED = 203, "locked"
+        WITHDRAW_LOCKED = 204, "withdraw locked"
+        STAKING_LOCKED = 205, "staking locked"
+        ACTIVE_STAKING = 206, "active staking"
+        ADVANCED_TRADING_LOCKED = 230, "advanced trading locked"
         # System accounts, one each per wallet: the outside world seen from the books.
-        NETWORK = 900, "900 network"
-        IMPORT = 910, "910 import"
-        FEES = 920, "920 network fees"
+        NETWORK = 900, "network"
+        IMPORT = 910, "import"
+        FEES = 920, "network fees"
 
     USER_CODES = USER_CODES
     SYSTEM_CODES = SYSTEM_CODES
@@ -227,8 +233,8 @@ class Account(models.Model):
         ]
 
     def __str__(self):
-        owner = f"user {self.user_id}" if self.user_id is not None else f"wallet {self.wallet_id}"
-        return f"{self.currency.code} {self.code} {owner}"
+        owner = self.user_id if self.user_id is not None else f"wallet {self.wallet.name}"
+        return f"{self.get_code_display()} of {owner} ({self.currency.code})"
 
 
 class Address(models.Model):
@@ -307,6 +313,29 @@ class NetworkTransactionQuerySet(models.QuerySet):
         return Q(
             state=NetworkTransaction.State.OPEN,
             opened_at__lt=(now or timezone.now()) - cls.STUCK_AFTER,
+        )
+
+    def with_confirmations_shown(self):
+        """`confirmations_shown`: what a person reads, true now. Any mined row still believed
+        in its block (open, closed, closed by hand) counts from its wallet's tip; a troubled
+        or unmined one shows its stored value. Display only: the poller reads
+        `with_confirmations`."""
+        derived = F("wallet__last_block_height") - F("block_height") + 1
+        return self.annotate(
+            confirmations_shown=Case(
+                When(
+                    state__in=[
+                        NetworkTransaction.State.OPEN,
+                        NetworkTransaction.State.CLOSED,
+                        NetworkTransaction.State.CLOSED_BY_HAND,
+                    ],
+                    block_height__isnull=False,
+                    wallet__last_block_height__isnull=False,
+                    then=derived,
+                ),
+                default=F("confirmations"),
+                output_field=models.IntegerField(),
+            )
         )
 
     def with_confirmations(self):
@@ -548,7 +577,7 @@ class Transaction(models.Model):
 
     def __str__(self):
         amount = self.currency.amount(self.amount)
-        return f"{self.kind} {amount} {self.source_id}->{self.destination_id}"
+        return f"{self.get_kind_display()} {amount}: {self.source} to {self.destination}"
 
 
 class AccountBalance(models.Model):

@@ -111,7 +111,9 @@ def scheduler():
         if s.next_run and s.minutes and now - s.next_run > timedelta(minutes=3 * s.minutes)
     ]
     shortest = min((s.minutes for s in schedules if s.minutes), default=60)
-    fresh = bool(last) and now - last["stopped"] <= timedelta(minutes=3 * shortest)
+    # Nothing ran yet (a fresh start): well while no schedule is late; after that, a task must
+    # have finished within three of the shortest intervals.
+    fresh = last is None or now - last["stopped"] <= timedelta(minutes=3 * shortest)
     return {"ok": fresh and not overdue, "overdue": overdue, **status}
 
 

@@ -13,11 +13,15 @@ import django_q.admin as q_admin  # registers django-q2's own admins first, so t
 from django import forms
 from django.contrib import admin, messages
 from django.core.validators import MinValueValidator
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.timezone import localtime
 from django_q.models import Failure, OrmQ, Schedule, Success
 
 from cryptoadmin.words import count
 from ledger.admin import ReadOnly
 
+from . import scheduler_display as shown
 from .scheduler import (
     LOCKED_FIELDS,
     check_schedule,
@@ -88,19 +92,46 @@ class ScheduleAddForm(ScheduleTimingForm):
 
 
 class ScheduleAdmin(q_admin.ScheduleAdmin):
-    list_display = (
-        "name",
-        "func",
-        "schedule_type",
-        "minutes",
-        "repeats",
-        "next_run",
-        "get_last_run",
-        "get_success",
-    )
+    list_display = ("name", "job", "interval", "repeats", "next_run", "last_run")
     list_display_links = ("name",)
     list_filter = ("schedule_type",)
     readonly_fields = ()
+
+    def get_queryset(self, request):
+        from django.db.models import OuterRef, Subquery
+        from django_q.models import Task
+
+        last = Task.objects.filter(id=OuterRef("task"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                task_started=Subquery(last.values("started")),
+                task_stopped=Subquery(last.values("stopped")),
+            )
+        )
+
+    @admin.display(description="job", ordering="func")
+    def job(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.func, shown.job_name(obj.func))
+
+    @admin.display(description="interval", ordering="minutes")
+    def interval(self, obj):
+        return shown.every(obj)
+
+    @admin.display(description="last run")
+    def last_run(self, obj):
+        if obj.task_name is None:
+            return "not yet"
+        page = "django_q_success_change" if obj.task_success else "django_q_failure_change"
+        return format_html(
+            '<a href="{}" title="{}">{}, {}</a> at {}',
+            reverse(f"admin:{page}", args=(obj.task_id,)),
+            obj.task_name,
+            "ok" if obj.task_success else "failed",
+            shown.seconds(obj.task_started, obj.task_stopped),
+            localtime(obj.task_started).strftime("%H:%M:%S") if obj.task_started else "—",
+        )
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = ScheduleTimingForm if obj is not None else ScheduleAddForm
@@ -132,9 +163,24 @@ class ScheduleAdmin(q_admin.ScheduleAdmin):
 
 class RerunMixin(ReadOnly):
     """Task records are evidence: viewable with view permission, changed and deleted by nobody;
-    re-running one is an Admin's, and only for a task this project ships."""
+    re-running one is an Admin's, and only for a task this project ships. Listed by job, with
+    the duration and the result (the random task name on hover)."""
 
     actions = ["resubmit_task"]
+    list_display = ("job", "started", "duration", "result_short")
+    list_display_links = ("job",)
+
+    @admin.display(description="job", ordering="func")
+    def job(self, obj):
+        return format_html('<span title="{}">{}</span>', obj.name, shown.job_name(obj.func))
+
+    @admin.display(description="duration")
+    def duration(self, obj):
+        return shown.seconds(obj.started, obj.stopped)
+
+    @admin.display(description="result")
+    def result_short(self, obj):
+        return shown.short(obj.result)
 
     def has_rerun_permission(self, request):
         return request.user.has_perm(RERUN_PERM)

@@ -51,7 +51,7 @@ def answering(since=None, batch=None, single_tx=None):
     def answer(request):
         if isinstance(request, list):
             if request and request[0]["method"] == "getblockchaininfo":
-                # The tip call (getblockchaininfo + getwalletinfo in one batch): null, as any
+                # The tip call (getblockchaininfo + listtransactions in one batch): null, as any
                 # call the test does not script, so the wallet is polled by txid.
                 return [single(None, q) for q in request]
             return batch(request)

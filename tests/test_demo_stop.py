@@ -16,8 +16,8 @@ from tests.support import PYTHON, REPO, wait_until
 pytestmark = pytest.mark.node
 
 MARKER = "CRYPTOADMIN_DEMO_TEST_MARKER"
-# demo, its two nodes, runserver, the event dispatcher, and qcluster: the command, its
-# sentinel, monitor, pusher and workers.
+# demo, its two nodes, runserver, the event dispatcher, the node listener, and qcluster: the
+# command, its sentinel, monitor, pusher and workers.
 Q_WORKERS = 1  # the smallest cluster that still has every kind of process
 TREE_SIZE = 1 + 2 + 1 + 1 + (4 + Q_WORKERS)
 

@@ -132,6 +132,10 @@ def test_it_tells_an_anonymous_caller_only_whether_all_is_well(client, btc):
     Wallet.objects.create(
         name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"}
     )
+    from django_q.models import Schedule
+
+    # Not a fresh start: the schedules are an hour late, so all is not well.
+    Schedule.objects.update(next_run=timezone.now() - timezone.timedelta(hours=1))
     response = client.get("/health")
     assert response.status_code == 503
     assert json.loads(response.content) == {"ok": False}
@@ -203,3 +207,14 @@ def test_it_gives_no_details_to_a_staff_session_without_its_second_factor(client
     assert client.get("/metrics").status_code == 403  # refused alike
     client.force_login(operator)
     assert "database" in json.loads(client.get("/health").content)
+
+
+def test_it_is_200_on_a_fresh_start_before_any_task_ran(client, db):
+    # Just migrated: the schedules are registered, no task has run yet and none is late.
+    from django_q.models import Schedule, Task
+
+    Schedule.objects.update(next_run=timezone.now() + timezone.timedelta(seconds=30))
+    assert not Task.objects.exists()
+    status, body = _get(client)
+    assert status == 200, body
+    assert body["scheduler"]["ok"] is True and body["scheduler"]["last_task_at"] is None

@@ -169,8 +169,8 @@ class SinceBlock:
 class ChainTip:
     height: int
     hash: str
-    # The wallet's transaction count read in the same round trip (None: not known).
-    tx_count: int | None = None
+    # The id of the wallet's newest transaction, read in the same round trip (None: not known).
+    newest_tx: str | None = None
 
 
 def checked_node_url(url) -> str:

@@ -33,6 +33,7 @@ from cryptoadmin.masking import mask_url
 from .. import rawtx
 from ..money import AmountError, format_units, to_units
 from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
+from ..txids import is_txid
 from .base import (
     Backend,
     BackendError,
@@ -134,12 +135,25 @@ class _Proxy(AuthServiceProxy):
         return response
 
 
+def _cookie_url(url, path):
+    from ..node_address import CookieUnreadable, with_cookie
+
+    try:
+        return with_cookie(url, path)
+    except CookieUnreadable as exc:
+        # No call was made: a stopped node removes its cookie file.
+        raise NotSent(f"{mask_url(url)}: {exc}") from None
+
+
 class BitcoindBackend(Backend):
     def __init__(self, wallet, timeout: int | None = None):
         super().__init__(wallet)
-        url = (wallet.backend_settings or {}).get("url")
+        node = wallet.backend_settings or {}
+        url = node.get("url")
         if not url:
             raise BackendError(f"wallet {wallet.name} has no 'url' in its backend settings")
+        if node.get("cookie_file"):
+            url = _cookie_url(url, node["cookie_file"])
         self.url = checked_node_url(url)
         self.timeout = timeout or settings.NODE_RPC_TIMEOUT
         self._proxy = None
@@ -418,9 +432,13 @@ class BitcoindBackend(Backend):
 
     def chain_tip(self) -> ChainTip:
         # getblockchaininfo reads height and hash under one lock: never a mismatched pair.
-        # getwalletinfo's txcount in the same round trip tells a new wallet transaction under
-        # an unchanged tip (it grows when one arrives; being mined does not change it).
-        reply, wallet_info = self.batch([("getblockchaininfo",), ("getwalletinfo",)])
+        # The newest wallet transaction in the same round trip tells a new one under an
+        # unchanged tip (being mined does not reorder the list). listtransactions walks the
+        # wallet's ordered list from its newest end: its cost does not grow with the wallet's
+        # history, where getwalletinfo sums balances over every transaction.
+        reply, newest = self.batch(
+            [("getblockchaininfo",), ("listtransactions", "*", NEWEST_ENTRIES, 0, True)]
+        )
         if isinstance(reply, BackendError):
             raise reply
         if not isinstance(reply, dict):
@@ -428,13 +446,9 @@ class BitcoindBackend(Backend):
         height, best = reply.get("blocks"), reply.get("bestblockhash")
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
             raise BadReply(f"getblockchaininfo: blocks {str(height)[:40]!r} is not a height")
-        count = wallet_info.get("txcount") if isinstance(wallet_info, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            # Unknown: the poller follows the tip alone (walletnotify and the listener still
-            # see unconfirmed deposits at once).
-            log.warning("getwalletinfo gave no usable txcount: %.80r", wallet_info)
-            count = None
-        return ChainTip(height, _block_hash(best, "getblockchaininfo bestblockhash"), count)
+        return ChainTip(
+            height, _block_hash(best, "getblockchaininfo bestblockhash"), _newest_txid(newest)
+        )
 
     def since_tip(self, blockhash: str, heights: list[int]) -> tuple[SinceBlock, dict, str | None]:
         replies = self.batch(
@@ -765,6 +779,22 @@ class BitcoindBackend(Backend):
 
     def block_height(self) -> int:
         return int(self.call("getblockcount"))
+
+
+NEWEST_ENTRIES = 5  # listtransactions entries read with the tip (a "move" entry has no txid)
+
+
+def _newest_txid(entries) -> str | None:
+    """The txid of the newest entry that has one; None when unknown (an error, an empty wallet):
+    the poller then follows the tip alone (the listener still sees unconfirmed deposits)."""
+    if not isinstance(entries, list):
+        log.warning("listtransactions gave no list: %.80r", entries)
+        return None
+    for entry in reversed(entries):  # oldest first
+        txid = entry.get("txid") if isinstance(entry, dict) else None
+        if is_txid(txid):
+            return txid
+    return None
 
 
 def _block_hash(value, what: str) -> str:

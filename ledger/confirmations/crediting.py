@@ -134,3 +134,92 @@ def _flag_unpayable(row: NetworkTransaction) -> None:
         return
     flag(row, reason)
     NT.objects.polled().filter(pk=row.pk).update(flagged=True, flag_reason=row.flag_reason)
+
+
+CREDIT_BATCH = 2000  # deposits credited per database transaction
+
+
+def credit_deposits(pairs, currency: Currency) -> list[NetworkTransaction]:
+    """Credit many deposits of one wallet, CREDIT_BATCH per database transaction: the rows
+    still open and uncredited are locked and claimed together, their ledger entries appended in
+    one INSERT, those at the polling threshold closed, in that transaction. The same rule as
+    credit_deposit (which a single deposit, or a batch the UNIQUE backstop refuses, goes
+    through): a row closed by hand or credited elsewhere meanwhile is left alone. Returns the
+    rows this call credited."""
+    credited = []
+    for start in range(0, len(pairs), CREDIT_BATCH):
+        chunk = pairs[start : start + CREDIT_BATCH]
+        if len(chunk) == 1:
+            credited += [row for row, info in chunk if credit_deposit(row, info, currency)]
+            continue
+        ours = our_addresses(chunk[0][0].wallet_id, {a for _, i in chunk for a in i.received()})
+        payable = []
+        for row, info in chunk:
+            if any(address in ours for address in info.received()):
+                payable.append((row, info))
+            else:
+                _flag_unpayable(row)
+        try:
+            credited += _credit_together(payable, ours, currency)
+        except IntegrityError:
+            # The UNIQUE backstop: someone else credited one of them; each on its own then.
+            credited += [row for row, info in payable if credit_deposit(row, info, currency)]
+    return credited
+
+
+def _credit_together(payable, ours, currency: Currency) -> list[NetworkTransaction]:
+    if not payable:
+        return []
+    wallet = Wallet.objects.get(pk=payable[0][0].wallet_id)
+    network = services.system_account(wallet, Account.Code.NETWORK)
+    now = timezone.now()
+    with transaction.atomic():
+        # The claim: rows locked, then only those still open and uncredited are taken (a
+        # worker that waited on the lock sees them credited and takes none).
+        claimed = set(
+            NT.objects.select_for_update()
+            .filter(pk__in=[row.pk for row, _ in payable], credited_at__isnull=True)
+            .filter(state=NT.State.OPEN)
+            .values_list("pk", flat=True)
+        )
+        taken = [(row, info) for row, info in payable if row.pk in claimed]
+        closing = [
+            row.pk for row, info in taken if info.confirmations >= currency.polling_threshold
+        ]
+        NT.objects.filter(pk__in=claimed).update(credited_at=now)
+        NT.objects.filter(pk__in=closing).update(
+            state=NT.State.CLOSED, state_changed_at=now, closed_at=now
+        )
+        services.post_many(
+            [
+                Transaction(
+                    currency_id=network.currency_id,
+                    source=network,
+                    destination=ours[address].account,
+                    amount=amount,
+                    kind=Transaction.Kind.DEPOSIT,
+                    network_transaction_id=row.pk,
+                    address=ours[address],
+                    label=f"deposit {row.txid[:16]}",
+                )
+                for row, info in taken
+                for address, amount in info.received().items()
+                if address in ours
+            ]
+        )
+        if taken:  # deposit.credited (after its confirmations) with the credits, as one at a time
+            deposits_changed.send(
+                NT,
+                ids=[row.pk for row, _ in taken],
+                confirmations={row.pk: info.confirmations for row, info in taken},
+                using="default",
+            )
+        for _ in taken:  # once per deposit, as one at a time: a crash after the n-th of them
+            faults.point("credit.before_commit")
+    for _ in taken:
+        faults.point("credit.after_commit")
+    for row, info in taken:
+        row.credited_at = now
+        if info.confirmations >= currency.polling_threshold:
+            row.state, row.state_changed_at, row.closed_at = NT.State.CLOSED, now, now
+    return [row for row, _ in taken]

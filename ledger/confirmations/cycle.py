@@ -62,10 +62,10 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     except BadReply as exc:
         return _poll_by_txid(wallet, backend, summary, exc)
     moved = tip.hash != (wallet.last_block_hash or "") or tip.height != wallet.last_block_height
-    # The same tip but a wallet transaction count that changed: something arrived unmined (a
-    # deposit paid to us). Its window is the unconfirmed transactions: recorded now, nothing
-    # placed or closed (no block arrived).
-    arrived = not moved and tip.tx_count is not None and tip.tx_count != wallet.last_tx_count
+    # The same tip but another newest wallet transaction: something arrived unmined (a deposit
+    # paid to us). Its window is the unconfirmed transactions: recorded now, nothing placed or
+    # closed (no block arrived).
+    arrived = not moved and tip.newest_tx is not None and tip.newest_tx != wallet.last_tx_marker
     window = _Window()
     if moved or arrived:
         try:
@@ -155,10 +155,10 @@ def _save_cursor(wallet: Wallet, tip, window: _Window, summary: Summary, now) ->
     done = {"last_polled_at": now, "last_poll_error": "", "last_poll_error_at": None}
     if window.trusted and window.error is None:
         done.update(last_block_hash=tip.hash, last_block_height=tip.height)
-        if tip.tx_count is not None:
+        if tip.newest_tx is not None:
             # Read before the window: a transaction arriving meanwhile is in the window and
             # only makes the next cycle read it again, never skip one.
-            done.update(last_tx_count=tip.tx_count)
+            done.update(last_tx_marker=tip.newest_tx)
     if window.error is not None:
         done.update(
             last_poll_error=f"{type(window.error).__name__}: {window.error}"[:2000],

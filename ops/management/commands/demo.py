@@ -1,11 +1,11 @@
 """`make run`: a living dashboard on this machine.
 
 Two regtest nodes peered on loopback: "outside" stands for the rest of the world (it mines
-and pays deposits), "ours" holds the service's wallet (it calls walletnotify). Migrates,
+and pays deposits), "ours" holds the service's wallet (its ZMQ feed drives `listen_node`). Migrates,
 makes an `admin` superuser with a fresh printed password, funds the wallet and imports
 that balance into the books, gives a few users deposit addresses, then runs the django-q2
-scheduler and the web server on 127.0.0.1 with a little traffic until Ctrl-C, which stops
-all of it. Data stays in var/ between runs.
+scheduler (the poll: the safety net), the node listener and the web server on 127.0.0.1
+with a little traffic until Ctrl-C, which stops all of it. Data stays in var/ between runs.
 """
 
 import os
@@ -50,11 +50,9 @@ class Command(BaseCommand):
             signal.signal(sig, _interrupt)
         var = Path(var) if var else settings.BASE_DIR / "var"
         outside = LocalBitcoind(datadir=str(var / "outside")).start()
-        notify = f"{sys.executable} {settings.BASE_DIR / 'manage.py'} walletnotify BTC %s"
         try:
-            node = LocalBitcoind(
-                datadir=str(var / "node"), peer=outside, walletnotify=notify
-            ).start()
+            # Push, as in production: the node's ZMQ feed and the listener (no walletnotify).
+            node = LocalBitcoind(datadir=str(var / "node"), peer=outside, zmq=True).start()
         except Exception:
             outside.stop(remove=False)
             raise
@@ -74,9 +72,12 @@ class Command(BaseCommand):
             env = dict(os.environ)
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             # This command ran the system checks at its start, on the same settings.
-            web = ["runserver", f"127.0.0.1:{port}", "--noreload"]
-            for args in (["qcluster"], ["deliver_events"], web):
-                children.start(manage + args + ["--skip-checks"], env=env)
+            children.start(manage + ["qcluster", "--skip-checks"], env=env)
+            children.start(manage + ["deliver_events", "--skip-checks"], env=env)
+            children.start(manage + ["listen_node", "--no-notify-socket", "--skip-checks"], env=env)
+            children.start(
+                manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env
+            )
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / "
@@ -118,7 +119,7 @@ class Command(BaseCommand):
             defaults={
                 "currency": btc,
                 "backend": "bitcoind",
-                "backend_settings": {"url": node.url},
+                "backend_settings": {"url": node.url, "zmq": node.zmq_url},
             },
         )
         return wallet
@@ -177,8 +178,8 @@ class Command(BaseCommand):
 
     def run_until_interrupted(self, node, wallet, children):
         try:
-            # Traffic starts after a first pause: the server and the scheduler start first,
-            # without walletnotify processes competing with them.
+            # Traffic starts after a first pause: the server, the scheduler and the listener
+            # start first.
             while children.all_running():
                 time.sleep(5)
                 self.tick(node, wallet)
