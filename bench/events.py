@@ -37,6 +37,7 @@ def environment(database_url):
         DEBUG="0",
         ALLOWED_HOSTS="testserver",
         WEBHOOK_HOSTS="127.0.0.1",
+        NODE_HOSTS="127.0.0.1",  # no node here; keeps the deploy check quiet
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(REPO),
     )
@@ -117,34 +118,34 @@ def run(args, pg, workdir):
     outfile = workdir / "received.jsonl"
     children = []
     try:
-        receiver = subprocess.Popen(
-            [sys.executable, "tests/webhook_receiver.py", str(port), endpoint.secret, str(outfile)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        children.append(receiver)
-        assert receiver.stdout.readline().strip() == "listening"
-        dispatcher = subprocess.Popen(
-            [sys.executable, "manage.py", "deliver_events"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        children.append(dispatcher)
-        assert dispatcher.stdout.readline().strip() == "delivering events"
+        start_children(children, env, port, endpoint.secret, outfile)
         measure(args, outbox, transaction, outfile)
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop_children(children)
+
+
+def start_children(children, env, port, secret, outfile):
+    """The receiver, then the dispatcher, each waited for (its first line)."""
+    for cmd, ready in (
+        (["tests/webhook_receiver.py", str(port), secret, str(outfile)], "listening"),
+        (["manage.py", "deliver_events"], "delivering events"),
+    ):
+        child = subprocess.Popen(
+            [sys.executable, *cmd], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+        )
+        children.append(child)
+        assert child.stdout.readline().strip() == ready
+
+
+def stop_children(children):
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def measure(args, outbox, transaction, outfile):

@@ -55,8 +55,6 @@ def book_sent(broadcast: Broadcast, txid: str, now):
         defaults={"wallet": wallet, "amount": broadcast.total},
     )
     Broadcast.objects.filter(pk=broadcast.pk).update(network_transaction=network_tx)
-    # Followed from now on: withdrawal.confirmed when it closes at the threshold.
-    deposits_changed.send(NetworkTransaction, ids=[network_tx.pk], using="default")
     network = ledger.system_account(wallet, Account.Code.NETWORK)
     # One entry per user's 204 account (the sum of that user's outgoing in this broadcast):
     # the outgoing rows link each withdrawal to the broadcast, the books stay compact.
@@ -82,12 +80,19 @@ def book_sent(broadcast: Broadcast, txid: str, now):
             for row in per_account
         ]
     )
+    _mark_sent(broadcast, network_tx)
+
+
+def _mark_sent(broadcast: Broadcast, network_tx: NetworkTransaction) -> None:
+    """Its withdrawals broadcasted, each with its event; our send followed from now on
+    (withdrawal.confirmed when its row closes at the threshold)."""
     sending = OutgoingTransaction.objects.filter(
         broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING
     )
     ids = list(sending.values_list("pk", flat=True))
     sending.filter(pk__in=ids).update(state=OutgoingTransaction.State.BROADCASTED)
     events.emit("withdrawal.broadcasted", ids)
+    deposits_changed.send(NetworkTransaction, ids=[network_tx.pk], using="default")
 
 
 def opened_rows(broadcast: Broadcast, by_hand: bool, now):

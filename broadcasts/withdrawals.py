@@ -73,6 +73,9 @@ def check_external(
     return wallet
 
 
+_State = OutgoingTransaction.State
+
+
 def send_external(
     account: Account,
     address: str,
@@ -113,9 +116,7 @@ def send_external(
             label=label,
             created_by=created_by,
             approval_reason=why,
-            state=OutgoingTransaction.State.AWAITING_APPROVAL
-            if why
-            else OutgoingTransaction.State.QUEUED,
+            state=_State.AWAITING_APPROVAL if why else _State.QUEUED,
         )
         events.emit(f"withdrawal.{out.state}", [out.pk])
         return out

@@ -61,11 +61,18 @@ class AuditMiddleware(AuditlogMiddleware):
         return client_ip(request)
 
 
+# Where events go and what is sent: the secrets never (masked as soon as they are set).
+WEBHOOK_ENDPOINT = dict(
+    include_fields=["url", "event_types", "enabled", "disabled_reason", "secret"],
+    mask_fields=["secret"],
+    mask_callable="cryptoadmin.audit.mask_all",
+)
+
+
 def register():
-    Currency = apps.get_model("ledger", "Currency")
     Wallet = apps.get_model("ledger", "Wallet")
     ApiToken = apps.get_model("balances", "ApiToken")
-    auditlog.register(Currency)
+    auditlog.register(apps.get_model("ledger", "Currency"))
     # A currency's withdrawal rules (minimum, approval threshold, daily total): money settings.
     auditlog.register(apps.get_model("broadcasts", "WithdrawalRule"))
     # The machine's own bookkeeping on a wallet (cursor, last rescan, reconciliation): no setting.
@@ -89,13 +96,7 @@ def register():
             "revoked_by",
         ],
     )
-    # Where events go and what is sent: the secrets never (masked as soon as they are set).
-    auditlog.register(
-        apps.get_model("events", "WebhookEndpoint"),
-        include_fields=["url", "event_types", "enabled", "disabled_reason", "secret"],
-        mask_fields=["secret"],
-        mask_callable="cryptoadmin.audit.mask_all",
-    )
+    auditlog.register(apps.get_model("events", "WebhookEndpoint"), **WEBHOOK_ENDPOINT)
     auditlog.register(Group, m2m_fields={"permissions"})
     # Who was made staff, superuser or given a role; never the password hash.
     auditlog.register(

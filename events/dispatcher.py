@@ -8,6 +8,7 @@ never another endpoint's events."""
 from __future__ import annotations
 
 import logging
+import os
 import select
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,15 +20,18 @@ from .dispatch import due_endpoints, next_due_in, serve_endpoint
 from .outbox import CHANNEL
 
 log = logging.getLogger(__name__)
+ROUNDS = 20  # batches one endpoint's thread sends before going back to the pool
 
 
 class Waker:
-    """Blocks until a NOTIFY arrives (PostgreSQL), a job ends, or the timeout passes."""
+    """Blocks until a NOTIFY arrives (PostgreSQL), a job ends (`kick`), or the timeout passes."""
 
     def __init__(self, using="default"):
         self.using = using
         self.conn = None
-        self.kick = threading.Event()
+        self.pipe_r, self.pipe_w = os.pipe()
+        os.set_blocking(self.pipe_r, False)
+        os.set_blocking(self.pipe_w, False)
 
     def connect(self) -> None:
         if connections[self.using].vendor != "postgresql":
@@ -43,30 +47,31 @@ class Waker:
             cursor.execute(f"LISTEN {CHANNEL}")
         self.conn = conn
 
+    def kick(self) -> None:
+        try:
+            os.write(self.pipe_w, b"x")
+        except BlockingIOError:
+            pass  # already kicked
+
     def wait(self, timeout: float) -> None:
-        if self.kick.is_set():
-            self.kick.clear()
-            return
-        if self.conn is None:
-            self.kick.wait(timeout)
-            self.kick.clear()
-            return
-        # A job's end sets `kick`; the select wakes at most every 50 ms to see it.
-        remaining = timeout
-        while remaining > 0 and not self.kick.is_set():
-            step = min(remaining, 0.05)
-            readable, _, _ = select.select([self.conn], [], [], step)
-            if readable:
-                self.conn.poll()
-                self.conn.notifies.clear()
-                return
-            remaining -= step
-        self.kick.clear()
+        fds = [self.pipe_r] + ([self.conn] if self.conn is not None else [])
+        readable, _, _ = select.select(fds, [], [], timeout)
+        if self.pipe_r in readable:
+            try:
+                while os.read(self.pipe_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        if self.conn is not None and self.conn in readable:
+            self.conn.poll()
+            self.conn.notifies.clear()
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        os.close(self.pipe_r)
+        os.close(self.pipe_w)
 
 
 class Dispatcher:
@@ -118,13 +123,18 @@ class Dispatcher:
 
     def _job(self, endpoint_id, waker) -> None:
         try:
-            sent = serve_endpoint(endpoint_id, self.batch)
-            with self.lock:
-                self.sent += sent
+            # A busy endpoint keeps its thread for a few batches in a row (no trip through
+            # the main loop between them); a bounded number, so a stop is heard.
+            for _ in range(ROUNDS):
+                sent = serve_endpoint(endpoint_id, self.batch)
+                with self.lock:
+                    self.sent += sent
+                if sent < self.batch or self.stop.is_set():
+                    break
         except Exception:  # one endpoint's bug must not stop the others
             log.exception("webhook delivery to endpoint %s failed", endpoint_id)
         finally:
             connection.close()  # this thread's own connection
             with self.lock:
                 self.busy.discard(endpoint_id)
-            waker.kick.set()
+            waker.kick()

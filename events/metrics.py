@@ -28,6 +28,21 @@ def metrics(now):
         "Attempts that did not get a 2xx, per endpoint.",
         labels=["endpoint"],
     )
+    rows, failed = _counts()
+    for endpoint in WebhookEndpoint.objects.order_by("id"):
+        label = [str(endpoint.pk)]
+        waiting = rows.get((endpoint.pk, Delivery.State.PENDING), {})
+        pending.add_metric(label, waiting.get("n", 0))
+        first = waiting.get("first")
+        oldest.add_metric(label, (now - first).total_seconds() if first else 0)
+        for state in Delivery.State.values:
+            by_state.add_metric(label + [state], rows.get((endpoint.pk, state), {}).get("n", 0))
+        failures.add_metric(label, failed.get(endpoint.pk, 0))
+    return [pending, oldest, by_state, failures]
+
+
+def _counts():
+    """Deliveries by (endpoint, state) with their oldest, and failed attempts per endpoint."""
     rows = {
         (r["endpoint_id"], r["state"]): r
         for r in Delivery.objects.values("endpoint_id", "state").annotate(
@@ -39,13 +54,4 @@ def metrics(now):
         .values_list("delivery__endpoint_id")
         .annotate(n=Count("id"))
     )
-    for endpoint in WebhookEndpoint.objects.order_by("id"):
-        label = [str(endpoint.pk)]
-        waiting = rows.get((endpoint.pk, Delivery.State.PENDING), {})
-        pending.add_metric(label, waiting.get("n", 0))
-        first = waiting.get("first")
-        oldest.add_metric(label, (now - first).total_seconds() if first else 0)
-        for state in Delivery.State.values:
-            by_state.add_metric(label + [state], rows.get((endpoint.pk, state), {}).get("n", 0))
-        failures.add_metric(label, failed.get(endpoint.pk, 0))
-    return [pending, oldest, by_state, failures]
+    return rows, failed

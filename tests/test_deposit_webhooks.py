@@ -62,7 +62,7 @@ def test_it_delivers_a_deposits_events_in_order_verified(two_nodes, child_env, t
         assert steps == [
             ("deposit.seen", 0, False),
             ("deposit.confirmations", 1, False),
-            ("deposit.confirmations", 2, True),  # in the credit's own transaction
+            ("deposit.confirmations", 2, False),
             ("deposit.credited", 2, True),
             ("deposit.confirmations", 3, True),
             ("deposit.confirmations", 4, True),

@@ -59,8 +59,8 @@ def receiver(tmp_path):
 def dispatchers(child_env):
     started = []
 
-    def start(*args):
-        env = dict(child_env, WEBHOOK_TIMEOUT="1", WEBHOOK_ENDPOINT_CONCURRENCY="4")
+    def start(*args, timeout="1"):
+        env = dict(child_env, WEBHOOK_TIMEOUT=timeout, WEBHOOK_ENDPOINT_CONCURRENCY="4")
         proc = manage_process(env, "deliver_events", "--poll", "0.5", *args)
         started.append(proc)
         return proc
@@ -113,15 +113,20 @@ def test_it_delivers_everything_after_refusals_500s_and_timeouts(receiver, dispa
 
 
 def test_it_delivers_everything_when_a_dispatcher_is_killed_mid_delivery(receiver, dispatchers):
-    receiver.start("slow", "0.3")
-    emit(30)
-    first = dispatchers("--batch", "4")
-    wait_until(lambda: len(receiver.records()) >= 3, 30, what="first deliveries")
-    first.send_signal(signal.SIGKILL)  # mid-batch: claims held, some requests under way
+    receiver.start("slow", "1")
+    emit(16)
+    first = dispatchers("--batch", "4", timeout="2")
+
+    def mid_batch():
+        held = Delivery.objects.filter(state="pending", claimed_until__gt=timezone.now())
+        return len(receiver.records()) >= 3 and held.exists()
+
+    wait_until(mid_batch, 30, what="a batch under way after the first deliveries")
+    first.send_signal(signal.SIGKILL)  # mid-batch: claims held, requests under way
     first.wait(10)
     held = Delivery.objects.filter(state="pending", claimed_until__gt=timezone.now()).count()
     assert held  # the dead dispatcher's claims: nobody sends them until their lease ends
-    dispatchers("--batch", "4")  # takes the dead one's claims when their lease ends
+    dispatchers("--batch", "4", timeout="2")  # takes the dead one's claims when their lease ends
     wait_until(lambda: not Delivery.objects.filter(state="pending").exists(), 60, what="delivered")
     assert_all_arrived_verified(receiver)
 
