@@ -275,7 +275,7 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         ("last_error", lambda r: r.last_error),
     ]
     list_filter = ["currency", "type", "state", StuckFilter, "flagged"]
-    list_select_related = ["currency", "wallet"]
+    list_select_related = ["currency", "wallet", "paid_address__account"]
     ordering = ["-opened_at"]
     # Shown by amount_display (coins) and flag (nothing unless flagged: no red cross for "no").
     exclude = ["amount", "flagged"]

@@ -400,6 +400,12 @@ class NetworkTransaction(models.Model):
     # known yet): asked about by txid.
     block_hash = models.CharField(max_length=64, blank=True)
     block_height = models.IntegerField(null=True, blank=True)
+    # Display only, like `amount`: the first of our receiving addresses a deposit pays, as the
+    # node first reported it, so a person sees whom it pays before it is credited (the credits
+    # name every address paid).
+    paid_address = models.ForeignKey(
+        "Address", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     objects = NetworkTransactionQuerySet.as_manager()
 

@@ -31,12 +31,17 @@ def person(entry) -> str | None:
 
 
 def paid(row) -> list[tuple]:
-    """[(user id, address, entry)] of the row's entries that concern a user."""
-    return [
+    """[(user id, address, entry)] of the row's entries that concern a user; before a deposit
+    is credited, the user and address it pays with no entry (None)."""
+    found = [
         (person(e), e.address.address if e.address_id else "", e)
         for e in row.ledger_entries.all()
         if person(e)
     ]
+    if not found and row.paid_address_id:
+        address = row.paid_address
+        return [(address.account.user_id if address.account_id else "", address.address, None)]
+    return found
 
 
 def paid_cell(row):
@@ -46,6 +51,14 @@ def paid_cell(row):
     if not rows:
         return "awaiting credit" if row.type == NetworkTransaction.Type.DEPOSIT else "—"
     user, address, entry = rows[0]
+    if entry is None:
+        return format_html(
+            '<a href="{}">{}</a> <code title="{}">{}</code><br><small>awaiting credit</small>',
+            reverse("person", args=[user]),
+            user,
+            address,
+            f"{address[:12]}…" if len(address) > 13 else address,
+        )
     more = f" +{len(rows) - 1}" if len(rows) > 1 else ""
     return format_html(
         '<a href="{}" title="their page">{}</a>{} <a href="{}" title="the ledger entry">'
@@ -122,6 +135,8 @@ def timeline(row, actions=()) -> list[tuple]:
     events = [(row.opened_at, None, f"Seen: {row.get_type_display()} {row.txid}")]
     events += [(a.action_time, a.user, a.get_change_message()) for a in actions]
     for user, address, entry in paid(row):
+        if entry is None:
+            continue  # not credited yet: nothing happened to it but being seen
         what = format_html(
             '{} {} for {} (<a href="{}">entry #{}</a>{})',
             "Credited" if entry.kind == Transaction.Kind.DEPOSIT else entry.get_kind_display(),

@@ -54,6 +54,7 @@ def record_deposits(wallet: Wallet, infos) -> int:
                 max_confirmations=max(i.confirmations, 0),
                 opened_at=now,
                 amount=sum(units for a, units in i.received().items() if a in ours),
+                paid_address=next(ours[a] for a in i.received() if a in ours),
             )
             for i in new
             if i.txid not in known
