@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ledger.models import Currency
 from ledger.money import format_amount, format_units
+
+from .cache import get_cache
 
 # A user id the balances query and the admin's lookup accept (Account.user_id is at most 128
 # characters). Here, not in schema.py: the admin reads it at start-up, and importing the GraphQL
@@ -61,12 +62,11 @@ class CurrencyRow:
         return [format_amount(self.balances.get(code, 0), self) for code in FIELD_ACCOUNTS.values()]
 
 
-def currency_rows(snapshot: dict) -> list[CurrencyRow]:
+def currency_rows(snapshot: dict, currencies=None) -> list[CurrencyRow]:
     """Every currency, by code, with the user's balances from `snapshot` (currency code ->
-    account code -> units, as the balance cache returns it)."""
+    account code -> units, as the balance cache returns it); the currencies (code, enabled,
+    decimals) as given, else from their cache beside the balances."""
     return [
         CurrencyRow(code, enabled, decimals, snapshot.get(code, {}))
-        for code, enabled, decimals in Currency.objects.order_by("code").values_list(
-            "code", "enabled", "decimals"
-        )
+        for code, enabled, decimals in (currencies or get_cache().reference.currencies())
     ]

@@ -1,7 +1,8 @@
 """Operator pages at a small and at a large service, in one run, on PostgreSQL.
 
 Run from the repository root: .venv/bin/python bench/admin_scale.py [--rebuild] [--rounds N]
-[--smoke] (--smoke: the large dataset at 1/100, in a cache of its own, to try the script)
+[--smoke] [--quick] (--smoke: the large dataset at 1/100, in a cache of its own, to try the
+script; --quick: both sizes tiny on a temporary cluster, one round, in seconds: the suite runs it)
 
 Two databases in one PostgreSQL cluster of the bench's own (devtools.localservices):
 - small: 1,000 network transactions, 10,000 ledger rows, 100 users;
@@ -31,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devtools.localservices import kept_postgres  # noqa: E402
+from devtools.localservices import LocalPostgres, kept_postgres  # noqa: E402
 
 CACHE_DIR = REPO / "bench" / ".cache" / "admin-scale-pg"
 BUILD_ID = "v1"
@@ -352,12 +353,32 @@ def no_pending_reconciliation():
     OrmQ.objects.all().delete()
 
 
+FIGURES = ("worst_large_over_small", "slowest_large_page_ms")
+QUICK = "--quick" in sys.argv  # both sizes small, one round, a temporary cluster: seconds
+
+
 def main():
-    global CACHE_DIR
+    global CACHE_DIR, RECEIVED_ROWS
     if "--smoke" in sys.argv:  # the whole run at 1/100 of the large size, to try the script
         CACHE_DIR = CACHE_DIR.with_name("admin-scale-smoke")
         SIZES["large"] = {k: v // 100 for k, v in SIZES["large"].items()}
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 5
+    if QUICK:
+        SIZES["small"] = {k: v // 10 for k, v in SIZES["small"].items()}
+        SIZES["large"] = {k: v // 1000 for k, v in SIZES["large"].items()}
+        RECEIVED_ROWS = 1000
+        pg = LocalPostgres().start()
+        try:
+            run(pg, reuse=False, rounds=1)
+        finally:
+            from django.db import connections
+
+            from balances.cache import reset_cache
+
+            reset_cache()  # its LISTEN connection, before the cluster goes
+            connections.close_all()
+            pg.stop()
+        return
     with kept_postgres(CACHE_DIR, BUILD_ID, rebuild="--rebuild" in sys.argv) as (pg, reuse):
         run(pg, reuse=reuse, rounds=rounds)
 
@@ -391,102 +412,137 @@ def run(pg, reuse, rounds):
 
     django.setup()
     settings.DATABASES["large"] = {**settings.DATABASES["default"], "NAME": "large"}
-    from django.core.management import call_command
-    from django.db import connections
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
     results, scans = {}, {}
     for size in SIZES:
-        # Each size is served as the default database in turn.
-        connections.close_all()
-        settings.DATABASES["default"]["NAME"] = size
-        connections["default"].settings_dict["NAME"] = size
-        connection = connections["default"]
-        started = time.perf_counter()
-        call_command("migrate", verbosity=0)
-        if not reuse:
-            with connection.cursor() as cursor:
-                build(cursor, size)
-            outgoing(SIZES[size])
-            with connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE")
-        if reuse:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT EXISTS (SELECT 1 FROM ledger_networktransaction"
-                    " WHERE type = 'deposit' AND amount IS NULL)"
-                )
-                if cursor.fetchone()[0]:
-                    cursor.execute(PATCH_AMOUNTS)
-                    print(f"{size}: cache patched: {cursor.rowcount:,} deposit amounts set")
-                    cursor.execute("VACUUM ANALYZE ledger_networktransaction")
-        built = time.perf_counter() - started
-        if not reuse and size == list(SIZES)[-1]:
-            (CACHE_DIR / "BUILT").write_text(BUILD_ID)
-        with connection.cursor() as cursor:
-            counts = {}
-            for table in ("networktransaction", "transaction", "account"):
-                cursor.execute(f"SELECT count(*) FROM ledger_{table}")
-                counts[table] = cursor.fetchone()[0]
-            received = received_rows(cursor)
-            timed = pages(cursor)
-        t0 = time.perf_counter()
-        out = []
-        from ledger.services import balance_differences
-
-        differences = balance_differences()
-        check_s = time.perf_counter() - t0
-        print(
-            f"{size}: {counts['networktransaction']:,} network transactions, "
-            f"{counts['transaction']:,} ledger rows, {counts['account']:,} accounts; "
-            f"{'reused' if reuse else f'built in {built:.0f} s'}; check_balances "
-            f"{'agrees' if not differences else f'{len(differences)} DIFFERENCES'} "
-            f"({check_s:.1f} s)"
-        )
+        received, timed = prepare(size, reuse)
         double = node_double(received)
-        from ledger.models import Wallet
+        try:
+            from ledger.models import Wallet
 
-        Wallet.objects.update(backend_settings={"url": double.url})
-        from django.contrib.auth import get_user_model
+            Wallet.objects.update(backend_settings={"url": double.url})
+            user, client = superuser_client()
+            results[size] = time_pages(timed, client, rounds)
+            scans[size] = time_scan(user, rounds)
+        finally:
+            double.stop()
+    print_table(results, scans)
 
-        user, _ = get_user_model().objects.get_or_create(
-            username="bench", defaults=dict(is_staff=True, is_superuser=True)
-        )
-        client = Client()
-        client.force_login(user)
-        for name, method, url, body in timed:
-            times, queries = [], 0
-            for _ in range(rounds):
-                if url == RECONCILE_URL and method == "post":
-                    no_pending_reconciliation()  # each round queues, none finds one pending
-                with CaptureQueriesContext(connection) as captured:
-                    t = time.perf_counter()
-                    if method == "get":
-                        response = client.get(url)
-                    elif method == "post":
-                        response = client.post(url, body)
-                    else:
-                        response = client.post(url, body, content_type="application/json")
-                    times.append((time.perf_counter() - t) * 1000)
-                assert response.status_code in (200, 302), (name, response.status_code)
-                queries = len(captured)
-            out.append((name, statistics.median(times), queries))
-        # The scan "Reconcile now" queues, run here as the worker runs it: the node's 100,000
-        # received-by-address rows read and looked up. Not a page: no request waits for it.
-        from ledger.reconcile import reconcile_wallet_task
 
-        scan = []
+def prepare(size, reuse):
+    """The size's database served as the default one, migrated, built (or reused), checked:
+    (the node's received rows, the pages to time)."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    connections.close_all()
+    settings.DATABASES["default"]["NAME"] = size
+    connections["default"].settings_dict["NAME"] = size
+    connection = connections["default"]
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        if not reuse:
+            build(cursor, size)
+    if not reuse:
+        outgoing(SIZES[size])
+    with connection.cursor() as cursor:
+        if not reuse:
+            cursor.execute("VACUUM ANALYZE")
+        else:
+            patch_amounts(cursor, size)
+    built = time.perf_counter() - started
+    if not reuse and not QUICK and size == list(SIZES)[-1]:
+        (CACHE_DIR / "BUILT").write_text(BUILD_ID)
+    with connection.cursor() as cursor:
+        counts = {}
+        for table in ("networktransaction", "transaction", "account"):
+            cursor.execute(f"SELECT count(*) FROM ledger_{table}")
+            counts[table] = cursor.fetchone()[0]
+        received, timed = received_rows(cursor), pages(cursor)
+    report_dataset(size, counts, "reused" if reuse else f"built in {built:.0f} s")
+    return received, timed
+
+
+def patch_amounts(cursor, size):
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM ledger_networktransaction"
+        " WHERE type = 'deposit' AND amount IS NULL)"
+    )
+    if cursor.fetchone()[0]:
+        cursor.execute(PATCH_AMOUNTS)
+        print(f"{size}: cache patched: {cursor.rowcount:,} deposit amounts set")
+        cursor.execute("VACUUM ANALYZE ledger_networktransaction")
+
+
+def report_dataset(size, counts, how):
+    from ledger.services import balance_differences
+
+    t0 = time.perf_counter()
+    differences = balance_differences()
+    check_s = time.perf_counter() - t0
+    print(
+        f"{size}: {counts['networktransaction']:,} network transactions, "
+        f"{counts['transaction']:,} ledger rows, {counts['account']:,} accounts; {how}; "
+        f"check_balances {'agrees' if not differences else f'{len(differences)} DIFFERENCES'} "
+        f"({check_s:.1f} s)"
+    )
+
+
+def superuser_client():
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults=dict(is_staff=True, is_superuser=True)
+    )
+    client = Client()
+    client.force_login(user)
+    return user, client
+
+
+def time_pages(timed, client, rounds):
+    """(name, median ms, queries) of every page."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    out = []
+    for name, method, url, body in timed:
+        times, queries = [], 0
         for _ in range(rounds):
-            no_pending_reconciliation()
-            t = time.perf_counter()
-            reconcile_wallet_task(1, user.pk)
-            scan.append((time.perf_counter() - t) * 1000)
-        no_pending_reconciliation()
-        scans[size] = statistics.median(scan)
-        double.stop()
-        results[size] = out
+            if url == RECONCILE_URL and method == "post":
+                no_pending_reconciliation()  # each round queues, none finds one pending
+            with CaptureQueriesContext(connection) as captured:
+                t = time.perf_counter()
+                if method == "get":
+                    response = client.get(url)
+                elif method == "post":
+                    response = client.post(url, body)
+                else:
+                    response = client.post(url, body, content_type="application/json")
+                times.append((time.perf_counter() - t) * 1000)
+            assert response.status_code in (200, 302), (name, response.status_code)
+            queries = len(captured)
+        out.append((name, statistics.median(times), queries))
+    return out
 
+
+def time_scan(user, rounds):
+    """The scan "Reconcile now" queues, run here as the worker runs it: the node's
+    received-by-address rows read and looked up. Not a page: no request waits for it."""
+    from ledger.reconcile import reconcile_wallet_task
+
+    scan = []
+    for _ in range(rounds):
+        no_pending_reconciliation()
+        t = time.perf_counter()
+        reconcile_wallet_task(1, user.pk)
+        scan.append((time.perf_counter() - t) * 1000)
+    no_pending_reconciliation()
+    return statistics.median(scan)
+
+
+def print_table(results, scans):
     print()
     print("| page | small ms | large ms | large/small | queries small / large |")
     print("| --- | ---: | ---: | ---: | ---: |")

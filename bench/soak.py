@@ -32,8 +32,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.soak_chaos import Chaos, chaos_plan  # noqa: E402
+
 PYTHON = sys.executable
 USERS = ("u0", "u1", "u2", "u3")
+FIGURES = ("soak",)
 # Weights of the random actions (a step is one of them).
 ACTIONS = [
     ("deposit", 5),
@@ -106,9 +109,10 @@ def source_points() -> list[str]:
     return scan()
 
 
-class Soak:
-    def __init__(self, seed: int, steps: int, db: str, log=print):
+class Soak(Chaos):
+    def __init__(self, seed: int, steps: int, db: str, log=print, chaos=True):
         self.seed, self.steps, self.db, self.log = seed, steps, db, log
+        self.chaos_on = chaos
         self.faults = {"killed": 0, "node_down": 0, "reorg": 0}
         self.workdir = Path(tempfile.mkdtemp(prefix="cryptoadmin-soak-"))
         self.postgres = None
@@ -117,6 +121,7 @@ class Soak:
         self.unowned = 0  # paid by outside to our node's addresses the books never gave out
         self.interrupted = set()  # broadcasts seen opened between steps (no process running)
         self.counts = (0, 0)  # of those, settled (by a person, by the machine)
+        self.step_violations: list[str] = []
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -380,19 +385,31 @@ class Soak:
         from ledger.models import Wallet
 
         steps = plan(self.seed, self.steps)
+        extras = chaos_plan(self.seed, self.steps) if self.chaos_on else {}
         for i, step in enumerate(steps, 1):
             try:
                 outcome = self.do(step)
             except Exception as exc:  # a driver error is reported, the soak goes on
                 outcome = f"driver error {type(exc).__name__}: {exc}"
             self.log(f"step {i}/{self.steps}: {describe(step)} -> {outcome}")
+            if i in extras:
+                try:
+                    outcome = self.chaos(extras[i])
+                except Exception as exc:
+                    outcome = f"driver error {type(exc).__name__}: {exc}"
+                self.log(f"step {i}/{self.steps} extra: {outcome}")
             self.note_opened()
+            # One payment by construction, from the database alone, after every step.
+            for problem in self.inv.signed_attempts_conflict(self.wallet):
+                self.step_violations.append(f"after step {i}: {problem}")
         wallet = Wallet.objects.select_related("currency").get(pk=self.wallet.pk)
         rounds = self.inv.quiesce(wallet, self.ours, self.outside, person=self.person)
         self.log(f"quiescent after {rounds} round(s)")
         for note in self.person.notes:
             self.log(f"operator: {note}")
-        violations = self.finish_imports(wallet) + self.inv.check(wallet, self.ours)
+        violations = (
+            self.step_violations + self.finish_imports(wallet) + self.inv.check(wallet, self.ours)
+        )
         self.counts = self.settled_by()
         return violations
 
@@ -432,7 +449,7 @@ class Soak:
         return []
 
 
-def main(argv=None):
+def arguments(argv):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -440,8 +457,26 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--plan", action="store_true", help="print the seed's actions and exit")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 steps of seed 108 on SQLite, no kill: seconds (the suite)",
+    )
+    parser.add_argument(
+        "--no-chaos", action="store_true", help="without the extra faults of bench/soak_chaos.py"
+    )
     args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+    if args.quick:
+        args.steps, args.db = 5, "sqlite"
+        args.seed = 108 if args.seed is None else args.seed
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1_000_000)
+    return args
+
+
+def main(argv=None):
+    args = arguments(argv)
+    seed = args.seed
     print(
         f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db "
         f"{args.db})",
@@ -460,6 +495,7 @@ def main(argv=None):
         args.steps,
         args.db,
         log=lambda line: print(f"[{time.monotonic() - started:5.1f}s] {line}", flush=True),
+        chaos=not args.no_chaos,
     )
     try:
         soak.start()
@@ -467,11 +503,15 @@ def main(argv=None):
         violations = soak.run()
     finally:
         soak.stop()
+    return report(soak, args, violations, time.monotonic() - started)
+
+
+def report(soak, args, violations, seconds) -> int:
     for violation in violations:
         print(f"VIOLATION: {violation}")
     faults = sum(soak.faults.values())
     print(
-        f"soak: seed {seed} on {args.db}: {time.monotonic() - started:.1f} s; faults: "
+        f"soak: seed {args.seed} on {args.db}: {seconds:.1f} s; faults: "
         + ", ".join(f"{k} {v}" for k, v in soak.faults.items())
     )
     person, machine = soak.counts

@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
+from cryptoadmin.errors import CloseRefused
 from cryptoadmin.exports import CsvExportMixin
 from ledger import actors
 from ledger.admin import AmountColumn, ReadOnly, amount_cell, figures_table
@@ -22,7 +23,7 @@ from ledger.models import Account, Wallet
 from ledger.money import format_units
 
 from . import admin_review, approvals, closable, closing, nonce, selections, withdrawals
-from .errors import CloseError, OutgoingError
+from .errors import OutgoingError
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 
 
@@ -284,7 +285,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         reason = request.POST.get("reason", "")
         try:
             closing.acknowledge_attention(broadcast, request.user, reason)
-        except CloseError as exc:
+        except CloseRefused as exc:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Broadcast #{broadcast.pk} acknowledged.")
@@ -319,20 +320,20 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
                 f"Broadcast #{broadcast.pk} is {broadcast.get_state_display()}: nothing to close.",
             )
             return redirect(change_url)
-        backend_has_nonce = broadcast.wallet.backend == "blockio"
+        backend_has_nonce = broadcast.wallet.backend_class.supports_nonce
         if request.method == "POST":
             form = CloseForm(request.POST, nonce=backend_has_nonce)
             if form.is_valid():
                 data = form.cleaned_data
                 try:
-                    how = closing.close_by_hand(
+                    how = closing.close_broadcast_by_hand(
                         broadcast,
                         data["method"],
                         by=request.user,
                         reason=data["reason"],
                         txid=data["txid"],
                     )
-                except CloseError as exc:
+                except CloseRefused as exc:
                     form.add_error(None, str(exc))
                 else:
                     messages.success(request, f"Broadcast #{broadcast.pk} closed by hand: {how}.")

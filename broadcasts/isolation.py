@@ -9,6 +9,7 @@ from django.db.models import F
 from cryptoadmin import faults
 from ledger.backends import BackendError, InsufficientFunds
 
+from . import events
 from .models import Broadcast, OutgoingTransaction
 from .replies import Replies, Result
 
@@ -68,6 +69,8 @@ class Isolation(Replies):
                 state=OutgoingTransaction.State.QUEUED,
                 refusals__gte=OutgoingTransaction.MAX_REFUSALS,
             ).update(state=OutgoingTransaction.State.NEEDS_ATTENTION)
+            if moved:
+                events.emit("withdrawal.needs_attention", [outgoing_id])
             faults.point("broadcast.before_refusal_commit")
         if moved:
             log.error(

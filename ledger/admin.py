@@ -16,7 +16,7 @@ from cryptoadmin.words import count
 from . import actors, operator
 from . import network_display as shown
 from .actors import people_actions
-from .admin_lists import NOTHING, IndexedSearch, InputFilter, ids, txid_of
+from .admin_lists import NOTHING, IndexedSearch, InputFilter, as_id, ids, txid_of
 from .models import Account, Address, Currency, NetworkTransaction, Transaction
 from .money import format_units
 
@@ -96,9 +96,9 @@ class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
     def search_q(self, term):
         by_user = Q(user_id=term)
         user, _, code = term.rpartition(" ")
-        if user.strip() and code.isdigit():
-            by_user |= Q(user_id=user.strip(), code=int(code))
-        return by_user | (Q(pk=int(term)) if term.isdigit() else NOTHING)
+        if user.strip() and as_id(code) is not None:
+            by_user |= Q(user_id=user.strip(), code=as_id(code))
+        return by_user | (Q(pk=as_id(term)) if as_id(term) is not None else NOTHING)
 
     @admin.display(description="balance", ordering="running_total__balance")
     def balance(self, obj):
@@ -132,9 +132,10 @@ class AccountFilter(InputFilter):
     parameter_name = "account"
 
     def filter_q(self, value):
-        if not value.isdigit():
+        account = as_id(value)
+        if account is None:
             return NOTHING
-        return Q(source_id=int(value)) | Q(destination_id=int(value))
+        return Q(source_id=account) | Q(destination_id=account)
 
 
 @admin.register(Transaction)
@@ -372,16 +373,16 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         return self._close_view(request, [object_id])
 
     def _close_view(self, request, ids):
-        from .confirmations.closing import CloseRefused
+        from cryptoadmin.errors import CloseRefused
 
         if not self.has_close_permission(request):
-            # The page is the close flow's; operator.close_by_hand checks again.
+            # The page is the close flow's; operator.close_transactions_by_hand checks again.
             raise PermissionDenied
         rows = list(NetworkTransaction.objects.filter(pk__in=ids).select_related("currency"))
         form = CloseByHandForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
             try:
-                closed = operator.close_by_hand(
+                closed = operator.close_transactions_by_hand(
                     [r.pk for r in rows], by=request.user, reason=form.cleaned_data["reason"]
                 )
             except CloseRefused as exc:

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import actors, imports
+from .admin_lists import as_id, typed
 from .backends import BackendError
 from .models import Account, Transaction, Wallet
 from .reconcile import (
@@ -18,6 +19,13 @@ from .reconcile import (
     request_reconciliation,
     request_stale_after,
 )
+
+
+class AccountSelect(AutocompleteSelect):
+    def optgroups(self, name, value, attr=None):
+        # Django's widget looks the value up as an id when the form is shown again: a typed
+        # text that is not one ("treasury ²") would be a 500 instead of "Unknown account".
+        return super().optgroups(name, [v for v in value if as_id(v) is not None], attr)
 
 
 class ImportForm(forms.Form):
@@ -31,7 +39,7 @@ class ImportForm(forms.Form):
         required=False,
         queryset=Account.objects.select_related("currency"),
         # The admin's account search (user id, account code): type "treasury" or "treasury 202".
-        widget=AutocompleteSelect(Transaction._meta.get_field("destination"), admin.site),
+        widget=AccountSelect(Transaction._meta.get_field("destination"), admin.site),
         help_text="The account that receives the coins whose owner the books do not know: "
         "search by user id (their balance), or a user id and an account code.",
         error_messages={"invalid_choice": "Unknown account."},
@@ -69,19 +77,19 @@ def _account_from_text(text: str, wallet_id) -> str:
     number, or a user id with an optional account code ("treasury", "treasury 202") in the
     wallet's currency. Anything else is left as typed, for the field to call unknown."""
     text = text.strip()
-    if text.isdigit():
+    if as_id(text) is not None or not typed(text):
         return text
     parts = text.split()
-    code = parts[1] if len(parts) == 2 and parts[1].isdigit() else None
+    code = as_id(parts[1]) if len(parts) == 2 else None
     if len(parts) > 2 or (len(parts) == 2 and code is None):
         return text
-    wallet = Wallet.objects.filter(pk=wallet_id).first() if str(wallet_id).isdigit() else None
+    wallet = Wallet.objects.filter(pk=as_id(wallet_id)).first() if as_id(wallet_id) else None
     if wallet is None:
         return text
     found = Account.objects.filter(
         currency_id=wallet.currency_id,
         user_id=parts[0],
-        code=int(code) if code else Account.Code.BALANCE,
+        code=code if code is not None else Account.Code.BALANCE,
     ).first()
     return str(found.pk) if found else text
 

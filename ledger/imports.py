@@ -75,28 +75,17 @@ def check_target(wallet: Wallet, account: Account) -> None:
 IMPORT_PERM = "ledger.import_wallet_balance"
 
 
-def unsettled_broadcasts(wallet: Wallet, opened_since=None) -> list[int]:
-    """Broadcasts whose effect on the node the books may not hold: opened (a send in flight
-    or interrupted: it may have paid, unbooked), or sent with the fee not booked yet (the
-    node is short of the books by it). `opened_since`: also any opened at or after then,
-    whatever became of it (the books read before it may be stale)."""
-    from django.db.models import Q
+def unsettled_sends(wallet: Wallet, opened_since=None) -> list[int]:
+    """Sends whose effect on the node the books may not hold, as the apps that send report
+    them (`<app>/unsettled.py`: `unsettled(wallet, opened_since)`, found by the registry):
+    the books build on nothing above them, so they ask instead of importing those apps."""
+    from cryptoadmin.registry import collect
 
-    from broadcasts.models import Broadcast  # broadcasts builds on ledger, not the reverse
-
-    rule = Q(state=Broadcast.State.OPENED) | Q(
-        fee__isnull=True,
-        state__in=[Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED],
-    )
-    if opened_since is not None:
-        rule |= Q(opened_at__gte=opened_since)
-    return list(
-        Broadcast.objects.filter(rule, wallet=wallet).order_by("pk").values_list("pk", flat=True)
-    )
+    return collect("unsettled", "unsettled", wallet, opened_since)
 
 
 def check_settled(wallet: Wallet, opened_since=None) -> None:
-    ids = unsettled_broadcasts(wallet, opened_since)
+    ids = unsettled_sends(wallet, opened_since)
     if ids:
         raise BroadcastUnsettled(ids, wallet)
 

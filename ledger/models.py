@@ -87,10 +87,10 @@ class Wallet(models.Model):
     )
     # The height of that tip: a mined row's confirmations are this - its block_height + 1.
     last_block_height = models.IntegerField(null=True, blank=True)
-    # The wallet's transaction count (getwalletinfo txcount) read with that tip: a count that
-    # changed under an unchanged tip means a new wallet transaction (an unconfirmed deposit)
+    # The wallet's newest transaction (the newest listtransactions entry) read with that tip:
+    # another one under an unchanged tip means a new wallet transaction (an unconfirmed deposit)
     # the poller reads at once instead of waiting for it to be mined.
-    last_tx_count = models.IntegerField(null=True, blank=True)
+    last_tx_marker = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     last_reconciliation = models.JSONField(default=dict, blank=True)
@@ -130,22 +130,43 @@ class Wallet(models.Model):
         return f"{self.name} ({self.currency.code}, {self.backend})"
 
     def backend_settings_masked(self) -> dict:
-        from .backends.base import mask_url
+        from cryptoadmin.masking import mask_value
 
-        masked = {}
-        for key, value in (self.backend_settings or {}).items():
-            if "url" in key.lower():  # url, rpc_url, base_url: any may carry credentials
-                masked[key] = mask_url(str(value))
-            elif any(s in key.lower() for s in ("password", "api_key", "pin", "secret", "token")):
-                masked[key] = "••••••" if value else ""
-            else:
-                masked[key] = value
-        return masked
+        settings = self.backend_settings
+        return mask_value(settings) if isinstance(settings, dict) else {"settings": "••••••"}
+
+    def clean(self):
+        # A node URL off the deployment's NODE_HOSTS is refused when the wallet is saved (and
+        # again by the backend before every request).
+        from django.core.exceptions import ValidationError
+
+        from .backends import BackendError, HostRefused
+
+        if not isinstance(self.backend_settings, dict):
+            raise ValidationError(
+                {"backend_settings": 'a JSON object, e.g. {"url": "http://user:pw@host:8332"}'},
+                code="invalid",
+            )
+        if self.currency_id is None:
+            return  # the form reports the missing currency
+        try:
+            self.get_backend()
+        except HostRefused as exc:
+            raise ValidationError({"backend_settings": str(exc)}, code=exc.code) from None
+        except BackendError:
+            pass  # settings missing: the first node call says so, as before
 
     def get_backend(self, timeout=None):
         from .backends import backend_for
 
         return backend_for(self, timeout)
+
+    @property
+    def backend_class(self) -> type:
+        """The class of this wallet's backend: its capabilities, without a node call."""
+        from .backends import backend_class
+
+        return backend_class(self.backend)
 
 
 # The one list of each kind of account code: the Account constraint, the balance cache's query
@@ -509,6 +530,8 @@ class Transaction(models.Model):
         RETURNED = "returned", "returned (failed outgoing)"
         FEE = "fee", "network fee"
         IMPORT = "import", "import"
+        # A sent transaction that lost to another one: its booking undone (900 -> 204, fee).
+        REVERSED = "reversed", "reversed (a sent transaction lost)"
 
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="transactions")
     source = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="debits")

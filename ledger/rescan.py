@@ -14,6 +14,7 @@ from cryptoadmin import faults
 
 from . import actors
 from .models import Address, Currency, NetworkTransaction, Wallet
+from .signals import deposits_changed
 
 RESCAN_PERM = "ledger.rescan_wallet"
 
@@ -59,6 +60,12 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
             ],
             ignore_conflicts=True,
         )
+        # deposit.seen for the rows it found (one recorded meanwhile by another is seen once).
+        ids = NetworkTransaction.objects.filter(
+            wallet=wallet, type=NetworkTransaction.Type.DEPOSIT, txid__in=list(found)
+        ).values_list("pk", flat=True)
+        if found:
+            deposits_changed.send(NetworkTransaction, ids=list(ids), using="default")
     faults.point("rescan.after_record")
     result = {
         "found": len(found),
@@ -108,6 +115,12 @@ def queue_rescan(wallets, *, by) -> int:
         )
         actors.log_action(by, wallet, "Rescan queued")
     return len(wallets)
+
+
+def rerun_rescan(wallet_id, *args, by, **kwargs) -> bool:
+    """A re-run of a queued rescan from the task records: a new "Rescan now" by the person
+    re-running it."""
+    return queue_rescan(Wallet.objects.filter(pk=wallet_id), by=by) == 1
 
 
 def rescan_wallet_task(wallet_id: int) -> dict:

@@ -7,12 +7,12 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from .hosts import UrlRefused, check_url
+from .hosts import SCHEMES, UrlRefused, check_url
 from .models import Wallet
 
 BITCOIND, BLOCKIO = Wallet.Backend.BITCOIND, Wallet.Backend.BLOCKIO
 # Form field -> backend_settings key, per backend.
-KEYS = {BITCOIND: ("url",), BLOCKIO: ("api_key", "pin", "base_url", "network")}
+KEYS = {BITCOIND: ("url", "zmq"), BLOCKIO: ("api_key", "pin", "base_url", "network")}
 SECRETS = ("api_key", "pin")
 REQUIRED = {
     "url": "The node's RPC URL is required.",
@@ -20,7 +20,7 @@ REQUIRED = {
     "pin": "block.io's PIN is required (it signs the withdrawals).",
 }
 FIELDSETS = {
-    BITCOIND: ("bitcoind (JSON-RPC)", ["url"]),
+    BITCOIND: ("bitcoind (JSON-RPC)", ["url", "zmq"]),
     BLOCKIO: ("block.io", ["api_key", "pin", "base_url", "network"]),
 }
 
@@ -43,6 +43,14 @@ class WalletForm(forms.ModelForm):
         help_text="bitcoind's rpcuser, rpcpassword and rpcport (regtest 18443, testnet 18332, "
         "mainnet 8332); the host must be on NODE_HOSTS. Shown masked once saved: left empty "
         "on an existing wallet, it stays as it is.",
+    )
+    zmq = forms.CharField(
+        required=False,
+        label="ZMQ endpoint",
+        max_length=200,
+        widget=forms.TextInput(attrs={"size": 40, "placeholder": "tcp://HOST:28332"}),
+        help_text="Optional: the node's zmqpubhashblock/zmqpubhashtx endpoint, so listen_node "
+        "hears of blocks and transactions at once (the poll stays the safety net).",
     )
     api_key = _secret(
         "API key", "From block.io's dashboard. Left empty on an existing wallet: kept."
@@ -81,10 +89,10 @@ class WalletForm(forms.ModelForm):
                 self.add_error(key, REQUIRED[key])
             elif not self.instance.pk or key not in (*SECRETS, "url"):
                 new.pop(key, None)  # an optional value emptied on purpose
-        for key in ("url", "base_url"):
+        for key, schemes in (("url", SCHEMES), ("base_url", SCHEMES), ("zmq", ("tcp",))):
             if new.get(key) and key in KEYS.get(backend, ()):
                 try:
-                    check_url(new[key], settings.NODE_HOSTS)
+                    check_url(new[key], settings.NODE_HOSTS, schemes=schemes)
                 except UrlRefused as exc:
                     self.add_error(key, str(exc))
         self.instance.backend_settings = new

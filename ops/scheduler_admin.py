@@ -22,7 +22,13 @@ from cryptoadmin.words import count
 from ledger.admin import ReadOnly
 
 from . import scheduler_display as shown
-from .scheduler import LOCKED_FIELDS, check_schedule, is_project_task, registered_jobs
+from .scheduler import (
+    LOCKED_FIELDS,
+    check_schedule,
+    is_project_task,
+    registered_jobs,
+    rerun_route,
+)
 
 RERUN_PERM = "django_q.add_ormq"
 
@@ -181,27 +187,40 @@ class RerunMixin(ReadOnly):
 
     @admin.action(description="Re-run the selected tasks (queued again)", permissions=["rerun"])
     def resubmit_task(self, request, queryset):
-        from django_q.tasks import async_task
-
         queued = 0
         for task in queryset:
-            if not is_project_task(task.func) or (task.hook and not is_project_task(task.hook)):
-                messages.error(
-                    request,
-                    f"{task.name}: {task.func!r} is not a task this project ships; not re-run.",
-                )
+            refused = _rerun(task, request.user)
+            if refused:
+                messages.error(request, f"{task.name}: {refused}; not re-run.")
                 continue
-            async_task(
-                task.func,
-                *(task.args or ()),
-                hook=task.hook,
-                group=task.group,
-                **(task.kwargs or {}),
-            )
             self.log_change(request, task, "Re-run queued")
             queued += 1
         if queued:
             messages.info(request, f"{count(queued, 'task')} queued again.")
+
+
+def _rerun(task, by) -> str | None:
+    """Queue `task` again as `by`; why not, if it was not. A task queued for a person goes
+    through its flow as `by` (permission, claim, history); a registered job runs as the
+    schedule runs it; anything else is refused (its stored arguments may name someone)."""
+    from django.core.exceptions import ObjectDoesNotExist
+    from django_q.tasks import async_task
+
+    if not is_project_task(task.func) or (task.hook and not is_project_task(task.hook)):
+        return f"{task.func!r} is not a task this project ships"
+    route = rerun_route(task.func)
+    if route is not None:
+        try:
+            queued = route(*(task.args or ()), by=by, **(task.kwargs or {}))
+        except (ObjectDoesNotExist, TypeError, ValueError):
+            return "what it worked on no longer exists"
+        return None if queued else "the same work is queued already"
+    if task.func not in registered_jobs():
+        return "only its own page can queue it again"
+    async_task(
+        task.func, *(task.args or ()), hook=task.hook, group=task.group, **(task.kwargs or {})
+    )
+    return None
 
 
 class SuccessAdmin(RerunMixin, q_admin.TaskAdmin):

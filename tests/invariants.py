@@ -9,7 +9,9 @@
   (and then nothing paid it);
 - the books' wallet balance equals the node's, to the satoshi, with nothing uncredited;
 - every account of a currency sums to zero;
-- every account's running total equals the sum of its ledger rows.
+- every account's running total equals the sum of its ledger rows;
+- each deposit's and withdrawal's events, replayed in sequence, give the database's state
+  (numbered 1..n; a deposit's last confirmations and its one credit, a withdrawal's last state).
 
 "Books equal the node" holds only at quiescence: `quiesce()` first mines on the outside node
 and runs poll and broadcaster cycles until nothing changes any more.
@@ -153,6 +155,44 @@ def outgoing_paid_at_most_once(wallet: Wallet, entries) -> list[str]:
     return out
 
 
+def signed_attempts_conflict(wallet: Wallet) -> list[str]:
+    """One payment by construction, from the database alone: for every withdrawal, every two
+    signed transactions that ever contained it spend a common coin (so at most one of them can
+    ever confirm), unless one of them is recorded as provably dead. The coins are read from
+    the stored raw transactions (ledger.rawtx), and must be the ones recorded with them."""
+    from itertools import combinations
+
+    from broadcasts.models import Broadcast, BroadcastMember
+    from ledger import rawtx
+
+    attempts = {b.pk: b for b in Broadcast.objects.filter(wallet=wallet).exclude(raw_tx="")}
+    coins, out = {}, []
+    for pk, b in attempts.items():
+        try:
+            coins[pk] = rawtx.coins(b.raw_tx)
+        except (rawtx.RawTxError, ValueError):
+            out.append(f"broadcast #{pk}: its raw transaction cannot be decoded")
+            coins[pk] = set(b.inputs)
+            continue
+        if coins[pk] != set(b.inputs):
+            out.append(f"broadcast #{pk}: the coins recorded are not those its transaction spends")
+    members: dict[int, list[int]] = defaultdict(list)
+    for outgoing_id, broadcast_id in BroadcastMember.objects.filter(
+        broadcast_id__in=list(attempts)
+    ).values_list("outgoing_id", "broadcast_id"):
+        members[outgoing_id].append(broadcast_id)
+    for outgoing_id, ids in sorted(members.items()):
+        for a, b in combinations(sorted(ids), 2):
+            if attempts[a].dead_reason or attempts[b].dead_reason:
+                continue
+            if not coins[a] & coins[b]:
+                out.append(
+                    f"outgoing #{outgoing_id} is in signed broadcasts #{a} and #{b}, which share "
+                    "no coin and are not provably dead: both could confirm"
+                )
+    return out
+
+
 def ledger_addresses(wallet: Wallet) -> set[str]:
     return set(Address.objects.filter(wallet=wallet).values_list("address", flat=True))
 
@@ -197,6 +237,61 @@ def running_totals_agree() -> list[str]:
     ]
 
 
+# A withdrawal's state after each event type (withdrawal.returned follows the decision).
+EVENT_STATES = {
+    "withdrawal.awaiting_approval": "awaiting_approval",
+    "withdrawal.queued": "queued",
+    "withdrawal.approved": "queued",
+    "withdrawal.rejected": "rejected",
+    "withdrawal.cancelled": "cancelled",
+    "withdrawal.broadcasted": "broadcasted",
+    "withdrawal.confirmed": "broadcasted",
+    "withdrawal.needs_attention": "needs_attention",
+}
+
+
+def _replayed(object_type: str) -> dict[str, list]:
+    from events.models import Event
+
+    out = defaultdict(list)
+    for event in Event.objects.filter(object_type=object_type).order_by("object_id", "sequence"):
+        out[event.object_id].append(event)
+    return out
+
+
+def events_replay_state(wallet: Wallet) -> list[str]:
+    from broadcasts.models import OutgoingTransaction
+    from events.deposits import current_confirmations
+
+    bad = []
+    deposits = _replayed("deposit")
+    for row in NT.objects.filter(wallet=wallet, type=NT.Type.DEPOSIT).select_related("wallet"):
+        events = deposits.get(str(row.pk), [])
+        if [e.sequence for e in events] != list(range(1, len(events) + 1)):
+            bad.append(f"deposit {row.pk}: event sequence {[e.sequence for e in events]}")
+        counts = [e for e in events if "confirmations" in e.type or e.type == "deposit.seen"]
+        credits = sum(e.type == "deposit.credited" for e in events)
+        if row.state != NT.State.CLOSED_BY_HAND and (
+            not counts or counts[-1].data["confirmations"] != current_confirmations(row)
+        ):
+            last = counts[-1].data["confirmations"] if counts else None
+            bad.append(
+                f"deposit {row.pk}: events say {last} confirmations, the row {row.confirmations}"
+            )
+        if credits != (1 if row.credited_at else 0):
+            bad.append(
+                f"deposit {row.pk}: {credits} deposit.credited events, credited {row.credited_at}"
+            )
+    withdrawals = _replayed("withdrawal")
+    for out in OutgoingTransaction.objects.filter(wallet=wallet):
+        events = [e for e in withdrawals.get(str(out.pk), []) if e.type in EVENT_STATES]
+        state = EVENT_STATES[events[-1].type] if events else None
+        allowed = {out.state} | ({"queued"} if out.state == "broadcasting" else set())
+        if state not in allowed:
+            bad.append(f"withdrawal {out.pk}: events say {state}, the row {out.state}")
+    return bad
+
+
 def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
     """Every invariant, against `node` (the wallet's own node). Call at quiescence.
 
@@ -207,9 +302,11 @@ def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
     return (
         deposits_credited_once(wallet, entries)
         + outgoing_paid_at_most_once(wallet, entries)
+        + signed_attempts_conflict(wallet)
         + books_equal_node(wallet)
         + accounts_sum_to_zero()
         + running_totals_agree()
+        + events_replay_state(wallet)
     )
 
 
@@ -235,6 +332,7 @@ def check_blockio(wallet: Wallet, fake) -> list[str]:
         + outgoing_paid_at_most_once(wallet, entries)
         + books_equal_node(wallet)
         + accounts_sum_to_zero()
+        + events_replay_state(wallet)
     )
 
 

@@ -161,12 +161,17 @@ def test_it_gives_no_details_to_a_signed_in_non_staff_user(client, wallet, outsi
     assert set(json.loads(client.get("/health").content)) == {"ok"}
 
 
-def test_it_calls_block_io_once_for_many_anonymous_hits(client, blockio_wallet, blockio):
-    assert client.get("/health").status_code in (200, 503)
-    first_probe = len(blockio.requests)
-    assert first_probe >= 1  # the first hit really asked the node
-    for _ in range(20):
+def test_it_calls_block_io_once_for_many_detailed_hits_and_never_for_anonymous_ones(
+    client, blockio_wallet, blockio
+):
+    for _ in range(5):
         assert client.get("/health").status_code in (200, 503)
+    assert blockio.requests == []  # anonymous hits read what the scheduler recorded
+    assert _get(client)[0] in (200, 503)
+    first_probe = len(blockio.requests)
+    assert first_probe >= 1  # the first detailed hit really asked the node
+    for _ in range(20):
+        assert _get(client)[0] in (200, 503)
     assert (
         len(blockio.requests) == first_probe
     )  # later hits within seconds are served from the cache
@@ -200,3 +205,12 @@ def test_it_is_200_on_a_fresh_start_before_any_task_ran(client, db):
     status, body = _get(client)
     assert status == 200, body
     assert body["scheduler"]["ok"] is True and body["scheduler"]["last_task_at"] is None
+
+
+def test_it_gives_no_details_to_a_staff_session_without_its_second_factor(client, operator):
+    _recent_task()
+    client.force_login(operator, second_factor=False)
+    assert json.loads(client.get("/health").content) == {"ok": True}
+    assert client.get("/metrics").status_code == 403  # refused alike
+    client.force_login(operator)
+    assert "database" in json.loads(client.get("/health").content)

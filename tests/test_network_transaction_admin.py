@@ -155,11 +155,13 @@ def test_it_checks_and_closes_through_services_that_check_the_permission(operato
     with pytest.raises(PermissionDenied):
         flows.check_now([row], by=viewer)
     with pytest.raises(PermissionDenied):
-        flows.close_by_hand([row.pk], by=viewer, reason="not mine")
+        flows.close_transactions_by_hand([row.pk], by=viewer, reason="not mine")
     row.refresh_from_db()
     assert row.state == "open" and not LogEntry.objects.exists()
     grant(operator, "ledger.close_networktransaction_by_hand")
-    (closed,) = flows.close_by_hand([row.pk], by=operator, reason="checked on the explorer")
+    (closed,) = flows.close_transactions_by_hand(
+        [row.pk], by=operator, reason="checked on the explorer"
+    )
     assert (closed.state, closed.closed_by) == ("closed_by_hand", operator)
     assert LogEntry.objects.get(object_id=str(row.pk)).user == operator
     assert flows.check_now([row], by=SYSTEM) is not None  # the system may; nothing polled is left

@@ -7,11 +7,12 @@ keeps where it was mined (block_hash, block_height), the wallet keeps the tip it
 (NetworkTransaction.objects.with_confirmations()), never rewritten row by row. One poll
 cycle of a bitcoind wallet is, whatever the number of open rows:
 
-- one batch of `getblockchaininfo` (the tip) and `getwalletinfo` (the wallet's transaction
-  count). Unchanged tip and count: nothing else, except the rows with no block (unconfirmed,
-  conflicted, vanished) asked by txid in one batch;
-- an unchanged tip but a changed count (a wallet transaction arrived unmined, e.g. a deposit
-  paid to us): one batch of `listsinceblock <last tip>` (the unconfirmed ones) and
+- one batch of `getblockchaininfo` (the tip) and `listtransactions * 5` (the wallet's newest
+  transaction; its cost does not grow with the wallet's history, where `getwalletinfo` walks
+  every transaction). Unchanged tip and newest transaction: nothing else, except the rows
+  with no block (unconfirmed, conflicted, vanished) asked by txid in one batch;
+- an unchanged tip but another newest transaction (a wallet transaction arrived unmined, e.g.
+  a deposit paid to us): one batch of `listsinceblock <last tip>` (the unconfirmed ones) and
   `getbestblockhash`; new deposits recorded, nothing placed or closed;
 - a new tip: ONE batch of `listsinceblock <last tip>` (only the wallet transactions mined
   since, and the unconfirmed ones), `getblockhash <last tip's height>` (the last tip still
@@ -23,7 +24,7 @@ cycle of a bitcoind wallet is, whatever the number of open rows:
 - a constant number of SQL statements: new deposits inserted, the window's rows placed in
   their blocks, rows past the polling threshold closed (range scan on block_height), then
   the few rows that need the node's word (no block, troubled, reorged, due a credit) read
-  and asked by txid in one batch; deposits due a credit are credited one transaction each.
+  and asked by txid in one batch; deposits due a credit are credited many per transaction.
 
 block.io has no blocks to follow (chain_tip raises NotImplementedError): its polled rows are
 asked by txid in batches, as are a bitcoind wallet's when its node answers something unreadable.

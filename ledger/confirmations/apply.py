@@ -8,8 +8,9 @@ from cryptoadmin import faults
 
 from ..backends import BackendError
 from ..models import Currency, NetworkTransaction
+from ..signals import deposits_changed
 from .bulk import UPDATED_FIELDS, write_changes
-from .crediting import credit_deposit
+from .crediting import credit_deposits
 from .rows import record_block, record_missing, record_state
 from .summary import Summary
 
@@ -23,7 +24,8 @@ def apply(
 
     Every write is conditional on the state the row was read in: a row an operator closed
     by hand meanwhile (or another worker moved on) is skipped, never overwritten. Deposits
-    due a credit are credited, and closed if at the polling threshold, in one transaction each."""
+    due a credit are credited, and closed if at the polling threshold, many per transaction
+    (crediting.credit_deposits)."""
     summary = Summary(checked=len(rows))
     now = timezone.now()
     read_states = {row.pk: row.state for row in rows}
@@ -53,11 +55,14 @@ def apply(
             NT.objects.polled().filter(pk__in=unchanged).update(last_checked_at=now)
     summary.changed = len(changed)
     faults.point("poll.after_write")
-    for row, info in to_credit:
-        if credit_deposit(row, info, currency):
-            summary.credited += 1
-            if row.state == NT.State.CLOSED:
-                summary.closed += 1
+    for row in credit_deposits(to_credit, currency):
+        summary.credited += 1
+        if row.state == NT.State.CLOSED:
+            summary.closed += 1
+    if changed:
+        with transaction.atomic():
+            # The events of what the node's answers changed (confirmations, conflicts).
+            deposits_changed.send(NT, ids=[row.pk for row in changed], using="default")
     return summary
 
 

@@ -9,6 +9,7 @@ from cryptoadmin import faults
 from .. import services
 from ..backends.base import TxInfo
 from ..models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+from ..signals import deposits_changed
 from .rows import flag
 
 NT = NetworkTransaction
@@ -43,25 +44,36 @@ def record_deposits(wallet: Wallet, infos) -> int:
         ).values_list("txid", flat=True)
     )
     now = timezone.now()
-    created = NT.objects.bulk_create(
-        [
-            NT(
-                currency_id=wallet.currency_id,
-                wallet=wallet,
-                txid=i.txid,
-                type=NT.Type.DEPOSIT,
-                confirmations=max(i.confirmations, 0),
-                max_confirmations=max(i.confirmations, 0),
-                opened_at=now,
-                amount=sum(units for a, units in i.received().items() if a in ours),
-                paid_address=next(ours[a] for a in i.received() if a in ours),
+    with transaction.atomic():
+        created = NT.objects.bulk_create(
+            [
+                NT(
+                    currency_id=wallet.currency_id,
+                    wallet=wallet,
+                    txid=i.txid,
+                    type=NT.Type.DEPOSIT,
+                    confirmations=max(i.confirmations, 0),
+                    max_confirmations=max(i.confirmations, 0),
+                    opened_at=now,
+                    amount=sum(units for a, units in i.received().items() if a in ours),
+                    paid_address=next(ours[a] for a in i.received() if a in ours),
+                )
+                for i in new
+                if i.txid not in known
+            ],
+            ignore_conflicts=True,
+        )
+        if created:
+            # deposit.seen with the rows (a row another worker created is reported once).
+            deposits_changed.send(
+                NT, ids=_ids(wallet, [row.txid for row in created]), using="default"
             )
-            for i in new
-            if i.txid not in known
-        ],
-        ignore_conflicts=True,
-    )
     return len(created)
+
+
+def _ids(wallet: Wallet, txids) -> list[int]:
+    rows = NT.objects.filter(wallet=wallet, type=NT.Type.DEPOSIT, txid__in=list(txids))
+    return list(rows.values_list("pk", flat=True))
 
 
 def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) -> int:
@@ -98,6 +110,10 @@ def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) ->
                         address=ours[address],
                         label=f"deposit {row.txid[:16]}",
                     )
+            # deposit.credited (after its confirmations) with the credit, at the node's count.
+            deposits_changed.send(
+                NT, ids=[row.pk], confirmations={row.pk: info.confirmations}, using="default"
+            )
             faults.point("credit.before_commit")
     except IntegrityError:
         # The UNIQUE (network transaction, address) backstop fired: someone else credited.
@@ -116,3 +132,92 @@ def _flag_unpayable(row: NetworkTransaction) -> None:
         return
     flag(row, reason)
     NT.objects.polled().filter(pk=row.pk).update(flagged=True, flag_reason=row.flag_reason)
+
+
+CREDIT_BATCH = 2000  # deposits credited per database transaction
+
+
+def credit_deposits(pairs, currency: Currency) -> list[NetworkTransaction]:
+    """Credit many deposits of one wallet, CREDIT_BATCH per database transaction: the rows
+    still open and uncredited are locked and claimed together, their ledger entries appended in
+    one INSERT, those at the polling threshold closed, in that transaction. The same rule as
+    credit_deposit (which a single deposit, or a batch the UNIQUE backstop refuses, goes
+    through): a row closed by hand or credited elsewhere meanwhile is left alone. Returns the
+    rows this call credited."""
+    credited = []
+    for start in range(0, len(pairs), CREDIT_BATCH):
+        chunk = pairs[start : start + CREDIT_BATCH]
+        if len(chunk) == 1:
+            credited += [row for row, info in chunk if credit_deposit(row, info, currency)]
+            continue
+        ours = our_addresses(chunk[0][0].wallet_id, {a for _, i in chunk for a in i.received()})
+        payable = []
+        for row, info in chunk:
+            if any(address in ours for address in info.received()):
+                payable.append((row, info))
+            else:
+                _flag_unpayable(row)
+        try:
+            credited += _credit_together(payable, ours, currency)
+        except IntegrityError:
+            # The UNIQUE backstop: someone else credited one of them; each on its own then.
+            credited += [row for row, info in payable if credit_deposit(row, info, currency)]
+    return credited
+
+
+def _credit_together(payable, ours, currency: Currency) -> list[NetworkTransaction]:
+    if not payable:
+        return []
+    wallet = Wallet.objects.get(pk=payable[0][0].wallet_id)
+    network = services.system_account(wallet, Account.Code.NETWORK)
+    now = timezone.now()
+    with transaction.atomic():
+        # The claim: rows locked, then only those still open and uncredited are taken (a
+        # worker that waited on the lock sees them credited and takes none).
+        claimed = set(
+            NT.objects.select_for_update()
+            .filter(pk__in=[row.pk for row, _ in payable], credited_at__isnull=True)
+            .filter(state=NT.State.OPEN)
+            .values_list("pk", flat=True)
+        )
+        taken = [(row, info) for row, info in payable if row.pk in claimed]
+        closing = [
+            row.pk for row, info in taken if info.confirmations >= currency.polling_threshold
+        ]
+        NT.objects.filter(pk__in=claimed).update(credited_at=now)
+        NT.objects.filter(pk__in=closing).update(
+            state=NT.State.CLOSED, state_changed_at=now, closed_at=now
+        )
+        services.post_many(
+            [
+                Transaction(
+                    currency_id=network.currency_id,
+                    source=network,
+                    destination=ours[address].account,
+                    amount=amount,
+                    kind=Transaction.Kind.DEPOSIT,
+                    network_transaction_id=row.pk,
+                    address=ours[address],
+                    label=f"deposit {row.txid[:16]}",
+                )
+                for row, info in taken
+                for address, amount in info.received().items()
+                if address in ours
+            ]
+        )
+        if taken:  # deposit.credited (after its confirmations) with the credits, as one at a time
+            deposits_changed.send(
+                NT,
+                ids=[row.pk for row, _ in taken],
+                confirmations={row.pk: info.confirmations for row, info in taken},
+                using="default",
+            )
+        for _ in taken:  # once per deposit, as one at a time: a crash after the n-th of them
+            faults.point("credit.before_commit")
+    for _ in taken:
+        faults.point("credit.after_commit")
+    for row, info in taken:
+        row.credited_at = now
+        if info.confirmations >= currency.polling_threshold:
+            row.state, row.state_changed_at, row.closed_at = NT.State.CLOSED, now, now
+    return [row for row, _ in taken]

@@ -4,6 +4,7 @@ one, the rows placed, closed, asked and moved, then the wallet's cursor."""
 import logging
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from cryptoadmin import faults
 from ..backends import BadReply
 from ..backends.base import SinceBlock, TxInfo
 from ..models import NetworkTransaction, Wallet
+from ..signals import deposits_changed
 from .apply import apply
 from .bulk import place_in_blocks
 from .crediting import record_deposits
@@ -60,10 +62,10 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     except BadReply as exc:
         return _poll_by_txid(wallet, backend, summary, exc)
     moved = tip.hash != (wallet.last_block_hash or "") or tip.height != wallet.last_block_height
-    # The same tip but a wallet transaction count that changed: something arrived unmined (a
-    # deposit paid to us). Its window is the unconfirmed transactions: recorded now, nothing
-    # placed or closed (no block arrived).
-    arrived = not moved and tip.tx_count is not None and tip.tx_count != wallet.last_tx_count
+    # The same tip but another newest wallet transaction: something arrived unmined (a deposit
+    # paid to us). Its window is the unconfirmed transactions: recorded now, nothing placed or
+    # closed (no block arrived).
+    arrived = not moved and tip.newest_tx is not None and tip.newest_tx != wallet.last_tx_marker
     window = _Window()
     if moved or arrived:
         try:
@@ -153,17 +155,30 @@ def _save_cursor(wallet: Wallet, tip, window: _Window, summary: Summary, now) ->
     done = {"last_polled_at": now, "last_poll_error": "", "last_poll_error_at": None}
     if window.trusted and window.error is None:
         done.update(last_block_hash=tip.hash, last_block_height=tip.height)
-        if tip.tx_count is not None:
+        if tip.newest_tx is not None:
             # Read before the window: a transaction arriving meanwhile is in the window and
             # only makes the next cycle read it again, never skip one.
-            done.update(last_tx_count=tip.tx_count)
+            done.update(last_tx_marker=tip.newest_tx)
     if window.error is not None:
         done.update(
             last_poll_error=f"{type(window.error).__name__}: {window.error}"[:2000],
             last_poll_error_at=now,
         )
         summary.failed += 1
-    Wallet.objects.filter(pk=wallet.pk).update(**done)
+    _done(wallet, done)
+
+
+def _done(wallet: Wallet, fields: dict) -> None:
+    """The wallet's cursor and, when the tip moved, in its transaction the events of every
+    change of its polled rows (a new tip moves every mined open row's confirmations without
+    writing the row, and closes rows at the threshold)."""
+    moved = fields.get("last_block_hash", wallet.last_block_hash) != wallet.last_block_hash
+    if not moved:
+        Wallet.objects.filter(pk=wallet.pk).update(**fields)
+        return
+    with transaction.atomic():
+        Wallet.objects.filter(pk=wallet.pk).update(**fields)
+        deposits_changed.send(NT, wallet_id=wallet.pk, using="default")
 
 
 def _after_reorg(wallet: Wallet, backend, old_height: int, summary: Summary):
@@ -224,4 +239,4 @@ def _poll_by_txid(
             last_poll_error_at=done["last_polled_at"],
         )
         summary.failed += 1
-    Wallet.objects.filter(pk=wallet.pk).update(**done)
+    _done(wallet, done)
