@@ -6,9 +6,10 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from cryptoadmin.errors import CryptoadminError
+
 from . import actors, services
 from .backends import BackendError, NodeUnreachable
-from .errors import CryptoadminError
 from .models import NetworkTransaction, Wallet
 
 RETIRE_PERM = "ledger.change_wallet"
