@@ -58,6 +58,16 @@ def log_action(by, obj, message: str, *, added: bool = False) -> None:
     )
 
 
+def signed_in_staff(user) -> bool:
+    """A staff session signed in with every factor the deployment requires (OTP_REQUIRED: the
+    second factor too): what the admin, /health's details and /metrics open to."""
+    from django.conf import settings
+
+    if user is None or not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    return not settings.OTP_REQUIRED or user.is_verified()
+
+
 def people_actions(obj):
     """The admin history entries of `obj`, oldest first (log_action writes them)."""
     from django.contrib.admin.models import LogEntry
@@ -70,13 +80,3 @@ def people_actions(obj):
         .select_related("user")
         .order_by("action_time")
     )
-
-
-def signed_in_staff(user) -> bool:
-    """A staff session signed in with every factor the deployment requires (OTP_REQUIRED: the
-    second factor too): what the admin, /health's details and /metrics open to."""
-    from django.conf import settings
-
-    if user is None or not (user.is_authenticated and user.is_active and user.is_staff):
-        return False
-    return not settings.OTP_REQUIRED or user.is_verified()

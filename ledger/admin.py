@@ -117,6 +117,19 @@ class AddressAdmin(IndexedSearch, ReadOnlyAdmin):
     def search_q(self, term):
         return Q(address=term) | Q(account_id__in=_user_accounts(term))
 
+    def has_add_permission(self, request):
+        from .receiving import ADDRESS_PERM
+
+        return actors.allowed(request.user, ADDRESS_PERM)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # Added by asking the node (a user id and a wallet), never typed in by hand.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        from . import admin_views
+
+        return admin_views.give_address_view(self, request)
+
 
 class UserFilter(InputFilter):
     title = "user id"

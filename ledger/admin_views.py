@@ -1,4 +1,4 @@
-"""Custom admin pages on wallets: import unaccounted balance, reconciliation."""
+"""Custom admin pages: import unaccounted balance, reconciliation, a new receiving address."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -217,3 +217,42 @@ def reconcile_view(model_admin, request, object_id):
         result, c = Reconciliation.from_dict(recorded), wallet.currency
         context.update(result=result, fmt=_figures(result, c))
     return TemplateResponse(request, "ledger/reconcile.html", context)
+
+
+class AddressForm(forms.Form):
+    wallet = forms.ModelChoiceField(
+        queryset=Wallet.objects.active().select_related("currency"),
+        help_text="The wallet whose node makes the address (its currency is the deposit's).",
+        error_messages={"invalid_choice": "Unknown or disabled wallet."},
+    )
+    user_id = forms.RegexField(
+        regex=r"^[A-Za-z0-9_.:@-]{1,128}$",
+        label="User id",
+        help_text="The service's id of the user; their balance account is opened if needed.",
+        error_messages={"invalid": "Use 1 to 128 letters, digits and _ . : @ -"},
+    )
+
+
+def give_address_view(model_admin, request):
+    """Add page of Addresses: asks the chosen wallet's node for a new receiving address."""
+    from .receiving import AddressRefused, give_address
+
+    form = AddressForm(request.POST or None)
+    if len(form.fields["wallet"].queryset) == 1:
+        form.fields["wallet"].initial = form.fields["wallet"].queryset[0]
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            address = give_address(data["wallet"], data["user_id"], by=request.user)
+        except AddressRefused as exc:
+            form.add_error(None, f"{exc} [{exc.code}]")
+        else:
+            messages.success(request, f"{address.address} given to {data['user_id']}.")
+            return redirect(reverse("admin:ledger_address_changelist") + f"?q={address.address}")
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "New receiving address",
+        "opts": model_admin.model._meta,
+        "form": form,
+    }
+    return TemplateResponse(request, "ledger/address_add.html", context)

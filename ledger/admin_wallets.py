@@ -146,7 +146,9 @@ class WalletAdmin(admin.ModelAdmin):
             obj = Wallet.objects.filter(pk=int(request.POST["object_id"])).first()
         if not (self.has_add_permission(request) or self.has_change_permission(request, obj)):
             raise PermissionDenied
-        form = wallet_form.WalletForm(request.POST, instance=obj)
+        # The page's own form: an existing wallet's page sends no currency or backend (shown
+        # read-only there).
+        form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
         if not form.is_valid():
             errors = {k: [str(m) for m in v] for k, v in form.errors.items()}
             return JsonResponse({"ok": False, "code": "invalid", "errors": errors}, status=400)

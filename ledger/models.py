@@ -143,8 +143,9 @@ class Wallet(models.Model):
         from .backends import BackendError, HostRefused
 
         if not isinstance(self.backend_settings, dict):
+            # Not tied to a field: the wallet form shows the node's settings as fields of its own.
             raise ValidationError(
-                {"backend_settings": 'a JSON object, e.g. {"url": "http://user:pw@host:8332"}'},
+                'backend settings must be a JSON object, e.g. {"url": "http://user:pw@host:8332"}',
                 code="invalid",
             )
         if self.currency_id is None:
@@ -152,7 +153,7 @@ class Wallet(models.Model):
         try:
             self.get_backend()
         except HostRefused as exc:
-            raise ValidationError({"backend_settings": str(exc)}, code=exc.code) from None
+            raise ValidationError(str(exc), code=exc.code) from None
         except BackendError:
             pass  # settings missing: the first node call says so, as before
 

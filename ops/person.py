@@ -13,16 +13,13 @@ from django.views.decorators.http import require_POST
 
 from balances.table import FIELD_ACCOUNTS, USER_ID_RE, account_name
 from broadcasts.models import OutgoingTransaction
-from ledger import services
-from ledger.actors import log_action
-from ledger.backends import BackendError
+from ledger import actors
 from ledger.models import Account, Address, Transaction, Wallet
+from ledger.receiving import ADDRESS_PERM, AddressRefused, give_address
 
 # The newest rows of each kind on the page; the "all" link opens the filtered list.
 SHOWN = 50
 VIEW_PERM = "ledger.view_account"
-# Giving a person a receiving address asks the node for one and records it.
-ADDRESS_PERM = "ledger.add_address"
 
 
 def url_of(user_id: str) -> str:
@@ -86,8 +83,8 @@ def person_view(request, user_id):
 def new_address_view(request, user_id):
     """A new receiving address of one of the active wallets for an existing person (the node
     is asked outside any database transaction: an unused address costs nothing)."""
-    if not request.user.has_perm(ADDRESS_PERM):
-        raise PermissionDenied
+    if not actors.allowed(request.user, ADDRESS_PERM):
+        raise PermissionDenied  # before any lookup; the service checks it again
     if not Account.objects.filter(user_id=user_id).exists():
         raise Http404("No user with this id")
     wallet_id = request.POST.get("wallet", "")
@@ -97,10 +94,9 @@ def new_address_view(request, user_id):
     if wallet is None:
         return HttpResponseBadRequest("unknown_wallet: choose one of the active wallets")
     try:
-        address = services.new_receiving_address(wallet, user_id)
-    except BackendError as exc:
-        messages.error(request, f"The node could not be asked: {exc}")
+        address = give_address(wallet, user_id, by=request.user)
+    except AddressRefused as exc:
+        messages.error(request, f"{exc} [{exc.code}]")
     else:
-        log_action(request.user, address, f"Given to {user_id}", added=True)
         messages.success(request, f"New {wallet.currency.code} address for {user_id}: {address}")
     return redirect("person", user_id)

@@ -196,6 +196,15 @@ def test_it_is_503_while_a_late_reply_needs_attention(client, wallet):
     assert body["broadcasts"] == {"ok": False, "interrupted": [], "attention": [flagged.pk]}
 
 
+def test_it_gives_no_details_to_a_staff_session_without_its_second_factor(client, operator):
+    _recent_task()
+    client.force_login(operator, second_factor=False)
+    assert json.loads(client.get("/health").content) == {"ok": True}
+    assert client.get("/metrics").status_code == 403  # refused alike
+    client.force_login(operator)
+    assert "database" in json.loads(client.get("/health").content)
+
+
 def test_it_is_200_on_a_fresh_start_before_any_task_ran(client, db):
     # Just migrated: the schedules are registered, no task has run yet and none is late.
     from django_q.models import Schedule, Task
@@ -205,12 +214,3 @@ def test_it_is_200_on_a_fresh_start_before_any_task_ran(client, db):
     status, body = _get(client)
     assert status == 200, body
     assert body["scheduler"]["ok"] is True and body["scheduler"]["last_task_at"] is None
-
-
-def test_it_gives_no_details_to_a_staff_session_without_its_second_factor(client, operator):
-    _recent_task()
-    client.force_login(operator, second_factor=False)
-    assert json.loads(client.get("/health").content) == {"ok": True}
-    assert client.get("/metrics").status_code == 403  # refused alike
-    client.force_login(operator)
-    assert "database" in json.loads(client.get("/health").content)

@@ -135,12 +135,25 @@ class _Proxy(AuthServiceProxy):
         return response
 
 
+def _cookie_url(url, path):
+    from ..node_address import CookieUnreadable, with_cookie
+
+    try:
+        return with_cookie(url, path)
+    except CookieUnreadable as exc:
+        # No call was made: a stopped node removes its cookie file.
+        raise NotSent(f"{mask_url(url)}: {exc}") from None
+
+
 class BitcoindBackend(Backend):
     def __init__(self, wallet, timeout: int | None = None):
         super().__init__(wallet)
-        url = (wallet.backend_settings or {}).get("url")
+        node = wallet.backend_settings or {}
+        url = node.get("url")
         if not url:
             raise BackendError(f"wallet {wallet.name} has no 'url' in its backend settings")
+        if node.get("cookie_file"):
+            url = _cookie_url(url, node["cookie_file"])
         self.url = checked_node_url(url)
         self.timeout = timeout or settings.NODE_RPC_TIMEOUT
         self._proxy = None

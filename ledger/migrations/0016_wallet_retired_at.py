@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ledger", "0017_account_names"),
+        ("ledger", "0015_account_names"),
     ]
 
     operations = [

@@ -6,8 +6,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("broadcasts", "0007_merge_0006_late_reply_at_0006_signed_attempts"),
-        ("ledger", "0018_wallet_retired_at"),
+        ("broadcasts", "0005_withdrawal_rule_labels_in_base_units"),
+        ("ledger", "0016_wallet_retired_at"),
     ]
 
     operations = [

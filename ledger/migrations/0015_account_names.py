@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ledger", "0016_merge_reversed_and_last_tx_marker"),
+        ("ledger", "0014_wallet_reconcile_requested"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("ledger", "0018_wallet_retired_at"),
+        ("ledger", "0017_merge_wallet_retired_at"),
     ]
 
     operations = [
