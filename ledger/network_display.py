@@ -4,7 +4,7 @@ network transactions admin (list, page, CSV, History) renders these."""
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from django.db.models import Case, F, IntegerField, Prefetch, When
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -19,6 +19,29 @@ ENTRIES = Prefetch(
         "address", "source__currency", "destination__currency", "created_by"
     ).order_by("id"),
 )
+
+
+def with_confirmations_shown(queryset):
+    """`confirmations_shown`: what a person reads, true now. Any mined row still believed in
+    its block (open, closed, closed by hand) counts from its wallet's tip; a troubled or unmined
+    one shows its stored value. Display only: the poller reads `with_confirmations`."""
+    derived = F("wallet__last_block_height") - F("block_height") + 1
+    return queryset.annotate(
+        confirmations_shown=Case(
+            When(
+                state__in=[
+                    NetworkTransaction.State.OPEN,
+                    NetworkTransaction.State.CLOSED,
+                    NetworkTransaction.State.CLOSED_BY_HAND,
+                ],
+                block_height__isnull=False,
+                wallet__last_block_height__isnull=False,
+                then=derived,
+            ),
+            default=F("confirmations"),
+            output_field=IntegerField(),
+        )
+    )
 
 
 def entry_url(entry) -> str:

@@ -46,21 +46,7 @@ def record_deposits(wallet: Wallet, infos) -> int:
     now = timezone.now()
     with transaction.atomic():
         created = NT.objects.bulk_create(
-            [
-                NT(
-                    currency_id=wallet.currency_id,
-                    wallet=wallet,
-                    txid=i.txid,
-                    type=NT.Type.DEPOSIT,
-                    confirmations=max(i.confirmations, 0),
-                    max_confirmations=max(i.confirmations, 0),
-                    opened_at=now,
-                    amount=sum(units for a, units in i.received().items() if a in ours),
-                    paid_address=next(ours[a] for a in i.received() if a in ours),
-                )
-                for i in new
-                if i.txid not in known
-            ],
+            [_deposit_row(wallet, i, ours, now) for i in new if i.txid not in known],
             ignore_conflicts=True,
         )
         if created:
@@ -69,6 +55,21 @@ def record_deposits(wallet: Wallet, infos) -> int:
                 NT, ids=_ids(wallet, [row.txid for row in created]), using="default"
             )
     return len(created)
+
+
+def _deposit_row(wallet: Wallet, info: TxInfo, ours: dict, now) -> NetworkTransaction:
+    """A new deposit row: what it pays our addresses, and the first of them (display only)."""
+    return NT(
+        currency_id=wallet.currency_id,
+        wallet=wallet,
+        txid=info.txid,
+        type=NT.Type.DEPOSIT,
+        confirmations=max(info.confirmations, 0),
+        max_confirmations=max(info.confirmations, 0),
+        opened_at=now,
+        amount=sum(units for a, units in info.received().items() if a in ours),
+        paid_address=next(ours[a] for a in info.received() if a in ours),
+    )
 
 
 def _ids(wallet: Wallet, txids) -> list[int]:
