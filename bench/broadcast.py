@@ -151,6 +151,7 @@ def set_up(pg, node):
         SECRET_KEY="bench-secret-key-" + "x" * 40,
         DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
         LOG_LEVEL="WARNING",
+        NODE_HOSTS="127.0.0.1",  # the bench's own node on loopback
     )
     import django
 

@@ -423,6 +423,7 @@ def set_up(pg, node, n):
         DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
         LOG_LEVEL="WARNING",
         ALLOWED_HOSTS="127.0.0.1",
+        NODE_HOSTS="127.0.0.1",  # the bench's own node on loopback
     )
     import django
 

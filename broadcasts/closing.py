@@ -91,7 +91,7 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
             )
         try:
             found = find_on_chain(broadcast, backend)
-            if not found and not getattr(backend, "keeps_comments", True):
+            if not found and not backend.keeps_comments:
                 # Past the nonce window only a listing of every send since it opened can tell,
                 # and any send paying one of its outputs may be it.
                 found = paying_any(broadcast, backend)

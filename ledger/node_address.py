@@ -26,12 +26,20 @@ def compose(host: str, port, user: str = "", password: str = "", scheme="http") 
 
 
 def parts(url: str) -> dict:
-    split = urlsplit(url)
+    # Credentials end at the LAST '@': a saved password may hold '/', '?' or '#' as typed.
+    scheme, _, rest = url.partition("://")
+    credentials, _, location = rest.rpartition("@")
+    split = urlsplit(f"{scheme or 'http'}://{location}")
+    user, _, password = credentials.partition(":")
+    try:
+        port = split.port
+    except ValueError:
+        port = None  # not a number: the form shows it empty and asks again
     return {
         "host": split.hostname or "",
-        "port": split.port,
-        "rpc_user": unquote(split.username or ""),
-        "password": unquote(split.password or ""),
+        "port": port,
+        "rpc_user": unquote(user),
+        "password": unquote(password),
     }
 
 

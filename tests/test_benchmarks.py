@@ -1,7 +1,7 @@
 """Every benchmark in bench/ runs in its quick mode, so none can rot unnoticed: each must
 accept `--quick` (small N, a few seconds, services of its own) and declare the names of its
 figure lines in FIGURES; the run must print a `<name>: <value>` line for each. Benchmarks are
-found by glob: a new bench/*.py is run here without anyone adding it."""
+found by glob: a new bench/*.py script is run here without anyone adding it."""
 
 import ast
 import re
@@ -11,7 +11,12 @@ import pytest
 
 from tests.support import PYTHON, REPO
 
-BENCHMARKS = sorted(path.stem for path in (REPO / "bench").glob("*.py") if path.stem != "__init__")
+# A benchmark is a script of bench/ (it runs as __main__); a module it imports is not.
+BENCHMARKS = sorted(
+    path.stem
+    for path in (REPO / "bench").glob("*.py")
+    if 'if __name__ == "__main__":' in path.read_text()
+)
 
 
 def declared_figures(name):

@@ -59,6 +59,9 @@ def test_it_shows_the_admin_under_its_policy_without_a_violation(
     assert page.locator(".datetimeshortcuts").count() >= 1
     page.goto(f"{live_server.url}/admin/ledger/wallet/import/")
     assert page.locator(".select2-container").count() >= 1
+    page.goto(f"{live_server.url}/admin/ledger/wallet/add/")
+    page.click("#test-connection")  # the project's own script, served from static files
+    page.wait_for_function("document.getElementById('connection-result').textContent !== ''")
     page.goto(f"{live_server.url}/api/v1/docs")
     page.wait_for_selector(".swagger-ui .info")
     seen["widgets"] = _violations(page)

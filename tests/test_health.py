@@ -132,6 +132,10 @@ def test_it_tells_an_anonymous_caller_only_whether_all_is_well(client, btc):
     Wallet.objects.create(
         name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"}
     )
+    from django_q.models import Schedule
+
+    # Not a fresh start: the schedules are an hour late, so all is not well.
+    Schedule.objects.update(next_run=timezone.now() - timezone.timedelta(hours=1))
     response = client.get("/health")
     assert response.status_code == 503
     assert json.loads(response.content) == {"ok": False}

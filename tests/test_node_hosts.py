@@ -63,7 +63,7 @@ def _add_wallet(client, currency, backend, backend_settings, name="evil"):
             "currency": currency.pk,
             "backend": backend,
             "enabled": "on",
-            "backend_settings": json.dumps(backend_settings),
+            **backend_settings,  # the wallet form's node fields (url, api_key, pin, base_url...)
         },
     )
 

@@ -54,7 +54,7 @@ def test_it_saves_a_bitcoind_wallet_from_its_fields(client, superuser, btc):
 def test_it_keeps_a_secret_left_empty_when_a_wallet_is_changed(client, superuser, btc, settings):
     from ledger.models import Wallet
 
-    settings.NODE_HOSTS = [*settings.NODE_HOSTS, "block.io"]  # block.io's own API, allowed
+    settings.NODE_HOSTS = [*settings.NODE_HOSTS, "block.io"]  # its default API host, as deployed
 
     wallet = Wallet.objects.create(
         name="bio",
