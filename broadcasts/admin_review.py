@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from cryptoadmin.words import count
 from ledger import actors
 from ledger.models import NetworkTransaction
+from ledger.network_display import with_confirmations_shown
 
 from . import approvals
 from .errors import DecisionError
@@ -224,7 +225,7 @@ def _broadcast(out) -> str:
     b = out.broadcast
     c = out.currency
     seen = (
-        NetworkTransaction.objects.with_confirmations_shown()
+        with_confirmations_shown(NetworkTransaction.objects.all())
         .filter(currency_id=b.currency_id if hasattr(b, "currency_id") else c.pk, txid=b.txid)
         .first()
         if b.txid

@@ -289,7 +289,7 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         ("last_error", lambda r: r.last_error),
     ]
     list_filter = ["currency", "type", "state", StuckFilter, "flagged"]
-    list_select_related = ["currency", "wallet"]
+    list_select_related = ["currency", "wallet", "paid_address__account"]
     ordering = ["-opened_at"]
     # Shown by amount_display (coins) and flag (nothing unless flagged: no red cross for "no").
     exclude = ["amount", "flagged"]
@@ -315,8 +315,8 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
     def get_queryset(self, request):
         # A mined row's confirmations follow from its wallet's tip (not rewritten per block); the
         # entries say whom it paid.
-        return (
-            super().get_queryset(request).with_confirmations_shown().prefetch_related(shown.ENTRIES)
+        return shown.with_confirmations_shown(super().get_queryset(request)).prefetch_related(
+            shown.ENTRIES
         )
 
     @admin.display(description="wallet", ordering="wallet__name")

@@ -315,29 +315,6 @@ class NetworkTransactionQuerySet(models.QuerySet):
             opened_at__lt=(now or timezone.now()) - cls.STUCK_AFTER,
         )
 
-    def with_confirmations_shown(self):
-        """`confirmations_shown`: what a person reads, true now. Any mined row still believed
-        in its block (open, closed, closed by hand) counts from its wallet's tip; a troubled
-        or unmined one shows its stored value. Display only: the poller reads
-        `with_confirmations`."""
-        derived = F("wallet__last_block_height") - F("block_height") + 1
-        return self.annotate(
-            confirmations_shown=Case(
-                When(
-                    state__in=[
-                        NetworkTransaction.State.OPEN,
-                        NetworkTransaction.State.CLOSED,
-                        NetworkTransaction.State.CLOSED_BY_HAND,
-                    ],
-                    block_height__isnull=False,
-                    wallet__last_block_height__isnull=False,
-                    then=derived,
-                ),
-                default=F("confirmations"),
-                output_field=models.IntegerField(),
-            )
-        )
-
     def with_confirmations(self):
         """`confirmations_now`: a mined open row's confirmations derived from its wallet's tip
         (the poller does not rewrite every row per block); otherwise the stored value."""
@@ -422,6 +399,12 @@ class NetworkTransaction(models.Model):
     # known yet): asked about by txid.
     block_hash = models.CharField(max_length=64, blank=True)
     block_height = models.IntegerField(null=True, blank=True)
+    # Display only, like `amount`: the first of our receiving addresses a deposit pays, as the
+    # node first reported it, so a person sees whom it pays before it is credited (the credits
+    # name every address paid).
+    paid_address = models.ForeignKey(
+        "Address", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     objects = NetworkTransactionQuerySet.as_manager()
 

@@ -4,7 +4,7 @@ network transactions admin (list, page, CSV, History) renders these."""
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from django.db.models import Case, F, IntegerField, Prefetch, When
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -21,6 +21,29 @@ ENTRIES = Prefetch(
 )
 
 
+def with_confirmations_shown(queryset):
+    """`confirmations_shown`: what a person reads, true now. Any mined row still believed in
+    its block (open, closed, closed by hand) counts from its wallet's tip; a troubled or unmined
+    one shows its stored value. Display only: the poller reads `with_confirmations`."""
+    derived = F("wallet__last_block_height") - F("block_height") + 1
+    return queryset.annotate(
+        confirmations_shown=Case(
+            When(
+                state__in=[
+                    NetworkTransaction.State.OPEN,
+                    NetworkTransaction.State.CLOSED,
+                    NetworkTransaction.State.CLOSED_BY_HAND,
+                ],
+                block_height__isnull=False,
+                wallet__last_block_height__isnull=False,
+                then=derived,
+            ),
+            default=F("confirmations"),
+            output_field=IntegerField(),
+        )
+    )
+
+
 def entry_url(entry) -> str:
     return reverse("admin:ledger_transaction_change", args=[entry.pk])
 
@@ -31,12 +54,17 @@ def person(entry) -> str | None:
 
 
 def paid(row) -> list[tuple]:
-    """[(user id, address, entry)] of the row's entries that concern a user."""
-    return [
+    """[(user id, address, entry)] of the row's entries that concern a user; before a deposit
+    is credited, the user and address it pays with no entry (None)."""
+    found = [
         (person(e), e.address.address if e.address_id else "", e)
         for e in row.ledger_entries.all()
         if person(e)
     ]
+    if not found and row.paid_address_id:
+        address = row.paid_address
+        return [(address.account.user_id if address.account_id else "", address.address, None)]
+    return found
 
 
 def paid_cell(row):
@@ -46,6 +74,14 @@ def paid_cell(row):
     if not rows:
         return "awaiting credit" if row.type == NetworkTransaction.Type.DEPOSIT else "—"
     user, address, entry = rows[0]
+    if entry is None:
+        return format_html(
+            '<a href="{}">{}</a> <code title="{}">{}</code><br><small>awaiting credit</small>',
+            reverse("person", args=[user]),
+            user,
+            address,
+            f"{address[:12]}…" if len(address) > 13 else address,
+        )
     more = f" +{len(rows) - 1}" if len(rows) > 1 else ""
     return format_html(
         '<a href="{}" title="their page">{}</a>{} <a href="{}" title="the ledger entry">'
@@ -122,6 +158,8 @@ def timeline(row, actions=()) -> list[tuple]:
     events = [(row.opened_at, None, f"Seen: {row.get_type_display()} {row.txid}")]
     events += [(a.action_time, a.user, a.get_change_message()) for a in actions]
     for user, address, entry in paid(row):
+        if entry is None:
+            continue  # not credited yet: nothing happened to it but being seen
         what = format_html(
             '{} {} for {} (<a href="{}">entry #{}</a>{})',
             "Credited" if entry.kind == Transaction.Kind.DEPOSIT else entry.get_kind_display(),

@@ -10,15 +10,15 @@ from django import forms
 from django.conf import settings
 
 from . import node_address
-from .hosts import UrlRefused, check_url
+from .hosts import SCHEMES, UrlRefused, check_url
 from .models import Wallet
 
 BITCOIND, BLOCKIO = Wallet.Backend.BITCOIND, Wallet.Backend.BLOCKIO
 # Form field -> backend_settings key, per backend.
-KEYS = {BITCOIND: ("url", "cookie_file"), BLOCKIO: ("api_key", "pin", "base_url", "network")}
+KEYS = {BITCOIND: ("url", "cookie_file", "zmq"), BLOCKIO: ("api_key", "pin", "base_url", "network")}
 SECRETS = ("api_key", "pin")
 # Shown again on an existing wallet's form, so that saving it unchanged keeps them.
-SHOWN = ("cookie_file", "base_url", "network")
+SHOWN = ("cookie_file", "zmq", "base_url", "network")
 REQUIRED = {
     "url": "The node's RPC URL is required: its host and port, or the whole URL.",
     "api_key": "block.io's API key is required.",
@@ -27,7 +27,7 @@ REQUIRED = {
 FIELDSETS = {
     BITCOIND: (
         "bitcoind (JSON-RPC)",
-        ["host", "port", "rpc_user", "rpc_password", "cookie_file", "url"],
+        ["host", "port", "rpc_user", "rpc_password", "cookie_file", "url", "zmq"],
     ),
     BLOCKIO: ("block.io", ["api_key", "pin", "base_url", "network"]),
 }
@@ -86,6 +86,14 @@ class WalletForm(forms.ModelForm):
         "'#' and '@' in them percent-encoded); the host must be on NODE_HOSTS. Shown masked "
         "once saved: left empty on an existing wallet, it stays as it is.",
     )
+    zmq = forms.CharField(
+        required=False,
+        label="ZMQ endpoint",
+        max_length=200,
+        widget=forms.TextInput(attrs={"size": 40, "placeholder": "tcp://HOST:28332"}),
+        help_text="Optional: the node's zmqpubhashblock/zmqpubhashtx endpoint, so listen_node "
+        "hears of blocks and transactions at once (the poll stays the safety net).",
+    )
     api_key = _secret(
         "API key", "From block.io's dashboard. Left empty on an existing wallet: kept."
     )
@@ -136,10 +144,10 @@ class WalletForm(forms.ModelForm):
                 self.add_error(key, REQUIRED[key])
             elif not self.instance.pk or key not in (*SECRETS, "url"):
                 new.pop(key, None)  # an optional value emptied on purpose
-        for key in ("url", "base_url"):
+        for key, schemes in (("url", SCHEMES), ("base_url", SCHEMES), ("zmq", ("tcp",))):
             if new.get(key) and key in KEYS.get(backend, ()):
                 try:
-                    check_url(new[key], settings.NODE_HOSTS)
+                    check_url(new[key], settings.NODE_HOSTS, schemes=schemes)
                 except UrlRefused as exc:
                     self.add_error(key, str(exc))
         if backend == BITCOIND and new.get("cookie_file"):

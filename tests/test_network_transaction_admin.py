@@ -230,3 +230,26 @@ def test_it_reviews_a_close_by_hand_with_count_total_and_what_moves(client, oper
     assert "2 network transactions" in page and "3.00000000 BTC" in page
     assert "nobody is credited" in page
     assert set(NetworkTransaction.objects.values_list("state", flat=True)) == {"open"}
+
+
+def test_it_says_whom_a_deposit_pays_before_it_is_credited(staff_client, db_wallet):
+    from ledger.backends.base import TxInfo, TxOutput
+    from ledger.confirmations.crediting import record_deposits
+    from ledger.models import Address
+
+    account = services.user_account("u-wait", db_wallet.currency)
+    Address.objects.create(
+        currency=db_wallet.currency,
+        wallet=db_wallet,
+        account=account,
+        address="bcrt1qwaitingforconfirmations000000",
+        kind="receiving",
+    )
+    paying = TxOutput(
+        address="bcrt1qwaitingforconfirmations000000", amount=70_000_000, category="receive"
+    )
+    assert record_deposits(db_wallet, [TxInfo("ef" * 32, 1, None, (paying,))]) == 1
+    listed = staff_client.get(LIST).content.decode()
+    assert "u-wait" in listed and "bcrt1qwaiti" in listed and "awaiting credit" in listed
+    csv = b"".join(staff_client.get(LIST + "export.csv").streaming_content).decode()
+    assert "u-wait" in csv and "bcrt1qwaitingforconfirmations000000" in csv

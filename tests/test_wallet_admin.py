@@ -129,3 +129,14 @@ def test_it_records_a_retirement_in_the_audit_log(client, superuser, db_wallet):
     client.post("/admin/ledger/wallet/", {"action": "retire", "_selected_action": [db_wallet.pk]})
     entry = AuditEntry.objects.get_for_object(db_wallet).first()
     assert entry.actor == superuser and entry.changes_dict["enabled"] == ["True", "False"]
+
+
+def test_it_takes_a_bitcoind_wallets_zmq_endpoint_on_an_allowed_host(client, superuser, btc):
+    from ledger.models import Wallet
+
+    client.force_login(superuser)
+    url = "http://user:secret@127.0.0.1:18443"
+    refused = client.post(ADD, _fields(btc, url=url, zmq="http://127.0.0.1:28332"))
+    assert refused.status_code == 200 and not Wallet.objects.exists()
+    assert client.post(ADD, _fields(btc, url=url, zmq="tcp://127.0.0.1:28332")).status_code == 302
+    assert Wallet.objects.get().backend_settings == {"url": url, "zmq": "tcp://127.0.0.1:28332"}

@@ -56,6 +56,7 @@ def record_deposits(wallet: Wallet, infos) -> int:
 
 
 def _deposit_row(wallet: Wallet, info: TxInfo, ours: dict, now) -> NetworkTransaction:
+    """A new deposit row: what it pays our addresses, and the first of them (display only)."""
     return NT(
         currency_id=wallet.currency_id,
         wallet=wallet,
@@ -65,6 +66,7 @@ def _deposit_row(wallet: Wallet, info: TxInfo, ours: dict, now) -> NetworkTransa
         max_confirmations=max(info.confirmations, 0),
         opened_at=now,
         amount=sum(units for a, units in info.received().items() if a in ours),
+        paid_address=next(ours[a] for a in info.received() if a in ours),
     )
 
 
