@@ -45,6 +45,10 @@ QUERY = (
 )
 
 
+# Its figure lines; its quick mode runs in tests/test_bench_graphql_http.py.
+FIGURES = ("graphql_vs_trivial", "graphql_p99_ms")
+
+
 def request_bytes(path, token=None, body=None):
     lines = [
         f"{'POST' if body else 'GET'} {path} HTTP/1.1",

@@ -32,6 +32,8 @@ from devtools.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 
 FAN = 2000  # outputs per fan-out transaction
 DEPOSIT = Decimal("0.00100000")
+# Figure lines (the largest storm); its quick mode runs in tests/test_bench_storm.py.
+FIGURES = ("storm_credited_s", "storm_cpu_ms_per_deposit")
 
 
 def cpu_seconds(pid):
@@ -336,6 +338,9 @@ def main():
                 f"{r['cpu_per_deposit'] * 1000:.3f} (reference "
                 f"{r['anchor']['cpu_per_deposit'] * 1000:.3f})"
             )
+        largest = results[-1]
+        print(f"storm_credited_s: {largest['credited']:.2f}")
+        print(f"storm_cpu_ms_per_deposit: {largest['cpu_per_deposit'] * 1000:.3f}")
         print(json.dumps({"storms": results}))
     finally:
         from django.db import connections

@@ -25,3 +25,5 @@ def test_it_prints_the_storms_figures_and_the_reference_beside_them(child_env, b
     assert re.search(r"^balances query: user-0 0\.00100000, ", out, re.M), out
     assert re.search(r"^reference design, same storm: all recorded and credited in ", out, re.M)
     assert re.search(r"^storm_credited_s N=20: [\d.]+ \(reference [\d.]+\); ", out, re.M), out
+    for figure in ("storm_credited_s", "storm_cpu_ms_per_deposit"):  # its FIGURES
+        assert re.search(rf"^{figure}: [\d.]+$", out, re.M), out

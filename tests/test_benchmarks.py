@@ -19,6 +19,11 @@ BENCHMARKS = sorted(
 )
 
 
+# A benchmark with a test file of its own (tests/test_bench_<name>.py) runs its quick mode there,
+# on the suite's own database and node: not twice.
+RUN_HERE = [name for name in BENCHMARKS if not (REPO / "tests" / f"test_bench_{name}.py").exists()]
+
+
 def declared_figures(name):
     """The FIGURES tuple of bench/<name>.py, read without importing it."""
     tree = ast.parse((REPO / "bench" / f"{name}.py").read_text())
@@ -39,7 +44,7 @@ def test_it_finds_every_benchmark_with_its_quick_mode_and_figures():
 
 
 @pytest.mark.node
-@pytest.mark.parametrize("name", BENCHMARKS)
+@pytest.mark.parametrize("name", RUN_HERE)
 def test_it_runs_each_benchmark_quickly_and_prints_its_figures(name, tmp_path):
     # A clean environment: the bench starts its own database and nodes, never the suite's.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}

@@ -1,7 +1,6 @@
 """Secrets in a wallet's settings never show, whatever their key: the wallet page and the audit
 log mask by key and by the value's shape, at any depth."""
 
-import json
 
 import pytest
 from auditlog.models import LogEntry
@@ -33,23 +32,15 @@ HIDDEN = [
 ]
 
 
-def test_it_shows_no_secret_of_a_new_wallet_to_a_viewer(client, admin, viewer):
-    btc = make_currency("BTC")
-    client.force_login(admin)
-    response = client.post(
-        "/admin/ledger/wallet/add/",
-        {
-            "name": "odd-keys",
-            "currency": btc.pk,
-            "backend": "bitcoind",
-            "enabled": "on",
-            "backend_settings": json.dumps(
-                {"url": "http://u:p@127.0.0.1:18443", "network": "regtest", **SECRETS}
-            ),
-        },
+def test_it_shows_no_secret_of_a_new_wallet_to_a_viewer(client, viewer):
+    # Settings under keys nobody foresaw (the wallet form has fields for the known ones only:
+    # a wallet made by a command or an older version holds these).
+    wallet = Wallet.objects.create(
+        name="odd-keys",
+        currency=make_currency("BTC"),
+        backend="bitcoind",
+        backend_settings={"url": "http://u:p@127.0.0.1:18443", "network": "regtest", **SECRETS},
     )
-    assert response.status_code == 302, response.content.decode()[:2000]
-    wallet = Wallet.objects.get(name="odd-keys")
     entry = LogEntry.objects.get_for_object(wallet).get()
     client.force_login(viewer)
     pages = {
