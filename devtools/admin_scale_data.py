@@ -21,6 +21,9 @@ SIZES = {
 
 
 def build_sql(users, ledger, network, ltc_users, **_):
+    from devtools.bulk import insert_select
+    from ledger.models import Currency, NetworkTransaction, Wallet
+
     pairs = users + ltc_users
     cur = f"(CASE WHEN p < {users} THEN 1 ELSE 2 END)"
     uid = f"'user-' || (CASE WHEN p < {users} THEN p ELSE p - {users} END)"
@@ -28,16 +31,34 @@ def build_sql(users, ledger, network, ltc_users, **_):
     internal = ledger - deposits
     credited = f"CASE WHEN i % 100 = 0 THEN NULL ELSE now() - ({network} - i) * interval '29 s' END"
     return [
-        """INSERT INTO ledger_currency (id, code, name, decimals, enabled, crediting_threshold,
-               polling_threshold, network)
-           VALUES (1, 'BTC', 'Bitcoin', 8, true, 3, 6, 'regtest'),
-                  (2, 'LTC', 'Litecoin', 8, true, 3, 6, 'regtest')""",
-        """INSERT INTO ledger_wallet (id, name, currency_id, backend, backend_settings, enabled,
-               last_block_hash, created_at, last_reconciliation, last_rescan_result,
-               last_poll_error, last_reconcile_error)
-           VALUES (1, 'btc-hot', 1, 'bitcoind', '{}', true, '', now(), '{}', '{}', '', ''),
-                  (2, 'ltc-hot', 2, 'bitcoind', '{}', true, '', now(), '{}', '{}', '', ''),
-                  (3, 'btc-cold', 1, 'bitcoind', '{}', true, '', now(), '{}', '{}', '', '')""",
+        # Columns from the models (devtools.bulk): a column added later gets its default.
+        insert_select(
+            Currency,
+            {
+                "id": "v.id",
+                "code": "v.code",
+                "name": "v.name",
+                "decimals": "8",
+                "enabled": "true",
+                "crediting_threshold": "3",
+                "polling_threshold": "6",
+                "network": "'regtest'",
+            },
+            "FROM (VALUES (1, 'BTC', 'Bitcoin'), (2, 'LTC', 'Litecoin')) v(id, code, name)",
+        ),
+        insert_select(
+            Wallet,
+            {
+                "id": "v.id",
+                "name": "v.name",
+                "currency_id": "v.cur",
+                "backend": "'bitcoind'",
+                "enabled": "true",
+                "created_at": "now()",
+            },
+            "FROM (VALUES (1, 'btc-hot', 1), (2, 'ltc-hot', 2), (3, 'btc-cold', 1))"
+            " v(id, name, cur)",
+        ),
         """INSERT INTO ledger_account (id, currency_id, code, user_id, wallet_id, created_at)
            SELECT (w - 1) * 3 + k + 1, CASE w WHEN 2 THEN 2 ELSE 1 END,
                   (ARRAY[900, 910, 920])[k + 1], NULL, w, now()
@@ -53,16 +74,25 @@ def build_sql(users, ledger, network, ltc_users, **_):
            FROM generate_series(0, {pairs - 1}) p""",
         # Network transaction i pays pair i % pairs; every 100th is open (not yet credited).
         # Its amount (DEPOSIT_AMOUNT) is the credit's below: the home page sums the open ones.
-        f"""INSERT INTO ledger_networktransaction (id, currency_id, wallet_id, txid, type, state,
-               confirmations, max_confirmations, opened_at, closed_at, credited_at, last_error,
-               flagged, flag_reason, close_reason, block_hash, amount)
-           SELECT i + 1, {cur}, {cur}, md5('t' || i) || md5('u' || i), 'deposit',
-                  CASE WHEN i % 100 = 0 THEN 'open' ELSE 'closed' END,
-                  CASE WHEN i % 100 = 0 THEN 1 ELSE 6 END, CASE WHEN i % 100 = 0 THEN 1 ELSE 6 END,
-                  now() - ({network} - i) * interval '30 seconds',
-                  {credited}, {credited},
-                  '', i % 100000 = 7, '', '', '', {DEPOSIT_AMOUNT.format(i="i")}
-           FROM (SELECT i, i % {pairs} AS p FROM generate_series(0, {network - 1}) i) g""",
+        insert_select(
+            NetworkTransaction,
+            {
+                "id": "i + 1",
+                "currency_id": cur,
+                "wallet_id": cur,
+                "txid": "md5('t' || i) || md5('u' || i)",
+                "type": "'deposit'",
+                "state": "CASE WHEN i % 100 = 0 THEN 'open' ELSE 'closed' END",
+                "confirmations": "CASE WHEN i % 100 = 0 THEN 1 ELSE 6 END",
+                "max_confirmations": "CASE WHEN i % 100 = 0 THEN 1 ELSE 6 END",
+                "opened_at": f"now() - ({network} - i) * interval '30 seconds'",
+                "closed_at": credited,
+                "credited_at": credited,
+                "flagged": "i % 100000 = 7",
+                "amount": DEPOSIT_AMOUNT.format(i="i"),
+            },
+            f"FROM (SELECT i, i % {pairs} AS p FROM generate_series(0, {network - 1}) i) g",
+        ),
         # A credit per closed deposit: 900 of its wallet -> the pair's 201.
         f"""INSERT INTO ledger_transaction (currency_id, source_id, destination_id, amount, kind,
                network_transaction_id, address_id, label, created_at)
