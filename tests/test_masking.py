@@ -1,7 +1,6 @@
 """Secrets in a wallet's settings never show, whatever their key: the wallet page and the audit
 log mask by key and by the value's shape, at any depth."""
 
-
 import pytest
 from auditlog.models import LogEntry
 
