@@ -21,15 +21,21 @@ SIZES = {
 
 
 def build_sql(users, ledger, network, ltc_users, **_):
-    from devtools.bulk import insert_select
-    from ledger.models import Currency, NetworkTransaction, Wallet
-
     pairs = users + ltc_users
     cur = f"(CASE WHEN p < {users} THEN 1 ELSE 2 END)"
     uid = f"'user-' || (CASE WHEN p < {users} THEN p ELSE p - {users} END)"
-    deposits = network - network // 100  # closed ones are credited
-    internal = ledger - deposits
-    credited = f"CASE WHEN i % 100 = 0 THEN NULL ELSE now() - ({network} - i) * interval '29 s' END"
+    return (
+        _wallets_sql()
+        + _people_sql(pairs, cur, uid)
+        + _deposits_sql(pairs, cur, network)
+        + _ledger_sql(users, pairs, cur, network, ledger)
+    )
+
+
+def _wallets_sql():
+    from devtools.bulk import insert_select
+    from ledger.models import Currency, Wallet
+
     return [
         # Columns from the models (devtools.bulk): a column added later gets its default.
         insert_select(
@@ -59,6 +65,11 @@ def build_sql(users, ledger, network, ltc_users, **_):
             "FROM (VALUES (1, 'btc-hot', 1), (2, 'ltc-hot', 2), (3, 'btc-cold', 1))"
             " v(id, name, cur)",
         ),
+    ]
+
+
+def _people_sql(pairs, cur, uid):
+    return [
         """INSERT INTO ledger_account (id, currency_id, code, user_id, wallet_id, created_at)
            SELECT (w - 1) * 3 + k + 1, CASE w WHEN 2 THEN 2 ELSE 1 END,
                   (ARRAY[900, 910, 920])[k + 1], NULL, w, now()
@@ -72,6 +83,15 @@ def build_sql(users, ledger, network, ltc_users, **_):
            SELECT p + 1, {cur}, {cur}, 10 + p * 7, 'bcrt1q' || md5('a' || p), 'receiving',
                   {uid}, now() - interval '400 days'
            FROM generate_series(0, {pairs - 1}) p""",
+    ]
+
+
+def _deposits_sql(pairs, cur, network):
+    from devtools.bulk import insert_select
+    from ledger.models import NetworkTransaction
+
+    credited = f"CASE WHEN i % 100 = 0 THEN NULL ELSE now() - ({network} - i) * interval '29 s' END"
+    return [
         # Network transaction i pays pair i % pairs; every 100th is open (not yet credited).
         # Its amount (DEPOSIT_AMOUNT) is the credit's below: the home page sums the open ones.
         insert_select(
@@ -93,6 +113,13 @@ def build_sql(users, ledger, network, ltc_users, **_):
             },
             f"FROM (SELECT i, i % {pairs} AS p FROM generate_series(0, {network - 1}) i) g",
         ),
+    ]
+
+
+def _ledger_sql(users, pairs, cur, network, ledger):
+    deposits = network - network // 100  # closed ones are credited
+    internal = ledger - deposits
+    return [
         # A credit per closed deposit: 900 of its wallet -> the pair's 201.
         f"""INSERT INTO ledger_transaction (currency_id, source_id, destination_id, amount, kind,
                network_transaction_id, address_id, label, created_at)

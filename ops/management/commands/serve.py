@@ -54,52 +54,18 @@ class Command(BaseCommand):
     def handle(
         self, *args, bind=None, web_workers=None, no_scheduler=False, no_listener=False, **options
     ):
-        if connection.vendor != "postgresql":
-            raise CommandError(
-                "serve runs on PostgreSQL: set DATABASE_URL=postgres://user:pass@host:port/name "
-                "(SQLite is for `make run`)."
-            )
-        if settings.DEBUG:
-            self.stderr.write("warning: DEBUG is on; production runs with DEBUG off.")
-        call_command("check", deploy=True, fail_level="ERROR")
-        call_command("collectstatic", interactive=False, verbosity=0)
+        self._prepare()
         bind = bind or f"127.0.0.1:{settings.PORT}"
         workers = web_workers or settings.WEB_WORKERS
-        python = sys.executable
         tree = ProcessTree()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _stop)
-        code, listening = 0, False
+        code, names = 0, []
         try:
-            tree.start(
-                [
-                    python,
-                    "-m",
-                    "gunicorn",
-                    "cryptoadmin.wsgi:application",
-                    "--bind",
-                    bind,
-                    "--workers",
-                    str(workers),
-                    "--access-logfile",
-                    "-",
-                    "--graceful-timeout",
-                    "20",
-                ]
-            )
-            if not no_scheduler:
-                manage = [python, str(settings.BASE_DIR / "manage.py")]
-                tree.start(manage + ["qcluster"])
-                tree.start(manage + ["deliver_events"])
-            listening = not no_listener and _bitcoind_wallets()
-            if listening:
-                # Push: ZMQ feeds and deploy/walletnotify's socket; the scheduler's poll stays
-                # the safety net.
-                tree.start([python, str(settings.BASE_DIR / "manage.py"), "listen_node"])
+            names = _start_all(tree, bind, workers, no_scheduler, no_listener)
             self.stdout.write(
                 f"serving on http://{bind}/admin/ with {workers} web worker(s)"
-                + ("" if no_scheduler else ", the scheduler and the event dispatcher")
-                + (", the node listener" if listening else ""),
+                + "".join(f", {name}" for name in names[1:]),
                 ending="\n",
             )
             self.stdout.flush()
@@ -112,10 +78,38 @@ class Command(BaseCommand):
         finally:
             ignore_stop_signals()
             tree.stop(timeout=30)
-            self.stdout.write(
-                "stopped: web server"
-                + ("" if no_scheduler else ", scheduler, event dispatcher")
-                + (", node listener" if listening else "")
-            )
+            self.stdout.write("stopped: " + ", ".join(names or ["web server"]))
         if code:
             sys.exit(code)
+
+    def _prepare(self):
+        if connection.vendor != "postgresql":
+            raise CommandError(
+                "serve runs on PostgreSQL: set DATABASE_URL=postgres://user:pass@host:port/name "
+                "(SQLite is for `make run`)."
+            )
+        if settings.DEBUG:
+            self.stderr.write("warning: DEBUG is on; production runs with DEBUG off.")
+        call_command("check", deploy=True, fail_level="ERROR")
+        call_command("collectstatic", interactive=False, verbosity=0)
+
+
+def _start_all(tree, bind, workers, no_scheduler, no_listener) -> list[str]:
+    """Start the processes; returns their names, the web server first."""
+    python = sys.executable
+    manage = [python, str(settings.BASE_DIR / "manage.py")]
+    tree.start(
+        [python, "-m", "gunicorn", "cryptoadmin.wsgi:application", "--bind", bind]
+        + ["--workers", str(workers), "--access-logfile", "-", "--graceful-timeout", "20"]
+    )
+    names = ["web server"]
+    if not no_scheduler:
+        tree.start(manage + ["qcluster"])
+        tree.start(manage + ["deliver_events"])
+        names += ["scheduler", "event dispatcher"]
+    if not no_listener and _bitcoind_wallets():
+        # Push: ZMQ feeds and deploy/walletnotify's socket; the scheduler's poll stays the
+        # safety net.
+        tree.start(manage + ["listen_node"])
+        names.append("node listener")
+    return names
