@@ -199,6 +199,9 @@ def storm(outside, ours, wallet, anchor, n):
         f"{figures['cpu_per_deposit'] * 1000:.3f} ms per deposit",
         flush=True,
     )
+    for line in listener.lines:  # what each of the listener's wake-ups did, and how long
+        if "block" in line or "transaction(s)" in line:
+            print(f"  listener: {line}")
     show_balances(wallet, n)
     idle_cycle(wallet)
     figures["anchor"] = reference(anchor, txids)
