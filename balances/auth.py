@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 from .cache import get_cache
 from .models import BALANCES_READ, ApiToken, hash_token

@@ -7,6 +7,7 @@ Amounts are decimal strings in the currency's units ("1.50000000")."""
 from __future__ import annotations
 
 import logging
+import re
 
 import strawberry
 from django.conf import settings
@@ -21,8 +22,9 @@ from strawberry.extensions import (
     max_aliases,
     query_depth_limiter,
 )
+from strawberry.schema.config import StrawberryConfig
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 from .cache import BalanceCacheError, UnknownUser, get_cache, get_user_balances
 from .table import FIELD_ACCOUNTS, USER_ID_RE, CurrencyRow, currency_rows
@@ -126,13 +128,21 @@ def build_schema(introspection=None):
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: MaskErrors(should_mask_error=_mask),
     ]
-    return Schema(query=Query, extensions=extensions)
+    # Suggestions ("Did you mean 'lockedBalance'?") would list the schema's names anyway.
+    config = StrawberryConfig(disable_field_suggestions=not introspection)
+    return Schema(query=Query, extensions=extensions, config=config)
+
+
+_SUGGESTION = re.compile(r"\s*Did you mean .*\Z", re.DOTALL)
 
 
 class Schema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None):
         """An expected error (unknown user, a document over the limits) is the client's: one
         line, no traceback. Anything else is logged with its traceback as strawberry does."""
+        if self.config.disable_field_suggestions:
+            for error in errors:  # fields, arguments, types: strawberry strips fields' only
+                error.message = _SUGGESTION.sub("", error.message)
         unexpected = []
         for error in errors:
             if error.original_error is None or isinstance(error.original_error, BalanceQueryError):

@@ -28,6 +28,20 @@ FIELD_ACCOUNTS = {
 }
 
 
+# A system account's name; a user account's is its balance field's words (account_name).
+SYSTEM_NAMES = {900: "network", 910: "import", 920: "network fees"}
+
+
+def account_name(code: int) -> str:
+    """What a person reads for an account code: the balance field in words ("withdraw locked"
+    for withdrawLockedBalance; "balance" for balance), a system account's name otherwise."""
+    for field, field_code in FIELD_ACCOUNTS.items():
+        if field_code == code:
+            words = re.sub(r"([A-Z])", r" \1", field).lower().split()
+            return " ".join(words[:-1] if len(words) > 1 else words)
+    return SYSTEM_NAMES[code]
+
+
 @dataclass(frozen=True)
 class CurrencyRow:
     code: str

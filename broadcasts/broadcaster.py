@@ -36,7 +36,8 @@ from ledger.models import Wallet
 
 from .isolation import Isolation
 from .lease import lease_from, wallet_lock
-from .models import Broadcast, OutgoingTransaction
+from .lost import reverse_lost
+from .models import Broadcast, BroadcastMember, OutgoingTransaction
 from .nonce import settle_by_nonce
 from .replies import Result
 from .settlement import book_fee
@@ -56,6 +57,7 @@ class Broadcaster(SignFirst, Isolation):
             if not got:
                 return Result(message=f"{self.wallet.name}: another broadcaster is working on it")
             filled = self.fill_missing_fees()
+            lost = reverse_lost(self.wallet, self.backend)
             watch_never_left(self.wallet, self.backend)
             settled = settle_by_nonce(self.wallet, self.backend)
             recovered = self.recover_signed()
@@ -79,8 +81,8 @@ class Broadcaster(SignFirst, Isolation):
                     f"{self.wallet.name}: {settled} interrupted broadcast(s) settled by the "
                     "machine; " + result.message
                 )
-            if recovered.notes:
-                result.message = "; ".join(recovered.notes + [result.message])
+            if recovered.notes or lost:
+                result.message = "; ".join(lost + recovered.notes + [result.message])
             return result
 
     def _held_by_opened(self, settled: int, filled: int, notes: list) -> Result | None:
@@ -170,6 +172,9 @@ class Broadcaster(SignFirst, Isolation):
             if taken != len(rows):
                 transaction.set_rollback(True)
                 return None
+            BroadcastMember.objects.bulk_create(
+                [BroadcastMember(broadcast=broadcast, outgoing_id=r[0]) for r in rows]
+            )
             return broadcast
 
     def _new_broadcast(self, rows) -> Broadcast:
@@ -227,7 +232,7 @@ class Broadcaster(SignFirst, Isolation):
         nonce = uuid.uuid4().hex
         # The claim, committed on its own before the node is called, with the send's lease and
         # its nonce: from here on nobody settles it until the lease is over.
-        signs_first = getattr(self.backend, "signs_first", False)
+        signs_first = self.backend.signs_first
         claimed = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.COLLECTED).update(
             state=Broadcast.State.OPENED,
             opened_at=now,
@@ -257,7 +262,7 @@ class Broadcaster(SignFirst, Isolation):
         )
         if not missing:
             return 0
-        if not getattr(self.backend, "keeps_comments", True):
+        if not self.backend.keeps_comments:
             # block.io tells a fee only in the withdraw's reply; otherwise it is what the
             # wallet's inputs held less the outputs, learnt by checking them.
             for txid in missing:

@@ -61,6 +61,13 @@ class Broadcast(models.Model):
     # Why the machine cannot settle a signed broadcast (its inputs spent by another
     # transaction): it is then interrupted, for a person. Empty: the machine settles it.
     stuck_reason = models.TextField(blank=True)
+    # A signed broadcast that can never confirm, with the proof: one of its coins spent by
+    # another transaction at least the currency's polling threshold deep. Only then may its
+    # withdrawals be paid by a transaction that does not spend one of its coins (attempts.py).
+    dead_reason = models.TextField(blank=True)
+    # When a sent broadcast lost (its coins spent by another confirmed transaction) and its
+    # booking was reversed: once, by a conditional UPDATE on this being empty.
+    reversed_at = models.DateTimeField(null=True, blank=True)
     # When a later run took over a signed broadcast whose own run died or lost the node's
     # answer (recover_signed): with closed_by empty, it settled itself, no person needed.
     recovered_at = models.DateTimeField(null=True, blank=True)
@@ -95,6 +102,9 @@ class Broadcast(models.Model):
     )
     close_method = models.CharField(max_length=24, choices=CloseMethod.choices, blank=True)
     close_reason = models.TextField(blank=True)
+    # When the node's answer to a send arrived after the broadcast was settled or closed by
+    # hand (a late reply): the watch for such answers never reports one twice.
+    late_reply_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
     class Meta:
@@ -198,7 +208,8 @@ class OutgoingTransaction(models.Model):
         "ledger.Transaction",
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="The 201 -> 204 ledger entry",
+        help_text="The ledger entry that moved the amount from the user's balance to withdraw "
+        "locked",
     )
     attempts = models.PositiveIntegerField(default=0, help_text="Broadcasts that failed to send it")
     refusals = models.PositiveIntegerField(
@@ -223,7 +234,7 @@ class OutgoingTransaction(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="The 204 -> 201 ledger entry",
+        help_text="The ledger entry that gave the amount back to the user's balance",
     )
     label = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -274,6 +285,25 @@ class OutgoingTransaction(models.Model):
     @property
     def amount_display(self):
         return f"{self.currency.amount(self.amount)}"
+
+
+class BroadcastMember(models.Model):
+    """A withdrawal that was part of a broadcast, kept for good (the withdrawal's `broadcast`
+    is only the current one): every signed transaction that ever contained a withdrawal is
+    found from here, so it is paid again only by one conflicting with all of them."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.PROTECT, related_name="members")
+    outgoing = models.ForeignKey(
+        OutgoingTransaction, on_delete=models.PROTECT, related_name="memberships"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["broadcast", "outgoing"], name="broadcast_member_once")
+        ]
+
+    def __str__(self):
+        return f"outgoing #{self.outgoing_id} in broadcast #{self.broadcast_id}"
 
 
 class WithdrawalRule(models.Model):

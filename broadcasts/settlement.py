@@ -9,10 +9,12 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
+from ledger.signals import deposits_changed
 
-from .errors import CloseError
+from . import events
 from .models import Broadcast, OutgoingTransaction
 
 log = logging.getLogger(__name__)
@@ -78,9 +80,19 @@ def book_sent(broadcast: Broadcast, txid: str, now):
             for row in per_account
         ]
     )
-    OutgoingTransaction.objects.filter(
+    _mark_sent(broadcast, network_tx)
+
+
+def _mark_sent(broadcast: Broadcast, network_tx: NetworkTransaction) -> None:
+    """Its withdrawals broadcasted, each with its event; our send followed from now on
+    (withdrawal.confirmed when its row closes at the threshold)."""
+    sending = OutgoingTransaction.objects.filter(
         broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING
-    ).update(state=OutgoingTransaction.State.BROADCASTED)
+    )
+    ids = list(sending.values_list("pk", flat=True))
+    sending.filter(pk__in=ids).update(state=OutgoingTransaction.State.BROADCASTED)
+    events.emit("withdrawal.broadcasted", ids)
+    deposits_changed.send(NetworkTransaction, ids=[network_tx.pk], using="default")
 
 
 def opened_rows(broadcast: Broadcast, by_hand: bool, now):
@@ -105,7 +117,7 @@ def settle_broadcasted(
             state=state, txid=txid, broadcasted_at=now, **close_fields
         )
         if not updated:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
         book_sent(broadcast, txid, now)
@@ -115,28 +127,41 @@ def settle_broadcasted(
 
 
 def fail_broadcast(
-    broadcast: Broadcast, error: str, *, state=Broadcast.State.FAILED, by_hand=False, **close_fields
+    broadcast: Broadcast,
+    error: str,
+    *,
+    state=Broadcast.State.FAILED,
+    by_hand=False,
+    unsigned=False,
+    **close_fields,
 ):
     """Nothing left the wallet: close the broadcast and put its outgoing back in the queue.
+    `unsigned`: only while no signed transaction is recorded on it and its lease is over (a
+    later run's recovery; its sender may have signed it since the row was read).
 
     The withdrawals stay locked on 204 and go out with the next broadcast; a user's money is
     never returned behind the operator's back because a node was down for a minute."""
     now = timezone.now()
     close_fields.setdefault("closed_at", now)
+    rows = opened_rows(broadcast, by_hand, now)
+    if unsigned:
+        rows = rows.filter(Broadcast.lease_over(now), raw_tx="")
     with transaction.atomic():
-        updated = opened_rows(broadcast, by_hand, now).update(
-            state=state, last_error=error[:4000], **close_fields
-        )
+        updated = rows.update(state=state, last_error=error[:4000], **close_fields)
         if not updated:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
-        OutgoingTransaction.objects.filter(broadcast=broadcast).update(
+        ids = list(
+            OutgoingTransaction.objects.filter(broadcast=broadcast).values_list("pk", flat=True)
+        )
+        OutgoingTransaction.objects.filter(pk__in=ids, broadcast=broadcast).update(
             state=OutgoingTransaction.State.QUEUED,
             broadcast=None,
             returned_by=broadcast,
             attempts=F("attempts") + 1,
         )
+        events.emit("withdrawal.queued", ids)  # back in the queue for the next broadcast
         faults.point("broadcast.before_fail_commit")
     broadcast.refresh_from_db()
     return broadcast
@@ -154,10 +179,11 @@ def flag_attention(broadcast_id: int, note: str):
 
 
 def record_late_reply(broadcast_id: int, txid: str) -> str:
-    """A send's txid arrived after its broadcast was closed by hand. Nothing is re-queued or
-    booked twice: the txid is recorded, the outgoing that a 'never left' close put back in
-    the queue and that are still waiting are taken back and booked as sent by this txid, and
-    the broadcast is flagged for a person with what happened. Returns that note."""
+    """A send's txid arrived after its broadcast failed or was closed by hand. Nothing is
+    re-queued or booked twice: the txid is recorded, its withdrawals still waiting (queued or
+    needing attention, whichever broadcast last gave them back) are taken back and booked as
+    sent by this txid, and the broadcast is flagged for a person with what happened.
+    Returns that note."""
     now = timezone.now()
     with transaction.atomic():
         broadcast = (
@@ -180,6 +206,7 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(
             needs_attention=True,
+            late_reply_at=now,
             last_error=(f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000],
         )
         faults.point("broadcast.before_late_reply_commit")
@@ -188,15 +215,15 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
 
 
 def _take_back(broadcast: Broadcast, txid: str, who: str, now) -> str:
-    """A failed broadcast the node paid after all: its outgoing still queued are taken back
-    and booked as sent by `txid` (in the caller's transaction). Returns the note."""
+    """A failed broadcast the node paid after all: its withdrawals still waiting are taken
+    back and booked as sent by `txid` (in the caller's transaction). Returns the note."""
     if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
         return f"LATE REPLY: the node paid it as {txid}, which already settles another broadcast"
-    # Taken back only while still queued: a conditional UPDATE on the queued state (on
+    # Taken back only while still waiting: a conditional UPDATE on those states (on
     # PostgreSQL it waits for a collector holding the rows, then skips what it took).
     taken = OutgoingTransaction.objects.filter(
-        returned_by=broadcast,
-        state=OutgoingTransaction.State.QUEUED,
+        memberships__broadcast=broadcast,
+        state__in=[OutgoingTransaction.State.QUEUED, OutgoingTransaction.State.NEEDS_ATTENTION],
     ).update(state=OutgoingTransaction.State.BROADCASTING, broadcast=broadcast)
     # Closed as never left, yet it paid: booked as sent by the machine, the wrong
     # close kept on the row (who, how, why) for the person who looks at it.
@@ -223,7 +250,9 @@ def _paid_twice(broadcast: Broadcast) -> str:
     broadcast, or given back to the user since. '' when nothing."""
     note = ""
     resent = list(
-        OutgoingTransaction.objects.filter(returned_by=broadcast, broadcast__isnull=False)
+        OutgoingTransaction.objects.filter(
+            memberships__broadcast=broadcast, broadcast__isnull=False
+        )
         .exclude(broadcast=broadcast)
         .values_list("id", "broadcast_id")
     )
@@ -238,7 +267,7 @@ def _paid_twice(broadcast: Broadcast) -> str:
     # and the node paid it too. Nothing is re-booked; a person recovers it.
     given_back = list(
         OutgoingTransaction.objects.filter(
-            returned_by=broadcast, state__in=OutgoingTransaction.RETURNED_STATES
+            memberships__broadcast=broadcast, state__in=OutgoingTransaction.RETURNED_STATES
         ).values_list("id", flat=True)
     )
     if given_back:

@@ -7,16 +7,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger.backends import (
     BackendError,
     Conflict,
     FeeTooHigh,
     InsufficientFunds,
     InvalidAddress,
+    NotSent,
     Refused,
 )
 
-from .errors import CloseError
+from . import attempts, events
 from .lease import lease_from
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 from .replies import Recovered, Replies, Result
@@ -43,9 +45,20 @@ class SignFirst(Replies):
         broadcast, lock those coins on the node; only then hand it to the node. Before the
         commit nothing can have been sent (no byte of it left this process), so any failure
         puts the outgoing back in the queue; after it, the next run settles whatever
-        happened."""
+        happened. A withdrawal signed before is paid only by a transaction spending a coin of
+        each earlier signed attempt that may still confirm (attempts.py)."""
         try:
-            signed = self.backend.build_signed(broadcast.outputs, **self.fee_policy())
+            plan = attempts.plan(broadcast, self.backend, self.wallet.currency.polling_threshold)
+        except BackendError as exc:
+            return self.not_sent(broadcast, exc, refusal=False)
+        if plan.alive is not None:
+            return self.settle_as(broadcast, plan.alive)
+        if plan.waiting:
+            return self.not_sent(broadcast, NotSent(plan.waiting), refusal=False)
+        try:
+            signed = self.backend.build_signed(
+                broadcast.outputs, inputs=plan.coins, deadline=deadline, **self.fee_policy()
+            )
         except FeeTooHigh as exc:
             return self.hold_for_fee(broadcast, exc)
         except (InsufficientFunds, InvalidAddress) as exc:
@@ -56,12 +69,12 @@ class SignFirst(Replies):
             return self.not_sent(broadcast, exc, refusal=False)
         faults.point("broadcast.after_sign")
         if not self._commit_signed(broadcast, signed):
-            # Failed by a later run once this process's lease was over: never to be sent (its
-            # coins were never locked).
+            # Its lease ended first (a later run may fail it), or a later run failed it: never
+            # to be sent (its coins were never locked).
             return Result(
                 broadcasts=[broadcast.pk],
-                message=f"{self.wallet.name}: broadcast #{broadcast.pk} was settled elsewhere "
-                "while it was signed; not sent",
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} was signed after its "
+                "lease ended, or settled elsewhere meanwhile; not sent",
             )
         try:
             # Recorded first, locked second: a lock never outlives the record that frees it.
@@ -72,10 +85,13 @@ class SignFirst(Replies):
         return self.send_signed(broadcast, deadline)
 
     def _commit_signed(self, broadcast: Broadcast, signed) -> bool:
-        """Record the signed transaction on the opened broadcast, once; False if it is no
-        longer opened."""
+        """Record the signed transaction on the opened broadcast, once, while its lease runs;
+        False if it is no longer opened or its lease is over (a later run may be failing it)."""
         committed = Broadcast.objects.filter(
-            pk=broadcast.pk, state=Broadcast.State.OPENED, raw_tx=""
+            pk=broadcast.pk,
+            state=Broadcast.State.OPENED,
+            raw_tx="",
+            sending_until__gt=timezone.now(),
         ).update(
             raw_tx=signed.raw, txid=signed.txid, signed_fee=signed.fee, inputs=list(signed.inputs)
         )
@@ -93,12 +109,12 @@ class SignFirst(Replies):
         try:
             txid = self.backend.send_raw(broadcast.raw_tx, broadcast.txid, deadline=deadline)
         except Conflict as exc:
-            return self.stuck(broadcast, exc)
+            return self.conflicted(broadcast, exc)
         except Refused as exc:
-            # The node will never take these bytes: nothing was sent, the coins are free again.
-            result = self.not_sent(broadcast, exc, refusal="dust" in str(exc))
-            self.unlock(broadcast.inputs)
-            return result
+            # The node will never take these bytes, but a copy may be out on the network (a
+            # re-send): its withdrawals go back to the queue and its coins stay reserved, so
+            # the next attempt spends one of them (attempts.py).
+            return self.not_sent(broadcast, exc, refusal=exc.reason == Refused.DUST)
         except BackendError as exc:
             # Node down, restarting, or the reply lost: the same bytes go again next run.
             Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
@@ -120,6 +136,41 @@ class SignFirst(Replies):
             )
         faults.point("broadcast.after_raw_send")
         return self.settle_reply(broadcast, txid)
+
+    def conflicted(self, broadcast: Broadcast, exc: Exception) -> Result:
+        """The node refuses the signed transaction as spending spent coins: if an earlier
+        signed attempt of its withdrawals is what the node holds, that one pays them (settled
+        as it); otherwise it is stuck, for a person."""
+        try:
+            earlier = attempts.alive_earlier(broadcast, self.backend)
+        except BackendError as exc:
+            return Result(
+                broadcasts=[broadcast.pk],
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} conflicts; the node "
+                f"cannot tell with what now ({exc}): the next run looks again",
+            )
+        if earlier is not None:
+            return self.settle_as(broadcast, earlier)
+        return self.stuck(broadcast, exc)
+
+    def settle_as(self, broadcast: Broadcast, earlier: Broadcast) -> Result:
+        """An earlier signed attempt of these withdrawals is on the node: it pays them, and no
+        other transaction ever does. This broadcast fails; its own coins not shared with that
+        one are free again (it can never confirm while that one does)."""
+        try:
+            note = attempts.settle_as(broadcast, earlier)
+        except CloseRefused:
+            return Result(
+                broadcasts=[broadcast.pk],
+                message=f"{self.wallet.name}: broadcast #{broadcast.pk} was settled elsewhere",
+            )
+        self.unlock(sorted(set(broadcast.inputs) - set(earlier.inputs)))
+        return Result(
+            sent=1,
+            broadcasts=[broadcast.pk, earlier.pk],
+            message=f"{self.wallet.name}: broadcast #{broadcast.pk} not sent: its withdrawals "
+            f"are paid by earlier attempt #{earlier.pk}, which the node holds: {note}",
+        )
 
     def stuck(self, broadcast: Broadcast, exc: Exception) -> Result:
         """The signed transaction's inputs are spent by another one, or gone: it can never
@@ -157,12 +208,18 @@ class SignFirst(Replies):
                 pk=broadcast.pk, state=Broadcast.State.OPENED
             ).update(state=Broadcast.State.FAILED, closed_at=timezone.now(), last_error=note)
             if updated:
-                OutgoingTransaction.objects.filter(broadcast=broadcast).update(
+                held = list(
+                    OutgoingTransaction.objects.filter(broadcast=broadcast).values_list(
+                        "pk", flat=True
+                    )
+                )
+                OutgoingTransaction.objects.filter(pk__in=held).update(
                     state=OutgoingTransaction.State.NEEDS_ATTENTION,
                     broadcast=None,
                     returned_by=broadcast,
                     last_error=note,
                 )
+                events.emit("withdrawal.needs_attention", held)
             faults.point("broadcast.before_fee_cap_commit")
         log.error("broadcast #%s not sent: %s", broadcast.pk, note)
         return self.refused(broadcast, f"NOT SENT, its outgoing need attention: {note}")
@@ -175,7 +232,7 @@ class SignFirst(Replies):
         person. One that never recorded a signed transaction and whose lease is over never
         sent anything: its outgoing go back to the queue."""
         out = Recovered()
-        if not getattr(self.backend, "signs_first", False):
+        if not self.backend.signs_first:
             return out
         rows = Broadcast.objects.filter(
             wallet=self.wallet, state=Broadcast.State.OPENED, signed_first=True, stuck_reason=""
@@ -183,7 +240,9 @@ class SignFirst(Replies):
         for broadcast in rows:
             now = timezone.now()
             if not broadcast.raw_tx:
-                note = self._never_signed(broadcast, now)
+                # Between the read above and the decision: its sender may sign it meanwhile.
+                faults.point("broadcast.before_fail_unsigned")
+                note = self._never_signed(broadcast, timezone.now())
                 if note:
                     out.notes.append(note)
                 continue
@@ -214,8 +273,9 @@ class SignFirst(Replies):
             fail_broadcast(
                 broadcast,
                 "no signed transaction was recorded before its lease ended: nothing was sent",
+                unsigned=True,
             )
-        except CloseError:
+        except CloseRefused:
             return None
         return (
             f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: "
@@ -228,7 +288,7 @@ class SignFirst(Replies):
         if confirmations is not None and confirmations >= 0:
             return self.settle_reply(broadcast, broadcast.txid)
         if confirmations is not None:
-            return self.stuck(
+            return self.conflicted(
                 broadcast,
                 Conflict(f"the node's wallet has it conflicted ({confirmations} confirmations)"),
             )

@@ -20,9 +20,9 @@ def check_now(rows, *, by):
     return check_rows(list(rows))
 
 
-def close_by_hand(row_ids, *, by, reason: str) -> list[NetworkTransaction]:
+def close_transactions_by_hand(row_ids, *, by, reason: str) -> list[NetworkTransaction]:
     """Close polled rows with a reason; moves no money. Raises CloseRefused (nothing written)."""
-    from .confirmations.closing import close_by_hand as close
+    from .confirmations.closing import close_rows_by_hand as close
 
     actors.require(by, CLOSE_PERM)
     closed = close(row_ids, actors.person(by), reason)

@@ -9,7 +9,9 @@
   (and then nothing paid it);
 - the books' wallet balance equals the node's, to the satoshi, with nothing uncredited;
 - every account of a currency sums to zero;
-- every account's running total equals the sum of its ledger rows.
+- every account's running total equals the sum of its ledger rows;
+- each deposit's and withdrawal's events, replayed in sequence, give the database's state
+  (numbered 1..n; a deposit's last confirmations and its one credit, a withdrawal's last state).
 
 "Books equal the node" holds only at quiescence: `quiesce()` first mines on the outside node
 and runs poll and broadcaster cycles until nothing changes any more.
@@ -25,6 +27,7 @@ from django.db.models import Count, F, Sum
 from ledger import services as ledger
 from ledger.models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 from ledger.money import to_units
+from tests.event_invariants import events_replay_state
 
 NT = NetworkTransaction
 
@@ -153,6 +156,44 @@ def outgoing_paid_at_most_once(wallet: Wallet, entries) -> list[str]:
     return out
 
 
+def signed_attempts_conflict(wallet: Wallet) -> list[str]:
+    """One payment by construction, from the database alone: for every withdrawal, every two
+    signed transactions that ever contained it spend a common coin (so at most one of them can
+    ever confirm), unless one of them is recorded as provably dead. The coins are read from
+    the stored raw transactions (ledger.rawtx), and must be the ones recorded with them."""
+    from itertools import combinations
+
+    from broadcasts.models import Broadcast, BroadcastMember
+    from ledger import rawtx
+
+    attempts = {b.pk: b for b in Broadcast.objects.filter(wallet=wallet).exclude(raw_tx="")}
+    coins, out = {}, []
+    for pk, b in attempts.items():
+        try:
+            coins[pk] = rawtx.coins(b.raw_tx)
+        except (rawtx.RawTxError, ValueError):
+            out.append(f"broadcast #{pk}: its raw transaction cannot be decoded")
+            coins[pk] = set(b.inputs)
+            continue
+        if coins[pk] != set(b.inputs):
+            out.append(f"broadcast #{pk}: the coins recorded are not those its transaction spends")
+    members: dict[int, list[int]] = defaultdict(list)
+    for outgoing_id, broadcast_id in BroadcastMember.objects.filter(
+        broadcast_id__in=list(attempts)
+    ).values_list("outgoing_id", "broadcast_id"):
+        members[outgoing_id].append(broadcast_id)
+    for outgoing_id, ids in sorted(members.items()):
+        for a, b in combinations(sorted(ids), 2):
+            if attempts[a].dead_reason or attempts[b].dead_reason:
+                continue
+            if not coins[a] & coins[b]:
+                out.append(
+                    f"outgoing #{outgoing_id} is in signed broadcasts #{a} and #{b}, which share "
+                    "no coin and are not provably dead: both could confirm"
+                )
+    return out
+
+
 def ledger_addresses(wallet: Wallet) -> set[str]:
     return set(Address.objects.filter(wallet=wallet).values_list("address", flat=True))
 
@@ -207,9 +248,11 @@ def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
     return (
         deposits_credited_once(wallet, entries)
         + outgoing_paid_at_most_once(wallet, entries)
+        + signed_attempts_conflict(wallet)
         + books_equal_node(wallet)
         + accounts_sum_to_zero()
         + running_totals_agree()
+        + events_replay_state(wallet)
     )
 
 
@@ -235,6 +278,7 @@ def check_blockio(wallet: Wallet, fake) -> list[str]:
         + outgoing_paid_at_most_once(wallet, entries)
         + books_equal_node(wallet)
         + accounts_sum_to_zero()
+        + events_replay_state(wallet)
     )
 
 

@@ -5,7 +5,7 @@ A loopback JSON-RPC double (tests/rpc_double.py) answers what the real node neve
 import pytest
 
 from ledger import services
-from ledger.backends import BadReply
+from ledger.backends import BadReply, Refused
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.confirmations.entry_points import update_confirmations
 from ledger.models import Address, NetworkTransaction, Transaction, Wallet
@@ -273,3 +273,21 @@ def test_it_refuses_a_reply_that_is_not_json_or_a_bare_value_as_a_bad_reply(bad_
                 BitcoindBackend(bad_wallet).get_balance()
         finally:
             bare.stop()
+
+
+def test_it_gives_a_refused_send_its_reason_as_a_code(bad_wallet, double):
+    def refusing(message):
+        def answer(request):
+            error = {"code": -26, "message": message}
+            return {"result": None, "error": error, "id": request.get("id")}
+
+        return answer
+
+    backend = BitcoindBackend(bad_wallet)
+    double.answer = refusing("64: dust")
+    with pytest.raises(Refused) as dust:
+        backend.send_raw("00", T1)
+    double.answer = refusing("66: insufficient priority")
+    with pytest.raises(Refused) as policy:
+        backend.send_raw("00", T1)
+    assert (dust.value.reason, policy.value.reason) == (Refused.DUST, Refused.POLICY)

@@ -122,6 +122,24 @@ def test_it_reports_wrong_credentials_clearly(btc, node):
     assert "wrong" not in str(info.value)
 
 
+def test_it_decodes_percent_encoded_credentials(btc, node):
+    # A password holding '/', '#' or '@' can only be written percent-encoded in the URL.
+    from urllib.parse import urlsplit
+
+    from ledger.models import Wallet
+
+    parts = urlsplit(node.url)
+    encoded = "".join(f"%{ord(ch):02X}" for ch in parts.password)
+    wallet = Wallet.objects.create(
+        name="encoded",
+        currency=btc,
+        backend_settings={
+            "url": f"http://{parts.username}:{encoded}@{parts.hostname}:{parts.port}"
+        },
+    )
+    assert wallet.get_backend().block_height() == node.rpc("getblockcount")
+
+
 def test_it_masks_credentials_in_settings_shown_to_people(wallet):
     masked = wallet.backend_settings_masked()
     assert wallet.get_backend().url.split("@")[0].split(":")[-1] not in str(masked)
@@ -193,6 +211,29 @@ def test_it_reads_a_reply_once_and_never_encodes_it_again(wallet, node, monkeypa
     caplog.set_level(logging.DEBUG, logger="BitcoinRPC")
     backend.list_received_by_address(minconf=0)
     assert address in caplog.text
+
+
+def test_it_builds_from_given_coins_locked_or_not_and_tells_which_coins_are_spent(wallet, node):
+    import time
+
+    backend = wallet.get_backend()
+    coin = next(u for u in node.rpc("listunspent") if u["amount"] >= 1)
+    given = f"{coin['txid']}:{coin['vout']}"
+    backend.lock_coins([given])
+    dest = node.rpc("getnewaddress")
+    try:
+        # Far more than the given coin holds: the node adds coins and keeps the locked one.
+        signed = backend.build_signed({dest: int(coin["amount"] * 10**8) + 10**8}, inputs=[given])
+        assert given in signed.inputs and len(signed.inputs) >= 2
+        with pytest.raises(NotSent, match="lease"):
+            backend.build_signed({dest: 1000}, inputs=[given], deadline=time.monotonic() + 0.5)
+        assert backend.unspent_coins(signed.inputs) == set(signed.inputs)
+        backend.send_raw(signed.raw, signed.txid)
+        assert backend.unspent_coins(signed.inputs) == set()  # spent in the mempool
+        assert backend.spender_confirmations(signed.inputs) == 0
+        assert backend.spender_confirmations(signed.inputs, exclude=signed.txid) is None
+    finally:
+        backend.lock_coins([given], lock=False)
 
 
 def test_it_reads_the_tip_with_the_newest_wallet_transaction_not_the_whole_wallet():

@@ -290,3 +290,35 @@ def test_it_names_witness_v0_outputs_by_their_bech32_address():
         == "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
     )
     assert _script_address(b"\x00\x14" + program, (0, 5), None) is None
+
+
+def test_it_declares_its_capabilities_on_the_backend_class_read_without_a_node():
+    from ledger.backends import BackendError, backend_class
+    from ledger.models import Wallet
+
+    blockio, bitcoind = Wallet(backend="blockio"), Wallet(backend="bitcoind")
+    assert blockio.backend_class is BlockIoBackend
+    assert blockio.backend_class.supports_nonce and not blockio.backend_class.keeps_comments
+    assert not bitcoind.backend_class.supports_nonce and bitcoind.backend_class.signs_first
+    with pytest.raises(BackendError, match="unknown backend 'nope'"):
+        backend_class("nope")
+
+
+def test_it_counts_an_output_to_our_own_address_in_its_own_send_as_paid(backend, blockio):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    blockio.receive(blockio.own_address(), "1", confirmations=6)
+    ours = blockio.own_address("another user's deposit address")
+    before = timezone.now() - timedelta(seconds=5)
+    txid = backend.send_many({ours: 10_000_000}, comment="to-self", nonce="n8")
+    fresh = type(backend)(backend.wallet)  # another run: it learns the send is ours
+
+    assert fresh.find_sent({ours: 10_000_000}, before) == [txid]
+    assert fresh.get_transaction(txid).sent()[ours] == 10_000_000
+    assert fresh.get_transaction(txid).received()[ours] == 10_000_000
+    assert fresh.find_sent({ours: 10_000_000, new_address()[0]: 5}, before) == []
+    assert fresh.find_sent({ours: 10_000_000, new_address()[0]: 5}, before, any_output=True) == [
+        txid
+    ]

@@ -19,6 +19,7 @@ def test_it_stops_only_the_top_process_of_each_unit_first():
     for name in (
         "cryptoadmin-web.service",
         "cryptoadmin-scheduler.service",
+        "cryptoadmin-events.service",
         "cryptoadmin-listener.service",
     ):
         service = unit(name)["Service"]
@@ -30,6 +31,9 @@ def test_it_stops_only_the_top_process_of_each_unit_first():
     )
     assert unit("cryptoadmin-scheduler.service")["Service"]["ExecStart"].endswith(
         "manage.py qcluster"
+    )
+    assert unit("cryptoadmin-events.service")["Service"]["ExecStart"].endswith(
+        "manage.py deliver_events"
     )
     # Push is the default: the listener runs under the process manager, restarted if it exits.
     listener = unit("cryptoadmin-listener.service")["Service"]

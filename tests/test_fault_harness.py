@@ -65,6 +65,10 @@ POINT_SCENARIOS = {
     "broadcast.before_late_reply_commit": "late_reply",
     # A signed broadcast whose sender died before sending: the next run sends the same bytes.
     "broadcast.before_resend": "resend",
+    # A sent broadcast that lost to an earlier signed attempt of ours mined elsewhere.
+    "broadcast.before_reverse_commit": "lost",
+    # A broadcast whose sender died before signing: the next run fails it once its lease is over.
+    "broadcast.before_fail_unsigned": "unsigned",
     # A broadcast whose fee would pass the currency's cap: its outgoing go to needs attention.
     "broadcast.before_fee_cap_commit": "fee_cap",
     # A block.io send whose reply was lost, re-issued with its nonce (a nonce backend).
@@ -247,6 +251,16 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         # machine's, and sends the same bytes again (issue 16).
         assert child(child_env, *command, fault="broadcast.after_sign_commit=kill").returncode == -9
         return command
+    if kind == "lost":
+        return prepare_lost(books, ours, outside, child_env)
+    if kind == "unsigned":
+        from broadcasts.withdrawals import send_external
+
+        send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.5", 8))
+        command = ["broadcast", "--wallet", wallet.name]
+        assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
+        end_leases(wallet)
+        return command
     if kind == "fee_cap":
         from broadcasts.models import WithdrawalRule
         from broadcasts.withdrawals import send_external
@@ -265,14 +279,14 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         # chain and closes it as never left (its outgoing go back to the queue). Since issue 16
         # the machine would fail such a broadcast itself (nothing was signed); the person acts
         # first here, through the close page's service ...
-        from broadcasts.closing import close_by_hand, search_on_chain
+        from broadcasts.closing import close_broadcast_by_hand, search_on_chain
 
         assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
         end_leases(wallet)
         broadcast = Broadcast.objects.get(wallet=wallet)
         person = books["person"].user
         assert search_on_chain(broadcast, by=person) == []
-        close_by_hand(
+        close_broadcast_by_hand(
             broadcast,
             Broadcast.CloseMethod.NEVER_LEFT,
             by=person,
@@ -347,6 +361,42 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
     raise AssertionError(f"no scenario {kind!r}")
 
 
+def first_txid(broadcast) -> str:
+    from ledger import rawtx
+
+    return rawtx.txid(bytes.fromhex(broadcast.raw_tx))
+
+
+def prepare_lost(books, ours, outside, child_env) -> list[str]:
+    """A signed attempt is closed as never left; its retry (spending one of its coins) is sent
+    while our node is cut off, and meanwhile the first attempt's bytes are mined elsewhere,
+    the polling threshold deep: once our node is back, the retry has lost."""
+    from broadcasts.closing import close_broadcast_by_hand
+    from broadcasts.models import Broadcast
+    from broadcasts.withdrawals import send_external
+    from ledger.confirmations.cycle import poll_wallet
+
+    wallet = books["wallet"]
+    send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.5", 8))
+    command = ["broadcast", "--wallet", wallet.name]
+    assert child(child_env, *command, fault="broadcast.after_sign_commit=kill").returncode == -9
+    end_leases(wallet)
+    first = Broadcast.objects.get(wallet=wallet)
+    close_broadcast_by_hand(first, "never_left", by=books["person"].user, reason="not on the node")
+    ours.rpc("setnetworkactive", False)
+    try:
+        assert child(child_env, *command).returncode == 0
+        retry = Broadcast.objects.get(wallet=wallet, state=Broadcast.State.BROADCASTED)
+        assert set(retry.inputs) & set(first.inputs)
+        outside.rpc("sendrawtransaction", first.raw_tx)
+        outside.generate(wallet.currency.polling_threshold)
+    finally:
+        ours.rpc("setnetworkactive", True)
+    invariants.wait_synced(ours, outside, timeout=60)
+    poll_wallet(wallet)  # the poller finds the retry conflicted, as it finds deposits
+    return command
+
+
 @pytest.mark.node
 @pytest.mark.parametrize("point", _params())
 def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, child_env):
@@ -360,6 +410,8 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
     assert killed.returncode == -9, (
         f"{point} was not reached by {command}: {killed.stdout}{killed.stderr[-2000:]}"
     )
+    # One payment by construction holds at every step, from the database alone.
+    assert invariants.signed_attempts_conflict(books["wallet"]) == []
 
     end_leases(books["wallet"])
     if kind in ("broadcast_refused", "broadcast_isolated"):
@@ -392,6 +444,14 @@ def test_it_keeps_the_invariants_when_a_process_dies_at(point, pair, books, chil
         (sent,) = Broadcast.objects.filter(wallet=books["wallet"])
         assert sent.state == Broadcast.State.BROADCASTED and sent.recovered_at
         assert sent.closed_by is None
+    if kind == "lost":
+        # The retry's booking reversed once; the first attempt, mined, pays the withdrawal.
+        from broadcasts.models import Broadcast
+
+        first, retry = Broadcast.objects.filter(wallet=books["wallet"]).order_by("id")
+        assert retry.reversed_at and retry.dead_reason and retry.needs_attention
+        assert first.state == Broadcast.State.BROADCASTED and first.txid == first_txid(first)
+        assert Transaction.objects.filter(kind=Transaction.Kind.REVERSED).count() == 2
     if kind == "fee_cap":
         # Never sent: the withdrawal waits for a person with the figures, its money still on 204.
         from broadcasts.models import OutgoingTransaction

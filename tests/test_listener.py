@@ -194,7 +194,9 @@ def test_it_records_what_the_thin_walletnotify_hands_over_from_a_node_without_zm
         row = wait_until(  # the relay from outside to our node takes seconds on a busy machine
             lambda: deposit_row(txid), timeout=30, what=f"the notified deposit: {child.lines}"
         )
-        assert row.block_height is None and child.saw("walletnotify, 1 transaction(s)")
+        assert row.block_height is None
+        # The listener says so once its batch is done, a moment after the row commits.
+        wait_until(lambda: child.saw("walletnotify, 1 transaction(s)"), what="the batch's line")
         outside.generate(1)  # bitcoind notifies again when it is mined: credited at 1
         wait_until(
             lambda: Transaction.objects.filter(network_transaction__txid=txid).exists(),

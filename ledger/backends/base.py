@@ -6,10 +6,10 @@ its own boundary (bitcoind speaks Decimal JSON numbers, block.io decimal strings
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from ..errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
+
 from ..txids import is_txid
 
 
@@ -27,6 +27,11 @@ class NodeUnreachable(BackendError):
 
 class NotSent(NodeUnreachable):
     """The request provably never reached the node (connection refused): nothing happened."""
+
+
+class HostRefused(NotSent):
+    """The node URL names a host the deployment does not allow (NODE_HOSTS): never called.
+    `code` is ledger.hosts.UrlRefused's."""
 
 
 class OutcomeUnknown(BackendError):
@@ -57,7 +62,16 @@ class BadReply(BackendError):
 
 class Refused(BackendError):
     """The node refuses this signed transaction for good (dust, a policy rule): it is not in
-    its mempool or chain, and the same bytes will never be accepted."""
+    its mempool or chain, and the same bytes will never be accepted. `reason` says why, as a
+    code read where the node's answer enters: DUST (an output too small: the others may go
+    alone) or POLICY (the transaction as a whole)."""
+
+    DUST = "dust"
+    POLICY = "policy"
+
+    def __init__(self, message, *, code=None, reason: str = POLICY):
+        super().__init__(message, code=code)
+        self.reason = reason
 
 
 class Conflict(BackendError):
@@ -159,6 +173,20 @@ class ChainTip:
     newest_tx: str | None = None
 
 
+def checked_node_url(url) -> str:
+    """`url` if the deployment lets the server call its host (NODE_HOSTS), else HostRefused:
+    every backend asks this before each connection, whatever a wallet's settings say."""
+    from django.conf import settings
+
+    from ..hosts import UrlRefused, check_url
+
+    try:
+        check_url(url, settings.NODE_HOSTS)
+    except UrlRefused as exc:
+        raise HostRefused(f"node URL refused: {exc}", code=exc.code) from None
+    return url
+
+
 def check_txid(value, what: str) -> str:
     """A txid from a node reply must be 64 lowercase hex characters, or the reply is bad."""
     if not is_txid(value):
@@ -238,12 +266,29 @@ class Backend:
         fee_rate: int | None = None,
         confirmation_target: int | None = None,
         max_fee: int | None = None,
+        inputs=(),
+        deadline: float | None = None,
     ) -> SignedTx:
-        """Build a transaction paying `outputs`, funded with this wallet's coins (locked until
-        it is settled) at `fee_rate` base units per 1000 bytes (or the node's estimate for
-        `confirmation_target` blocks, or the node's default), and signed. Nothing reaches
-        the network. Raises InsufficientFunds / InvalidAddress / Refused (nothing locked),
-        FeeTooHigh (above `max_fee`: unlocked again, nothing signed)."""
+        """Build a transaction paying `outputs`, spending every coin of `inputs` ("txid:vout",
+        locked ones included) and funded with more of this wallet's coins as needed, at
+        `fee_rate` base units per 1000 bytes (or the node's estimate for `confirmation_target`
+        blocks, or the node's default), and signed. Nothing reaches the network. Each node
+        call ends before `deadline` (time.monotonic()), or is not started: NotSent. Raises
+        InsufficientFunds / InvalidAddress / Refused, FeeTooHigh (above `max_fee`)."""
+        raise NotImplementedError
+
+    def unspent_coins(self, coins) -> set[str]:
+        """Those of `coins` ("txid:vout") that no transaction spends, in the chain or the
+        node's mempool."""
+        raise NotImplementedError
+
+    def transaction_coins(self, txid: str) -> set[str]:
+        """The coins ("txid:vout") a transaction the node knows spends."""
+        raise NotImplementedError
+
+    def spender_confirmations(self, coins, exclude: str = "") -> int | None:
+        """Confirmations of the deepest wallet transaction other than `exclude` that spends one
+        of `coins`, None when none is known."""
         raise NotImplementedError
 
     def send_raw(self, raw: str, txid: str, *, deadline: float | None = None) -> str:
@@ -298,9 +343,10 @@ class Backend:
         """Whether every input of the transaction spends this wallet's coins."""
         raise NotImplementedError
 
-    def find_sent(self, outputs: dict[str, int], since) -> list[str]:
-        """Txids of wallet sends since `since` (a datetime) paying exactly `outputs`, where the
-        backend cannot search by comment."""
+    def find_sent(self, outputs: dict[str, int], since, *, any_output: bool = False) -> list[str]:
+        """Txids of wallet sends since `since` (a datetime) paying exactly `outputs` (outputs to
+        our own addresses included), where the backend cannot search by comment; `any_output`:
+        those paying at least one of `outputs`."""
         raise NotImplementedError
 
     def find_by_comment(self, comment: str) -> list[str]:
@@ -325,19 +371,6 @@ class Backend:
 
     def block_height(self) -> int:
         raise NotImplementedError
-
-
-# Credentials end at the LAST '@' (a password may contain '@' and '/'); the scheme is
-# matched in any case (HTTP:// too) and is optional. Masking a path that holds an '@' as
-# well hides more than needed, never less.
-_URL_CREDENTIALS = re.compile(
-    r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL
-)
-
-
-def mask_url(url: str) -> str:
-    """http://user:pass@host:port -> http://•••@host:port"""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}•••@", url, count=1)
 
 
 def seconds_left(deadline: float | None, default: float) -> float:

@@ -15,16 +15,22 @@ Traps of AuthServiceProxy this module works around:
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
 import re
 import socket
 from decimal import Decimal
+from urllib.parse import unquote, urlsplit
 
 from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
 
+from cryptoadmin import faults
+from cryptoadmin.masking import mask_url
+
+from .. import rawtx
 from ..money import AmountError, format_units, to_units
 from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
 from ..txids import is_txid
@@ -49,7 +55,7 @@ from .base import (
     TxInfo,
     TxOutput,
     check_txid,
-    mask_url,
+    checked_node_url,
     seconds_left,
 )
 
@@ -81,6 +87,15 @@ _rpc_log = logging.getLogger("BitcoinRPC")
 class _Proxy(AuthServiceProxy):
     """AuthServiceProxy whose replies are parsed once and never serialized again (the
     library's `_get_response` re-encodes every result for log.debug, whatever the level)."""
+
+    def __init__(self, service_url, *args, **kwargs):
+        super().__init__(service_url, *args, **kwargs)
+        # The library sends the user and password as written in the URL; a password holding
+        # '/', '?', '#' or '@' can only be written percent-encoded, so it is decoded here.
+        parts = urlsplit(service_url)
+        if "%" in (parts.username or "") + (parts.password or ""):
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self._AuthServiceProxy__auth_header = b"Basic " + base64.b64encode(pair.encode())
 
     def __getattr__(self, name):
         # The library builds each method's callable as an AuthServiceProxy by name; ours must
@@ -120,20 +135,33 @@ class _Proxy(AuthServiceProxy):
         return response
 
 
+def _cookie_url(url, path):
+    from ..node_address import CookieUnreadable, with_cookie
+
+    try:
+        return with_cookie(url, path)
+    except CookieUnreadable as exc:
+        # No call was made: a stopped node removes its cookie file.
+        raise NotSent(f"{mask_url(url)}: {exc}") from None
+
+
 class BitcoindBackend(Backend):
     def __init__(self, wallet, timeout: int | None = None):
         super().__init__(wallet)
-        url = (wallet.backend_settings or {}).get("url")
+        node = wallet.backend_settings or {}
+        url = node.get("url")
         if not url:
             raise BackendError(f"wallet {wallet.name} has no 'url' in its backend settings")
-        self.url = url
+        if node.get("cookie_file"):
+            url = _cookie_url(url, node["cookie_file"])
+        self.url = checked_node_url(url)
         self.timeout = timeout or settings.NODE_RPC_TIMEOUT
         self._proxy = None
 
     # -- transport ---------------------------------------------------------------------
 
     def _new_proxy(self, timeout: float | None = None):
-        return _Proxy(self.url, timeout=timeout or self.timeout)
+        return _Proxy(checked_node_url(self.url), timeout=timeout or self.timeout)
 
     def _proxy_for_reads(self):
         if self._proxy is None:
@@ -511,14 +539,28 @@ class BitcoindBackend(Backend):
 
     signs_first = True
 
-    def build_signed(self, outputs, *, fee_rate=None, confirmation_target=None, max_fee=None):
+    def build_signed(
+        self,
+        outputs,
+        *,
+        fee_rate=None,
+        confirmation_target=None,
+        max_fee=None,
+        inputs=(),
+        deadline=None,
+    ):
         if not outputs:
             raise AmountError("build_signed needs at least one output")
         amounts = {address: self.amount_str(units) for address, units in outputs.items()}
+
+        def call(method, *params):
+            return self._call_by(deadline, method, *params)
+
         # No `move` first, unlike sendmany: fundrawtransaction picks from every coin of the
-        # wallet, whatever account a node that still has accounts put it in.
+        # wallet, whatever account a node that still has accounts put it in. It keeps the
+        # coins given here (locked or not) and adds what is missing.
         try:
-            raw = self.call("createrawtransaction", [], amounts)
+            raw = call("createrawtransaction", [_coin(c) for c in inputs], amounts)
             # Coins are locked by the caller once the signed transaction is recorded with them
             # (lock_coins): a lock taken here would outlive a process killed before that
             # record, until the node restarts. Only one broadcast of a wallet is open at a
@@ -528,7 +570,7 @@ class BitcoindBackend(Backend):
                 options["feeRate"] = format_units(fee_rate, self.decimals)
             elif confirmation_target is not None:
                 options["conf_target"] = confirmation_target
-            funded = self.call("fundrawtransaction", raw, options)
+            funded = call("fundrawtransaction", raw, options)
         except BackendError as exc:
             # Bitcoin Core answers a dust output, as sendmany did with -6, "Transaction amount
             # too small": an output refused, nothing locked.
@@ -540,8 +582,11 @@ class BitcoindBackend(Backend):
                 f"fundrawtransaction reply is not an object with hex: {str(funded)[:200]}"
             )
         fee = self.units(funded.get("fee"))
-        decoded = self.call("decoderawtransaction", funded["hex"])
-        inputs = tuple(f"{v['txid']}:{v['vout']}" for v in decoded.get("vin", []))
+        faults.point("broadcast.after_fund")  # inside the build: nothing signed or recorded
+        decoded = call("decoderawtransaction", funded["hex"])
+        spent = tuple(f"{v['txid']}:{v['vout']}" for v in decoded.get("vin", []))
+        if not set(inputs) <= set(spent):
+            raise BadReply(f"fundrawtransaction dropped coins it was given: {sorted(inputs)}")
         if max_fee is not None and fee > max_fee:
             raise FeeTooHigh(
                 f"the fee would be {format_units(fee, self.decimals)}, above the cap of "
@@ -549,23 +594,33 @@ class BitcoindBackend(Backend):
                 fee=fee,
                 cap=max_fee,
             )
-        signed = self._sign(funded["hex"])
+        signed = self._sign(funded["hex"], deadline)
         if not isinstance(signed, dict) or not signed.get("complete") or not signed.get("hex"):
             raise Refused(f"the node could not sign the transaction: {str(signed)[:300]}")
-        txid = check_txid(
-            self.call("decoderawtransaction", signed["hex"]).get("txid"), "decoded tx"
-        )
-        return SignedTx(raw=signed["hex"], txid=txid, fee=fee, inputs=inputs)
+        txid = check_txid(call("decoderawtransaction", signed["hex"]).get("txid"), "decoded tx")
+        return SignedTx(raw=signed["hex"], txid=txid, fee=fee, inputs=spent)
 
-    def _sign(self, raw: str):
+    def _call_by(self, deadline, method, *params):
+        """A call that changes nothing on the network, ended before `deadline` (or not started:
+        NotSent); without a deadline, a read-only call."""
+        if deadline is None:
+            return self.call(method, *params)
+        timeout = seconds_left(deadline, self.timeout)
+        _refuse_inexact(params)
+        try:
+            return getattr(self._new_proxy(timeout), method)(*params)
+        except Exception as exc:
+            raise self._translate(exc, method, state_changing=False) from exc
+
+    def _sign(self, raw: str, deadline=None):
         method = _SIGN_METHOD.get(self.url, "signrawtransactionwithwallet")
         try:
-            return self.call(method, raw)
+            return self._call_by(deadline, method, raw)
         except BackendError as exc:
             if exc.code != -32601 or method == "signrawtransaction":
                 raise
         _SIGN_METHOD[self.url] = "signrawtransaction"
-        return self.call("signrawtransaction", raw)
+        return self._call_by(deadline, "signrawtransaction", raw)
 
     def send_raw(self, raw: str, txid: str, *, deadline: float | None = None) -> str:
         timeout = seconds_left(deadline, self.timeout)
@@ -581,7 +636,8 @@ class BitcoindBackend(Backend):
                     code=exc.code,
                 ) from exc
             if exc.code in (-26, -22):  # rejected by policy or unreadable: never accepted
-                raise Refused(message, code=exc.code) from exc
+                reason = Refused.DUST if "dust" in message else Refused.POLICY
+                raise Refused(message, code=exc.code, reason=reason) from exc
             raise
         if got != txid:
             raise OutcomeUnknown(f"sendrawtransaction answered {got!r}, not {txid}")
@@ -610,21 +666,49 @@ class BitcoindBackend(Backend):
         return {f"{c['txid']}:{c['vout']}" for c in self.call("listlockunspent")}
 
     def find_spender(self, inputs, exclude: str = "") -> str:
+        for txid, _ in self._spenders(inputs, exclude, 200):
+            return txid
+        return ""
+
+    def _spenders(self, inputs, exclude: str, count: int):
+        """(txid, confirmations) of the wallet's recent sends other than `exclude` spending
+        one of `inputs`."""
         wanted = set(inputs)
         txids = []
-        for entry in self.list_transactions(200):
+        for entry in self.list_transactions(count):
             t = entry.get("txid")
             if t and t != exclude and t not in txids and entry.get("category") == "send":
                 txids.append(t)
         for t in txids:
             try:
-                raw = self.call("gettransaction", t).get("hex")
-                vin = self.call("decoderawtransaction", raw).get("vin", [])
+                tx = self.call("gettransaction", t)
+                vin = self.call("decoderawtransaction", tx.get("hex")).get("vin", [])
             except BackendError:
                 continue
             if any(f"{v.get('txid')}:{v.get('vout')}" in wanted for v in vin):
-                return t
-        return ""
+                yield t, int(tx.get("confirmations", 0))
+
+    def unspent_coins(self, coins) -> set[str]:
+        coins = list(coins)
+        replies = self.batch([("gettxout", *_coin(c).values(), True) for c in coins])
+        out = set()
+        for coin, reply in zip(coins, replies, strict=True):
+            if isinstance(reply, BackendError):
+                raise reply
+            if reply is not None:
+                out.add(coin)
+        return out
+
+    def transaction_coins(self, txid: str) -> set[str]:
+        raw = self.call("gettransaction", txid).get("hex")
+        try:
+            return rawtx.coins(raw)
+        except (rawtx.RawTxError, ValueError, TypeError):
+            raise BadReply(f"gettransaction {txid}: its hex is not a transaction") from None
+
+    def spender_confirmations(self, coins, exclude: str = "") -> int | None:
+        depths = [c for _, c in self._spenders(coins, exclude, 1000)]
+        return max(depths) if depths else None
 
     def decode_outputs(self, raw: str) -> dict[str, int]:
         paid: dict[str, int] = {}

@@ -22,19 +22,22 @@ Decisions:
   of the account's addresses: matching outputs alone could be anyone's payment.
 - block.io has no transaction comments: find_by_comment raises; find_sent lists the sent
   transactions (get_transactions type=sent) since a time whose outputs match.
+- An output of a transaction we sent that pays one of our own addresses (a withdrawal to
+  another user's deposit address) is a payment as well as a receipt: find_sent counts it,
+  and get_transaction lists it as "send" too once the transaction is known to be ours.
 - Addresses are validated locally: base58check with the network's version bytes.
 - The API key and PIN never appear in an exception, a log line or the admin.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from decimal import Decimal
 
 import requests
 
+from .. import rawtx
 from ..money import AmountError, format_units, to_units
 from ..txids import is_txid
 from .base import (
@@ -54,6 +57,7 @@ from .base import (
     TxInfo,
     TxOutput,
     check_txid,
+    checked_node_url,
     seconds_left,
 )
 
@@ -89,11 +93,15 @@ class BlockIoBackend(Backend):
         self.pin = cfg.get("pin") or ""
         if not self.api_key:
             raise BackendError(f"wallet {wallet.name} has no 'api_key' in its backend settings")
-        self.base_url = (cfg.get("base_url") or DEFAULT_BASE_URL).rstrip("/") + "/"
+        self.base_url = checked_node_url(
+            (cfg.get("base_url") or DEFAULT_BASE_URL).rstrip("/") + "/"
+        )
         self.network = cfg.get("network") or "BTCTEST"
         self.session = session or requests.Session()
         self._mine: set[str] | None = None
         self._fees: dict[str, int] = {}
+        # Txids this backend has seen spend the wallet's coins (its own sends).
+        self._ours: set[str] = set()
 
     # -- transport ---------------------------------------------------------------------
 
@@ -135,7 +143,7 @@ class BlockIoBackend(Backend):
 
     def read(self, method: str, **params) -> dict:
         """A safe request: retried with backoff on connection errors, 5xx and 429."""
-        url = f"{self.base_url}{method}/"
+        url = f"{checked_node_url(self.base_url)}{method}/"
         delay, waited = self.backoff, 0.0
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
@@ -144,6 +152,7 @@ class BlockIoBackend(Backend):
                     url,
                     params={"api_key": self.api_key, **params},
                     timeout=(min(5, self.timeout), self.timeout),
+                    allow_redirects=False,  # a redirect could lead off NODE_HOSTS
                 )
             except requests.RequestException as exc:
                 if last:
@@ -173,13 +182,14 @@ class BlockIoBackend(Backend):
 
     def write(self, method: str, timeout: float | None = None, **params) -> dict:
         """A state-changing request: one attempt, outcome classified."""
-        url = f"{self.base_url}{method}/"
+        url = f"{checked_node_url(self.base_url)}{method}/"
         timeout = timeout or self.timeout
         try:
             response = self.session.post(
                 url,
                 data={"api_key": self.api_key, "pin": self.pin, **params},
                 timeout=(min(5, timeout), timeout),
+                allow_redirects=False,  # a redirect could lead off NODE_HOSTS
             )
         except requests.ConnectTimeout:
             # Checked first: requests' ConnectTimeout is also a ConnectionError and a Timeout.
@@ -285,14 +295,11 @@ class BlockIoBackend(Backend):
             address = self._address(script)
             if address is None:
                 continue
-            outputs.append(
-                TxOutput(
-                    address=address,
-                    category="receive" if address in mine else "send",
-                    amount=value,
-                    vout=vout,
-                )
-            )
+            if address in mine:
+                outputs.append(TxOutput(address, "receive", value, vout))
+            # Ours and sent by us: a payment too, as bitcoind lists a send to itself.
+            if address not in mine or txid in self._ours:
+                outputs.append(TxOutput(address, "send", value, vout))
         return TxInfo(
             txid=txid,
             confirmations=confirmations,
@@ -318,11 +325,19 @@ class BlockIoBackend(Backend):
         if inputs and txid not in self._fees and spent >= sum(value for value, _ in outputs):
             # All inputs are ours, so we know what they held: the fee is what the outputs leave.
             self._fees[txid] = spent - sum(value for value, _ in outputs)
+        if inputs:
+            self._ours.add(txid)
         return bool(inputs)
 
-    def find_sent(self, outputs: dict[str, int], since) -> list[str]:
-        """Sent transactions since `since` (paged newest first) paying exactly `outputs`; change
-        back to our own addresses is not counted as paid."""
+    def transaction_coins(self, txid: str) -> set[str]:
+        _, raw = self._raw(txid)
+        return {f"{t}:{v}" for t, v in _parse(raw)[0]}
+
+    def find_sent(self, outputs: dict[str, int], since, *, any_output: bool = False) -> list[str]:
+        """Sent transactions since `since` (paged newest first) paying exactly `outputs`: each
+        of them its amount, anything else only to our own addresses (change). An output to one
+        of our own addresses that `outputs` names is paid like any other. `any_output`: the
+        sends paying at least one of `outputs` its amount (what "never left" must not find)."""
         cutoff = since.timestamp() - 60  # block.io's clock and ours may differ a little
         mine = self.my_addresses()
         found, before = [], None
@@ -337,16 +352,15 @@ class BlockIoBackend(Backend):
                         return found
                     paid: dict[str, int] = {}
                     for a in tx["amounts_sent"]:
-                        if a["recipient"] not in mine:
-                            paid[a["recipient"]] = paid.get(a["recipient"], 0) + self.units(
-                                a["amount"]
-                            )
+                        paid[a["recipient"]] = paid.get(a["recipient"], 0) + self.units(a["amount"])
                 except (KeyError, TypeError, ValueError):
                     raise BadReply(
                         "block.io get_transactions: a sent transaction lacks txid, time or amounts"
                     ) from None
-                if paid == outputs:
-                    found.append(check_txid(tx.get("txid"), "block.io get_transactions type=sent"))
+                if _pays(paid, outputs, mine, any_output):
+                    txid = check_txid(tx.get("txid"), "block.io get_transactions type=sent")
+                    self._ours.add(txid)
+                    found.append(txid)
             if not txs:
                 return found
             before = txs[-1]["txid"]
@@ -401,6 +415,7 @@ class BlockIoBackend(Backend):
         txid = data.get("txid")
         if not is_txid(txid):
             raise OutcomeUnknown("block.io withdraw: no txid in a success reply, outcome unknown")
+        self._ours.add(txid)
         try:
             self._fees[txid] = self.units(data.get("network_fee"))
         except BadReply:
@@ -446,6 +461,15 @@ class BlockIoBackend(Backend):
         return None
 
 
+def _pays(paid: dict[str, int], outputs: dict[str, int], mine: set[str], any_output: bool) -> bool:
+    """Whether a send's recipients `paid` pay `outputs` (see find_sent)."""
+    if any_output:
+        return any(paid.get(a) == v for a, v in outputs.items())
+    return all(paid.get(a) == v for a, v in outputs.items()) and all(
+        a in outputs or a in mine for a in paid
+    )
+
+
 def _retry_after(response, default: float) -> float:
     try:
         return max(0.0, float(Decimal(response.headers.get("Retry-After", ""))))
@@ -458,16 +482,6 @@ def _refused(exc) -> bool:
     return "Connection refused" in text or "NewConnectionError" in text or "Errno 111" in text
 
 
-def _sha256d(data: bytes) -> bytes:
-    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
-
-
-def _txid(raw: bytes) -> str:
-    """The txid: double SHA-256 of the serialization without witness data (BIP 144), so a
-    segwit transaction's is not the hash of the bytes block.io returns."""
-    return _sha256d(_parse(raw)[2])[::-1].hex()
-
-
 def _b58check_decode(address: str) -> bytes | None:
     try:
         number = 0
@@ -478,11 +492,11 @@ def _b58check_decode(address: str) -> bytes | None:
     full = number.to_bytes((number.bit_length() + 7) // 8, "big")
     full = b"\x00" * (len(address) - len(address.lstrip("1"))) + full
     payload, checksum = full[:-4], full[-4:]
-    return payload if len(full) > 4 and _sha256d(payload)[:4] == checksum else None
+    return payload if len(full) > 4 and rawtx.sha256d(payload)[:4] == checksum else None
 
 
 def b58check_encode(payload: bytes) -> str:
-    data = payload + _sha256d(payload)[:4]
+    data = payload + rawtx.sha256d(payload)[:4]
     number = int.from_bytes(data, "big")
     out = ""
     while number:
@@ -491,55 +505,15 @@ def b58check_encode(payload: bytes) -> str:
     return "1" * (len(data) - len(data.lstrip(b"\x00"))) + out
 
 
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
-    first = raw[pos]
-    if first < 0xFD:
-        return first, pos + 1
-    size = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
-    return int.from_bytes(raw[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
-
-
-def _parse(raw: bytes) -> tuple[list[tuple[str, int]], list[tuple[int, bytes]], bytes]:
-    """(inputs as (prev txid, vout), outputs as (base units, scriptPubKey), the serialization
-    without witness data) of a serialized transaction, legacy or BIP 144 segwit."""
+def _parse(raw: bytes):
     try:
-        pos = 4
-        segwit = raw[pos] == 0 and raw[pos + 1] == 1
-        if segwit:
-            pos += 2
-        body_start = pos
-        n_in, pos = _varint(raw, pos)
-        inputs = []
-        for _ in range(n_in):
-            inputs.append(
-                (
-                    raw[pos : pos + 32][::-1].hex(),
-                    int.from_bytes(raw[pos + 32 : pos + 36], "little"),
-                )
-            )
-            pos += 36
-            length, pos = _varint(raw, pos)
-            pos += length + 4
-        n_out, pos = _varint(raw, pos)
-        outputs = []
-        for _ in range(n_out):
-            value = int.from_bytes(raw[pos : pos + 8], "little")
-            length, pos = _varint(raw, pos + 8)
-            outputs.append((value, raw[pos : pos + length]))
-            pos += length
-        body_end = pos
-        if segwit:
-            for _ in range(n_in):
-                items, pos = _varint(raw, pos)
-                for _ in range(items):
-                    length, pos = _varint(raw, pos)
-                    pos += length
-        if pos + 4 != len(raw):
-            raise IndexError
-        stripped = raw[:4] + raw[body_start:body_end] + raw[pos : pos + 4] if segwit else raw
-        return inputs, outputs, stripped
-    except (IndexError, KeyError):
+        return rawtx.parse(raw)
+    except rawtx.RawTxError:
         raise BadReply("block.io tx_hex is not a serialized transaction") from None
+
+
+def _txid(raw: bytes) -> str:
+    return rawtx.sha256d(_parse(raw)[2])[::-1].hex()
 
 
 def _decode_outputs(raw: bytes) -> list[tuple[int, bytes]]:

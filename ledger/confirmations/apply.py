@@ -8,6 +8,7 @@ from cryptoadmin import faults
 
 from ..backends import BackendError
 from ..models import Currency, NetworkTransaction
+from ..signals import deposits_changed
 from .bulk import UPDATED_FIELDS, write_changes
 from .crediting import credit_deposits
 from .rows import record_block, record_missing, record_state
@@ -39,6 +40,19 @@ def apply(
             changed.append(row)
             changed_fields |= diff
         row.last_checked_at = now
+    _write(rows, changed, changed_fields, read_states, now)
+    summary.changed = len(changed)
+    faults.point("poll.after_write")
+    for row in credit_deposits(to_credit, currency):
+        summary.credited += 1
+        if row.state == NT.State.CLOSED:
+            summary.closed += 1
+    return summary
+
+
+def _write(rows, changed, changed_fields, read_states, now) -> None:
+    """The changed rows in bulk with their events (confirmations, conflicts) in the same
+    transaction; the others' check time."""
     changed_ids = {r.pk for r in changed}
     unchanged = [r.pk for r in rows if r.pk not in changed_ids]
     faults.point("poll.before_write")
@@ -50,15 +64,9 @@ def apply(
                 [f for f in UPDATED_FIELDS if f in changed_fields] + ["last_checked_at"],
                 read_states=read_states,
             )
+            deposits_changed.send(NT, ids=[row.pk for row in changed], using="default")
         if unchanged:
             NT.objects.polled().filter(pk__in=unchanged).update(last_checked_at=now)
-    summary.changed = len(changed)
-    faults.point("poll.after_write")
-    for row in credit_deposits(to_credit, currency):
-        summary.credited += 1
-        if row.state == NT.State.CLOSED:
-            summary.closed += 1
-    return summary
 
 
 def _record_answer(row, info, currency: Currency, tip_height, now, summary: Summary) -> bool:

@@ -3,17 +3,14 @@
 from django.db import transaction
 from django.utils import timezone
 
-from ..errors import CryptoadminError
+from cryptoadmin.errors import CloseRefused
+
 from ..models import NetworkTransaction
 
 NT = NetworkTransaction
 
 
-class CloseRefused(CryptoadminError, ValueError):
-    pass
-
-
-def close_by_hand(row_ids, user, reason: str) -> list[NetworkTransaction]:
+def close_rows_by_hand(row_ids, user, reason: str) -> list[NetworkTransaction]:
     """An operator closes polled rows with a reason; moves no money. Closed rows stay closed."""
     reason = (reason or "").strip()
     if not reason:

@@ -9,6 +9,7 @@ from cryptoadmin import faults
 from .. import services
 from ..backends.base import TxInfo
 from ..models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+from ..signals import deposits_changed
 from .rows import flag
 
 NT = NetworkTransaction
@@ -43,24 +44,35 @@ def record_deposits(wallet: Wallet, infos) -> int:
         ).values_list("txid", flat=True)
     )
     now = timezone.now()
-    created = NT.objects.bulk_create(
-        [
-            NT(
-                currency_id=wallet.currency_id,
-                wallet=wallet,
-                txid=i.txid,
-                type=NT.Type.DEPOSIT,
-                confirmations=max(i.confirmations, 0),
-                max_confirmations=max(i.confirmations, 0),
-                opened_at=now,
-                amount=sum(units for a, units in i.received().items() if a in ours),
+    rows = [_deposit_row(wallet, i, ours, now) for i in new if i.txid not in known]
+    with transaction.atomic():
+        created = NT.objects.bulk_create(rows, ignore_conflicts=True)
+        if created:
+            # deposit.seen with the rows (a row another worker created is reported once).
+            deposits_changed.send(
+                NT, ids=_ids(wallet, [row.txid for row in created]), using="default"
             )
-            for i in new
-            if i.txid not in known
-        ],
-        ignore_conflicts=True,
-    )
     return len(created)
+
+
+def _deposit_row(wallet: Wallet, info: TxInfo, ours: dict, now) -> NetworkTransaction:
+    """A new deposit row: what it pays our addresses, and the first of them (display only)."""
+    return NT(
+        currency_id=wallet.currency_id,
+        wallet=wallet,
+        txid=info.txid,
+        type=NT.Type.DEPOSIT,
+        confirmations=max(info.confirmations, 0),
+        max_confirmations=max(info.confirmations, 0),
+        opened_at=now,
+        amount=sum(units for a, units in info.received().items() if a in ours),
+        paid_address=next(ours[a] for a in info.received() if a in ours),
+    )
+
+
+def _ids(wallet: Wallet, txids) -> list[int]:
+    rows = NT.objects.filter(wallet=wallet, type=NT.Type.DEPOSIT, txid__in=list(txids))
+    return list(rows.values_list("pk", flat=True))
 
 
 def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) -> int:
@@ -86,17 +98,7 @@ def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) ->
             ).update(**claim)
             if not claimed:
                 return 0
-            for address, amount in info.received().items():
-                if address in ours:
-                    services.post(
-                        network,
-                        ours[address].account,
-                        amount,
-                        Transaction.Kind.DEPOSIT,
-                        network_transaction_id=row.pk,
-                        address=ours[address],
-                        label=f"deposit {row.txid[:16]}",
-                    )
+            _post_credits(network, ours, row, info)
             faults.point("credit.before_commit")
     except IntegrityError:
         # The UNIQUE (network transaction, address) backstop fired: someone else credited.
@@ -105,6 +107,25 @@ def credit_deposit(row: NetworkTransaction, info: TxInfo, currency: Currency) ->
     for field, value in claim.items():
         setattr(row, field, value)
     return 1
+
+
+def _post_credits(network: Account, ours: dict, row: NetworkTransaction, info: TxInfo) -> None:
+    """Each of our addresses the transaction pays, credited; then deposit.credited (after its
+    confirmations, at the node's count) in the same transaction."""
+    for address, amount in info.received().items():
+        if address in ours:
+            services.post(
+                network,
+                ours[address].account,
+                amount,
+                Transaction.Kind.DEPOSIT,
+                network_transaction_id=row.pk,
+                address=ours[address],
+                label=f"deposit {row.txid[:16]}",
+            )
+    deposits_changed.send(
+        NT, ids=[row.pk], confirmations={row.pk: info.confirmations}, using="default"
+    )
 
 
 def _flag_unpayable(row: NetworkTransaction) -> None:
@@ -188,6 +209,13 @@ def _credit_together(payable, ours, currency: Currency) -> list[NetworkTransacti
                 if address in ours
             ]
         )
+        if taken:  # deposit.credited (after its confirmations) with the credits, as one at a time
+            deposits_changed.send(
+                NT,
+                ids=[row.pk for row, _ in taken],
+                confirmations={row.pk: info.confirmations for row, info in taken},
+                using="default",
+            )
         for _ in taken:  # once per deposit, as one at a time: a crash after the n-th of them
             faults.point("credit.before_commit")
     for _ in taken:

@@ -4,6 +4,7 @@ one, the rows placed, closed, asked and moved, then the wallet's cursor."""
 import logging
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from cryptoadmin import faults
 from ..backends import BadReply
 from ..backends.base import SinceBlock, TxInfo
 from ..models import NetworkTransaction, Wallet
+from ..signals import deposits_changed
 from .apply import apply
 from .bulk import place_in_blocks
 from .crediting import record_deposits
@@ -165,7 +167,20 @@ def _save_cursor(wallet: Wallet, tip, window: _Window, summary: Summary, now) ->
             last_poll_error_at=now,
         )
         summary.failed += 1
-    Wallet.objects.filter(pk=wallet.pk).update(**done)
+    _done(wallet, done)
+
+
+def _done(wallet: Wallet, fields: dict) -> None:
+    """The wallet's cursor and, when the tip moved, in its transaction the events of every
+    change of its polled rows (a new tip moves every mined open row's confirmations without
+    writing the row, and closes rows at the threshold)."""
+    moved = fields.get("last_block_hash", wallet.last_block_hash) != wallet.last_block_hash
+    if not moved:
+        Wallet.objects.filter(pk=wallet.pk).update(**fields)
+        return
+    with transaction.atomic():
+        Wallet.objects.filter(pk=wallet.pk).update(**fields)
+        deposits_changed.send(NT, wallet_id=wallet.pk, using="default")
 
 
 def _after_reorg(wallet: Wallet, backend, old_height: int, summary: Summary):
@@ -226,4 +241,4 @@ def _poll_by_txid(
             last_poll_error_at=done["last_polled_at"],
         )
         summary.failed += 1
-    Wallet.objects.filter(pk=wallet.pk).update(**done)
+    _done(wallet, done)

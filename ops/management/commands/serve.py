@@ -1,11 +1,11 @@
 """`make serve`: the production processes on this machine, from the environment.
 
 gunicorn serves the WSGI app (static files by whitenoise, after collectstatic), a django-q2
-cluster runs the schedules, and `listen_node` (when an enabled bitcoind wallet exists) follows
-the nodes' ZMQ feeds and deploy/walletnotify's socket. No demo data, no migration: run
-`manage.py migrate` first (and again on every upgrade, before restarting). Under systemd, run
-the processes as separate units instead (deploy/); this command is for one machine or a first
-try of production settings.
+cluster runs the schedules, `deliver_events` sends webhooks, and `listen_node` (when an enabled
+bitcoind wallet exists) follows the nodes' ZMQ feeds and deploy/walletnotify's socket. No demo
+data, no migration: run `manage.py migrate` first (and again on every upgrade, before
+restarting). Under systemd, run the processes as separate units instead (deploy/); this command
+is for one machine or a first try of production settings.
 SIGINT or SIGTERM stops them all; if one exits, the others are stopped and this exits 1.
 """
 
@@ -88,7 +88,9 @@ class Command(BaseCommand):
                 ]
             )
             if not no_scheduler:
-                tree.start([python, str(settings.BASE_DIR / "manage.py"), "qcluster"])
+                manage = [python, str(settings.BASE_DIR / "manage.py")]
+                tree.start(manage + ["qcluster"])
+                tree.start(manage + ["deliver_events"])
             listening = not no_listener and _bitcoind_wallets()
             if listening:
                 # Push: ZMQ feeds and deploy/walletnotify's socket; the scheduler's poll stays
@@ -96,7 +98,7 @@ class Command(BaseCommand):
                 tree.start([python, str(settings.BASE_DIR / "manage.py"), "listen_node"])
             self.stdout.write(
                 f"serving on http://{bind}/admin/ with {workers} web worker(s)"
-                + ("" if no_scheduler else " and the scheduler")
+                + ("" if no_scheduler else ", the scheduler and the event dispatcher")
                 + (", the node listener" if listening else ""),
                 ending="\n",
             )
@@ -112,7 +114,7 @@ class Command(BaseCommand):
             tree.stop(timeout=30)
             self.stdout.write(
                 "stopped: web server"
-                + ("" if no_scheduler else ", scheduler")
+                + ("" if no_scheduler else ", scheduler, event dispatcher")
                 + (", node listener" if listening else "")
             )
         if code:
