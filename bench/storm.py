@@ -287,6 +287,7 @@ def setup_django(database_url):
         DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "cryptoadmin.settings"),
         LOG_LEVEL="WARNING",
         ALLOWED_HOSTS="127.0.0.1,testserver",
+        NODE_HOSTS="127.0.0.1",  # the bench's own nodes on loopback
         BEHIND_TLS_PROXY="1",
     )
     import django
