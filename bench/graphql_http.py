@@ -215,6 +215,7 @@ def main():
         DJANGO_SETTINGS_MODULE="devtools.settings_bench",
         SECRET_KEY="bench-only-secret-key-" + "x" * 40,
         ALLOWED_HOSTS="127.0.0.1",
+        NODE_HOSTS="127.0.0.1",  # no node here; keeps the deploy check quiet
         BEHIND_TLS_PROXY="1",
         STATIC_ROOT=tmp,
         LOG_LEVEL="WARNING",

@@ -201,6 +201,9 @@ def storm(outside, ours, wallet, anchor, n):
         f"{figures['cpu_per_deposit'] * 1000:.3f} ms per deposit",
         flush=True,
     )
+    for line in listener.lines:  # what each of the listener's wake-ups did, and how long
+        if "block" in line or "transaction(s)" in line:
+            print(f"  listener: {line}")
     show_balances(wallet, n)
     idle_cycle(wallet)
     figures["anchor"] = reference(anchor, txids)
@@ -286,6 +289,7 @@ def setup_django(database_url):
         DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "cryptoadmin.settings"),
         LOG_LEVEL="WARNING",
         ALLOWED_HOSTS="127.0.0.1,testserver",
+        NODE_HOSTS="127.0.0.1",  # the bench's own nodes on loopback
         BEHIND_TLS_PROXY="1",
     )
     import django

@@ -244,6 +244,10 @@ class Listener:
                     summary = poll_wallet(
                         wallet, self.backend(wallet)
                     )  # a new tip's window: the unconfirmed too
+                    # Recorded from the window: their hashtx, announced with the block and
+                    # often read in a later wake-up, need no gettransaction.
+                    for txid in summary.window_txids:
+                        self.seen[txid] = None
                     self.out(
                         f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary} "
                         f"({(time.perf_counter() - started) * 1000:.0f} ms)"

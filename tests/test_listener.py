@@ -191,14 +191,16 @@ def test_it_records_what_the_thin_walletnotify_hands_over_from_a_node_without_zm
     try:
         wait_until(lambda: child.saw(": start:"), what=f"the listener to start: {child.lines}")
         txid = outside.rpc("sendtoaddress", address.address, "0.3")
-        row = wait_until(lambda: deposit_row(txid), timeout=15, what="the notified deposit")
+        row = wait_until(  # the relay from outside to our node takes seconds on a busy machine
+            lambda: deposit_row(txid), timeout=30, what=f"the notified deposit: {child.lines}"
+        )
         assert row.block_height is None
         # The listener says so once its batch is done, a moment after the row commits.
         wait_until(lambda: child.saw("walletnotify, 1 transaction(s)"), what="the batch's line")
         outside.generate(1)  # bitcoind notifies again when it is mined: credited at 1
         wait_until(
             lambda: Transaction.objects.filter(network_transaction__txid=txid).exists(),
-            timeout=15,
+            timeout=30,
             what=f"the credit from the mined notification: {child.lines[-5:]}",
         )
         assert services.balance(services.user_account("bob", wallet.currency)) == 30_000_000

@@ -81,6 +81,8 @@ def _poll(wallet: Wallet, backend, summary: Summary) -> None:
     # Tells the listener this cycle read the window of a new tip, which holds every wallet
     # transaction announced with the block (no need to ask about them).
     summary.read_window = (moved or arrived) and window.trusted
+    if summary.read_window:
+        summary.window_txids = frozenset(window.transactions)
     _save_cursor(wallet, tip, window, summary, now)
 
 

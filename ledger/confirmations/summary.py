@@ -25,6 +25,10 @@ class Summary:
     # Not a count: a poll cycle read the window of a new tip, which holds every wallet
     # transaction announced with the block (the listener need not ask about them again).
     read_window: bool = field(default=False, compare=False, repr=False, metadata={"counted": False})
+    # Not a count: the txids of that window (the listener skips their later announcements).
+    window_txids: frozenset = field(
+        default=frozenset(), compare=False, repr=False, metadata={"counted": False}
+    )
 
     def counts(self):
         return [f for f in fields(self) if f.metadata.get("counted", True)]
