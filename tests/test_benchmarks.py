@@ -19,9 +19,14 @@ BENCHMARKS = sorted(
 )
 
 
-# A benchmark with a test file of its own (tests/test_bench_<name>.py) runs its quick mode there,
-# on the suite's own database and node: not twice.
-RUN_HERE = [name for name in BENCHMARKS if not (REPO / "tests" / f"test_bench_{name}.py").exists()]
+# A benchmark with a test file of its own (tests/test_bench_<name>.py; the soak's is
+# tests/test_soak.py) runs there, on the suite's own database and node: not twice.
+OWN_TEST = {"soak": "test_soak.py"}
+RUN_HERE = [
+    name
+    for name in BENCHMARKS
+    if not (REPO / "tests" / OWN_TEST.get(name, f"test_bench_{name}.py")).exists()
+]
 
 
 def declared_figures(name):
