@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 def _field(loc) -> str | None:
     # ninja locates an error as ("body", "payload", "transfers", 3, "amount"): keep the rest.
-    parts = [str(part) for part in loc if part not in ("body", "payload")]
+    parts = [
+        str(part) for part in loc if part not in ("body", "payload", "header", "query", "path")
+    ]
     return ".".join(parts) or None
 
 
@@ -61,6 +63,10 @@ def _fallback(request, exc: Exception):
         return error_response(404, "not_found", "no such object")
     if isinstance(exc, PermissionDenied):
         return error_response(403, "forbidden", "not allowed")
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(400, "request_too_large", "the request body is too large")
+    if isinstance(exc, SuspiciousOperation):
+        return error_response(400, "bad_request", "the request was refused")
     if isinstance(exc, DatabaseError):
         log.exception("database error in %s", request.path)
         return error_response(503, "unavailable", "the database is unavailable; retry later")
@@ -82,4 +88,7 @@ def install(api) -> None:
         Throttled, lambda r, e: error_response(429, "rate_limited", "too many requests; slow down")
     )
     api.add_exception_handler(HttpError, _http_error)
+    # ninja answers these two itself unless told: they get the shape too.
+    api.add_exception_handler(Http404, _fallback)
+    api.add_exception_handler(PermissionDenied, _fallback)
     api.add_exception_handler(Exception, _fallback)

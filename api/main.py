@@ -4,7 +4,8 @@ of its own, added below; every error leaves in one shape (api/errors.py)."""
 
 from ninja import NinjaAPI
 
-from . import errors
+from . import addresses, errors, events, transfers, withdrawals
+from .throttle import TokenRateThrottle
 
 api = NinjaAPI(
     title="cryptoadmin API",
@@ -15,5 +16,10 @@ api = NinjaAPI(
         'take an Idempotency-Key header. Errors: {"error": {"code", "message", "field"?}}.'
     ),
     urls_namespace="api",
+    throttle=[TokenRateThrottle()],
 )
 errors.install(api)
+api.add_router("", addresses.router)
+api.add_router("", transfers.router)
+api.add_router("", withdrawals.router)
+api.add_router("/events", events.router)

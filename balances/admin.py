@@ -9,11 +9,11 @@ from django.utils import timezone
 
 from cryptoadmin.audit import record_change
 from cryptoadmin.words import count
-from ledger.models import Account
 
 from .cache import BalanceCacheError, UnknownUser, get_user_balances
+from .dashboard import cache_figures
 from .models import SCOPES, ApiToken, default_scopes
-from .table import FIELD_ACCOUNTS, USER_ID_RE, currency_rows
+from .table import FIELD_ACCOUNTS, USER_ID_RE, account_name, currency_rows
 
 
 class ApiTokenForm(forms.ModelForm):
@@ -167,11 +167,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 "title": "User balances",
                 "form": form,
                 "rows": rows,
-                # Headed as the accounts are named ("230 advanced trading locked"), the GraphQL
+                # Headed as the accounts are named ("advanced trading locked"), the GraphQL
                 # field name on hover: the admin's stylesheet capitalises headers.
-                "columns": [
-                    (name, Account.Code(code).label) for name, code in FIELD_ACCOUNTS.items()
-                ],
+                "columns": [(name, account_name(code)) for name, code in FIELD_ACCOUNTS.items()],
                 "opts": self.model._meta,
+                "panel": cache_figures(),
             },
         )

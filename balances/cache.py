@@ -29,8 +29,10 @@ from collections import OrderedDict
 from django.conf import settings
 from django.db import connections
 
-from ledger.errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 from ledger.models import Account
+
+from .reference import ReferenceCache
 
 ACCOUNT_CODES = Account.USER_CODES
 _ACCOUNT_SET = frozenset(ACCOUNT_CODES)
@@ -133,10 +135,13 @@ class BalanceCache:
         self._closed = threading.Event()
         self.mode = "off"
         self._hits = itertools.count()
+        self._hit_reads, self._hit_reads_lock = 0, threading.Lock()
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, _Load] = {}
         self.get_balance, self.get_user = self._hot_readers()
+        # API tokens and currencies, served under the same freshness rules.
+        self.reference = ReferenceCache(self)
         # Test hook: called by the loading thread between the query and the store.
         self.after_load_hook = None
         self.misses = self.loads = self.waits = 0
@@ -264,8 +269,12 @@ class BalanceCache:
 
     @property
     def hits(self) -> int:
-        # Reading an itertools.count without advancing it: its repr is "count(N)".
-        return int(repr(self._hits)[6:-1])
+        # The hot path only advances the counter (atomic, no lock); a read advances it once
+        # more, so the hits are the value it returns less the reads made before.
+        with self._hit_reads_lock:
+            value = next(self._hits) - self._hit_reads
+            self._hit_reads += 1
+        return value
 
     def _run_load(self, user_id: str, load: _Load) -> None:
         try:
@@ -311,6 +320,7 @@ class BalanceCache:
         """Forget everything, including loads in flight (e.g. the NOTIFY connection dropped)."""
         with self._lock:
             self.clears += 1
+            self.reference.clear()
             self._entries.clear()
             for load in self._loading.values():
                 load.stale = True

@@ -186,6 +186,9 @@ class Listener:
             except ValueError:
                 self.cache.clear()  # unreadable: be safe
                 continue
+            if body.get("t"):  # a trigger's: API tokens or currencies changed (any process)
+                self.cache.reference.invalidate(body["t"])
+                continue
             if body.get("p") == PROCESS_TOKEN:
                 continue
             if body.get("all"):

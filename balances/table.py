@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ledger.models import Currency
 from ledger.money import format_amount, format_units
+
+from .cache import get_cache
 
 # A user id the balances query and the admin's lookup accept (Account.user_id is at most 128
 # characters). Here, not in schema.py: the admin reads it at start-up, and importing the GraphQL
@@ -25,6 +26,20 @@ FIELD_ACCOUNTS = {
     "stakingLockedBalance": 205,
     "activeStakingBalance": 206,
 }
+
+
+# A system account's name; a user account's is its balance field's words (account_name).
+SYSTEM_NAMES = {900: "network", 910: "import", 920: "network fees"}
+
+
+def account_name(code: int) -> str:
+    """What a person reads for an account code: the balance field in words ("withdraw locked"
+    for withdrawLockedBalance; "balance" for balance), a system account's name otherwise."""
+    for field, field_code in FIELD_ACCOUNTS.items():
+        if field_code == code:
+            words = re.sub(r"([A-Z])", r" \1", field).lower().split()
+            return " ".join(words[:-1] if len(words) > 1 else words)
+    return SYSTEM_NAMES[code]
 
 
 @dataclass(frozen=True)
@@ -47,12 +62,11 @@ class CurrencyRow:
         return [format_amount(self.balances.get(code, 0), self) for code in FIELD_ACCOUNTS.values()]
 
 
-def currency_rows(snapshot: dict) -> list[CurrencyRow]:
+def currency_rows(snapshot: dict, currencies=None) -> list[CurrencyRow]:
     """Every currency, by code, with the user's balances from `snapshot` (currency code ->
-    account code -> units, as the balance cache returns it)."""
+    account code -> units, as the balance cache returns it); the currencies (code, enabled,
+    decimals) as given, else from their cache beside the balances."""
     return [
         CurrencyRow(code, enabled, decimals, snapshot.get(code, {}))
-        for code, enabled, decimals in Currency.objects.order_by("code").values_list(
-            "code", "enabled", "decimals"
-        )
+        for code, enabled, decimals in (currencies or get_cache().reference.currencies())
     ]

@@ -2,7 +2,7 @@
 broadcast, on PostgreSQL and a regtest bitcoind started here. Also 1,000 (200 addresses),
 to show that the number of SQL queries does not grow with the number of transactions.
 
-    .venv/bin/python bench/broadcast.py
+    .venv/bin/python bench/broadcast.py [--quick]   (--quick: 600 and 1,000, in seconds)
 
 Last line: `broadcast_10k_seconds: <s>`.
 """
@@ -21,19 +21,46 @@ from devtools.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 def queue(wallet, n, n_addresses, n_users=500):
     """Queue n outgoing transactions in bulk, as send_external would leave them (201 -> 204)."""
     from broadcasts.models import OutgoingTransaction
-    from ledger import services as ledger
-    from ledger.models import Account, Transaction
 
+    addresses = new_addresses(wallet, n_addresses)
+    amounts = [10_000 + i % 97 for i in range(n)]
+    users, locks = lock_amounts(wallet, amounts, f"bench{n}", n_users)
+    OutgoingTransaction.objects.bulk_create(
+        [
+            OutgoingTransaction(
+                wallet=wallet,
+                currency=wallet.currency,
+                account=users[i % n_users][201],
+                hold_account=users[i % n_users][204],
+                address=addresses[i % n_addresses],
+                amount=amount,
+                lock_entry=lock,
+            )
+            for i, (amount, lock) in enumerate(zip(amounts, locks, strict=True))
+        ],
+        batch_size=2000,
+    )
+    return sum(amounts)
+
+
+def new_addresses(wallet, count):
+    """`count` fresh addresses of the node, each checked valid by it."""
     backend = wallet.get_backend()
-    addresses = backend.batch([("getnewaddress", "bench")] * n_addresses)
+    addresses = backend.batch([("getnewaddress", "bench")] * count)
     assert all(isinstance(a, str) for a in addresses) and all(
         r.get("isvalid") for r in backend.batch([("validateaddress", a) for a in addresses])
     )
+    return addresses
+
+
+def lock_amounts(wallet, amounts, tag, n_users):
+    """Users funded by an import, then each amount moved 201 -> 204: (users, lock entries)."""
+    from ledger import services as ledger
+    from ledger.models import Account, Transaction
+
     currency = wallet.currency
-    tag = f"bench{n}"
     users = [ledger.user_accounts(f"{tag}-{u}", currency) for u in range(n_users)]
     importer = ledger.system_account(wallet, Account.Code.IMPORT)
-    amounts = [10_000 + i % 97 for i in range(n)]
     per_user = {}
     for i, amount in enumerate(amounts):
         per_user[i % n_users] = per_user.get(i % n_users, 0) + amount
@@ -61,22 +88,7 @@ def queue(wallet, n, n_addresses, n_users=500):
             for i, amount in enumerate(amounts)
         ]
     )
-    OutgoingTransaction.objects.bulk_create(
-        [
-            OutgoingTransaction(
-                wallet=wallet,
-                currency=currency,
-                account=users[i % n_users][201],
-                hold_account=users[i % n_users][204],
-                address=addresses[i % n_addresses],
-                amount=amount,
-                lock_entry=lock,
-            )
-            for i, (amount, lock) in enumerate(zip(amounts, locks, strict=True))
-        ],
-        batch_size=2000,
-    )
-    return sum(amounts)
+    return users, locks
 
 
 def measure(wallet, n, n_addresses):
@@ -108,39 +120,52 @@ def measure(wallet, n, n_addresses):
     return seconds, len(queries)
 
 
+FIGURES = ("broadcast_10k_seconds",)
+# (outgoing, addresses) of the two runs: the second is ten times the first.
+FULL = ((1_000, 200), (10_000, 2_000))
+QUICK = ((600, 120), (1_000, 200))
+
+
 def main():
+    small, large = QUICK if "--quick" in sys.argv else FULL
     pg = LocalPostgres().start()
     node = LocalBitcoind().start()
     try:
-        os.environ.update(
-            DATABASE_URL=pg.url,
-            SECRET_KEY="bench-secret-key-" + "x" * 40,
-            DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
-            LOG_LEVEL="WARNING",
-        )
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        from ledger.models import Currency, Wallet
-
-        call_command("migrate", verbosity=0)
-        node.generate(110)
-        currency = Currency.objects.create(code="BTC", name="Bitcoin")
-        wallet = Wallet.objects.create(
-            name="bench", currency=currency, backend_settings={"url": node.url}
-        )
-        _, q1k = measure(wallet, 1_000, 200)
-        seconds, q10k = measure(wallet, 10_000, 2_000)
+        wallet = set_up(pg, node)
+        _, q_small = measure(wallet, *small)
+        seconds, q_large = measure(wallet, *large)
         print(
-            f"SQL queries: {q1k} at 1,000 outgoing, {q10k} at 10,000 outgoing "
-            f"({'constant' if q1k == q10k else 'GROWS'})"
+            f"SQL queries: {q_small} at {small[0]:,} outgoing, {q_large} at {large[0]:,} outgoing "
+            f"({'constant' if q_small == q_large else 'GROWS'})"
         )
+        # The figure's name keeps the full run's size; --quick measures 1,000.
         print(f"broadcast_10k_seconds: {seconds:.3f}")
     finally:
         node.stop()
         pg.stop()
+
+
+def set_up(pg, node):
+    os.environ.update(
+        DATABASE_URL=pg.url,
+        SECRET_KEY="bench-secret-key-" + "x" * 40,
+        DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
+        LOG_LEVEL="WARNING",
+        NODE_HOSTS="127.0.0.1",  # the bench's own node on loopback
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from ledger.models import Currency, Wallet
+
+    call_command("migrate", verbosity=0)
+    node.generate(110)
+    currency = Currency.objects.create(code="BTC", name="Bitcoin")
+    return Wallet.objects.create(
+        name="bench", currency=currency, backend_settings={"url": node.url}
+    )
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 a regtest bitcoind started here, each open row backed by a real wallet transaction.
 
     .venv/bin/python bench/confirmations.py [--n 1000 10000 100000] [--notifications 20]
+    .venv/bin/python bench/confirmations.py --quick   (N=100, a node of its own, seconds)
 
 The reference, a naive poller, asks the node once per open transaction (one gettransaction each) and
-writes each in its own database transaction. Ours (ledger/confirmations.py): the tip, and
+writes each in its own database transaction. Ours (ledger/confirmations/): the tip, and
 when it moved one batch (window since the last tip + block checks), then a constant number
 of SQL statements. Measured in the same run, for each N (the reference only up to 10,000):
 the reference cycle and ours after one new block, ours with no new block (median of 5).
@@ -13,7 +14,11 @@ CPU per notification (deposits, then blocks) and how long a deposit takes to be 
 against one `manage.py walletnotify` process.
 
 The node's data directory is kept in bench/.cache/ (the transactions are made once, about
-2,000 per round: one fan-out to our addresses, then one raw transaction spending each).
+2,000 per round: one fan-out to our addresses, then one raw transaction spending each);
+`--node-dir DIR` keeps another one (another wallet size: the idle cycle at 100,000 and at
+1,000,000 wallet transactions). The first line gives the wallet's size and what the idle
+cycle's node call costs there (listtransactions' newest entries) beside getwalletinfo (what it
+called before, whose cost grows with the wallet's history).
 Lines `idle_speedup: ...x` and, last, `speedup: <reference / ours at 10,000 after one new block>x`.
 """
 
@@ -23,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -40,8 +46,15 @@ OUTSIDE = (
 )
 
 
+# Wallet transactions made per round, and how many beyond N the node must have; --quick
+# makes fewer on a node of its own.
+ROUND, SPARE = 2000, 1000
+SETTLE = 3  # seconds for the listener's start-up cycle before its CPU is counted
+FIGURES = ("idle_speedup", "speedup")
+
+
 def make_transactions(node, n):
-    """At least n wallet transactions paying OUTSIDE, 2,000 per round: a fan-out to our own
+    """At least n wallet transactions paying OUTSIDE, ROUND per round: a fan-out to our own
     addresses, mined, then one raw transaction spending each output (no coin selection over a
     growing wallet: sendtoaddress is quadratic here)."""
     from bitcoinrpc.authproxy import AuthServiceProxy
@@ -50,18 +63,20 @@ def make_transactions(node, n):
     if rpc.getblockcount() < 101:
         node.generate(101)
     have = rpc.getwalletinfo()["txcount"]
-    if have >= n + 1000:
+    if have >= n + SPARE:
         return
-    addresses = rpc.batch_([["getnewaddress"] for _ in range(2000)])
+    addresses = rpc.batch_([["getnewaddress"] for _ in range(ROUND)])
     started = time.perf_counter()
-    while rpc.getwalletinfo()["txcount"] < n + 1000:
+    while rpc.getwalletinfo()["txcount"] < n + SPARE:
         coins = [u for u in rpc.listunspent(1) if u["amount"] >= Decimal("3")]
         if not coins:
             node.generate(101)
             continue
         coin = coins[0]
         outputs = {a: "0.00100000" for a in addresses}
-        outputs[rpc.getnewaddress()] = str(coin["amount"] - Decimal("2.01"))
+        outputs[rpc.getnewaddress()] = str(
+            coin["amount"] - Decimal("0.001") * ROUND - Decimal("0.01")
+        )
         signed = rpc.signrawtransaction(
             rpc.createrawtransaction([{"txid": coin["txid"], "vout": coin["vout"]}], outputs)
         )["hex"]
@@ -176,7 +191,7 @@ def check(node, wallet, txids):
 
 
 def measure(node, wallet, n, with_reference):
-    from ledger.confirmations import poll_wallet
+    from ledger.confirmations.cycle import poll_wallet
     from ledger.models import Wallet
 
     txids = newest_txids(node, n)
@@ -249,7 +264,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def notifications(node, wallet, env, count, blocks=20):
+def notifications(node, wallet, env, count, blocks=20, walletnotify_runs=3):
     """The listener's CPU per notification and a deposit's delay, against walletnotify's process."""
     from ledger import services
     from ledger.models import NetworkTransaction, Wallet
@@ -269,7 +284,7 @@ def notifications(node, wallet, env, count, blocks=20):
     try:
         first = child.stdout.readline()
         assert "listening" in first, first + child.stdout.read()[-3000:]
-        time.sleep(3)  # its start-up cycle
+        time.sleep(SETTLE)  # its start-up cycle
         delays, before = [], cpu_seconds(child.pid)
         deposits = 0
         for _ in range(count):
@@ -302,7 +317,7 @@ def notifications(node, wallet, env, count, blocks=20):
         child.terminate()
         child.wait(timeout=30)
     runs = []
-    for _ in range(3):
+    for _ in range(walletnotify_runs):
         usage = os.times()
         subprocess.run(
             [sys.executable, "manage.py", "walletnotify", "BTC", "00" * 32],
@@ -323,12 +338,39 @@ def notifications(node, wallet, env, count, blocks=20):
         f"(a poll cycle, {blocks} blocks; {crediting_block * 1000:.0f} ms for the block crediting "
         f"the {deposits} deposits) | deposit recorded {statistics.median(delays) * 1000:.0f} ms "
         f"after sendtoaddress returned (median, max {max(delays) * 1000:.0f} ms) | manage.py "
-        f"walletnotify: {statistics.median(runs) * 1000:.0f} ms CPU per call (median of 3)",
+        f"walletnotify: {statistics.median(runs) * 1000:.0f} ms CPU per call (median of "
+        f"{walletnotify_runs})",
         flush=True,
     )
 
 
-def main():
+def tip_calls(node):
+    """What an idle cycle asks the node besides the tip, at this wallet's size: the wallet's
+    newest transaction (listtransactions, ours) and the count getwalletinfo computes by walking
+    every transaction (the idle cycle before)."""
+    from bitcoinrpc.authproxy import AuthServiceProxy
+
+    rpc = AuthServiceProxy(node.url, timeout=600)
+    size = rpc.getwalletinfo()["txcount"]
+
+    def best_of(call, rounds=5):
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return min(times) * 1000
+
+    newest = best_of(lambda: rpc.listtransactions("*", 5, 0, True))
+    walk = best_of(rpc.getwalletinfo)
+    print(
+        f"wallet: {size:,} transactions | listtransactions * 5 (the idle cycle's): {newest:.2f} ms "
+        f"| getwalletinfo (the idle cycle's before): {walk:.2f} ms (best of 5 each)",
+        flush=True,
+    )
+
+
+def arguments():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--reference-up-to", type=int, default=10000)
@@ -336,54 +378,78 @@ def main():
     parser.add_argument(
         "--blocks", type=int, default=20, help="blocks mined for the CPU per block notification"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="N=100 on a node of its own, in a few seconds"
+    )
+    parser.add_argument(
+        "--node-dir", default=None, help="the node's kept data directory (another wallet size)"
+    )
     args = parser.parse_args()
+    global NODE_DIR, TXIDS
+    if args.node_dir:
+        NODE_DIR = Path(args.node_dir).resolve()
+        TXIDS = NODE_DIR.with_name(NODE_DIR.name + "-txids.json")
+    if args.quick:
+        global ROUND, SPARE, SETTLE
+        NODE_DIR = Path(tempfile.mkdtemp(prefix="bench-confirmations-"))
+        TXIDS, ROUND, SPARE, SETTLE = NODE_DIR / "txids.json", 120, 10, 0.5
+        args.n, args.reference_up_to, args.notifications, args.blocks = [100], 100, 2, 2
+    return args
+
+
+def main():
+    args = arguments()
     NODE_DIR.mkdir(parents=True, exist_ok=True)
     pg = LocalPostgres().start()
     node = LocalBitcoind(datadir=str(NODE_DIR), zmq=True).start()
     try:
-        os.environ.update(
-            DATABASE_URL=pg.url,
-            SECRET_KEY="bench-secret-key-" + "x" * 40,
-            DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
-            LOG_LEVEL="WARNING",
-            ALLOWED_HOSTS="127.0.0.1",
-        )
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        from ledger.models import Currency, Wallet
-
-        call_command("migrate", verbosity=0)
-        make_transactions(node, max(args.n))
-        btc = Currency.objects.create(code="BTC", crediting_threshold=1, polling_threshold=6)
-        wallet = Wallet.objects.create(
-            name="bench", currency=btc, backend_settings={"url": node.url}
-        )
+        wallet = set_up(pg, node, max(args.n))
+        tip_calls(node)
         results = {n: measure(node, wallet, n, n <= args.reference_up_to) for n in sorted(args.n)}
         if args.notifications:
-            notifications(
-                node,
-                wallet,
-                dict(os.environ, PYTHONPATH=str(REPO)),
-                args.notifications,
-                args.blocks,
-            )
-        # The speedups compare with the largest N the reference was timed at (10,000 unless
-        # --reference-up-to says less).
-        ten = results[max(n for n in results if results[n] and "reference" in results[n])]
-        if results.get(100000) and results.get(10000):
-            ten_ours = results[10000]["ours"]
-            print(
-                "ours at 100,000 / ours at 10,000 after one new block: "
-                f"{results[100000]['ours'] / ten_ours:.1f}x"
-            )
-        print(f"idle_speedup: {ten['reference'] / ten['idle']:.0f}x")
-        print(f"speedup: {ten['reference'] / ten['ours']:.0f}x")
+            env = dict(os.environ, PYTHONPATH=str(REPO))
+            runs = 1 if args.quick else 3
+            notifications(node, wallet, env, args.notifications, args.blocks, runs)
+        report(results)
     finally:
-        node.stop(remove=False)
+        node.stop(remove=args.quick)
         pg.stop()
+
+
+def set_up(pg, node, n):
+    os.environ.update(
+        DATABASE_URL=pg.url,
+        SECRET_KEY="bench-secret-key-" + "x" * 40,
+        DJANGO_SETTINGS_MODULE="cryptoadmin.settings",
+        LOG_LEVEL="WARNING",
+        ALLOWED_HOSTS="127.0.0.1",
+        NODE_HOSTS="127.0.0.1",  # the bench's own node on loopback
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from ledger.models import Currency, Wallet
+
+    call_command("migrate", verbosity=0)
+    make_transactions(node, n)
+    btc = Currency.objects.create(code="BTC", crediting_threshold=1, polling_threshold=6)
+    return Wallet.objects.create(name="bench", currency=btc, backend_settings={"url": node.url})
+
+
+def report(results):
+    # The speedups compare with the largest N the reference was timed at (10,000 unless
+    # --reference-up-to says less).
+    ten = results[max(n for n in results if results[n] and "reference" in results[n])]
+    if results.get(100000) and results.get(10000):
+        ten_ours = results[10000]["ours"]
+        print(
+            "ours at 100,000 / ours at 10,000 after one new block: "
+            f"{results[100000]['ours'] / ten_ours:.1f}x"
+        )
+    print(f"idle_speedup: {ten['reference'] / ten['idle']:.0f}x")
+    print(f"speedup: {ten['reference'] / ten['ours']:.0f}x")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Run from the repository root, after admin_scale.py has built its cache:
 .venv/bin/python bench/reconcile_profile.py [--smoke] [--size small|large] [--rounds N]
+.venv/bin/python bench/reconcile_profile.py --quick   (a tiny dataset of its own, in seconds)
 
 Runs the task "Reconcile now" queues (ledger.reconcile.reconcile_wallet_task on wallet 1, the
 node double answering 100,000 listreceivedbyaddress rows, as in admin_scale.py) N times (3)
@@ -25,10 +26,14 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import admin_scale  # noqa: E402
 
-from devtools.localservices import kept_postgres  # noqa: E402
+from devtools.localservices import LocalPostgres, kept_postgres  # noqa: E402
+
+FIGURES = ("reconcile_task_ms",)
 
 
 def main():
+    if "--quick" in sys.argv:
+        return quick()
     cache = admin_scale.CACHE_DIR
     if "--smoke" in sys.argv:
         cache = cache.with_name("admin-scale-smoke")
@@ -41,6 +46,40 @@ def main():
         run(pg, size, rounds)
 
 
+def quick():
+    """admin_scale.py's large dataset at 1/1,000 on a temporary cluster, one round: seconds."""
+    import psycopg2
+
+    admin_scale.SIZES["large"] = {k: v // 1000 for k, v in admin_scale.SIZES["large"].items()}
+    admin_scale.RECEIVED_ROWS = 1000
+    pg = LocalPostgres().start()
+    try:
+        admin = psycopg2.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname="postgres")
+        admin.autocommit = True
+        admin.cursor().execute("CREATE DATABASE large")
+        admin.close()
+        admin_scale.bench_environment(pg.url_for("large"))
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection
+
+        call_command("migrate", verbosity=0)
+        with connection.cursor() as cursor:
+            admin_scale.build(cursor, "large")
+        admin_scale.outgoing(admin_scale.SIZES["large"])
+        run(pg, "large", 1)
+    finally:
+        from django.db import connections
+
+        from balances.cache import reset_cache
+
+        reset_cache()  # its LISTEN connection, before the cluster goes
+        connections.close_all()
+        pg.stop()
+
+
 def run(pg, size, rounds):
     admin_scale.bench_environment(pg.url_for(size))
     import django
@@ -49,10 +88,8 @@ def run(pg, size, rounds):
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     from ledger.models import Wallet
-    from ledger.reconcile import reconcile_wallet_task
 
     call_command("migrate", verbosity=0)  # as admin_scale.py does: the cache may predate one
     with connection.cursor() as cursor:
@@ -63,33 +100,51 @@ def run(pg, size, rounds):
         user, _ = get_user_model().objects.get_or_create(
             username="bench", defaults=dict(is_staff=True, is_superuser=True)
         )
-        times = []
-        for _ in range(rounds):
-            with CaptureQueriesContext(connection) as captured:
-                t = time.perf_counter()
-                reconcile_wallet_task(1, user.pk)
-                times.append((time.perf_counter() - t) * 1000)
-        load = os.getloadavg()
-        print(
-            f"{size}: reconcile task median of {rounds}: {statistics.median(times):.0f} ms "
-            f"({', '.join(f'{t:.0f}' for t in times)}), {len(captured)} queries; "
-            f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
-        )
-        profile = cProfile.Profile()
-        t = time.perf_counter()
-        profile.enable()
-        reconcile_wallet_task(1, user.pk)
-        profile.disable()
-        total = (time.perf_counter() - t) * 1000
-        stats = pstats.Stats(profile)
-        split = breakdown(stats)
-        print(f"under cProfile: {total:.0f} ms (profiling adds its own overhead)")
-        for name, ms in split:
-            print(f"  {name}: {ms:.0f} ms")
-        stats.sort_stats("cumulative").print_stats(25)
-        stats.sort_stats("tottime").print_stats(15)
+        times = timed(size, rounds, user)
+        profiled(user)
+        print(f"reconcile_task_ms: {statistics.median(times):.0f}")
     finally:
         double.stop()
+
+
+def timed(size, rounds, user) -> list[float]:
+    """The task `rounds` times, in ms, with the queries of the last."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from ledger.reconcile import reconcile_wallet_task
+
+    times = []
+    for _ in range(rounds):
+        with CaptureQueriesContext(connection) as captured:
+            t = time.perf_counter()
+            reconcile_wallet_task(1, user.pk)
+            times.append((time.perf_counter() - t) * 1000)
+    load = os.getloadavg()
+    print(
+        f"{size}: reconcile task median of {rounds}: {statistics.median(times):.0f} ms "
+        f"({', '.join(f'{t:.0f}' for t in times)}), {len(captured)} queries; "
+        f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
+    return times
+
+
+def profiled(user):
+    """The task once under cProfile: the split of its time, then the top functions."""
+    from ledger.reconcile import reconcile_wallet_task
+
+    profile = cProfile.Profile()
+    t = time.perf_counter()
+    profile.enable()
+    reconcile_wallet_task(1, user.pk)
+    profile.disable()
+    total = (time.perf_counter() - t) * 1000
+    stats = pstats.Stats(profile)
+    print(f"under cProfile: {total:.0f} ms (profiling adds its own overhead)")
+    for name, ms in breakdown(stats):
+        print(f"  {name}: {ms:.0f} ms")
+    stats.sort_stats("cumulative").print_stats(25)
+    stats.sort_stats("tottime").print_stats(15)
 
 
 def cumulative(stats, filename_end, function):

@@ -35,77 +35,17 @@ if str(REPO) not in sys.path:
 from bench.soak_chaos import Chaos, chaos_plan  # noqa: E402
 
 PYTHON = sys.executable
-USERS = ("u0", "u1", "u2", "u3")
-# Weights of the random actions (a step is one of them).
-ACTIONS = [
-    ("deposit", 5),
-    ("withdraw", 5),
-    ("mine", 4),
-    ("poll", 5),
-    ("broadcast", 5),
-    ("restart", 1),
-    ("reorg", 1),
-    ("import", 1),
-]
-CHILD_MODES = [("clean", 5), ("kill_random", 2), ("kill_at", 2)]
 
+from devtools.soak_plan import (  # noqa: E402
+    USERS,
+    armed_point,
+    describe,
+    plan,
+    report,
+    source_points,
+)
 
-AREAS = {
-    "poll": ("poll", "credit", "confirmations", "deposit"),
-    "broadcast": ("broadcast", "fee", "send", "settle"),
-    "import": ("import",),
-}
-
-
-def plan(seed: int, steps: int) -> list[dict]:
-    """The action sequence of a seed: a pure function of (seed, steps), so a seed replays
-    the same actions whatever happens while they run."""
-    rng = random.Random(seed)
-    names, weights = zip(*ACTIONS, strict=True)
-    modes, mode_weights = zip(*CHILD_MODES, strict=True)
-    out = []
-    for _ in range(steps):
-        action = rng.choices(names, weights)[0]
-        step = {"action": action}
-        if action in ("deposit", "withdraw"):
-            step["user"] = rng.choice(USERS)
-            low, high = (1_000_000, 60_000_000) if action == "deposit" else (100_000, 8_000_000)
-            step["amount"] = rng.randrange(low, high)
-        elif action == "mine":
-            step["blocks"] = rng.randint(1, 3)
-        elif action in ("poll", "broadcast", "import"):
-            step["mode"] = rng.choices(modes, mode_weights)[0]
-            step["delay"] = round(rng.uniform(0.3, 2.0), 2)
-            # Which armed point this picks depends on the points in the source; the draw
-            # itself does not, so a seed's actions stay the same when points are added.
-            step["point_draw"] = rng.randrange(10_000)
-            if action == "broadcast":
-                step["processes"] = rng.choice((1, 1, 2))
-            if action == "import":
-                step["amount"] = rng.randrange(1_000_000, 20_000_000)
-        elif action == "restart":
-            step["while_down"] = rng.choice(("poll", "broadcast"))
-        elif action == "reorg":
-            step["depth"] = rng.randint(1, 2)
-            step["replace"] = rng.random() < 0.5
-        out.append(step)
-    return out
-
-
-def armed_point(step: dict, points: list[str]) -> str | None:
-    """The fault point a `kill_at` step arms: one of its area's points in the source."""
-    candidates = [p for p in points if p.split(".", 1)[0] in AREAS[step["action"]]]
-    return candidates[step["point_draw"] % len(candidates)] if candidates else None
-
-
-def describe(step: dict) -> str:
-    return " ".join([step["action"]] + [f"{k}={v}" for k, v in step.items() if k != "action"])
-
-
-def source_points() -> list[str]:
-    from tests.test_fault_harness import source_points as scan
-
-    return scan()
+FIGURES = ("soak",)
 
 
 class Soak(Chaos):
@@ -125,6 +65,38 @@ class Soak(Chaos):
     # -- set-up ------------------------------------------------------------------------------
 
     def start(self):
+        self.start_services()
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from tests import invariants
+
+        self.inv = invariants
+        self.outside.generate(130)  # 30 mature coinbases to pay us with
+        invariants.wait_synced(self.ours, self.outside)
+        self.open_books()
+        from tests.support import OperatorPersona
+
+        # The operator on duty: settles by hand, through the close page's services, what the
+        # broadcaster leaves interrupted (after the machine has had its chance).
+        self.person = OperatorPersona("soak-operator")
+        self.points = source_points()
+        # Every user starts with a credited deposit, so withdrawals have something to spend.
+        for user in USERS:
+            self.outside.rpc("sendtoaddress", self.addresses[user], "1")
+        invariants.mine(self.ours, self.outside, self.currency.polling_threshold)
+        invariants.cycle(self.wallet)
+        from ledger import services as ledger
+
+        assert ledger.balance(ledger.user_account(USERS[0], self.currency, 201)) == 10**8
+        return self
+
+    def start_services(self):
+        """The database (a PostgreSQL cluster of its own, or a SQLite file), the two nodes and
+        the environment of the child processes."""
         from devtools.localservices import LocalBitcoind, LocalPostgres
 
         if self.db == "postgres":
@@ -154,17 +126,9 @@ class Soak(Chaos):
         os.environ.update(
             DJANGO_SETTINGS_MODULE="devtools.settings_test", DATABASE_URL=self.database_url
         )
-        import django
 
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        from tests import invariants
-
-        self.inv = invariants
-        self.outside.generate(130)  # 30 mature coinbases to pay us with
-        invariants.wait_synced(self.ours, self.outside)
+    def open_books(self):
+        """The currency, our wallet on our node, each user's receiving address, the treasury."""
         from ledger import services as ledger
         from ledger.models import Currency, Wallet
 
@@ -180,19 +144,6 @@ class Soak(Chaos):
         for user in USERS:
             self.addresses[user] = ledger.new_receiving_address(self.wallet, user).address
         self.treasury = ledger.user_account("treasury", self.currency, 201)
-        from tests.support import OperatorPersona
-
-        # The operator on duty: settles by hand, through the close page's services, what the
-        # broadcaster leaves interrupted (after the machine has had its chance).
-        self.person = OperatorPersona("soak-operator")
-        self.points = source_points()
-        # Every user starts with a credited deposit, so withdrawals have something to spend.
-        for user in USERS:
-            self.outside.rpc("sendtoaddress", self.addresses[user], "1")
-        invariants.mine(self.ours, self.outside, self.currency.polling_threshold)
-        invariants.cycle(self.wallet)
-        assert ledger.balance(ledger.user_account(USERS[0], self.currency, 201)) == 10**8
-        return self
 
     def stop(self):
         for node in reversed(self.nodes):
@@ -448,7 +399,7 @@ class Soak(Chaos):
         return []
 
 
-def main(argv=None):
+def arguments(argv):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -457,10 +408,25 @@ def main(argv=None):
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--plan", action="store_true", help="print the seed's actions and exit")
     parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 steps of seed 108 on SQLite, no kill: seconds (the suite)",
+    )
+    parser.add_argument(
         "--no-chaos", action="store_true", help="without the extra faults of bench/soak_chaos.py"
     )
     args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
+    if args.quick:
+        args.steps, args.db = 5, "sqlite"
+        args.seed = 108 if args.seed is None else args.seed
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1_000_000)
+    return args
+
+
+def main(argv=None):
+    args = arguments(argv)
+    seed = args.seed
     print(
         f"soak: seed {seed} (replay: bench/soak.py --seed {seed} --steps {args.steps} --db "
         f"{args.db})",
@@ -487,20 +453,7 @@ def main(argv=None):
         violations = soak.run()
     finally:
         soak.stop()
-    for violation in violations:
-        print(f"VIOLATION: {violation}")
-    faults = sum(soak.faults.values())
-    print(
-        f"soak: seed {seed} on {args.db}: {time.monotonic() - started:.1f} s; faults: "
-        + ", ".join(f"{k} {v}" for k, v in soak.faults.items())
-    )
-    person, machine = soak.counts
-    print(
-        f"soak: {len(soak.interrupted)} interrupted broadcast(s): settled by a person {person}, "
-        f"by the machine {machine}"
-    )
-    print(f"soak: {args.steps} steps, {faults} faults, {len(violations)} violations", flush=True)
-    return 1 if violations else 0
+    return report(soak, args, violations, time.monotonic() - started)
 
 
 if __name__ == "__main__":

@@ -88,9 +88,9 @@ class Chaos:
         return ", ".join(self.wait_child(p) for p in (first, second))
 
     def chaos_never_left(self, extra) -> str:
-        from broadcasts.closing import close_by_hand
-        from broadcasts.errors import CloseError
+        from broadcasts.closing import close_broadcast_by_hand
         from broadcasts.models import Broadcast
+        from cryptoadmin.errors import CloseRefused
         from ledger.backends import BackendError
         from tests.broadcast_helpers import end_lease
 
@@ -105,11 +105,11 @@ class Chaos:
         for broadcast in Broadcast.objects.filter(wallet=self.wallet, state="opened"):
             end_lease(broadcast)  # a wrong clock: the send may still be in flight
             try:
-                close_by_hand(
+                close_broadcast_by_hand(
                     broadcast, "never_left", by=self.person.user, reason="soak: at random"
                 )
                 closed.append(broadcast.pk)
-            except (CloseError, BackendError) as exc:
+            except (CloseRefused, BackendError) as exc:
                 closed.append(f"#{broadcast.pk} refused ({str(exc)[:60]})")
         return f"closed {closed or 'nothing'}; broadcaster {self.wait_child(proc)}"
 
@@ -146,8 +146,8 @@ class Chaos:
         """A withdrawal signed by a broadcaster killed before sending, then closed by a person
         as never left: a signed attempt whose bytes only the database holds."""
         from broadcasts.closing import close_by_hand
-        from broadcasts.errors import CloseError
         from broadcasts.models import Broadcast
+        from cryptoadmin.errors import CloseRefused
         from tests.broadcast_helpers import end_lease
 
         self.chaos_own_address({"delay": 0.5})
@@ -156,7 +156,7 @@ class Chaos:
             end_lease(broadcast)
             try:
                 close_by_hand(broadcast, "never_left", by=self.person.user, reason="soak: copy")
-            except CloseError:
+            except CloseRefused:
                 continue
             if broadcast.raw_tx:
                 return broadcast

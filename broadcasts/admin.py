@@ -13,17 +13,25 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
+from cryptoadmin.errors import CloseRefused
 from cryptoadmin.exports import CsvExportMixin
-from cryptoadmin.words import count
 from ledger import actors
 from ledger.admin import AmountColumn, ReadOnly, amount_cell, figures_table
 from ledger.admin_lists import NOTHING, IndexedSearch, ids, txid_of
 from ledger.backends import BackendError
-from ledger.models import Account, Wallet
+from ledger.models import Account
 from ledger.money import format_units
 
-from . import approvals, closable, closing, nonce, selections, withdrawals
-from .errors import CloseError, DecisionError, OutgoingError
+from . import (
+    admin_queue,
+    admin_review,
+    approvals,
+    closable,
+    closing,
+    nonce,
+    selections,
+    withdrawals,
+)
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 
 
@@ -78,7 +86,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         "total_display",
         "fee_display",
         "txid_short",
-        "opened_at",
+        "opened",
     ]
     csv_columns = [
         ("id", lambda b: b.pk),
@@ -149,6 +157,12 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
     @admin.display(description="outgoing", ordering="transaction_count")
     def outgoing(self, obj):
         return obj.transaction_count
+
+    @admin.display(description="opened", ordering="opened_at")
+    def opened(self, obj):
+        # Date over time: the list keeps to a 1280 px window (the seconds are on its page).
+        moment = localtime(obj.opened_at)
+        return format_html("{}<br>{}", moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M"))
 
     @admin.display(description="wallet", ordering="wallet__name")
     def wallet_name(self, obj):
@@ -279,7 +293,7 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         reason = request.POST.get("reason", "")
         try:
             closing.acknowledge_attention(broadcast, request.user, reason)
-        except CloseError as exc:
+        except CloseRefused as exc:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"Broadcast #{broadcast.pk} acknowledged.")
@@ -314,20 +328,20 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
                 f"Broadcast #{broadcast.pk} is {broadcast.get_state_display()}: nothing to close.",
             )
             return redirect(change_url)
-        backend_has_nonce = broadcast.wallet.backend == "blockio"
+        backend_has_nonce = broadcast.wallet.backend_class.supports_nonce
         if request.method == "POST":
             form = CloseForm(request.POST, nonce=backend_has_nonce)
             if form.is_valid():
                 data = form.cleaned_data
                 try:
-                    how = closing.close_by_hand(
+                    how = closing.close_broadcast_by_hand(
                         broadcast,
                         data["method"],
                         by=request.user,
                         reason=data["reason"],
                         txid=data["txid"],
                     )
-                except CloseError as exc:
+                except CloseRefused as exc:
                     form.add_error(None, str(exc))
                 else:
                     messages.success(request, f"Broadcast #{broadcast.pk} closed by hand: {how}.")
@@ -353,98 +367,9 @@ class BroadcastAdmin(CsvExportMixin, IndexedSearch, ReadOnly, admin.ModelAdmin):
         return TemplateResponse(request, "broadcasts/close_broadcast.html", context)
 
 
-class QueueForm(forms.Form):
-    """Only the inputs; withdrawals.queue_withdrawal applies every rule."""
-
-    user_id = forms.CharField(
-        max_length=128, help_text="External user id (paid from their 201 balance)"
-    )
-    wallet = forms.ModelChoiceField(Wallet.objects.active().select_related("currency"))
-    address = forms.CharField(max_length=128)
-    amount = forms.CharField(
-        help_text="In currency units, e.g. 0.015 (exact; no more decimals than the currency)"
-    )
-    label = forms.CharField(max_length=255, required=False)
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), help_text="Stored with your name"
-    )
-
-
-def _decide(modeladmin, request, queryset, verb, decide, needs_reason):
-    """One decision per selected row, each its own conditional UPDATE: a row someone else
-    changed meanwhile is reported, the others still go through."""
-    form = ReasonForm(request.POST if "reason" in request.POST else None)
-    if needs_reason and not form.is_valid():
-        return TemplateResponse(
-            request,
-            "broadcasts/outgoing_reason.html",
-            dict(
-                modeladmin.admin_site.each_context(request),
-                title=f"{verb.capitalize()} outgoing transactions",
-                opts=modeladmin.model._meta,
-                form=form,
-                verb=verb,
-                action=request.POST.get("action"),
-                rows=queryset.select_related("currency", "account"),
-                selected=request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
-            ),
-        )
-    reason = form.cleaned_data["reason"] if needs_reason else ""
-    done = 0
-    for out in queryset.select_related("currency", "account"):
-        try:
-            decide(out, request.user, reason) if needs_reason else decide(out, request.user)
-        except DecisionError as exc:
-            messages.error(request, str(exc))
-        else:
-            done += 1
-            modeladmin.log_change(
-                request, out, f"{verb.capitalize()}" + (f": {reason}" if reason else "")
-            )
-    if done:
-        messages.success(
-            request,
-            f"{count(done, 'outgoing transaction')} {verb}"
-            + ("; their amounts are back on the users' 201 balances." if needs_reason else "."),
-        )
-    return None
-
-
-@admin.action(description="Approve (four eyes: not ones you queued)", permissions=["approve"])
-def approve_outgoing(modeladmin, request, queryset):
-    return _decide(modeladmin, request, queryset, "approved", approvals.approve, needs_reason=False)
-
-
-@admin.action(description="Reject awaiting approval (money back to 201)", permissions=["cancel"])
-def reject_outgoing(modeladmin, request, queryset):
-    return _decide(modeladmin, request, queryset, "rejected", approvals.reject, needs_reason=True)
-
-
-@admin.action(description="Cancel (money back to 201)", permissions=["cancel"])
-def cancel_outgoing(modeladmin, request, queryset):
-    return _decide(modeladmin, request, queryset, "cancelled", approvals.cancel, needs_reason=True)
-
-
-def queued_message(out: OutgoingTransaction) -> str:
-    """What happens next to a withdrawal just queued: the next broadcast, or a second person."""
-    what = f"{out.currency.amount(out.amount)} to {out.address} for user {out.account.user_id}"
-    if out.state != OutgoingTransaction.State.AWAITING_APPROVAL:
-        return f"Queued {what} for the next broadcast."
-    names = approvals.who_may_approve(out)
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    who = (
-        f"another person with the approve permission (not you): {shown}"
-        if names
-        else "another person with the approve permission, and nobody else has it yet: "
-        "an admin must grant it"
-    )
-    return (
-        f"Awaiting approval: {what} is not queued for broadcast yet ({out.approval_reason}). "
-        f"It needs {who}; or it can be rejected, and the amount goes back to the user's balance."
-    )
+approve_outgoing = admin_review.action("approve")
+reject_outgoing = admin_review.action("reject")
+cancel_outgoing = admin_review.action("cancel")
 
 
 @admin.register(WithdrawalRule)
@@ -492,7 +417,7 @@ class OutgoingTransactionAdmin(
         "short_address",
         "amount_display",
         "state",
-        "broadcast",
+        "broadcast_no",
         "why",
     ]
     csv_columns = [
@@ -517,6 +442,7 @@ class OutgoingTransactionAdmin(
     actions = [approve_outgoing, reject_outgoing, cancel_outgoing]
     exclude = ["amount"]  # shown in coins by amount_display
     readonly_fields = [
+        "life",
         "amount_display",
         "approval_reason",
         "approved_by",
@@ -560,8 +486,8 @@ class OutgoingTransactionAdmin(
 
     @admin.display(description="address", ordering="address")
     def short_address(self, obj):
-        # Whole: an operator compares it with the user's request character by character.
-        return format_html("<code>{}</code>", obj.address)
+        # Whole (wrapped in a narrow window): an operator compares it character by character.
+        return format_html('<code style="overflow-wrap:anywhere">{}</code>', obj.address)
 
     # wallet__currency: the wallet column's text names its currency (one query per row without).
     list_select_related = [
@@ -582,6 +508,17 @@ class OutgoingTransactionAdmin(
             Q(address=term) | Q(account_id__in=ids(Account.objects.filter(user_id=term))) | by_txid
         )
 
+    @admin.display(description="broadcast", ordering="broadcast_id")
+    def broadcast_no(self, obj):
+        # Its number, linking to its page (the node's label is on that page): room for the why.
+        if not obj.broadcast_id:
+            return "—"
+        return format_html(
+            '<a href="{}">#{}</a>',
+            reverse("admin:broadcasts_broadcast_change", args=[obj.broadcast_id]),
+            obj.broadcast_id,
+        )
+
     @admin.display(description="user", ordering="account__user_id")
     def user(self, obj):
         return obj.account.user_id
@@ -592,6 +529,23 @@ class OutgoingTransactionAdmin(
         )
         return super().changelist_view(request, extra_context)
 
+    change_form_template = "broadcasts/outgoing_change_form.html"
+
+    @admin.display(description="its life")
+    def life(self, obj):
+        return admin_review.life(obj)
+
+    def get_fieldsets(self, request, obj=None):
+        rest = [f for f in self.get_fields(request, obj) if f != "life"]
+        return [(None, {"fields": ["life"]}), ("Details", {"fields": rest})]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        out = self.get_object(request, object_id)
+        decisions = admin_review.buttons(request, out) if out is not None else []
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "decisions": decisions}
+        )
+
     def get_urls(self):
         return [
             path(
@@ -599,33 +553,14 @@ class OutgoingTransactionAdmin(
                 self.admin_site.admin_view(self.queue_view),
                 name="broadcasts_outgoingtransaction_queue",
             ),
+            path(
+                "<int:object_id>/decide/<str:verb>/",
+                self.admin_site.admin_view(
+                    lambda r, object_id, verb: admin_review.decide_view(self, r, object_id, verb)
+                ),
+                name="broadcasts_outgoingtransaction_decide",
+            ),
         ] + super().get_urls()
 
     def queue_view(self, request):
-        if not actors.allowed(request.user, withdrawals.QUEUE_PERM):
-            raise PermissionDenied  # the page is the queue flow's; queue_withdrawal checks again
-        form = QueueForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                out = withdrawals.queue_withdrawal(
-                    data["user_id"],
-                    data["wallet"].currency,
-                    data["address"],
-                    data["amount"],
-                    by=request.user,
-                    wallet=data["wallet"],
-                    label=data["label"],
-                )
-            except OutgoingError as exc:
-                form.add_error(exc.field, str(exc))
-            else:
-                messages.success(request, queued_message(out))
-                return redirect("admin:broadcasts_outgoingtransaction_changelist")
-        context = dict(
-            self.admin_site.each_context(request),
-            title="Queue an outgoing transaction",
-            opts=self.model._meta,
-            form=form,
-        )
-        return TemplateResponse(request, "broadcasts/queue_outgoing.html", context)
+        return admin_queue.queue_view(self, request)

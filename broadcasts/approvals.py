@@ -10,6 +10,7 @@ from ledger import actors
 from ledger import services as ledger
 from ledger.models import Transaction
 
+from . import events
 from .errors import DecisionError
 from .models import BroadcastMember, OutgoingTransaction
 
@@ -34,18 +35,22 @@ def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
         raise DecisionError(
             f"outgoing #{outgoing.pk} was queued by you: another person must approve it"
         )
-    updated = (
-        OutgoingTransaction.objects.filter(
-            pk=outgoing.pk,
-            state=OutgoingTransaction.State.AWAITING_APPROVAL,
+    with transaction.atomic():
+        updated = (
+            OutgoingTransaction.objects.filter(
+                pk=outgoing.pk,
+                state=OutgoingTransaction.State.AWAITING_APPROVAL,
+            )
+            .exclude(created_by=user)
+            .update(
+                state=OutgoingTransaction.State.QUEUED,
+                approved_by=user,
+                approved_at=timezone.now(),
+            )
         )
-        .exclude(created_by=user)
-        .update(
-            state=OutgoingTransaction.State.QUEUED, approved_by=user, approved_at=timezone.now()
-        )
-    )
-    if not updated:
-        raise _lost_race(outgoing.pk, "approved")
+        if not updated:
+            raise _lost_race(outgoing.pk, "approved")
+        events.emit("withdrawal.approved", [outgoing.pk])
     outgoing.refresh_from_db()
     return outgoing
 
@@ -91,6 +96,9 @@ def _give_back(
                     f"cannot be {verb} until that one is provably dead"
                 )
             raise _lost_race(row.pk, verb)
+        events.emit(f"withdrawal.{state}", [row.pk])
+        # Any return, for consumers that follow the balance rather than the decision.
+        events.emit("withdrawal.returned", [row.pk])
         faults.point("outgoing.before_return_commit")
     outgoing.refresh_from_db()
     return outgoing
@@ -103,11 +111,15 @@ def _live_signed_attempts(outgoing_id):
     ).exclude(broadcast__raw_tx="")
 
 
+# The action a person takes, by the state it leads to ("rejected" -> "reject").
+_ACTIONS = {"rejected": "reject", "cancelled": "cancel"}
+
+
 def _check_give_back(outgoing: OutgoingTransaction, user, reason: str, from_states, verb) -> str:
     """A give-back's checks before anything is written; returns the reason, stripped."""
     if not actors.allowed(user, CANCEL_PERM):
         raise DecisionError(
-            f"you do not have the permission to {verb.rstrip('ed')} outgoing transactions"
+            f"you do not have the permission to {_ACTIONS[verb]} outgoing transactions"
         )
     reason = (reason or "").strip()
     if not reason:

@@ -94,7 +94,7 @@ def alive_earlier(broadcast: Broadcast, backend) -> Broadcast | None:
 def settle_as(broadcast: Broadcast, earlier: Broadcast) -> str:
     """An earlier signed attempt pays these withdrawals: this opened broadcast fails, and its
     withdrawals are taken back by the earlier one and booked as sent by it, in one database
-    transaction. Raises CloseError when this one is no longer opened. Returns the note."""
+    transaction. Raises CloseRefused when this one is no longer opened. Returns the note."""
     txid = signed_txid(earlier)
     with transaction.atomic():
         fail_broadcast(

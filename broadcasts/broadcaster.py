@@ -232,7 +232,7 @@ class Broadcaster(SignFirst, Isolation):
         nonce = uuid.uuid4().hex
         # The claim, committed on its own before the node is called, with the send's lease and
         # its nonce: from here on nobody settles it until the lease is over.
-        signs_first = getattr(self.backend, "signs_first", False)
+        signs_first = self.backend.signs_first
         claimed = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.COLLECTED).update(
             state=Broadcast.State.OPENED,
             opened_at=now,
@@ -262,7 +262,7 @@ class Broadcaster(SignFirst, Isolation):
         )
         if not missing:
             return 0
-        if not getattr(self.backend, "keeps_comments", True):
+        if not self.backend.keeps_comments:
             # block.io tells a fee only in the withdraw's reply; otherwise it is what the
             # wallet's inputs held less the outputs, learnt by checking them.
             for txid in missing:

@@ -1,9 +1,9 @@
 """What the node says about a broadcast: where it is on chain, and whether a txid is really
 its payment."""
 
+from cryptoadmin.errors import CloseRefused
 from ledger.backends import BackendError
 
-from .errors import CloseError
 from .models import Broadcast
 
 
@@ -12,11 +12,11 @@ def find_on_chain(broadcast: Broadcast, backend=None) -> list[str]:
     conflicted); else the txids of the node wallet's transactions carrying its comment, or,
     where the backend keeps no comments, its sends since it opened paying its outputs."""
     backend = backend or broadcast.wallet.get_backend()
-    if broadcast.txid and getattr(backend, "signs_first", False):
+    if broadcast.txid and backend.signs_first:
         confirmations = backend.known_transaction(broadcast.txid)
         if confirmations is not None and confirmations >= 0:
             return [broadcast.txid]
-    if getattr(backend, "keeps_comments", True):
+    if backend.keeps_comments:
         return backend.find_by_comment(broadcast.label)
     return backend.find_sent({a: int(v) for a, v in broadcast.outputs.items()}, broadcast.opened_at)
 
@@ -35,11 +35,11 @@ def verify_paid_by(broadcast: Broadcast, txid: str, backend):
     try:
         info = backend.get_transaction(txid)
     except BackendError as exc:
-        raise CloseError(f"the node does not confirm this transaction: {exc}") from exc
+        raise CloseRefused(f"the node does not confirm this transaction: {exc}") from exc
     try:
         ours = backend.spends_own_coins(txid)
     except BackendError as exc:
-        raise CloseError(f"cannot check the inputs of {txid}: {exc}") from exc
+        raise CloseRefused(f"cannot check the inputs of {txid}: {exc}") from exc
     own = info.received()
     paid = dict(info.sent())
     if ours:  # our own send: what it pays our own addresses is paid too
@@ -49,22 +49,22 @@ def verify_paid_by(broadcast: Broadcast, txid: str, backend):
     missing = {a: v for a, v in expected.items() if paid.get(a) != v}
     extra = {a: v for a, v in paid.items() if a not in expected and a not in own}
     if missing or extra:
-        raise CloseError(
+        raise CloseRefused(
             f"the outputs of {txid} do not match the broadcast: expected but not paid "
             f"{missing or '{}'}, paid but not expected {extra or '{}'}"
         )
     if not ours:
-        raise CloseError(
+        raise CloseRefused(
             f"{txid} pays these outputs but does not spend this wallet's coins: someone else's "
             "payment"
         )
     if info.confirmations < 0:
-        raise CloseError(
+        raise CloseRefused(
             f"{txid} is conflicted ({info.confirmations} confirmations): it did not reach the "
             "network"
         )
     if Broadcast.objects.filter(txid=txid).exclude(pk=broadcast.pk).exists():
-        raise CloseError(f"{txid} already settles another broadcast")
+        raise CloseRefused(f"{txid} already settles another broadcast")
     return info
 
 
@@ -82,9 +82,9 @@ def coins_left_by(broadcast: Broadcast, txid: str, backend) -> list[str]:
     try:
         spent = backend.transaction_coins(txid)
     except BackendError as exc:
-        raise CloseError(f"cannot read the coins {txid} spends: {exc}") from exc
+        raise CloseRefused(f"cannot read the coins {txid} spends: {exc}") from exc
     if not spent & set(broadcast.inputs):
-        raise CloseError(
+        raise CloseRefused(
             f"{txid} spends none of the coins of this broadcast's signed transaction, which "
             "could then still confirm and pay these outputs again"
         )

@@ -2,9 +2,9 @@
 
 from django.utils import timezone
 
+from cryptoadmin.errors import CloseRefused
 from ledger import actors
 
-from .errors import CloseError
 from .models import Broadcast
 
 CLOSE_PERM = "broadcasts.close_broadcast_by_hand"
@@ -13,18 +13,18 @@ CLOSE_PERM = "broadcasts.close_broadcast_by_hand"
 def check_closable(broadcast: Broadcast, user, reason: str):
     actors.require(user, CLOSE_PERM)
     if actors.person(user) is None:
-        raise CloseError(
+        raise CloseRefused(
             "a close by hand names the person who checked: the system cannot close one"
         )
     if not (reason or "").strip():
-        raise CloseError("give a reason")
+        raise CloseRefused("give a reason")
     broadcast.refresh_from_db()
     if broadcast.state != Broadcast.State.OPENED:
-        raise CloseError(
+        raise CloseRefused(
             f"broadcast #{broadcast.pk} is {broadcast.get_state_display()}, not interrupted"
         )
     if broadcast.in_flight:
-        raise CloseError(
+        raise CloseRefused(
             f"broadcast #{broadcast.pk} is still sending (its lease runs until "
             f"{timezone.localtime(broadcast.sending_until):%H:%M:%S}): wait for the node's answer"
         )

@@ -4,6 +4,7 @@ who, how and why recorded; and the acknowledgement of a flagged one."""
 from django.db import transaction
 from django.utils import timezone
 
+from cryptoadmin.errors import CloseRefused
 from ledger import actors
 from ledger.backends import BackendError
 from ledger.txids import parse_txid
@@ -11,7 +12,6 @@ from ledger.txids import parse_txid
 from .attempts import unlock
 from .chain import coins_left_by, find_on_chain, paying_any, verify_paid_by
 from .closable import CLOSE_PERM, check_closable
-from .errors import CloseError
 from .lease import wallet_lock
 from .models import Broadcast
 from .nonce import nonce_retry_allowed, retry_same_nonce
@@ -22,11 +22,11 @@ def acknowledge_attention(broadcast: Broadcast, user, reason: str) -> Broadcast:
     """A person has dealt with a flagged broadcast: the flag goes, the note stays."""
     actors.require(user, CLOSE_PERM)
     if not (reason or "").strip():
-        raise CloseError("say what you did about it")
+        raise CloseRefused("say what you did about it")
     with transaction.atomic():
         row = Broadcast.objects.select_for_update().get(pk=broadcast.pk)
         if not row.needs_attention:
-            raise CloseError(f"broadcast #{broadcast.pk} does not need attention")
+            raise CloseRefused(f"broadcast #{broadcast.pk} does not need attention")
         row.needs_attention = False
         note = f"Acknowledged by {user} at {timezone.now():%Y-%m-%d %H:%M}: {reason.strip()}"
         row.last_error = f"{note}\n{row.last_error}"[:4000]
@@ -46,11 +46,11 @@ def close_as_broadcasted(
     check_closable(broadcast, user, reason)
     txid = parse_txid(txid)
     if txid is None:
-        raise CloseError("a txid is 64 hexadecimal characters")
+        raise CloseRefused("a txid is 64 hexadecimal characters")
     backend = backend or broadcast.wallet.get_backend()
     with wallet_lock(broadcast.wallet_id) as got:
         if not got:
-            raise CloseError(
+            raise CloseRefused(
                 "a broadcaster is working on this wallet right now; try again in a moment"
             )
         info = verify_paid_by(broadcast, txid, backend)
@@ -79,26 +79,26 @@ def close_as_never_left(broadcast: Broadcast, user, reason: str, backend=None) -
     retry with its nonce can no longer tell, since that retry is the safe way)."""
     check_closable(broadcast, user, reason)
     backend = backend or broadcast.wallet.get_backend()
-    if not getattr(backend, "keeps_comments", True) and nonce_retry_allowed(broadcast):
-        raise CloseError(
+    if not backend.keeps_comments and nonce_retry_allowed(broadcast):
+        raise CloseRefused(
             "this wallet cannot prove that nothing left; use 'Retry with the same nonce': "
             "it pays once if the first request never did, and is refused if it did"
         )
     with wallet_lock(broadcast.wallet_id) as got:
         if not got:
-            raise CloseError(
+            raise CloseRefused(
                 "a broadcaster is working on this wallet right now; try again in a moment"
             )
         try:
             found = find_on_chain(broadcast, backend)
-            if not found and not getattr(backend, "keeps_comments", True):
+            if not found and not backend.keeps_comments:
                 # Past the nonce window only a listing of every send since it opened can tell,
                 # and any send paying one of its outputs may be it.
                 found = paying_any(broadcast, backend)
         except BackendError as exc:
-            raise CloseError(f"cannot search the node's wallet: {exc}") from exc
+            raise CloseRefused(f"cannot search the node's wallet: {exc}") from exc
         if found:
-            raise CloseError(
+            raise CloseRefused(
                 f"the node's wallet has {', '.join(found)} for {broadcast.label}: "
                 "it left; close it as 'It reached the network'"
             )
@@ -124,10 +124,12 @@ def search_on_chain(broadcast: Broadcast, *, by) -> list[str]:
     return find_on_chain(broadcast)
 
 
-def close_by_hand(broadcast: Broadcast, how: str, *, by, reason: str, txid: str = "") -> str:
+def close_broadcast_by_hand(
+    broadcast: Broadcast, how: str, *, by, reason: str, txid: str = ""
+) -> str:
     """The operator's close of an interrupted broadcast, `how` a Broadcast.CloseMethod.
     Checks the permission, takes the path, writes the admin history entry and returns what
-    happened in words. Raises CloseError (nothing written) or PermissionDenied."""
+    happened in words. Raises CloseRefused (nothing written) or PermissionDenied."""
     actors.require(by, CLOSE_PERM)
     if how == Broadcast.CloseMethod.REACHED_NETWORK:
         close_as_broadcasted(broadcast, txid, by, reason)
@@ -144,6 +146,6 @@ def close_by_hand(broadcast: Broadcast, how: str, *, by, reason: str, txid: str 
                 "the network after all, only one of the two can confirm)"
             )
     else:
-        raise CloseError(f"unknown way to close: {how!r}")
+        raise CloseRefused(f"unknown way to close: {how!r}")
     actors.log_action(by, broadcast, f"Closed by hand: {done}. Reason: {reason.strip()}")
     return done

@@ -11,6 +11,7 @@ from .selections import (
     interrupted_broadcasts,
     late_replies,
     lost_broadcasts,
+    needing_attention,
     outgoing_needing_attention,
 )
 
@@ -56,7 +57,7 @@ BANNERS = [
             "money back)."
         ),
         "admin:broadcasts_outgoingtransaction_changelist",
-        "?state=needs_attention",
+        "?state__exact=needs_attention",
     ),
 ]
 
@@ -90,4 +91,50 @@ def panels(request):
                 "recent": Broadcast.objects.select_related("wallet__currency")[:5],
             },
         )
+    ]
+
+
+# The home page's counts (cryptoadmin/home.py): key, title, selection, list and its filter.
+NEEDS_PERSON = [
+    (
+        "awaiting_approval",
+        "withdrawals awaiting approval",
+        awaiting_approval,
+        "admin:broadcasts_outgoingtransaction_changelist",
+        "?state__exact=awaiting_approval",
+        "warning",
+    ),
+    (
+        "outgoing_attention",
+        "withdrawals needing attention",
+        outgoing_needing_attention,
+        "admin:broadcasts_outgoingtransaction_changelist",
+        "?state__exact=needs_attention",
+        "error",
+    ),
+    (
+        "interrupted_broadcasts",
+        "interrupted broadcasts",
+        interrupted_broadcasts,
+        "admin:broadcasts_broadcast_changelist",
+        "?interrupted=yes",
+        "error",
+    ),
+    (
+        "broadcasts_attention",
+        "broadcasts needing attention",
+        needing_attention,
+        "admin:broadcasts_broadcast_changelist",
+        "?interrupted=attention",
+        "error",
+    ),
+]
+
+
+def needs_person(request):
+    if not request.user.has_perm("broadcasts.view_outgoingtransaction"):
+        return []
+    return [
+        dict(key=key, title=title, count=rows().count(), url=reverse(view) + query, level=level)
+        for key, title, rows, view, query, level in NEEDS_PERSON
     ]

@@ -9,6 +9,7 @@ from django.db.models import F
 from cryptoadmin import faults
 from ledger.backends import BackendError, InsufficientFunds
 
+from . import events
 from .models import Broadcast, OutgoingTransaction
 from .replies import Replies, Result
 
@@ -59,15 +60,7 @@ class Isolation(Replies):
             if row >= balance:
                 return None
         with transaction.atomic():
-            # Conditional on still queued: a person may have cancelled it meanwhile.
-            OutgoingTransaction.objects.filter(
-                pk=outgoing_id, state=OutgoingTransaction.State.QUEUED
-            ).update(refusals=F("refusals") + 1, last_error=str(exc)[:4000])
-            moved = OutgoingTransaction.objects.filter(
-                pk=outgoing_id,
-                state=OutgoingTransaction.State.QUEUED,
-                refusals__gte=OutgoingTransaction.MAX_REFUSALS,
-            ).update(state=OutgoingTransaction.State.NEEDS_ATTENTION)
+            moved = _count_refusal(outgoing_id, exc)
             faults.point("broadcast.before_refusal_commit")
         if moved:
             log.error(
@@ -81,6 +74,21 @@ class Isolation(Replies):
                 f"{OutgoingTransaction.MAX_REFUSALS} times: {exc})"
             )
         return f"outgoing #{outgoing_id} refused by the node: {exc}"
+
+
+def _count_refusal(outgoing_id: int, exc: Exception) -> int:
+    """One more refusal; at the third, out of the queue for a person (1 if it moved)."""
+    # Conditional on still queued: a person may have cancelled it meanwhile.
+    OutgoingTransaction.objects.filter(
+        pk=outgoing_id, state=OutgoingTransaction.State.QUEUED
+    ).update(refusals=F("refusals") + 1, last_error=str(exc)[:4000])
+    moved = OutgoingTransaction.objects.filter(
+        pk=outgoing_id,
+        state=OutgoingTransaction.State.QUEUED,
+        refusals__gte=OutgoingTransaction.MAX_REFUSALS,
+    ).update(state=OutgoingTransaction.State.NEEDS_ATTENTION)
+    events.emit("withdrawal.needs_attention", [outgoing_id] if moved else [])
+    return moved
 
 
 class _Halving:

@@ -102,6 +102,9 @@ class Broadcast(models.Model):
     )
     close_method = models.CharField(max_length=24, choices=CloseMethod.choices, blank=True)
     close_reason = models.TextField(blank=True)
+    # When the node's answer to a send arrived after the broadcast was settled or closed by
+    # hand (a late reply): the watch for such answers never reports one twice.
+    late_reply_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
     class Meta:
@@ -205,7 +208,8 @@ class OutgoingTransaction(models.Model):
         "ledger.Transaction",
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="The 201 -> 204 ledger entry",
+        help_text="The ledger entry that moved the amount from the user's balance to withdraw "
+        "locked",
     )
     attempts = models.PositiveIntegerField(default=0, help_text="Broadcasts that failed to send it")
     refusals = models.PositiveIntegerField(
@@ -230,7 +234,7 @@ class OutgoingTransaction(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="The 204 -> 201 ledger entry",
+        help_text="The ledger entry that gave the amount back to the user's balance",
     )
     label = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

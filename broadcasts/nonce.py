@@ -9,13 +9,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger import actors
 from ledger.backends import AlreadySent, BackendError, InsufficientFunds, InvalidAddress, NotSent
 from ledger.models import Wallet
 
 from .chain import find_on_chain, verify_paid_by
 from .closable import check_closable
-from .errors import CloseError
 from .lease import lease_from, wallet_lock
 from .models import Broadcast
 from .replies import Replies
@@ -45,13 +45,13 @@ def retry_same_nonce(broadcast: Broadcast, user=None, reason: str = "", backend=
     sending_until, deadline = lease_from(now)
     with wallet_lock(broadcast.wallet_id) as got:
         if not got and user is not None:
-            raise CloseError(
+            raise CloseRefused(
                 "a broadcaster is working on this wallet right now; try again in a moment"
             )
         # The retry is a send in flight like the first: it takes the lease, if it is over.
         claimed = opened_rows(broadcast, True, now).update(sending_until=sending_until)
         if not claimed:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
         faults.point("broadcast.after_retry_claim")
@@ -77,10 +77,10 @@ def _check_retry(broadcast: Broadcast, user, reason: str, backend):
         check_closable(broadcast, user, reason)
     broadcast.refresh_from_db()
     backend = backend or broadcast.wallet.get_backend()
-    if not getattr(backend, "supports_nonce", False) or not broadcast.nonce:
-        raise CloseError("this wallet's backend has no nonce to repeat a send safely")
+    if not backend.supports_nonce or not broadcast.nonce:
+        raise CloseRefused("this wallet's backend has no nonce to repeat a send safely")
     if not nonce_retry_allowed(broadcast):
-        raise CloseError(
+        raise CloseRefused(
             f"opened more than {settings.BLOCKIO_NONCE_WINDOW} s ago: the backend could accept the "
             "same nonce again and pay twice; check its sent transactions and close by hand"
         )
@@ -99,18 +99,18 @@ def _close_fields(user, reason: str) -> dict:
     )
 
 
-def _retry_failed(broadcast: Broadcast, exc: Exception) -> CloseError:
+def _retry_failed(broadcast: Broadcast, exc: Exception) -> CloseRefused:
     """The retry did not return a txid: refused (nothing sent, its lease ends) or unknown."""
     if isinstance(exc, (NotSent, InsufficientFunds, InvalidAddress)):
         _end_lease(broadcast, f"retry with the same nonce refused: {exc}")
-        return CloseError(
+        return CloseRefused(
             f"the retry was refused and sent nothing ({exc}); the first request's outcome is "
             "still unknown"
         )
     Broadcast.objects.filter(pk=broadcast.pk).update(
         last_error=f"retry: {type(exc).__name__}: {exc}"[:4000]
     )
-    return CloseError(
+    return CloseRefused(
         f"the retry's outcome is unknown too ({exc}); try again once its lease is over"
     )
 
@@ -126,11 +126,11 @@ def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Bro
     try:
         found = find_on_chain(broadcast, backend)
     except BackendError as error:
-        raise CloseError(
+        raise CloseRefused(
             f"{exc}: it left, but its transaction cannot be listed now ({error})"
         ) from error
     if len(found) != 1:
-        raise CloseError(
+        raise CloseRefused(
             f"{exc}: it left; {len(found)} matching sends found, close it as 'It reached the "
             "network' with the txid from the backend's dashboard"
         )
@@ -145,7 +145,7 @@ def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Bro
             **{k: v for k, v in close_fields.items() if k != "state"},
         )
         if not updated:
-            raise CloseError(f"broadcast #{broadcast.pk} is no longer opened")
+            raise CloseRefused(f"broadcast #{broadcast.pk} is no longer opened")
         book_sent(broadcast, found[0], now)
     Replies(broadcast.wallet, backend).record_fee(broadcast.pk, found[0])
     broadcast.refresh_from_db()
@@ -155,7 +155,7 @@ def _settle_found(broadcast: Broadcast, backend, close_fields: dict, exc) -> Bro
 def settle_by_nonce(wallet: Wallet, backend) -> int:
     """Interrupted broadcasts of a nonce backend, re-issued with their nonce while that is
     safe: the repeat pays if the first request never did, and is refused if it did."""
-    if not getattr(backend, "supports_nonce", False):
+    if not backend.supports_nonce:
         return 0
     settled = 0
     # Not interrupted_broadcasts(): this run holds the wallet's lock, so it counts as busy.
@@ -166,7 +166,7 @@ def settle_by_nonce(wallet: Wallet, backend) -> int:
             continue
         try:
             retry_same_nonce(broadcast, backend=backend)
-        except CloseError as exc:
+        except CloseRefused as exc:
             log.warning("broadcast #%s not settled by nonce: %s", broadcast.pk, exc)
             continue
         settled += 1

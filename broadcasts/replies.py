@@ -4,10 +4,10 @@ put back in the queue when nothing left, a late reply recorded and flagged."""
 import logging
 from dataclasses import dataclass, field
 
+from cryptoadmin.errors import CloseRefused
 from ledger.backends import BackendError, NotSent
 from ledger.models import Wallet
 
-from .errors import CloseError
 from .models import Broadcast
 from .settlement import (
     book_fee,
@@ -57,7 +57,7 @@ class Replies:
         `refusal` False: the node or the transaction, not an output, so nothing to isolate."""
         try:
             fail_broadcast(broadcast, str(exc))
-        except CloseError:
+        except CloseRefused:
             # Closed by hand meanwhile (this process stalled past its lease): "never left"
             # agrees with this answer; "reached the network" contradicts it.
             if Broadcast.objects.filter(
@@ -107,7 +107,7 @@ class Replies:
         Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(txid=txid)
         try:
             settle_broadcasted(broadcast, txid, **close_fields)
-        except CloseError:
+        except CloseRefused:
             note = record_late_reply(broadcast.pk, txid)
             return self.refused(broadcast, f"LATE REPLY: {note}")
         if broadcast.signed_fee is not None and broadcast.txid == txid:

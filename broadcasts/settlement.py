@@ -9,11 +9,13 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger import rawtx
 from ledger import services as ledger
 from ledger.models import Account, NetworkTransaction, Transaction
+from ledger.signals import deposits_changed
 
-from .errors import CloseError
+from . import events
 from .models import Broadcast, OutgoingTransaction
 
 log = logging.getLogger(__name__)
@@ -79,9 +81,19 @@ def book_sent(broadcast: Broadcast, txid: str, now):
             for row in per_account
         ]
     )
-    OutgoingTransaction.objects.filter(
+    _mark_sent(broadcast, network_tx)
+
+
+def _mark_sent(broadcast: Broadcast, network_tx: NetworkTransaction) -> None:
+    """Its withdrawals broadcasted, each with its event; our send followed from now on
+    (withdrawal.confirmed when its row closes at the threshold)."""
+    sending = OutgoingTransaction.objects.filter(
         broadcast=broadcast, state=OutgoingTransaction.State.BROADCASTING
-    ).update(state=OutgoingTransaction.State.BROADCASTED)
+    )
+    ids = list(sending.values_list("pk", flat=True))
+    sending.filter(pk__in=ids).update(state=OutgoingTransaction.State.BROADCASTED)
+    events.emit("withdrawal.broadcasted", ids)
+    deposits_changed.send(NetworkTransaction, ids=[network_tx.pk], using="default")
 
 
 def opened_rows(broadcast: Broadcast, by_hand: bool, now):
@@ -106,7 +118,7 @@ def settle_broadcasted(
             state=state, txid=txid, broadcasted_at=now, **close_fields
         )
         if not updated:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
         book_sent(broadcast, txid, now)
@@ -138,15 +150,19 @@ def fail_broadcast(
     with transaction.atomic():
         updated = rows.update(state=state, last_error=error[:4000], **close_fields)
         if not updated:
-            raise CloseError(
+            raise CloseRefused(
                 f"broadcast #{broadcast.pk} is no longer opened, or its send is still in flight"
             )
-        OutgoingTransaction.objects.filter(broadcast=broadcast).update(
+        ids = list(
+            OutgoingTransaction.objects.filter(broadcast=broadcast).values_list("pk", flat=True)
+        )
+        OutgoingTransaction.objects.filter(pk__in=ids, broadcast=broadcast).update(
             state=OutgoingTransaction.State.QUEUED,
             broadcast=None,
             returned_by=broadcast,
             attempts=F("attempts") + 1,
         )
+        events.emit("withdrawal.queued", ids)  # back in the queue for the next broadcast
         faults.point("broadcast.before_fail_commit")
     broadcast.refresh_from_db()
     return broadcast
@@ -203,6 +219,7 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
             note = f"LATE REPLY: txid {txid} for a broadcast in state {broadcast.state}"
         Broadcast.objects.filter(pk=broadcast.pk).update(
             needs_attention=True,
+            late_reply_at=now,
             last_error=(f"{note}\n{broadcast.last_error}" if broadcast.last_error else note)[:4000],
         )
         faults.point("broadcast.before_late_reply_commit")

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cryptoadmin import faults
+from cryptoadmin.errors import CloseRefused
 from ledger.backends import (
     BackendError,
     Conflict,
@@ -17,8 +18,7 @@ from ledger.backends import (
     Refused,
 )
 
-from . import attempts
-from .errors import CloseError
+from . import attempts, events
 from .lease import lease_from
 from .models import Broadcast, OutgoingTransaction, WithdrawalRule
 from .replies import Recovered, Replies, Result
@@ -114,7 +114,7 @@ class SignFirst(Replies):
             # The node will never take these bytes, but a copy may be out on the network (a
             # re-send): its withdrawals go back to the queue and its coins stay reserved, so
             # the next attempt spends one of them (attempts.py).
-            return self.not_sent(broadcast, exc, refusal="dust" in str(exc))
+            return self.not_sent(broadcast, exc, refusal=exc.reason == Refused.DUST)
         except BackendError as exc:
             # Node down, restarting, or the reply lost: the same bytes go again next run.
             Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.OPENED).update(
@@ -159,7 +159,7 @@ class SignFirst(Replies):
         one are free again (it can never confirm while that one does)."""
         try:
             note = attempts.settle_as(broadcast, earlier)
-        except CloseError:
+        except CloseRefused:
             return Result(
                 broadcasts=[broadcast.pk],
                 message=f"{self.wallet.name}: broadcast #{broadcast.pk} was settled elsewhere",
@@ -208,12 +208,18 @@ class SignFirst(Replies):
                 pk=broadcast.pk, state=Broadcast.State.OPENED
             ).update(state=Broadcast.State.FAILED, closed_at=timezone.now(), last_error=note)
             if updated:
-                OutgoingTransaction.objects.filter(broadcast=broadcast).update(
+                held = list(
+                    OutgoingTransaction.objects.filter(broadcast=broadcast).values_list(
+                        "pk", flat=True
+                    )
+                )
+                OutgoingTransaction.objects.filter(pk__in=held).update(
                     state=OutgoingTransaction.State.NEEDS_ATTENTION,
                     broadcast=None,
                     returned_by=broadcast,
                     last_error=note,
                 )
+                events.emit("withdrawal.needs_attention", held)
             faults.point("broadcast.before_fee_cap_commit")
         log.error("broadcast #%s not sent: %s", broadcast.pk, note)
         return self.refused(broadcast, f"NOT SENT, its outgoing need attention: {note}")
@@ -226,7 +232,7 @@ class SignFirst(Replies):
         person. One that never recorded a signed transaction and whose lease is over never
         sent anything: its outgoing go back to the queue."""
         out = Recovered()
-        if not getattr(self.backend, "signs_first", False):
+        if not self.backend.signs_first:
             return out
         rows = Broadcast.objects.filter(
             wallet=self.wallet, state=Broadcast.State.OPENED, signed_first=True, stuck_reason=""
@@ -269,7 +275,7 @@ class SignFirst(Replies):
                 "no signed transaction was recorded before its lease ended: nothing was sent",
                 unsigned=True,
             )
-        except CloseError:
+        except CloseRefused:
             return None
         return (
             f"{self.wallet.name}: broadcast #{broadcast.pk} was never signed: "

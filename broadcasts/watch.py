@@ -20,7 +20,7 @@ def watch_never_left(wallet: Wallet, backend) -> int:
     on a wallet send (the node finished a send its caller had given up on): handled as a
     late reply, before this run collects the outgoing that close put back in the queue.
     One node call, and only while such broadcasts exist."""
-    if not getattr(backend, "keeps_comments", True) or not hasattr(backend, "list_transactions"):
+    if not backend.keeps_comments or not hasattr(backend, "list_transactions"):
         return 0
     found_signed = watch_signed_never_left(wallet, backend)
     watched = dict(
@@ -52,7 +52,7 @@ def watch_signed_never_left(wallet: Wallet, backend) -> int:
     """Signed broadcasts failed or closed as 'never left' in the last day whose stored txid
     the node knows after all (it had the bytes; a conflict went away): a late reply, as
     above. Their withdrawals were re-attempted only by transactions conflicting with them."""
-    if not getattr(backend, "signs_first", False):
+    if not backend.signs_first:
         return 0
     watched = Broadcast.objects.filter(
         wallet=wallet,
@@ -60,8 +60,8 @@ def watch_signed_never_left(wallet: Wallet, backend) -> int:
         signed_first=True,
         closed_at__gte=timezone.now() - timedelta(days=1),
     ).exclude(raw_tx="")
-    # Once found, the note stays in its last error: never flagged twice for the same news.
-    watched = watched.exclude(last_error__contains="LATE REPLY")
+    # Once found, it is marked: never flagged twice for the same news.
+    watched = watched.filter(late_reply_at__isnull=True)
     found = 0
     for broadcast_id, txid in watched.values_list("id", "txid"):
         try:

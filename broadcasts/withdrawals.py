@@ -13,6 +13,7 @@ from ledger.backends import BackendError
 from ledger.models import Account, Transaction, Wallet
 from ledger.money import AmountError, to_units
 
+from . import events
 from .errors import OutgoingError
 from .models import OutgoingTransaction, WithdrawalRule
 
@@ -22,11 +23,13 @@ QUEUE_PERM = "broadcasts.queue_outgoingtransaction"
 def _wallet_for(currency, wallet):
     if wallet is not None:
         if wallet.currency_id != currency.pk:
-            raise OutgoingError(f"wallet {wallet.name} is not a {currency.code} wallet")
+            raise OutgoingError(
+                f"wallet {wallet.name} is not a {currency.code} wallet", code="wrong_wallet"
+            )
         return wallet
     wallet = Wallet.objects.filter(currency=currency, enabled=True).order_by("id").first()
     if wallet is None:
-        raise OutgoingError(f"no enabled {currency.code} wallet to send from")
+        raise OutgoingError(f"no enabled {currency.code} wallet to send from", code="no_wallet")
     return wallet
 
 
@@ -35,29 +38,42 @@ def check_external(
 ) -> Wallet:
     """Every check of send_external that does not need the lock. Returns the paying wallet."""
     if not isinstance(amount, int) or isinstance(amount, bool):
-        raise OutgoingError(f"the amount must be integer base units, got {type(amount).__name__}")
+        raise OutgoingError(
+            f"the amount must be integer base units, got {type(amount).__name__}",
+            code="invalid_amount",
+        )
     if amount <= 0:
-        raise OutgoingError("the amount must be greater than zero")
+        raise OutgoingError("the amount must be greater than zero", code="invalid_amount")
     if account.code != Account.Code.BALANCE or account.user_id is None:
-        raise OutgoingError("withdrawals are paid from a user's 201 balance account")
+        raise OutgoingError(
+            "withdrawals are paid from a user's 201 balance account", code="wrong_account"
+        )
     currency = account.currency
     if not currency.enabled:
-        raise OutgoingError(f"{currency.code} is disabled: no withdrawals")
+        raise OutgoingError(
+            f"{currency.code} is disabled: no withdrawals", code="currency_disabled"
+        )
     wallet = _wallet_for(currency, wallet)
     if not wallet.enabled:
-        raise OutgoingError(f"wallet {wallet.name} is disabled")
+        raise OutgoingError(f"wallet {wallet.name} is disabled", code="wallet_disabled")
     address = (address or "").strip()
     if not address:
-        raise OutgoingError("a destination address is required")
+        raise OutgoingError("a destination address is required", code="address_required")
     try:
         valid = wallet.get_backend().validate_address(address)
     except BackendError as exc:
-        raise OutgoingError(f"cannot check the address now: {exc}") from exc
+        raise OutgoingError(
+            f"cannot check the address now: {exc}", code="node_unreachable"
+        ) from exc
     if not valid:
         raise OutgoingError(
-            f"{address!r} is not a valid {currency.code} address on {currency.network}"
+            f"{address!r} is not a valid {currency.code} address on {currency.network}",
+            code="invalid_address",
         )
     return wallet
+
+
+_State = OutgoingTransaction.State
 
 
 def send_external(
@@ -89,7 +105,7 @@ def send_external(
             label=label or f"withdrawal to {address}",
             created_by=created_by,
         )
-        return OutgoingTransaction.objects.create(
+        out = OutgoingTransaction.objects.create(
             wallet=wallet,
             currency_id=account.currency_id,
             account=account,
@@ -100,10 +116,10 @@ def send_external(
             label=label,
             created_by=created_by,
             approval_reason=why,
-            state=OutgoingTransaction.State.AWAITING_APPROVAL
-            if why
-            else OutgoingTransaction.State.QUEUED,
+            state=_State.AWAITING_APPROVAL if why else _State.QUEUED,
         )
+        events.emit(f"withdrawal.{out.state}", [out.pk])
+        return out
 
 
 def _check_balance(account: Account, amount: int):
@@ -111,7 +127,8 @@ def _check_balance(account: Account, amount: int):
     if available < amount:
         raise OutgoingError(
             f"too little balance: {account.currency.amount(available)} available, "
-            f"{account.currency.amount(amount)} requested"
+            f"{account.currency.amount(amount)} requested",
+            code="insufficient_funds",
         )
 
 
@@ -119,7 +136,8 @@ def check_minimum(rule: WithdrawalRule | None, currency, amount: int):
     if rule is not None and amount < rule.minimum_amount:
         raise OutgoingError(
             f"the minimum {currency.code} withdrawal is {currency.amount(rule.minimum_amount)}; "
-            f"{currency.amount(amount)} requested"
+            f"{currency.amount(amount)} requested",
+            code="below_minimum",
         )
 
 
@@ -169,7 +187,7 @@ def queue_withdrawal(
     try:
         amount = to_units(amount_text, currency.decimals)
     except AmountError as exc:
-        raise OutgoingError(str(exc), field="amount") from None
+        raise OutgoingError(str(exc), field="amount", code="invalid_amount") from None
     account = (
         Account.objects.filter(
             user_id=(user_id or "").strip(), currency=currency, code=Account.Code.BALANCE
@@ -178,7 +196,9 @@ def queue_withdrawal(
         .first()
     )
     if account is None:
-        raise OutgoingError(f"no {currency.code} account for this user", field="user_id")
+        raise OutgoingError(
+            f"no {currency.code} account for this user", field="user_id", code="unknown_user"
+        )
     out = send_external(
         account, address, amount, wallet=wallet, created_by=actors.person(by), label=label
     )

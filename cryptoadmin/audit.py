@@ -17,22 +17,10 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from .masking import mask_value
 from .signin.clientip import client_ip
 
-SECRET_WORDS = ("password", "api_key", "apikey", "pin", "secret", "token", "key")
 MASK = "••••••"
-
-
-def _mask_value(key, value):
-    from ledger.backends.base import mask_url
-
-    if any(word in str(key).lower() for word in SECRET_WORDS):
-        return MASK if value else value
-    if isinstance(value, str) and "://" in value:
-        return mask_url(value)  # credentials in a node URL
-    if isinstance(value, dict):
-        return {k: _mask_value(k, v) for k, v in value.items()}
-    return value
 
 
 def mask_backend_settings(value: str) -> str:
@@ -44,7 +32,7 @@ def mask_backend_settings(value: str) -> str:
         return MASK if value else value
     if not isinstance(data, dict):
         return MASK
-    return json.dumps({key: _mask_value(key, item) for key, item in data.items()}, sort_keys=True)
+    return json.dumps(mask_value(data), sort_keys=True)
 
 
 def mask_all(value: str) -> str:
@@ -73,11 +61,18 @@ class AuditMiddleware(AuditlogMiddleware):
         return client_ip(request)
 
 
+# Where events go and what is sent: the secrets never (masked as soon as they are set).
+WEBHOOK_ENDPOINT = dict(
+    include_fields=["url", "event_types", "enabled", "disabled_reason", "secret"],
+    mask_fields=["secret"],
+    mask_callable="cryptoadmin.audit.mask_all",
+)
+
+
 def register():
-    Currency = apps.get_model("ledger", "Currency")
     Wallet = apps.get_model("ledger", "Wallet")
     ApiToken = apps.get_model("balances", "ApiToken")
-    auditlog.register(Currency)
+    auditlog.register(apps.get_model("ledger", "Currency"))
     # A currency's withdrawal rules (minimum, approval threshold, daily total): money settings.
     auditlog.register(apps.get_model("broadcasts", "WithdrawalRule"))
     # The machine's own bookkeeping on a wallet (cursor, last rescan, reconciliation): no setting.
@@ -91,8 +86,17 @@ def register():
     # and tells an auditor nothing the prefix does not.
     auditlog.register(
         ApiToken,
-        include_fields=["name", "prefix", "created_by", "created_at", "revoked_at", "revoked_by"],
+        include_fields=[
+            "name",
+            "prefix",
+            "scopes",
+            "created_by",
+            "created_at",
+            "revoked_at",
+            "revoked_by",
+        ],
     )
+    auditlog.register(apps.get_model("events", "WebhookEndpoint"), **WEBHOOK_ENDPOINT)
     auditlog.register(Group, m2m_fields={"permissions"})
     # Who was made staff, superuser or given a role; never the password hash.
     auditlog.register(

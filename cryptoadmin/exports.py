@@ -10,8 +10,9 @@ the code in its own column, so a spreadsheet can sum them."""
 
 import csv
 
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 
@@ -41,7 +42,14 @@ class CsvExportMixin:
     def export_csv_view(self, request):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        queryset = self.get_changelist_instance(request).get_queryset(request)
+        try:
+            queryset = self.get_changelist_instance(request).get_queryset(request)
+        except IncorrectLookupParameters:
+            # The list itself answers these with its "?e=1" page; a file cannot: say why.
+            return HttpResponseBadRequest(
+                "bad_filter: a filter of this export is unknown or its value invalid\n",
+                content_type="text/plain",
+            )
         writer = csv.writer(_Echo())
 
         def rows():
@@ -61,6 +69,10 @@ def _cell(value):
     if hasattr(value, "isoformat"):
         return value.isoformat()
     text = str(value)
-    # A cell starting with = + - @ is a formula to a spreadsheet: addresses, labels and reasons
-    # come from outside, so such text is quoted as text.
-    return "'" + text if text[:1] in ("=", "+", "@") else text
+    # A cell starting with one of these is a formula to some spreadsheet (OWASP's CSV injection
+    # rule, with the full-width forms): labels, addresses and reasons come from outside, so
+    # such text is quoted as text.
+    return "'" + text if text[:1] in FORMULA_STARTS else text
+
+
+FORMULA_STARTS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")

@@ -4,9 +4,12 @@ alerts without editing a shared file.
 - `<app>/schedules.py`: SCHEDULES = [dict(name=..., func="dotted.path", schedule_type="I",
   minutes=1, ...)]
 - `<app>/dashboard.py`: `panels(request) -> list[dict(title, template, context)]` for the
-  admin index, and `alerts(request) -> list[dict(level, message, url)]` for a banner on
-  every admin page.
+  admin index, `alerts(request) -> list[dict(level, message, url)]` for a banner on every
+  admin page, and `needs_person(request) -> list[dict(key, title, count, url, level)]` for the
+  counts the admin home leads with (cryptoadmin/home.py).
 - `<app>/health.py`: `checks() -> [{name: {"ok": bool, ...}}]` merged into /health.
+- `<app>/unsettled.py`: `unsettled(wallet, opened_since) -> [ids]` of sends the books may not
+  hold yet; a wallet import waits for them (ledger.imports).
 
 An app is found by being in INSTALLED_APPS; its AppConfig's `hooks_order` places its hooks.
 """

@@ -23,6 +23,10 @@ VIEW = [
     "auditlog.view_logentry",
     "broadcasts.view_withdrawalrule",
     "ops.view_alert",
+    # Events, webhook endpoints (secrets shown only once, to whoever adds them) and deliveries.
+    "events.view_event",
+    "events.view_webhookendpoint",
+    "events.view_delivery",
 ]
 OPERATE = [
     "ledger.check_networktransaction",
@@ -51,6 +55,10 @@ ADMINISTER = [
     # Money settings: each currency's withdrawal minimum, approval threshold and daily limit.
     "broadcasts.add_withdrawalrule",
     "broadcasts.change_withdrawalrule",
+    # Webhook endpoints (URL, event types, enabled, secret rotation) and sending events again.
+    "events.add_webhookendpoint",
+    "events.change_webhookendpoint",
+    "events.replay_event",
 ]
 
 ROLES = {
@@ -187,3 +195,60 @@ def sync_roles(apps, roles=None) -> None:
                 Permission.objects.get(content_type__app_label=app_label, codename=codename)
             )
         group.permissions.set(wanted)
+
+
+# What cryptoadmin/migrations/0005_roles_withdrawals_and_alerts.py applied, frozen likewise.
+_VIEW_0005 = [
+    "ledger.view_currency",
+    "ledger.view_wallet",
+    "ledger.view_account",
+    "ledger.view_address",
+    "ledger.view_transaction",
+    "ledger.view_networktransaction",
+    "broadcasts.view_broadcast",
+    "broadcasts.view_outgoingtransaction",
+    "balances.view_apitoken",
+    "balances.view_user_balances",
+    "django_q.view_schedule",
+    "django_q.view_success",
+    "django_q.view_failure",
+    "django_q.view_ormq",
+    # Who changed money settings, tokens and roles (django-auditlog; secrets are masked in it).
+    "auditlog.view_logentry",
+    "broadcasts.view_withdrawalrule",
+    "ops.view_alert",
+]
+_OPERATE_0005 = [
+    "ledger.check_networktransaction",
+    "ledger.close_networktransaction_by_hand",
+    "broadcasts.close_broadcast_by_hand",
+    "ledger.rescan_wallet",
+    "ledger.reconcile_wallet",  # record a reconciliation (a node read and a status write)
+    # Four eyes: approve someone else's withdrawal; reject or cancel one (the amount goes to 201).
+    "broadcasts.approve_outgoingtransaction",
+    "broadcasts.cancel_outgoingtransaction",
+]
+_ADMINISTER_0005 = [
+    "ledger.import_wallet_balance",
+    "broadcasts.queue_outgoingtransaction",
+    "balances.add_apitoken",
+    "balances.change_apitoken",
+    "balances.revoke_apitoken",
+    "django_q.add_schedule",
+    "django_q.change_schedule",
+    "django_q.delete_schedule",
+    "ledger.add_currency",
+    "ledger.change_currency",
+    "ledger.add_wallet",
+    "ledger.change_wallet",
+    "django_q.add_ormq",  # re-run a project task from the task pages: it queues the task again
+    # Money settings: each currency's withdrawal minimum, approval threshold and daily limit.
+    "broadcasts.add_withdrawalrule",
+    "broadcasts.change_withdrawalrule",
+]
+
+ROLES_0005 = {
+    "Viewer": _VIEW_0005,
+    "Operator": _VIEW_0005 + _OPERATE_0005,
+    "Admin": _VIEW_0005 + _OPERATE_0005 + _ADMINISTER_0005,
+}

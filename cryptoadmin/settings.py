@@ -63,6 +63,8 @@ if not SECRET_KEY:
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# A refused form names the settings that decide it (CSRF_TRUSTED_ORIGINS, BEHIND_TLS_PROXY).
+CSRF_FAILURE_VIEW = "cryptoadmin.csrf.failure"
 
 _db_url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 try:
@@ -193,17 +195,22 @@ TRUSTED_PROXY_COUNT = env_int(
     "TRUSTED_PROXY_COUNT", 1 if env_bool("BEHIND_TLS_PROXY", False) else 0
 )
 
-# django-axes: failures counted per username and, separately, per address; either reaching
-# the limit locks. Attempts made while locked are not counted, so one address can spend at most
-# LOGIN_MAX_FAILURES failures in all: it cannot lock out every user, only itself (and at most
-# one username it hammered).
+# django-axes: failures counted per (username, address) and per address; either reaching
+# LOGIN_MAX_FAILURES locks. Guesses from other addresses never lock a person out: a username is
+# locked as a whole only at LOGIN_USERNAME_MAX_FAILURES failures in the window, and not from an
+# address that user signed in from within LOGIN_KNOWN_PLACE_DAYS (cryptoadmin/signin/lockout.py).
+# Attempts made while locked are not counted, so one address can spend at most
+# LOGIN_MAX_FAILURES failures in all: it cannot lock out every user, only itself.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+AXES_HANDLER = "cryptoadmin.signin.lockout.SignInHandler"
 AXES_FAILURE_LIMIT = env_int("LOGIN_MAX_FAILURES", 5)
 AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_FAILURE_WINDOW", 900))
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+LOGIN_USERNAME_MAX_FAILURES = env_int("LOGIN_USERNAME_MAX_FAILURES", 50)
+LOGIN_KNOWN_PLACE_AGE = timedelta(days=env_int("LOGIN_KNOWN_PLACE_DAYS", 90))
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "cryptoadmin.signin.clientip.client_ip"
@@ -224,6 +231,29 @@ GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 10)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 1000)
 GRAPHQL_INTROSPECTION = env_bool("GRAPHQL_INTROSPECTION", DEBUG)
 
+# --- Content-Security-Policy (django-csp; docs/security.md) ---------------------------------
+# Every page: scripts, styles, fonts, images, requests and forms from this site only; no inline
+# script, no plugin, no framing. Inline style attributes stay allowed (the admin's own pages and
+# this project's cells use them; they run no code). data: images: the second factor's QR code.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+
 # --- Hosts the server may call (ledger/hosts.py; docs/security.md) ---------------------------
 # Node URLs and block.io's base_url must name a host on NODE_HOSTS, webhook URLs one on
 # WEBHOOK_HOSTS: checked when a wallet or an endpoint is saved and before every request, so a
@@ -236,6 +266,11 @@ WEBHOOK_HOSTS = env_list("WEBHOOK_HOSTS") + (LOOPBACK_HOSTS if DEBUG else [])
 
 # Backend defaults: every RPC has a deadline.
 NODE_RPC_TIMEOUT = env_int("NODE_RPC_TIMEOUT", 30)
+# The listener's unix socket, where deploy/walletnotify (ledger/walletnotify_push.py, which reads
+# the same variable with the same default) hands over the txids bitcoind announces.
+WALLETNOTIFY_SOCKET = os.environ.get("WALLETNOTIFY_SOCKET") or str(
+    BASE_DIR / "var" / "walletnotify.sock"
+)
 HEALTH_NODE_TIMEOUT = env_int("HEALTH_NODE_TIMEOUT", 5)
 # A broadcast's send is leased for 2 x NODE_RPC_TIMEOUT (the node calls' budget: the
 # state-changing call's own timeouts are cut to fit what is left of it) + this margin. While
@@ -256,6 +291,9 @@ BALANCE_CACHE_MAX_USERS = env_int("BALANCE_CACHE_MAX_USERS", 10_000)
 BALANCE_CACHE_WAIT_TIMEOUT = env_float("BALANCE_CACHE_WAIT_TIMEOUT", 10.0)
 # Worst-case cross-process staleness, seconds.
 BALANCE_CACHE_MAX_STALENESS = env_float("BALANCE_CACHE_MAX_STALENESS", 2.0)
+# Replies to the balances query kept per process with the snapshot they were computed from
+# (balances/answers.py); 0 turns it off.
+BALANCES_ANSWER_CACHE_SIZE = env_int("BALANCES_ANSWER_CACHE_SIZE", 10_000)
 # "notify" (PostgreSQL LISTEN/NOTIFY), "ttl" (entries expire after MAX_STALENESS), "off" (single
 # process only); anything else: notify on PostgreSQL, ttl otherwise.
 BALANCE_CACHE_CROSS_PROCESS = os.environ.get("BALANCE_CACHE_CROSS_PROCESS", "").strip().lower()
@@ -310,6 +348,17 @@ ALERT_URLS = os.environ.get("ALERT_URLS", "")
 ALERT_REMINDER_MINUTES = env_int("ALERT_REMINDER_MINUTES", 60)
 ALERT_NODE_DOWN_MINUTES = env_int("ALERT_NODE_DOWN_MINUTES", 5)
 
+# --- Events, the feed and webhooks (docs/events.md) ------------------------------------------
+# Webhook URLs must name a host on WEBHOOK_HOSTS (above).
+INSTALLED_APPS += ["events"]
+# Seconds one attempt may take (connect and read), and concurrent requests per endpoint.
+WEBHOOK_TIMEOUT = env_float("WEBHOOK_TIMEOUT", 10.0)
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 4)
+# Endpoints a dispatcher serves at once (one thread each): a slow one holds only its own.
+WEBHOOK_WORKERS = env_int("WEBHOOK_WORKERS", 8)
+# An endpoint failing this long raises an alert.
+WEBHOOK_ALERT_AFTER_HOURS = env_int("WEBHOOK_ALERT_AFTER_HOURS", 24)
+
 # --- The product's API (/api/v1/) ------------------------------------------------------------
 # ninja serves its docs page's scripts from its own static files (nothing from outside).
 INSTALLED_APPS += ["ninja", "api"]
@@ -318,3 +367,9 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware") + 1,
     "api.middleware.ApiErrorShapeMiddleware",
 )
+# Money requests' Idempotency-Key answers are kept this long (at least 24 hours), and a request
+# waits this long for another with its key to finish before answering 409 (PostgreSQL).
+IDEMPOTENCY_KEY_HOURS = max(24, env_int("IDEMPOTENCY_KEY_HOURS", 48))
+IDEMPOTENCY_WAIT_MS = env_int("IDEMPOTENCY_WAIT_MS", 5000)
+# Requests per token per period ("6000/min", "50/s"; empty: no limit), counted per web process.
+API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "6000/min").strip()

@@ -23,3 +23,6 @@ TEST_HOOKS = (
 # The suite's regtest nodes, block.io double and webhook receivers listen on loopback.
 NODE_HOSTS = NODE_HOSTS + LOOPBACK_HOSTS
 WEBHOOK_HOSTS = WEBHOOK_HOSTS + LOOPBACK_HOSTS
+if os.environ.get("FRESH_CONTENT_TYPES"):
+    # A long-lived test server (devtools/fresh_content_types.py).
+    MIDDLEWARE = ["devtools.fresh_content_types.FreshContentTypesMiddleware", *MIDDLEWARE]  # noqa: F405

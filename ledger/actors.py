@@ -36,8 +36,11 @@ def require(by, perm: str) -> None:
 
 
 def person(by):
-    """The user to store in created_by / closed_by: None for the system."""
-    return None if by is None or isinstance(by, System) else by
+    """The user to store in created_by / closed_by: None for the system; an actor standing for
+    a machine (an API token) names its own user row in `acting_user`."""
+    if by is None or isinstance(by, System):
+        return None
+    return getattr(by, "acting_user", by)
 
 
 def log_action(by, obj, message: str, *, added: bool = False) -> None:
@@ -52,4 +55,28 @@ def log_action(by, obj, message: str, *, added: bool = False) -> None:
     flag = ADDITION if added else CHANGE
     LogEntry.objects.log_actions(
         user_id=who.pk, queryset=[obj], action_flag=flag, change_message=message, single_object=True
+    )
+
+
+def signed_in_staff(user) -> bool:
+    """A staff session signed in with every factor the deployment requires (OTP_REQUIRED: the
+    second factor too): what the admin, /health's details and /metrics open to."""
+    from django.conf import settings
+
+    if user is None or not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    return not settings.OTP_REQUIRED or user.is_verified()
+
+
+def people_actions(obj):
+    """The admin history entries of `obj`, oldest first (log_action writes them)."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    return (
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
+        )
+        .select_related("user")
+        .order_by("action_time")
     )

@@ -11,11 +11,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from cryptoadmin.exports import CsvExportMixin
+from cryptoadmin.words import count
 
 from . import actors, operator
-from .admin_lists import NOTHING, IndexedSearch, InputFilter, ids, txid_of
-from .imports import IMPORT_PERM
-from .models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
+from . import network_display as shown
+from .actors import people_actions
+from .admin_lists import NOTHING, IndexedSearch, InputFilter, as_id, ids, txid_of
+from .models import Account, Address, Currency, NetworkTransaction, Transaction
 from .money import format_units
 
 
@@ -78,140 +80,6 @@ class CurrencyAdmin(admin.ModelAdmin):
         return ["decimals"] if obj and obj.transactions.exists() else []
 
 
-class WalletForm(forms.ModelForm):
-    class Meta:
-        model = Wallet
-        fields = ["name", "currency", "backend", "backend_settings", "enabled"]
-        help_texts = {"backend_settings": "Secrets are stored as entered and shown masked."}
-
-
-@admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
-    form = WalletForm
-    list_display = ["name", "currency", "backend", "enabled", "node", "reconcile_link"]
-    change_list_template = "ledger/wallet_change_list.html"
-    list_filter = ["backend", "currency", "enabled"]
-    list_select_related = ["currency"]
-
-    @admin.display(description="backend settings")
-    def settings_masked(self, obj):
-        return figures_table(sorted(obj.backend_settings_masked().items()))
-
-    @admin.display(description="node")
-    def node(self, obj):
-        # The list names where the node is (credentials masked); the rest is on the wallet's page.
-        settings = obj.backend_settings_masked()
-        where = settings.get("url") or settings.get("base_url") or settings.get("rpc_url") or "—"
-        return format_html("<code>{}</code>", where)
-
-    @admin.display(description="last reconciliation")
-    def reconciliation_figures(self, obj):
-        from .reconcile import Reconciliation
-
-        if not obj.last_reconciliation:
-            return "never"
-        result, c = Reconciliation.from_dict(obj.last_reconciliation), obj.currency
-        return figures_table(
-            [
-                ("node balance", c.amount(result.node_balance)),
-                ("books", c.amount(result.books_balance)),
-                ("awaiting credit", c.amount(result.uncredited)),
-                ("difference", c.amount(result.unaccounted)),
-                ("missing deposits", len(result.missing_deposits)),
-            ]
-        )
-
-    @admin.display(description="last rescan result")
-    def rescan_figures(self, obj):
-        result = obj.last_rescan_result or {}
-        return figures_table([(k.replace("_", " "), v) for k, v in sorted(result.items())])
-
-    def get_actions(self, request):
-        # Wallets are never deleted (their accounts and addresses protect them): no action
-        # that is always refused.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    actions = ["rescan_now"]
-    STATUS_FIELDS = [
-        "last_block_hash",
-        "last_polled_at",
-        "last_poll_error",
-        "last_poll_error_at",
-        "last_rescan_at",
-        "rescan_figures",
-        "last_reconciled_at",
-        "reconciliation_figures",
-    ]
-
-    def get_fields(self, request, obj=None):
-        # Existing wallets never render their secrets back into the page.
-        if obj is not None:
-            return [
-                "name",
-                "currency",
-                "backend",
-                "settings_masked",
-                "enabled",
-                *self.STATUS_FIELDS,
-            ]
-        return super().get_fields(request, obj)
-
-    def get_readonly_fields(self, request, obj=None):
-        return (
-            ["settings_masked", "currency", "backend", *self.STATUS_FIELDS]
-            if obj is not None
-            else []
-        )
-
-    @admin.action(description="Rescan now (queued)", permissions=["rescan"])
-    def rescan_now(self, request, queryset):
-        from .rescan import queue_rescan
-
-        count = queue_rescan(queryset, by=request.user)
-        messages.info(
-            request,
-            f"Rescan queued for {count} wallet{'s' if count != 1 else ''}: the result appears "
-            "on the wallet's page when done.",
-        )
-
-    def has_rescan_permission(self, request):
-        from .rescan import RESCAN_PERM
-
-        return actors.allowed(request.user, RESCAN_PERM)
-
-    def get_urls(self):
-        from . import admin_views
-
-        wrap = self.admin_site.admin_view
-        return [
-            path(
-                "import/",
-                wrap(lambda r: admin_views.import_wallet_balance_view(self, r)),
-                name="ledger_wallet_import",
-            ),
-            path(
-                "<int:object_id>/reconcile/",
-                wrap(lambda r, object_id: admin_views.reconcile_view(self, r, object_id)),
-                name="ledger_wallet_reconcile",
-            ),
-        ] + super().get_urls()
-
-    def changelist_view(self, request, extra_context=None):
-        extra_context = {
-            **(extra_context or {}),
-            "can_import": actors.allowed(request.user, IMPORT_PERM),
-        }
-        return super().changelist_view(request, extra_context)
-
-    @admin.display(description="reconcile")
-    def reconcile_link(self, obj):
-        return format_html(
-            '<a href="{}">Reconcile</a>', reverse("admin:ledger_wallet_reconcile", args=[obj.pk])
-        )
-
-
 def _user_accounts(term: str) -> list:
     return ids(Account.objects.filter(user_id=term))
 
@@ -219,18 +87,24 @@ def _user_accounts(term: str) -> list:
 @admin.register(Account)
 class AccountAdmin(IndexedSearch, ReadOnlyAdmin):
     ordering = ["id"]  # the primary key: a stable page order at any size
-    list_display = ["id", "currency", "code", "user_id", "wallet", "created_at"]
+    list_display = ["id", "currency", "code", "user_id", "wallet", "balance", "created_at"]
     list_filter = ["currency", "code"]
-    list_select_related = ["currency", "wallet__currency"]
+    list_select_related = ["currency", "wallet__currency", "running_total"]
     # Also the account picker's search (the import form): "treasury", "treasury 202".
     search_help_text = "An exact user id, a user id and an account code, or an account id."
 
     def search_q(self, term):
         by_user = Q(user_id=term)
         user, _, code = term.rpartition(" ")
-        if user.strip() and code.isdigit():
-            by_user |= Q(user_id=user.strip(), code=int(code))
-        return by_user | (Q(pk=int(term)) if term.isdigit() else NOTHING)
+        if user.strip() and as_id(code) is not None:
+            by_user |= Q(user_id=user.strip(), code=as_id(code))
+        return by_user | (Q(pk=as_id(term)) if as_id(term) is not None else NOTHING)
+
+    @admin.display(description="balance", ordering="running_total__balance")
+    def balance(self, obj):
+        # The database's running total (no row: nothing ever moved, zero).
+        total = getattr(obj, "running_total", None)
+        return amount_cell(total.balance if total else 0, obj.currency)
 
 
 @admin.register(Address)
@@ -242,6 +116,19 @@ class AddressAdmin(IndexedSearch, ReadOnlyAdmin):
 
     def search_q(self, term):
         return Q(address=term) | Q(account_id__in=_user_accounts(term))
+
+    def has_add_permission(self, request):
+        from .receiving import ADDRESS_PERM
+
+        return actors.allowed(request.user, ADDRESS_PERM)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # Added by asking the node (a user id and a wallet), never typed in by hand.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        from . import admin_views
+
+        return admin_views.give_address_view(self, request)
 
 
 class UserFilter(InputFilter):
@@ -258,9 +145,10 @@ class AccountFilter(InputFilter):
     parameter_name = "account"
 
     def filter_q(self, value):
-        if not value.isdigit():
+        account = as_id(value)
+        if account is None:
             return NOTHING
-        return Q(source_id=int(value)) | Q(destination_id=int(value))
+        return Q(source_id=account) | Q(destination_id=account)
 
 
 @admin.register(Transaction)
@@ -338,6 +226,15 @@ def _short(text, limit):
     return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])
 
 
+def _totals(rows) -> list[str]:
+    """Each currency's total of the rows' recorded amounts, in coins."""
+    sums = {}
+    for r in rows:
+        if r.amount:
+            sums[r.currency] = sums.get(r.currency, 0) + r.amount
+    return [c.amount(t) for c, t in sorted(sums.items(), key=lambda kv: kv[0].code)]
+
+
 class StuckFilter(admin.SimpleListFilter):
     title = "stuck"
     parameter_name = "stuck"
@@ -369,6 +266,7 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         "amount_display",
         "state",
         "confirmations_of",
+        "paid_to",
         "age",
         "flag",
         "error",
@@ -380,7 +278,10 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         ("amount", lambda r: format_units(r.amount, r.currency.decimals) if r.amount else ""),
         ("currency", lambda r: r.currency.code),
         ("state", lambda r: r.state),
-        ("confirmations", lambda r: r.confirmations_now),
+        ("confirmations", lambda r: r.confirmations_shown),
+        ("users", lambda r: " ".join(user for user, _, _ in shown.paid(r))),
+        ("addresses", lambda r: " ".join(address for _, address, _ in shown.paid(r))),
+        ("ledger entries", lambda r: " ".join(str(e.pk) for e in r.ledger_entries.all())),
         ("opened_at", lambda r: r.opened_at),
         ("last_checked_at", lambda r: r.last_checked_at),
         ("flagged", lambda r: "yes" if r.flagged else ""),
@@ -388,11 +289,12 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         ("last_error", lambda r: r.last_error),
     ]
     list_filter = ["currency", "type", "state", StuckFilter, "flagged"]
-    list_select_related = ["currency", "wallet"]
+    list_select_related = ["currency", "wallet", "paid_address__account"]
     ordering = ["-opened_at"]
     # Shown by amount_display (coins) and flag (nothing unless flagged: no red cross for "no").
     exclude = ["amount", "flagged"]
-    readonly_fields = ["amount_display", "flag"]
+    readonly_fields = ["amount_display", "flag", "entries"]
+    object_history_template = "ledger/networktransaction_history.html"
     search_help_text = "An exact txid, or one of our addresses it paid."
 
     def search_q(self, term):
@@ -407,19 +309,38 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
 
     @admin.display(description="txid", ordering="txid")
     def short_txid(self, obj):
-        return format_html('<code title="{}">{}…</code>', obj.txid, obj.txid[:16])
+        # Ten characters tell rows apart; the whole on hover (the list fits 1280 px).
+        return format_html('<code title="{}">{}…</code>', obj.txid, obj.txid[:10])
 
     def get_queryset(self, request):
-        # An open mined row's confirmations follow from its wallet's tip (not rewritten per block).
-        return super().get_queryset(request).with_confirmations()
+        # A mined row's confirmations follow from its wallet's tip (not rewritten per block); the
+        # entries say whom it paid.
+        return shown.with_confirmations_shown(super().get_queryset(request)).prefetch_related(
+            shown.ENTRIES
+        )
 
     @admin.display(description="wallet", ordering="wallet__name")
     def wallet_name(self, obj):
         return obj.wallet.name
 
-    @admin.display(description="confirmations", ordering="confirmations_now")
+    @admin.display(description="confirmations", ordering="confirmations_shown")
     def confirmations_of(self, obj):
-        return f"{obj.confirmations_now} / {obj.currency.polling_threshold}"
+        return shown.confirmations_cell(obj)
+
+    @admin.display(description="paid")
+    def paid_to(self, obj):
+        return shown.paid_cell(obj)
+
+    @admin.display(description="ledger entries (whom it paid)")
+    def entries(self, obj):
+        return shown.entries_table(obj)
+
+    def history_view(self, request, object_id, extra_context=None):
+        row = self.get_object(request, object_id)
+        timeline = shown.timeline(row, people_actions(row)) if row is not None else []
+        return super().history_view(
+            request, object_id, {**(extra_context or {}), "timeline": timeline}
+        )
 
     @admin.display(description="age", ordering="opened_at")
     def age(self, obj):
@@ -465,16 +386,16 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
         return self._close_view(request, [object_id])
 
     def _close_view(self, request, ids):
-        from .confirmations import CloseRefused
+        from cryptoadmin.errors import CloseRefused
 
         if not self.has_close_permission(request):
-            # The page is the close flow's; operator.close_by_hand checks again.
+            # The page is the close flow's; operator.close_transactions_by_hand checks again.
             raise PermissionDenied
         rows = list(NetworkTransaction.objects.filter(pk__in=ids).select_related("currency"))
         form = CloseByHandForm(request.POST if "reason" in request.POST else None)
         if form.is_valid():
             try:
-                closed = operator.close_by_hand(
+                closed = operator.close_transactions_by_hand(
                     [r.pk for r in rows], by=request.user, reason=form.cleaned_data["reason"]
                 )
             except CloseRefused as exc:
@@ -493,6 +414,8 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
                 "title": "Close network transactions by hand",
                 "opts": self.model._meta,
                 "rows": rows,
+                "count": count(len(rows), "network transaction"),
+                "totals": _totals(rows),
                 "form": form,
                 "ids": ids,
             },
@@ -514,3 +437,7 @@ class NetworkTransactionAdmin(AmountColumn, CsvExportMixin, IndexedSearch, ReadO
             and self.has_close_permission(request)
         )
         return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+
+
+# The wallets' admin lives in its own module (registered on import).
+from . import admin_wallets  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""Custom admin pages on wallets: import unaccounted balance, reconciliation."""
+"""Custom admin pages: import unaccounted balance, reconciliation, a new receiving address."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import actors, imports
+from .admin_lists import as_id, typed
 from .backends import BackendError
 from .models import Account, Transaction, Wallet
 from .reconcile import (
@@ -20,6 +21,13 @@ from .reconcile import (
 )
 
 
+class AccountSelect(AutocompleteSelect):
+    def optgroups(self, name, value, attr=None):
+        # Django's widget looks the value up as an id when the form is shown again: a typed
+        # text that is not one ("treasury ²") would be a 500 instead of "Unknown account".
+        return super().optgroups(name, [v for v in value if as_id(v) is not None], attr)
+
+
 class ImportForm(forms.Form):
     """Only the inputs; ledger.imports checks the target and the amount."""
 
@@ -28,14 +36,34 @@ class ImportForm(forms.Form):
         error_messages={"invalid_choice": "Unknown wallet."},
     )
     account = forms.ModelChoiceField(
+        required=False,
         queryset=Account.objects.select_related("currency"),
         # The admin's account search (user id, account code): type "treasury" or "treasury 202".
-        widget=AutocompleteSelect(Transaction._meta.get_field("destination"), admin.site),
+        widget=AccountSelect(Transaction._meta.get_field("destination"), admin.site),
         help_text="The account that receives the coins whose owner the books do not know: "
-        "search by user id and account code (a user id alone is their 201 balance).",
+        "search by user id (their balance), or a user id and an account code.",
         error_messages={"invalid_choice": "Unknown account."},
     )
+    new_user = forms.RegexField(
+        required=False,
+        regex=r"^[A-Za-z0-9_.:@-]{1,128}$",
+        label="Or a new user id",
+        help_text='A user with no account yet (a fresh install\'s "treasury"): their balance '
+        "account is opened with the import when you confirm.",
+        error_messages={"invalid": "Use 1 to 128 letters, digits and _ . : @ -"},
+    )
     expected = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and bool(data.get("account")) == bool(data.get("new_user")):
+            raise forms.ValidationError("Choose an account, or type a new user id: one of the two.")
+        return data
+
+    def target(self):
+        """The chosen account, or the new user's (unsaved until the import is confirmed)."""
+        data = self.cleaned_data
+        return data["account"] or imports.new_user_target(data["wallet"], data["new_user"])
 
     def __init__(self, data=None, *args, **kwargs):
         if data is not None and (data.get("account") or "").strip() and data.get("wallet"):
@@ -49,19 +77,19 @@ def _account_from_text(text: str, wallet_id) -> str:
     number, or a user id with an optional account code ("treasury", "treasury 202") in the
     wallet's currency. Anything else is left as typed, for the field to call unknown."""
     text = text.strip()
-    if text.isdigit():
+    if as_id(text) is not None or not typed(text):
         return text
     parts = text.split()
-    code = parts[1] if len(parts) == 2 and parts[1].isdigit() else None
+    code = as_id(parts[1]) if len(parts) == 2 else None
     if len(parts) > 2 or (len(parts) == 2 and code is None):
         return text
-    wallet = Wallet.objects.filter(pk=wallet_id).first() if str(wallet_id).isdigit() else None
+    wallet = Wallet.objects.filter(pk=as_id(wallet_id)).first() if as_id(wallet_id) else None
     if wallet is None:
         return text
     found = Account.objects.filter(
         currency_id=wallet.currency_id,
         user_id=parts[0],
-        code=int(code) if code else Account.Code.BALANCE,
+        code=code if code is not None else Account.Code.BALANCE,
     ).first()
     return str(found.pk) if found else text
 
@@ -76,7 +104,7 @@ def import_wallet_balance_view(model_admin, request):
     }
     form = ImportForm(request.POST or None, initial={"wallet": request.GET.get("wallet")})
     if request.method == "POST" and form.is_valid():
-        wallet, account = form.cleaned_data["wallet"], form.cleaned_data["account"]
+        wallet, account = form.cleaned_data["wallet"], form.target()
         if "confirm" in request.POST and form.cleaned_data.get("expected") is not None:
             try:
                 entry = imports.confirm_import(
@@ -101,7 +129,7 @@ def import_wallet_balance_view(model_admin, request):
                 messages.success(
                     request,
                     f"{entry.label}: {wallet.currency.amount(entry.amount)} "
-                    f"put on account {account}.",
+                    f"put on {entry.destination}.",
                 )
                 return redirect(reverse("admin:ledger_wallet_change", args=[wallet.pk]))
         # Preview (or preview again after the amount changed): nothing is written.
@@ -139,6 +167,13 @@ FIGURES = (
     "uncredited",
     "unaccounted",
 )
+
+
+def _figures(result, currency) -> dict:
+    fmt = {k: currency.amount(getattr(result, k)) for k in FIGURES}
+    # The fees account gives what the network took: a person reads the fees paid, positive.
+    fmt["fees_paid"] = currency.amount(-result.fees)
+    return fmt
 
 
 def reconcile_view(model_admin, request, object_id):
@@ -180,5 +215,44 @@ def reconcile_view(model_admin, request, object_id):
     recorded = wallet.last_reconciliation or None
     if recorded:
         result, c = Reconciliation.from_dict(recorded), wallet.currency
-        context.update(result=result, fmt={k: c.amount(getattr(result, k)) for k in FIGURES})
+        context.update(result=result, fmt=_figures(result, c))
     return TemplateResponse(request, "ledger/reconcile.html", context)
+
+
+class AddressForm(forms.Form):
+    wallet = forms.ModelChoiceField(
+        queryset=Wallet.objects.active().select_related("currency"),
+        help_text="The wallet whose node makes the address (its currency is the deposit's).",
+        error_messages={"invalid_choice": "Unknown or disabled wallet."},
+    )
+    user_id = forms.RegexField(
+        regex=r"^[A-Za-z0-9_.:@-]{1,128}$",
+        label="User id",
+        help_text="The service's id of the user; their balance account is opened if needed.",
+        error_messages={"invalid": "Use 1 to 128 letters, digits and _ . : @ -"},
+    )
+
+
+def give_address_view(model_admin, request):
+    """Add page of Addresses: asks the chosen wallet's node for a new receiving address."""
+    from .receiving import AddressRefused, give_address
+
+    form = AddressForm(request.POST or None)
+    if len(form.fields["wallet"].queryset) == 1:
+        form.fields["wallet"].initial = form.fields["wallet"].queryset[0]
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            address = give_address(data["wallet"], data["user_id"], by=request.user)
+        except AddressRefused as exc:
+            form.add_error(None, f"{exc} [{exc.code}]")
+        else:
+            messages.success(request, f"{address.address} given to {data['user_id']}.")
+            return redirect(reverse("admin:ledger_address_changelist") + f"?q={address.address}")
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "New receiving address",
+        "opts": model_admin.model._meta,
+        "form": form,
+    }
+    return TemplateResponse(request, "ledger/address_add.html", context)

@@ -60,3 +60,31 @@ def alerts(request):
             )
         )
     return out
+
+
+def needs_person(request):
+    """The home page's counts (cryptoadmin/home.py): flagged deposits and nodes whose last
+    poll failed, each linking to the list filtered to exactly them."""
+    if not request.user.is_staff:
+        return []
+    flagged = NetworkTransaction.objects.filter(
+        type=NetworkTransaction.Type.DEPOSIT, flagged=True
+    ).count()
+    down = Wallet.objects.active().exclude(last_poll_error="").count()
+    return [
+        dict(
+            key="flagged_deposits",
+            title="flagged deposits",
+            count=flagged,
+            level="error",
+            url=reverse("admin:ledger_networktransaction_changelist")
+            + "?flagged__exact=1&type__exact=deposit",
+        ),
+        dict(
+            key="nodes_down",
+            title="nodes down (last poll failed)",
+            count=down,
+            level="error",
+            url=reverse("admin:ledger_wallet_changelist") + "?polling=failing",
+        ),
+    ]

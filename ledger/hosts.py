@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from .errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 SCHEMES = ("http", "https")
 # Characters that URL parsers disagree on (urllib vs urllib3) or that never belong in a host.

@@ -75,28 +75,17 @@ def check_target(wallet: Wallet, account: Account) -> None:
 IMPORT_PERM = "ledger.import_wallet_balance"
 
 
-def unsettled_broadcasts(wallet: Wallet, opened_since=None) -> list[int]:
-    """Broadcasts whose effect on the node the books may not hold: opened (a send in flight
-    or interrupted: it may have paid, unbooked), or sent with the fee not booked yet (the
-    node is short of the books by it). `opened_since`: also any opened at or after then,
-    whatever became of it (the books read before it may be stale)."""
-    from django.db.models import Q
+def unsettled_sends(wallet: Wallet, opened_since=None) -> list[int]:
+    """Sends whose effect on the node the books may not hold, as the apps that send report
+    them (`<app>/unsettled.py`: `unsettled(wallet, opened_since)`, found by the registry):
+    the books build on nothing above them, so they ask instead of importing those apps."""
+    from cryptoadmin.registry import collect
 
-    from broadcasts.models import Broadcast  # broadcasts builds on ledger, not the reverse
-
-    rule = Q(state=Broadcast.State.OPENED) | Q(
-        fee__isnull=True,
-        state__in=[Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED],
-    )
-    if opened_since is not None:
-        rule |= Q(opened_at__gte=opened_since)
-    return list(
-        Broadcast.objects.filter(rule, wallet=wallet).order_by("pk").values_list("pk", flat=True)
-    )
+    return collect("unsettled", "unsettled", wallet, opened_since)
 
 
 def check_settled(wallet: Wallet, opened_since=None) -> None:
-    ids = unsettled_broadcasts(wallet, opened_since)
+    ids = unsettled_sends(wallet, opened_since)
     if ids:
         raise BroadcastUnsettled(ids, wallet)
 
@@ -125,20 +114,49 @@ def preview_import(wallet: Wallet, account: Account, *, by) -> Reconciliation:
     return preview(wallet)
 
 
+def new_user_target(wallet: Wallet, user_id: str) -> Account:
+    """The balance account a first import opens for `user_id` (a fresh install's treasury):
+    theirs if it exists, else an unsaved one that confirm_import creates with the import."""
+    found = Account.objects.filter(
+        user_id=user_id, currency_id=wallet.currency_id, code=Account.Code.BALANCE
+    ).first()
+    return found or Account(user_id=user_id, currency=wallet.currency, code=Account.Code.BALANCE)
+
+
 def confirm_import(wallet: Wallet, account: Account, expected: int, *, by) -> Transaction:
+    """`account` unsaved (new_user_target): the user's accounts are opened in the import's
+    own transaction, so a refused import leaves no account behind."""
     actors.require(by, IMPORT_PERM)
-    entry = import_unaccounted_balance(wallet.pk, account.pk, expected, user=actors.person(by))
+    entry = import_unaccounted_balance(
+        wallet.pk,
+        account.pk,
+        expected,
+        user=actors.person(by),
+        new_user_id=account.user_id if account.pk is None else None,
+    )
     c = wallet.currency
     actors.log_action(
         by,
         wallet,
-        f"Imported {c.amount(entry.amount)} to account {account.pk} ({entry.label}).",
+        f"Imported {c.amount(entry.amount)} to {entry.destination} ({entry.label}).",
     )
     return entry
 
 
+def _target(wallet: Wallet, account_id, new_user_id) -> Account:
+    """The import's account: a new user's balance account is opened in the import's own
+    transaction (rolled back with it)."""
+    if new_user_id:
+        return services.user_account(new_user_id, wallet.currency)
+    return Account.objects.select_related("currency").get(pk=account_id)
+
+
 def import_unaccounted_balance(
-    wallet_id: int, account_id: int, expected: int | None = None, user=None
+    wallet_id: int,
+    account_id: int | None,
+    expected: int | None = None,
+    user=None,
+    new_user_id: str | None = None,
 ) -> Transaction:
     """One import transaction for exactly the unaccounted amount, or an error that wrote nothing.
 
@@ -148,7 +166,7 @@ def import_unaccounted_balance(
     (a broadcast opened meanwhile makes the node's answer and the books disagree)."""
     with transaction.atomic():
         wallet = Wallet.objects.select_for_update().select_related("currency").get(pk=wallet_id)
-        account = Account.objects.select_related("currency").get(pk=account_id)
+        account = _target(wallet, account_id, new_user_id)
         check_target(wallet, account)
         started = timezone.now()
         check_settled(wallet)

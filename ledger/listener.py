@@ -9,7 +9,7 @@ transaction hash on ZMQ (`-zmqpubhashblock`, `-zmqpubhashtx`) and one long-runni
 - a new block starts a poll cycle of the wallets on that node at once (poll_wallet: the tip,
   one window batch, a constant number of statements);
 - new transactions are asked about in one `gettransaction` batch per wake-up, and those of
-  the wallet are recorded at once (confirmations.record_transactions). The node publishes a
+  the wallet are recorded at once (record_transactions). The node publishes a
   transaction again when it is mined: txids handled recently are skipped;
 - ZMQ drops what is published while the subscriber is away (a node restart, a listener
   restart): a reconnection (seen on the socket's monitor) or a gap in a topic's sequence
@@ -17,12 +17,15 @@ transaction hash on ZMQ (`-zmqpubhashblock`, `-zmqpubhashtx`) and one long-runni
   missed while away is found by the cycle of the block that mines it (its window), and the
   scheduler's poll stays the safety net.
 
-Everything that writes goes through ledger/confirmations.py, so THE RULE there holds here.
+Everything that writes goes through ledger/confirmations/, so THE RULE there holds here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import struct
 import time
 from collections import OrderedDict
@@ -31,8 +34,10 @@ import zmq
 from django.db import InterfaceError, OperationalError, connection
 
 from .backends import BackendError
-from .confirmations import poll_wallet, record_poll_error, record_transactions
+from .confirmations.cycle import poll_wallet, record_poll_error
+from .confirmations.entry_points import record_transactions
 from .models import Wallet
+from .txids import is_txid
 
 log = logging.getLogger(__name__)
 SEEN_LIMIT = 100_000  # txids remembered, so the mined copy of a notified one costs nothing
@@ -59,9 +64,45 @@ def on_database(work) -> None:
         work()
 
 
+def bind_notify_socket(path: str) -> socket.socket:
+    """The unix datagram socket deploy/walletnotify writes to (group-writable: bitcoind's user
+    joins the service's group). A file left by a listener that died is replaced; one that a
+    running listener holds is not."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    else:
+        raise RuntimeError(f"another listener already receives walletnotify on {path}")
+    finally:
+        probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    os.chmod(path, 0o660)
+    sock.setblocking(False)
+    return sock
+
+
+def drain_datagrams(sock) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(512))
+        except BlockingIOError:
+            return out
+
+
 class Listener:
     def __init__(
-        self, wallets: list[Wallet], endpoint: str | None = None, resync: float = 60.0, out=None
+        self,
+        wallets: list[Wallet],
+        endpoint: str | None = None,
+        resync: float = 60.0,
+        out=None,
+        notify_socket: str | None = None,
     ):
         self.out = out or (lambda line: None)
         self.resync = resync
@@ -70,15 +111,26 @@ class Listener:
         self.groups: dict[str, list[int]] = {}
         for wallet in wallets:
             url = endpoint or (wallet.backend_settings or {}).get("zmq")
-            if not url:
+            if not url and not notify_socket:
                 raise ValueError(
                     f"wallet {wallet.name} has no 'zmq' endpoint in its backend settings"
                 )
-            self.groups.setdefault(url, []).append(wallet.pk)
+            self.groups.setdefault(url or "", []).append(wallet.pk)
         self.sockets: dict[zmq.Socket, str] = {}
         self.monitors: dict[zmq.Socket, str] = {}
         self.connected: set[str] = set()
+        # bitcoind's -walletnotify through deploy/walletnotify: "CURRENCY TXID" datagrams.
+        self.by_currency: dict[str, list[int]] = {}
+        for wallet in wallets:
+            self.by_currency.setdefault(wallet.currency.code, []).append(wallet.pk)
+        self.notify_socket = bind_notify_socket(notify_socket) if notify_socket else None
+        self.notify_fd = None
+        if self.notify_socket is not None:
+            self.notify_fd = self.notify_socket.fileno()
+            self.poller.register(self.notify_socket, zmq.POLLIN)
         for url in self.groups:
+            if not url:
+                continue  # wallets of nodes without ZMQ: the socket and the resync cycles
             sock = self.context.socket(zmq.SUB)
             sock.setsockopt(zmq.RCVHWM, 0)  # never drop on our side: a burst is drained in one go
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
@@ -107,6 +159,11 @@ class Listener:
         for monitor in self.monitors:
             monitor.close(linger=0)
         self.context.term()
+        if self.notify_socket is not None:
+            path = self.notify_socket.getsockname()
+            self.notify_socket.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     def run(self, should_stop=lambda: False) -> None:
         self.poll_all(reason="start")
@@ -115,7 +172,9 @@ class Listener:
             timeout = max(0.0, min(1.0, next_resync - time.monotonic()))
             ready = dict(self.poller.poll(timeout * 1000))
             for sock in ready:
-                if sock in self.monitors:
+                if sock == self.notify_fd:  # zmq's poller names a plain socket by its fd
+                    self.on_notified(drain_datagrams(self.notify_socket))
+                elif sock in self.monitors:
                     self.on_connect(self.monitors[sock], sock)
                 else:
                     self.handle(self.sockets[sock], self.drain(sock))
@@ -185,11 +244,15 @@ class Listener:
                     summary = poll_wallet(
                         wallet, self.backend(wallet)
                     )  # a new tip's window: the unconfirmed too
+                    # Recorded from the window: their hashtx, announced with the block and
+                    # often read in a later wake-up, need no gettransaction.
+                    for txid in summary.window_txids:
+                        self.seen[txid] = None
                     self.out(
                         f"{wallet.name}: {'block' if block else 'gap in the feed'}: {summary} "
                         f"({(time.perf_counter() - started) * 1000:.0f} ms)"
                     )
-                if txids and not getattr(summary, "read_window", False):
+                if txids and not (summary is not None and summary.read_window):
                     summary = record_transactions(wallet, txids, self.backend(wallet))
                     if summary.discovered or summary.changed:
                         self.out(
@@ -197,6 +260,37 @@ class Listener:
                             f"({(time.perf_counter() - started) * 1000:.0f} ms)"
                         )
             except Exception as exc:  # noqa: BLE001 - one wallet's failure is recorded, the feed goes on
+                if not isinstance(exc, BackendError):
+                    log.exception("listener: %s failed", wallet.name)
+                record_poll_error(wallet, exc)
+
+    def on_notified(self, datagrams: list[bytes]) -> None:
+        """walletnotify's txids, per currency, recorded in one batch per wallet of it."""
+        started = time.perf_counter()
+        by_currency: dict[str, list[str]] = {}
+        for datagram in datagrams:
+            currency, _, txid = datagram.decode("ascii", "replace").partition(" ")
+            if (
+                currency in self.by_currency
+                and is_txid(txid)
+                and txid not in by_currency.get(currency, ())
+            ):
+                by_currency.setdefault(currency, []).append(txid)
+        self.handled += len(datagrams)
+        if by_currency:
+            on_database(lambda: self._record_notified(by_currency, started))
+
+    def _record_notified(self, by_currency, started) -> None:
+        ids = [pk for code in by_currency for pk in self.by_currency[code]]
+        for wallet in Wallet.objects.filter(pk__in=ids, enabled=True).select_related("currency"):
+            txids = by_currency[wallet.currency.code]
+            try:
+                summary = record_transactions(wallet, txids, self.backend(wallet))
+                self.out(
+                    f"{wallet.name}: walletnotify, {len(txids)} transaction(s): {summary} "
+                    f"({(time.perf_counter() - started) * 1000:.0f} ms)"
+                )
+            except Exception as exc:  # noqa: BLE001 - one wallet's failure is recorded
                 if not isinstance(exc, BackendError):
                     log.exception("listener: %s failed", wallet.name)
                 record_poll_error(wallet, exc)

@@ -77,6 +77,9 @@ class Wallet(models.Model):
     # Secrets: never shown in the admin or logs (see backend_settings_masked).
     backend_settings = models.JSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
+    # Retired: disabled for good and renamed, so its name can be given to a new wallet; its
+    # accounts, addresses and history stay (ledger/wallets.py).
+    retired_at = models.DateTimeField(null=True, blank=True)
     last_block_hash = models.CharField(
         max_length=64,
         blank=True,
@@ -84,10 +87,10 @@ class Wallet(models.Model):
     )
     # The height of that tip: a mined row's confirmations are this - its block_height + 1.
     last_block_height = models.IntegerField(null=True, blank=True)
-    # The wallet's transaction count (getwalletinfo txcount) read with that tip: a count that
-    # changed under an unchanged tip means a new wallet transaction (an unconfirmed deposit)
+    # The wallet's newest transaction (the newest listtransactions entry) read with that tip:
+    # another one under an unchanged tip means a new wallet transaction (an unconfirmed deposit)
     # the poller reads at once instead of waiting for it to be mined.
-    last_tx_count = models.IntegerField(null=True, blank=True)
+    last_tx_marker = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     last_reconciliation = models.JSONField(default=dict, blank=True)
@@ -105,7 +108,7 @@ class Wallet(models.Model):
     last_rescan_at = models.DateTimeField(null=True, blank=True)
     last_rescan_result = models.JSONField(default=dict, blank=True)
     # The poller's last cycle of this wallet: a failing wallet is recorded here and the
-    # others are polled as usual (ledger/confirmations.py).
+    # others are polled as usual (ledger/confirmations/).
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_poll_error = models.TextField(blank=True)
     last_poll_error_at = models.DateTimeField(null=True, blank=True)
@@ -127,22 +130,44 @@ class Wallet(models.Model):
         return f"{self.name} ({self.currency.code}, {self.backend})"
 
     def backend_settings_masked(self) -> dict:
-        from .backends.base import mask_url
+        from cryptoadmin.masking import mask_value
 
-        masked = {}
-        for key, value in (self.backend_settings or {}).items():
-            if "url" in key.lower():  # url, rpc_url, base_url: any may carry credentials
-                masked[key] = mask_url(str(value))
-            elif any(s in key.lower() for s in ("password", "api_key", "pin", "secret", "token")):
-                masked[key] = "••••••" if value else ""
-            else:
-                masked[key] = value
-        return masked
+        settings = self.backend_settings
+        return mask_value(settings) if isinstance(settings, dict) else {"settings": "••••••"}
+
+    def clean(self):
+        # A node URL off the deployment's NODE_HOSTS is refused when the wallet is saved (and
+        # again by the backend before every request).
+        from django.core.exceptions import ValidationError
+
+        from .backends import BackendError, HostRefused
+
+        if not isinstance(self.backend_settings, dict):
+            # Not tied to a field: the wallet form shows the node's settings as fields of its own.
+            raise ValidationError(
+                'backend settings must be a JSON object, e.g. {"url": "http://user:pw@host:8332"}',
+                code="invalid",
+            )
+        if self.currency_id is None:
+            return  # the form reports the missing currency
+        try:
+            self.get_backend()
+        except HostRefused as exc:
+            raise ValidationError(str(exc), code=exc.code) from None
+        except BackendError:
+            pass  # settings missing: the first node call says so, as before
 
     def get_backend(self, timeout=None):
         from .backends import backend_for
 
         return backend_for(self, timeout)
+
+    @property
+    def backend_class(self) -> type:
+        """The class of this wallet's backend: its capabilities, without a node call."""
+        from .backends import backend_class
+
+        return backend_class(self.backend)
 
 
 # The one list of each kind of account code: the Account constraint, the balance cache's query
@@ -155,18 +180,20 @@ SYSTEM_CODES = (900, 910, 920)
 class Account(models.Model):
     """A user's account (codes 201..206, 230) per currency, or a wallet's system account."""
 
+    # Labels are what people read: a user account's name is its balances query field in words
+    # (balances/table.py derives them and its tests hold these to it), never the code.
     class Code(models.IntegerChoices):
-        BALANCE = 201, "201 balance"
-        ADVANCED_TRADING = 202, "202 advanced trading"
-        LOCKED = 203, "203 locked"
-        WITHDRAW_LOCKED = 204, "204 withdraw locked"
-        STAKING_LOCKED = 205, "205 staking locked"
-        ACTIVE_STAKING = 206, "206 active staking"
-        ADVANCED_TRADING_LOCKED = 230, "230 advanced trading locked"
+        BALANCE = 201, "balance"
+        ADVANCED_TRADING = 202, "advanced trading"
+        LOCKED = 203, "locked"
+        WITHDRAW_LOCKED = 204, "withdraw locked"
+        STAKING_LOCKED = 205, "staking locked"
+        ACTIVE_STAKING = 206, "active staking"
+        ADVANCED_TRADING_LOCKED = 230, "advanced trading locked"
         # System accounts, one each per wallet: the outside world seen from the books.
-        NETWORK = 900, "900 network"
-        IMPORT = 910, "910 import"
-        FEES = 920, "920 network fees"
+        NETWORK = 900, "network"
+        IMPORT = 910, "import"
+        FEES = 920, "network fees"
 
     USER_CODES = USER_CODES
     SYSTEM_CODES = SYSTEM_CODES
@@ -206,8 +233,8 @@ class Account(models.Model):
         ]
 
     def __str__(self):
-        owner = f"user {self.user_id}" if self.user_id is not None else f"wallet {self.wallet_id}"
-        return f"{self.currency.code} {self.code} {owner}"
+        owner = self.user_id if self.user_id is not None else f"wallet {self.wallet.name}"
+        return f"{self.get_code_display()} of {owner} ({self.currency.code})"
 
 
 class Address(models.Model):
@@ -311,7 +338,7 @@ class NetworkTransaction(models.Model):
 
     Open (polled) until its confirmations reach the currency's polling threshold.
 
-    The rule for deposits (ledger/confirmations.py applies it, the CHECK below backs it): a
+    The rule for deposits (ledger/confirmations/ applies it, the CHECK below backs it): a
     deposit row leaves the polled states (open, conflicted, vanished) only in the database
     transaction that credits it, or when an operator closes it by hand, and then nothing
     credits it. One row per wallet: a transaction paying two of our wallets is a deposit of each.
@@ -372,6 +399,12 @@ class NetworkTransaction(models.Model):
     # known yet): asked about by txid.
     block_hash = models.CharField(max_length=64, blank=True)
     block_height = models.IntegerField(null=True, blank=True)
+    # Display only, like `amount`: the first of our receiving addresses a deposit pays, as the
+    # node first reported it, so a person sees whom it pays before it is credited (the credits
+    # name every address paid).
+    paid_address = models.ForeignKey(
+        "Address", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     objects = NetworkTransactionQuerySet.as_manager()
 
@@ -527,7 +560,7 @@ class Transaction(models.Model):
 
     def __str__(self):
         amount = self.currency.amount(self.amount)
-        return f"{self.kind} {amount} {self.source_id}->{self.destination_id}"
+        return f"{self.get_kind_display()} {amount}: {self.source} to {self.destination}"
 
 
 class AccountBalance(models.Model):

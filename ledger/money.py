@@ -8,7 +8,7 @@ Floats are refused everywhere: they cannot represent most amounts.
 import re
 from decimal import Decimal, InvalidOperation
 
-from .errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 MAX_DECIMALS = 10  # 21e6 * 10**10 still fits a signed 64-bit integer
 MAX_UNITS = 2**63 - 1  # amounts are stored in BIGINT columns

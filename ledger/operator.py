@@ -14,15 +14,15 @@ CLOSE_PERM = "ledger.close_networktransaction_by_hand"
 
 def check_now(rows, *, by):
     """These rows against their wallets' nodes, now: the confirmations Summary."""
-    from .confirmations import check_rows
+    from .confirmations.entry_points import check_rows
 
     actors.require(by, CHECK_PERM)
     return check_rows(list(rows))
 
 
-def close_by_hand(row_ids, *, by, reason: str) -> list[NetworkTransaction]:
+def close_transactions_by_hand(row_ids, *, by, reason: str) -> list[NetworkTransaction]:
     """Close polled rows with a reason; moves no money. Raises CloseRefused (nothing written)."""
-    from .confirmations import close_by_hand as close
+    from .confirmations.closing import close_rows_by_hand as close
 
     actors.require(by, CLOSE_PERM)
     closed = close(row_ids, actors.person(by), reason)

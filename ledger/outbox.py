@@ -10,6 +10,25 @@ from django.db import DEFAULT_DB_ALIAS
 
 from ledger.signals import events_emitted
 
+# Every event type the product can hear about: the contract webhook endpoints subscribe to.
+TYPES = (
+    "deposit.seen",
+    "deposit.confirmations",
+    "deposit.credited",
+    "deposit.conflicted",
+    "withdrawal.awaiting_approval",
+    "withdrawal.queued",
+    "withdrawal.approved",
+    "withdrawal.rejected",
+    "withdrawal.cancelled",
+    "withdrawal.broadcasted",
+    "withdrawal.confirmed",
+    "withdrawal.returned",
+    "withdrawal.needs_attention",
+    "transfer.posted",
+    "address.created",
+)
+
 
 @dataclass(frozen=True)
 class Emitted:
@@ -27,5 +46,9 @@ def emit(
 
 def emit_many(rows: list[Emitted], *, using=DEFAULT_DB_ALIAS):
     """One signal for a whole bulk write (the confirmation cycle reports thousands at once)."""
+    unknown = {row.type for row in rows} - set(TYPES)
+    if unknown:
+        # A misspelt type would reach no subscriber: fail in the emitting path's own tests.
+        raise ValueError(f"unknown event type(s): {sorted(unknown)}")
     if rows:
         events_emitted.send(sender=Emitted, rows=list(rows), using=using)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
 
 
 class RawTxError(CryptoadminError, ValueError):

@@ -276,6 +276,14 @@ def request_reconciliation(wallet: Wallet, *, by) -> bool:
     return True
 
 
+def rerun_reconciliation(wallet_id, *args, by, **kwargs) -> bool:
+    """A re-run of a queued reconciliation from the task records: a new "Reconcile now" by
+    the person re-running it (their permission, their name, the one-at-a-time claim); the
+    stored requester is never reused."""
+    wallet = Wallet.objects.select_related("currency").get(pk=wallet_id)
+    return request_reconciliation(wallet, by=by)
+
+
 def reconcile_wallet_task(wallet_id: int, requested_by_id: int | None = None) -> dict:
     """django-q2 entry point of "Reconcile now": the full reconciliation as the person who
     asked (their permission checked again, the history entry theirs). A failure is recorded

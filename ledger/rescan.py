@@ -3,7 +3,7 @@
 Found deposits are recorded as open deposit network transactions of the wallet; the
 confirmation tracker takes over from there and credits each exactly once at the threshold.
 Rescan only inserts rows it does not know (ignore_conflicts): it never writes an existing
-row, so a deposit closed by hand stays closed and uncredited (see ledger/confirmations.py)."""
+row, so a deposit closed by hand stays closed and uncredited (ledger/confirmations/)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from cryptoadmin import faults
 
 from . import actors
 from .models import Address, Currency, NetworkTransaction, Wallet
+from .signals import deposits_changed
 
 RESCAN_PERM = "ledger.rescan_wallet"
 
@@ -41,6 +42,21 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
             found[entry.txid] = max(entry.confirmations, found.get(entry.txid, entry.confirmations))
             amounts[entry.txid] = amounts.get(entry.txid, 0) + entry.amount
     now = timezone.now()
+    _record_found(wallet, found, amounts, now)
+    faults.point("rescan.after_record")
+    result = {
+        "found": len(found),
+        "txids": sorted(found)[:100],
+        "receives_on_our_addresses": receives,
+        "addresses": len(ours),
+        "finished_at": now.isoformat(),
+    }
+    Wallet.objects.filter(pk=wallet.pk).update(last_rescan_at=now, last_rescan_result=result)
+    return result
+
+
+def _record_found(wallet: Wallet, found: dict, amounts: dict, now) -> None:
+    """The deposits found, recorded with their events in one transaction."""
     with transaction.atomic():
         # ignore_conflicts: the tracker or walletnotify may record the same txid meanwhile.
         NetworkTransaction.objects.bulk_create(
@@ -59,16 +75,17 @@ def rescan_wallet(wallet: Wallet, page_size: int = 1000, progress=None) -> dict:
             ],
             ignore_conflicts=True,
         )
-    faults.point("rescan.after_record")
-    result = {
-        "found": len(found),
-        "txids": sorted(found)[:100],
-        "receives_on_our_addresses": receives,
-        "addresses": len(ours),
-        "finished_at": now.isoformat(),
-    }
-    Wallet.objects.filter(pk=wallet.pk).update(last_rescan_at=now, last_rescan_result=result)
-    return result
+        _report_found(wallet, found)
+
+
+def _report_found(wallet: Wallet, found) -> None:
+    """deposit.seen for the rows found, in their transaction (one recorded meanwhile by the
+    poller is seen once)."""
+    if found:
+        ids = NetworkTransaction.objects.filter(
+            wallet=wallet, type=NetworkTransaction.Type.DEPOSIT, txid__in=list(found)
+        ).values_list("pk", flat=True)
+        deposits_changed.send(NetworkTransaction, ids=list(ids), using="default")
 
 
 def rescan_addresses(
@@ -108,6 +125,12 @@ def queue_rescan(wallets, *, by) -> int:
         )
         actors.log_action(by, wallet, "Rescan queued")
     return len(wallets)
+
+
+def rerun_rescan(wallet_id, *args, by, **kwargs) -> bool:
+    """A re-run of a queued rescan from the task records: a new "Rescan now" by the person
+    re-running it."""
+    return queue_rescan(Wallet.objects.filter(pk=wallet_id), by=by) == 1
 
 
 def rescan_wallet_task(wallet_id: int) -> dict:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.db import transaction
 from django.db.models import Sum
 
-from .errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
+
+from . import actors, outbox
 from .models import Account, AccountBalance, Address, Currency, Transaction, Wallet
 from .signals import accounts_changed
 
@@ -176,16 +179,40 @@ def wallet_books_balance(wallet: Wallet) -> int:
     return -sum(b.values())
 
 
-def new_receiving_address(wallet: Wallet, user_id: str, label: str = "") -> Address:
-    """Ask the node for a fresh address and give it to the user's balance account (201)."""
-    account = user_account(user_id, wallet.currency, Account.Code.BALANCE)
-    # The node call stays outside any database transaction: an unused address costs nothing.
-    address = wallet.get_backend().new_address(label or f"user:{user_id}")
-    return Address.objects.create(
-        currency_id=wallet.currency_id,
-        wallet=wallet,
-        account=account,
-        address=address,
-        kind=Address.Kind.RECEIVING,
-        label=label or f"user:{user_id}",
-    )
+def new_receiving_address(
+    wallet: Wallet, user_id: str, label: str = "", *, timeout=None, by=None
+) -> Address:
+    """Ask the node for a fresh address and give it to the user's balance account (201),
+    reporting `address.created` (and, with `by`, an admin history entry). Nothing is recorded
+    when the node fails."""
+    if not user_id or not str(user_id).strip():
+        raise LedgerError("a user id is required")
+    label = label or f"user:{user_id}"
+    # The node call comes first, outside any database transaction: an unused address costs
+    # nothing, and a node that is down leaves no trace in the books.
+    address = wallet.get_backend(timeout=timeout).new_address(label)
+    with transaction.atomic():
+        account = user_account(user_id, wallet.currency, Account.Code.BALANCE)
+        row = Address.objects.create(
+            currency_id=wallet.currency_id,
+            wallet=wallet,
+            account=account,
+            address=address,
+            kind=Address.Kind.RECEIVING,
+            label=label,
+        )
+        outbox.emit("address.created", "address", row.address, address_data(row, user_id))
+        actors.log_action(by, row, f"Created for user {user_id}", added=True)
+    return row
+
+
+def address_data(row: Address, user_id: str) -> dict:
+    """A receiving address in the API's vocabulary (its reply and its event)."""
+    return {
+        "address": row.address,
+        "currency": row.wallet.currency.code,
+        "user": user_id,
+        "wallet": row.wallet.name,
+        "label": row.label,
+        "created_at": row.created_at.isoformat(),
+    }

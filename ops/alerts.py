@@ -81,14 +81,18 @@ def flagged_deposit_events() -> list[Event]:
     ]
 
 
+# The kind of a node the scheduler's probe found unreachable; the anonymous /health reads it.
+NODE_DOWN = "node.unreachable"
+
+
 def node_events() -> list[Event]:
     from ops.health import probe_nodes
 
     delay = timedelta(minutes=settings.ALERT_NODE_DOWN_MINUTES)
     return [
         Event(
-            f"node.unreachable:{name}",
-            "node.unreachable",
+            f"{NODE_DOWN}:{name}",
+            NODE_DOWN,
             f"Node of wallet {name} is unreachable",
             f"The node of wallet {name} did not answer ({status.get('error', 'no answer')}).",
             delay,
@@ -134,12 +138,29 @@ def overdue_schedule_events() -> list[Event]:
     ]
 
 
+def failing_webhook_events() -> list[Event]:
+    from events.failing import failing_endpoints
+
+    return [
+        Event(
+            f"webhook.failing:{e.pk}",
+            "webhook.failing",
+            f"Webhook endpoint {e.url} failing since {e.failing_since:%Y-%m-%d %H:%M} UTC",
+            f"Every delivery to {e.url} has failed since {e.failing_since:%Y-%m-%d %H:%M:%S} UTC "
+            f"({count(e.pending_count, 'event')} waiting). Its deliveries and attempts are in the "
+            "admin under Webhook endpoints.",
+        )
+        for e in failing_endpoints()
+    ]
+
+
 SOURCES = (
     interrupted_broadcast_events,
     flagged_deposit_events,
     node_events,
     outgoing_attention_events,
     overdue_schedule_events,
+    failing_webhook_events,
 )
 
 

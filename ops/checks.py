@@ -103,3 +103,30 @@ def check_environment(app_configs, **kwargs):
                 )
             )
     return errors
+
+
+@register(Tags.security)
+def check_security_settings(app_configs, **kwargs):
+    """The sign-in's username-wide limit and the hosts the server may call (docs/security.md)."""
+    from django.core.checks import Warning
+
+    found = []
+    if settings.LOGIN_USERNAME_MAX_FAILURES < settings.AXES_FAILURE_LIMIT:
+        found.append(
+            Error(
+                f"LOGIN_USERNAME_MAX_FAILURES={settings.LOGIN_USERNAME_MAX_FAILURES} is below "
+                f"LOGIN_MAX_FAILURES={settings.AXES_FAILURE_LIMIT}: guesses from other addresses "
+                "would lock a person out.",
+                id="ops.E019",
+            )
+        )
+    if not settings.NODE_HOSTS:
+        found.append(
+            Warning(
+                "NODE_HOSTS is empty: the server calls no node (every wallet's probe and poll "
+                "says HostRefused).",
+                hint="List the hosts of your nodes (and block.io) in NODE_HOSTS, comma-separated.",
+                id="ops.W020",
+            )
+        )
+    return found

@@ -196,6 +196,12 @@ def balance_cache_metrics():
     return out + [users]
 
 
+def webhook_metrics(now):
+    from events.metrics import metrics
+
+    return metrics(now)
+
+
 class DatabaseCollector:
     def collect(self):
         now = timezone.now()
@@ -204,6 +210,7 @@ class DatabaseCollector:
         yield from node_metrics()
         yield from scheduler_metrics(now)
         yield from balance_cache_metrics()
+        yield from webhook_metrics(now)
 
 
 def render() -> bytes:
@@ -221,11 +228,9 @@ def _token_ok(request) -> bool:
 
 
 def _staff_session_ok(request) -> bool:
-    user = request.user
-    if not (user.is_authenticated and user.is_active and user.is_staff):
-        return False
-    # Signed in with the second factor when staff must have one, as the admin requires.
-    return not settings.OTP_REQUIRED or user.is_verified()
+    from ledger.actors import signed_in_staff
+
+    return signed_in_staff(request.user)
 
 
 @never_cache

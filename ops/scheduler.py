@@ -174,3 +174,16 @@ def register_schedules(sender, using="default", **kwargs):
             defaults={field: spec[field] for field in LOCKED_FIELDS},
             create_defaults=spec,
         )
+
+
+def rerun_route(func):
+    """The function re-running a task queued for a person (an app's `tasks.RERUNS`), or None."""
+    from django.utils.module_loading import import_string
+
+    from cryptoadmin.registry import app_modules
+
+    for module in app_modules("tasks"):
+        route = getattr(module, "RERUNS", {}).get(func)
+        if route:
+            return import_string(route)
+    return None

@@ -57,8 +57,8 @@ def close(method, *args):
     from django.contrib.auth import get_user_model
 
     from broadcasts.closing import close_as_broadcasted, close_as_never_left
-    from broadcasts.errors import CloseError
     from broadcasts.models import Broadcast
+    from cryptoadmin.errors import CloseRefused
 
     blind = "--blind" in args
     args = [a for a in args if a != "--blind"]
@@ -74,7 +74,7 @@ def close(method, *args):
             close_as_broadcasted(
                 broadcast, args[0], user, "checked by the sqlite test", backend=backend
             )
-    except CloseError as exc:
+    except CloseRefused as exc:
         print("refused:", exc, flush=True)
         return
     print("closed", flush=True)

@@ -1,6 +1,7 @@
 """Playwright driving Debian's chromium (no browser download) against the real server."""
 
 import os
+import tempfile
 
 import pytest
 
@@ -15,7 +16,15 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "screenshots")
+DOCS_SCREENSHOTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "screenshots")
+
+
+def screenshots_dir(environ=os.environ):
+    """Where the browser tests save their pictures: a temporary folder, so that running the
+    suite leaves the tree clean; `make screenshots` sets SCREENSHOTS_DIR to refresh the docs'."""
+    return environ.get("SCREENSHOTS_DIR") or os.path.join(
+        tempfile.gettempdir(), "cryptoadmin-screenshots"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -71,5 +80,6 @@ def current_code(device):
 
 
 def screenshot(page, name):
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
+    folder = screenshots_dir()
+    os.makedirs(folder, exist_ok=True)
+    page.screenshot(path=os.path.join(folder, name), full_page=True)

@@ -2,6 +2,7 @@
 started once per session on free loopback ports and stopped by process id at the end."""
 
 import os
+import tempfile
 
 import pytest
 
@@ -108,6 +109,8 @@ def child_env(postgres):
         DJANGO_SETTINGS_MODULE="devtools.settings_test",
         DATABASE_URL=f"postgres://postgres@127.0.0.1:{postgres.port}/{connection.settings_dict['NAME']}",
         PYTHONPATH=str(REPO),
+        # A listener child binds it: one per test, so parallel tests never share one.
+        WALLETNOTIFY_SOCKET=os.path.join(tempfile.mkdtemp(prefix="wn-"), "walletnotify.sock"),
     )
     return env
 

@@ -9,7 +9,9 @@
   (and then nothing paid it);
 - the books' wallet balance equals the node's, to the satoshi, with nothing uncredited;
 - every account of a currency sums to zero;
-- every account's running total equals the sum of its ledger rows.
+- every account's running total equals the sum of its ledger rows;
+- each deposit's and withdrawal's events, replayed in sequence, give the database's state
+  (numbered 1..n; a deposit's last confirmations and its one credit, a withdrawal's last state).
 
 "Books equal the node" holds only at quiescence: `quiesce()` first mines on the outside node
 and runs poll and broadcaster cycles until nothing changes any more.
@@ -25,6 +27,7 @@ from django.db.models import Count, F, Sum
 from ledger import services as ledger
 from ledger.models import Account, Address, Currency, NetworkTransaction, Transaction, Wallet
 from ledger.money import to_units
+from tests.event_invariants import events_replay_state
 
 NT = NetworkTransaction
 
@@ -249,6 +252,7 @@ def check(wallet: Wallet, node, before=frozenset()) -> list[str]:
         + books_equal_node(wallet)
         + accounts_sum_to_zero()
         + running_totals_agree()
+        + events_replay_state(wallet)
     )
 
 
@@ -274,6 +278,7 @@ def check_blockio(wallet: Wallet, fake) -> list[str]:
         + outgoing_paid_at_most_once(wallet, entries)
         + books_equal_node(wallet)
         + accounts_sum_to_zero()
+        + events_replay_state(wallet)
     )
 
 
@@ -331,7 +336,7 @@ def _signature(wallet: Wallet, ours):
 def cycle(wallet: Wallet) -> None:
     """One poll and one broadcaster run, in this process."""
     from broadcasts.broadcaster import Broadcaster
-    from ledger.confirmations import poll_wallet
+    from ledger.confirmations.cycle import poll_wallet
 
     wallet = Wallet.objects.select_related("currency").get(pk=wallet.pk)
     poll_wallet(wallet)
@@ -388,7 +393,7 @@ def quiesce(wallet: Wallet, ours, outside, run_cycle=cycle, max_rounds=12, perso
 def _nothing_left(wallet: Wallet) -> bool:
     """No transaction polled, no outgoing waiting or in a broadcast, no fee unknown."""
     from broadcasts.models import Broadcast, OutgoingTransaction
-    from ledger.confirmations import POLLED_STATES
+    from ledger.models import POLLED_STATES
 
     return not (
         NT.objects.filter(wallet=wallet, state__in=POLLED_STATES).exists()

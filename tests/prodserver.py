@@ -37,11 +37,12 @@ def production_env(child_env, tmp_path, **extra) -> dict:
     return env
 
 
-def start_serve(env, log_path, *args) -> tuple[subprocess.Popen, str]:
+def start_serve(env, log_path, *args, manage=(PYTHON, "manage.py")) -> tuple[subprocess.Popen, str]:
+    """`manage`: how manage.py is run (deploy/manage: with the environment file it names)."""
     port = free_port()
     out = open(log_path, "w")
     proc = subprocess.Popen(
-        [PYTHON, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", *args],
+        [*manage, "serve", "--bind", f"127.0.0.1:{port}", *args],
         cwd=REPO,
         env=env,
         stdout=out,

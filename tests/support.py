@@ -29,6 +29,7 @@ PRODUCTION_ENV = {
     "SECRET_KEY": "k" * 20 + "Xy9-PqR7_zT3-wV5_nB1-mL8_cD6-fG2-hJ4",
     "ALLOWED_HOSTS": "admin.example.com",
     "DATABASE_URL": "sqlite:////tmp/deploy-check.sqlite3",
+    "NODE_HOSTS": "127.0.0.1",
 }
 
 
@@ -347,11 +348,11 @@ class OperatorPersona:
     def settle(self, wallet, only=None) -> int:
         """Look at the wallet's interrupted broadcasts (`only`: among these ids) and close what
         the chain shows. Returns how many were closed."""
-        from broadcasts.closing import close_by_hand, search_on_chain
-        from broadcasts.errors import CloseError
+        from broadcasts.closing import close_broadcast_by_hand, search_on_chain
         from broadcasts.models import Broadcast
         from broadcasts.nonce import nonce_retry_allowed
         from broadcasts.selections import interrupted_broadcasts
+        from cryptoadmin.errors import CloseRefused
         from ledger.backends import BackendError
 
         Close = Broadcast.CloseMethod
@@ -363,7 +364,7 @@ class OperatorPersona:
             txid, how = "", None
             try:
                 backend = broadcast.wallet.get_backend()
-                if getattr(backend, "supports_nonce", False) and nonce_retry_allowed(broadcast):
+                if backend.supports_nonce and nonce_retry_allowed(broadcast):
                     how, reason = Close.SAME_NONCE, "the send's reply was lost; retried its nonce"
                 else:
                     found = search_on_chain(broadcast, by=self.user)
@@ -375,8 +376,8 @@ class OperatorPersona:
                     else:
                         self.notes.append(f"broadcast #{broadcast.pk}: {len(found)} found: {found}")
                         continue
-                close_by_hand(broadcast, how, by=self.user, reason=reason, txid=txid)
-            except (CloseError, BackendError) as exc:
+                close_broadcast_by_hand(broadcast, how, by=self.user, reason=reason, txid=txid)
+            except (CloseRefused, BackendError) as exc:
                 self.notes.append(f"broadcast #{broadcast.pk} not closed ({how}): {exc}")
                 continue
             self.settled.append(broadcast.pk)

@@ -51,7 +51,7 @@ def test_it_shows_only_active_wallets_on_the_overview(wallets):
 
 
 def test_it_offers_only_active_wallets_in_the_queue_form(wallets):
-    from broadcasts.admin import QueueForm
+    from broadcasts.admin_queue import QueueForm
 
     offered = set(QueueForm().fields["wallet"].queryset.values_list("name", flat=True))
     assert "active-on" in offered

@@ -72,6 +72,37 @@ def test_it_exports_outgoing_broadcasts_and_ledger_transactions(client, superuse
     assert [(e["kind"], e["amount"]) for e in entries] == [("import", "0.03000000")]
 
 
+FORMULAS = [
+    "-2+3+cmd|' /C calc'!A0",
+    '\t=HYPERLINK("http://evil.example")',
+    '\r=HYPERLINK("http://evil.example")',
+    "+1+1",
+    "@SUM(A1)",
+    "\uff1d1+1",  # full-width equals sign
+    "\uff0b1",
+    "\uff0d1",
+    "\uff201",
+]
+
+
+def test_it_exports_no_text_a_spreadsheet_would_run(client, viewer, db_wallet):
+    NetworkTransaction.objects.bulk_create(
+        NetworkTransaction(
+            currency=db_wallet.currency,
+            wallet=db_wallet,
+            txid=f"{i:064x}",
+            type="deposit",
+            state="open",
+            flag_reason=payload,
+        )
+        for i, payload in enumerate(FORMULAS)
+    )
+    grant(viewer, "ledger.view_networktransaction")
+    client.force_login(viewer)
+    rows = _csv(client.get("/admin/ledger/networktransaction/export.csv"))
+    assert sorted(r["flag_reason"] for r in rows) == sorted("'" + p for p in FORMULAS)
+
+
 def test_it_refuses_the_export_to_who_cannot_view_the_list(client, staff, db_wallet):
     client.force_login(staff)  # staff, no permission on network transactions
     assert client.get("/admin/ledger/networktransaction/export.csv").status_code == 403

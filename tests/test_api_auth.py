@@ -122,3 +122,20 @@ def test_it_answers_malformed_json_with_400():
         headers={"Authorization": f"Bearer {raw}"},
     )
     assert response.status_code == 400 and _error(response)["code"] == "invalid"
+
+
+def test_it_limits_each_tokens_request_rate(settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.API_RATE_LIMIT = "2/min"
+    first, second = (ApiToken.issue(name, scopes=["addresses:write"])[1] for name in "ab")
+    ask = lambda raw: Client().post(  # noqa: E731
+        "/api/v1/addresses", {}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+    assert [ask(first).status_code for _ in range(3)] == [400, 400, 429]
+    limited = ask(first)
+    assert _error(limited)["code"] == "rate_limited" and int(limited["Retry-After"]) > 0
+    assert ask(second).status_code == 400  # another token has its own count
+    settings.API_RATE_LIMIT = ""
+    assert ask(first).status_code == 400

@@ -2,8 +2,6 @@
 roles make them, are recorded with the user, the time and before/after values, secrets masked,
 and every role can read them in the admin."""
 
-import json
-
 import pytest
 from auditlog.models import LogEntry
 from django.contrib.auth.models import Group, Permission
@@ -67,7 +65,7 @@ def _add_wallet_with_secrets(client, currency, **settings):
             "currency": currency.pk,
             "backend": "blockio",
             "enabled": "on",
-            "backend_settings": json.dumps(backend_settings),
+            **backend_settings,  # the form's fields, one per setting
         },
     )
 

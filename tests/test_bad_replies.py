@@ -5,9 +5,9 @@ A loopback JSON-RPC double (tests/rpc_double.py) answers what the real node neve
 import pytest
 
 from ledger import services
-from ledger.backends import BadReply
+from ledger.backends import BadReply, Refused
 from ledger.backends.bitcoind import BitcoindBackend
-from ledger.confirmations import update_confirmations
+from ledger.confirmations.entry_points import update_confirmations
 from ledger.models import Address, NetworkTransaction, Transaction, Wallet
 from tests.rpc_double import RpcDouble, single, wallet_tx
 from tests.support import make_currency, make_wallet
@@ -51,7 +51,7 @@ def answering(since=None, batch=None, single_tx=None):
     def answer(request):
         if isinstance(request, list):
             if request and request[0]["method"] == "getblockchaininfo":
-                # The tip call (getblockchaininfo + getwalletinfo in one batch): null, as any
+                # The tip call (getblockchaininfo + listtransactions in one batch): null, as any
                 # call the test does not script, so the wallet is polled by txid.
                 return [single(None, q) for q in request]
             return batch(request)
@@ -273,3 +273,21 @@ def test_it_refuses_a_reply_that_is_not_json_or_a_bare_value_as_a_bad_reply(bad_
                 BitcoindBackend(bad_wallet).get_balance()
         finally:
             bare.stop()
+
+
+def test_it_gives_a_refused_send_its_reason_as_a_code(bad_wallet, double):
+    def refusing(message):
+        def answer(request):
+            error = {"code": -26, "message": message}
+            return {"result": None, "error": error, "id": request.get("id")}
+
+        return answer
+
+    backend = BitcoindBackend(bad_wallet)
+    double.answer = refusing("64: dust")
+    with pytest.raises(Refused) as dust:
+        backend.send_raw("00", T1)
+    double.answer = refusing("66: insufficient priority")
+    with pytest.raises(Refused) as policy:
+        backend.send_raw("00", T1)
+    assert (dust.value.reason, policy.value.reason) == (Refused.DUST, Refused.POLICY)

@@ -41,11 +41,11 @@ def test_it_refuses_the_lookup_page_without_the_permission(staff):
     assert client.get(URL, {"user_id": "u-7"}).status_code == 403
 
 
-def test_it_shows_the_cache_figures_on_the_admin_index(balance_cache, viewer_client):
+def test_it_shows_the_cache_figures_on_the_lookup_page(balance_cache, viewer_client):
+    # A developer's figures: on the lookup page, off the admin home (which leads with work).
     deposit(network_account(currency("BTC")), "u-8", 1)
     balance_cache.get_balance("u-8", "BTC", 201)
     balance_cache.get_balance("u-8", "BTC", 201)
-    page = viewer_client.get("/admin/").content.decode()
+    page = viewer_client.get(URL).content.decode()
     assert "Balance cache (this process)" in page
     assert '<td id="bc-hits">1</td>' in page and '<td id="bc-loads">1</td>' in page
-    assert URL in page

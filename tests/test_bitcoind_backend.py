@@ -122,6 +122,24 @@ def test_it_reports_wrong_credentials_clearly(btc, node):
     assert "wrong" not in str(info.value)
 
 
+def test_it_decodes_percent_encoded_credentials(btc, node):
+    # A password holding '/', '#' or '@' can only be written percent-encoded in the URL.
+    from urllib.parse import urlsplit
+
+    from ledger.models import Wallet
+
+    parts = urlsplit(node.url)
+    encoded = "".join(f"%{ord(ch):02X}" for ch in parts.password)
+    wallet = Wallet.objects.create(
+        name="encoded",
+        currency=btc,
+        backend_settings={
+            "url": f"http://{parts.username}:{encoded}@{parts.hostname}:{parts.port}"
+        },
+    )
+    assert wallet.get_backend().block_height() == node.rpc("getblockcount")
+
+
 def test_it_masks_credentials_in_settings_shown_to_people(wallet):
     masked = wallet.backend_settings_masked()
     assert wallet.get_backend().url.split("@")[0].split(":")[-1] not in str(masked)
@@ -216,3 +234,30 @@ def test_it_builds_from_given_coins_locked_or_not_and_tells_which_coins_are_spen
         assert backend.spender_confirmations(signed.inputs, exclude=signed.txid) is None
     finally:
         backend.lock_coins([given], lock=False)
+
+
+def test_it_reads_the_tip_with_the_newest_wallet_transaction_not_the_whole_wallet():
+    """getwalletinfo sums the wallet's balances over its whole history: the tip call reads the
+    newest few listtransactions entries instead, whose cost does not grow with it."""
+    from tests.rpc_double import RpcDouble, single
+
+    newest = "c3" * 32
+    entries = [{"txid": "a1" * 32, "category": "send"}, {"txid": newest, "category": "receive"}]
+
+    def answer(request):
+        replies = {
+            "getblockchaininfo": {"blocks": 7, "bestblockhash": "b7" * 32},
+            "listtransactions": entries + [{"category": "move"}],  # a move has no txid
+        }
+        return [single(replies.get(q["method"]), q) for q in request]
+
+    double = RpcDouble(answer).start()
+    try:
+        currency = make_currency("BTC")
+        wallet = make_wallet(currency, SimpleNamespace(url=double.url, rpc_port=0))
+        tip = BitcoindBackend(wallet, timeout=5).chain_tip()
+    finally:
+        double.stop()
+    assert (tip.height, tip.hash, tip.newest_tx) == (7, "b7" * 32, newest)
+    methods = [q["method"] for batch in double.requests for q in batch]
+    assert methods == ["getblockchaininfo", "listtransactions"]

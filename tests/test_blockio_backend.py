@@ -292,6 +292,18 @@ def test_it_names_witness_v0_outputs_by_their_bech32_address():
     assert _script_address(b"\x00\x14" + program, (0, 5), None) is None
 
 
+def test_it_declares_its_capabilities_on_the_backend_class_read_without_a_node():
+    from ledger.backends import BackendError, backend_class
+    from ledger.models import Wallet
+
+    blockio, bitcoind = Wallet(backend="blockio"), Wallet(backend="bitcoind")
+    assert blockio.backend_class is BlockIoBackend
+    assert blockio.backend_class.supports_nonce and not blockio.backend_class.keeps_comments
+    assert not bitcoind.backend_class.supports_nonce and bitcoind.backend_class.signs_first
+    with pytest.raises(BackendError, match="unknown backend 'nope'"):
+        backend_class("nope")
+
+
 def test_it_counts_an_output_to_our_own_address_in_its_own_send_as_paid(backend, blockio):
     from datetime import timedelta
 

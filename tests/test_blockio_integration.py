@@ -8,12 +8,12 @@ from django.urls import reverse
 
 from broadcasts.broadcaster import Broadcaster
 from broadcasts.closing import close_as_broadcasted, close_as_never_left
-from broadcasts.errors import CloseError
 from broadcasts.models import Broadcast
 from broadcasts.selections import interrupted_broadcasts
 from broadcasts.withdrawals import send_external
+from cryptoadmin.errors import CloseRefused
 from ledger import imports, services
-from ledger.confirmations import update_confirmations
+from ledger.confirmations.entry_points import update_confirmations
 from ledger.models import NetworkTransaction, Transaction
 from ledger.reconcile import reconcile
 from ledger.rescan import rescan_wallet
@@ -248,10 +248,10 @@ def test_it_settles_by_hand_past_the_nonce_window_and_only_with_the_wallets_own_
 
     assert Broadcaster(blockio_wallet).run().refused  # no repeat past the window
     assert blockio.count("withdraw") == 1
-    with pytest.raises(CloseError, match="it left"):
+    with pytest.raises(CloseRefused, match="it left"):
         close_as_never_left(broadcast, closer, "cannot see it")  # its send is listed
     theirs = blockio.foreign_payment({destination: 10_000_000})
-    with pytest.raises(CloseError, match="does not spend this wallet's coins"):
+    with pytest.raises(CloseRefused, match="does not spend this wallet's coins"):
         close_as_broadcasted(broadcast, theirs, closer, "same outputs")
 
     close_as_broadcasted(broadcast, txid, closer, "found in block.io's sent list")
@@ -268,7 +268,7 @@ def test_it_closes_as_never_left_past_the_nonce_window_when_nothing_was_sent(
     broadcast, destination = _interrupted(blockio_wallet, blockio, "drop", settings)
     end_lease(broadcast)
     closer = grant(operator, "broadcasts.close_broadcast_by_hand")
-    with pytest.raises(CloseError, match="Retry with the same nonce"):
+    with pytest.raises(CloseRefused, match="Retry with the same nonce"):
         close_as_never_left(broadcast, closer, "too early for that")
     Broadcast.objects.filter(pk=broadcast.pk).update(
         opened_at=broadcast.opened_at - timedelta(hours=1)

@@ -68,7 +68,9 @@ def test_it_shows_a_red_banner_on_admin_pages_while_a_broadcast_is_interrupted(
     assert "ca-alert-error" in page and "1 interrupted broadcast" in page
     assert reverse("admin:broadcasts_broadcast_changelist") + "?interrupted=yes" in page
     client.post(urls(interrupted)["close"], {"method": "never_left", "reason": "checked the node"})
-    assert "interrupted broadcast" not in client.get(reverse("admin:index")).content.decode()
+    # The banner is gone (the home page's count of them reads 0).
+    home = client.get(reverse("admin:index")).content.decode()
+    assert "interrupted broadcast:" not in home and "<strong>0</strong> interrupted" in home
 
 
 def test_it_hides_close_by_hand_and_answers_403_without_the_permission(
@@ -259,18 +261,20 @@ def test_it_closes_by_hand_through_one_service_that_checks_the_permission(
 ):
     from django.core.exceptions import PermissionDenied
 
-    from broadcasts.closing import close_by_hand
-    from broadcasts.errors import CloseError
+    from broadcasts.closing import close_broadcast_by_hand
+    from cryptoadmin.errors import CloseRefused
     from ledger.actors import SYSTEM
 
     with pytest.raises(PermissionDenied):
-        close_by_hand(interrupted, "never_left", by=viewer, reason="not mine to close")
+        close_broadcast_by_hand(interrupted, "never_left", by=viewer, reason="not mine to close")
     interrupted.refresh_from_db()
     assert interrupted.state == Broadcast.State.OPENED and not LogEntry.objects.exists()
-    with pytest.raises(CloseError, match="names the person"):
-        close_by_hand(interrupted, "never_left", by=SYSTEM, reason="closed from a script")
+    with pytest.raises(CloseRefused, match="names the person"):
+        close_broadcast_by_hand(interrupted, "never_left", by=SYSTEM, reason="closed from a script")
     grant(operator, CLOSE)
-    done = close_by_hand(interrupted, "never_left", by=operator, reason="checked the node")
+    done = close_broadcast_by_hand(
+        interrupted, "never_left", by=operator, reason="checked the node"
+    )
     interrupted.refresh_from_db()
     assert "never left" in done and "never left" in LogEntry.objects.get().change_message
     assert (interrupted.state, interrupted.closed_by, interrupted.close_reason) == (

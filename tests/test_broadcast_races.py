@@ -13,11 +13,11 @@ import pytest
 from broadcasts.broadcaster import Broadcaster
 from broadcasts.chain import find_on_chain
 from broadcasts.closing import close_as_broadcasted, close_as_never_left
-from broadcasts.errors import CloseError
 from broadcasts.lease import busy_wallet_ids
 from broadcasts.models import Broadcast, OutgoingTransaction
 from broadcasts.selections import interrupted_broadcasts
 from broadcasts.withdrawals import send_external
+from cryptoadmin.errors import CloseRefused
 from ledger import services as ledger
 from ledger.backends.bitcoind import BitcoindBackend
 from ledger.models import Account
@@ -144,7 +144,7 @@ def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(
     assert (
         killed.in_flight and not interrupted_broadcasts().exists()
     )  # nobody knows it died: its lease runs
-    with pytest.raises(CloseError, match="still sending"):
+    with pytest.raises(CloseRefused, match="still sending"):
         close_as_never_left(killed, closer, "too early")
     end_lease(killed)
 
@@ -154,7 +154,7 @@ def test_it_settles_a_broadcast_killed_before_sendmany_as_never_left(
     # may still close it once its lease is over.
     assert interrupted.state == Broadcast.State.OPENED and not interrupted.raw_tx
     assert not interrupted_broadcasts().exists() and node_sends(wallet) == []
-    with pytest.raises(CloseError, match="do not match|does not confirm"):
+    with pytest.raises(CloseRefused, match="do not match|does not confirm"):
         close_as_broadcasted(interrupted, "ab" * 32, closer, "guessing")
 
     close_as_never_left(interrupted, closer, "node wallet has no tx with the comment")
@@ -190,7 +190,7 @@ def test_it_settles_a_broadcast_killed_after_sending_on_the_next_run_without_a_p
     interrupted = Broadcast.objects.get()
     assert interrupted.state == Broadcast.State.OPENED and len(interrupted.txid) == 64
     assert not interrupted_broadcasts().exists()
-    with pytest.raises(CloseError, match="it left"):
+    with pytest.raises(CloseRefused, match="it left"):
         close_as_never_left(interrupted, closer, "wrong guess")
     assert find_on_chain(interrupted) == [interrupted.txid]  # the stored txid, first
     txid = interrupted.txid
@@ -284,7 +284,7 @@ def test_it_keeps_the_txid_of_a_broadcaster_killed_while_booking_and_settles_it_
         64,
     )  # the booking rolled back, not the txid
     assert OutgoingTransaction.objects.get().state == "broadcasting"
-    with pytest.raises(CloseError, match="still sending"):
+    with pytest.raises(CloseRefused, match="still sending"):
         close_as_broadcasted(killed, killed.txid, closer, "too early")
     end_lease(killed)
     assert find_on_chain(killed) == [killed.txid]

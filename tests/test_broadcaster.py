@@ -217,7 +217,7 @@ def test_it_spends_coins_that_arrived_at_users_receiving_addresses(btc, two_node
     """A wallet whose only coins are users' deposits can pay them out. (Receiving addresses
     once carried labels; on this node labels are accounts and sendmany "" spends only the
     default account, so every withdrawal failed with 'Account has insufficient funds'.)"""
-    from ledger.confirmations import poll_wallet
+    from ledger.confirmations.cycle import poll_wallet
     from tests.support import pay_from_outside
 
     ours, outside = two_nodes

@@ -15,7 +15,7 @@ from broadcasts.broadcaster import Broadcaster
 from broadcasts.models import Broadcast
 from broadcasts.withdrawals import send_external
 from ledger import actors, imports, services
-from ledger.confirmations import update_confirmations
+from ledger.confirmations.entry_points import update_confirmations
 from ledger.reconcile import record_reconciliation
 from tests.browser import login, screenshot
 from tests.support import make_currency, make_wallet, pay_from_outside, wait_until
@@ -34,10 +34,14 @@ def _raw_units(text, units):
     return [u for u in units if re.search(rf"(?<![\d.,]){u}(?!\d)", text)]
 
 
-def _check(page, name, units, coins=()):
-    """The screenshot, then the two assertions of the tour."""
-    screenshot(page, f"{name}.png")
-    assert page.viewport_size["width"] == WIDTH
+def _check(page, name, units, coins=(), width=WIDTH, shots=None):
+    """The screenshot (into `shots`, a temporary folder, when given), then the two assertions
+    of the tour."""
+    if shots is None:
+        screenshot(page, f"{name}.png")
+    else:
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    assert page.viewport_size["width"] == width
     sizes = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert sizes[0] <= sizes[1], f"{name}: {sizes[0]} px of page in a {sizes[1]} px window"
     # The admin puts a list's table in a box of its own that scrolls sideways: nothing
@@ -62,8 +66,73 @@ def tour_page(browser):
     context.close()
 
 
+# Account codes where a person reads (names are what people read: "withdraw locked").
+ACCOUNT_CODES = re.compile(r"\b(201|202|203|204|205|206|230|900|910|920)\b")
+
+
+def _operator_pages(page, url, units, wallet, broadcast, shots):
+    """The operator's day pages at 1440 x 900 and 1280 x 800: no sideways scroll, no raw base
+    units, no account codes, no traceback; the approval's review shown before its POST."""
+    from broadcasts.models import OutgoingTransaction
+    from ledger.models import NetworkTransaction
+
+    waiting = OutgoingTransaction.objects.get(state="queued")
+    OutgoingTransaction.objects.filter(pk=waiting.pk).update(
+        state="awaiting_approval", approval_reason="over the approval threshold"
+    )
+    sent = OutgoingTransaction.objects.get(state="broadcasted")
+    deposit = NetworkTransaction.objects.filter(type="deposit", credited_at__isnull=False)[0]
+    pages = [
+        ("home", ""),
+        ("network-transactions", "ledger/networktransaction/"),
+        ("deposit", f"ledger/networktransaction/{deposit.pk}/change/"),
+        ("deposit-history", f"ledger/networktransaction/{deposit.pk}/history/"),
+        ("person", "person/treasury/"),
+        ("activity", "activity/"),
+        ("schedules", "django_q/schedule/"),
+        ("tasks", "django_q/success/"),
+        ("withdrawal", f"broadcasts/outgoingtransaction/{sent.pk}/change/"),
+        ("withdrawal-awaiting", f"broadcasts/outgoingtransaction/{waiting.pk}/change/"),
+        ("review-cancel", f"broadcasts/outgoingtransaction/{waiting.pk}/decide/cancel/"),
+        ("queue", "broadcasts/outgoingtransaction/queue/?user_id=treasury"),
+        ("wallet-add", "ledger/wallet/add/"),
+        ("wallet", f"ledger/wallet/{wallet.pk}/change/"),
+        ("accounts", "ledger/account/"),
+        ("user-balances", "balances/apitoken/user-balances/?user_id=treasury"),
+        ("broadcast", f"broadcasts/broadcast/{broadcast.pk}/change/"),
+        ("broadcasts", "broadcasts/broadcast/"),
+        ("outgoing", "broadcasts/outgoingtransaction/"),
+        ("wallets", "ledger/wallet/"),
+        ("reconcile", f"ledger/wallet/{wallet.pk}/reconcile/"),
+    ]
+    for width, height in ((1440, 900), (1280, 800)):
+        page.set_viewport_size({"width": width, "height": height})
+        for name, path in pages:
+            page.goto(url + path)
+            _check(page, f"{name}-{width}", units, width=width, shots=shots)
+            text = page.inner_text("body")
+            assert not ACCOUNT_CODES.search(text), f"{name}: {ACCOUNT_CODES.search(text)}"
+            assert "Traceback" not in text and "Server Error" not in text, name
+        page.goto(url + "broadcasts/outgoingtransaction/?state__exact=awaiting_approval")
+        page.check(f"input[name=_selected_action][value='{waiting.pk}']")
+        page.select_option("select[name=action]", "approve_outgoing")
+        page.click("button[name=index]")
+        page.wait_for_selector("#review-summary")
+        _check(page, f"review-approve-{width}", units, ["0.02345678 BTC"], width, shots)
+        assert OutgoingTransaction.objects.get(pk=waiting.pk).state == "awaiting_approval"
+        # Close by hand: its review (what closes, what moves) before the POST.
+        page.goto(url + "ledger/networktransaction/?state__exact=open&type__exact=deposit")
+        page.check("#action-toggle")
+        page.select_option("select[name=action]", "close_by_hand")
+        page.click("button[name=index]")
+        page.wait_for_selector("#close-summary")
+        _check(page, f"review-close-{width}", units, width=width, shots=shots)
+        assert not NetworkTransaction.objects.filter(state="closed_by_hand").exists()
+    page.set_viewport_size({"width": WIDTH, "height": 900})
+
+
 def test_it_tours_every_page_at_1440_px_in_coins(
-    tour_page, live_server, superuser, two_nodes, settings
+    tour_page, live_server, superuser, two_nodes, settings, tmp_path
 ):
     page = tour_page
     ours, outside = two_nodes
@@ -117,6 +186,8 @@ def test_it_tours_every_page_at_1440_px_in_coins(
     _check(page, "user-balances", units)
     page.goto(url + "balances/apitoken/")
     _check(page, "api-tokens", units)
+
+    _operator_pages(page, url, units, wallet, broadcast, tmp_path)
 
     page.context.clear_cookies()
     settings.AXES_FAILURE_LIMIT = 3

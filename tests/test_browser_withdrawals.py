@@ -25,6 +25,12 @@ def _select(page, address, action):
         page.click("button[name=index]")
 
 
+def _confirm(page):
+    """The review page states what will move; only its button moves it."""
+    with page.expect_navigation():
+        page.click("input[type=submit].money-action")
+
+
 def test_it_needs_a_second_operator_to_approve_and_returns_a_rejected_one(
     page, live_server, node, fresh_node, django_user_model
 ):
@@ -65,6 +71,7 @@ def test_it_needs_a_second_operator_to_approve_and_returns_a_rejected_one(
     assert page.locator("#result_list tbody tr", has_text="awaiting approval").count() == 2
     # The one who queued it cannot approve it.
     _select(page, large, "approve_outgoing")
+    _confirm(page)
     page.locator(
         ".messagelist", has_text="queued by you: another person must approve it"
     ).wait_for()  # raises if it never shows
@@ -73,16 +80,17 @@ def test_it_needs_a_second_operator_to_approve_and_returns_a_rejected_one(
     page.context.clear_cookies()
     login(page, live_server, "second", "pw-second")
     _select(page, large, "approve_outgoing")
+    _confirm(page)
     page.locator(
-        ".messagelist", has_text="1 outgoing transaction approved"
+        ".messagelist", has_text="1 withdrawal approved"
     ).wait_for()  # raises if it never shows
     _select(page, other, "reject_outgoing")
     page.fill("#id_reason", "user did not confirm by phone")
     screenshot(page, "reject-outgoing.png")
-    page.click("input[type=submit][value=Rejected]")
+    _confirm(page)
     page.wait_for_url("**/admin/broadcasts/outgoingtransaction/**")
     page.locator(
-        ".messagelist", has_text="1 outgoing transaction rejected"
+        ".messagelist", has_text="1 withdrawal rejected"
     ).wait_for()  # raises if it never shows
 
     Broadcaster(wallet).run()  # what the scheduler does every minute

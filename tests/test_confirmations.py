@@ -7,7 +7,9 @@ from django.db import connection
 
 from ledger import services
 from ledger.backends.base import TxInfo
-from ledger.confirmations import apply, poll_wallet, update_confirmations, update_one
+from ledger.confirmations.apply import apply
+from ledger.confirmations.cycle import poll_wallet
+from ledger.confirmations.entry_points import update_confirmations, update_one
 from ledger.models import NetworkTransaction, Transaction
 from tests.support import make_currency, make_wallet, pay_from_outside, wait_until
 
@@ -227,7 +229,7 @@ from django.core.management import call_command
 from django.utils import timezone
 call_command("migrate", verbosity=0)
 from ledger.models import Currency, Wallet, NetworkTransaction as NT
-from ledger.confirmations import write_changes
+from ledger.confirmations.bulk import write_changes
 c = Currency.objects.create(code="BTC"); w = Wallet.objects.create(name="w", currency=c)
 rows = [NT.objects.create(currency=c, wallet=w, txid=f"{i:064x}", type="broadcast") for i in
 range(3)]

@@ -8,8 +8,10 @@ import pytest
 from cryptoadmin import faults
 from ledger import services
 from ledger.backends.base import TxInfo, TxOutput
-from ledger.confirmations import POLLED_STATES, apply, close_by_hand, record_deposits
-from ledger.models import Address, NetworkTransaction, Transaction, Wallet
+from ledger.confirmations.apply import apply
+from ledger.confirmations.closing import close_rows_by_hand
+from ledger.confirmations.crediting import record_deposits
+from ledger.models import POLLED_STATES, Address, NetworkTransaction, Transaction, Wallet
 from tests.support import make_currency, offline_wallet
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +107,7 @@ def test_it_never_undoes_or_credits_a_deposit_closed_by_hand_meanwhile(
 ):
     wallet, row = deposit
     rows = polled(wallet)  # the poller read the row before the operator's close
-    close_by_hand([row.pk], operator, "suspected double spend: do not credit")
+    close_rows_by_hand([row.pk], operator, "suspected double spend: do not credit")
     summary = apply(rows, {TXID: paying(TXID, confirmations, **{"addr-alice": 5000})}, currency)
     row.refresh_from_db()
     assert (row.state, row.credited_at, row.close_reason) == (
@@ -120,7 +122,7 @@ def test_it_never_undoes_or_credits_a_deposit_closed_by_hand_meanwhile(
 def test_it_never_touches_a_row_closed_by_hand_on_a_later_error(deposit, currency, operator):
     wallet, row = deposit
     rows = polled(wallet)
-    close_by_hand([row.pk], operator, "checked by hand")
+    close_rows_by_hand([row.pk], operator, "checked by hand")
     apply(rows, {}, currency)  # the node lost it: would be "vanished"
     row.refresh_from_db()
     assert row.state == "closed_by_hand" and row.last_error == "" and row.last_checked_at is None
@@ -275,5 +277,5 @@ def test_it_shows_a_credited_conflicted_deposit_apart_and_drops_the_banner_once_
     client.force_login(superuser)
     body = client.get("/admin/").content.decode()
     assert "1 conflicted deposit already credited" in body and "never credited" not in body
-    close_by_hand([row.pk], operator, "checked: double spend, user informed")
+    close_rows_by_hand([row.pk], operator, "checked: double spend, user informed")
     assert "conflicted deposit" not in client.get("/admin/").content.decode()

@@ -16,10 +16,10 @@ from tests.support import PYTHON, REPO, wait_until
 pytestmark = pytest.mark.node
 
 MARKER = "CRYPTOADMIN_DEMO_TEST_MARKER"
-# demo, its two nodes, runserver, and qcluster: the command, its sentinel, monitor, pusher and
-# workers.
+# demo, its two nodes, runserver, the event dispatcher, the node listener, and qcluster: the
+# command, its sentinel, monitor, pusher and workers.
 Q_WORKERS = 1  # the smallest cluster that still has every kind of process
-TREE_SIZE = 1 + 2 + 1 + (4 + Q_WORKERS)
+TREE_SIZE = 1 + 2 + 1 + 1 + (4 + Q_WORKERS)
 
 
 def marked_processes(marker: str) -> list[tuple[int, str]]:
@@ -108,9 +108,8 @@ def test_it_leaves_no_process_behind_after_ctrl_c_ten_times_in_a_row(tmp_path):
                 if demo.poll() is None:
                     demo.kill()
                     demo.wait()
-            assert "stopped: web server, scheduler, nodes" in log.read_text(), log.read_text()[
-                -3000:
-            ]
+            stopped = "stopped: web server, scheduler, event dispatcher, nodes"
+            assert stopped in log.read_text(), log.read_text()[-3000:]
             assert (run, marked_processes(marker)) == (run, [])
     finally:
         for pid, _ in marked_processes(marker):

@@ -9,7 +9,7 @@ import pytest
 
 from cryptoadmin import faults
 from ledger import services
-from ledger.confirmations import update_confirmations
+from ledger.confirmations.entry_points import update_confirmations
 from ledger.models import NetworkTransaction, Transaction
 from tests.support import PYTHON, REPO, make_currency, make_wallet, manage_process
 
@@ -127,7 +127,8 @@ def test_it_credits_once_after_a_rescan_is_killed(deposits, child_env):
 def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_polls(
     deposits, node, child_env, operator
 ):
-    from ledger.confirmations import close_by_hand, update_one
+    from ledger.confirmations.closing import close_rows_by_hand
+    from ledger.confirmations.entry_points import update_one
     from ledger.rescan import rescan_wallet
 
     wallet, txids = deposits
@@ -138,7 +139,7 @@ def test_it_leaves_a_deposit_closed_by_hand_alone_in_walletnotify_rescan_and_pol
     carol = node.rpc("sendtoaddress", address.address, "0.2")
     update_one(wallet.currency, carol)
     row = NetworkTransaction.objects.get(wallet=wallet, txid=carol)
-    close_by_hand([row.pk], operator, "suspected double spend: do not credit")
+    close_rows_by_hand([row.pk], operator, "suspected double spend: do not credit")
     node.generate(5)
     assert run(child_env, "", "walletnotify", "BTC", carol).returncode == 0
     rescan_wallet(wallet)
@@ -155,7 +156,8 @@ def test_it_never_credits_a_deposit_an_operator_closes_while_the_poller_holds_a_
 ):
     """A real poller process parked after reading the rows (before its write, or before its
     credit); the operator closes one deposit by hand; the poller goes on."""
-    from ledger.confirmations import close_by_hand, record_deposits
+    from ledger.confirmations.closing import close_rows_by_hand
+    from ledger.confirmations.crediting import record_deposits
 
     wallet, txids = deposits
     record_deposits(wallet, wallet.get_backend().get_transactions(list(txids.values())).values())
@@ -164,7 +166,7 @@ def test_it_never_credits_a_deposit_an_operator_closes_while_the_poller_holds_a_
     )
     assert poller.stdout.readline().strip() == f"paused {point}"
     row = NetworkTransaction.objects.get(wallet=wallet, txid=txids["bob"])
-    close_by_hand([row.pk], operator, "suspected double spend: do not credit")
+    close_rows_by_hand([row.pk], operator, "suspected double spend: do not credit")
     row.refresh_from_db()
     as_closed = [
         getattr(row, f)

@@ -1,5 +1,6 @@
-"""Every environment variable the README's table lists is validated with a message that names
-it: bad values stop start-up, values that parse but cannot work fail `manage.py check`."""
+"""Every environment variable docs/configuration.md's table lists is validated with a message
+that names it: bad values stop start-up, values that parse but cannot work fail
+`manage.py check`."""
 
 import re
 import subprocess
@@ -60,6 +61,7 @@ BAD_BUT_PARSEABLE = {
         "BALANCE_CACHE_CROSS_PROCESS='carrier-pigeon' is not one of",
     ),
     "METRICS_TOKEN": ("short", "METRICS_TOKEN is shorter than 20 characters."),
+    "LOGIN_USERNAME_MAX_FAILURES": ("-1", "LOGIN_USERNAME_MAX_FAILURES=-1 is below"),
     "ALERT_URLS": (
         "json://127.0.0.1:9/x, nosuchservice://token@host",
         "ALERT_URLS: URL #2 (nosuchservice://...) is not a notification URL apprise knows.",
@@ -80,6 +82,17 @@ def test_it_passes_check_with_the_defaults():
     assert result.returncode == 0, result.stderr
 
 
+def test_it_warns_that_no_node_is_called_without_node_hosts_in_production():
+    result = check(DEBUG="0", SECRET_KEY="k" * 50, ALLOWED_HOSTS="admin.example.com")
+    assert "ops.W020" in result.stderr + result.stdout
+    assert (
+        "ops.W020"
+        not in check(
+            DEBUG="0", SECRET_KEY="k" * 50, ALLOWED_HOSTS="admin.example.com", NODE_HOSTS="10.0.0.5"
+        ).stderr
+    )
+
+
 @pytest.mark.parametrize(
     "name, raw, message",
     [
@@ -98,9 +111,11 @@ def test_it_names_a_number_that_does_not_parse(name, raw, message):
     assert "Traceback" not in result.stderr
 
 
-def test_it_lists_every_variable_the_code_reads_in_the_readme_table():
-    readme = (REPO / "README.md").read_text()
-    table = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, re.M))
+def test_it_lists_every_variable_the_code_reads_in_the_configuration_table():
+    # docs/configuration.md, or the table of the topic page that owns the setting.
+    table = set()
+    for page in sorted((REPO / "docs").glob("*.md")):
+        table |= set(re.findall(r"^\| `([A-Z_]+)` \|", page.read_text(), re.M))
     read = set()
     for path in list(Path(REPO).glob("*/*.py")) + list(Path(REPO).glob("*/*/*.py")):
         if (

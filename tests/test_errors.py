@@ -1,13 +1,13 @@
-"""One project exception root: every domain error derives from ledger.errors.CryptoadminError,
-keeping its builtin base for existing callers."""
+"""One project exception root: every domain error derives from
+cryptoadmin.errors.CryptoadminError, keeping its builtin base for existing callers."""
 
 import importlib
 import pkgutil
 
 import pytest
 
+from cryptoadmin.errors import CryptoadminError
 from cryptoadmin.registry import project_app_names
-from ledger.errors import CryptoadminError
 
 # Not refusals, so never under the root, where a domain handler could catch them:
 NOT_DOMAIN = {
@@ -45,8 +45,7 @@ def test_it_finds_the_domain_errors_it_checks():
         "ledger.services.LedgerError",
         "balances.cache.LoadTimeout",
         "broadcasts.errors.OutgoingError",
-        "broadcasts.errors.CloseError",
-        "ledger.confirmations.CloseRefused",
+        "cryptoadmin.errors.CloseRefused",
         "balances.auth.Denied",
     ):
         assert expected in names
@@ -63,12 +62,12 @@ def test_it_roots_every_domain_error_in_one_class():
 
 def test_it_keeps_the_builtin_bases():
     from balances.cache import BalanceLoadError, UnknownUser
-    from broadcasts.errors import CloseError, OutgoingError
-    from ledger.confirmations import CloseRefused
+    from broadcasts.errors import OutgoingError
+    from cryptoadmin.errors import CloseRefused
     from ledger.money import AmountError
     from ledger.services import LedgerError
 
-    for cls in (AmountError, LedgerError, OutgoingError, CloseError, CloseRefused):
+    for cls in (AmountError, LedgerError, OutgoingError, CloseRefused):
         assert issubclass(cls, ValueError)
     assert issubclass(BalanceLoadError, RuntimeError) and issubclass(UnknownUser, LookupError)
 

@@ -279,14 +279,14 @@ def prepare(kind, books, ours, outside, child_env) -> list[str]:
         # chain and closes it as never left (its outgoing go back to the queue). Since issue 16
         # the machine would fail such a broadcast itself (nothing was signed); the person acts
         # first here, through the close page's service ...
-        from broadcasts.closing import close_by_hand, search_on_chain
+        from broadcasts.closing import close_broadcast_by_hand, search_on_chain
 
         assert child(child_env, *command, fault="broadcast.after_open=kill").returncode == -9
         end_leases(wallet)
         broadcast = Broadcast.objects.get(wallet=wallet)
         person = books["person"].user
         assert search_on_chain(broadcast, by=person) == []
-        close_by_hand(
+        close_broadcast_by_hand(
             broadcast,
             Broadcast.CloseMethod.NEVER_LEFT,
             by=person,
@@ -371,10 +371,10 @@ def prepare_lost(books, ours, outside, child_env) -> list[str]:
     """A signed attempt is closed as never left; its retry (spending one of its coins) is sent
     while our node is cut off, and meanwhile the first attempt's bytes are mined elsewhere,
     the polling threshold deep: once our node is back, the retry has lost."""
-    from broadcasts.closing import close_by_hand
+    from broadcasts.closing import close_broadcast_by_hand
     from broadcasts.models import Broadcast
     from broadcasts.withdrawals import send_external
-    from ledger.confirmations import poll_wallet
+    from ledger.confirmations.cycle import poll_wallet
 
     wallet = books["wallet"]
     send_external(books["alice"], outside.rpc("getnewaddress"), to_units("0.5", 8))
@@ -382,7 +382,7 @@ def prepare_lost(books, ours, outside, child_env) -> list[str]:
     assert child(child_env, *command, fault="broadcast.after_sign_commit=kill").returncode == -9
     end_leases(wallet)
     first = Broadcast.objects.get(wallet=wallet)
-    close_by_hand(first, "never_left", by=books["person"].user, reason="not on the node")
+    close_broadcast_by_hand(first, "never_left", by=books["person"].user, reason="not on the node")
     ours.rpc("setnetworkactive", False)
     try:
         assert child(child_env, *command).returncode == 0

@@ -112,6 +112,23 @@ def test_it_turns_introspection_off_when_debug_is_off(balance_cache, token):
     _only_the_token_lookup(sqls)
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        'query { user(id: "u-1") { currencies { lockedBalanc } } }',  # a field
+        'query { user(idd: "u-1") { currencies { id } } }',  # an argument
+        "query { user { currencie { id } } }",
+        "query q($id: Strin!) { user(id: $id) { currencies { id } } }",  # a type
+        'query { user(id: "u-1") { ... on UserBalance { currencies { id } } } }',
+    ],
+)
+def test_it_suggests_no_names_when_introspection_is_off(balance_cache, token, query):
+    body = _post(query, token).json()
+    assert body.get("errors"), body
+    for error in body["errors"]:
+        assert "did you mean" not in error["message"].lower(), error["message"]
+
+
 def test_it_still_answers_the_balances_query_within_the_limits(balance_cache, token):
     btc = currency("BTC")
     deposit(network_account(btc), "u-1", 150_000_000)

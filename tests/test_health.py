@@ -132,6 +132,10 @@ def test_it_tells_an_anonymous_caller_only_whether_all_is_well(client, btc):
     Wallet.objects.create(
         name="down", currency=btc, backend_settings={"url": "http://rpcuser:s3cret@127.0.0.1:9"}
     )
+    from django_q.models import Schedule
+
+    # Not a fresh start: the schedules are an hour late, so all is not well.
+    Schedule.objects.update(next_run=timezone.now() - timezone.timedelta(hours=1))
     response = client.get("/health")
     assert response.status_code == 503
     assert json.loads(response.content) == {"ok": False}
@@ -161,12 +165,17 @@ def test_it_gives_no_details_to_a_signed_in_non_staff_user(client, wallet, outsi
     assert set(json.loads(client.get("/health").content)) == {"ok"}
 
 
-def test_it_calls_block_io_once_for_many_anonymous_hits(client, blockio_wallet, blockio):
-    assert client.get("/health").status_code in (200, 503)
-    first_probe = len(blockio.requests)
-    assert first_probe >= 1  # the first hit really asked the node
-    for _ in range(20):
+def test_it_calls_block_io_once_for_many_detailed_hits_and_never_for_anonymous_ones(
+    client, blockio_wallet, blockio
+):
+    for _ in range(5):
         assert client.get("/health").status_code in (200, 503)
+    assert blockio.requests == []  # anonymous hits read what the scheduler recorded
+    assert _get(client)[0] in (200, 503)
+    first_probe = len(blockio.requests)
+    assert first_probe >= 1  # the first detailed hit really asked the node
+    for _ in range(20):
+        assert _get(client)[0] in (200, 503)
     assert (
         len(blockio.requests) == first_probe
     )  # later hits within seconds are served from the cache
@@ -189,3 +198,23 @@ def test_it_is_503_while_a_late_reply_needs_attention(client, wallet):
     status, body = _get(client)
     assert status == 503
     assert body["broadcasts"] == {"ok": False, "interrupted": [], "attention": [flagged.pk]}
+
+
+def test_it_gives_no_details_to_a_staff_session_without_its_second_factor(client, operator):
+    _recent_task()
+    client.force_login(operator, second_factor=False)
+    assert json.loads(client.get("/health").content) == {"ok": True}
+    assert client.get("/metrics").status_code == 403  # refused alike
+    client.force_login(operator)
+    assert "database" in json.loads(client.get("/health").content)
+
+
+def test_it_is_200_on_a_fresh_start_before_any_task_ran(client, db):
+    # Just migrated: the schedules are registered, no task has run yet and none is late.
+    from django_q.models import Schedule, Task
+
+    Schedule.objects.update(next_run=timezone.now() + timezone.timedelta(seconds=30))
+    assert not Task.objects.exists()
+    status, body = _get(client)
+    assert status == 200, body
+    assert body["scheduler"]["ok"] is True and body["scheduler"]["last_task_at"] is None

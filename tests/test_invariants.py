@@ -103,3 +103,19 @@ def test_it_sees_an_outgoing_stuck_paid_twice_or_unbooked(paid):
     violations = invariants.check(wallet, ours)
     assert any(f"outgoing #{row.pk} is stuck" in v for v in violations), violations
     assert any(f"broadcast #{b.pk} is still opened" in v for v in violations), violations
+
+
+def test_it_sees_events_that_disagree_with_the_database(paid):
+    from events.models import Event
+
+    wallet, ours, outside, alice = paid
+    deposit = Event.objects.filter(object_type="deposit")
+    assert list(deposit.order_by("sequence").values_list("type", flat=True))[-1] == (
+        "deposit.credited"
+    )
+    deposit.filter(sequence=1).delete()  # a hole in its numbering
+    violations = invariants.check(wallet, ours)
+    assert any("event sequence [2" in v for v in violations), violations
+    deposit.filter(type="deposit.credited").delete()  # the credit never told
+    violations = invariants.check(wallet, ours)
+    assert any("0 deposit.credited events" in v for v in violations), violations

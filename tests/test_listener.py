@@ -1,5 +1,6 @@
 """The node listener (manage.py listen_node) against a real regtest node's ZMQ feed."""
 
+import os
 import subprocess
 import threading
 import time
@@ -173,3 +174,35 @@ def test_it_keeps_one_database_connection_and_survives_losing_it(zmq_nodes, chil
     finally:
         code = child.stop()
     assert code == 0, child.lines[-20:]
+
+
+def test_it_records_what_the_thin_walletnotify_hands_over_from_a_node_without_zmq(
+    fresh_node, child_env
+):
+    outside = fresh_node()
+    notify = f"{PYTHON} -I -S {REPO / 'ledger' / 'walletnotify_push.py'} BTC %s"
+    node_env = dict(os.environ, WALLETNOTIFY_SOCKET=child_env["WALLETNOTIFY_SOCKET"])
+    ours = fresh_node(peer=outside, walletnotify=notify, env=node_env)  # no ZMQ feed
+    outside.generate(101)
+    wait_until(lambda: ours.rpc("getblockcount") == 101, what="our node to sync")
+    wallet = make_wallet(make_currency("BTC", crediting_threshold=1, polling_threshold=2), ours)
+    address = services.new_receiving_address(wallet, "bob")
+    child = Child(child_env, "--resync", "3600")  # no resync cycle: only the socket can tell it
+    try:
+        wait_until(lambda: child.saw(": start:"), what=f"the listener to start: {child.lines}")
+        txid = outside.rpc("sendtoaddress", address.address, "0.3")
+        row = wait_until(  # the relay from outside to our node takes seconds on a busy machine
+            lambda: deposit_row(txid), timeout=30, what=f"the notified deposit: {child.lines}"
+        )
+        assert row.block_height is None
+        # The listener says so once its batch is done, a moment after the row commits.
+        wait_until(lambda: child.saw("walletnotify, 1 transaction(s)"), what="the batch's line")
+        outside.generate(1)  # bitcoind notifies again when it is mined: credited at 1
+        wait_until(
+            lambda: Transaction.objects.filter(network_transaction__txid=txid).exists(),
+            timeout=30,
+            what=f"the credit from the mined notification: {child.lines[-5:]}",
+        )
+        assert services.balance(services.user_account("bob", wallet.currency)) == 30_000_000
+    finally:
+        assert child.stop() == 0, "\n".join(child.lines[-30:])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ledger.backends.base import mask_url
+from cryptoadmin.masking import mask_url
 
 SECRET_URLS = [
     ("http://rpcuser:s3cret@127.0.0.1:8332", "s3cret"),

@@ -155,11 +155,101 @@ def test_it_checks_and_closes_through_services_that_check_the_permission(operato
     with pytest.raises(PermissionDenied):
         flows.check_now([row], by=viewer)
     with pytest.raises(PermissionDenied):
-        flows.close_by_hand([row.pk], by=viewer, reason="not mine")
+        flows.close_transactions_by_hand([row.pk], by=viewer, reason="not mine")
     row.refresh_from_db()
     assert row.state == "open" and not LogEntry.objects.exists()
     grant(operator, "ledger.close_networktransaction_by_hand")
-    (closed,) = flows.close_by_hand([row.pk], by=operator, reason="checked on the explorer")
+    (closed,) = flows.close_transactions_by_hand(
+        [row.pk], by=operator, reason="checked on the explorer"
+    )
     assert (closed.state, closed.closed_by) == ("closed_by_hand", operator)
     assert LogEntry.objects.get(object_id=str(row.pk)).user == operator
     assert flows.check_now([row], by=SYSTEM) is not None  # the system may; nothing polled is left
+
+
+def _credited_deposit(wallet, user_id="u-dep", address="bcrt1qpaidaddressofthedepositor0000"):
+    from ledger.models import Account, Address
+
+    now = timezone.now()
+    (row,) = _rows(wallet, 1, state="closed", credited_at=now, amount=150_000_000, block_height=100)
+    account = services.user_account(user_id, wallet.currency)
+    paid = Address.objects.create(
+        currency=wallet.currency, wallet=wallet, account=account, address=address, kind="receiving"
+    )
+    network = services.system_account(wallet, Account.Code.NETWORK)
+    entry = services.post(
+        network, account, 150_000_000, "deposit", network_transaction=row, address=paid
+    )
+    return row, entry
+
+
+def test_it_says_whom_a_deposit_paid_in_the_list_its_page_and_the_csv(staff_client, db_wallet):
+    row, entry = _credited_deposit(db_wallet)
+    entry_url = f"/admin/ledger/transaction/{entry.pk}/change/"
+    listed = staff_client.get(LIST).content.decode()
+    assert "u-dep" in listed and entry_url in listed and "bcrt1qpaid" in listed
+    page = staff_client.get(f"{LIST}{row.pk}/change/").content.decode()
+    assert "u-dep" in page and entry_url in page and "bcrt1qpaidaddressofthedepositor0000" in page
+    csv = b"".join(staff_client.get(LIST + "export.csv").streaming_content).decode()
+    header, line = csv.splitlines()[:2]
+    assert "user" in header and "address" in header and "ledger entries" in header
+    assert (
+        "u-dep" in line and "bcrt1qpaidaddressofthedepositor0000" in line and str(entry.pk) in line
+    )
+
+
+def test_it_tells_a_deposits_history(staff_client, db_wallet):
+    row, entry = _credited_deposit(db_wallet)
+    page = staff_client.get(f"{LIST}{row.pk}/history/").content.decode()
+    assert (
+        "doesn’t have a change history" not in page and "doesn't have a change history" not in page
+    )
+    assert "Credited" in page and "u-dep" in page and "1.50000000 BTC" in page
+
+
+def test_it_derives_a_closed_rows_confirmations_from_the_tip_and_says_when_checked(
+    staff_client, db_wallet
+):
+    row, _ = _credited_deposit(db_wallet)
+    NetworkTransaction.objects.filter(pk=row.pk).update(confirmations=17)
+    type(db_wallet).objects.filter(pk=db_wallet.pk).update(
+        last_block_height=130, last_polled_at=timezone.now() - timezone.timedelta(seconds=20)
+    )
+    listed = staff_client.get(LIST).content.decode()
+    assert "17 / " not in listed and ">31<" in listed
+    assert "checked 20 s ago" in listed
+
+
+def test_it_reviews_a_close_by_hand_with_count_total_and_what_moves(client, operator, db_wallet):
+    grant(operator, "ledger.view_networktransaction", "ledger.close_networktransaction_by_hand")
+    rows = _rows(db_wallet, 2, amount=150_000_000)
+    client.force_login(operator)
+    page = client.post(
+        LIST, {"action": "close_by_hand", "_selected_action": [r.pk for r in rows]}
+    ).content.decode()
+    assert "2 network transactions" in page and "3.00000000 BTC" in page
+    assert "nobody is credited" in page
+    assert set(NetworkTransaction.objects.values_list("state", flat=True)) == {"open"}
+
+
+def test_it_says_whom_a_deposit_pays_before_it_is_credited(staff_client, db_wallet):
+    from ledger.backends.base import TxInfo, TxOutput
+    from ledger.confirmations.crediting import record_deposits
+    from ledger.models import Address
+
+    account = services.user_account("u-wait", db_wallet.currency)
+    Address.objects.create(
+        currency=db_wallet.currency,
+        wallet=db_wallet,
+        account=account,
+        address="bcrt1qwaitingforconfirmations000000",
+        kind="receiving",
+    )
+    paying = TxOutput(
+        address="bcrt1qwaitingforconfirmations000000", amount=70_000_000, category="receive"
+    )
+    assert record_deposits(db_wallet, [TxInfo("ef" * 32, 1, None, (paying,))]) == 1
+    listed = staff_client.get(LIST).content.decode()
+    assert "u-wait" in listed and "bcrt1qwaiti" in listed and "awaiting credit" in listed
+    csv = b"".join(staff_client.get(LIST + "export.csv").streaming_content).decode()
+    assert "u-wait" in csv and "bcrt1qwaitingforconfirmations000000" in csv

@@ -10,9 +10,9 @@ import pytest
 
 from broadcasts.broadcaster import Broadcaster
 from broadcasts.closing import close_as_broadcasted, close_as_never_left
-from broadcasts.errors import CloseError
 from broadcasts.models import Broadcast, OutgoingTransaction
 from broadcasts.withdrawals import send_external
+from cryptoadmin.errors import CloseRefused
 from ledger import imports
 from ledger import services as ledger
 from tests.broadcast_helpers import end_lease
@@ -153,7 +153,7 @@ def test_it_refuses_never_left_for_a_block_io_withdrawal_to_our_own_address_that
     blockio.clock = lambda: __import__("time").time() + 3600  # past the nonce window
     closer = grant(operator, "broadcasts.close_broadcast_by_hand")
 
-    with pytest.raises(CloseError, match="it left"):
+    with pytest.raises(CloseRefused, match="it left"):
         close_as_never_left(broadcast, closer, "nothing in block.io's list")
     close_as_broadcasted(broadcast, txid, closer, "found in block.io's sent list")
 
@@ -312,7 +312,7 @@ def test_it_closes_a_signed_attempt_by_another_txid_only_if_it_spends_one_of_its
         return server.rpc("sendrawtransaction", server.rpc("signrawtransaction", funded)["hex"])
 
     elsewhere = by_hand([])
-    with pytest.raises(CloseError, match="spends none of the coins"):
+    with pytest.raises(CloseRefused, match="spends none of the coins"):
         close_as_broadcasted(signed, elsewhere, closer, "paid by hand")
     txid, vout = signed.inputs[0].split(":")
     ours = by_hand([{"txid": txid, "vout": int(vout)}])

@@ -55,8 +55,9 @@ def test_it_serves_the_admin_with_its_css_and_debug_off(child_env, tmp_path, dja
     finally:
         stop(proc)
     log = (tmp_path / "serve.log").read_text()
-    assert "stopped: web server, scheduler" in log, log[-3000:]
-    assert "Booting worker" in log and "running." in log  # gunicorn and the cluster both ran
+    assert "stopped: web server, scheduler, event dispatcher" in log, log[-3000:]
+    # gunicorn, the cluster and the event dispatcher all ran
+    assert "Booting worker" in log and "running." in log and "delivering events" in log
     assert marked_processes("serve-" + tmp_path.name) == []
 
 

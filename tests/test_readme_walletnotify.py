@@ -1,5 +1,5 @@
-"""The README's -walletnotify lines work as written: bitcoind substitutes %s with a txid, and
-the command must be told the currency (without it every notification exited 2)."""
+"""The documented -walletnotify lines (docs/) work as written: bitcoind substitutes %s with a
+txid, and the command must be told the currency (without it every notification exited 2)."""
 
 import re
 import subprocess
@@ -10,11 +10,14 @@ from tests.support import REPO
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# Where the documentation gives the -walletnotify lines: development and production.
+DOCS = ("confirmations.md", "operations.md")
+
 
 def readme_walletnotify_commands():
-    readme = (REPO / "README.md").read_text()
-    return re.findall(r'-walletnotify="([^"]+)"', readme) + re.findall(
-        r"-walletnotify=(/\S+ walletnotify \S+ %s)", readme
+    docs = "".join((REPO / "docs" / name).read_text() for name in DOCS)
+    return re.findall(r'-walletnotify="([^"]+)"', docs) + re.findall(
+        r"-walletnotify=(/\S+ walletnotify \S+ %s)", docs
     )
 
 

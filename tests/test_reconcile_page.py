@@ -267,3 +267,20 @@ def test_it_is_run_by_a_real_worker(operator, btc, child_env, tmp_path):
     finally:
         stop(cluster)  # the leader only: a signal to its whole group hangs its shutdown
         double.stop()
+
+
+def test_it_refreshes_itself_while_a_scan_runs(client, operator, db_wallet):
+    wallet = db_wallet
+    client.force_login(operator)
+    client.post(_url(wallet), {"reconcile": "1"})
+    page = client.get(_url(wallet)).content.decode()
+    assert '<meta http-equiv="refresh"' in page and "Reload this page" not in page
+
+
+def test_it_shows_network_fees_paid_as_a_positive_amount(client, viewer, btc):
+    figures = dict.fromkeys(("wallet_id", "node_balance", "uncredited", "unaccounted"), 0)
+    figures.update(books_balance=89600, users_balance=100000, pending_outgoing=0, fees=-10400)
+    wallet = offline_wallet(btc, "fees", last_reconciliation={**figures, "missing_deposits": []})
+    client.force_login(viewer)
+    page = client.get(_url(wallet)).content.decode()
+    assert 'id="fees-paid">0.00010400 BTC' in page and "-0.00010400" not in page

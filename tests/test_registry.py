@@ -13,6 +13,7 @@ def test_it_lists_the_project_apps_of_installed_apps_in_their_panel_order():
         "ledger",
         "broadcasts",
         "balances",
+        "events",
         "api",
         "cryptoadmin",
     ]
@@ -28,6 +29,7 @@ def test_it_follows_installed_apps_instead_of_a_list_of_its_own(monkeypatch):
         "ops.dashboard",
         "ledger.dashboard",
         "broadcasts.dashboard",
+        "events.dashboard",
     ]
 
 

@@ -29,7 +29,7 @@ def test_it_finds_a_deposit_made_while_nothing_was_polling(setup):
     wallet.refresh_from_db()
     assert wallet.last_rescan_at is not None and wallet.last_rescan_result["found"] == 0
     # The tracker takes over and credits it exactly once.
-    from ledger.confirmations import update_confirmations
+    from ledger.confirmations.entry_points import update_confirmations
     from ledger.models import Transaction
     from tests.support import wait_until
 

@@ -125,7 +125,15 @@ def test_it_runs_on_two_web_workers_and_two_clusters_with_one_database(
     webs = []
     try:
         webs = [
-            start_serve(env, tmp_path / f"web{i}.log", "--no-scheduler", "--web-workers", "1")
+            # Two machines' web tiers on one host: one node listener would hold the socket.
+            start_serve(
+                env,
+                tmp_path / f"web{i}.log",
+                "--no-scheduler",
+                "--no-listener",
+                "--web-workers",
+                "1",
+            )
             for i in (1, 2)
         ]
         a, b = (ProxiedBrowser(base) for _, base in webs)

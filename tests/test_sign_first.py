@@ -309,3 +309,12 @@ def test_it_takes_back_a_signed_broadcast_closed_as_never_left_that_the_node_sen
     assert_one_payment_each(wallet, server, {address: 7_000_000})
     Broadcaster(wallet).run()  # flagged once: the next run finds nothing new
     assert Broadcast.objects.count() == 1 and len(sends(server)) == 1
+    # Marked by a field, not found by its message: had nothing been taken back (the broadcast
+    # still closed as never left), the watch would leave it alone whatever its text says.
+    Broadcast.objects.filter(pk=signed.pk).update(
+        state=Broadcast.State.CLOSED_FAILED, last_error="acknowledged, checked by hand"
+    )
+    from broadcasts.watch import watch_signed_never_left
+
+    assert Broadcast.objects.get(pk=signed.pk).late_reply_at is not None
+    assert watch_signed_never_left(wallet, wallet.get_backend()) == 0

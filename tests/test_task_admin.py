@@ -87,3 +87,29 @@ def test_it_lets_no_role_change_or_delete_a_queued_task(client, admin):
     queued.refresh_from_db()
     assert queued.key != "other"
     assert not Success.objects.exists()
+
+
+def test_it_reruns_a_reconciliation_as_the_admin_who_reruns_it_once(
+    client, admin, operator, db_wallet
+):
+    # The Operator's "Reconcile now" ran; its record holds the Operator's id as an argument.
+    done = _task(True, func="ledger.tasks.reconcile_wallet_task", tid="c" * 32)
+    Task.objects.filter(pk=done.pk).update(args=(db_wallet.pk, operator.pk))
+    client.force_login(admin)
+    for _ in range(3):
+        _act(client, SUCCESSES, "resubmit_task", done)
+    queued = [q.task for q in OrmQ.objects.all()]
+    assert [(t["func"], t["args"]) for t in queued] == [
+        ("ledger.tasks.reconcile_wallet_task", (db_wallet.pk, admin.pk))
+    ]  # one scan at a time, run and recorded as the Admin
+    db_wallet.refresh_from_db()
+    assert db_wallet.reconcile_requested_by == admin
+
+
+def test_it_refuses_to_rerun_a_project_task_queued_for_someone_without_its_flow(client, admin):
+    client.force_login(admin)
+    task = _task(True, func="ledger.tasks.reconcile_wallet_task", tid="d" * 32)
+    Task.objects.filter(pk=task.pk).update(args=(987654,))  # its wallet is gone
+    response = _act(client, SUCCESSES, "resubmit_task", task)
+    assert not OrmQ.objects.exists()
+    assert response.status_code == 302

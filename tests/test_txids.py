@@ -57,8 +57,8 @@ def test_it_checks_the_operators_txid_when_closing_a_broadcast(btc, superuser):
     from django.utils import timezone
 
     from broadcasts.closing import close_as_broadcasted
-    from broadcasts.errors import CloseError
     from broadcasts.models import Broadcast
+    from cryptoadmin.errors import CloseRefused
     from ledger.models import Wallet
 
     wallet = Wallet.objects.create(name="txid-close", currency=btc, backend_settings=DEAD)
@@ -70,17 +70,21 @@ def test_it_checks_the_operators_txid_when_closing_a_broadcast(btc, superuser):
         def get_transaction(self, txid):
             raise AssertionError("a malformed txid must be refused before the node is asked")
 
+        spends_own_coins = get_transaction
+
     for bad in ("zz" * 32, GOOD[:-1], GOOD + "00"):
-        with pytest.raises(CloseError, match="64 hexadecimal"):
+        with pytest.raises(CloseRefused, match="64 hexadecimal"):
             close_as_broadcasted(broadcast, bad, superuser, "found it", backend=NoNode())
     asked = []
 
     class Records(NoNode):
-        def get_transaction(self, txid):
+        def get_transaction(self, txid):  # whichever question the node is asked first
             asked.append(txid)
-            raise CloseError("stop here")
+            raise CloseRefused("stop here")
 
-    with pytest.raises(CloseError, match="stop here"):
+        spends_own_coins = get_transaction
+
+    with pytest.raises(CloseRefused, match="stop here"):
         close_as_broadcasted(
             broadcast, f" {GOOD.upper()} ", superuser, "found it", backend=Records()
         )

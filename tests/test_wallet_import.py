@@ -168,7 +168,7 @@ def test_it_refuses_while_a_broadcast_is_unsettled_then_imports_the_right_amount
     do not know yet. Unowned coins arriving meanwhile must not be imported as "what the node
     holds beyond the books" (that would absorb the unbooked payment and its fee)."""
     from broadcasts.broadcaster import Broadcaster
-    from broadcasts.closing import close_by_hand, search_on_chain
+    from broadcasts.closing import close_broadcast_by_hand, search_on_chain
     from broadcasts.models import Broadcast
     from broadcasts.withdrawals import send_external
     from cryptoadmin import faults
@@ -200,7 +200,7 @@ def test_it_refuses_while_a_broadcast_is_unsettled_then_imports_the_right_amount
 
     # A person settles it from the chain; then the import takes exactly the unowned coins.
     [txid] = search_on_chain(broadcast, by=operator)
-    close_by_hand(
+    close_broadcast_by_hand(
         broadcast, Broadcast.CloseMethod.REACHED_NETWORK, by=operator, reason="on chain", txid=txid
     )
     assert imports.import_unaccounted_balance(wallet.pk, treasury.pk).amount == 3 * BTC

@@ -120,3 +120,21 @@ def test_it_forbids_reconciliation_to_outsiders(client, outsider, managed):
     client.force_login(outsider)
     response = client.get(f"/admin/ledger/wallet/{wallet.pk}/reconcile/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_it_imports_into_a_new_users_account_on_a_fresh_install(admin_client, managed, admin):
+    # No account exists yet (a fresh install): the form opens "treasury"'s when confirmed.
+    wallet, *_ = managed
+    preview = admin_client.post(URL, {"wallet": wallet.pk, "new_user": "treasury", "preview": "1"})
+    assert preview.status_code == 200 and b"5.00000000 BTC" in preview.content
+    assert not services.Account.objects.filter(user_id="treasury").exists()  # nothing written
+    done = admin_client.post(
+        URL, {"wallet": wallet.pk, "new_user": "treasury", "expected": 5 * BTC, "confirm": "1"}
+    )
+    assert done.status_code == 302
+    (entry,) = Transaction.objects.filter(kind="import")
+    assert (entry.destination.user_id, entry.destination.code, entry.amount) == (
+        "treasury",
+        201,
+        5 * BTC,
+    )

@@ -53,9 +53,10 @@ def test_it_approves_in_bulk_but_not_what_you_queued(client, awaiting, second, o
         created_by=second,
     )
     client.force_login(second)
-    response = act(client, "approve_outgoing", awaiting + [mine])
+    # The review page first, then its confirm moves them.
+    response = act(client, "approve_outgoing", awaiting + [mine], confirm="1")
     text = " | ".join(str(m) for m in response.context["messages"])
-    assert "2 outgoing transactions approved" in text
+    assert "2 withdrawals approved" in text
     assert f"outgoing #{mine.pk} was queued by you: another person must approve it" in text
     states = dict(OutgoingTransaction.objects.values_list("pk", "state"))
     assert [states[o.pk] for o in awaiting] == [Q.QUEUED, Q.QUEUED] and states[
@@ -68,8 +69,10 @@ def test_it_asks_a_reason_to_reject_and_gives_the_money_back(client, awaiting, s
     page = act(client, "reject_outgoing", awaiting)
     assert b"Reject" in page.content and b'name="reason"' in page.content
     assert set(OutgoingTransaction.objects.values_list("state", flat=True)) == {Q.AWAITING_APPROVAL}
-    response = act(client, "reject_outgoing", awaiting, reason="address on a sanctions list")
-    assert "2 outgoing transactions rejected" in response.content.decode()
+    response = act(
+        client, "reject_outgoing", awaiting, reason="address on a sanctions list", confirm="1"
+    )
+    assert "2 withdrawals rejected" in response.content.decode()
     assert set(OutgoingTransaction.objects.values_list("state", "close_reason")) == {
         (Q.REJECTED, "address on a sanctions list")
     }
@@ -100,8 +103,10 @@ def test_it_filters_by_state_and_counts_on_the_dashboard(client, awaiting, secon
     listed = client.get(reverse(CHANGELIST) + "?state=needs_attention").context["cl"].result_list
     assert [o.pk for o in listed] == [awaiting[1].pk]
     home = client.get(reverse("admin:index")).content.decode()
-    assert "Awaiting approval" in home and "?state=awaiting_approval" in home
-    assert "?state=needs_attention" in home and "1 outgoing transaction needs attention" in home
+    assert "Awaiting approval" in home and "?state__exact=awaiting_approval" in home
+    assert (
+        "?state__exact=needs_attention" in home and "1 outgoing transaction needs attention" in home
+    )
 
 
 def test_it_records_who_changed_a_withdrawal_rule_and_from_what(client, admin_user, btc):

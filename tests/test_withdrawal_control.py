@@ -110,6 +110,8 @@ def test_it_refuses_approval_without_the_permission(wallet, alice, node, operato
         approve(out, viewer)
     with pytest.raises(DecisionError, match="permission to reject"):
         reject(out, viewer, "no")
+    with pytest.raises(DecisionError, match="permission to cancel outgoing"):
+        cancel(out, viewer, "no")
     out.refresh_from_db()
     assert out.state == Q.AWAITING_APPROVAL
 

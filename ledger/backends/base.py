@@ -6,10 +6,10 @@ its own boundary (bitcoind speaks Decimal JSON numbers, block.io decimal strings
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from ..errors import CryptoadminError
+from cryptoadmin.errors import CryptoadminError
+
 from ..txids import is_txid
 
 
@@ -27,6 +27,11 @@ class NodeUnreachable(BackendError):
 
 class NotSent(NodeUnreachable):
     """The request provably never reached the node (connection refused): nothing happened."""
+
+
+class HostRefused(NotSent):
+    """The node URL names a host the deployment does not allow (NODE_HOSTS): never called.
+    `code` is ledger.hosts.UrlRefused's."""
 
 
 class OutcomeUnknown(BackendError):
@@ -57,7 +62,16 @@ class BadReply(BackendError):
 
 class Refused(BackendError):
     """The node refuses this signed transaction for good (dust, a policy rule): it is not in
-    its mempool or chain, and the same bytes will never be accepted."""
+    its mempool or chain, and the same bytes will never be accepted. `reason` says why, as a
+    code read where the node's answer enters: DUST (an output too small: the others may go
+    alone) or POLICY (the transaction as a whole)."""
+
+    DUST = "dust"
+    POLICY = "policy"
+
+    def __init__(self, message, *, code=None, reason: str = POLICY):
+        super().__init__(message, code=code)
+        self.reason = reason
 
 
 class Conflict(BackendError):
@@ -155,8 +169,22 @@ class SinceBlock:
 class ChainTip:
     height: int
     hash: str
-    # The wallet's transaction count read in the same round trip (None: not known).
-    tx_count: int | None = None
+    # The id of the wallet's newest transaction, read in the same round trip (None: not known).
+    newest_tx: str | None = None
+
+
+def checked_node_url(url) -> str:
+    """`url` if the deployment lets the server call its host (NODE_HOSTS), else HostRefused:
+    every backend asks this before each connection, whatever a wallet's settings say."""
+    from django.conf import settings
+
+    from ..hosts import UrlRefused, check_url
+
+    try:
+        check_url(url, settings.NODE_HOSTS)
+    except UrlRefused as exc:
+        raise HostRefused(f"node URL refused: {exc}", code=exc.code) from None
+    return url
 
 
 def check_txid(value, what: str) -> str:
@@ -343,19 +371,6 @@ class Backend:
 
     def block_height(self) -> int:
         raise NotImplementedError
-
-
-# Credentials end at the LAST '@' (a password may contain '@' and '/'); the scheme is
-# matched in any case (HTTP:// too) and is optional. Masking a path that holds an '@' as
-# well hides more than needed, never less.
-_URL_CREDENTIALS = re.compile(
-    r"\A(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.-]*://)?(?P<cred>.*)@", re.DOTALL
-)
-
-
-def mask_url(url: str) -> str:
-    """http://user:pass@host:port -> http://•••@host:port"""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}•••@", url, count=1)
 
 
 def seconds_left(deadline: float | None, default: float) -> float:

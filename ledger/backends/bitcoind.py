@@ -15,21 +15,25 @@ Traps of AuthServiceProxy this module works around:
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
 import re
 import socket
 from decimal import Decimal
+from urllib.parse import unquote, urlsplit
 
 from bitcoinrpc.authproxy import AuthServiceProxy, JSONRPCException
 from django.conf import settings
 
 from cryptoadmin import faults
+from cryptoadmin.masking import mask_url
 
 from .. import rawtx
 from ..money import AmountError, format_units, to_units
 from ..txids import TXID_RE as HASH_RE  # a block hash has the shape of a txid
+from ..txids import is_txid
 from .base import (
     Backend,
     BackendError,
@@ -51,7 +55,7 @@ from .base import (
     TxInfo,
     TxOutput,
     check_txid,
-    mask_url,
+    checked_node_url,
     seconds_left,
 )
 
@@ -83,6 +87,15 @@ _rpc_log = logging.getLogger("BitcoinRPC")
 class _Proxy(AuthServiceProxy):
     """AuthServiceProxy whose replies are parsed once and never serialized again (the
     library's `_get_response` re-encodes every result for log.debug, whatever the level)."""
+
+    def __init__(self, service_url, *args, **kwargs):
+        super().__init__(service_url, *args, **kwargs)
+        # The library sends the user and password as written in the URL; a password holding
+        # '/', '?', '#' or '@' can only be written percent-encoded, so it is decoded here.
+        parts = urlsplit(service_url)
+        if "%" in (parts.username or "") + (parts.password or ""):
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self._AuthServiceProxy__auth_header = b"Basic " + base64.b64encode(pair.encode())
 
     def __getattr__(self, name):
         # The library builds each method's callable as an AuthServiceProxy by name; ours must
@@ -122,20 +135,33 @@ class _Proxy(AuthServiceProxy):
         return response
 
 
+def _cookie_url(url, path):
+    from ..node_address import CookieUnreadable, with_cookie
+
+    try:
+        return with_cookie(url, path)
+    except CookieUnreadable as exc:
+        # No call was made: a stopped node removes its cookie file.
+        raise NotSent(f"{mask_url(url)}: {exc}") from None
+
+
 class BitcoindBackend(Backend):
     def __init__(self, wallet, timeout: int | None = None):
         super().__init__(wallet)
-        url = (wallet.backend_settings or {}).get("url")
+        node = wallet.backend_settings or {}
+        url = node.get("url")
         if not url:
             raise BackendError(f"wallet {wallet.name} has no 'url' in its backend settings")
-        self.url = url
+        if node.get("cookie_file"):
+            url = _cookie_url(url, node["cookie_file"])
+        self.url = checked_node_url(url)
         self.timeout = timeout or settings.NODE_RPC_TIMEOUT
         self._proxy = None
 
     # -- transport ---------------------------------------------------------------------
 
     def _new_proxy(self, timeout: float | None = None):
-        return _Proxy(self.url, timeout=timeout or self.timeout)
+        return _Proxy(checked_node_url(self.url), timeout=timeout or self.timeout)
 
     def _proxy_for_reads(self):
         if self._proxy is None:
@@ -406,9 +432,13 @@ class BitcoindBackend(Backend):
 
     def chain_tip(self) -> ChainTip:
         # getblockchaininfo reads height and hash under one lock: never a mismatched pair.
-        # getwalletinfo's txcount in the same round trip tells a new wallet transaction under
-        # an unchanged tip (it grows when one arrives; being mined does not change it).
-        reply, wallet_info = self.batch([("getblockchaininfo",), ("getwalletinfo",)])
+        # The newest wallet transaction in the same round trip tells a new one under an
+        # unchanged tip (being mined does not reorder the list). listtransactions walks the
+        # wallet's ordered list from its newest end: its cost does not grow with the wallet's
+        # history, where getwalletinfo sums balances over every transaction.
+        reply, newest = self.batch(
+            [("getblockchaininfo",), ("listtransactions", "*", NEWEST_ENTRIES, 0, True)]
+        )
         if isinstance(reply, BackendError):
             raise reply
         if not isinstance(reply, dict):
@@ -416,13 +446,9 @@ class BitcoindBackend(Backend):
         height, best = reply.get("blocks"), reply.get("bestblockhash")
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
             raise BadReply(f"getblockchaininfo: blocks {str(height)[:40]!r} is not a height")
-        count = wallet_info.get("txcount") if isinstance(wallet_info, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            # Unknown: the poller follows the tip alone (walletnotify and the listener still
-            # see unconfirmed deposits at once).
-            log.warning("getwalletinfo gave no usable txcount: %.80r", wallet_info)
-            count = None
-        return ChainTip(height, _block_hash(best, "getblockchaininfo bestblockhash"), count)
+        return ChainTip(
+            height, _block_hash(best, "getblockchaininfo bestblockhash"), _newest_txid(newest)
+        )
 
     def since_tip(self, blockhash: str, heights: list[int]) -> tuple[SinceBlock, dict, str | None]:
         replies = self.batch(
@@ -610,7 +636,8 @@ class BitcoindBackend(Backend):
                     code=exc.code,
                 ) from exc
             if exc.code in (-26, -22):  # rejected by policy or unreadable: never accepted
-                raise Refused(message, code=exc.code) from exc
+                reason = Refused.DUST if "dust" in message else Refused.POLICY
+                raise Refused(message, code=exc.code, reason=reason) from exc
             raise
         if got != txid:
             raise OutcomeUnknown(f"sendrawtransaction answered {got!r}, not {txid}")
@@ -752,6 +779,22 @@ class BitcoindBackend(Backend):
 
     def block_height(self) -> int:
         return int(self.call("getblockcount"))
+
+
+NEWEST_ENTRIES = 5  # listtransactions entries read with the tip (a "move" entry has no txid)
+
+
+def _newest_txid(entries) -> str | None:
+    """The txid of the newest entry that has one; None when unknown (an error, an empty wallet):
+    the poller then follows the tip alone (the listener still sees unconfirmed deposits)."""
+    if not isinstance(entries, list):
+        log.warning("listtransactions gave no list: %.80r", entries)
+        return None
+    for entry in reversed(entries):  # oldest first
+        txid = entry.get("txid") if isinstance(entry, dict) else None
+        if is_txid(txid):
+            return txid
+    return None
 
 
 def _block_hash(value, what: str) -> str:

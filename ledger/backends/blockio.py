@@ -57,6 +57,7 @@ from .base import (
     TxInfo,
     TxOutput,
     check_txid,
+    checked_node_url,
     seconds_left,
 )
 
@@ -92,7 +93,9 @@ class BlockIoBackend(Backend):
         self.pin = cfg.get("pin") or ""
         if not self.api_key:
             raise BackendError(f"wallet {wallet.name} has no 'api_key' in its backend settings")
-        self.base_url = (cfg.get("base_url") or DEFAULT_BASE_URL).rstrip("/") + "/"
+        self.base_url = checked_node_url(
+            (cfg.get("base_url") or DEFAULT_BASE_URL).rstrip("/") + "/"
+        )
         self.network = cfg.get("network") or "BTCTEST"
         self.session = session or requests.Session()
         self._mine: set[str] | None = None
@@ -140,7 +143,7 @@ class BlockIoBackend(Backend):
 
     def read(self, method: str, **params) -> dict:
         """A safe request: retried with backoff on connection errors, 5xx and 429."""
-        url = f"{self.base_url}{method}/"
+        url = f"{checked_node_url(self.base_url)}{method}/"
         delay, waited = self.backoff, 0.0
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
@@ -149,6 +152,7 @@ class BlockIoBackend(Backend):
                     url,
                     params={"api_key": self.api_key, **params},
                     timeout=(min(5, self.timeout), self.timeout),
+                    allow_redirects=False,  # a redirect could lead off NODE_HOSTS
                 )
             except requests.RequestException as exc:
                 if last:
@@ -178,13 +182,14 @@ class BlockIoBackend(Backend):
 
     def write(self, method: str, timeout: float | None = None, **params) -> dict:
         """A state-changing request: one attempt, outcome classified."""
-        url = f"{self.base_url}{method}/"
+        url = f"{checked_node_url(self.base_url)}{method}/"
         timeout = timeout or self.timeout
         try:
             response = self.session.post(
                 url,
                 data={"api_key": self.api_key, "pin": self.pin, **params},
                 timeout=(min(5, timeout), timeout),
+                allow_redirects=False,  # a redirect could lead off NODE_HOSTS
             )
         except requests.ConnectTimeout:
             # Checked first: requests' ConnectTimeout is also a ConnectionError and a Timeout.

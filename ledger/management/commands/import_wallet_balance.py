@@ -3,6 +3,7 @@ from django.core.management import CommandError
 from cryptoadmin.commands import MoneyCommand
 from ledger import imports
 from ledger.actors import SYSTEM
+from ledger.admin_lists import as_id
 from ledger.backends import BackendError
 from ledger.models import Account, Wallet
 
@@ -65,7 +66,7 @@ class Command(MoneyCommand):
 def _wallet(ref: str) -> Wallet:
     wallets = Wallet.objects.select_related("currency")
     found = wallets.filter(name=ref).first() or (
-        wallets.filter(pk=int(ref)).first() if ref.isdigit() else None
+        wallets.filter(pk=as_id(ref)).first() if as_id(ref) is not None else None
     )
     if found is None:
         raise CommandError(f"Unknown wallet {ref!r}: give a wallet name or id.")

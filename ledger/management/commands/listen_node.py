@@ -1,8 +1,11 @@
-"""`manage.py listen_node [--wallet W ...] [--zmq URL] [--resync SECONDS]`: follow bitcoind's
-ZMQ feed (ledger/listener.py). Runs until SIGTERM or SIGINT; the process manager keeps it alive."""
+"""`manage.py listen_node [--wallet W ...] [--zmq URL] [--resync SECONDS] [--notify-socket PATH]`:
+follow bitcoind's ZMQ feed (ledger/listener.py) and take the txids deploy/walletnotify hands
+over on a unix socket (nodes without ZMQ). Runs until SIGTERM or SIGINT; the process manager
+keeps it alive."""
 
 import signal
 
+from django.conf import settings
 from django.core.management import CommandError
 
 from cryptoadmin.commands import MoneyCommand
@@ -30,8 +33,21 @@ class Command(MoneyCommand):
         parser.add_argument(
             "--resync", type=float, default=60.0, help="seconds between safety-net poll cycles"
         )
+        parser.add_argument(
+            "--notify-socket",
+            default=None,
+            help="unix socket for deploy/walletnotify (default: settings.WALLETNOTIFY_SOCKET)",
+        )
+        parser.add_argument(
+            "--no-notify-socket",
+            action="store_true",
+            help="ZMQ only: wallets without a 'zmq' endpoint are not listened for",
+        )
 
     def handle(self, wallet=None, zmq=None, resync=60.0, **options):
+        socket_path = None
+        if not options["no_notify_socket"]:
+            socket_path = options["notify_socket"] or settings.WALLETNOTIFY_SOCKET
         wallets = Wallet.objects.filter(
             enabled=True, backend=Wallet.Backend.BITCOIND
         ).select_related("currency")
@@ -42,7 +58,9 @@ class Command(MoneyCommand):
                 raise CommandError(
                     f"Unknown or disabled bitcoind wallet(s): {', '.join(sorted(missing))}"
                 )
-        wallets = [w for w in wallets if zmq or (w.backend_settings or {}).get("zmq")]
+        wallets = [
+            w for w in wallets if zmq or socket_path or (w.backend_settings or {}).get("zmq")
+        ]
         if not wallets:
             raise CommandError(
                 "No wallet to listen for: give --zmq, or set 'zmq' in a wallet's backend settings."
@@ -56,9 +74,11 @@ class Command(MoneyCommand):
             endpoint=zmq,
             resync=resync,
             out=(lambda line: self.stdout.write(line) or self.stdout.flush()) if verbose else None,
+            notify_socket=socket_path,
         )
+        feeds = [url for url in listener.groups if url] + ([socket_path] if socket_path else [])
         self.stdout.write(
-            f"listening for {', '.join(w.name for w in wallets)} on {', '.join(listener.groups)}"
+            f"listening for {', '.join(w.name for w in wallets)} on {', '.join(feeds)}"
         )
         self.stdout.flush()
         try:

@@ -1,7 +1,7 @@
 from django.core.management import CommandError
 
 from cryptoadmin.commands import MoneyCommand
-from ledger.confirmations import update_confirmations
+from ledger.confirmations.entry_points import update_confirmations
 from ledger.models import Currency
 
 

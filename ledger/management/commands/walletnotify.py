@@ -6,7 +6,7 @@ import sys
 
 from cryptoadmin.commands import MoneyCommand
 from ledger.backends import BackendError
-from ledger.confirmations import update_one
+from ledger.confirmations.entry_points import update_one
 from ledger.models import TXID_RE, Currency
 
 

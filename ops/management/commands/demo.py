@@ -1,11 +1,11 @@
 """`make run`: a living dashboard on this machine.
 
 Two regtest nodes peered on loopback: "outside" stands for the rest of the world (it mines
-and pays deposits), "ours" holds the service's wallet (it calls walletnotify). Migrates,
+and pays deposits), "ours" holds the service's wallet (its ZMQ feed drives `listen_node`). Migrates,
 makes an `admin` superuser with a fresh printed password, funds the wallet and imports
 that balance into the books, gives a few users deposit addresses, then runs the django-q2
-scheduler and the web server on 127.0.0.1 with a little traffic until Ctrl-C, which stops
-all of it. Data stays in var/ between runs.
+scheduler (the poll: the safety net), the node listener and the web server on 127.0.0.1
+with a little traffic until Ctrl-C, which stops all of it. Data stays in var/ between runs.
 """
 
 import os
@@ -43,17 +43,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, port, no_serve, var=None, **options):
-        port = port or settings.PORT
+        port = self.port = port or settings.PORT
         # Explicit handlers: a shell that starts us in the background ignores SIGINT for us.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _interrupt)
         var = Path(var) if var else settings.BASE_DIR / "var"
         outside = LocalBitcoind(datadir=str(var / "outside")).start()
-        notify = f"{sys.executable} {settings.BASE_DIR / 'manage.py'} walletnotify BTC %s"
         try:
-            node = LocalBitcoind(
-                datadir=str(var / "node"), peer=outside, walletnotify=notify
-            ).start()
+            # Push, as in production: the node's ZMQ feed and the listener (no walletnotify).
+            node = LocalBitcoind(datadir=str(var / "node"), peer=outside, zmq=True).start()
         except Exception:
             outside.stop(remove=False)
             raise
@@ -74,6 +72,8 @@ class Command(BaseCommand):
             manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
             # This command ran the system checks at its start, on the same settings.
             children.start(manage + ["qcluster", "--skip-checks"], env=env)
+            children.start(manage + ["deliver_events", "--skip-checks"], env=env)
+            children.start(manage + ["listen_node", "--no-notify-socket", "--skip-checks"], env=env)
             children.start(
                 manage + ["runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"], env=env
             )
@@ -82,7 +82,7 @@ class Command(BaseCommand):
                     f"\n  Dashboard: http://127.0.0.1:{port}/admin/\n  Log in as: admin / "
                     f"{password}\n  Second factor: {self.second_factor_note()}\n  Node: regtest "
                     f"bitcoind pid {node.pid}, RPC on 127.0.0.1:{node.rpc_port}\n  Ctrl-C stops "
-                    "the server, the scheduler and the node.\n"
+                    "the server, the scheduler, the event dispatcher and the node.\n"
                 )
             )
             self.run_until_interrupted(node, wallet, children)
@@ -98,7 +98,7 @@ class Command(BaseCommand):
                     server.proc.send_signal(signal.SIGTERM)
             node.stop(remove=False)
             outside.stop(remove=False)
-            self.stdout.write("stopped: web server, scheduler, nodes")
+            self.stdout.write("stopped: web server, scheduler, event dispatcher, nodes")
 
     def setup_books(self, node):
         from ledger.models import Currency, Wallet
@@ -118,7 +118,7 @@ class Command(BaseCommand):
             defaults={
                 "currency": btc,
                 "backend": "bitcoind",
-                "backend_settings": {"url": node.url},
+                "backend_settings": {"url": node.url, "zmq": node.zmq_url},
             },
         )
         return wallet
@@ -177,8 +177,8 @@ class Command(BaseCommand):
 
     def run_until_interrupted(self, node, wallet, children):
         try:
-            # Traffic starts after a first pause: the server and the scheduler start first,
-            # without walletnotify processes competing with them.
+            # Traffic starts after a first pause: the server, the scheduler and the listener
+            # start first.
             while children.all_running():
                 time.sleep(5)
                 self.tick(node, wallet)
@@ -186,30 +186,30 @@ class Command(BaseCommand):
             pass
 
     def tick(self, node, wallet):
-        """Some traffic: a block every tick so confirmations move, deposits, now and then a
-        withdrawal."""
+        """Some traffic: a block every tick so confirmations move, deposits from outside, and
+        the product's requests through the API: moves between accounts every tick, now and
+        then a withdrawal or a new deposit address."""
         from ledger.models import Address
 
         if random.random() < 0.5:
             address = random.choice(list(Address.objects.filter(wallet=wallet, kind="receiving")))
             amount = _random_amount()
             self.outside.rpc("sendtoaddress", address.address, amount)
+        product = self.product()
+        product.shuffle()
         if random.random() < 0.2:
-            self.withdraw(wallet)
+            product.withdraw(self.outside.rpc("getnewaddress"))
+        if random.random() < 0.1:
+            product.new_address()
         self.outside.generate(1)
 
-    def withdraw(self, wallet):
-        from ledger import services
+    def product(self):
+        """The service's app, speaking to this demo's web server through /api/v1/."""
+        if getattr(self, "_product", None) is None:
+            from ops.demo_traffic import ProductTraffic
 
-        try:
-            from broadcasts.withdrawals import send_external
-        except ImportError:
-            return
-        user = random.choice(self.USERS)
-        account = services.user_account(user, wallet.currency)
-        amount = random.randint(100_000, 5_000_000)
-        if services.balance(account) >= amount:
-            send_external(account, self.outside.rpc("getnewaddress"), amount)
+            self._product = ProductTraffic(f"http://127.0.0.1:{self.port}", self.USERS)
+        return self._product
 
 
 def _random_amount() -> str:
