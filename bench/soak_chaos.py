@@ -145,7 +145,7 @@ class Chaos:
     def signed_and_closed(self):
         """A withdrawal signed by a broadcaster killed before sending, then closed by a person
         as never left: a signed attempt whose bytes only the database holds."""
-        from broadcasts.closing import close_by_hand
+        from broadcasts.closing import close_broadcast_by_hand
         from broadcasts.models import Broadcast
         from cryptoadmin.errors import CloseRefused
         from tests.broadcast_helpers import end_lease
@@ -155,7 +155,9 @@ class Chaos:
         for broadcast in Broadcast.objects.filter(wallet=self.wallet, state="opened"):
             end_lease(broadcast)
             try:
-                close_by_hand(broadcast, "never_left", by=self.person.user, reason="soak: copy")
+                close_broadcast_by_hand(
+                    broadcast, "never_left", by=self.person.user, reason="soak: copy"
+                )
             except CloseRefused:
                 continue
             if broadcast.raw_tx:
