@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.confirmations_listener import notifications, tip_calls  # noqa: E402
 from devtools.localservices import LocalBitcoind, LocalPostgres  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
@@ -259,117 +259,6 @@ def measure(node, wallet, n, with_reference):
     return result
 
 
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def notifications(node, wallet, env, count, blocks=20, walletnotify_runs=3):
-    """The listener's CPU per notification and a deposit's delay, against walletnotify's process."""
-    from ledger import services
-    from ledger.models import NetworkTransaction, Wallet
-
-    Wallet.objects.filter(pk=wallet.pk).update(
-        backend_settings={**wallet.backend_settings, "zmq": node.zmq_url}
-    )
-    address = services.new_receiving_address(wallet, "bench-user")
-    child = subprocess.Popen(
-        [sys.executable, "manage.py", "listen_node", "--wallet", wallet.name, "--resync", "3600"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        first = child.stdout.readline()
-        assert "listening" in first, first + child.stdout.read()[-3000:]
-        time.sleep(SETTLE)  # its start-up cycle
-        delays, before = [], cpu_seconds(child.pid)
-        deposits = 0
-        for _ in range(count):
-            # The node's own wallet pays us: sendtoaddress takes about a second on this 100,000
-            # transaction wallet (coin selection), so the delay counts from its return.
-            txid = node.rpc("sendtoaddress", address.address, "0.01")
-            sent = time.perf_counter()
-            while not NetworkTransaction.objects.filter(txid=txid).exists():
-                time.sleep(0.002)
-            delays.append(time.perf_counter() - sent)
-            deposits += 1
-        time.sleep(0.5)
-        per_tx = (cpu_seconds(child.pid) - before) / deposits
-
-        def block():
-            height = node.rpc("getblockcount") + 1
-            node.generate(1)
-            while Wallet.objects.get(pk=wallet.pk).last_block_height != height:
-                time.sleep(0.005)
-            time.sleep(0.3)
-
-        before = cpu_seconds(child.pid)
-        block()  # mines and credits the deposits above
-        crediting_block = cpu_seconds(child.pid) - before
-        before = cpu_seconds(child.pid)
-        for _ in range(blocks):
-            block()
-        per_block = (cpu_seconds(child.pid) - before) / blocks
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
-    runs = []
-    for _ in range(walletnotify_runs):
-        usage = os.times()
-        subprocess.run(
-            [sys.executable, "manage.py", "walletnotify", "BTC", "00" * 32],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-        )
-        after = os.times()
-        runs.append(
-            after.children_user
-            + after.children_system
-            - usage.children_user
-            - usage.children_system
-        )
-    print(
-        f"listener: {per_tx * 1000:.1f} ms CPU per wallet transaction notification ({deposits} "
-        f"deposits, the node announces each), {per_block * 1000:.1f} ms CPU per block notification "
-        f"(a poll cycle, {blocks} blocks; {crediting_block * 1000:.0f} ms for the block crediting "
-        f"the {deposits} deposits) | deposit recorded {statistics.median(delays) * 1000:.0f} ms "
-        f"after sendtoaddress returned (median, max {max(delays) * 1000:.0f} ms) | manage.py "
-        f"walletnotify: {statistics.median(runs) * 1000:.0f} ms CPU per call (median of "
-        f"{walletnotify_runs})",
-        flush=True,
-    )
-
-
-def tip_calls(node):
-    """What an idle cycle asks the node besides the tip, at this wallet's size: the wallet's
-    newest transaction (listtransactions, ours) and the count getwalletinfo computes by walking
-    every transaction (the idle cycle before)."""
-    from bitcoinrpc.authproxy import AuthServiceProxy
-
-    rpc = AuthServiceProxy(node.url, timeout=600)
-    size = rpc.getwalletinfo()["txcount"]
-
-    def best_of(call, rounds=5):
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - started)
-        return min(times) * 1000
-
-    newest = best_of(lambda: rpc.listtransactions("*", 5, 0, True))
-    walk = best_of(rpc.getwalletinfo)
-    print(
-        f"wallet: {size:,} transactions | listtransactions * 5 (the idle cycle's): {newest:.2f} ms "
-        f"| getwalletinfo (the idle cycle's before): {walk:.2f} ms (best of 5 each)",
-        flush=True,
-    )
-
-
 def arguments():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -409,7 +298,7 @@ def main():
         if args.notifications:
             env = dict(os.environ, PYTHONPATH=str(REPO))
             runs = 1 if args.quick else 3
-            notifications(node, wallet, env, args.notifications, args.blocks, runs)
+            notifications(node, wallet, env, args.notifications, args.blocks, runs, SETTLE)
         report(results)
     finally:
         node.stop(remove=args.quick)

@@ -173,9 +173,7 @@ def storm(outside, ours, wallet, anchor, n):
         deposits = NT.objects.filter(wallet=wallet, type="deposit")
         before = cpu_seconds(listener.proc.pid)
         reconnect = time.perf_counter()
-        ours.rpc("setnetworkactive", True)
-        ours.rpc("addnode", f"127.0.0.1:{outside.p2p_port}", "onetry")  # not at the retry's pace
-        wait(lambda: ours.rpc("getblockcount") == height, 120, "the block at our node")
+        rejoin(ours, outside, height)
         arrived = time.perf_counter()
         wait(lambda: deposits.count() == n, 600, f"{n} deposits recorded: {listener.lines[-3:]}")
         recorded = time.perf_counter()
@@ -194,6 +192,23 @@ def storm(outside, ours, wallet, anchor, n):
         "credited": credited - arrived,
         "cpu_per_deposit": cpu / n,
     }
+    print_storm(figures, cpu, listener.lines)
+    show_balances(wallet, n)
+    idle_cycle(wallet)
+    figures["anchor"] = reference(anchor, txids)
+    return figures
+
+
+def rejoin(ours, outside, height):
+    """Our node back on the network, until the storm's block reaches it."""
+    ours.rpc("setnetworkactive", True)
+    ours.rpc("addnode", f"127.0.0.1:{outside.p2p_port}", "onetry")  # not at the retry's pace
+    wait(lambda: ours.rpc("getblockcount") == height, 120, "the block at our node")
+
+
+def print_storm(figures, cpu, lines):
+    """A storm's figures, then what each of the listener's wake-ups did, and how long."""
+    n = figures["n"]
     print(
         f"storm N={n:,}: the block reached our node {figures['arrival'] * 1000:.0f} ms after it "
         f"rejoined; from then, all recorded in {figures['recorded'] * 1000:.0f} ms, all credited "
@@ -201,13 +216,9 @@ def storm(outside, ours, wallet, anchor, n):
         f"{figures['cpu_per_deposit'] * 1000:.3f} ms per deposit",
         flush=True,
     )
-    for line in listener.lines:  # what each of the listener's wake-ups did, and how long
+    for line in lines:  # what each of the listener's wake-ups did, and how long
         if "block" in line or "transaction(s)" in line:
             print(f"  listener: {line}")
-    show_balances(wallet, n)
-    idle_cycle(wallet)
-    figures["anchor"] = reference(anchor, txids)
-    return figures
 
 
 def show_balances(wallet, n):
@@ -316,6 +327,20 @@ def wallets(ours, n):
     return made
 
 
+def print_results(results):
+    """Each storm against its reference, then the figures of the largest."""
+    for r in results:
+        print(
+            f"storm_credited_s N={r['n']}: {r['credited']:.2f} (reference "
+            f"{r['anchor']['credited']:.2f}); cpu_ms_per_deposit: "
+            f"{r['cpu_per_deposit'] * 1000:.3f} (reference "
+            f"{r['anchor']['cpu_per_deposit'] * 1000:.3f})"
+        )
+    largest = results[-1]
+    print(f"storm_credited_s: {largest['credited']:.2f}")
+    print(f"storm_cpu_ms_per_deposit: {largest['cpu_per_deposit'] * 1000:.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000])
@@ -335,16 +360,7 @@ def main():
         outside.generate(101 + sum(-(-n // FAN) for n in sizes))
         wait(lambda: ours.rpc("getblockcount") == outside.rpc("getblockcount"), 60, "sync")
         results = [storm(outside, ours, *wallets(ours, n), n) for n in sizes]
-        for r in results:
-            print(
-                f"storm_credited_s N={r['n']}: {r['credited']:.2f} (reference "
-                f"{r['anchor']['credited']:.2f}); cpu_ms_per_deposit: "
-                f"{r['cpu_per_deposit'] * 1000:.3f} (reference "
-                f"{r['anchor']['cpu_per_deposit'] * 1000:.3f})"
-            )
-        largest = results[-1]
-        print(f"storm_credited_s: {largest['credited']:.2f}")
-        print(f"storm_cpu_ms_per_deposit: {largest['cpu_per_deposit'] * 1000:.3f}")
+        print_results(results)
         print(json.dumps({"storms": results}))
     finally:
         from django.db import connections

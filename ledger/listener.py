@@ -95,6 +95,17 @@ def drain_datagrams(sock) -> list[bytes]:
             return out
 
 
+def _zmq_groups(wallets, endpoint: str | None, notify_socket: str | None) -> dict[str, list[int]]:
+    """Wallet ids by ZMQ endpoint ("" for those heard only through the notify socket)."""
+    groups: dict[str, list[int]] = {}
+    for wallet in wallets:
+        url = endpoint or (wallet.backend_settings or {}).get("zmq")
+        if not url and not notify_socket:
+            raise ValueError(f"wallet {wallet.name} has no 'zmq' endpoint in its backend settings")
+        groups.setdefault(url or "", []).append(wallet.pk)
+    return groups
+
+
 class Listener:
     def __init__(
         self,
@@ -108,14 +119,7 @@ class Listener:
         self.resync = resync
         self.context = zmq.Context()
         self.poller = zmq.Poller()
-        self.groups: dict[str, list[int]] = {}
-        for wallet in wallets:
-            url = endpoint or (wallet.backend_settings or {}).get("zmq")
-            if not url and not notify_socket:
-                raise ValueError(
-                    f"wallet {wallet.name} has no 'zmq' endpoint in its backend settings"
-                )
-            self.groups.setdefault(url or "", []).append(wallet.pk)
+        self.groups = _zmq_groups(wallets, endpoint, notify_socket)
         self.sockets: dict[zmq.Socket, str] = {}
         self.monitors: dict[zmq.Socket, str] = {}
         self.connected: set[str] = set()
@@ -129,28 +133,30 @@ class Listener:
             self.notify_fd = self.notify_socket.fileno()
             self.poller.register(self.notify_socket, zmq.POLLIN)
         for url in self.groups:
-            if not url:
-                continue  # wallets of nodes without ZMQ: the socket and the resync cycles
-            sock = self.context.socket(zmq.SUB)
-            sock.setsockopt(zmq.RCVHWM, 0)  # never drop on our side: a burst is drained in one go
-            sock.setsockopt(zmq.RECONNECT_IVL, 100)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            for topic in (b"hashblock", b"hashtx"):
-                sock.setsockopt(zmq.SUBSCRIBE, topic)
-            # Connection events: a reconnect (the node restarted) starts a poll cycle, as
-            # whatever the node published meanwhile is lost.
-            monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-            self.poller.register(monitor, zmq.POLLIN)
-            self.monitors[monitor] = url
-            sock.connect(url)
-            self.poller.register(sock, zmq.POLLIN)
-            self.sockets[sock] = url
+            if url:  # wallets of nodes without ZMQ: the socket and the resync cycles
+                self._subscribe(url)
         self.sequence: dict[tuple[str, bytes], int] = {}
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.handled = 0  # notifications handled (for the benchmark)
         # One backend per wallet for the process's life: its kept-alive connection saves a TCP
         # and HTTP handshake per wake-up (it reconnects by itself when the node restarts).
         self.backends: dict[int, object] = {}
+
+    def _subscribe(self, url: str) -> None:
+        sock = self.context.socket(zmq.SUB)
+        sock.setsockopt(zmq.RCVHWM, 0)  # never drop on our side: a burst is drained in one go
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        for topic in (b"hashblock", b"hashtx"):
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
+        # Connection events: a reconnect (the node restarted) starts a poll cycle, as
+        # whatever the node published meanwhile is lost.
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.poller.register(monitor, zmq.POLLIN)
+        self.monitors[monitor] = url
+        sock.connect(url)
+        self.poller.register(sock, zmq.POLLIN)
+        self.sockets[sock] = url
 
     def close(self) -> None:
         for sock in self.sockets:

@@ -176,39 +176,8 @@ def _credit_together(payable, ours, currency: Currency) -> list[NetworkTransacti
     network = services.system_account(wallet, Account.Code.NETWORK)
     now = timezone.now()
     with transaction.atomic():
-        # The claim: rows locked, then only those still open and uncredited are taken (a
-        # worker that waited on the lock sees them credited and takes none).
-        claimed = set(
-            NT.objects.select_for_update()
-            .filter(pk__in=[row.pk for row, _ in payable], credited_at__isnull=True)
-            .filter(state=NT.State.OPEN)
-            .values_list("pk", flat=True)
-        )
-        taken = [(row, info) for row, info in payable if row.pk in claimed]
-        closing = [
-            row.pk for row, info in taken if info.confirmations >= currency.polling_threshold
-        ]
-        NT.objects.filter(pk__in=claimed).update(credited_at=now)
-        NT.objects.filter(pk__in=closing).update(
-            state=NT.State.CLOSED, state_changed_at=now, closed_at=now
-        )
-        services.post_many(
-            [
-                Transaction(
-                    currency_id=network.currency_id,
-                    source=network,
-                    destination=ours[address].account,
-                    amount=amount,
-                    kind=Transaction.Kind.DEPOSIT,
-                    network_transaction_id=row.pk,
-                    address=ours[address],
-                    label=f"deposit {row.txid[:16]}",
-                )
-                for row, info in taken
-                for address, amount in info.received().items()
-                if address in ours
-            ]
-        )
+        taken = _claim(payable, currency, now)
+        services.post_many(_deposit_credits(taken, ours, network))
         if taken:  # deposit.credited (after its confirmations) with the credits, as one at a time
             deposits_changed.send(
                 NT,
@@ -225,3 +194,39 @@ def _credit_together(payable, ours, currency: Currency) -> list[NetworkTransacti
         if info.confirmations >= currency.polling_threshold:
             row.state, row.state_changed_at, row.closed_at = NT.State.CLOSED, now, now
     return [row for row, _ in taken]
+
+
+def _claim(payable, currency: Currency, now) -> list:
+    # The claim: rows locked, then only those still open and uncredited are taken (a
+    # worker that waited on the lock sees them credited and takes none).
+    claimed = set(
+        NT.objects.select_for_update()
+        .filter(pk__in=[row.pk for row, _ in payable], credited_at__isnull=True)
+        .filter(state=NT.State.OPEN)
+        .values_list("pk", flat=True)
+    )
+    taken = [(row, info) for row, info in payable if row.pk in claimed]
+    closing = [row.pk for row, info in taken if info.confirmations >= currency.polling_threshold]
+    NT.objects.filter(pk__in=claimed).update(credited_at=now)
+    NT.objects.filter(pk__in=closing).update(
+        state=NT.State.CLOSED, state_changed_at=now, closed_at=now
+    )
+    return taken
+
+
+def _deposit_credits(taken, ours, network) -> list[Transaction]:
+    return [
+        Transaction(
+            currency_id=network.currency_id,
+            source=network,
+            destination=ours[address].account,
+            amount=amount,
+            kind=Transaction.Kind.DEPOSIT,
+            network_transaction_id=row.pk,
+            address=ours[address],
+            label=f"deposit {row.txid[:16]}",
+        )
+        for row, info in taken
+        for address, amount in info.received().items()
+        if address in ours
+    ]

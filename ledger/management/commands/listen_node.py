@@ -48,23 +48,7 @@ class Command(MoneyCommand):
         socket_path = None
         if not options["no_notify_socket"]:
             socket_path = options["notify_socket"] or settings.WALLETNOTIFY_SOCKET
-        wallets = Wallet.objects.filter(
-            enabled=True, backend=Wallet.Backend.BITCOIND
-        ).select_related("currency")
-        if wallet:
-            wallets = wallets.filter(name__in=wallet)
-            missing = set(wallet) - {w.name for w in wallets}
-            if missing:
-                raise CommandError(
-                    f"Unknown or disabled bitcoind wallet(s): {', '.join(sorted(missing))}"
-                )
-        wallets = [
-            w for w in wallets if zmq or socket_path or (w.backend_settings or {}).get("zmq")
-        ]
-        if not wallets:
-            raise CommandError(
-                "No wallet to listen for: give --zmq, or set 'zmq' in a wallet's backend settings."
-            )
+        wallets = self._wallets(wallet, zmq, socket_path)
         stop = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.append(True))
@@ -86,3 +70,23 @@ class Command(MoneyCommand):
         finally:
             listener.close()
         self.stdout.write(f"stopped after {listener.handled} notification(s)")
+
+    def _wallets(self, names, zmq, socket_path) -> list[Wallet]:
+        wallets = Wallet.objects.filter(
+            enabled=True, backend=Wallet.Backend.BITCOIND
+        ).select_related("currency")
+        if names:
+            wallets = wallets.filter(name__in=names)
+            missing = set(names) - {w.name for w in wallets}
+            if missing:
+                raise CommandError(
+                    f"Unknown or disabled bitcoind wallet(s): {', '.join(sorted(missing))}"
+                )
+        wallets = [
+            w for w in wallets if zmq or socket_path or (w.backend_settings or {}).get("zmq")
+        ]
+        if not wallets:
+            raise CommandError(
+                "No wallet to listen for: give --zmq, or set 'zmq' in a wallet's backend settings."
+            )
+        return wallets
