@@ -55,6 +55,17 @@ def approve(outgoing: OutgoingTransaction, user) -> OutgoingTransaction:
     return outgoing
 
 
+def _refusal(outgoing_id: int, verb: str) -> DecisionError:
+    """Why a give-back's conditional UPDATE took no row."""
+    if _live_signed_attempts(outgoing_id).exists():
+        return DecisionError(
+            f"outgoing #{outgoing_id} was part of a signed transaction that may still "
+            "confirm: it is paid again only by a transaction conflicting with it, and "
+            f"cannot be {verb} until that one is provably dead"
+        )
+    return _lost_race(outgoing_id, verb)
+
+
 def _give_back(
     outgoing: OutgoingTransaction, user, reason: str, state, from_states, verb
 ) -> OutgoingTransaction:
@@ -76,11 +87,9 @@ def _give_back(
         )
         faults.point("outgoing.before_return_update")
         # The conditional UPDATE decides, with the entry (the CHECK wants both at once): against
-        # another person, an approval or a collecting broadcaster (on PostgreSQL it waits for a
-        # collector's row lock, then finds the row taken) exactly one wins; the loser's entry
-        # is rolled back with its transaction.
-        # Never given back while a signed transaction that contained it may still confirm:
-        # the user would have it twice (checked in the UPDATE, so a signing cannot slip in).
+        # another person, an approval or a collecting broadcaster exactly one wins (the loser's
+        # entry rolls back); never while a signed transaction that contained it may still
+        # confirm (the user would have it twice; in the UPDATE, so a signing cannot slip in).
         updated = (
             OutgoingTransaction.objects.filter(pk=row.pk, state=seen)
             .exclude(Exists(_live_signed_attempts(OuterRef("pk"))))
@@ -89,13 +98,7 @@ def _give_back(
             )
         )
         if not updated:
-            if _live_signed_attempts(row.pk).exists():
-                raise DecisionError(
-                    f"outgoing #{row.pk} was part of a signed transaction that may still "
-                    "confirm: it is paid again only by a transaction conflicting with it, and "
-                    f"cannot be {verb} until that one is provably dead"
-                )
-            raise _lost_race(row.pk, verb)
+            raise _refusal(row.pk, verb)
         events.emit(f"withdrawal.{state}", [row.pk])
         # Any return, for consumers that follow the balance rather than the decision.
         events.emit("withdrawal.returned", [row.pk])

@@ -194,25 +194,9 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
             f"by {broadcast.closed_by} " if broadcast.closed_by_id else ""
         )  # not joined: FOR UPDATE
         if broadcast.state in (Broadcast.State.BROADCASTED, Broadcast.State.CLOSED_BROADCASTED):
-            if broadcast.txid == txid:
-                # Its transaction pays every withdrawal it contained: one waiting to be paid
-                # again (it was in another broadcast when this one was settled) is paid.
-                taken = _take_waiting(broadcast)
-                if not taken:
-                    return f"already settled as {txid}"
-                book_sent(broadcast, txid, now)
-                if broadcast.raw_tx and rawtx.txid(bytes.fromhex(broadcast.raw_tx)) == txid:
-                    book_fee(broadcast.pk, broadcast.signed_fee)  # once: the fee IS NULL claim
-                note = (
-                    f"LATE REPLY: {taken} more outgoing of this broadcast were waiting to be paid "
-                    f"again; taken back and booked as sent by {txid}, which pays them"
-                )
-            else:
-                note = (
-                    f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was "
-                    f"settled {who}as {broadcast.txid}: if both transactions confirm, the outputs "
-                    "were paid twice"
-                )
+            note = _settled_reply(broadcast, txid, who, now)
+            if note is None:
+                return f"already settled as {txid}"
         elif broadcast.state in (Broadcast.State.CLOSED_FAILED, Broadcast.State.FAILED):
             note = _take_back(broadcast, txid, who, now) + _paid_twice(broadcast)
         else:
@@ -225,6 +209,28 @@ def record_late_reply(broadcast_id: int, txid: str) -> str:
         faults.point("broadcast.before_late_reply_commit")
     log.error("broadcast #%s: %s", broadcast_id, note)
     return note
+
+
+def _settled_reply(broadcast: Broadcast, txid: str, who: str, now) -> str | None:
+    """A late reply for a broadcast already settled: None when it changes nothing."""
+    if broadcast.txid != txid:
+        return (
+            f"LATE REPLY: the node paid this broadcast's outputs as {txid}, but it was "
+            f"settled {who}as {broadcast.txid}: if both transactions confirm, the outputs "
+            "were paid twice"
+        )
+    # Its transaction pays every withdrawal it contained: one waiting to be paid again (it was
+    # in another broadcast when this one was settled) is paid.
+    taken = _take_waiting(broadcast)
+    if not taken:
+        return None
+    book_sent(broadcast, txid, now)
+    if broadcast.raw_tx and rawtx.txid(bytes.fromhex(broadcast.raw_tx)) == txid:
+        book_fee(broadcast.pk, broadcast.signed_fee)  # once: the fee IS NULL claim
+    return (
+        f"LATE REPLY: {taken} more outgoing of this broadcast were waiting to be paid "
+        f"again; taken back and booked as sent by {txid}, which pays them"
+    )
 
 
 def _take_back(broadcast: Broadcast, txid: str, who: str, now) -> str:
