@@ -21,7 +21,7 @@ test:
 	@scripts/bootstrap test
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/python -m pytest -n 3 --dist worksteal
+	.venv/bin/python -m pytest -n 4 --dist worksteal
 
 # The suite saves its browser pictures to a temporary folder; this refreshes the docs' on purpose.
 screenshots:
