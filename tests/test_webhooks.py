@@ -150,3 +150,16 @@ def test_it_lets_one_claim_take_a_delivery():
     outbox.emit("deposit.seen", "deposit", 1)
     assert len(claim(endpoint.pk, 10)) == 1
     assert claim(endpoint.pk, 10) == []
+
+
+def test_it_reads_a_hostile_retry_after_as_none():
+    from events.webhooks import _retry_after
+
+    # str.isdigit() accepts "²" and other digits float() refuses: a receiver must not crash us.
+    assert [_retry_after(v) for v in ("²", "١٢", "-5", "soon", "120")] == [
+        None,
+        None,
+        None,
+        None,
+        120,
+    ]
