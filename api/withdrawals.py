@@ -116,10 +116,8 @@ def data(out: OutgoingTransaction) -> dict:
 
 
 def _fee_share(out: OutgoingTransaction, broadcast) -> str | None:
-    # Pro rata of the amounts sent, rounded down: the shares never add up to more than the fee.
-    if broadcast is None or broadcast.fee is None or not broadcast.total:
-        return None
-    return out.currency.format(broadcast.fee * out.amount // broadcast.total)
+    share = broadcast.fee_share(out.amount) if broadcast is not None else None  # booked fee only
+    return None if share is None else out.currency.format(share)
 
 
 def _reason(out: OutgoingTransaction) -> str | None:

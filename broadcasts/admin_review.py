@@ -231,7 +231,7 @@ def _broadcast(out) -> str:
         if b.txid
         else None
     )
-    share = (b.fee * out.amount // b.total) if b.fee and b.total else None
+    share = b.fee_share(out.amount)
     return format_html(
         '<a href="{}">broadcast #{}</a>, {}{}{}{}',
         reverse("admin:broadcasts_broadcast_change", args=[b.pk]),

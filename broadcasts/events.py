@@ -12,13 +12,8 @@ State = OutgoingTransaction.State
 
 
 def fee_share(out: OutgoingTransaction, broadcast) -> str | None:
-    """Pro rata of the amounts sent, rounded down: the shares never add up to more than the fee."""
-    fee = broadcast.fee if broadcast is not None and broadcast.fee is not None else None
-    if fee is None and broadcast is not None:
-        fee = broadcast.signed_fee  # signed first: known before it is booked
-    if fee is None or not broadcast.total:
-        return None
-    return out.currency.format(fee * out.amount // broadcast.total)
+    share = broadcast.fee_share(out.amount, signed=True) if broadcast is not None else None
+    return None if share is None else out.currency.format(share)
 
 
 def withdrawal_data(out: OutgoingTransaction) -> dict:

@@ -146,6 +146,15 @@ class Broadcast(models.Model):
     def __str__(self):
         return self.label or f"broadcast #{self.pk}"
 
+    def fee_share(self, amount: int, *, signed=False) -> int | None:
+        """One withdrawal's part of the fee, pro rata of the amounts sent and rounded down, so
+        the shares never add up to more than the fee. `signed`: the signed fee counts before
+        the booked one is known (sign first knows it before booking)."""
+        fee = self.fee if self.fee is not None else (self.signed_fee if signed else None)
+        if fee is None or not self.total:
+            return None
+        return fee * amount // self.total
+
     @staticmethod
     def lease_over(now):
         """The rows whose send's lease is over (or that never had one)."""

@@ -120,8 +120,8 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isascii() and value.isdigit():  # "²" is a digit to isdigit(), not to float()
-        return float(value)
+    if value.isascii() and value.isdigit():  # "²" is a digit to isdigit(), not to int()
+        return int(value)  # seconds
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -42,3 +42,12 @@ def test_it_keeps_no_dead_helpers():
     assert Transaction.clean is models.Model.clean
     # Nothing reads an actor's kind: `actors.person(by)` tells the system from a person.
     assert not hasattr(actors.SYSTEM, "is_system")
+
+
+def test_it_shares_a_fee_pro_rata_never_above_it():
+    b = Broadcast(total=300, fee=100, signed_fee=90)
+    shares = [b.fee_share(a) for a in (100, 100, 100)]
+    assert shares == [33, 33, 33] and sum(shares) <= 100
+    unbooked = Broadcast(total=300, fee=None, signed_fee=90)
+    assert unbooked.fee_share(100) is None and unbooked.fee_share(100, signed=True) == 30
+    assert Broadcast(total=0, fee=5).fee_share(1) is None
